@@ -1,0 +1,254 @@
+"""The ``gridplace`` command line (typer + rich). Exit codes follow DESIGN.md: 0 success, 1 bad
+input or an unplaceable workload, 2 usage errors (typer's own), 3 a plan with unplaced workloads.
+
+Only requested output goes to stdout; messages, progress and errors go to stderr. A user error
+never prints a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gridplace import __version__
+from gridplace.api import render
+from gridplace.api.checks import check_workloads
+from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
+from gridplace.specs.schema import json_schema, kind_names
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_UNPLACED = 3
+
+app = typer.Typer(
+    name="gridplace",
+    help="Plan where LLM inference runs on a heterogeneous GPU grid, and put it there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class ValidateFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    JUNIT = "junit"
+
+
+class CatalogKind(StrEnum):
+    GPUS = "gpus"
+    MODELS = "models"
+
+
+class ListFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+NodesOption = Annotated[
+    list[Path], typer.Option("--nodes", "-n", help="Node YAML file or directory (repeatable).")
+]
+WorkloadsOption = Annotated[
+    list[Path],
+    typer.Option("--workloads", "-w", help="Workload YAML file or directory (repeatable)."),
+]
+ProbesOption = Annotated[
+    list[Path] | None,
+    typer.Option("--probes", "-p", help="LatencyProbes YAML file or directory (repeatable)."),
+]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn input errors into a readable message and exit 1 — never a traceback."""
+    try:
+        yield
+    except SpecError as error:
+        render.print_issues(error.issues)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def load_inputs(*groups: list[Path] | None) -> SpecBundle:
+    paths = [path for group in groups if group for path in group]
+    return load_bundle(paths)
+
+
+@app.command()
+def validate(
+    nodes: NodesOption,
+    workloads: WorkloadsOption,
+    probes: ProbesOption = None,
+    output_format: Annotated[
+        ValidateFormat, typer.Option("--format", help="text, json or junit.")
+    ] = ValidateFormat.TEXT,
+) -> None:
+    """Check specs (schema, references) and whether each workload can be placed at all."""
+    try:
+        bundle = load_inputs(nodes, workloads, probes)
+    except SpecError as error:
+        _report_validation(error.issues, [], output_format)
+        raise typer.Exit(EXIT_INVALID) from None
+    checks = check_workloads(bundle)
+    _report_validation([], checks, output_format, bundle)
+    if any(not check.ok for check in checks):
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _report_validation(
+    issues: list[SpecIssue],
+    checks: list,  # type: ignore[type-arg]
+    output_format: ValidateFormat,
+    bundle: SpecBundle | None = None,
+) -> None:
+    unplaceable = [c for c in checks if not c.ok]
+    valid = not issues and not unplaceable
+    if output_format is ValidateFormat.JSON:
+        render.print_json(
+            {
+                "valid": valid,
+                "issues": [issue.as_dict() for issue in issues],
+                "workloads": [
+                    {"name": c.workload, "placeable": c.ok, "reasons": c.reasons} for c in checks
+                ],
+            }
+        )
+        return
+    if output_format is ValidateFormat.JUNIT:
+        cases = [
+            (issue.file or "input", issue.location(), [issue.message]) for issue in issues
+        ] or [("specs", "schema and references", [])]
+        cases += [("placeability", c.workload, c.reasons) for c in checks]
+        print(render.junit_xml("gridplace.validate", cases))
+        return
+    if issues:
+        render.print_issues(issues)
+        return
+    assert bundle is not None
+    for check in checks:
+        mark = "[green]ok[/]" if check.ok else "[red]unplaceable[/]"
+        render.stdout.print(f"{mark} {check.workload}", highlight=False)
+        for reason in check.reasons:
+            render.stdout.print(f"    {reason}", highlight=False)
+    summary = (
+        f"{len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads, "
+        f"{sum(len(p.spec.samples) for p in bundle.probes)} probe samples: "
+        + ("valid" if valid else f"{len(unplaceable)} workload(s) cannot be placed")
+    )
+    render.stdout.print(summary, highlight=False)
+
+
+@app.command()
+def schema(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(kind_names())}.")],
+) -> None:
+    """Print the JSON Schema of a kind."""
+    try:
+        document = json_schema(kind)
+    except KeyError as error:
+        render.stderr.print(f"[bold red]error:[/] {error.args[0]}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    render.print_json(document)
+
+
+@app.command()
+def catalog(
+    what: Annotated[CatalogKind, typer.Argument(help="gpus or models.")],
+    output_format: Annotated[ListFormat, typer.Option("--format")] = ListFormat.TABLE,
+) -> None:
+    """List the built-in GPU or model catalog."""
+    cat = builtin_catalog()
+    if what is CatalogKind.GPUS:
+        entries = {gid: gpu.to_yaml_dict() for gid, gpu in cat.gpus.items()}
+        rows = [
+            [
+                gid,
+                gpu.display_name,
+                gpu.architecture.value,
+                f"{gpu.memory_gib:g}",
+                f"{gpu.memory_bandwidth_gbps:g}",
+                _tflops(gpu.tensor_tflops.bf16 or gpu.tensor_tflops.fp16),
+                _tflops(gpu.tensor_tflops.fp8),
+                _tflops(gpu.tensor_tflops.int8),
+                f"{gpu.tdp_watts:g}",
+                f"gen{gpu.pcie.generation} x{gpu.pcie.lanes}",
+            ]
+            for gid, gpu in cat.gpus.items()
+        ]
+        columns = [
+            "id",
+            "name",
+            "arch",
+            "GiB",
+            "GB/s",
+            "bf16/fp16 TF",
+            "fp8 TF",
+            "int8 TOPS",
+            "W",
+            "PCIe",
+        ]
+    else:
+        entries = {mid: model.to_yaml_dict() for mid, model in cat.models.items()}
+        rows = [
+            [
+                mid,
+                model.hugging_face_repo or "",
+                f"{model.parameters_billion:g}",
+                f"{model.active_parameters_billion:g}" if model.active_parameters_billion else "",
+                str(model.layers),
+                str(model.hidden_size),
+                f"{model.attention_heads}/{model.kv_heads}",
+                f"{model.max_context_tokens:,}",
+            ]
+            for mid, model in cat.models.items()
+        ]
+        columns = [
+            "id",
+            "Hugging Face repo",
+            "params B",
+            "active B",
+            "layers",
+            "hidden",
+            "heads/kv",
+            "context",
+        ]
+    if output_format is ListFormat.JSON:
+        render.print_json(entries)
+    elif output_format is ListFormat.YAML:
+        render.print_yaml([entries])
+    else:
+        render.stdout.print(render.table(f"{what.value} ({len(rows)})", columns, rows))
+
+
+def _tflops(value: float | None) -> str:
+    return f"{value:g}" if value is not None else "-"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"gridplace {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """gridplace: placement planning for LLM inference on heterogeneous GPU grids."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

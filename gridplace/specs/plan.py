@@ -1,0 +1,95 @@
+"""The ``PlacementPlan`` kind: where each replica runs, what it is predicted to do, and why not."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gridplace.specs.common import (
+    API_VERSION,
+    Metadata,
+    Name,
+    Precision,
+    ShortText,
+    StrictModel,
+)
+
+
+class Prediction(StrictModel):
+    """What the performance model expects of one replica."""
+
+    ttft_ms: float = Field(ge=0, description="Time to first token incl. network RTT, ms.")
+    itl_ms: float = Field(ge=0, description="Inter-token latency at planned load, ms.")
+    capacity_rps: float = Field(ge=0, description="Requests/s one replica sustains in SLO.")
+    vram_gib: float = Field(ge=0, description="VRAM per GPU it occupies, GiB.")
+
+
+class Assignment(StrictModel):
+    """One replica of a workload on GPUs of one node."""
+
+    workload: Name
+    node: Name
+    gpus: list[int] = Field(min_length=1, max_length=64, description="GPU indices on the node.")
+    precision: Precision
+    tensor_parallel: int = Field(default=1, ge=1, le=64)
+    predicted: Prediction | None = None
+    pinned: bool = Field(default=False, description="Replanning keeps it where it is.")
+
+    @model_validator(mode="after")
+    def _gpus(self) -> Assignment:
+        if len(set(self.gpus)) != len(self.gpus):
+            raise ValueError(f"gpus {self.gpus} lists a GPU twice")
+        if any(index < 0 for index in self.gpus):
+            raise ValueError(f"gpus {self.gpus} has a negative index")
+        if len(self.gpus) != self.tensor_parallel:
+            raise ValueError(
+                f"tensorParallel ({self.tensor_parallel}) must equal the number of gpus "
+                f"({len(self.gpus)})"
+            )
+        return self
+
+
+class PlacementPlanSpec(StrictModel):
+    assignments: list[Assignment] = Field(default_factory=list, max_length=1_000_000)
+
+
+class SolverSummary(StrictModel):
+    status: ShortText = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE, ... or a baseline name.")
+    wall_seconds: float = Field(ge=0)
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = Field(default=None, ge=0, description="Relative optimality gap.")
+    strategy: ShortText | None = Field(default=None, description="cpsat, greedy, capacity-only.")
+
+
+class WorkloadCoverage(StrictModel):
+    name: Name
+    demand_rps: float = Field(ge=0)
+    capacity_rps: float = Field(ge=0)
+    slo_met: bool
+    replicas: int | None = Field(default=None, ge=0)
+    cost_per_hour: float | None = Field(default=None, ge=0)
+
+
+class Unplaced(StrictModel):
+    workload: Name
+    reasons: list[ShortText] = Field(min_length=1, max_length=200)
+    hints: list[ShortText] = Field(default_factory=list, max_length=50)
+
+
+class PlacementPlanStatus(StrictModel):
+    solver: SolverSummary | None = None
+    workloads: list[WorkloadCoverage] = Field(default_factory=list)
+    unplaced: list[Unplaced] = Field(default_factory=list)
+    cost_per_hour: float | None = Field(default=None, ge=0)
+
+
+class PlacementPlan(StrictModel):
+    """A ``PlacementPlan`` document."""
+
+    api_version: Literal["gridplace/v1alpha1"] = API_VERSION
+    kind: Literal["PlacementPlan"] = "PlacementPlan"
+    metadata: Metadata
+    spec: PlacementPlanSpec
+    status: PlacementPlanStatus | None = None

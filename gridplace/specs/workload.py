@@ -1,0 +1,125 @@
+"""The ``InferenceWorkload`` kind: one model served to some traffic under an SLO."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gridplace.specs.common import (
+    API_VERSION,
+    CatalogRef,
+    ClaimLevel,
+    Engine,
+    Metadata,
+    Name,
+    Precision,
+    StrictModel,
+)
+from gridplace.specs.model_arch import ModelArchitectureSpec
+
+SHARE_TOLERANCE = 1e-6
+
+
+class ServiceLevel(StrictModel):
+    """Latency targets every request should meet."""
+
+    ttft_ms: float = Field(gt=0, le=600_000, description="Time to first token target, ms.")
+    itl_ms: float = Field(gt=0, le=60_000, description="Inter-token latency target, ms.")
+
+
+class TrafficSource(StrictModel):
+    region: Name = Field(description="Client region requests come from.")
+    share: float = Field(gt=0, le=1, description="Share of requests from this region.")
+
+
+class Traffic(StrictModel):
+    """The load to serve."""
+
+    requests_per_second: float = Field(gt=0, le=1_000_000, description="Mean arrival rate.")
+    prompt_tokens: int = Field(ge=1, le=10_000_000, description="Mean prompt length, tokens.")
+    output_tokens: int = Field(ge=1, le=1_000_000, description="Mean output length, tokens.")
+    sources: list[TrafficSource] = Field(min_length=1, max_length=64)
+
+    @field_validator("sources")
+    @classmethod
+    def _shares(cls, sources: list[TrafficSource]) -> list[TrafficSource]:
+        regions = [s.region for s in sources]
+        duplicated = sorted({r for r in regions if regions.count(r) > 1})
+        if duplicated:
+            raise ValueError(f"sources list region(s) {duplicated} more than once")
+        total = math.fsum(s.share for s in sources)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ValueError(f"source shares must sum to 1, they sum to {total:g}")
+        return sources
+
+
+class ReplicaBounds(StrictModel):
+    min: int = Field(default=1, ge=0, le=10_000)
+    max: int = Field(default=64, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must be <= replicas.max ({self.max})")
+        return self
+
+
+class SpreadDomain(StrEnum):
+    PROVIDER = "provider"
+    REGION = "region"
+
+
+class Spread(StrictModel):
+    """Anti-affinity: at most ``max_per_domain`` replicas per provider (or region)."""
+
+    across: SpreadDomain
+    max_per_domain: int = Field(ge=1, le=10_000)
+
+
+class TrustRequirement(StrictModel):
+    """Which nodes may serve this workload at all."""
+
+    min_claims: ClaimLevel = Field(default=ClaimLevel.SELF_REPORTED)
+    min_reliability: float = Field(default=0.0, ge=0, le=1)
+
+
+class InferenceWorkloadSpec(StrictModel):
+    model: CatalogRef | ModelArchitectureSpec = Field(
+        description="Model catalog id / Hugging Face repo, or an inline architecture."
+    )
+    precisions: list[Precision] = Field(
+        min_length=1, max_length=5, description="Acceptable precisions, preferred first."
+    )
+    engine: Engine = Field(default=Engine.VLLM)
+    slo: ServiceLevel
+    traffic: Traffic
+    replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)
+    spread: Spread | None = None
+    trust: TrustRequirement | None = None
+    priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
+
+    @field_validator("precisions")
+    @classmethod
+    def _unique_precisions(cls, precisions: list[Precision]) -> list[Precision]:
+        seen: set[Precision] = set()
+        for precision in precisions:
+            if precision in seen:
+                raise ValueError(f"precision {precision.value!r} is listed twice")
+            seen.add(precision)
+        return precisions
+
+
+class InferenceWorkload(StrictModel):
+    """An ``InferenceWorkload`` document."""
+
+    api_version: Literal["gridplace/v1alpha1"] = API_VERSION
+    kind: Literal["InferenceWorkload"] = "InferenceWorkload"
+    metadata: Metadata
+    spec: InferenceWorkloadSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
