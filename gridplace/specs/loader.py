@@ -194,15 +194,19 @@ def _data_path(data: Any, loc: Sequence[str | int]) -> FieldPath:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (
-            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        ):
+        if _has(current, part):
             current = current[part]
             path.append(part)
         elif isinstance(current, dict) and isinstance(part, str) and part[:1].islower():
             path.append(part)  # a missing field: name it, stop descending
             current = None
     return tuple(path)
+
+
+def _has(container: Any, part: str | int) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
 
 
 def _describe(item: Any) -> str:

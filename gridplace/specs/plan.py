@@ -33,6 +33,10 @@ class Assignment(StrictModel):
     gpus: list[int] = Field(min_length=1, max_length=64, description="GPU indices on the node.")
     precision: Precision
     tensor_parallel: int = Field(default=1, ge=1, le=64)
+    gpu_share: Literal[1, 2, 4] = Field(
+        default=1,
+        description="The replica gets 1/gpuShare of its GPU's memory and bandwidth (1 = whole).",
+    )
     predicted: Prediction | None = None
     pinned: bool = Field(default=False, description="Replanning keeps it where it is.")
 
@@ -42,6 +46,8 @@ class Assignment(StrictModel):
             raise ValueError(f"gpus {self.gpus} lists a GPU twice")
         if any(index < 0 for index in self.gpus):
             raise ValueError(f"gpus {self.gpus} has a negative index")
+        if self.gpu_share > 1 and self.tensor_parallel > 1:
+            raise ValueError("a tensor-parallel replica takes whole GPUs (gpuShare must be 1)")
         if len(self.gpus) != self.tensor_parallel:
             raise ValueError(
                 f"tensorParallel ({self.tensor_parallel}) must equal the number of gpus "

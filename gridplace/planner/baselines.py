@@ -1,0 +1,145 @@
+"""The baselines every figure is measured against, in the planner's own terms.
+
+``capacity-only``: the static matching most grids use — for each workload in input order, the
+first acceptable precision whose weights fit, on the node with the most free VRAM first (first
+fit), replicas = max(min, demand / nameplate throughput). It ignores latency targets, network
+distance and thermal derate: it is run on a problem compiled with those rules switched off.
+
+``greedy``: filter and score, one workload at a time in priority order: among the options that
+meet every rule, take the cheapest per request/s (ties: preferred precision, lower ITL) until the
+demand of each traffic source is covered, within replica bounds, spread and budget.
+
+Both return option counts; de-aggregation and the plan output are shared with the CP-SAT path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from gridplace.planner.deaggregate import _Node
+from gridplace.planner.problem import Option, Problem
+
+
+class _Grid:
+    """Concrete free slots per node, so a baseline never books what cannot be packed."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.nodes = {
+            (pool.index, name): _Node(name, pool.gpu_indices)
+            for pool in problem.pools
+            for name in pool.node_names
+        }
+
+    def take(self, option: Option) -> bool:
+        pool = self.problem.pools[option.pool]
+        candidates = [
+            (-node.used, name, gpus)
+            for name in pool.node_names
+            if (gpus := (node := self.nodes[(pool.index, name)]).find(option)) is not None
+        ]
+        if not candidates:
+            return False
+        _, name, gpus = min(candidates)
+        self.nodes[(pool.index, name)].take(option, gpus)
+        return True
+
+    def free_vram_gib(self, pool_index: int) -> float:
+        pool = self.problem.pools[pool_index]
+        free_slots = sum(sum(self.nodes[(pool_index, n)].free.values()) for n in pool.node_names)
+        return free_slots / 4 * pool.memory_gib
+
+
+def _domain(problem: Problem, option: Option) -> str | None:
+    workload = problem.workloads[option.workload]
+    if workload.spread_across is None:
+        return None
+    pool = problem.pools[option.pool]
+    return pool.provider if workload.spread_across == "provider" else pool.region
+
+
+class _Booking:
+    """What greedy has booked: replicas per option, per workload and domain, and the spend."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.grid = _Grid(problem)
+        self.counts: dict[int, int] = defaultdict(int)
+        self.replicas: dict[int, int] = defaultdict(int)
+        self.per_domain: dict[tuple[int, str], int] = defaultdict(int)
+        self.spent = 0.0
+        self.budget = problem.budget_per_hour if problem.budget_per_hour is not None else math.inf
+
+    def add(self, option: Option) -> bool:
+        """Book one more replica of ``option`` if every rule allows it."""
+        workload = self.problem.workloads[option.workload]
+        domain = _domain(self.problem, option)
+        limit = workload.spread_max_per_domain
+        if self.replicas[workload.index] >= workload.replicas_max:
+            return False
+        at_limit = limit is not None and self.per_domain[(workload.index, domain or "")] >= limit
+        if domain is not None and at_limit:
+            return False
+        if self.spent + option.cost_per_hour > self.budget or not self.grid.take(option):
+            return False
+        self.counts[option.index] += 1
+        self.replicas[workload.index] += 1
+        self.spent += option.cost_per_hour
+        if domain is not None:
+            self.per_domain[(workload.index, domain)] += 1
+        return True
+
+
+def greedy(problem: Problem) -> dict[int, int]:
+    booking = _Booking(problem)
+    for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
+        # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
+        options = sorted(
+            problem.options_of(workload.index),
+            key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
+        )
+        for region, share in sorted(workload.sources, key=lambda s: -s[1]):
+            need = workload.demand_rps * share * (1 + problem.headroom)
+            for option in options:
+                if region not in option.servable_sources:
+                    continue
+                while need > 1e-9 and booking.add(option):
+                    need -= option.capacity_rps
+                if need <= 1e-9:
+                    break
+        for option in options:  # top up to replicas.min with the cheapest options
+            while booking.replicas[workload.index] < workload.replicas_min and booking.add(option):
+                pass
+    return dict(booking.counts)
+
+
+def capacity_only(problem: Problem) -> dict[int, int]:
+    """First fit by free VRAM; ``problem`` must be compiled with SLOs and derate switched off.
+
+    It keeps the structural rules (replica bounds, spread) but not the budget: a VRAM matcher
+    does not price what it places.
+    """
+    booking = _Booking(problem)
+    booking.budget = math.inf
+    for workload in problem.workloads:
+        options = problem.options_of(workload.index)
+        if not options:
+            continue
+        # The first acceptable precision that fits anywhere, at its smallest whole-GPU footprint.
+        rank = min(o.precision_rank for o in options)
+        fitting = [o for o in options if o.precision_rank == rank and o.share == 1]
+        if not fitting:
+            continue
+        smallest_tp = min(o.tensor_parallel for o in fitting)
+        fitting = [o for o in fitting if o.tensor_parallel == smallest_tp]
+        nameplate_rps = max(o.capacity_rps for o in fitting)
+        wanted = max(workload.replicas_min, math.ceil(workload.demand_rps / nameplate_rps))
+        for _ in range(min(wanted, workload.replicas_max)):
+            # Most free VRAM first; ties by pool order (stable).
+            by_free_vram = sorted(
+                fitting, key=lambda o: (-booking.grid.free_vram_gib(o.pool), o.pool)
+            )
+            if not any(booking.add(option) for option in by_free_vram):
+                break  # nothing left that fits
+    return dict(booking.counts)

@@ -1,0 +1,349 @@
+"""The CP-SAT placement model: variables over a compiled ``Problem``, one function per constraint
+family, and the staged objectives.
+
+Formulation
+-----------
+Sets: workloads W, traffic sources S_w of each workload, GPU pools P (identical GPUs of identical
+nodes), options O (workload x pool x precision x TP degree x GPU share) that survived compile.
+
+Variables (integers):
+    x[o]        replicas of option o                       0 .. what the pool could hold
+    f[w,s,o]    requests/s x 1000 from source s served by o (only where o meets s's TTFT target)
+    unmet[w,s]  requests/s x 1000 of source s not covered   (penalized slack: never INFEASIBLE)
+    short[w]    replicas missing below replicas.min          (penalized slack)
+    moved[o]    replicas the previous plan had in option o that o no longer has
+
+Constraint families (ids are stable; every constraint is named "<id>[...]" and enforced only if
+the family's literal is true, so a diagnosis solve can turn families into assumptions):
+    gpu-count        Hard: whole-GPU replicas (TP x GPUs) pack into each pool's nodes.
+    gpu-sharing      Hard: replicas sharing a GPU (1/2, 1/4) fit in the GPU slots left; each one's
+                     capacity was computed with its share of memory bandwidth and VRAM.
+    vram             Hard: VRAM booked in a pool stays within the pool's VRAM.
+    thermal-power    Hard: sustained draw within the pool's power budget, derated by throttling.
+    demand-coverage  Hard: served flow <= capacity; flow + unmet >= demand x (1 + headroom).
+    replica-bounds   Hard: replicas <= max; replicas + short >= min.
+    spread           Hard: at most maxPerDomain replicas per provider / region.
+    budget           Hard: total cost per hour <= the budget, when one is given.
+    pinned           Hard: pinned replicas of the previous plan stay (their option keeps them).
+Compile-time families (options dropped before the model, with reasons): trust,
+precision-support, vram (per replica), slo-itl, slo-ttft, demand-coverage (no capacity in SLO).
+
+Objectives, lexicographic, solved in stages with the earlier optimum fixed and hinted:
+    1. unmet demand x priority  (+ replicas short of min x priority x 1000)
+    2. cost per hour             (USD x 10^4)
+    3. replicas moved from the previous plan
+    4. preference: precision rank x 1000 + ITL and TTFT as per-mille of their targets
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from gridplace.planner.problem import SLOTS_PER_GPU, Option, Problem
+
+RATE_SCALE = 1000  # requests/s -> integer milli-requests/s
+COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
+VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
+SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
+MIN_POWER_FRACTION = 0.5  # a hot node still runs half of its GPUs at full draw
+
+
+@dataclass
+class PlacementModel:
+    """The CP-SAT model and its variables, with the family literals used as switches."""
+
+    problem: Problem
+    model: cp_model.CpModel = field(default_factory=cp_model.CpModel)
+    x: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    flow: dict[tuple[int, str, int], cp_model.IntVar] = field(default_factory=dict)
+    unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
+    short: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    enforce: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    objectives: list[tuple[str, cp_model.LinearExprT]] = field(default_factory=list)
+    tight_bounds: bool = True
+
+    def literal(self, family: str) -> cp_model.IntVar:
+        """The enforcement literal of ``family`` (created on first use)."""
+        if family not in self.enforce:
+            self.enforce[family] = self.model.new_bool_var(f"enforce:{family}")
+        return self.enforce[family]
+
+    def add(
+        self, family: str, name: str, constraint: cp_model.BoundedLinearExpression | bool
+    ) -> None:
+        """Add a named constraint guarded by its family's literal."""
+        self.model.add(constraint).with_name(f"{family}[{name}]").only_enforce_if(
+            self.literal(family)
+        )
+
+    def demand_milli(self, workload: int, share: float) -> int:
+        demand = self.problem.workloads[workload].demand_rps * share
+        return math.ceil(demand * (1 + self.problem.headroom) * RATE_SCALE)
+
+
+def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:
+    """A linear sum CP-SAT builds in one node (and mypy can type)."""
+    return cp_model.LinearExpr.sum(list(terms))
+
+
+def _capacity_milli(option: Option) -> int:
+    return math.floor(option.capacity_rps * RATE_SCALE)
+
+
+def _upper_bound(problem: Problem, option: Option, tight: bool) -> int:
+    """replicas.max, tightened to what the pool could hold unless a diagnosis needs the
+    capacity to be stated only by the (switchable) gpu-count family."""
+    bound = problem.workloads[option.workload].replicas_max
+    if not tight:
+        return bound
+    pool = problem.pools[option.pool]
+    return min(bound, pool.node_count * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots))
+
+
+def build_variables(pm: PlacementModel) -> None:
+    problem, model = pm.problem, pm.model
+    for option in problem.options:
+        bound = _upper_bound(problem, option, pm.tight_bounds)
+        pm.x[option.index] = model.new_int_var(0, bound, f"x[{option.index}]")
+        for region in option.servable_sources:
+            ub = bound * _capacity_milli(option)
+            pm.flow[(option.workload, region, option.index)] = model.new_int_var(
+                0, ub, f"flow[{option.workload},{region},{option.index}]"
+            )
+    for workload in problem.workloads:
+        for region, share in workload.sources:
+            pm.unmet[(workload.index, region)] = model.new_int_var(
+                0, pm.demand_milli(workload.index, share), f"unmet[{workload.index},{region}]"
+            )
+        pm.short[workload.index] = model.new_int_var(
+            0, workload.replicas_min, f"short[{workload.index}]"
+        )
+
+
+# -- constraint families ------------------------------------------------------------------------
+
+
+def gpu_count(pm: PlacementModel) -> None:
+    """Hard: whole-GPU replicas pack into each pool's nodes.
+
+    For every TP size t used on a pool: sum of slots of replicas of size >= t <= nodes x
+    floor(GPUs per node x 4 / t) x t. Slot sizes divide each other, so these rows are exactly
+    the condition for packing largest-first onto concrete nodes.
+    """
+    for pool_index, options in _options_by_pool(pm.problem).items():
+        pool = pm.problem.pools[pool_index]
+        node_slots = pool.gpus_per_node * SLOTS_PER_GPU
+        for size in sorted({o.slots for o in options if o.slots >= SLOTS_PER_GPU}):
+            large = [o for o in options if o.slots >= size]
+            capacity = pool.node_count * (node_slots // size) * size
+            pm.add(
+                "gpu-count",
+                f"pool={pool_index},slots>={size}",
+                _sum(pm.x[o.index] * o.slots for o in large) <= capacity,
+            )
+
+
+def gpu_sharing(pm: PlacementModel) -> None:
+    """Hard: replicas sharing a GPU fit in the slots whole-GPU replicas leave free.
+
+    Each shared replica's capacity was predicted with 1/share of the GPU's memory bandwidth,
+    compute and VRAM, so keeping a GPU's slots <= 4 keeps its bandwidth booked <= 100%.
+    """
+    for pool_index, options in _options_by_pool(pm.problem).items():
+        pool = pm.problem.pools[pool_index]
+        total = pool.node_count * pool.gpus_per_node * SLOTS_PER_GPU
+        for size in sorted({o.slots for o in options if o.slots < SLOTS_PER_GPU}):
+            large = [o for o in options if o.slots >= size]
+            pm.add(
+                "gpu-sharing",
+                f"pool={pool_index},slots>={size}",
+                _sum(pm.x[o.index] * o.slots for o in large) <= total,
+            )
+
+
+def vram(pm: PlacementModel) -> None:
+    """Hard: the VRAM booked on a pool stays within the pool's total VRAM."""
+    for pool_index, options in _options_by_pool(pm.problem).items():
+        pool = pm.problem.pools[pool_index]
+        total = math.floor(pool.memory_gib * VRAM_SCALE) * pool.node_count * pool.gpus_per_node
+        pm.add(
+            "vram",
+            f"pool={pool_index}",
+            _sum(
+                pm.x[o.index] * math.ceil(o.vram_gib * VRAM_SCALE) * o.tensor_parallel
+                for o in options
+            )
+            <= total,
+        )
+
+
+def thermal_power(pm: PlacementModel) -> None:
+    """Hard: sustained power draw within the pool's budget, derated by its throttle ratio.
+
+    Budget = GPUs x TDP x max(0.5, 1 - throttle ratio): a card capped X of the time cannot
+    sustain its nameplate draw; a replica draws TDP x its GPU fraction at planned load.
+    """
+    for pool_index, options in _options_by_pool(pm.problem).items():
+        pool = pm.problem.pools[pool_index]
+        if pool.throttle_ratio <= 0:
+            continue
+        fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
+        budget = math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
+        pm.add(
+            "thermal-power",
+            f"pool={pool_index}",
+            _sum(pm.x[o.index] * math.ceil(o.power_watts) for o in options) <= budget,
+        )
+
+
+def demand_coverage(pm: PlacementModel) -> None:
+    """Hard: flow served by an option <= its replicas' capacity; flow + unmet >= demand."""
+    flows_of_option: dict[int, list[cp_model.IntVar]] = defaultdict(list)
+    flows_of_source: dict[tuple[int, str], list[cp_model.IntVar]] = defaultdict(list)
+    for (w_index, region, o_index), var in pm.flow.items():
+        flows_of_option[o_index].append(var)
+        flows_of_source[(w_index, region)].append(var)
+    for option in pm.problem.options:
+        flows = flows_of_option[option.index]
+        pm.add(
+            "demand-coverage",
+            f"capacity,option={option.index}",
+            _sum(flows) <= pm.x[option.index] * _capacity_milli(option),
+        )
+    for workload in pm.problem.workloads:
+        for region, share in workload.sources:
+            pm.add(
+                "demand-coverage",
+                f"demand,workload={workload.name},source={region}",
+                _sum(flows_of_source[(workload.index, region)]) + pm.unmet[(workload.index, region)]
+                >= pm.demand_milli(workload.index, share),
+            )
+
+
+def replica_bounds(pm: PlacementModel) -> None:
+    """Hard: replicas <= replicas.max; replicas + short >= replicas.min."""
+    for workload in pm.problem.workloads:
+        replicas = _sum(pm.x[o.index] for o in pm.problem.options_of(workload.index))
+        pm.add("replica-bounds", f"max,workload={workload.name}", replicas <= workload.replicas_max)
+        pm.add(
+            "replica-bounds",
+            f"min,workload={workload.name}",
+            replicas + pm.short[workload.index] >= workload.replicas_min,
+        )
+
+
+def spread(pm: PlacementModel) -> None:
+    """Hard: at most maxPerDomain replicas of a workload per provider (or region)."""
+    for workload in pm.problem.workloads:
+        if workload.spread_across is None or workload.spread_max_per_domain is None:
+            continue
+        by_domain: dict[str, list[Option]] = defaultdict(list)
+        for option in pm.problem.options_of(workload.index):
+            pool = pm.problem.pools[option.pool]
+            domain = pool.provider if workload.spread_across == "provider" else pool.region
+            by_domain[domain].append(option)
+        for domain, options in sorted(by_domain.items()):
+            pm.add(
+                "spread",
+                f"workload={workload.name},{workload.spread_across}={domain}",
+                _sum(pm.x[o.index] for o in options) <= workload.spread_max_per_domain,
+            )
+
+
+def budget(pm: PlacementModel) -> None:
+    """Hard: total cost per hour <= the budget, when one is given."""
+    if pm.problem.budget_per_hour is None:
+        return
+    pm.add(
+        "budget",
+        "total",
+        _sum(pm.x[o.index] * _cost(o) for o in pm.problem.options)
+        <= math.floor(pm.problem.budget_per_hour * COST_SCALE),
+    )
+
+
+def pinned(pm: PlacementModel) -> None:
+    """Hard: an option keeps at least the pinned replicas the previous plan had in it."""
+    counts: dict[int, int] = defaultdict(int)
+    for replica in pm.problem.previous:
+        if replica.pinned and replica.option is not None:
+            counts[replica.option] += 1
+    for option, count in sorted(counts.items()):
+        pm.add("pinned", f"option={option}", pm.x[option] >= count)
+
+
+CONSTRAINT_FAMILIES: tuple[tuple[str, Callable[[PlacementModel], None]], ...] = (
+    ("gpu-count", gpu_count),
+    ("gpu-sharing", gpu_sharing),
+    ("vram", vram),
+    ("thermal-power", thermal_power),
+    ("demand-coverage", demand_coverage),
+    ("replica-bounds", replica_bounds),
+    ("spread", spread),
+    ("budget", budget),
+    ("pinned", pinned),
+)
+
+
+# -- objectives ---------------------------------------------------------------------------------
+
+
+def _cost(option: Option) -> int:
+    return math.ceil(option.cost_per_hour * COST_SCALE)
+
+
+def _preference(problem: Problem, option: Option) -> int:
+    workload = problem.workloads[option.workload]
+    mean_ttft = sum(option.ttft_ms.values()) / len(option.ttft_ms)
+    return (
+        option.precision_rank * 1000
+        + round(1000 * option.itl_ms / workload.itl_slo_ms) // 10
+        + round(1000 * mean_ttft / workload.ttft_slo_ms) // 10
+    )
+
+
+def build_objectives(pm: PlacementModel) -> None:
+    problem = pm.problem
+    unmet_terms = [
+        problem.workloads[w].priority * var for (w, _), var in sorted(pm.unmet.items())
+    ] + [problem.workloads[w].priority * SHORT_PENALTY * var for w, var in sorted(pm.short.items())]
+    pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
+    pm.objectives.append(("cost", _sum(pm.x[o.index] * _cost(o) for o in problem.options)))
+    previous: dict[int, int] = defaultdict(int)
+    for replica in problem.previous:
+        if replica.option is not None:
+            previous[replica.option] += 1
+    for option, count in sorted(previous.items()):
+        var = pm.model.new_int_var(0, count, f"moved[{option}]")
+        pm.model.add(var >= count - pm.x[option]).with_name(f"moves[option={option}]")
+        pm.moved[option] = var
+    pm.objectives.append(("moves", _sum(pm.moved.values())))
+    pm.objectives.append(
+        ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
+    )
+
+
+def build_model(
+    problem: Problem, families: tuple[str, ...] | None = None, tight_bounds: bool = True
+) -> PlacementModel:
+    """The full model; ``families`` (ids) limits which constraint families are added."""
+    pm = PlacementModel(problem, tight_bounds=tight_bounds)
+    build_variables(pm)
+    for family, add_family in CONSTRAINT_FAMILIES:
+        if families is None or family in families:
+            add_family(pm)
+    build_objectives(pm)
+    return pm
+
+
+def _options_by_pool(problem: Problem) -> dict[int, list[Option]]:
+    by_pool: dict[int, list[Option]] = defaultdict(list)
+    for option in problem.options:
+        by_pool[option.pool].append(option)
+    return dict(sorted(by_pool.items()))

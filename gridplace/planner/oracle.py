@@ -1,0 +1,82 @@
+"""``validate_plan``: a solver-free check that a plan obeys every hard rule of its problem.
+
+Used on every solver and baseline result in the tests (STYLE.md rule 8). Returns the violations,
+each prefixed with the family it breaks; an empty list means the plan is valid.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from gridplace.planner.problem import SLOTS_PER_GPU, Problem
+from gridplace.specs import PlacementPlan
+
+
+def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
+    violations: list[str] = []
+    workloads = {w.name: w for w in problem.workloads}
+    pools_of_node: dict[str, list[int]] = defaultdict(list)
+    for pool in problem.pools:
+        for node in pool.node_names:
+            pools_of_node[node].append(pool.index)
+    options = {
+        (o.workload, o.pool, o.precision, o.tensor_parallel, o.share): o for o in problem.options
+    }
+    slots_used: dict[tuple[str, int], int] = defaultdict(int)
+    replicas: dict[str, int] = defaultdict(int)
+    capacity: dict[str, float] = defaultdict(float)
+    per_domain: dict[tuple[str, str], int] = defaultdict(int)
+    cost = 0.0
+    for a in plan.spec.assignments:
+        where = f"{a.workload} on {a.node} gpus {a.gpus}"
+        workload = workloads.get(a.workload)
+        if workload is None:
+            violations.append(f"reference: {where}: unknown workload")
+            continue
+        if a.node not in problem.node_gpu_counts:
+            violations.append(f"gpu-count: {where}: node unknown or unhealthy")
+            continue
+        pool_index = next(
+            (p for p in pools_of_node[a.node] if a.gpus[0] in problem.pools[p].gpu_indices), None
+        )
+        if pool_index is None or any(
+            g not in problem.pools[pool_index].gpu_indices for g in a.gpus
+        ):
+            violations.append(f"gpu-count: {where}: GPU index not on the node (or mixed models)")
+            continue
+        share = a.gpu_share
+        option = options.get((workload.index, pool_index, a.precision, a.tensor_parallel, share))
+        if option is None:
+            violations.append(
+                f"precision-support/vram/slo: {where}: {a.precision.value} tp{a.tensor_parallel} "
+                f"1/{share} GPU is not an option that meets every compile-time rule"
+            )
+            continue
+        for gpu in a.gpus:
+            slots_used[(a.node, gpu)] += SLOTS_PER_GPU if option.share == 1 else option.slots
+        replicas[a.workload] += 1
+        capacity[a.workload] += option.capacity_rps
+        pool = problem.pools[pool_index]
+        if workload.spread_across:
+            domain = pool.provider if workload.spread_across == "provider" else pool.region
+            per_domain[(a.workload, domain)] += 1
+        cost += option.cost_per_hour
+        if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
+            violations.append(f"slo-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
+    for (node, gpu), used in sorted(slots_used.items()):
+        if used > SLOTS_PER_GPU:
+            violations.append(f"gpu-sharing: {node} GPU {gpu} booked {used}/{SLOTS_PER_GPU} slots")
+    for name, workload in workloads.items():
+        if replicas[name] > workload.replicas_max:
+            violations.append(f"replica-bounds: {name} has {replicas[name]} > max")
+        if workload.spread_max_per_domain is not None:
+            for (w, domain), count in per_domain.items():
+                if w == name and count > workload.spread_max_per_domain:
+                    violations.append(f"spread: {name} has {count} replicas in {domain}")
+    if problem.budget_per_hour is not None and cost > problem.budget_per_hour + 1e-6:
+        violations.append(f"budget: {cost:.2f} USD/h > {problem.budget_per_hour:.2f}")
+    if plan.status is not None:
+        for coverage in plan.status.workloads:
+            if coverage.slo_met and capacity[coverage.name] + 1e-6 < coverage.demand_rps:
+                violations.append(f"demand-coverage: {coverage.name} claims coverage it lacks")
+    return violations

@@ -1,0 +1,133 @@
+"""The planner's front door: specs in, a ``PlacementPlan`` out, by one of three strategies.
+
+``cpsat`` (the model in ``model.py``), ``greedy`` and ``capacity-only`` (``baselines.py``) share
+compile, de-aggregation and output, so every figure can compare them on equal terms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, cast
+
+from gridplace.planner.baselines import capacity_only, greedy
+from gridplace.planner.compile import (
+    LatencyLookup,
+    OptionPrediction,
+    PlannerInputs,
+    Predictor,
+    compile_problem,
+)
+from gridplace.planner.deaggregate import deaggregate
+from gridplace.planner.output import build_plan
+from gridplace.planner.problem import Problem
+from gridplace.planner.solve import Progress, SolverSettings, solve_problem
+from gridplace.specs import PlacementPlan
+from gridplace.specs.plan import SolverSummary
+
+
+class Strategy(StrEnum):
+    CPSAT = "cpsat"
+    GREEDY = "greedy"
+    CAPACITY_ONLY = "capacity-only"
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: PlacementPlan
+    problem: Problem
+    compile_s: float
+    solve_s: float
+
+
+def _naive(predictor: Predictor) -> Predictor:
+    """What a VRAM-only matcher believes: nameplate speed, no latency targets."""
+
+    def predict(**kwargs: Any) -> OptionPrediction:
+        kwargs.update(throttle_ratio=0.0, ttft_budget_ms=1e9, itl_slo_ms=1e9)
+        return predictor(**kwargs)
+
+    return cast(Predictor, predict)
+
+
+class _NoNetwork:
+    def rtt_p99_ms(self, region: str, node: str) -> float:
+        return 0.0
+
+
+def make_plan(
+    inputs: PlannerInputs,
+    predictor: Predictor,
+    latency: LatencyLookup,
+    strategy: Strategy = Strategy.CPSAT,
+    settings: SolverSettings | None = None,
+    name: str = "plan",
+    progress: Progress | None = None,
+) -> PlanResult:
+    """Compile, solve (or run a baseline), de-aggregate and build the plan document."""
+    generation = (inputs.previous.metadata.generation or 0) + 1 if inputs.previous else 1
+    started = time.perf_counter()
+    if progress:
+        progress(f"compiling {len(inputs.workloads)} workloads x {len(inputs.nodes)} nodes")
+    if strategy is Strategy.CAPACITY_ONLY:
+        naive_workloads = [
+            w.model_copy(
+                update={
+                    "spec": w.spec.model_copy(
+                        update={
+                            "slo": w.spec.slo.model_copy(update={"ttft_ms": 1e9, "itl_ms": 1e9})
+                        }
+                    )
+                }
+            )
+            for w in inputs.workloads
+        ]
+        problem = compile_problem(
+            replace(inputs, workloads=naive_workloads, headroom=0.0),
+            _naive(predictor),
+            _NoNetwork(),
+        )
+    else:
+        problem = compile_problem(inputs, predictor, latency)
+    compiled = time.perf_counter()
+    if progress:
+        progress(f"{len(problem.pools)} node classes, {len(problem.options)} options")
+    if strategy is Strategy.CPSAT:
+        solution = solve_problem(problem, settings or SolverSettings(), progress)
+        counts = solution.counts
+        cost_stage = solution.stage("cost")
+        first = solution.stages[0] if solution.stages else None
+        summary = SolverSummary(
+            status=solution.status,
+            wall_seconds=round(solution.wall_s, 3),
+            objective=round(cost_stage.objective / 10_000, 4) if cost_stage else None,
+            bound=round(cost_stage.bound / 10_000, 4) if cost_stage else None,
+            gap=_gap(cost_stage.objective, cost_stage.bound) if cost_stage else None,
+            strategy=strategy.value,
+        )
+        if first is not None and first.status != "OPTIMAL":
+            summary = summary.model_copy(update={"status": f"{solution.status} (unmet stage)"})
+    else:
+        counts = greedy(problem) if strategy is Strategy.GREEDY else capacity_only(problem)
+        summary = SolverSummary(
+            status=strategy.value,
+            wall_seconds=round(time.perf_counter() - compiled, 3),
+            strategy=strategy.value,
+        )
+    placements, failures = deaggregate(problem, counts)
+    plan = build_plan(
+        problem,
+        placements,
+        summary,
+        name=name,
+        generation=generation,
+        placement_failures=failures,
+        explain=strategy is Strategy.CPSAT,
+    )
+    done = time.perf_counter()
+    return PlanResult(plan, problem, compiled - started, done - compiled)
+
+
+def _gap(objective: float, bound: float) -> float:
+    return round(abs(objective - bound) / max(1.0, abs(objective)), 6)

@@ -1,0 +1,139 @@
+"""The compiled, integer-ready placement problem: GPU pools, candidate options and the reasons why
+other options were dropped. Built by ``compile.compile_problem``; read (never changed) by the model
+builder, the baselines, de-aggregation and the ``validate_plan`` oracle.
+
+Units: rates in requests/s, latency in ms, cost in USD/hour, VRAM in GiB. Capacity on a GPU is
+counted in *slots*: a whole GPU is ``SLOTS_PER_GPU`` slots; a replica sharing a GPU with others
+takes ``SLOTS_PER_GPU / share`` of them (share 2 or 4), a tensor-parallel replica ``tp`` whole GPUs.
+Slot sizes are powers of two that divide each other, which is what makes class-level counting
+exact: any counts that satisfy the per-threshold capacity rows pack onto concrete GPUs (largest
+first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridplace.specs import ClaimLevel, Interconnect, Precision
+
+SLOTS_PER_GPU = 4
+SHARE_FACTORS = (1, 2, 4)  # replicas per GPU: exclusive, half, quarter
+
+
+@dataclass(frozen=True)
+class GpuPool:
+    """Identical GPUs of identical nodes (one node class, one GPU model)."""
+
+    index: int
+    key: str  # human-readable class key, e.g. "eu-west/casa-lisboa/rtx-3090x2/0.42"
+    node_names: tuple[str, ...]  # sorted
+    gpu_indices: tuple[int, ...]  # this pool's GPU indices on each of its nodes
+    gpu_model: str
+    memory_gib: float  # per GPU, after the node's overrides
+    region: str
+    provider: str
+    price_per_gpu_hour: float  # node price shared evenly over the node's GPUs
+    claims: ClaimLevel
+    reliability: float
+    throttle_ratio: float
+    interconnect: Interconnect
+    tdp_watts: float
+
+    @property
+    def node_count(self) -> int:
+        return len(self.node_names)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return len(self.gpu_indices)
+
+
+@dataclass(frozen=True)
+class WorkloadDemand:
+    """What a workload asks for, as the model sees it."""
+
+    index: int
+    name: str
+    model: str
+    demand_rps: float
+    sources: tuple[tuple[str, float], ...]  # (region, share)
+    priority: int
+    replicas_min: int
+    replicas_max: int
+    ttft_slo_ms: float
+    itl_slo_ms: float
+    spread_across: str | None  # "provider" | "region" | None
+    spread_max_per_domain: int | None
+    precisions: tuple[Precision, ...]  # preferred first
+
+
+@dataclass(frozen=True)
+class Option:
+    """Run replicas of one workload on one pool at one precision, TP degree and GPU share."""
+
+    index: int
+    workload: int
+    pool: int
+    precision: Precision
+    tensor_parallel: int
+    share: int  # replicas per GPU (1 = exclusive)
+    ttft_ms: dict[str, float]  # per traffic-source region, incl. p99 network RTT
+    itl_ms: float
+    capacity_rps: float  # per replica, inside the SLO
+    vram_gib: float  # per GPU
+    cost_per_hour: float  # per replica
+    power_watts: float  # sustained draw per replica at planned load
+    precision_rank: int  # 0 = the workload's preferred precision
+    servable_sources: tuple[str, ...]  # sources whose TTFT target this option meets
+
+    @property
+    def slots(self) -> int:
+        """GPU slots one replica occupies."""
+        if self.share > 1:
+            return SLOTS_PER_GPU // self.share
+        return SLOTS_PER_GPU * self.tensor_parallel
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a (workload, pool) pair, or one option of it, was dropped at compile time."""
+
+    workload: int
+    pool: int
+    family: str  # the constraint family id, e.g. "vram", "slo-itl"
+    reason: str  # with numbers: "int4 needs 38.1 GiB per GPU, has 24.0"
+    nodes: int  # how many nodes this covers
+
+
+@dataclass(frozen=True)
+class PreviousReplica:
+    """A replica of the previous plan that still has a home (node alive and healthy)."""
+
+    workload: int
+    node: str
+    gpus: tuple[int, ...]
+    precision: Precision
+    tensor_parallel: int
+    option: int | None  # the option it matches now, if any
+    pinned: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the model builder needs, prepared before any variable is made."""
+
+    workloads: tuple[WorkloadDemand, ...]
+    pools: tuple[GpuPool, ...]
+    options: tuple[Option, ...]
+    rejections: tuple[Rejection, ...]
+    node_gpu_counts: dict[str, int]  # all healthy nodes: GPUs on the node
+    previous: tuple[PreviousReplica, ...] = ()
+    released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
+    budget_per_hour: float | None = None
+    headroom: float = 0.1  # demand is covered with this much spare capacity
+
+    def options_of(self, workload: int) -> list[Option]:
+        return [o for o in self.options if o.workload == workload]
+
+    def options_on(self, pool: int) -> list[Option]:
+        return [o for o in self.options if o.pool == pool]
