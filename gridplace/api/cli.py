@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from gridplace import __version__
 from gridplace.api import render
 from gridplace.api.checks import check_workloads
+from gridplace.api.commands import inventory as inventory_command
+from gridplace.api.commands import plan, probe
+from gridplace.api.commands import predict as predict_command
 from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
 from gridplace.specs.schema import json_schema, kind_names
 
@@ -135,7 +139,7 @@ def _report_validation(
         mark = "[green]ok[/]" if check.ok else "[red]unplaceable[/]"
         render.stdout.print(f"{mark} {check.workload}", highlight=False)
         for reason in check.reasons:
-            render.stdout.print(f"    {reason}", highlight=False)
+            render.stdout.print(f"    {escape(reason)}", highlight=False)
     summary = (
         f"{len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads, "
         f"{sum(len(p.spec.samples) for p in bundle.probes)} probe samples: "
@@ -243,6 +247,13 @@ def _root(
     ] = False,
 ) -> None:
     """gridplace: placement planning for LLM inference on heterogeneous GPU grids."""
+
+
+app.command(name="plan")(plan.command)
+app.command(name="explain")(plan.explain)
+app.command(name="probe")(probe.command)
+app.command(name="inventory")(inventory_command.command)
+app.command(name="predict")(predict_command.command)
 
 
 def main() -> None:

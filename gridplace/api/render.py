@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gridplace.specs import SpecIssue
@@ -31,7 +32,9 @@ def print_issues(issues: list[SpecIssue], title: str = "invalid input") -> None:
     """Every issue on stderr, one per line, location first."""
     stderr.print(f"[bold red]error:[/] {title} ({len(issues)} problem{'s' * (len(issues) != 1)})")
     for issue in issues:
-        stderr.print(f"  [cyan]{issue.location()}[/]: {issue.message}", highlight=False)
+        stderr.print(
+            f"  [cyan]{escape(issue.location())}[/]: {escape(issue.message)}", highlight=False
+        )
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:

@@ -367,8 +367,10 @@ def _options_for(
 def _drop_dominated(options: list[Option]) -> list[Option]:
     """Drop options no better than another of the same workload and pool on any axis.
 
-    Axes: capacity per slot and per dollar (higher is better), ITL, TTFT per source, precision
-    rank (lower is better), and the sources served (a superset is better). Ties keep the first.
+    Axes: capacity per GPU slot (higher is better), slots per replica (fewer is better: finer
+    steps of capacity), precision rank (lower is better) and the traffic sources served (a
+    superset is better). Latency is not an axis: every option left meets the SLO, and which one
+    is faster is only the last objective's concern. Ties keep the first.
     """
     by_key: dict[tuple[int, int], list[Option]] = defaultdict(list)
     for option in options:
@@ -384,20 +386,17 @@ def _drop_dominated(options: list[Option]) -> list[Option]:
 
 
 def _dominates(a: Option, b: Option) -> bool:
-    """True if ``a`` is at least as good as ``b`` everywhere and strictly better somewhere."""
-    a_per_slot, b_per_slot = a.capacity_rps / a.slots, b.capacity_rps / b.slots
+    """True if ``a`` is at least as good as ``b`` on every axis and strictly better on one."""
     if not set(b.servable_sources) <= set(a.servable_sources):
         return False
-    at_least = (
-        a_per_slot >= b_per_slot
-        and a.itl_ms <= b.itl_ms
-        and a.precision_rank <= b.precision_rank
-        and all(a.ttft_ms[r] <= b.ttft_ms[r] for r in b.ttft_ms)
-        and a.capacity_rps >= b.capacity_rps * (a.slots / b.slots) - 1e-9
-    )
+    a_key = (a.capacity_rps / a.slots, -a.slots, -a.precision_rank, len(a.servable_sources))
+    b_key = (b.capacity_rps / b.slots, -b.slots, -b.precision_rank, len(b.servable_sources))
+    at_least = all(x >= y - 1e-12 for x, y in zip(a_key, b_key, strict=True))
     if not at_least:
         return False
-    return (a_per_slot, -a.itl_ms, -a.precision_rank) != (b_per_slot, -b.itl_ms, -b.precision_rank)
+    if a_key != b_key:
+        return True
+    return a.index < b.index  # identical on every axis: keep the first
 
 
 def _renumber(option: Option, index: int) -> Option:

@@ -8,7 +8,6 @@ nodes), options O (workload x pool x precision x TP degree x GPU share) that sur
 
 Variables (integers):
     x[o]        replicas of option o                       0 .. what the pool could hold
-    f[w,s,o]    requests/s x 1000 from source s served by o (only where o meets s's TTFT target)
     unmet[w,s]  requests/s x 1000 of source s not covered   (penalized slack: never INFEASIBLE)
     short[w]    replicas missing below replicas.min          (penalized slack)
     moved[o]    replicas the previous plan had in option o that o no longer has
@@ -20,7 +19,9 @@ the family's literal is true, so a diagnosis solve can turn families into assump
                      capacity was computed with its share of memory bandwidth and VRAM.
     vram             Hard: VRAM booked in a pool stays within the pool's VRAM.
     thermal-power    Hard: sustained draw within the pool's power budget, derated by throttling.
-    demand-coverage  Hard: served flow <= capacity; flow + unmet >= demand x (1 + headroom).
+    demand-coverage  Hard: for every set of a workload's traffic sources, the capacity of the
+                     options that meet those sources' TTFT targets + unmet >= demand x (1 +
+                     headroom) (Gale's condition: exact without routing variables).
     replica-bounds   Hard: replicas <= max; replicas + short >= min.
     spread           Hard: at most maxPerDomain replicas per provider / region.
     budget           Hard: total cost per hour <= the budget, when one is given.
@@ -37,6 +38,7 @@ Objectives, lexicographic, solved in stages with the earlier optimum fixed and h
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -51,6 +53,7 @@ COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
 VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
 SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
 MIN_POWER_FRACTION = 0.5  # a hot node still runs half of its GPUs at full draw
+MAX_SOURCE_GROUPS = 8  # 255 coverage rows per workload at most
 
 
 @dataclass
@@ -60,7 +63,6 @@ class PlacementModel:
     problem: Problem
     model: cp_model.CpModel = field(default_factory=cp_model.CpModel)
     x: dict[int, cp_model.IntVar] = field(default_factory=dict)
-    flow: dict[tuple[int, str, int], cp_model.IntVar] = field(default_factory=dict)
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)
     moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
@@ -111,11 +113,6 @@ def build_variables(pm: PlacementModel) -> None:
     for option in problem.options:
         bound = _upper_bound(problem, option, pm.tight_bounds)
         pm.x[option.index] = model.new_int_var(0, bound, f"x[{option.index}]")
-        for region in option.servable_sources:
-            ub = bound * _capacity_milli(option)
-            pm.flow[(option.workload, region, option.index)] = model.new_int_var(
-                0, ub, f"flow[{option.workload},{region},{option.index}]"
-            )
     for workload in problem.workloads:
         for region, share in workload.sources:
             pm.unmet[(workload.index, region)] = model.new_int_var(
@@ -203,27 +200,39 @@ def thermal_power(pm: PlacementModel) -> None:
 
 
 def demand_coverage(pm: PlacementModel) -> None:
-    """Hard: flow served by an option <= its replicas' capacity; flow + unmet >= demand."""
-    flows_of_option: dict[int, list[cp_model.IntVar]] = defaultdict(list)
-    flows_of_source: dict[tuple[int, str], list[cp_model.IntVar]] = defaultdict(list)
-    for (w_index, region, o_index), var in pm.flow.items():
-        flows_of_option[o_index].append(var)
-        flows_of_source[(w_index, region)].append(var)
-    for option in pm.problem.options:
-        flows = flows_of_option[option.index]
-        pm.add(
-            "demand-coverage",
-            f"capacity,option={option.index}",
-            _sum(flows) <= pm.x[option.index] * _capacity_milli(option),
-        )
+    """Hard: every group of traffic sources gets the capacity of the options that can serve it.
+
+    For each workload and each non-empty set S of its sources (Gale's supply-demand theorem:
+    a routing of every source's demand onto options that meet its TTFT target exists iff this
+    holds for every S):  sum of capacity of options serving any source in S + sum of unmet in S
+    >= demand of S x (1 + headroom). With one source this is the plain coverage row; no routing
+    variables are needed. Sources served by the same options are merged first; past
+    ``MAX_SOURCE_GROUPS`` groups only single groups and all of them together are checked.
+    """
     for workload in pm.problem.workloads:
-        for region, share in workload.sources:
-            pm.add(
-                "demand-coverage",
-                f"demand,workload={workload.name},source={region}",
-                _sum(flows_of_source[(workload.index, region)]) + pm.unmet[(workload.index, region)]
-                >= pm.demand_milli(workload.index, share),
-            )
+        options = pm.problem.options_of(workload.index)
+        shares = dict(workload.sources)
+        # Sources served by exactly the same options are interchangeable: one group each.
+        by_signature: dict[frozenset[int], list[str]] = defaultdict(list)
+        for region, _ in workload.sources:
+            signature = frozenset(o.index for o in options if region in o.servable_sources)
+            by_signature[signature].append(region)
+        groups = list(by_signature.values())
+        # Beyond MAX_SOURCE_GROUPS groups the subsets would explode: singletons + all of them
+        # then stand in for every subset (a relaxation, and said so in the docstring).
+        sizes = range(1, len(groups) + 1) if len(groups) <= MAX_SOURCE_GROUPS else (1, len(groups))
+        for size in sizes:
+            for chosen in itertools.combinations(groups, size):
+                regions = [region for group in chosen for region in group]
+                serving = [o for o in options if set(o.servable_sources) & set(regions)]
+                demand = sum(pm.demand_milli(workload.index, shares[r]) for r in regions)
+                pm.add(
+                    "demand-coverage",
+                    f"workload={workload.name},sources={'+'.join(regions)}",
+                    _sum(pm.x[o.index] * _capacity_milli(o) for o in serving)
+                    + _sum(pm.unmet[(workload.index, r)] for r in regions)
+                    >= demand,
+                )
 
 
 def replica_bounds(pm: PlacementModel) -> None:

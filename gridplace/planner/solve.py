@@ -3,7 +3,7 @@
 Each stage minimizes one objective with the earlier stages' values fixed (``<=`` the value found)
 and the previous stage's solution as a hint. An infeasible first stage is re-checked (a fresh
 solve with one worker) before anyone is told. The result is a ``Solution`` (counts per option,
-flows, unmet demand) — never an exception for a problem that cannot be fully served.
+unmet demand) — never an exception for a problem that cannot be fully served.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner.baselines import greedy
 from gridplace.planner.model import RATE_SCALE, PlacementModel, build_model
 from gridplace.planner.problem import Problem
 
@@ -29,6 +30,9 @@ class SolverSettings:
     num_workers: int = 2
     random_seed: int = 0
     stages: int = 4  # how many objectives to optimize in order (1-4)
+    # With a previous plan, the cost stage is fixed only to within this fraction of the best cost
+    # found, so that a replan may keep replicas where they are for up to 2% more per hour.
+    move_tolerance: float = 0.02
 
 
 @dataclass
@@ -46,7 +50,6 @@ class Solution:
 
     status: str
     counts: dict[int, int] = field(default_factory=dict)
-    flows: dict[tuple[int, str, int], float] = field(default_factory=dict)  # requests/s
     unmet_rps: dict[tuple[int, str], float] = field(default_factory=dict)
     short: dict[int, int] = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
@@ -77,17 +80,18 @@ def solve_problem(
     for family, literal in sorted(pm.enforce.items()):
         pm.model.add(literal == 1).with_name(f"enforce[{family}]")
     solution = Solution(status="UNKNOWN")
-    values: dict[int, int] = {}
+    values = initial_counts(problem)
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
     for number, (name, objective) in enumerate(stages):
         if progress:
             progress(f"stage {number + 1}/{len(stages)}: minimizing {name}")
         pm.model.minimize(objective)
-        if values:
-            pm.model.clear_hints()  # type: ignore[no-untyped-call]
-            for index, var in pm.x.items():
-                pm.model.add_hint(var, values[index])
-        budget_s = settings.time_limit_s * STAGE_SHARES[number]
+        pm.model.clear_hints()  # type: ignore[no-untyped-call]
+        for index, var in pm.x.items():
+            pm.model.add_hint(var, values.get(index, 0))
+        # Time a stage does not use passes on to the stages after it.
+        left_s = settings.time_limit_s - (time.perf_counter() - started)
+        budget_s = left_s * STAGE_SHARES[number] / sum(STAGE_SHARES[number : len(stages)])
         solver = _solver(settings, budget_s)
         stage_started = time.perf_counter()
         status = solver.solve(pm.model)
@@ -113,6 +117,8 @@ def solve_problem(
         values = {index: solver.value(var) for index, var in pm.x.items()}
         _record(pm, solver, solution)
         # Fix this stage's optimum (as found) for the stages that follow.
+        if name == "cost" and problem.previous:
+            value = int(value * (1 + settings.move_tolerance))
         pm.model.add(objective <= value).with_name(f"stage[{name}]")
     solution.status = (
         "OPTIMAL" if all(s.status == "OPTIMAL" for s in solution.stages) else "FEASIBLE"
@@ -121,11 +127,19 @@ def solve_problem(
     return solution
 
 
+def initial_counts(problem: Problem) -> dict[int, int]:
+    """The first hint: the previous plan's replicas where they still fit, else greedy's plan."""
+    if problem.previous:
+        counts: dict[int, int] = {}
+        for replica in problem.previous:
+            if replica.option is not None:
+                counts[replica.option] = counts.get(replica.option, 0) + 1
+        return counts
+    return greedy(problem)
+
+
 def _record(pm: PlacementModel, solver: cp_model.CpSolver, solution: Solution) -> None:
     solution.counts = {i: v for i, var in pm.x.items() if (v := solver.value(var)) > 0}
-    solution.flows = {
-        key: solver.value(var) / RATE_SCALE for key, var in pm.flow.items() if solver.value(var) > 0
-    }
     solution.unmet_rps = {key: solver.value(var) / RATE_SCALE for key, var in pm.unmet.items()}
     solution.short = {w: v for w, var in pm.short.items() if (v := solver.value(var)) > 0}
 

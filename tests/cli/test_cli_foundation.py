@@ -82,7 +82,10 @@ def test_validate_reports_a_workload_no_node_can_hold(tmp_path: Path) -> None:
     assert result.exit_code == 1
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["placeable"] is False
-    assert "0/1 healthy nodes" in workload["reasons"][0] and "48.0 GiB" in workload["reasons"][0]
+    summary = workload["reasons"][0]
+    assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram]"), summary
+    assert "needs" in summary and "GiB per GPU, has 24.0" in summary
+    assert any(r.startswith("hint: add nodes with >=") for r in workload["reasons"])
 
 
 def test_usage_errors_exit_2() -> None:

@@ -1,0 +1,200 @@
+"""``gridplace plan`` and ``gridplace explain``: specs in, a placement plan (or reasons) out."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.markup import escape
+
+from gridplace.api import render
+from gridplace.api.wiring import PlanRequest, run_plan
+from gridplace.planner.planning import PlanResult, Strategy
+from gridplace.specs import PlacementPlan, SpecError
+
+EXIT_INVALID = 1
+EXIT_UNPLACED = 3
+
+
+class PlanFormat(StrEnum):
+    TABLE = "table"
+    YAML = "yaml"
+    JSON = "json"
+
+
+NodesOption = Annotated[
+    list[Path], typer.Option("--nodes", "-n", help="Node YAML file or directory (repeatable).")
+]
+WorkloadsOption = Annotated[
+    list[Path], typer.Option("--workloads", "-w", help="Workload YAML file or directory.")
+]
+ProbesOption = Annotated[
+    list[Path] | None, typer.Option("--probes", "-p", help="LatencyProbes file or directory.")
+]
+PreviousOption = Annotated[
+    Path | None, typer.Option("--previous", help="The plan in force: keep what can stay.")
+]
+StrategyOption = Annotated[
+    Strategy, typer.Option("--strategy", help="cpsat (default), greedy or capacity-only.")
+]
+TimeLimitOption = Annotated[
+    float, typer.Option("--time-limit", min=0.1, max=3600, help="Solver time limit, seconds.")
+]
+BudgetOption = Annotated[
+    float | None, typer.Option("--budget", min=0, help="Maximum cost, USD per hour.")
+]
+
+
+def command(
+    nodes: NodesOption,
+    workloads: WorkloadsOption,
+    probes: ProbesOption = None,
+    previous: PreviousOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the plan YAML here.")
+    ] = None,
+    output_format: Annotated[PlanFormat, typer.Option("--format")] = PlanFormat.TABLE,
+    strategy: StrategyOption = Strategy.CPSAT,
+    time_limit: TimeLimitOption = 10.0,
+    budget: BudgetOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Solver random seed.")] = 0,
+) -> None:
+    """Solve the placement and print (or write) a PlacementPlan."""
+    result = _plan_or_exit(
+        PlanRequest(nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed)
+    )
+    plan = result.plan
+    document = plan.to_yaml_dict()
+    if output is not None:
+        try:
+            output.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        except OSError as error:
+            render.stderr.print(f"[bold red]error:[/] cannot write {output}: {error.strerror}")
+            raise typer.Exit(EXIT_INVALID) from None
+    if output_format is PlanFormat.YAML:
+        render.print_yaml([document])
+    elif output_format is PlanFormat.JSON:
+        render.print_json(document)
+    else:
+        print_plan_table(result)
+    if plan.status is not None and plan.status.unplaced:
+        raise typer.Exit(EXIT_UNPLACED)
+
+
+def explain(
+    nodes: NodesOption,
+    workloads: WorkloadsOption,
+    probes: ProbesOption = None,
+    previous: PreviousOption = None,
+    workload: Annotated[str | None, typer.Option("--workload", help="Only this workload.")] = None,
+    time_limit: TimeLimitOption = 10.0,
+    budget: BudgetOption = None,
+) -> None:
+    """Why each workload is (or is not) placed: per-node reasons with numbers, and hints."""
+    from gridplace.planner.explain import compile_summary
+
+    result = _plan_or_exit(
+        PlanRequest(nodes, workloads, probes or [], previous, Strategy.CPSAT, time_limit, budget, 0)
+    )
+    assert result.plan.status is not None
+    unplaced = {u.workload: u for u in result.plan.status.unplaced}
+    coverage = {c.name: c for c in result.plan.status.workloads}
+    names = [w.name for w in result.problem.workloads]
+    if workload is not None and workload not in names:
+        render.stderr.print(
+            f"[bold red]error:[/] no workload {workload!r}; workloads: {', '.join(names)}"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    for demand in result.problem.workloads:
+        if workload is not None and demand.name != workload:
+            continue
+        if demand.name in unplaced:
+            render.stdout.print(f"[bold red]{demand.name}: not (fully) placed[/]")
+            for reason in unplaced[demand.name].reasons:
+                render.stdout.print(f"  - {escape(reason)}", highlight=False)
+            for hint in unplaced[demand.name].hints:
+                render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
+        else:
+            c = coverage[demand.name]
+            render.stdout.print(
+                f"[bold green]{demand.name}: placed[/] {c.replicas} replicas, "
+                f"{c.capacity_rps:.2f} req/s for {c.demand_rps:g} demanded",
+                highlight=False,
+            )
+            reasons, _ = compile_summary(result.problem, demand.index)
+            render.stdout.print(f"  - {escape(reasons[0])}", highlight=False)
+    if unplaced and (workload is None or workload in unplaced):
+        raise typer.Exit(EXIT_UNPLACED)
+
+
+def _plan_or_exit(request: PlanRequest) -> PlanResult:
+    try:
+        with render.stderr.status("planning...") as status:
+            return run_plan(request, progress=lambda message: status.update(message))
+    except SpecError as error:
+        render.print_issues(error.issues)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def print_plan_table(result: PlanResult) -> None:
+    """Per workload: replicas, precisions, nodes, predicted TTFT/ITL vs SLO, coverage, cost."""
+    plan: PlacementPlan = result.plan
+    assert plan.status is not None
+    by_workload: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
+    for a in plan.spec.assignments:
+        label = f"{a.node}:{','.join(map(str, a.gpus))}" + (
+            f"(1/{a.gpu_share})" if a.gpu_share > 1 else ""
+        )
+        predicted = a.predicted
+        by_workload[a.workload].append(
+            (
+                label,
+                f"{a.precision.value}"
+                + (f" tp{a.tensor_parallel}" if a.tensor_parallel > 1 else ""),
+                predicted.ttft_ms if predicted else 0.0,
+                predicted.itl_ms if predicted else 0.0,
+            )
+        )
+    rows = []
+    demands = {w.name: w for w in result.problem.workloads}
+    for coverage in plan.status.workloads:
+        placed = by_workload.get(coverage.name, [])
+        demand = demands[coverage.name]
+        nodes = sorted({p[0] for p in placed})
+        precisions = sorted({p[1] for p in placed})
+        worst_ttft = max((p[2] for p in placed), default=0.0)
+        worst_itl = max((p[3] for p in placed), default=0.0)
+        rows.append(
+            [
+                coverage.name,
+                str(coverage.replicas or 0),
+                ", ".join(precisions) or "-",
+                ", ".join(nodes[:4]) + (f" +{len(nodes) - 4}" if len(nodes) > 4 else ""),
+                f"{worst_ttft:.0f} / {demand.ttft_slo_ms:g}",
+                f"{worst_itl:.1f} / {demand.itl_slo_ms:g}",
+                f"{coverage.capacity_rps:.1f} / {coverage.demand_rps:g}",
+                f"{coverage.cost_per_hour or 0:.2f}",
+                "[green]yes[/]" if coverage.slo_met else "[red]no[/]",
+            ]
+        )
+    solver = plan.status.solver
+    title = (
+        f"{plan.metadata.name} (generation {plan.metadata.generation}): "
+        f"{len(plan.spec.assignments)} replicas, ${plan.status.cost_per_hour or 0:.2f}/h, "
+        f"{solver.status if solver else ''} in {solver.wall_seconds if solver else 0:.2f}s"
+    )
+    columns = ["workload", "replicas", "precision", "nodes:gpus", "TTFT ms / SLO",
+               "ITL ms / SLO", "req/s cap / demand", "$/h", "SLO met"]  # fmt: skip
+    render.stdout.print(render.table(title, columns, rows))
+    for unplaced in plan.status.unplaced:
+        render.stdout.print(f"[bold red]unplaced {unplaced.workload}[/]")
+        for reason in unplaced.reasons:
+            render.stdout.print(f"  - {escape(reason)}", highlight=False)
+        for hint in unplaced.hints:
+            render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
+    for released in result.problem.released:
+        render.stderr.print(f"released: {escape(released)}", highlight=False)

@@ -1,0 +1,331 @@
+"""``gridplace predict``: one performance-model prediction, or many from a JSONL file.
+
+Owns: turning flags or JSONL lines into ``Predictor`` queries and printing the answers.
+Must not: compute anything itself (``gridplace.planner.perfmodel`` does).
+
+Output keys (camelCase): ``ttftMs`` (prefill of ``prompt`` tokens x ``batch``, no network, no
+queueing), ``itlMs`` (one decode step of ``batch`` at ``context`` tokens), ``capacityRps``
+(requests/s one replica sustains inside the SLO), ``vramGiB`` (per GPU), ``fits``, ``bound``,
+plus ``weightsGiB``, ``kvCacheGiB``, ``reserveGiB``, ``memoryGiB``, ``maxBatch``,
+``capacityBatch``, ``capacityLimitedBy``, ``supported``, ``reason`` and ``source``.
+
+Capacity uses the SLO ``--ttft-slo`` (default 1000 ms) / ``--itl-slo`` (default 100 ms) and
+requests of ``--prompt`` tokens in and ``--output`` tokens out (default 256): the interactive-chat
+defaults of public serving benchmarks; pass the workload's own figures for planning questions.
+
+``--input FILE`` reads one JSON object per line with the flags' names in camelCase (gpu, model,
+precision, engine, tp, batch, prompt, context, output, ttftSlo, itlSlo, derate, interconnect,
+kvCacheFp8, eager); flags given on the command line are the defaults for every line. Each line gets
+one output line (with ``line``, its 1-based number); a line that cannot be read or names an unknown
+id gets ``error`` instead, and the command exits 1 after the last line. Predictors are cached per
+configuration, so 10,000 lines take about a second.
+
+Exit codes: 0 success; 1 unknown id, unsupported, does not fit, or (with --input) any invalid line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from pydantic import Field, ValidationError
+
+from gridplace.api import render
+from gridplace.planner.perfmodel import InvalidQuery, Prediction, Predictor
+from gridplace.specs import SpecError, builtin_catalog
+from gridplace.specs.catalog import Catalog, unknown_message
+from gridplace.specs.common import Engine, Interconnect, Precision, StrictModel
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+DEFAULT_TTFT_SLO_MS = 1000.0
+DEFAULT_ITL_SLO_MS = 100.0
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class PredictQuery(StrictModel):
+    """One query: the flags of ``gridplace predict`` (camelCase in JSONL)."""
+
+    gpu: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200)
+    precision: Precision
+    engine: Engine = Engine.VLLM
+    tp: int = Field(default=1, ge=1, le=64)
+    batch: int = Field(default=1, ge=1, le=65536)
+    prompt: int = Field(default=512, ge=1, le=10_000_000)
+    context: int | None = Field(default=None, ge=0, le=10_000_000)
+    output: int = Field(default=DEFAULT_OUTPUT_TOKENS, ge=1, le=1_000_000)
+    ttft_slo: float = Field(default=DEFAULT_TTFT_SLO_MS, gt=0)
+    itl_slo: float = Field(default=DEFAULT_ITL_SLO_MS, gt=0)
+    derate: float = Field(default=0.0, ge=0, le=1)
+    interconnect: Interconnect | None = None
+    kv_cache_fp8: bool = False
+    eager: bool = False
+
+
+@dataclass(frozen=True)
+class _Slo:
+    ttft_ms: float
+    itl_ms: float
+
+
+@dataclass(frozen=True)
+class _Traffic:
+    prompt_tokens: int
+    output_tokens: int
+
+
+class UnknownReference(ValueError):
+    """A GPU or model id the catalog does not know (message lists near matches)."""
+
+
+class QueryRunner:
+    """Answers queries, caching catalog lookups and one Predictor per configuration."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._gpu_ids: dict[str, str] = {}
+        self._model_ids: dict[str, str] = {}
+        self._predictors: dict[tuple[object, ...], Predictor] = {}
+        self._capacities: dict[tuple[object, ...], tuple[float, int, str]] = {}
+
+    def _gpu_id(self, reference: str) -> str:
+        found = self._gpu_ids.get(reference) or self.catalog.gpu_id(reference)
+        if found is None:
+            near = self.catalog.gpu_near_matches(reference)
+            raise UnknownReference(unknown_message("GPU", reference, near))
+        self._gpu_ids[reference] = found
+        return found
+
+    def _model_id(self, reference: str) -> str:
+        found = self._model_ids.get(reference) or self.catalog.model_id(reference)
+        if found is None:
+            near = self.catalog.model_near_matches(reference)
+            raise UnknownReference(unknown_message("model", reference, near))
+        self._model_ids[reference] = found
+        return found
+
+    def answer(self, query: PredictQuery) -> tuple[dict[str, Any], bool]:
+        """(output record, whether it can run: supported and fits)."""
+        gpu_id, model_id = self._gpu_id(query.gpu), self._model_id(query.model)
+        key = (
+            gpu_id,
+            model_id,
+            query.precision,
+            query.engine,
+            query.tp,
+            query.derate,
+            query.interconnect,
+            query.kv_cache_fp8,
+            query.eager,
+        )
+        predictor = self._predictors.get(key)
+        if predictor is None:
+            predictor = Predictor(
+                self.catalog.models[model_id],
+                self.catalog.gpus[gpu_id],
+                query.precision,
+                query.engine,
+                query.tp,
+                query.derate,
+                query.interconnect,
+                kv_cache_fp8=query.kv_cache_fp8,
+                eager=query.eager,
+                model_id=model_id,
+                gpu_id=gpu_id,
+            )
+            self._predictors[key] = predictor
+        context = query.prompt if query.context is None else query.context
+        record: dict[str, Any] = {
+            "gpu": gpu_id,
+            "model": model_id,
+            "precision": query.precision.value,
+            "engine": query.engine.value,
+            "tp": query.tp,
+            "batch": query.batch,
+            "prompt": query.prompt,
+            "context": context,
+        }
+        result = predictor.predict(query.batch, query.prompt, context)
+        if not isinstance(result, Prediction):
+            record.update(result.as_dict())
+            record.update(ttftMs=None, itlMs=None, capacityRps=0.0, vramGiB=None, bound=None)
+            return record, False
+        capacity_key = (key, query.prompt, query.output, query.ttft_slo, query.itl_slo)
+        capacity = self._capacities.get(capacity_key)
+        if capacity is None:
+            estimate = predictor.capacity(
+                _Slo(query.ttft_slo, query.itl_slo), _Traffic(query.prompt, query.output)
+            )
+            capacity = (estimate.rps, estimate.max_batch, estimate.limited_by)
+            self._capacities[capacity_key] = capacity
+        details = result.as_dict()
+        record.update(
+            ttftMs=details.pop("ttftMs"),
+            itlMs=details.pop("itlMs"),
+            capacityRps=round(capacity[0], 4),
+            vramGiB=details.pop("vramGiB"),
+            fits=details.pop("fits"),
+            bound=details.pop("bound"),
+        )
+        record.update(details)
+        record.update(capacityBatch=capacity[1], capacityLimitedBy=capacity[2])
+        if not result.fits:
+            record["reason"] = (
+                f"needs {result.vram_gib:.1f} GiB per GPU (weights {result.weights_gib:.1f} + "
+                f"KV cache {result.kv_cache_gib:.1f} + engine reserve {result.reserve_gib:.1f}), "
+                f"{gpu_id} has {result.memory_gib:g} GiB"
+            )
+        return record, result.fits
+
+
+def _lines(handle: TextIO) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(handle, start=1):
+        if line.strip():
+            yield number, line
+
+
+def _run_batch(source: TextIO, defaults: dict[str, Any], out: TextIO) -> bool:
+    """Answer every line; True when all lines were valid."""
+    runner = QueryRunner(builtin_catalog())
+    all_valid = True
+    write = out.write
+    for number, line in _lines(source):
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("a line must be a JSON object")
+            query = PredictQuery.model_validate({**defaults, **data})
+            record, _ = runner.answer(query)
+            write(json.dumps({"line": number, **record}) + "\n")
+        except (ValueError, ValidationError, UnknownReference, InvalidQuery) as error:
+            all_valid = False
+            write(json.dumps({"line": number, "error": _one_line(error)}) + "\n")
+    return all_valid
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc']) or 'line'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+    return str(error)
+
+
+def _print_table(record: dict[str, Any]) -> None:
+    rows = [[key, "" if value is None else str(value)] for key, value in record.items()]
+    render.stdout.print(render.table("prediction", ["key", "value"], rows))
+
+
+def _fail(message: str) -> typer.Exit:
+    render.stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+def command(
+    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU catalog id or name.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model catalog id or Hugging Face repo.")
+    ] = None,
+    precision: Annotated[
+        Precision | None, typer.Option("--precision", help="bf16, fp16, fp8, int8 or int4.")
+    ] = None,
+    engine: Annotated[Engine | None, typer.Option("--engine", help="Inference engine.")] = None,
+    tp: Annotated[int | None, typer.Option("--tp", min=1, max=64, help="Tensor parallel.")] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", min=1, help="Concurrent sequences.")
+    ] = None,
+    prompt: Annotated[
+        int | None, typer.Option("--prompt", min=1, help="Prompt tokens (default 512).")
+    ] = None,
+    context: Annotated[
+        int | None, typer.Option("--context", min=0, help="Tokens in context (default: prompt).")
+    ] = None,
+    output: Annotated[
+        int | None, typer.Option("--output", min=1, help="Output tokens for capacity (256).")
+    ] = None,
+    ttft_slo: Annotated[
+        float | None, typer.Option("--ttft-slo", help="TTFT target for capacity, ms (1000).")
+    ] = None,
+    itl_slo: Annotated[
+        float | None, typer.Option("--itl-slo", help="ITL target for capacity, ms (100).")
+    ] = None,
+    derate: Annotated[
+        float | None, typer.Option("--derate", min=0.0, max=1.0, help="Thermal throttle ratio.")
+    ] = None,
+    interconnect: Annotated[
+        Interconnect | None, typer.Option("--interconnect", help="Link between the GPUs.")
+    ] = None,
+    kv_cache_fp8: Annotated[bool, typer.Option("--kv-cache-fp8", help="FP8 KV cache.")] = False,
+    eager: Annotated[bool, typer.Option("--eager", help="No CUDA graphs.")] = False,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="JSONL file of queries ('-' for stdin).")
+    ] = None,
+    output_format: Annotated[
+        Format, typer.Option("--format", help="table or json (JSONL with --input).")
+    ] = Format.TABLE,
+) -> None:
+    """Predict TTFT, ITL, capacity and VRAM of a model on a GPU (or many, from JSONL)."""
+    given = {
+        "gpu": gpu,
+        "model": model,
+        "precision": precision,
+        "engine": engine,
+        "tp": tp,
+        "batch": batch,
+        "prompt": prompt,
+        "context": context,
+        "output": output,
+        "ttft_slo": ttft_slo,
+        "itl_slo": itl_slo,
+        "derate": derate,
+        "interconnect": interconnect,
+    }
+    defaults: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if kv_cache_fp8:
+        defaults["kv_cache_fp8"] = True
+    if eager:
+        defaults["eager"] = True
+    if input_path is not None:
+        camel = {PredictQuery.model_fields[k].alias or k: v for k, v in defaults.items()}
+        if str(input_path) == "-":
+            valid = _run_batch(sys.stdin, camel, sys.stdout)
+        else:
+            try:
+                with input_path.open(encoding="utf-8") as handle:
+                    valid = _run_batch(handle, camel, sys.stdout)
+            except OSError as error:
+                raise _fail(f"cannot read {input_path}: {error.strerror or error}") from None
+        if not valid:
+            render.stderr.print("[bold red]error:[/] some lines were invalid (see their 'error')")
+            raise typer.Exit(EXIT_INVALID)
+        return
+    missing = [f"--{name}" for name in ("gpu", "model", "precision") if given[name] is None]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)} (or give --input FILE)")
+    try:
+        query = PredictQuery.model_validate(defaults)
+        record, runnable = QueryRunner(builtin_catalog()).answer(query)
+    except (UnknownReference, InvalidQuery, SpecError) as error:
+        raise _fail(str(error)) from None
+    except ValidationError as error:
+        raise _fail(_one_line(error)) from None
+    if output_format is Format.JSON:
+        render.print_json(record)
+    else:
+        _print_table(record)
+    if not runnable:
+        render.stderr.print(f"[bold red]cannot run:[/] {record.get('reason', '')}", highlight=False)
+        raise typer.Exit(EXIT_INVALID)

@@ -1,0 +1,161 @@
+"""The bridge from compile's ``Predictor`` protocol to the performance model.
+
+For one replica configuration it asks ``perfmodel`` for support, VRAM, single-stream latency and
+the capacity inside the SLO (with the TTFT budget left after network RTT), and returns compile's
+``OptionPrediction``. A replica on 1/share of a GPU is predicted on a GPU with 1/share of the
+memory, bandwidth and tensor throughput (time-sliced: each replica's steps take turns).
+
+Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
+workloads share models and SLOs, so a large grid costs thousands of predictions, not millions.
+The TTFT budget is rounded down to 10 ms for the memo (conservative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gridplace.planner.compile import OptionPrediction, Predictor
+from gridplace.planner.perfmodel import Predictor as ReplicaModel
+from gridplace.planner.perfmodel import ProfileBook
+from gridplace.planner.perfmodel.predict import NotSupported
+from gridplace.specs import (
+    Catalog,
+    GPUModelSpec,
+    ModelArchitectureSpec,
+    PerformanceProfile,
+    Precision,
+    TensorThroughput,
+    builtin_catalog,
+)
+from gridplace.specs.common import Engine, Interconnect
+
+TTFT_BUDGET_STEP_MS = 10.0
+
+
+@dataclass(frozen=True)
+class _Targets:
+    ttft_ms: float
+    itl_ms: float
+
+
+@dataclass(frozen=True)
+class _Traffic:
+    prompt_tokens: int
+    output_tokens: int
+
+
+def share_of(gpu: GPUModelSpec, share: int) -> GPUModelSpec:
+    """The slice of ``gpu`` one of ``share`` replicas gets."""
+    if share == 1:
+        return gpu
+    tflops = {
+        name: value / share
+        for name, value in gpu.tensor_tflops.model_dump().items()
+        if value is not None
+    }
+    return gpu.model_copy(
+        update={
+            "memory_gib": gpu.memory_gib / share,
+            "memory_bandwidth_gbps": gpu.memory_bandwidth_gbps / share,
+            "tensor_tflops": TensorThroughput(**tflops),
+        }
+    )
+
+
+def make_predictor(
+    profiles: Sequence[PerformanceProfile] = (), catalog: Catalog | None = None
+) -> Predictor:
+    """A memoizing predictor over the calibrated performance model and the given profiles."""
+    book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    memo: dict[tuple[object, ...], OptionPrediction] = {}
+
+    def predict(
+        *,
+        model: ModelArchitectureSpec,
+        model_id: str,
+        gpu: GPUModelSpec,
+        gpu_id: str,
+        precision: Precision,
+        engine: Engine,
+        tensor_parallel: int,
+        share: int,
+        interconnect: Interconnect,
+        throttle_ratio: float,
+        ttft_budget_ms: float,
+        itl_slo_ms: float,
+        prompt_tokens: int,
+        output_tokens: int,
+    ) -> OptionPrediction:
+        budget = math.floor(ttft_budget_ms / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
+        key = (
+            model_id, id(model), gpu_id, gpu.memory_gib, gpu.memory_bandwidth_gbps, precision,
+            engine, tensor_parallel, share, interconnect, throttle_ratio, budget, itl_slo_ms,
+            prompt_tokens, output_tokens,
+        )  # fmt: skip
+        found = memo.get(key)
+        if found is None:
+            found = _predict(
+                model, model_id, share_of(gpu, share), gpu_id if share == 1 else None,
+                precision, engine, tensor_parallel, interconnect, throttle_ratio, budget,
+                itl_slo_ms, prompt_tokens, output_tokens, book,
+            )  # fmt: skip
+            memo[key] = found
+        return found
+
+    return predict
+
+
+def _predict(
+    model: ModelArchitectureSpec,
+    model_id: str,
+    gpu: GPUModelSpec,
+    gpu_id: str | None,
+    precision: Precision,
+    engine: Engine,
+    tensor_parallel: int,
+    interconnect: Interconnect,
+    throttle_ratio: float,
+    ttft_budget_ms: float,
+    itl_slo_ms: float,
+    prompt_tokens: int,
+    output_tokens: int,
+    book: ProfileBook,
+) -> OptionPrediction:
+    replica = ReplicaModel(
+        model, gpu, precision, engine, tensor_parallel, throttle_ratio, interconnect,
+        profiles=book, model_id=model_id, gpu_id=gpu_id,
+    )  # fmt: skip
+    context = prompt_tokens + output_tokens // 2
+    point = replica.predict(batch=1, prompt_tokens=prompt_tokens, context_tokens=context)
+    if isinstance(point, NotSupported):
+        return OptionPrediction(False, point.reason, False, 0.0, gpu.memory_gib, 0.0, 0.0, 0.0)
+    # Fits means one full-length sequence (prompt + output) fits beside the weights.
+    full = replica.predict(
+        batch=1, prompt_tokens=prompt_tokens, context_tokens=prompt_tokens + output_tokens
+    )
+    assert not isinstance(full, NotSupported)
+    if not full.fits:
+        return OptionPrediction(True, "", False, full.vram_gib, full.memory_gib, 0.0, 0.0, 0.0)
+    capacity = replica.capacity(
+        _Targets(max(ttft_budget_ms, 0.0), itl_slo_ms), _Traffic(prompt_tokens, output_tokens)
+    )
+    if capacity.rps <= 0:
+        # Report the single-stream figures: what a user compares with the SLO.
+        itl = capacity.itl_ms or point.itl_ms
+        return OptionPrediction(
+            True, capacity.reason, True, full.vram_gib, full.memory_gib,
+            capacity.ttft_ms or point.ttft_ms, itl, 0.0,
+        )  # fmt: skip
+    # VRAM booked: weights + KV cache for the planned concurrency + reserve.
+    planned = replica.predict(
+        batch=max(1, math.ceil(capacity.concurrency)),
+        prompt_tokens=prompt_tokens,
+        context_tokens=prompt_tokens + output_tokens,
+    )
+    assert not isinstance(planned, NotSupported)
+    return OptionPrediction(
+        True, "", True, min(planned.vram_gib, planned.memory_gib), planned.memory_gib,
+        capacity.ttft_ms, capacity.itl_ms, capacity.rps,
+    )  # fmt: skip
