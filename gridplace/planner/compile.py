@@ -15,13 +15,15 @@ leaves a ``Rejection`` with its numbers. Options no better than another on any a
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gridplace.planner.problem import (
     SHARE_FACTORS,
+    SLOTS_PER_GPU,
     GpuPool,
     Option,
     PreviousReplica,
@@ -43,6 +45,10 @@ from gridplace.specs.common import Engine, Interconnect
 from gridplace.specs.workload import TrustRequirement
 
 THROTTLE_BUCKET = 0.05
+BUDGET_STEP_MS = 10.0  # TTFT budgets are rounded down to this step (conservative)
+PRUNE_ABOVE = 1000  # a workload with more candidate options than this is pruned to ...
+MIN_CANDIDATES = 64  # ... at least this many, and enough to cover its demand CANDIDATE_COVER x
+CANDIDATE_COVER = 8.0  # keep options until they could serve each source this many times over
 MAX_TENSOR_PARALLEL = 8
 COMPILE_FAMILIES = (
     "trust",
@@ -216,43 +222,23 @@ def _tensor_parallel_degrees(gpus_per_node: int) -> list[int]:
 def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup) -> Problem:
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
+    network = _PoolNetwork(pools, latency)
+    keep = _previous_keys(inputs, pools)
     workloads: list[WorkloadDemand] = []
     options: list[Option] = []
     rejections: list[Rejection] = []
     for w_index, workload in enumerate(inputs.workloads):
-        spec = workload.spec
         model_id, model = _model(workload, inputs.catalog)
-        demand = WorkloadDemand(
-            index=w_index,
-            name=workload.name,
-            model=model_id,
-            demand_rps=spec.traffic.requests_per_second,
-            sources=tuple((s.region, s.share) for s in spec.traffic.sources),
-            priority=spec.priority,
-            replicas_min=spec.replicas.min,
-            replicas_max=spec.replicas.max,
-            ttft_slo_ms=spec.slo.ttft_ms,
-            itl_slo_ms=spec.slo.itl_ms,
-            spread_across=spec.spread.across.value if spec.spread else None,
-            spread_max_per_domain=spec.spread.max_per_domain if spec.spread else None,
-            precisions=tuple(spec.precisions),
-        )
+        demand = _demand(w_index, workload, model_id)
         workloads.append(demand)
-        for pool in pools:
-            found, dropped = _options_for(
-                demand,
-                workload,
-                model_id,
-                model,
-                pool,
-                pool_gpus[pool.index],
-                predictor,
-                latency,
-                len(options),
-            )
-            options.extend(found)
-            rejections.extend(dropped)
-    options = _drop_dominated(options)
+        candidates, dropped = _candidates(
+            demand, workload, model, pools, pool_gpus, predictor, network
+        )
+        rejections.extend(dropped)
+        candidates = _drop_dominated(candidates)
+        candidates = _select(candidates, demand, pools, inputs.headroom, keep)
+        base = len(options)
+        options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     previous, released = _previous_replicas(inputs, pools, options, workloads)
     return Problem(
         workloads=tuple(workloads),
@@ -267,101 +253,234 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
     )
 
 
-def _options_for(
+def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadDemand:
+    spec = workload.spec
+    return WorkloadDemand(
+        index=index,
+        name=workload.name,
+        model=model_id,
+        demand_rps=spec.traffic.requests_per_second,
+        sources=tuple((s.region, s.share) for s in spec.traffic.sources),
+        priority=spec.priority,
+        replicas_min=spec.replicas.min,
+        replicas_max=spec.replicas.max,
+        ttft_slo_ms=spec.slo.ttft_ms,
+        itl_slo_ms=spec.slo.itl_ms,
+        spread_across=spec.spread.across.value if spec.spread else None,
+        spread_max_per_domain=spec.spread.max_per_domain if spec.spread else None,
+        precisions=tuple(spec.precisions),
+    )
+
+
+class _PoolNetwork:
+    """p99 RTT from each client region to each pool (its worst node), computed once per pair."""
+
+    def __init__(self, pools: list[GpuPool], latency: LatencyLookup) -> None:
+        self._pools = pools
+        self._latency = latency
+        self._rtt: dict[tuple[int, str], float] = {}
+
+    def rtt_ms(self, pool: int, region: str) -> float:
+        key = (pool, region)
+        if key not in self._rtt:
+            names = self._pools[pool].node_names
+            self._rtt[key] = max(self._latency.rtt_p99_ms(region, node) for node in names)
+        return self._rtt[key]
+
+
+def _signature(pool: GpuPool, gpu: GPUModelSpec) -> tuple[object, ...]:
+    """Pools with equal signatures get equal predictions (price and place aside)."""
+    return (
+        pool.gpu_model, gpu.memory_gib, gpu.memory_bandwidth_gbps, pool.gpus_per_node,
+        pool.interconnect, pool.throttle_ratio,
+    )  # fmt: skip
+
+
+def _candidates(
     demand: WorkloadDemand,
     workload: InferenceWorkload,
-    model_id: str,
     model: ModelArchitectureSpec,
-    pool: GpuPool,
-    gpu: GPUModelSpec,
+    pools: list[GpuPool],
+    pool_gpus: list[GPUModelSpec],
     predictor: Predictor,
-    latency: LatencyLookup,
-    first_index: int,
+    network: _PoolNetwork,
 ) -> tuple[list[Option], list[Rejection]]:
+    """Every option of one workload that meets the compile-time rules, and why others do not.
+
+    Pools sharing a signature and a TTFT budget (SLO minus their best RTT, in 10 ms steps) are
+    predicted once; a rejection then covers all of their nodes.
+    """
     spec = workload.spec
-    trust = _trust_failure(spec.trust, pool)
-    if trust is not None:
-        return [], [Rejection(demand.index, pool.index, "trust", trust, pool.node_count)]
-    # The worst node of the pool decides its RTT (they share a region and provider).
-    rtt = {
-        region: max(latency.rtt_p99_ms(region, node) for node in pool.node_names)
-        for region, _ in demand.sources
-    }
-    best_rtt = min(rtt.values())
+    rejections: list[Rejection] = []
+    groups: dict[tuple[object, ...], list[GpuPool]] = defaultdict(list)
+    for pool in pools:
+        trust = _trust_failure(spec.trust, pool)
+        if trust is not None:
+            rejections.append(
+                Rejection(demand.index, pool.index, "trust", trust, pool.node_count, (pool.index,))
+            )
+            continue
+        best_rtt = min(network.rtt_ms(pool.index, region) for region, _ in demand.sources)
+        budget = math.floor((spec.slo.ttft_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
+        groups[(*_signature(pool, pool_gpus[pool.index]), budget)].append(pool)
     found: list[Option] = []
-    dropped: list[Rejection] = []
+    for key, members in groups.items():
+        first = members[0]
+        covered = tuple(p.index for p in members)
+        budget = float(key[-1])  # type: ignore[arg-type]
 
-    def reject(family: str, reason: str) -> None:
-        dropped.append(Rejection(demand.index, pool.index, family, reason, pool.node_count))
+        def reject(family: str, reason: str, covered: tuple[int, ...] = covered) -> None:
+            count = sum(pools[i].node_count for i in covered)
+            rejections.append(Rejection(demand.index, covered[0], family, reason, count, covered))
 
-    for rank, precision in enumerate(spec.precisions):
-        for tp in _tensor_parallel_degrees(pool.gpus_per_node):
-            for share in SHARE_FACTORS if tp == 1 else (1,):
-                prediction = predictor(
-                    model=model,
-                    model_id=model_id,
-                    gpu=gpu,
-                    gpu_id=pool.gpu_model,
-                    precision=precision,
-                    engine=spec.engine,
-                    tensor_parallel=tp,
-                    share=share,
-                    interconnect=pool.interconnect,
-                    throttle_ratio=pool.throttle_ratio,
-                    ttft_budget_ms=spec.slo.ttft_ms - best_rtt,
-                    itl_slo_ms=spec.slo.itl_ms,
-                    prompt_tokens=spec.traffic.prompt_tokens,
-                    output_tokens=spec.traffic.output_tokens,
-                )
-                label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
-                if not prediction.supported:
-                    reject("precision-support", f"{label}: {prediction.reason}")
-                    continue
-                if not prediction.fits:
-                    reject(
-                        "vram",
-                        f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
-                        f"{prediction.vram_available_gib:.1f}",
-                    )
-                    continue
-                if prediction.itl_ms > spec.slo.itl_ms:
-                    reject(
-                        "slo-itl",
-                        f"{label}: ITL {prediction.itl_ms:.0f} ms > {spec.slo.itl_ms:g} ms",
-                    )
-                    continue
-                ttft = {region: prediction.prefill_ms + rtt[region] for region in rtt}
-                servable = tuple(r for r, t in ttft.items() if t <= spec.slo.ttft_ms)
-                if not servable:
-                    worst = min(ttft.values())
-                    reject(
-                        "slo-ttft",
-                        f"{label}: TTFT {worst:.0f} ms (RTT {best_rtt:.0f} ms) > "
-                        f"{spec.slo.ttft_ms:g} ms",
-                    )
-                    continue
-                if prediction.capacity_rps <= 0:
-                    reject("demand-coverage", f"{label}: no load fits inside the SLO")
-                    continue
-                found.append(
-                    Option(
-                        index=first_index + len(found),
-                        workload=demand.index,
-                        pool=pool.index,
+        for rank, precision in enumerate(spec.precisions):
+            for tp in _tensor_parallel_degrees(first.gpus_per_node):
+                for share in SHARE_FACTORS if tp == 1 else (1,):
+                    prediction = predictor(
+                        model=model,
+                        model_id=demand.model,
+                        gpu=pool_gpus[first.index],
+                        gpu_id=first.gpu_model,
                         precision=precision,
+                        engine=spec.engine,
                         tensor_parallel=tp,
                         share=share,
-                        ttft_ms=ttft,
-                        itl_ms=prediction.itl_ms,
-                        capacity_rps=prediction.capacity_rps,
-                        vram_gib=prediction.vram_gib,
-                        cost_per_hour=pool.price_per_gpu_hour * tp / share,
-                        power_watts=pool.tdp_watts * tp / share,
-                        precision_rank=rank,
-                        servable_sources=servable,
+                        interconnect=first.interconnect,
+                        throttle_ratio=first.throttle_ratio,
+                        ttft_budget_ms=budget,
+                        itl_slo_ms=spec.slo.itl_ms,
+                        prompt_tokens=spec.traffic.prompt_tokens,
+                        output_tokens=spec.traffic.output_tokens,
                     )
-                )
-    return found, dropped
+                    label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
+                    failure = _rule_failure(prediction, spec.slo.itl_ms, label)
+                    if failure is not None:
+                        reject(*failure)
+                        continue
+                    unservable: list[int] = []
+                    for pool in members:
+                        ttft = {
+                            region: prediction.prefill_ms + network.rtt_ms(pool.index, region)
+                            for region, _ in demand.sources
+                        }
+                        servable = tuple(r for r, t in ttft.items() if t <= spec.slo.ttft_ms)
+                        if not servable:
+                            unservable.append(pool.index)
+                            continue
+                        found.append(
+                            Option(
+                                index=len(found),
+                                workload=demand.index,
+                                pool=pool.index,
+                                precision=precision,
+                                tensor_parallel=tp,
+                                share=share,
+                                ttft_ms=ttft,
+                                itl_ms=prediction.itl_ms,
+                                capacity_rps=prediction.capacity_rps,
+                                vram_gib=prediction.vram_gib,
+                                cost_per_hour=pool.price_per_gpu_hour * tp / share,
+                                power_watts=pool.tdp_watts * tp / share,
+                                precision_rank=rank,
+                                servable_sources=servable,
+                            )
+                        )
+                    if unservable:
+                        worst = prediction.prefill_ms + min(
+                            network.rtt_ms(unservable[0], r) for r, _ in demand.sources
+                        )
+                        reject(
+                            "slo-ttft",
+                            f"{label}: TTFT {worst:.0f} ms incl. network > {spec.slo.ttft_ms:g} ms",
+                            tuple(unservable),
+                        )
+    return found, rejections
+
+
+def _rule_failure(
+    prediction: OptionPrediction, itl_slo_ms: float, label: str
+) -> tuple[str, str] | None:
+    """(family, reason) of the first compile-time rule a prediction breaks, or None."""
+    if not prediction.supported:
+        return "precision-support", f"{label}: {prediction.reason}"
+    if not prediction.fits:
+        return (
+            "vram",
+            f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
+            f"{prediction.vram_available_gib:.1f}",
+        )
+    if prediction.itl_ms > itl_slo_ms:
+        return "slo-itl", f"{label}: ITL {prediction.itl_ms:.0f} ms > {itl_slo_ms:g} ms"
+    if prediction.capacity_rps <= 0:
+        return (
+            "slo-ttft",
+            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network: no load fits",
+        )
+    return None
+
+
+def _select(
+    candidates: list[Option],
+    demand: WorkloadDemand,
+    pools: list[GpuPool],
+    headroom: float,
+    keep: set[tuple[int, int, Precision, int, int]],
+) -> list[Option]:
+    """Keep the cheapest candidates per request/s until they could serve every source
+    ``CANDIDATE_COVER`` times over (and at least ``MIN_CANDIDATES``), plus any the previous
+    plan uses. A large grid offers thousands of interchangeable options per workload; the model
+    only needs enough of the best ones to choose among.
+    """
+    if len(candidates) <= PRUNE_ABOVE:
+        return candidates
+    # Cheapest way to serve the whole demand with this option alone first (so granularity
+    # counts: a small replica can beat a big efficient one); ties: preferred precision, more
+    # sources, pool order.
+    wanted = demand.demand_rps * (1 + headroom)
+    ordered = sorted(
+        candidates,
+        key=lambda o: (
+            math.ceil(wanted / o.capacity_rps) * o.cost_per_hour, o.precision_rank,
+            -len(o.servable_sources), o.pool, o.index,
+        ),
+    )  # fmt: skip
+    need = {region: demand.demand_rps * share * (1 + headroom) * CANDIDATE_COVER
+            for region, share in demand.sources}  # fmt: skip
+    kept: list[Option] = []
+    for option in ordered:
+        useful = any(need[r] > 0 for r in option.servable_sources)
+        forced = (demand.index, option.pool, option.precision, option.tensor_parallel,
+                  option.share) in keep  # fmt: skip
+        if not (useful or forced or len(kept) < MIN_CANDIDATES):
+            continue
+        kept.append(option)
+        pool = pools[option.pool]
+        potential = (
+            option.capacity_rps
+            * pool.node_count
+            * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots)
+        )
+        for region in option.servable_sources:
+            need[region] -= potential
+    return sorted(kept, key=lambda o: o.index)
+
+
+def _previous_keys(
+    inputs: PlannerInputs, pools: list[GpuPool]
+) -> set[tuple[int, int, Precision, int, int]]:
+    """(workload, pool, precision, tp, share) of every replica in the previous plan."""
+    if inputs.previous is None:
+        return set()
+    workload_index = {w.name: i for i, w in enumerate(inputs.workloads)}
+    pool_of = {(n, g): p.index for p in pools for n in p.node_names for g in p.gpu_indices}
+    keys: set[tuple[int, int, Precision, int, int]] = set()
+    for a in inputs.previous.spec.assignments:
+        pool = pool_of.get((a.node, a.gpus[0]))
+        if pool is not None and a.workload in workload_index:
+            keys.add(
+                (workload_index[a.workload], pool, a.precision, a.tensor_parallel, a.gpu_share)
+            )
+    return keys
 
 
 def _drop_dominated(options: list[Option]) -> list[Option]:
@@ -380,9 +499,7 @@ def _drop_dominated(options: list[Option]) -> list[Option]:
         for option in group:
             if not any(_dominates(other, option) for other in group if other is not option):
                 kept.append(option)
-    return [
-        _renumber(option, index) for index, option in enumerate(sorted(kept, key=lambda o: o.index))
-    ]
+    return sorted(kept, key=lambda o: o.index)
 
 
 def _dominates(a: Option, b: Option) -> bool:
@@ -397,12 +514,6 @@ def _dominates(a: Option, b: Option) -> bool:
     if a_key != b_key:
         return True
     return a.index < b.index  # identical on every axis: keep the first
-
-
-def _renumber(option: Option, index: int) -> Option:
-    from dataclasses import replace
-
-    return replace(option, index=index)
 
 
 def _previous_replicas(

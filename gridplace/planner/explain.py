@@ -58,23 +58,29 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
     serving_nodes = sum(problem.pools[p].node_count for p in served_pools)
     closest: dict[int, Rejection] = {}
     for rejection in rejections:
-        if rejection.pool in served_pools:
-            continue
-        best = closest.get(rejection.pool)
-        if best is None or _closer(rejection, best):
-            closest[rejection.pool] = rejection
-    by_family: dict[str, list[Rejection]] = defaultdict(list)
-    for rejection in closest.values():
-        by_family[rejection.family].append(rejection)
+        for pool in rejection.pools or (rejection.pool,):
+            if pool in served_pools:
+                continue
+            best = closest.get(pool)
+            if best is None or _closer(rejection, best):
+                closest[pool] = rejection
+    # One entry per pool that nothing serves, under the rejection that came closest for it.
+    by_family: dict[str, list[tuple[int, Rejection]]] = defaultdict(list)
+    for pool, rejection in closest.items():
+        by_family[rejection.family].append((pool, rejection))
     name = problem.workloads[workload].name
     parts = []
-    for family in sorted(by_family, key=lambda f: -sum(r.nodes for r in by_family[f])):
+
+    def nodes(entries: list[tuple[int, Rejection]]) -> int:
+        return sum(problem.pools[pool].node_count for pool, _ in entries)
+
+    for family in sorted(by_family, key=lambda f: -nodes(by_family[f])):
         group = by_family[family]
-        example = min(group, key=lambda r: (_numbers(r.reason) or [0.0])[0])
-        gpus = sorted({problem.pools[r.pool].gpu_model for r in group})
+        pool, example = min(group, key=lambda e: (_numbers(e[1].reason) or [0.0])[0])
+        gpus = sorted({problem.pools[p].gpu_model for p, _ in group})
         parts.append(
-            f"{sum(r.nodes for r in group)} {_DESCRIPTION.get(family, family)} "
-            f"[{family}] (best: {problem.pools[example.pool].gpu_model} {example.reason}; "
+            f"{nodes(group)} {_DESCRIPTION.get(family, family)} "
+            f"[{family}] (best: {problem.pools[pool].gpu_model} {example.reason}; "
             f"GPUs: {', '.join(gpus[:6])}{'...' if len(gpus) > 6 else ''})"
         )
     reasons = [
@@ -92,7 +98,7 @@ def _closer(a: Rejection, b: Rejection) -> bool:
 
 
 def _compile_hints(
-    problem: Problem, workload: int, by_family: dict[str, list[Rejection]]
+    problem: Problem, workload: int, by_family: dict[str, list[tuple[int, Rejection]]]
 ) -> list[str]:
     demand = problem.workloads[workload]
     regions = ", ".join(region for region, _ in demand.sources)
@@ -100,7 +106,7 @@ def _compile_hints(
     if "vram" in by_family:
         needs = [
             float(m.group(1))
-            for r in by_family["vram"]
+            for _, r in by_family["vram"]
             if (m := re.search(r"needs (\d+(?:\.\d+)?) GiB", r.reason))
         ]
         smallest = min(needs) if needs else 0.0

@@ -103,6 +103,7 @@ class Rejection:
     family: str  # the constraint family id, e.g. "vram", "slo-itl"
     reason: str  # with numbers: "int4 needs 38.1 GiB per GPU, has 24.0"
     nodes: int  # how many nodes this covers
+    pools: tuple[int, ...] = ()  # every pool it covers (pools predicted alike share one)
 
 
 @dataclass(frozen=True)

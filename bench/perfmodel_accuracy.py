@@ -1,0 +1,461 @@
+"""How far the performance model's TTFT and ITL are from public end-to-end measurements it was
+not fitted to.
+
+The efficiency table is fitted on operator-level data only (``bench/calibrate_perfmodel.py``);
+every measurement judged here is end to end:
+- ../shared/data/validation/trtllm_first_token_latency_bs1.csv (TensorRT-LLM v0.5 perf docs):
+  TTFT at batch 1, H100-SXM FP8, L40S FP8, A100-80GB FP16.
+- ../shared/data/validation/trtllm_static_batch_throughput.csv (TensorRT-LLM v0.5/v0.6.1):
+  static-batch output throughput per GPU -> time per output token = batch / (throughput x tp)
+  (it includes the batch's prefill amortised over the output). Predicted the same way:
+  (TTFT(batch, input) + output x ITL(batch, input + output/2)) / output. A100 rows at tp > 1 are
+  flagged in the data as possibly total rather than per-GPU throughput: reported apart.
+- ../shared/data/validation/kipply_fastertransformer_13b_a100.csv: FasterTransformer GPT-13B on
+  A100-SXM-40GB, prefill 512 tokens and decode per token at tp 1 and 2 (FasterTransformer is
+  TensorRT-LLM's predecessor: engine tensorrt-llm).
+- ../shared/data/splitwise/data/perf_model.csv (Splitwise, ISCA'24): Llama-2-70B and BLOOM-176B
+  prompt_time (prefill of batch x prompt) and token_time (mean decode step over token_size
+  outputs: context prompt + token_size/2) on DGX-A100 / DGX-H100 at tp 2-8. The serving stack
+  is taken to be vLLM as it was in 2023 (an assumption: the data does not name it), which ran
+  eager (no CUDA graphs before vLLM 0.2.5, PR #1926): ``eager=True``. The power-capped H100 rows are
+  reported apart (the cap is not an input), as are prompt times faster than the GPUs' peak FLOPS
+  allow (batch 64 at tp 2: a defect of the data, not a measurement).
+- llama.cpp llama-bench results published in GitHub pull requests (weights' bits from the
+  reported file sizes; tg128 decodes 128 tokens from an empty context: mean context 64):
+  ggml-org/llama.cpp#4766 (ggerganov, 2024-01-10, RTX 4090, codellama-7b F16/Q8_0/Q4_0) and
+  ggml-org/llama.cpp#4812 (slaren, 2024-01-07, RTX 3090 Ti, llama 7B Q4_0).
+
+Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
+FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
+``intermediateSize`` is given as the gated equivalent (2/3 of the 4 x hidden width: the same
+parameters in three matrices).
+
+Prints median and p90 absolute percentage error per metric, per GPU and per GPU family, the
+median signed error (bias), and the points furthest off.
+
+Reproduce:
+    .venv/bin/python bench/perfmodel_accuracy.py [--data ../shared/data] [--points]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridplace.planner.perfmodel import Prediction, Predictor
+from gridplace.specs import builtin_catalog
+from gridplace.specs.common import Engine, Precision
+from gridplace.specs.model_arch import ModelArchitectureSpec
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+COMMAND = ".venv/bin/python bench/perfmodel_accuracy.py --data ../shared/data"
+
+
+def _arch(**fields: object) -> ModelArchitectureSpec:
+    return ModelArchitectureSpec.model_validate(fields)
+
+
+INLINE = {
+    # EleutherAI/gpt-j-6b config.json: 28 layers, n_embd 4096, 16 heads, rotary, n_inner 16384.
+    "gpt-j-6b": _arch(
+        parametersBillion=6.05,
+        layers=28,
+        hiddenSize=4096,
+        intermediateSize=10923,
+        attentionHeads=16,
+        kvHeads=16,
+        headDim=256,
+        vocabSize=50400,
+        maxContextTokens=2048,
+    ),
+    # tiiuae/falcon-180B config.json: 80 layers, hidden 14848, 232 heads, 8 KV groups, ffn 4x.
+    "falcon-180b": _arch(
+        parametersBillion=179.5,
+        layers=80,
+        hiddenSize=14848,
+        intermediateSize=39595,
+        attentionHeads=232,
+        kvHeads=8,
+        headDim=64,
+        vocabSize=65024,
+        maxContextTokens=2048,
+    ),
+    # bigscience/bloom config.json: 70 layers, hidden 14336, 112 heads (MHA), ffn 4x, tied.
+    "bloom-176b": _arch(
+        parametersBillion=176.2,
+        layers=70,
+        hiddenSize=14336,
+        intermediateSize=38229,
+        attentionHeads=112,
+        kvHeads=112,
+        headDim=128,
+        vocabSize=250880,
+        maxContextTokens=2048,
+    ),
+    # The "test-13b" GPT of the FasterTransformer example: 40 layers, hidden 5120, 40 heads.
+    "gpt-13b": _arch(
+        parametersBillion=13.0,
+        layers=40,
+        hiddenSize=5120,
+        intermediateSize=13653,
+        attentionHeads=40,
+        kvHeads=40,
+        headDim=128,
+        vocabSize=50257,
+        maxContextTokens=2048,
+    ),
+}
+MODELS = {
+    "GPT-J-6B": "gpt-j-6b",
+    "LLaMA-7B": "llama-2-7b",
+    "LLaMA-70B": "llama-2-70b",
+    "Falcon-180B": "falcon-180b",
+    "llama2-70b": "llama-2-70b",
+    "bloom-176b": "bloom-176b",
+    "test-13b (GPT-like 13B)": "gpt-13b",
+}
+GPUS = {
+    "H100_SXM_80GB": "h100-sxm",
+    "L40S": "l40s",
+    "A100_80GB": "a100-sxm-80gb",
+    "A100_SXM_40GB": "a100-sxm-40gb",
+    "a100-80gb": "a100-sxm-80gb",
+    "h100-80gb": "h100-sxm",
+    "h100-80gb-pcap": "h100-sxm",
+}
+PRECISIONS = {"FP8": Precision.FP8, "FP16": Precision.FP16}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured figure and the query that predicts it."""
+
+    source: str
+    group: str  # "headline" or why it is reported apart
+    gpu: str
+    model: str
+    precision: Precision
+    engine: Engine
+    tp: int
+    metric: str  # "ttft" or "itl"
+    measured_ms: float
+    batch: int
+    prompt_tokens: int
+    context_tokens: int = 0
+    output_tokens: int = 0  # > 0: static-batch time per output token
+    kv_cache_fp8: bool = False
+    weight_bits: float | None = None
+    eager: bool = False
+    derate: float = 0.0
+
+    @property
+    def label(self) -> str:
+        shape = f"b{self.batch} in{self.prompt_tokens}"
+        shape += (
+            f" out{self.output_tokens}"
+            if self.output_tokens
+            else (f" ctx{self.context_tokens}" if self.metric == "itl" else "")
+        )
+        return (
+            f"{self.source:10} {self.gpu:14} {self.model:12} {self.precision.value:4} "
+            f"tp{self.tp} {self.metric:4} {shape}"
+        )
+
+
+_predictors: dict[tuple[object, ...], Predictor] = {}
+
+
+def predicted_ms(case: Case) -> float:
+    key = (
+        case.gpu,
+        case.model,
+        case.precision,
+        case.engine,
+        case.tp,
+        case.kv_cache_fp8,
+        case.weight_bits,
+        case.eager,
+        case.derate,
+    )
+    predictor = _predictors.get(key)
+    if predictor is None:
+        catalog = builtin_catalog()
+        model = INLINE.get(case.model) or catalog.models[case.model]
+        predictor = Predictor(
+            model,
+            catalog.gpus[case.gpu],
+            case.precision,
+            case.engine,
+            case.tp,
+            case.derate,
+            kv_cache_fp8=case.kv_cache_fp8,
+            eager=case.eager,
+            weight_bits_per_parameter=case.weight_bits,
+            gpu_id=case.gpu,
+        )
+        _predictors[key] = predictor
+    if predictor.unsupported:
+        raise ValueError(f"{case.label}: {predictor.unsupported}")
+    if case.output_tokens:
+        ttft = predictor.prefill_ms(case.batch, case.prompt_tokens)
+        step = predictor.decode_ms(case.batch, case.prompt_tokens + case.output_tokens // 2)
+        return (ttft + case.output_tokens * step) / case.output_tokens
+    prediction = predictor.predict(case.batch, case.prompt_tokens, max(case.context_tokens, 0))
+    assert isinstance(prediction, Prediction)
+    return prediction.ttft_ms if case.metric == "ttft" else prediction.itl_ms
+
+
+# ------------------------------------------------------------------------------ datasets
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def trtllm_cases(validation: Path) -> Iterable[Case]:
+    for row in _rows(validation / "trtllm_first_token_latency_bs1.csv"):
+        yield Case(
+            "trt-ttft",
+            "headline",
+            GPUS[row["gpu"]],
+            MODELS[row["model"]],
+            PRECISIONS[row["precision"]],
+            Engine.TENSORRT_LLM,
+            int(row["tp"]),
+            "ttft",
+            float(row["ttft_ms"]),
+            int(row["batch_size"]),
+            int(row["input_len"]),
+        )
+    for row in _rows(validation / "trtllm_static_batch_throughput.csv"):
+        tp, batch = int(row["tp"]), int(row["batch_size"])
+        ambiguous = "ambiguity" in row["note"] or "possibly total" in row["note"]
+        per_token_ms = batch * 1e3 / (float(row["throughput_out_tok_s_per_gpu"]) * tp)
+        precision = PRECISIONS[row["precision"]]
+        yield Case(
+            "trt-static",
+            "A100 tp>1 unit ambiguous" if ambiguous and tp > 1 else "headline",
+            GPUS[row["gpu"]],
+            MODELS[row["model"]],
+            precision,
+            Engine.TENSORRT_LLM,
+            tp,
+            "itl",
+            per_token_ms,
+            batch,
+            int(row["input_len"]),
+            output_tokens=int(row["output_len"]),
+            # TensorRT-LLM's FP8 benchmarks run with an FP8 KV cache.
+            kv_cache_fp8=precision is Precision.FP8,
+        )
+
+
+def fastertransformer_cases(validation: Path) -> Iterable[Case]:
+    for row in _rows(validation / "kipply_fastertransformer_13b_a100.csv"):
+        common = dict(
+            gpu=GPUS[row["gpu"]],
+            model=MODELS[row["model"]],
+            precision=PRECISIONS[row["precision"]],
+            engine=Engine.TENSORRT_LLM,
+            tp=int(row["tp"]),
+            batch=int(row["batch_size"]),
+            prompt_tokens=int(row["prompt_len"]),
+        )
+        gen = int(row["gen_tokens"])
+        yield Case(
+            "ft-13b", "headline", metric="ttft", measured_ms=float(row["prefill_ms"]), **common
+        )  # type: ignore[arg-type]
+        yield Case(
+            "ft-13b",
+            "headline",
+            metric="itl",
+            measured_ms=float(row["decode_ms_per_token"]),
+            context_tokens=int(row["prompt_len"]) + gen // 2,
+            **common,
+        )  # type: ignore[arg-type]
+
+
+def ideal_prefill_ms(gpu: str, model: str, tp: int, tokens: int) -> float:
+    """Prefill at 100% of peak 16-bit FLOPS: no measurement can be faster."""
+    catalog = builtin_catalog()
+    spec = INLINE.get(model) or catalog.models[model]
+    rates = catalog.gpus[gpu].tensor_tflops
+    peak = rates.fp16 or rates.bf16 or 1.0
+    return 2 * spec.compute_parameters_billion * 1e9 * tokens / tp / (peak * 1e12) * 1e3
+
+
+def splitwise_cases(splitwise: Path) -> Iterable[Case]:
+    rows = _rows(splitwise / "data" / "perf_model.csv")
+    # The batch, prompt and token sweeps share their centre point: a prefill configuration is
+    # measured under several token_size values. One TTFT case per prefill configuration, one ITL
+    # case per decode configuration, each the median of its repeats.
+    prompts: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    tokens: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for row in rows:
+        key = (row["model"], row["hardware"], row["tensor_parallel"], row["prompt_size"],
+               row["batch_size"])  # fmt: skip
+        prompts[key].append(float(row["prompt_time"]))
+        tokens[(*key, row["token_size"])].append(float(row["token_time"]))
+    capped = "power-capped H100 booked as always throttled (derate 1.0)"
+
+    def case(key: tuple[str, ...], group: str, metric: str, measured_ms: float,
+             context_tokens: int = 0, derate: float = 0.0) -> Case:  # fmt: skip
+        model, hardware, tp, prompt, batch = key[:5]
+        return Case("splitwise", group, GPUS[hardware], MODELS[model], Precision.FP16,
+                    Engine.VLLM, int(tp), metric, measured_ms, int(batch), int(prompt),
+                    context_tokens, eager=True, derate=derate)  # fmt: skip
+
+    for key, times in sorted(prompts.items()):
+        model, hardware, tp, prompt, batch = key
+        measured = statistics.median(times)
+        ideal = ideal_prefill_ms(GPUS[hardware], MODELS[model], int(tp), int(batch) * int(prompt))
+        if measured < ideal:
+            yield case(key, "implausible: faster than peak FLOPS", "ttft", measured)
+        elif hardware.endswith("pcap"):
+            yield case(key, "power-capped H100 (cap not an input)", "ttft", measured)
+            yield case(key, capped, "ttft", measured, derate=1.0)
+        else:
+            yield case(key, "headline", "ttft", measured)
+    for key, times in sorted(tokens.items()):
+        hardware, prompt, token_size = key[1], key[3], key[5]
+        measured, context = statistics.median(times), int(prompt) + int(token_size) // 2
+        if hardware.endswith("pcap"):
+            yield case(key, "power-capped H100 (cap not an input)", "itl", measured, context)
+            yield case(key, capped, "itl", measured, context, derate=1.0)
+        else:
+            yield case(key, "headline", "itl", measured, context)
+
+
+def llama_cpp_cases() -> Iterable[Case]:
+    gib_bits = 2**30 * 8
+    published = [  # (PR, gpu, precision, GiB file, pp512 t/s, tg128 t/s or None)
+        ("#4766", "rtx-4090", Precision.FP16, 12.55, 11048.22, 61.03),
+        ("#4766", "rtx-4090", Precision.INT8, 6.67, 7664.00, 98.13),
+        ("#4766", "rtx-4090", Precision.INT4, 3.56, 7979.85, None),
+        ("#4812", "rtx-3090-ti", Precision.INT4, 3.56, 4035.47, 127.43),
+    ]
+    for pr, gpu, precision, gib, prompt_rate, gen_rate in published:
+        bits = gib * gib_bits / 6.74e9
+        common = dict(
+            gpu=gpu,
+            model="llama-2-7b",
+            precision=precision,
+            engine=Engine.LLAMA_CPP,
+            tp=1,
+            batch=1,
+            weight_bits=bits,
+        )
+        yield Case(
+            f"llama.cpp{pr}",
+            "headline",
+            metric="ttft",
+            measured_ms=512 / prompt_rate * 1e3,
+            prompt_tokens=512,
+            **common,
+        )  # type: ignore[arg-type]
+        if gen_rate is not None:
+            yield Case(
+                f"llama.cpp{pr}",
+                "headline",
+                metric="itl",
+                measured_ms=1e3 / gen_rate,
+                prompt_tokens=1,
+                context_tokens=64,
+                **common,
+            )  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def summary(errors: list[float]) -> str:
+    absolute = sorted(abs(e) for e in errors)
+    p90 = absolute[min(len(absolute) - 1, round(0.9 * (len(absolute) - 1)))]
+    return (
+        f"n={len(errors):4d}  median APE {statistics.median(absolute) * 100:5.1f}%  "
+        f"p90 APE {p90 * 100:5.1f}%  bias {statistics.median(errors) * 100:+6.1f}%"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--points", action="store_true", help="print every point")
+    args = parser.parse_args(argv)
+    if not (args.data / "validation").is_dir():
+        print(f"validation data not found under {args.data} (pass --data)", file=sys.stderr)
+        return 1
+    cases = [
+        *trtllm_cases(args.data / "validation"),
+        *fastertransformer_cases(args.data / "validation"),
+        *splitwise_cases(args.data / "splitwise"),
+        *llama_cpp_cases(),
+    ]
+    results = [(case, predicted_ms(case) / case.measured_ms - 1) for case in cases]
+    catalog = builtin_catalog()
+    print("perfmodel accuracy against public end-to-end measurements (not used for fitting)")
+    print(f"reproduce: {COMMAND}\n")
+    headline = [(c, e) for c, e in results if c.group == "headline"]
+    for metric in ("ttft", "itl"):
+        chosen = [(c, e) for c, e in headline if c.metric == metric]
+        print(f"{metric.upper():5} overall                 {summary([e for _, e in chosen])}")
+        modern = [e for c, e in chosen if c.source != "splitwise"]
+        print(f"      without splitwise (2023 stack)  {summary(modern)}")
+        for key_name, key in (
+            ("gpu", lambda c: c.gpu),
+            ("family", lambda c: catalog.gpus[c.gpu].architecture.value),
+            ("source", lambda c: c.source),
+        ):
+            buckets: dict[str, list[float]] = defaultdict(list)
+            for case, error in chosen:
+                buckets[key(case)].append(error)
+            for name in sorted(buckets):
+                print(f"      {key_name:6} {name:16} {summary(buckets[name])}")
+        print()
+    print("verdict against the target (median APE <= 15% per metric, no family median > 30%):")
+    for metric in ("ttft", "itl"):
+        chosen = [(c, e) for c, e in headline if c.metric == metric]
+        overall = statistics.median(abs(e) for _, e in chosen)
+        families: dict[str, list[float]] = defaultdict(list)
+        for case, error in chosen:
+            families[catalog.gpus[case.gpu].architecture.value].append(abs(error))
+        worst = max(families, key=lambda f: statistics.median(families[f]))
+        worst_median = statistics.median(families[worst])
+        met = overall <= 0.15 and worst_median <= 0.30
+        print(
+            f"  {metric.upper():5} overall {overall * 100:.1f}%, worst family {worst} "
+            f"{worst_median * 100:.1f}%: {'MET' if met else 'MISSED'}"
+        )
+    print()
+    apart = sorted({c.group for c, _ in results} - {"headline"})
+    for group in apart:
+        for metric in ("ttft", "itl"):
+            chosen = [e for c, e in results if c.group == group and c.metric == metric]
+            if chosen:
+                print(f"apart: {group}: {metric.upper()} {summary(chosen)}")
+    print("\nfurthest off (headline):")
+    for case, error in sorted(headline, key=lambda item: -abs(item[1]))[:12]:
+        print(
+            f"  {case.label:70} measured {case.measured_ms:9.2f} ms  "
+            f"predicted {case.measured_ms * (1 + error):9.2f} ms  ({error * 100:+.0f}%)"
+        )
+    if args.points:
+        print("\nall points:")
+        for case, error in results:
+            print(
+                f"  [{case.group[:10]:10}] {case.label:70} measured {case.measured_ms:9.2f} "
+                f"predicted {case.measured_ms * (1 + error):9.2f} ({error * 100:+.0f}%)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

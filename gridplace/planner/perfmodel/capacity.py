@@ -1,0 +1,169 @@
+"""Requests per second one replica sustains while keeping TTFT and ITL inside an SLO.
+
+Owns: the queueing arithmetic. Must not: time steps itself (it asks a ``StepModel``).
+
+The replica runs continuous batching with prefills interleaved into decode steps (vLLM/SGLang
+chunked prefill, TensorRT-LLM in-flight batching). With prompt P, output O, and a request's mean
+context P + O/2 during decode:
+
+- p      = prefill time of one prompt alone (its TTFT without network or queueing);
+  p_work = p minus the engine's per-step overhead (the GPU work a prefill adds to a shared step).
+- d(B)   = decode step with B sequences in flight.
+- Each of the O steps of a request also carries, on average, B/O prefills' worth of work, so the
+  mean ITL at concurrency B is s(B) = d(B) + B p_work / O (increasing in B).
+- B*     = the largest B with s(B) <= ITL target and B sequences of P + O tokens in the KV cache.
+- Saturation throughput (Little's law, the GPU never idle): B* sequences finish every
+  B* p_work + O d(B*) ms, so lambda_sat = B* / (B* p_work + O d(B*)). A replica is booked at 90%
+  of it: above that, requests queue for batch slots (M/M/c with c = B*) and TTFT grows without
+  bound.
+- TTFT under load: a new prompt waits for the step in flight (s/2 on average) and for the prompts
+  ahead of it (M/D/1 on the prefill work, rho = lambda p_work: wait = rho p_work / (2 (1 - rho))),
+  then takes p. The largest lambda with p + s/2 + wait <= TTFT target - network RTT bounds it.
+- capacity = min(0.9 lambda_sat, lambda_ttft); concurrency at that rate is Little's law again:
+  lambda x (TTFT + O s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+SATURATION_HEADROOM = 0.90
+MAX_BATCH = 4096  # engines cap concurrent sequences well below this (vLLM max_num_seqs 256-1024)
+
+Limit = Literal["itl", "ttft", "kv-cache"]
+
+
+class StepModel(Protocol):
+    """What capacity needs from a predictor."""
+
+    @property
+    def step_overhead_ms(self) -> float: ...
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> float: ...
+
+    def decode_ms(self, batch: int, context_tokens: int) -> float: ...
+
+    def max_sequences(self, tokens_per_sequence: int) -> int: ...
+
+
+class LatencyTargets(Protocol):
+    """An SLO (``specs.workload.ServiceLevel`` is one)."""
+
+    @property
+    def ttft_ms(self) -> float: ...
+
+    @property
+    def itl_ms(self) -> float: ...
+
+
+class TrafficShape(Protocol):
+    """Request sizes (``specs.workload.Traffic`` is one)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """One replica's capacity inside an SLO, and what limits it."""
+
+    rps: float  # requests/s inside the SLO; 0 when the SLO cannot be met at all
+    max_batch: int  # B*: concurrent sequences at the ITL target (0 if none)
+    concurrency: float  # mean sequences in flight at ``rps`` (Little's law)
+    itl_ms: float  # mean ITL at B* with prefills interleaved
+    ttft_ms: float  # mean TTFT at ``rps`` without network RTT (prefill + queueing)
+    limited_by: Limit
+    reason: str  # why it is not higher, with numbers
+
+
+def _mean_itl(
+    model: StepModel, batch: int, context: int, prefill_work_ms: float, output: int
+) -> float:
+    return model.decode_ms(batch, context) + batch * prefill_work_ms / output
+
+
+def estimate_capacity(
+    model: StepModel, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0
+) -> Capacity:
+    """Capacity of one replica (see the module docstring for the derivation)."""
+    prompt, output = max(traffic.prompt_tokens, 1), max(traffic.output_tokens, 1)
+    context = prompt + output // 2
+    prefill_ms = model.prefill_ms(1, prompt)
+    prefill_work_ms = max(prefill_ms - model.step_overhead_ms, 1e-3)
+    kv_limit = min(model.max_sequences(prompt + output), MAX_BATCH)
+    if kv_limit < 1:
+        return Capacity(
+            0.0,
+            0,
+            0.0,
+            0.0,
+            prefill_ms,
+            "kv-cache",
+            f"no room for one sequence of {prompt + output} tokens in the KV cache",
+        )
+
+    def itl_at(batch: int) -> float:
+        return _mean_itl(model, batch, context, prefill_work_ms, output)
+
+    single_itl = itl_at(1)
+    if single_itl > slo.itl_ms:
+        return Capacity(
+            0.0,
+            0,
+            0.0,
+            single_itl,
+            prefill_ms,
+            "itl",
+            f"ITL {single_itl:.1f} ms at batch 1 exceeds the {slo.itl_ms:g} ms target",
+        )
+    # Largest batch inside the ITL target: s(B) is increasing, so gallop then bisect.
+    low, high = 1, 2
+    while high <= kv_limit and itl_at(high) <= slo.itl_ms:
+        low, high = high, high * 2
+    high = min(high, kv_limit + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if itl_at(middle) <= slo.itl_ms:
+            low = middle
+        else:
+            high = middle
+    batch = low
+    step_ms = itl_at(batch)
+    decode_ms = model.decode_ms(batch, context)
+    saturation_rps = batch / (batch * prefill_work_ms + output * decode_ms) * 1e3
+    throughput_rps = SATURATION_HEADROOM * saturation_rps
+
+    budget_ms = slo.ttft_ms - rtt_ms
+    unloaded_ttft_ms = prefill_ms + step_ms / 2
+    if unloaded_ttft_ms > budget_ms:
+        return Capacity(
+            0.0,
+            batch,
+            0.0,
+            step_ms,
+            unloaded_ttft_ms,
+            "ttft",
+            f"TTFT {unloaded_ttft_ms:.0f} ms before any queueing exceeds the "
+            f"{budget_ms:.0f} ms left of the {slo.ttft_ms:g} ms target after {rtt_ms:.0f} ms RTT",
+        )
+    slack = 2 * (budget_ms - unloaded_ttft_ms) / prefill_work_ms
+    ttft_rps = slack / (1 + slack) / prefill_work_ms * 1e3
+    rps = min(throughput_rps, ttft_rps)
+    rho = rps * prefill_work_ms / 1e3
+    ttft_ms = unloaded_ttft_ms + rho * prefill_work_ms / (2 * (1 - rho))
+    concurrency = rps * (ttft_ms + output * step_ms) / 1e3
+    limit: Limit
+    if ttft_rps < throughput_rps:
+        limit = "ttft"
+        reason = f"prefill queueing reaches the TTFT target at {ttft_rps:.2f} rps"
+    elif batch >= kv_limit:
+        limit = "kv-cache"
+        reason = f"KV cache holds {kv_limit} sequences of {prompt + output} tokens"
+    else:
+        limit = "itl"
+        reason = f"batch {batch + 1} would put ITL above {slo.itl_ms:g} ms"
+    return Capacity(rps, batch, concurrency, step_ms, ttft_ms, limit, reason)

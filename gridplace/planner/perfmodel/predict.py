@@ -1,0 +1,350 @@
+"""``predict``: TTFT, ITL, VRAM, fit and bound of one replica configuration, and its capacity.
+
+Owns: assembling a prediction from support rules, shape, engine traits, efficiency table,
+hardware, roofline, memory plan and profiles; the ``Predictor`` that caches all of that for one
+(model, GPU, precision, engine, tp, derate, interconnect) so repeated queries cost microseconds.
+Must not: read files other than the efficiency table (package data, cached), or print.
+
+Conventions:
+- ``ttft_ms`` is the prefill of ``batch`` prompts of ``prompt_tokens`` each, run together, up to
+  the first token: no network RTT and no queueing (``capacity`` adds queueing; the planner adds
+  RTT).
+- ``itl_ms`` is one decode step of ``batch`` sequences with ``context_tokens`` already cached.
+- ``vram_gib`` is per GPU: weights / tp + KV cache of ``batch`` sequences of
+  max(prompt, context) tokens + engine reserve. ``fits`` compares it with the GPU's memory.
+- ``derate`` is the node's thermal throttle ratio (0..1, ``status.thermal``); it slows compute and
+  bandwidth (``hardware.derate_factors``).
+- ``interconnect`` is the node's GPU-to-GPU link; None means what the GPU has (its NVLink/xGMI
+  peer link if it has one, else PCIe).
+- ``eager`` runs without CUDA graphs (vLLM ``enforce_eager``, a common memory-saving choice on
+  small cards, and every release before graphs): host launch time can bound the step.
+- ``kv_cache_fp8`` stores K and V in one byte per element instead of two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gridplace.planner.perfmodel.capacity import (
+    Capacity,
+    LatencyTargets,
+    TrafficShape,
+    estimate_capacity,
+)
+from gridplace.planner.perfmodel.efficiency import EfficiencyTable, builtin_table
+from gridplace.planner.perfmodel.engines import ENGINES, head_bits, weight_bits
+from gridplace.planner.perfmodel.errors import InvalidQuery
+from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors, gpu_link
+from gridplace.planner.perfmodel.memory import memory_plan
+from gridplace.planner.perfmodel.profiles import ProfileBook
+from gridplace.planner.perfmodel.roofline import Bound, Hardware, Roofline, StepTime
+from gridplace.planner.perfmodel.shape import model_shape
+from gridplace.planner.perfmodel.support import (
+    matmul_tflops,
+    sixteen_bit_tflops,
+    unsupported_reason,
+)
+from gridplace.specs.catalog import Catalog, builtin_catalog
+from gridplace.specs.common import Engine, Interconnect, Precision
+from gridplace.specs.gpu import GPUModelSpec
+from gridplace.specs.model_arch import ModelArchitectureSpec
+
+Source = Literal["roofline", "profile", "measured"]
+KV_BYTES_16BIT = 2.0
+KV_BYTES_FP8 = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotSupported:
+    """This configuration cannot run at all; ``reason`` says why (never a silent fallback)."""
+
+    reason: str
+    precision: Precision
+    engine: Engine
+    supported: Literal[False] = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"supported": False, "reason": self.reason, "fits": False}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one replica configuration does at one operating point (see module conventions)."""
+
+    ttft_ms: float
+    itl_ms: float
+    vram_gib: float  # per GPU
+    weights_gib: float  # per GPU
+    kv_cache_gib: float  # per GPU
+    reserve_gib: float  # per GPU
+    memory_gib: float  # per GPU, available
+    fits: bool
+    bound: Bound  # of the decode step
+    max_batch: int  # sequences of max(prompt, context) tokens whose KV cache fits
+    prefill: StepTime
+    decode: StepTime
+    source: Source
+    predictor: Predictor = field(repr=False, compare=False)
+    supported: Literal[True] = True
+
+    def capacity(self, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0) -> Capacity:
+        """Requests/s this configuration sustains inside ``slo`` (see ``capacity``)."""
+        return self.predictor.capacity(slo, traffic, rtt_ms)
+
+    def capacity_rps(
+        self, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0
+    ) -> float:
+        return self.capacity(slo, traffic, rtt_ms).rps
+
+    def as_dict(self) -> dict[str, Any]:
+        """The camelCase keys the CLI and API print."""
+        return {
+            "supported": True,
+            "ttftMs": round(self.ttft_ms, 3),
+            "itlMs": round(self.itl_ms, 3),
+            "vramGiB": round(self.vram_gib, 3),
+            "weightsGiB": round(self.weights_gib, 3),
+            "kvCacheGiB": round(self.kv_cache_gib, 3),
+            "reserveGiB": round(self.reserve_gib, 3),
+            "memoryGiB": round(self.memory_gib, 3),
+            "fits": self.fits,
+            "bound": self.bound,
+            "maxBatch": self.max_batch,
+            "source": self.source,
+        }
+
+
+class Predictor:
+    """Everything fixed for one (model, GPU, precision, engine, tp, derate, interconnect)."""
+
+    def __init__(
+        self,
+        model: ModelArchitectureSpec,
+        gpu: GPUModelSpec,
+        precision: Precision,
+        engine: Engine = Engine.VLLM,
+        tp: int = 1,
+        derate: float = 0.0,
+        interconnect: Interconnect | None = None,
+        *,
+        kv_cache_fp8: bool = False,
+        eager: bool = False,
+        weight_bits_per_parameter: float | None = None,
+        table: EfficiencyTable | None = None,
+        profiles: ProfileBook | None = None,
+        model_id: str | None = None,
+        gpu_id: str | None = None,
+    ) -> None:
+        if tp < 1:
+            raise InvalidQuery("tp", tp, "tensor parallel degree must be >= 1")
+        if not 0.0 <= derate <= 1.0:
+            raise InvalidQuery("derate", derate, "throttle ratio must be within 0..1")
+        self.model, self.gpu = model, gpu
+        self.precision, self.engine, self.tp = precision, engine, tp
+        self.traits = ENGINES[engine]
+        gpu_name = gpu_id or gpu.display_name
+        self.unsupported = unsupported_reason(gpu, gpu_name, model, precision, engine, tp)
+        table = table or builtin_table()
+        self.shape = model_shape(model)
+        compute_factor, bandwidth_factor = derate_factors(derate)
+        hardware = Hardware(
+            bandwidth_gbyte_per_s=gpu.memory_bandwidth_gbps * bandwidth_factor,
+            matmul_tflops=matmul_tflops(gpu, precision) * compute_factor,
+            attention_tflops=sixteen_bit_tflops(gpu) * compute_factor,
+        )
+        kv_bytes = KV_BYTES_FP8 if kv_cache_fp8 else KV_BYTES_16BIT
+        bits, embedding_bits = weight_bits(precision, engine), head_bits(precision, engine)
+        if weight_bits_per_parameter is not None:
+            # A known checkpoint (e.g. a GGUF file: size x 8 / parameters) replaces the format's
+            # typical figures for every weight.
+            if not 1.0 <= weight_bits_per_parameter <= 32.0:
+                raise InvalidQuery(
+                    "weight_bits_per_parameter", weight_bits_per_parameter, "must be within 1..32"
+                )
+            bits = embedding_bits = weight_bits_per_parameter
+        self.roofline = Roofline(
+            self.shape,
+            tp,
+            hardware,
+            table.gemm(engine, gpu.architecture, precision),
+            table.attention(gpu.architecture),
+            table.elementwise(gpu.architecture),
+            self.traits,
+            gpu_link(gpu, interconnect),
+            eager=eager,
+            weight_bits=bits,
+            head_bits=embedding_bits,
+            kv_bytes_per_element=kv_bytes,
+        )
+        self.memory = memory_plan(
+            self.shape,
+            gpu.memory_gib,
+            tp,
+            self.traits,
+            weight_bits=bits,
+            head_bits=embedding_bits,
+            kv_bytes_per_element=kv_bytes,
+        )
+        self._ttft_factor = self._itl_factor = 1.0
+        self.profile = None
+        if profiles is not None and self.unsupported is None:
+            self.profile = profiles.find(
+                model, gpu, precision, engine, model_id=model_id, gpu_id=gpu_id
+            )
+        if self.profile is not None:
+            basis = self
+            if self.profile.tensor_parallel != tp:
+                basis = Predictor(
+                    model,
+                    gpu,
+                    precision,
+                    engine,
+                    self.profile.tensor_parallel,
+                    derate,
+                    interconnect,
+                    kv_cache_fp8=kv_cache_fp8,
+                    eager=eager,
+                    weight_bits_per_parameter=weight_bits_per_parameter,
+                    table=table,
+                )
+            self._ttft_factor, self._itl_factor = self.profile.refit(
+                basis.roofline_prefill_ms, basis.roofline_decode_ms
+            )
+
+    # -- the StepModel protocol capacity uses ------------------------------------------------
+
+    @property
+    def step_overhead_ms(self) -> float:
+        return self.traits.step_overhead_ms * self._ttft_factor
+
+    def roofline_prefill_ms(self, batch: int, prompt_tokens: int) -> float:
+        return self.roofline.prefill(batch, prompt_tokens).total_ms
+
+    def roofline_decode_ms(self, batch: int, context_tokens: int) -> float:
+        return self.roofline.decode(batch, context_tokens).total_ms
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
+        return self.roofline_prefill_ms(batch, prompt_tokens) * self._ttft_factor
+
+    def decode_ms(self, batch: int, context_tokens: int) -> float:
+        return self.roofline_decode_ms(batch, context_tokens) * self._itl_factor
+
+    def max_sequences(self, tokens_per_sequence: int) -> int:
+        return self.memory.max_sequences(tokens_per_sequence)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def predict(
+        self, batch: int = 1, prompt_tokens: int = 512, context_tokens: int = 512
+    ) -> Prediction | NotSupported:
+        """One operating point (see the module conventions)."""
+        if batch < 1:
+            raise InvalidQuery("batch", batch, "must be >= 1")
+        if prompt_tokens < 1:
+            raise InvalidQuery("prompt_tokens", prompt_tokens, "must be >= 1")
+        if context_tokens < 0:
+            raise InvalidQuery("context_tokens", context_tokens, "must be >= 0")
+        if self.unsupported is not None:
+            return NotSupported(self.unsupported, self.precision, self.engine)
+        prefill = self.roofline.prefill(batch, prompt_tokens)
+        decode = self.roofline.decode(batch, context_tokens)
+        source: Source = "roofline"
+        if self.profile is not None:
+            source = "profile"
+            prefill, decode = prefill.scaled(self._ttft_factor), decode.scaled(self._itl_factor)
+            ttft, itl = self.profile.measured(self.tp, batch, prompt_tokens, context_tokens)
+            if ttft is not None:
+                prefill = prefill.scaled(ttft / prefill.total_ms)
+                source = "measured"
+            if itl is not None:
+                decode = decode.scaled(itl / decode.total_ms)
+                source = "measured"
+        tokens = max(prompt_tokens, context_tokens)
+        vram = self.memory.vram_gib(batch, tokens)
+        return Prediction(
+            ttft_ms=prefill.total_ms,
+            itl_ms=decode.total_ms,
+            vram_gib=vram,
+            weights_gib=self.memory.weights_gib,
+            kv_cache_gib=self.memory.kv_cache_gib(batch, tokens),
+            reserve_gib=self.memory.reserve_gib,
+            memory_gib=self.memory.memory_gib,
+            fits=vram <= self.memory.memory_gib,
+            bound=decode.bound,
+            max_batch=self.memory.max_sequences(tokens),
+            prefill=prefill,
+            decode=decode,
+            source=source,
+            predictor=self,
+        )
+
+    def capacity(self, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0) -> Capacity:
+        """Requests/s inside ``slo`` for ``traffic``'s request sizes, ``rtt_ms`` from clients."""
+        if self.unsupported is not None:
+            return Capacity(0.0, 0, 0.0, 0.0, 0.0, "itl", self.unsupported)
+        return estimate_capacity(self, slo, traffic, rtt_ms)
+
+    def cold_start(
+        self, *, network_gbit_per_s: float, cached: bool, disk_gbyte_per_s: float = 2.0
+    ) -> ColdStart:
+        """Seconds until this replica serves: download (unless cached), load, engine start."""
+        weights_bytes = self.memory.weights_gib * self.tp * 2**30
+        return cold_start(
+            weights_bytes,
+            self.gpu,
+            self.tp,
+            self.traits.init_s,
+            network_gbit_per_s=network_gbit_per_s,
+            cached=cached,
+            disk_gbyte_per_s=disk_gbyte_per_s,
+        )
+
+
+def predict(
+    model: ModelArchitectureSpec | str,
+    gpu: GPUModelSpec | str,
+    precision: Precision,
+    engine: Engine = Engine.VLLM,
+    tp: int = 1,
+    batch: int = 1,
+    prompt_tokens: int = 512,
+    context_tokens: int = 512,
+    derate: float = 0.0,
+    interconnect: Interconnect | None = None,
+    *,
+    kv_cache_fp8: bool = False,
+    catalog: Catalog | None = None,
+    table: EfficiencyTable | None = None,
+    profiles: ProfileBook | None = None,
+) -> Prediction | NotSupported:
+    """Predict one configuration at one operating point.
+
+    ``model`` and ``gpu`` are specs or catalog references (ids, Hugging Face repos, reported
+    names); an unknown reference raises ``SpecError`` listing near matches. For many queries
+    against the same configuration build a ``Predictor`` once instead.
+    """
+    model_id = gpu_id = None
+    if isinstance(model, str) or isinstance(gpu, str):
+        catalog = catalog or builtin_catalog()
+        if isinstance(model, str):
+            model_id = catalog.model_id(model)
+            model = catalog.model(model)
+        if isinstance(gpu, str):
+            gpu_id = catalog.gpu_id(gpu)
+            gpu = catalog.gpu(gpu)
+    predictor = Predictor(
+        model,
+        gpu,
+        precision,
+        engine,
+        tp,
+        derate,
+        interconnect,
+        kv_cache_fp8=kv_cache_fp8,
+        table=table,
+        profiles=profiles,
+        model_id=model_id,
+        gpu_id=gpu_id,
+    )
+    return predictor.predict(batch, prompt_tokens, context_tokens)
