@@ -3,7 +3,8 @@ demand scaled to a target utilization. Deterministic for a seed.
 
 Source: ``../shared/data/offers/gpu_offer_prices.csv`` (a summary of public Vast.ai and RunPod
 list prices: per-GPU-hour price and the countries offers are in). The GPU mix follows the offer
-counts, prices the per-GPU median with a +-15% spread, regions the listed countries.
+counts, prices the per-GPU median with a +-15% spread per provider, regions the listed
+countries; providers own fleets of identical machines.
 """
 
 from __future__ import annotations
@@ -96,41 +97,44 @@ def read_offers(path: Path = OFFERS_CSV) -> list[Offer]:
 
 
 def generate_nodes(count: int, seed: int = 1, offers: list[Offer] | None = None) -> list[Node]:
+    """``count`` nodes owned by providers with fleets of identical machines, as marketplaces
+    list them: a community host has 1-3 machines of one kind, a datacenter 2-16 of one kind,
+    each at one price (the offer's median, +-15% per provider)."""
     rng = random.Random(seed)
     offers = offers or read_offers()
     weights = [o.offers for o in offers]
-    nodes = []
-    for index in range(count):
+    nodes: list[Node] = []
+    provider_number = 0
+    while len(nodes) < count:
         offer = rng.choices(offers, weights)[0]
         consumer = offer.gpu in CONSUMER
-        gpus = rng.choice([1, 1, 1, 2, 2, 4]) if consumer else rng.choice([1, 2, 4, 8, 8])
         region = rng.choice(offer.regions)
-        provider = f"{'home' if consumer else 'dc'}-{region}-{rng.randrange(count // 8 + 2)}"
-        doc: dict[str, Any] = {
-            "metadata": {"name": f"{offer.gpu}-{index:05d}"},
-            "spec": {
-                "region": region,
-                "provider": provider,
-                "pricePerHour": round(offer.price_per_gpu_hour * gpus * rng.uniform(0.85, 1.15), 3),
-                "gpus": [{"model": offer.gpu, "count": gpus}],
-                "interconnect": "nvlink" if offer.gpu in SXM and gpus > 1 else "pcie",
-                "networkGbps": 1 if consumer else 25,
-                "reliability": round(
-                    rng.uniform(0.9, 0.99) if consumer else rng.uniform(0.97, 0.999), 3
-                ),
-                "claims": "self-reported" if consumer else "probed",
-            },
-            "status": {
-                "healthy": True,
-                "thermal": {
-                    "throttleRatio": round(
-                        rng.choice([0, 0, 0, 0.05, 0.1, 0.25]) if consumer else 0.0, 2
-                    ),
-                    "windowHours": 24,
+        provider = f"{'home' if consumer else 'dc'}-{region}-{provider_number}"
+        provider_number += 1
+        gpus = rng.choice([1, 1, 1, 2, 2, 4]) if consumer else rng.choice([1, 2, 4, 8, 8])
+        fleet = rng.randint(1, 3) if consumer else rng.randint(2, 16)
+        price = round(offer.price_per_gpu_hour * gpus * rng.uniform(0.85, 1.15), 3)
+        throttle = round(rng.choice([0, 0, 0, 0.05, 0.1, 0.25]) if consumer else 0.0, 2)
+        reliability = round(rng.uniform(0.9, 0.99) if consumer else rng.uniform(0.97, 0.999), 3)
+        for _ in range(min(fleet, count - len(nodes))):
+            doc: dict[str, Any] = {
+                "metadata": {"name": f"{offer.gpu}-{len(nodes):05d}"},
+                "spec": {
+                    "region": region,
+                    "provider": provider,
+                    "pricePerHour": price,
+                    "gpus": [{"model": offer.gpu, "count": gpus}],
+                    "interconnect": "nvlink" if offer.gpu in SXM and gpus > 1 else "pcie",
+                    "networkGbps": 1 if consumer else 25,
+                    "reliability": reliability,
+                    "claims": "self-reported" if consumer else "probed",
                 },
-            },
-        }
-        nodes.append(Node.model_validate(doc))
+                "status": {
+                    "healthy": True,
+                    "thermal": {"throttleRatio": throttle, "windowHours": 24},
+                },
+            }
+            nodes.append(Node.model_validate(doc))
     return nodes
 
 

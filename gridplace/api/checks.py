@@ -29,7 +29,7 @@ def check_workloads(bundle: SpecBundle) -> list[WorkloadCheck]:
     problem = compile_bundle(bundle)
     checks = []
     for demand in problem.workloads:
-        placeable = any(o.workload == demand.index for o in problem.options)
+        placeable = bool(problem.options_of(demand.index))
         reasons, hints = compile_summary(problem, demand.index)
         checks.append(
             WorkloadCheck(

@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 
 from gridplace.planner.deaggregate import _Node
+from gridplace.planner.model import power_budget_watts, power_draw_watts
 from gridplace.planner.problem import Option, Problem
 
 
@@ -70,6 +71,8 @@ class _Booking:
         self.per_domain: dict[tuple[int, str], int] = defaultdict(int)
         self.spent = 0.0
         self.budget = problem.budget_per_hour if problem.budget_per_hour is not None else math.inf
+        self.power: dict[int, int] = defaultdict(int)  # watts booked per pool
+        self.respect_power = True
 
     def add(self, option: Option) -> bool:
         """Book one more replica of ``option`` if every rule allows it."""
@@ -81,8 +84,14 @@ class _Booking:
         at_limit = limit is not None and self.per_domain[(workload.index, domain or "")] >= limit
         if domain is not None and at_limit:
             return False
+        power_budget = power_budget_watts(self.problem.pools[option.pool])
+        draw = power_draw_watts(option)
+        over_power = power_budget is not None and self.power[option.pool] + draw > power_budget
+        if self.respect_power and over_power:
+            return False
         if self.spent + option.cost_per_hour > self.budget or not self.grid.take(option):
             return False
+        self.power[option.pool] += draw
         self.counts[option.index] += 1
         self.replicas[workload.index] += 1
         self.spent += option.cost_per_hour
@@ -117,11 +126,12 @@ def greedy(problem: Problem) -> dict[int, int]:
 def capacity_only(problem: Problem) -> dict[int, int]:
     """First fit by free VRAM; ``problem`` must be compiled with SLOs and derate switched off.
 
-    It keeps the structural rules (replica bounds, spread) but not the budget: a VRAM matcher
-    does not price what it places.
+    It keeps the structural rules (replica bounds, spread) but not the budget or the thermal
+    power budget: a VRAM matcher neither prices what it places nor reads telemetry.
     """
     booking = _Booking(problem)
     booking.budget = math.inf
+    booking.respect_power = False  # nameplate figures: no thermal budget either
     for workload in problem.workloads:
         options = problem.options_of(workload.index)
         if not options:

@@ -45,7 +45,7 @@ from gridplace.specs.common import Engine, Interconnect
 from gridplace.specs.workload import TrustRequirement
 
 THROTTLE_BUCKET = 0.05
-BUDGET_STEP_MS = 10.0  # TTFT budgets are rounded down to this step (conservative)
+BUDGET_STEP_MS = 25.0  # TTFT budgets are rounded down to this step (conservative)
 PRUNE_ABOVE = 1000  # a workload with more candidate options than this is pruned to ...
 MIN_CANDIDATES = 64  # ... at least this many, and enough to cover its demand CANDIDATE_COVER x
 CANDIDATE_COVER = 8.0  # keep options until they could serve each source this many times over
@@ -235,8 +235,8 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
             demand, workload, model, pools, pool_gpus, predictor, network
         )
         rejections.extend(dropped)
-        candidates = _drop_dominated(candidates)
         candidates = _select(candidates, demand, pools, inputs.headroom, keep)
+        candidates = _drop_dominated(candidates, keep)
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     previous, released = _previous_replicas(inputs, pools, options, workloads)
@@ -307,7 +307,7 @@ def _candidates(
 ) -> tuple[list[Option], list[Rejection]]:
     """Every option of one workload that meets the compile-time rules, and why others do not.
 
-    Pools sharing a signature and a TTFT budget (SLO minus their best RTT, in 10 ms steps) are
+    Pools sharing a signature and a TTFT budget (SLO minus their best RTT, in 25 ms steps) are
     predicted once; a rejection then covers all of their nodes.
     """
     spec = workload.spec
@@ -323,6 +323,11 @@ def _candidates(
         best_rtt = min(network.rtt_ms(pool.index, region) for region, _ in demand.sources)
         budget = math.floor((spec.slo.ttft_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
         groups[(*_signature(pool, pool_gpus[pool.index]), budget)].append(pool)
+    rtts = {
+        pool.index: {region: network.rtt_ms(pool.index, region) for region, _ in demand.sources}
+        for members in groups.values()
+        for pool in members
+    }
     found: list[Option] = []
     for key, members in groups.items():
         first = members[0]
@@ -360,8 +365,8 @@ def _candidates(
                     unservable: list[int] = []
                     for pool in members:
                         ttft = {
-                            region: prediction.prefill_ms + network.rtt_ms(pool.index, region)
-                            for region, _ in demand.sources
+                            region: prediction.prefill_ms + rtt
+                            for region, rtt in rtts[pool.index].items()
                         }
                         servable = tuple(r for r, t in ttft.items() if t <= spec.slo.ttft_ms)
                         if not servable:
@@ -483,21 +488,29 @@ def _previous_keys(
     return keys
 
 
-def _drop_dominated(options: list[Option]) -> list[Option]:
+def _drop_dominated(
+    options: list[Option], keep: set[tuple[int, int, Precision, int, int]] | None = None
+) -> list[Option]:
     """Drop options no better than another of the same workload and pool on any axis.
 
     Axes: capacity per GPU slot (higher is better), slots per replica (fewer is better: finer
     steps of capacity), precision rank (lower is better) and the traffic sources served (a
     superset is better). Latency is not an axis: every option left meets the SLO, and which one
-    is faster is only the last objective's concern. Ties keep the first.
+    is faster is only the last objective's concern. Ties keep the first. Options in ``keep``
+    (the previous plan's) always stay, so its replicas can stay where they are.
     """
+    keep = keep or set()
     by_key: dict[tuple[int, int], list[Option]] = defaultdict(list)
     for option in options:
         by_key[(option.workload, option.pool)].append(option)
     kept: list[Option] = []
     for group in by_key.values():
         for option in group:
-            if not any(_dominates(other, option) for other in group if other is not option):
+            key = (option.workload, option.pool, option.precision, option.tensor_parallel,
+                   option.share)  # fmt: skip
+            if key in keep or not any(
+                _dominates(other, option) for other in group if other is not option
+            ):
                 kept.append(option)
     return sorted(kept, key=lambda o: o.index)
 

@@ -52,8 +52,8 @@ def _numbers(reason: str) -> list[float]:
 
 def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[str]]:
     """'0/63 nodes can serve chat-70b: 41 too little VRAM (int4 needs 38.1 GiB ...), ...'."""
-    rejections = [r for r in problem.rejections if r.workload == workload]
-    served_pools = {o.pool for o in problem.options if o.workload == workload}
+    rejections = problem.rejections_of(workload)
+    served_pools = {o.pool for o in problem.options_of(workload)}
     total_nodes = sum(p.node_count for p in problem.pools)
     serving_nodes = sum(problem.pools[p].node_count for p in served_pools)
     closest: dict[int, Rejection] = {}
@@ -147,14 +147,23 @@ def core_families(problem: Problem, workload: int, time_limit_s: float = 5.0) ->
 
 
 def explain_workload(
-    problem: Problem, workload: int, unmet_rps: float, short_replicas: int = 0
+    problem: Problem,
+    workload: int,
+    unmet_rps: float,
+    short_replicas: int = 0,
+    diagnose: bool = True,
 ) -> Explanation:
-    """Reasons and hints for one workload that is not fully served."""
+    """Reasons and hints for one workload that is not fully served; ``diagnose`` runs the
+    assumption-core solve (one small solve per workload, so large plans cap how many)."""
     reasons, hints = compile_summary(problem, workload)
     demand = problem.workloads[workload]
-    if (unmet_rps > 0 or short_replicas > 0) and any(
-        o.workload == workload for o in problem.options
-    ):
+    lacking = (unmet_rps > 0 or short_replicas > 0) and bool(problem.options_of(workload))
+    if lacking and not diagnose:
+        reasons.append(
+            f"{unmet_rps:.2f} of {demand.demand_rps:g} req/s (plus headroom) unserved; run "
+            f"`gridplace explain --workload {demand.name}` for the constraints that block it"
+        )
+    elif lacking:
         families = core_families(problem, workload)
         if families:
             missing = f"{unmet_rps:.2f} of {demand.demand_rps:g} req/s (plus headroom)"

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.problem import SLOTS_PER_GPU, Option, Problem
+from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, Problem
 
 RATE_SCALE = 1000  # requests/s -> integer milli-requests/s
 COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
@@ -180,6 +180,18 @@ def vram(pm: PlacementModel) -> None:
         )
 
 
+def power_budget_watts(pool: GpuPool) -> int | None:
+    """A pool's sustained power budget (None when it does not throttle: no budget applies)."""
+    if pool.throttle_ratio <= 0:
+        return None
+    fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
+    return math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
+
+
+def power_draw_watts(option: Option) -> int:
+    return math.ceil(option.power_watts)
+
+
 def thermal_power(pm: PlacementModel) -> None:
     """Hard: sustained power draw within the pool's budget, derated by its throttle ratio.
 
@@ -187,15 +199,13 @@ def thermal_power(pm: PlacementModel) -> None:
     sustain its nameplate draw; a replica draws TDP x its GPU fraction at planned load.
     """
     for pool_index, options in _options_by_pool(pm.problem).items():
-        pool = pm.problem.pools[pool_index]
-        if pool.throttle_ratio <= 0:
+        budget = power_budget_watts(pm.problem.pools[pool_index])
+        if budget is None:
             continue
-        fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
-        budget = math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
         pm.add(
             "thermal-power",
             f"pool={pool_index}",
-            _sum(pm.x[o.index] * math.ceil(o.power_watts) for o in options) <= budget,
+            _sum(pm.x[o.index] * power_draw_watts(o) for o in options) <= budget,
         )
 
 

@@ -17,6 +17,7 @@ from gridplace.specs.plan import (
 )
 
 COVERAGE_TOLERANCE = 1e-6
+MAX_DIAGNOSES = 5  # assumption-core solves per plan (highest priority unplaced workloads first)
 
 
 def build_plan(
@@ -61,6 +62,12 @@ def build_plan(
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))
     coverage = []
     unplaced = []
+    uncovered = [
+        w for w in problem.workloads
+        if capacity[w.index] + COVERAGE_TOLERANCE < w.demand_rps * (1 + problem.headroom)
+        or replicas[w.index] < w.replicas_min
+    ]  # fmt: skip
+    diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
     for workload in problem.workloads:
         covered = (
             capacity[workload.index] + COVERAGE_TOLERANCE
@@ -83,7 +90,9 @@ def build_plan(
             )
             if explain:
                 short = max(0, workload.replicas_min - replicas[workload.index])
-                why = explain_workload(problem, workload.index, missing, short)
+                why = explain_workload(
+                    problem, workload.index, missing, short, workload.index in diagnosed
+                )
                 reasons, hints = why.reasons, why.hints
             else:
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]

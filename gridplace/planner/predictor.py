@@ -7,7 +7,7 @@ memory, bandwidth and tensor throughput (time-sliced: each replica's steps take 
 
 Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
 workloads share models and SLOs, so a large grid costs thousands of predictions, not millions.
-The TTFT budget is rounded down to 10 ms for the memo (conservative).
+The TTFT budget is rounded down to 25 ms for the memo (conservative).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gridplace.specs import (
 )
 from gridplace.specs.common import Engine, Interconnect
 
-TTFT_BUDGET_STEP_MS = 10.0
+TTFT_BUDGET_STEP_MS = 25.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def make_predictor(
 ) -> Predictor:
     """A memoizing predictor over the calibrated performance model and the given profiles."""
     book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
 
     def predict(
@@ -89,18 +90,22 @@ def make_predictor(
         output_tokens: int,
     ) -> OptionPrediction:
         budget = math.floor(ttft_budget_ms / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
-        key = (
+        config = (
             model_id, id(model), gpu_id, gpu.memory_gib, gpu.memory_bandwidth_gbps, precision,
-            engine, tensor_parallel, share, interconnect, throttle_ratio, budget, itl_slo_ms,
-            prompt_tokens, output_tokens,
+            engine, tensor_parallel, share, interconnect, throttle_ratio,
         )  # fmt: skip
+        key = (*config, budget, itl_slo_ms, prompt_tokens, output_tokens)
         found = memo.get(key)
         if found is None:
-            found = _predict(
-                model, model_id, share_of(gpu, share), gpu_id if share == 1 else None,
-                precision, engine, tensor_parallel, interconnect, throttle_ratio, budget,
-                itl_slo_ms, prompt_tokens, output_tokens, book,
-            )  # fmt: skip
+            replica = replicas.get(config)
+            if replica is None:
+                replica = ReplicaModel(
+                    model, share_of(gpu, share), precision, engine, tensor_parallel,
+                    throttle_ratio, interconnect, profiles=book, model_id=model_id,
+                    gpu_id=gpu_id if share == 1 else None,
+                )  # fmt: skip
+                replicas[config] = replica
+            found = _predict(replica, budget, itl_slo_ms, prompt_tokens, output_tokens)
             memo[key] = found
         return found
 
@@ -108,29 +113,15 @@ def make_predictor(
 
 
 def _predict(
-    model: ModelArchitectureSpec,
-    model_id: str,
-    gpu: GPUModelSpec,
-    gpu_id: str | None,
-    precision: Precision,
-    engine: Engine,
-    tensor_parallel: int,
-    interconnect: Interconnect,
-    throttle_ratio: float,
+    replica: ReplicaModel,
     ttft_budget_ms: float,
     itl_slo_ms: float,
     prompt_tokens: int,
     output_tokens: int,
-    book: ProfileBook,
 ) -> OptionPrediction:
-    replica = ReplicaModel(
-        model, gpu, precision, engine, tensor_parallel, throttle_ratio, interconnect,
-        profiles=book, model_id=model_id, gpu_id=gpu_id,
-    )  # fmt: skip
-    context = prompt_tokens + output_tokens // 2
-    point = replica.predict(batch=1, prompt_tokens=prompt_tokens, context_tokens=context)
-    if isinstance(point, NotSupported):
-        return OptionPrediction(False, point.reason, False, 0.0, gpu.memory_gib, 0.0, 0.0, 0.0)
+    memory_gib = replica.gpu.memory_gib
+    if replica.unsupported is not None:
+        return OptionPrediction(False, replica.unsupported, False, 0.0, memory_gib, 0.0, 0.0, 0.0)
     # Fits means one full-length sequence (prompt + output) fits beside the weights.
     full = replica.predict(
         batch=1, prompt_tokens=prompt_tokens, context_tokens=prompt_tokens + output_tokens
@@ -143,10 +134,9 @@ def _predict(
     )
     if capacity.rps <= 0:
         # Report the single-stream figures: what a user compares with the SLO.
-        itl = capacity.itl_ms or point.itl_ms
         return OptionPrediction(
             True, capacity.reason, True, full.vram_gib, full.memory_gib,
-            capacity.ttft_ms or point.ttft_ms, itl, 0.0,
+            capacity.ttft_ms or full.ttft_ms, capacity.itl_ms or full.itl_ms, 0.0,
         )  # fmt: skip
     # VRAM booked: weights + KV cache for the planned concurrency + reserve.
     planned = replica.predict(

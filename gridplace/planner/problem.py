@@ -13,6 +13,7 @@ first).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from gridplace.specs import ClaimLevel, Interconnect, Precision
 
@@ -133,8 +134,32 @@ class Problem:
     budget_per_hour: float | None = None
     headroom: float = 0.1  # demand is covered with this much spare capacity
 
+    @cached_property
+    def _by_workload(self) -> dict[int, list[Option]]:
+        index: dict[int, list[Option]] = {w.index: [] for w in self.workloads}
+        for option in self.options:
+            index[option.workload].append(option)
+        return index
+
+    @cached_property
+    def _by_pool(self) -> dict[int, list[Option]]:
+        index: dict[int, list[Option]] = {p.index: [] for p in self.pools}
+        for option in self.options:
+            index[option.pool].append(option)
+        return index
+
+    @cached_property
+    def _rejections_by_workload(self) -> dict[int, list[Rejection]]:
+        index: dict[int, list[Rejection]] = {w.index: [] for w in self.workloads}
+        for rejection in self.rejections:
+            index[rejection.workload].append(rejection)
+        return index
+
+    def rejections_of(self, workload: int) -> list[Rejection]:
+        return self._rejections_by_workload.get(workload, [])
+
     def options_of(self, workload: int) -> list[Option]:
-        return [o for o in self.options if o.workload == workload]
+        return self._by_workload.get(workload, [])
 
     def options_on(self, pool: int) -> list[Option]:
-        return [o for o in self.options if o.pool == pool]
+        return self._by_pool.get(pool, [])

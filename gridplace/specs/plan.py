@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from gridplace.specs.common import (
     API_VERSION,
@@ -60,6 +60,9 @@ class PlacementPlanSpec(StrictModel):
     assignments: list[Assignment] = Field(default_factory=list, max_length=1_000_000)
 
 
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
 class SolverSummary(StrictModel):
     status: ShortText = Field(description="OPTIMAL, FEASIBLE, INFEASIBLE, ... or a baseline name.")
     wall_seconds: float = Field(ge=0)
@@ -80,8 +83,8 @@ class WorkloadCoverage(StrictModel):
 
 class Unplaced(StrictModel):
     workload: Name
-    reasons: list[ShortText] = Field(min_length=1, max_length=200)
-    hints: list[ShortText] = Field(default_factory=list, max_length=50)
+    reasons: list[Reason] = Field(min_length=1, max_length=200)
+    hints: list[Reason] = Field(default_factory=list, max_length=50)
 
 
 class PlacementPlanStatus(StrictModel):

@@ -187,6 +187,8 @@ class Predictor:
             kv_bytes_per_element=kv_bytes,
         )
         self._ttft_factor = self._itl_factor = 1.0
+        self._prefill_memo: dict[tuple[int, int], float] = {}
+        self._decode_memo: dict[tuple[int, int], float] = {}
         self.profile = None
         if profiles is not None and self.unsupported is None:
             self.profile = profiles.find(
@@ -225,10 +227,21 @@ class Predictor:
         return self.roofline.decode(batch, context_tokens).total_ms
 
     def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
-        return self.roofline_prefill_ms(batch, prompt_tokens) * self._ttft_factor
+        key = (batch, prompt_tokens)
+        found = self._prefill_memo.get(key)
+        if found is None:
+            found = self.roofline_prefill_ms(batch, prompt_tokens) * self._ttft_factor
+            self._prefill_memo[key] = found
+        return found
 
     def decode_ms(self, batch: int, context_tokens: int) -> float:
-        return self.roofline_decode_ms(batch, context_tokens) * self._itl_factor
+        # Memoized: capacity searches ask for the same steps under many TTFT budgets.
+        key = (batch, context_tokens)
+        found = self._decode_memo.get(key)
+        if found is None:
+            found = self.roofline_decode_ms(batch, context_tokens) * self._itl_factor
+            self._decode_memo[key] = found
+        return found
 
     def max_sequences(self, tokens_per_sequence: int) -> int:
         return self.memory.max_sequences(tokens_per_sequence)

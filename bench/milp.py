@@ -1,0 +1,133 @@
+"""An independent MILP of the placement model (HiGHS through highspy), for benchmarks and tests.
+
+It re-states the CP-SAT model's rows from the compiled ``Problem`` — written separately from
+``gridplace.planner.model`` on purpose, so that agreement between the two is evidence, not an
+echo — and solves the first two lexicographic stages: unmet demand x priority, then cost with
+that fixed. Used only by ``bench/solver_scale.py`` and a test; highspy is a test extra.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import highspy
+
+from gridplace.planner.model import (
+    COST_SCALE,
+    MAX_SOURCE_GROUPS,
+    MIN_POWER_FRACTION,
+    RATE_SCALE,
+    SHORT_PENALTY,
+)
+from gridplace.planner.problem import SLOTS_PER_GPU, Option, Problem
+
+
+@dataclass(frozen=True)
+class MilpResult:
+    status: str
+    unmet_objective: float
+    cost_per_hour: float
+    bound_per_hour: float
+    wall_s: float
+
+
+def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
+    started = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 2)
+    h.setOptionValue("random_seed", 0)
+    x = {
+        o.index: h.addVariable(
+            lb=0, ub=problem.workloads[o.workload].replicas_max, type=highspy.HighsVarType.kInteger
+        )  # fmt: skip
+        for o in problem.options
+    }
+    unmet = {
+        (w.index, r): h.addVariable(lb=0, ub=_demand(problem, w.index, s))
+        for w in problem.workloads
+        for r, s in w.sources
+    }
+    short = {
+        w.index: h.addVariable(lb=0, ub=w.replicas_min, type=highspy.HighsVarType.kInteger)
+        for w in problem.workloads
+    }
+    by_pool: dict[int, list[Option]] = defaultdict(list)
+    for o in problem.options:
+        by_pool[o.pool].append(o)
+    for pool_index, options in by_pool.items():
+        pool = problem.pools[pool_index]
+        node_slots = pool.gpus_per_node * SLOTS_PER_GPU
+        total = pool.node_count * node_slots
+        for size in sorted({o.slots for o in options}):
+            large = [o for o in options if o.slots >= size]
+            capacity = pool.node_count * (node_slots // size) * size if size >= 4 else total
+            h.addConstr(sum(x[o.index] * o.slots for o in large) <= capacity)
+        vram = math.floor(pool.memory_gib * 100) * pool.node_count * pool.gpus_per_node
+        h.addConstr(
+            sum(x[o.index] * math.ceil(o.vram_gib * 100) * o.tensor_parallel for o in options)
+            <= vram
+        )
+        if pool.throttle_ratio > 0:
+            fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
+            budget = math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
+            h.addConstr(sum(x[o.index] * math.ceil(o.power_watts) for o in options) <= budget)
+    for w in problem.workloads:
+        options = problem.options_of(w.index)
+        shares = dict(w.sources)
+        groups: dict[frozenset[int], list[str]] = defaultdict(list)
+        for region in shares:
+            groups[frozenset(o.index for o in options if region in o.servable_sources)].append(
+                region
+            )
+        parts = list(groups.values())
+        sizes = range(1, len(parts) + 1) if len(parts) <= MAX_SOURCE_GROUPS else (1, len(parts))
+        for size in sizes:
+            for chosen in itertools.combinations(parts, size):
+                regions = [r for part in chosen for r in part]
+                serving = [o for o in options if set(o.servable_sources) & set(regions)]
+                h.addConstr(
+                    sum(x[o.index] * math.floor(o.capacity_rps * RATE_SCALE) for o in serving)
+                    + sum(unmet[(w.index, r)] for r in regions)
+                    >= sum(_demand(problem, w.index, shares[r]) for r in regions)
+                )
+        replicas = sum(x[o.index] for o in options) if options else 0
+        if options:
+            h.addConstr(replicas <= w.replicas_max)
+        h.addConstr(replicas + short[w.index] >= w.replicas_min)
+        if w.spread_across and w.spread_max_per_domain is not None:
+            domains: dict[str, list[Option]] = defaultdict(list)
+            for o in options:
+                pool = problem.pools[o.pool]
+                domains[pool.provider if w.spread_across == "provider" else pool.region].append(o)
+            for members in domains.values():
+                h.addConstr(sum(x[o.index] for o in members) <= w.spread_max_per_domain)
+    cost = sum(x[o.index] * math.ceil(o.cost_per_hour * COST_SCALE) for o in problem.options)
+    if problem.budget_per_hour is not None:
+        h.addConstr(cost <= math.floor(problem.budget_per_hour * COST_SCALE))
+    unmet_objective = sum(
+        problem.workloads[w].priority * var for (w, _), var in unmet.items()
+    ) + sum(problem.workloads[w].priority * SHORT_PENALTY * var for w, var in short.items())
+    h.setOptionValue("time_limit", time_limit_s / 2)
+    h.minimize(unmet_objective)
+    stage_one = h.getInfo().objective_function_value
+    h.addConstr(unmet_objective <= stage_one + 1e-6)
+    h.setOptionValue("time_limit", max(1.0, time_limit_s - (time.perf_counter() - started)))
+    h.minimize(cost)
+    info = h.getInfo()
+    return MilpResult(
+        status=h.modelStatusToString(h.getModelStatus()),
+        unmet_objective=stage_one,
+        cost_per_hour=info.objective_function_value / COST_SCALE,
+        bound_per_hour=info.mip_dual_bound / COST_SCALE,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _demand(problem: Problem, workload: int, share: float) -> int:
+    demand = problem.workloads[workload].demand_rps * share
+    return math.ceil(demand * (1 + problem.headroom) * RATE_SCALE)

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""SLA benchmark: plans by cpsat, greedy and capacity-only, each replayed on the same traffic with
+the same seed in the simulator (``gridplace.sim``, with its hidden ground truth), on the shipped
+example grid and on a generated grid of several hundred nodes.
+
+Traffic (the reference): the Azure LLM inference trace 2023, conversation
+(``../shared/data/traces/AzureLLMInferenceTrace_conv.csv``; CC BY 4.0, Patel et al.,
+"Splitwise", ISCA 2024), stretched to each workload's ``requestsPerSecond`` and its token counts
+scaled to each workload's mean prompt and output (``gridplace.sim.arrivals``). The trace keeps its
+own minute-to-minute swings (about 0.6x to 1.5x its mean) and its spread of request sizes.
+
+Generated grid: ``bench/gridgen.py`` (nodes from the public offer summary in
+``../shared/data/offers/``; workloads at ``--large-rps-scale``); no probes, so RTTs are topology's
+region-to-region defaults for planner and simulator alike.
+
+Printed, per grid: one row per strategy (replicas, cost per hour, share of requests in SLA,
+violations, p99 TTFT and p99 mean ITL over their targets across all requests, lost requests,
+and capacity-only's violations divided by the strategy's); SLA attainment per workload; and which
+layer costs what: each strategy replayed under the planner's own assumptions (Poisson at the
+declared rate, every request of the declared mean size, no hidden truth), then on the trace with
+no hidden truth, then with each hidden layer alone, then all of them. Then the verdict on the
+targets, and an investigation: cpsat planned with more demand headroom (the planner's existing
+``PlannerInputs.headroom``; nothing in the planner is changed). The CDF plot (latency over
+target, all requests) goes to ``OUT/sla_cdf.png`` and every figure to ``OUT/sla.json``.
+
+CP-SAT stops at a time limit on a shared 2-core machine, so a rerun may pick a different plan of
+the same cost (the generated grid's cpsat attainment moved by about a point between runs).
+
+Reproduce (from the repository root; about 5 minutes on 2 cores)::
+
+    .venv/bin/python bench/sla.py --out out/sla
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from gridgen import generate_nodes, generate_workloads  # noqa: E402
+
+from gridplace.api.wiring import plan_bundle  # noqa: E402
+from gridplace.planner.compile import PlannerInputs  # noqa: E402
+from gridplace.planner.network import NetworkLatency  # noqa: E402
+from gridplace.planner.planning import Strategy, make_plan  # noqa: E402
+from gridplace.planner.predictor import make_predictor  # noqa: E402
+from gridplace.planner.solve import SolverSettings  # noqa: E402
+from gridplace.sim import (  # noqa: E402
+    ArrivalProcess,
+    SimInputs,
+    SimResult,
+    SimSettings,
+    Trace,
+    TruthSettings,
+    read_trace,
+    simulate,
+)
+from gridplace.sim.plot import plot_comparison  # noqa: E402
+from gridplace.specs import PlacementPlan, SpecBundle, builtin_catalog, load_bundle  # noqa: E402
+from gridplace.topology import Topology  # noqa: E402
+
+DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+STRATEGIES = (Strategy.CPSAT, Strategy.GREEDY, Strategy.CAPACITY_ONLY)
+CONDITIONS = (  # (label, uses the trace, truth)
+    ("planner's assumptions: Poisson, mean sizes, no hidden truth", False, TruthSettings.ideal()),
+    ("trace, no hidden truth", True, TruthSettings.ideal()),
+    ("trace + efficiency spread", True, TruthSettings(thermal=False, failures=False)),
+    ("trace + thermal episodes", True, TruthSettings(efficiency=False, failures=False)),
+    ("trace + node failures", True, TruthSettings(efficiency=False, thermal=False)),
+    ("trace + all hidden truth (the reference)", True, TruthSettings()),
+)
+
+
+@dataclass
+class GridRun:
+    name: str
+    inputs: SimInputs
+    plans: dict[str, PlacementPlan]
+    plan_s: dict[str, float]
+    results: dict[str, SimResult]  # the reference condition
+    conditions: dict[str, dict[str, float]]  # condition -> strategy -> attainment
+
+
+def plan_all(
+    bundle: SpecBundle, time_limit_s: float, seed: int
+) -> tuple[dict[str, PlacementPlan], dict[str, float]]:
+    plans: dict[str, PlacementPlan] = {}
+    seconds: dict[str, float] = {}
+    settings = SolverSettings(time_limit_s=time_limit_s, random_seed=seed)
+    for strategy in STRATEGIES:
+        started = time.perf_counter()
+        result = plan_bundle(bundle, strategy, settings)
+        seconds[strategy.value] = time.perf_counter() - started
+        plans[strategy.value] = result.plan
+        unplaced = result.plan.status.unplaced if result.plan.status else []
+        if unplaced:
+            print(f"  note: {strategy.value} left {[u.workload for u in unplaced]} unplaced")
+    return plans, seconds
+
+
+def run_grid(
+    name: str,
+    bundle: SpecBundle,
+    trace: Trace,
+    duration_s: float,
+    seed: int,
+    time_limit_s: float,
+    conditions: tuple[tuple[str, bool, TruthSettings], ...],
+) -> GridRun:
+    print(f"# {name}: {len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads", flush=True)
+    plans, plan_s = plan_all(bundle, time_limit_s, seed)
+    inputs = SimInputs.from_bundle(bundle)
+    reference = SimSettings(
+        duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace
+    )
+    results: dict[str, SimResult] = {}
+    table: dict[str, dict[str, float]] = {}
+    for label, uses_trace, truth in conditions:
+        settings = replace(reference, truth=truth)
+        if not uses_trace:
+            settings = replace(settings, process=ArrivalProcess.POISSON, trace=None)
+        table[label] = {}
+        for strategy, plan in plans.items():
+            result = simulate(plan, inputs, settings)
+            table[label][strategy] = result.total().attainment
+            if label == CONDITIONS[-1][0]:
+                results[strategy] = result
+            print(
+                f"  simulated {strategy:13s} {label}: {result.total().attainment:.2%} "
+                f"({len(result.status):,} requests, {result.steps:,} steps, {result.wall_s:.1f} s)",
+                flush=True,
+            )
+    return GridRun(name, inputs, plans, plan_s, results, table)
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "inf"
+
+
+def print_grid(run: GridRun) -> None:
+    print(f"\n## {run.name}\n")
+    base = run.results[Strategy.CAPACITY_ONLY.value].total()
+    print(
+        "| strategy | replicas | plan s | $/h | requests | in SLA | violations | "
+        "p99 TTFT/target | p99 ITL/target | lost | capacity-only violations / these |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for strategy, result in run.results.items():
+        total = result.total()
+        factor = base.violations / total.violations if total.violations else math.inf
+        print(
+            f"| {strategy} | {len(result.replica_labels)} | {run.plan_s[strategy]:.1f} | "
+            f"{total.cost_per_hour:.2f} | {total.requests:,} | {total.attainment:.2%} | "
+            f"{total.violations:,} | {_ratio(total.ttft_p99_ratio)} | "
+            f"{_ratio(total.itl_p99_ratio)} | {total.lost:,} | {_ratio(factor)}x |"
+        )
+    print("\nWhy requests missed (reference condition):\n")
+    print("| strategy | TTFT only | ITL only | both | lost | unfinished |")
+    print("|---|---|---|---|---|---|")
+    for strategy, result in run.results.items():
+        m = result.misses()
+        print(
+            f"| {strategy} | {m['ttftOnly']:,} | {m['itlOnly']:,} | {m['both']:,} | "
+            f"{m['lost']:,} | {m['unfinished']:,} |"
+        )
+    names = [s.name for s in next(iter(run.results.values())).summary()]
+    print("\nSLA attainment per workload:\n")
+    print("| workload | " + " | ".join(run.results) + " |")
+    print("|---|" + "---|" * len(run.results))
+    per = {k: {s.name: s for s in r.summary()} for k, r in run.results.items()}
+    for name in names:
+        cells = [
+            f"{s.attainment:.1%} ({s.replicas}, ${s.cost_per_hour:.2f})"
+            for s in (per[k][name] for k in run.results)
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("(cell: attainment (replicas, $/h))")
+    if len(run.conditions) > 1:
+        print("\nSLA attainment by condition (what each hidden layer costs):\n")
+        print("| condition | " + " | ".join(run.results) + " |")
+        print("|---|" + "---|" * len(run.results))
+        for label, row in run.conditions.items():
+            print(f"| {label} | " + " | ".join(f"{row[k]:.2%}" for k in run.results) + " |")
+
+
+def headroom_sweep(
+    bundle: SpecBundle, trace: Trace, duration_s: float, seed: int, time_limit_s: float,
+    headrooms: list[float],
+) -> list[tuple[float, int, float, float, float]]:  # fmt: skip
+    """cpsat plans with more demand headroom (``PlannerInputs.headroom``, 0.1 by default): how
+    much margin the planner would need. An investigation, not a change to the planner."""
+    regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
+    latency = NetworkLatency(Topology.build(bundle.nodes, bundle.probes).latency_lookup(regions))
+    predictor = make_predictor(bundle.profiles, bundle.catalog)
+    inputs = SimInputs.from_bundle(bundle)
+    planners_world, reference = (
+        CONDITIONS[0][2],
+        SimSettings(duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace),
+    )
+    rows = []
+    for headroom in headrooms:
+        planner_inputs = PlannerInputs(
+            nodes=bundle.nodes, workloads=bundle.workloads, catalog=bundle.catalog,
+            headroom=headroom,
+        )  # fmt: skip
+        plan = make_plan(
+            planner_inputs, predictor, latency, Strategy.CPSAT,
+            SolverSettings(time_limit_s=time_limit_s, random_seed=seed),
+        ).plan  # fmt: skip
+        ideal = simulate(plan, inputs, SimSettings(duration_s, seed, truth=planners_world))
+        real = simulate(plan, inputs, reference)
+        rows.append(
+            (headroom, len(plan.spec.assignments), real.total().cost_per_hour,
+             ideal.total().attainment, real.total().attainment)
+        )  # fmt: skip
+        print(f"  headroom {headroom:g}: {real.total().attainment:.2%}", flush=True)
+    return rows
+
+
+def verdict(run: GridRun) -> list[str]:
+    totals = {k: r.total() for k, r in run.results.items()}
+    cpsat = totals[Strategy.CPSAT.value]
+    lines = [
+        f"cpsat attainment {cpsat.attainment:.2%} (target >= 99%): "
+        + ("reached" if cpsat.attainment >= 0.99 else "MISSED")
+    ]
+    baselines = [
+        (t.cost_per_hour, k) for k, t in totals.items() if k != "cpsat" and t.attainment >= 0.90
+    ]
+    if baselines:
+        cost, best = min(baselines)
+        lines.append(
+            f"cpsat ${cpsat.cost_per_hour:.2f}/h vs the cheapest baseline reaching 90% "
+            f"({best}, ${cost:.2f}/h): " + ("reached" if cpsat.cost_per_hour <= cost else "MISSED")
+        )
+    else:
+        lines.append("no baseline reaches 90%: the cost target is vacuous")
+    return lines
+
+
+def as_json(run: GridRun) -> dict[str, object]:
+    return {
+        "grid": run.name,
+        "strategies": {
+            k: {
+                "planSeconds": round(run.plan_s[k], 2),
+                "replicas": len(r.replica_labels),
+                "costPerHour": round(r.total().cost_per_hour, 4),
+                "slaAttainment": round(r.total().attainment, 6),
+                "violations": r.total().violations,
+                "lost": r.total().lost,
+                "misses": r.misses(),
+                "ttftP99OverTarget": _ratio(r.total().ttft_p99_ratio),
+                "itlP99OverTarget": _ratio(r.total().itl_p99_ratio),
+                "workloads": [s.as_dict() for s in r.summary()],
+            }
+            for k, r in run.results.items()
+        },
+        "conditions": run.conditions,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "sla")
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument("--duration", type=float, default=3600.0, help="example grid, s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=10.0, help="cpsat, example grid")
+    parser.add_argument("--large-nodes", type=int, default=400)
+    parser.add_argument("--large-workloads", type=int, default=40)
+    parser.add_argument("--large-rps-scale", type=float, default=1.0)
+    parser.add_argument("--large-duration", type=float, default=1800.0)
+    parser.add_argument("--large-time-limit", type=float, default=30.0)
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument(
+        "--headrooms", default="0.5,1,2", help="cpsat demand headrooms to try ('' for none)"
+    )
+    args = parser.parse_args()
+    if not args.trace.is_file():
+        raise SystemExit(f"{args.trace} not found: the benchmark needs ../shared/data beside it")
+    started = time.perf_counter()
+    trace = read_trace(args.trace)
+    example = load_bundle(
+        [REPO / "examples" / "grid", REPO / "examples" / "workloads", REPO / "examples" / "probes"]
+    )
+    runs = [
+        run_grid(
+            "example grid (examples/)", example, trace, args.duration, args.seed,
+            args.time_limit, CONDITIONS,
+        )
+    ]  # fmt: skip
+    headrooms = [float(h) for h in args.headrooms.split(",") if h.strip()]
+    sweep = []
+    if headrooms:
+        print("# investigation: cpsat with more demand headroom (example grid)", flush=True)
+        sweep = headroom_sweep(example, trace, args.duration, args.seed, args.time_limit, headrooms)
+    if not args.skip_large:
+        nodes = generate_nodes(args.large_nodes, seed=args.large_nodes)
+        regions = sorted({n.spec.region for n in nodes})
+        workloads = generate_workloads(
+            args.large_workloads, regions, seed=args.large_workloads, rps_scale=args.large_rps_scale
+        )
+        large = SpecBundle(catalog=builtin_catalog(), nodes=nodes, workloads=workloads)
+        name = f"generated grid ({args.large_nodes} nodes, {args.large_workloads} workloads)"
+        runs.append(
+            run_grid(
+                name, large, trace, args.large_duration, args.seed, args.large_time_limit,
+                (CONDITIONS[0], CONDITIONS[-1]),
+            )
+        )  # fmt: skip
+    print(
+        f"\n# gridplace SLA benchmark: {args.duration:g} s (example) / {args.large_duration:g} s "
+        f"(generated) of the Azure conv trace, seed {args.seed}, hidden truth on"
+    )
+    for run in runs:
+        print_grid(run)
+    if sweep:
+        print("\n## investigation: cpsat with more demand headroom (example grid)\n")
+        print("The planner books demand x (1 + headroom), 0.1 by default (the first row above).\n")
+        print("| headroom | replicas | $/h | in SLA, planner's assumptions | in SLA, reference |")
+        print("|---|---|---|---|---|")
+        for headroom, replicas, cost, ideal, real in sweep:
+            print(f"| {headroom:g} | {replicas} | {cost:.2f} | {ideal:.2%} | {real:.2%} |")
+    print("\n## targets (example grid)\n")
+    for line in verdict(runs[0]):
+        print(f"- {line}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot = plot_comparison(
+        {run.name: run.results for run in runs},
+        args.out / "sla_cdf.png",
+        "SLA benchmark: latency / target, all requests (legend: share in SLA)",
+    )
+    (args.out / "sla.json").write_text(
+        json.dumps(
+            {
+                "grids": [as_json(run) for run in runs],
+                "cpsatHeadroom": [
+                    {
+                        "headroom": h,
+                        "replicas": n,
+                        "costPerHour": round(c, 4),
+                        "slaPlannersAssumptions": round(i, 6),
+                        "slaReference": round(r, 6),
+                    }
+                    for h, n, c, i, r in sweep
+                ],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    print(f"\nplot: {plot.relative_to(REPO) if plot.is_relative_to(REPO) else plot}")
+    print(f"figures: {args.out / 'sla.json'}")
+    print(f"wall: {time.perf_counter() - started:.0f} s")
+    print(f"reproduce: .venv/bin/python bench/sla.py --out {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Solver scale: generated grids from the public offer summary, planned by cpsat, greedy and
+capacity-only; build time, time to first solution, objective, bound, gap, unmet demand and
+cost (medians of --runs), the HiGHS MILP optimum on the small sizes, CP-SAT's default portfolio
+against the tuned settings, and a replan after 5% of the nodes vanish.
+
+    python bench/solver_scale.py                       # 100x10, 1000x100, 10000x1000
+    python bench/solver_scale.py --sizes 100x10 --runs 1
+
+Needs ../shared/data beside the repository (the offers CSV, via bench/gridgen.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gridgen import generate_nodes, generate_workloads  # noqa: E402
+from milp import solve_milp  # noqa: E402
+
+from gridplace.planner.compile import PlannerInputs, compile_problem  # noqa: E402
+from gridplace.planner.deaggregate import deaggregate  # noqa: E402
+from gridplace.planner.network import NetworkLatency  # noqa: E402
+from gridplace.planner.oracle import validate_plan  # noqa: E402
+from gridplace.planner.planning import Strategy, make_plan  # noqa: E402
+from gridplace.planner.predictor import make_predictor  # noqa: E402
+from gridplace.planner.problem import Problem  # noqa: E402
+from gridplace.planner.solve import SolverSettings, solve_problem  # noqa: E402
+from gridplace.specs import Node, PlacementPlan, builtin_catalog  # noqa: E402
+from gridplace.topology import Topology  # noqa: E402
+
+UTILIZATION = {"moderate": 0.5, "high": 1.0}  # rps_scale for bench/gridgen.generate_workloads
+
+
+@dataclass
+class Row:
+    strategy: str
+    wall_s: float
+    first_s: float | None
+    cost: float
+    bound: float | None
+    unmet_rps: float
+    invalid: int
+    gap: float | None = None
+
+
+def evaluate(problem: Problem, plan: PlacementPlan) -> tuple[float, float, int]:
+    """(cost/h, unmet req/s, replicas breaking a rule) judged on the SLO-aware problem: a replica
+    whose configuration is not an option there (it misses the SLO) serves nothing."""
+    options = {
+        (o.workload, problem.pools[o.pool].node_names, o.pool, o.precision, o.tensor_parallel,
+         o.share): o
+        for o in problem.options
+    }  # fmt: skip
+    by_node = {name: p for p in problem.pools for name in p.node_names}
+    names = {w.name: w.index for w in problem.workloads}
+    capacity = [0.0] * len(problem.workloads)
+    invalid, cost = 0, 0.0
+    for a in plan.spec.assignments:
+        pool = by_node.get(a.node)
+        w = names[a.workload]
+        option = None
+        if pool is not None:
+            key = (w, pool.node_names, pool.index, a.precision, a.tensor_parallel, a.gpu_share)
+            option = options.get(key)
+        if pool is not None:
+            cost += pool.price_per_gpu_hour * a.tensor_parallel / a.gpu_share
+        if option is None:
+            invalid += 1
+        else:
+            capacity[w] += option.capacity_rps
+    unmet = sum(
+        max(0.0, w.demand_rps * (1 + problem.headroom) - capacity[w.index])
+        for w in problem.workloads
+    )
+    return cost, unmet, invalid
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def run_size(nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_s: float,
+             milp_limit_s: float) -> None:  # fmt: skip
+    nodes = generate_nodes(nodes_n, seed=nodes_n)
+    regions = sorted({n.spec.region for n in nodes})
+    workloads = generate_workloads(
+        workloads_n, regions, seed=workloads_n, rps_scale=UTILIZATION[utilization]
+    )
+    inputs = PlannerInputs(nodes, workloads, builtin_catalog())
+    started = time.perf_counter()
+    latency = NetworkLatency(Topology.build(nodes, []).latency_lookup(regions))
+    predictor = make_predictor()
+    problem = compile_problem(inputs, predictor, latency)
+    build_s = time.perf_counter() - started
+    demand = sum(w.demand_rps for w in problem.workloads)
+    print(
+        f"\n## {nodes_n} nodes x {workloads_n} workloads, {utilization} utilization "
+        f"({demand:.0f} req/s): build {build_s:.2f} s, {len(problem.pools)} node classes, "
+        f"{len(problem.options)} options"
+    )
+    rows: list[Row] = []
+    settings = SolverSettings(time_limit_s=limit_s)
+    for strategy in Strategy:
+        samples: list[Row] = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            first: float | None = None
+            bound: float | None = None
+            gap: float | None = None
+            if strategy is Strategy.CPSAT:
+                solution = solve_problem(problem, settings)
+                placements, _ = deaggregate(problem, solution.counts)
+                cost_stage = solution.stage("cost")
+                bound = cost_stage.bound / 10_000 if cost_stage else None
+                gap = (
+                    (cost_stage.objective - cost_stage.bound) / max(1.0, cost_stage.objective)
+                    if cost_stage else None
+                )  # fmt: skip
+                first = solution.first_solution_s
+                plan = make_plan_from(problem, solution.counts)
+            else:
+                result = make_plan(inputs, predictor, latency, strategy)
+                plan = result.plan
+            wall = time.perf_counter() - t0
+            cost, unmet, invalid = evaluate(problem, plan)
+            if strategy is not Strategy.CAPACITY_ONLY:
+                assert validate_plan(problem, plan) == [], "a plan broke a hard rule"
+            samples.append(Row(strategy.value, wall, first, cost, bound, unmet, invalid, gap))
+        rows.append(
+            Row(
+                strategy.value,
+                median([s.wall_s for s in samples]),
+                median([s.first_s for s in samples if s.first_s is not None])
+                if any(s.first_s is not None for s in samples) else None,
+                median([s.cost for s in samples]),
+                median([s.bound for s in samples if s.bound is not None])
+                if any(s.bound is not None for s in samples) else None,
+                median([s.unmet_rps for s in samples]),
+                round(median([float(s.invalid) for s in samples])),
+                median([s.gap for s in samples if s.gap is not None])
+                if any(s.gap is not None for s in samples) else None,
+            )
+        )  # fmt: skip
+    print(f"| strategy | wall s | first solution s | cost $/h | bound $/h | gap | unmet req/s | "
+          f"replicas missing SLO |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for row in rows:
+        gap = f"{row.gap:.2%}" if row.gap is not None else "-"
+        first = f"{row.first_s:.2f}" if row.first_s is not None else "-"
+        bound = f"{row.bound:.2f}" if row.bound is not None else "-"
+        print(f"| {row.strategy} | {row.wall_s:.2f} | {first} | {row.cost:.2f} | {bound} | {gap} "
+              f"| {row.unmet_rps:.2f} | {row.invalid} |")  # fmt: skip
+    if milp_limit_s > 0 and nodes_n * workloads_n <= 100_000:
+        milp = solve_milp(problem, milp_limit_s)
+        cpsat = rows[0].cost
+        print(f"HiGHS MILP: {milp.status}, cost {milp.cost_per_hour:.2f} $/h in {milp.wall_s:.2f} s"
+              f"; cpsat - MILP = {cpsat - milp.cost_per_hour:+.2f} $/h "
+              f"({(cpsat - milp.cost_per_hour) / milp.cost_per_hour:+.2%})")  # fmt: skip
+    if nodes_n * workloads_n <= 100_000:
+        compare_settings(problem, limit_s, runs)
+    replan(inputs, problem, predictor, latency, nodes, settings)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of this process so far: {peak:.0f} MiB")
+
+
+def make_plan_from(problem: Problem, counts: dict[int, int]) -> PlacementPlan:
+    from gridplace.planner.output import build_plan
+    from gridplace.specs.plan import SolverSummary
+
+    placements, failures = deaggregate(problem, counts)
+    summary = SolverSummary(status="bench", wall_seconds=0.0)
+    return build_plan(problem, placements, summary, placement_failures=failures, explain=False)
+
+
+def compare_settings(problem: Problem, limit_s: float, runs: int) -> None:
+    """CP-SAT's default 2-worker portfolio against the shipped settings, cost stage reached."""
+    variants: dict[str, Callable[[], SolverSettings]] = {
+        "default portfolio": lambda: SolverSettings(
+            time_limit_s=limit_s, subsolvers=(), linearization_level=1
+        ),
+        "shipped (max_lp + default_lp, linearization 2)": lambda: SolverSettings(
+            time_limit_s=limit_s
+        ),
+    }
+    for label, make in variants.items():
+        costs, walls = [], []
+        for _ in range(runs):
+            solution = solve_problem(problem, replace(make(), stages=2))
+            stage = solution.stage("cost")
+            costs.append(stage.objective / 10_000 if stage else float("nan"))
+            walls.append(solution.wall_s)
+        print(f"settings {label}: cost {median(costs):.2f} $/h in {median(walls):.2f} s "
+              f"(median of {runs})")  # fmt: skip
+
+
+def replan(
+    inputs: PlannerInputs, problem: Problem, predictor: object, latency: object,
+    nodes: list[Node], settings: SolverSettings,
+) -> None:  # fmt: skip
+    """Plan, remove 5% of nodes, replan with --previous: count replicas that moved needlessly."""
+    first = make_plan(inputs, predictor, latency, Strategy.CPSAT, settings).plan  # type: ignore[arg-type]
+    rng = random.Random(5)
+    gone = set(rng.sample([n.name for n in nodes], max(1, len(nodes) // 20)))
+    survivors = [n for n in nodes if n.name not in gone]
+    second = make_plan(
+        replace(inputs, nodes=survivors, previous=first), predictor, latency, Strategy.CPSAT,  # type: ignore[arg-type]
+        settings,
+    ).plan  # fmt: skip
+    before = {(a.workload, a.node, tuple(a.gpus)) for a in first.spec.assignments}
+    after = {(a.workload, a.node, tuple(a.gpus)) for a in second.spec.assignments}
+    kept_before = {h for h in before if h[1] not in gone}
+    moved = kept_before - after
+    share = len(moved) / max(1, len(kept_before))
+    print(f"replan after {len(gone)} of {len(nodes)} nodes vanished: "
+          f"{len(before) - len(kept_before)} replicas had to move; {len(moved)} of the other "
+          f"{len(kept_before)} moved ({share:.1%})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100x10,1000x100,10000x1000")
+    parser.add_argument("--utilization", default="moderate,high")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=10.0)
+    parser.add_argument("--milp-limit", type=float, default=60.0)
+    args = parser.parse_args()
+    print("# gridplace solver scale (this machine; medians of "
+          f"{args.runs} runs; time limit {args.time_limit:g} s)")  # fmt: skip
+    print(f"reproduce: python bench/solver_scale.py --sizes {args.sizes} "
+          f"--utilization {args.utilization} --runs {args.runs} --time-limit {args.time_limit:g}")  # fmt: skip
+    for size in args.sizes.split(","):
+        nodes_n, workloads_n = (int(v) for v in size.split("x"))
+        limit = args.time_limit if nodes_n < 10_000 else max(args.time_limit, 30.0)
+        for utilization in args.utilization.split(","):
+            run_size(nodes_n, workloads_n, utilization, args.runs, limit, args.milp_limit)
+
+
+if __name__ == "__main__":
+    main()
