@@ -7,7 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridplace.planner.compile import PlannerInputs, Predictor, compile_problem
+from gridplace.planner.compile import (
+    DEFAULT_HEADROOM,
+    PlannerInputs,
+    Predictor,
+    compile_problem,
+)
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
@@ -27,6 +32,7 @@ class PlanRequest:
     time_limit_s: float = 10.0
     budget_per_hour: float | None = None
     seed: int = 0
+    headroom: float = DEFAULT_HEADROOM
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -39,7 +45,10 @@ def load_previous(path: Path) -> PlacementPlan:
 
 
 def _planner_parts(
-    bundle: SpecBundle, previous: PlacementPlan | None, budget_per_hour: float | None
+    bundle: SpecBundle,
+    previous: PlacementPlan | None,
+    budget_per_hour: float | None,
+    headroom: float = DEFAULT_HEADROOM,
 ) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
     regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
     topology = Topology.build(bundle.nodes, bundle.probes)
@@ -50,6 +59,7 @@ def _planner_parts(
         catalog=bundle.catalog,
         previous=previous,
         budget_per_hour=budget_per_hour,
+        headroom=headroom,
     )
     return inputs, make_predictor(bundle.profiles, bundle.catalog), latency
 
@@ -66,9 +76,10 @@ def plan_bundle(
     previous: PlacementPlan | None = None,
     budget_per_hour: float | None = None,
     progress: Callable[[str], None] | None = None,
+    headroom: float = DEFAULT_HEADROOM,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body)."""
-    inputs, predictor, latency = _planner_parts(bundle, previous, budget_per_hour)
+    inputs, predictor, latency = _planner_parts(bundle, previous, budget_per_hour, headroom)
     return make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
 
 
@@ -78,5 +89,11 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None] | None = None
     previous = load_previous(request.previous) if request.previous else None
     settings = SolverSettings(time_limit_s=request.time_limit_s, random_seed=request.seed)
     return plan_bundle(
-        bundle, request.strategy, settings, previous, request.budget_per_hour, progress
+        bundle,
+        request.strategy,
+        settings,
+        previous,
+        request.budget_per_hour,
+        progress,
+        headroom=request.headroom,
     )

@@ -132,7 +132,7 @@ class Problem:
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
     budget_per_hour: float | None = None
-    headroom: float = 0.1  # demand is covered with this much spare capacity
+    headroom: float = 1.0  # demand is covered with this much spare capacity (compile sets it)
 
     @cached_property
     def _by_workload(self) -> dict[int, list[Option]]:

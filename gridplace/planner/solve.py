@@ -95,6 +95,7 @@ def solve_problem(
     values = initial_counts(problem)
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
     hinted = _solve_hint(pm, values, settings)
+    full_hint: list[tuple[cp_model.IntVar, int]] = []
     for number, (name, objective) in enumerate(stages):
         if progress:
             progress(f"stage {number + 1}/{len(stages)}: minimizing {name}")
@@ -103,12 +104,18 @@ def solve_problem(
             solution.first_solution_s = time.perf_counter() - started
             solution.stages.append(StageResult(name, "OPTIMAL", 0.0, 0.0, 0.0))
             _record(pm, hinted, solution)
+            full_hint = [(var, hinted.value(var)) for var in _all_variables(pm)]
             pm.model.add(objective <= 0).with_name(f"stage[{name}]")
             continue
         pm.model.minimize(objective)
         pm.model.clear_hints()  # type: ignore[no-untyped-call]
-        for index, var in pm.x.items():
-            pm.model.add_hint(var, values.get(index, 0))
+        if full_hint:
+            # Every variable of the last stage's solution: it is feasible for this stage too.
+            for var, value in full_hint:
+                pm.model.add_hint(var, value)
+        else:
+            for index, var in pm.x.items():
+                pm.model.add_hint(var, values.get(index, 0))
         # Time a stage does not use passes on to the stages after it.
         left_s = settings.time_limit_s - (time.perf_counter() - started)
         budget_s = left_s * STAGE_SHARES[number] / sum(STAGE_SHARES[number : len(stages)])
@@ -126,13 +133,17 @@ def solve_problem(
                 status_name = _recheck_infeasible(pm, settings)
             solution.status = status_name
             if number == 0 and hinted is not None:
-                # No better solution in time: the (valid) hint is the plan.
+                # No solution of its own in time: the (valid) hint stands for this stage, and
+                # the next stages improve on it.
                 _record(pm, hinted, solution)
                 solution.stages.append(
                     StageResult(name, "FEASIBLE", hinted.objective_value, 0.0, 0.0)
                 )
-                skipped = True
-                break
+                full_hint = [(var, hinted.value(var)) for var in _all_variables(pm)]
+                values = {index: hinted.value(var) for index, var in pm.x.items()}
+                bound = round(hinted.objective_value)
+                pm.model.add(objective <= bound).with_name(f"stage[{name}]")
+                continue
             if number == 0:
                 solution.wall_s = time.perf_counter() - started
                 return solution
@@ -149,6 +160,7 @@ def solve_problem(
             )
         )
         values = {index: solver.value(var) for index, var in pm.x.items()}
+        full_hint = [(var, solver.value(var)) for var in _all_variables(pm)]
         _record(pm, solver, solution)
         # Fix this stage's optimum (as found) for the stages that follow.
         if name == "cost" and problem.previous:
@@ -158,6 +170,10 @@ def solve_problem(
     solution.status = "OPTIMAL" if optimal else "FEASIBLE"
     solution.wall_s = time.perf_counter() - started
     return solution
+
+
+def _all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
+    return [*pm.x.values(), *pm.unmet.values(), *pm.short.values(), *pm.moved.values()]
 
 
 def _solve_hint(

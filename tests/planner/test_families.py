@@ -21,7 +21,7 @@ SETTINGS = SolverSettings(time_limit_s=5, num_workers=1, random_seed=0)
 def run(nodes: list[Node], workloads: list[InferenceWorkload], **inputs: Any) -> PlanResult:
     latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=200)
     result = make_plan(
-        PlannerInputs(nodes, workloads, builtin_catalog(), **inputs),
+        PlannerInputs(nodes, workloads, builtin_catalog(), **{"headroom": 0.1, **inputs}),
         fake_predictor,
         latency,
         Strategy.CPSAT,

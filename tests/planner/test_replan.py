@@ -17,7 +17,7 @@ def plan(
     nodes: list[Node], workloads: list[InferenceWorkload], previous: PlacementPlan | None = None
 ) -> PlanResult:
     result = make_plan(
-        PlannerInputs(nodes, workloads, builtin_catalog(), previous=previous),
+        PlannerInputs(nodes, workloads, builtin_catalog(), previous=previous, headroom=0.1),
         fake_predictor,
         FakeLatency({n.name: n.spec.region for n in nodes}),
         Strategy.CPSAT,

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from gridplace.api import render
 from gridplace.api.wiring import PlanRequest, run_plan
+from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.specs import PlacementPlan, SpecError
 
@@ -62,10 +63,18 @@ def command(
     time_limit: TimeLimitOption = 10.0,
     budget: BudgetOption = None,
     seed: Annotated[int, typer.Option("--seed", help="Solver random seed.")] = 0,
+    headroom: Annotated[
+        float,
+        typer.Option(
+            "--headroom", min=0, max=10, help="Capacity booked above mean demand (0.5 = +50%)."
+        ),
+    ] = DEFAULT_HEADROOM,
 ) -> None:
     """Solve the placement and print (or write) a PlacementPlan."""
     result = _plan_or_exit(
-        PlanRequest(nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed)
+        PlanRequest(
+            nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom
+        )
     )
     plan = result.plan
     document = plan.to_yaml_dict()

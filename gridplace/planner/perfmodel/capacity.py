@@ -25,10 +25,17 @@ context P + O/2 during decode:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-SATURATION_HEADROOM = 0.90
+SATURATION_HEADROOM = 0.85
+# Per-request ITL spreads around the step time of the mean batch (batches grow and shrink): the
+# batch is sized for a mean step of this share of the target.
+ITL_BOOKING = 0.85
+# TTFT is held at this quantile of the queueing delay, not at its mean.
+TTFT_QUANTILE = 0.95
+PREFILL_CHUNK_TOKENS = 2048  # vLLM's default chunked-prefill budget per step
 MAX_BATCH = 4096  # engines cap concurrent sequences well below this (vLLM max_num_seqs 256-1024)
 
 Limit = Literal["itl", "ttft", "kv-cache"]
@@ -80,6 +87,15 @@ class Capacity:
     reason: str  # why it is not higher, with numbers
 
 
+def _wait_quantile(rho: float, service_ms: float) -> float:
+    """The TTFT_QUANTILE of the wait in queue, M/M/1 tail (conservative against M/D/1):
+    P(wait > t) = rho exp(-(1 - rho) t / s)."""
+    miss = 1.0 - TTFT_QUANTILE
+    if rho <= miss:
+        return 0.0
+    return service_ms / (1.0 - rho) * math.log(rho / miss)
+
+
 def _mean_itl(
     model: StepModel, batch: int, context: int, prefill_work_ms: float, output: int
 ) -> float:
@@ -109,6 +125,7 @@ def estimate_capacity(
     def itl_at(batch: int) -> float:
         return _mean_itl(model, batch, context, prefill_work_ms, output)
 
+    itl_booked = slo.itl_ms * ITL_BOOKING
     single_itl = itl_at(1)
     if single_itl > slo.itl_ms:
         return Capacity(
@@ -122,12 +139,12 @@ def estimate_capacity(
         )
     # Largest batch inside the ITL target: s(B) is increasing, so gallop then bisect.
     low, high = 1, 2
-    while high <= kv_limit and itl_at(high) <= slo.itl_ms:
+    while high <= kv_limit and itl_at(high) <= itl_booked:
         low, high = high, high * 2
     high = min(high, kv_limit + 1)
     while high - low > 1:
         middle = (low + high) // 2
-        if itl_at(middle) <= slo.itl_ms:
+        if itl_at(middle) <= itl_booked:
             low = middle
         else:
             high = middle
@@ -150,11 +167,29 @@ def estimate_capacity(
             f"TTFT {unloaded_ttft_ms:.0f} ms before any queueing exceeds the "
             f"{budget_ms:.0f} ms left of the {slo.ttft_ms:g} ms target after {rtt_ms:.0f} ms RTT",
         )
-    slack = 2 * (budget_ms - unloaded_ttft_ms) / prefill_work_ms
-    ttft_rps = slack / (1 + slack) / prefill_work_ms * 1e3
+    # A prompt's prefill rides on decode steps of the running batch: it occupies the prefill
+    # "server" for its own work plus one batch step per chunk.
+    chunks = math.ceil(prompt / PREFILL_CHUNK_TOKENS)
+    service_ms = prefill_work_ms + chunks * decode_ms
+
+    def ttft_quantile(rps: float) -> float:
+        rho = min(rps * service_ms / 1e3, 0.999)
+        return unloaded_ttft_ms + (chunks - 1) * decode_ms + _wait_quantile(rho, service_ms)
+
+    # Largest rate whose TTFT quantile fits the budget (the quantile grows with the rate).
+    if ttft_quantile(throughput_rps) <= budget_ms:
+        ttft_rps = throughput_rps * 1.000001
+    else:
+        low_rps, high_rps = 0.0, throughput_rps
+        for _ in range(40):
+            middle_rps = (low_rps + high_rps) / 2
+            if ttft_quantile(middle_rps) <= budget_ms:
+                low_rps = middle_rps
+            else:
+                high_rps = middle_rps
+        ttft_rps = low_rps
     rps = min(throughput_rps, ttft_rps)
-    rho = rps * prefill_work_ms / 1e3
-    ttft_ms = unloaded_ttft_ms + rho * prefill_work_ms / (2 * (1 - rho))
+    ttft_ms = ttft_quantile(rps)
     concurrency = rps * (ttft_ms + output * step_ms) / 1e3
     limit: Limit
     if ttft_rps < throughput_rps:

@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""Load on the HTTP API: a real ``gridplace serve`` (uvicorn) in a subprocess on 127.0.0.1, node
+agents posting telemetry and pulling their assignments, plan submissions in parallel, on SQLite
+and on PostgreSQL.
+
+Run from the repository root::
+
+    .venv/bin/python bench/api_load.py                          # both backends, 20 s each
+    .venv/bin/python bench/api_load.py --backends sqlite --duration 10 --agents 50
+
+The grid is the shipped example (``examples/``: 104 nodes, 9 workloads, 1,466 probe samples); each
+node gets its own token and one simulated agent (``--agents`` takes the first N nodes). Setup
+(registration, tokens and their first use, probes, a first plan) is not measured. Then, for
+``--duration`` seconds, every agent (each with its own connection, started within the first
+second) loops without pause: ``POST /v1/nodes/{n}/telemetry`` (health and a throttle ratio
+that wobbles under the replan threshold), ``GET /v1/nodes/{n}/assignments`` with the ETag of its
+last answer (304 while the plan is unchanged), and every fourth round ``PUT /v1/nodes/{n}/state``.
+At the start ``--plans`` submissions of the example workloads are sent at once; they queue for
+the solver (one at a time, the default) and each builds on the previous plan.
+
+PostgreSQL is used from ``GRIDPLACE_TEST_POSTGRES_URL`` (a fresh schema, dropped after), else a
+throwaway cluster is made with the local ``initdb``/``pg_ctl`` (run as the ``postgres`` user when
+this runs as root) on a unix socket in a temporary directory; without either it is skipped.
+
+Printed per backend: agent requests/s over the measured window, p50/p99 latency per request
+kind as the agents saw it and the mean time inside the server (its own request histogram, from
+``/metrics``), non-2xx/304 answers, and each plan submission's latency. Plans are solved in the
+server's worker process (the default), so the API keeps answering while they run. Client, server
+and solver share this machine's cores (2 in the project's sandbox), so the figures are a floor,
+not a server ceiling. Only loopback traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import glob
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+ADMIN_TOKEN = "bench-admin-" + uuid.uuid4().hex
+STARTUP_TIMEOUT_S = 60
+SEED = 20261127
+STAGGER_S = 1.0  # agents start spread over this much time (inside the measured window)
+
+
+@dataclass
+class Results:
+    latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    plan_latencies_s: list[float] = field(default_factory=list)
+    plan_statuses: Counter[int] = field(default_factory=Counter)
+    window_s: float = 0.0
+    server_mean_ms: dict[str, float] = field(default_factory=dict)
+
+    def record(self, kind: str, started: float, status: int) -> None:
+        self.latencies_s[kind].append(time.perf_counter() - started)
+        self.statuses[(kind, status)] += 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ------------------------------------------------------------------------------ the server
+
+
+@contextlib.contextmanager
+def server(database_url: str, workdir: Path, rate_unlimited: bool) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
+    env["GRIDPLACE_ADMIN_TOKEN"] = ADMIN_TOKEN
+    if rate_unlimited:  # agents here loop without pause; real ones report every few seconds
+        env["GRIDPLACE_RATE_LIMIT_PER_S"] = "1000000"
+        env["GRIDPLACE_RATE_LIMIT_BURST"] = "1000000"
+    log_path = workdir / f"server-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gridplace.api.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database-url",
+                database_url,
+                "--log-level",
+                "warning",
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+@contextlib.contextmanager
+def postgres(workdir: Path) -> Iterator[str | None]:
+    """A PostgreSQL URL for one run (see the module docstring), or None."""
+    base = os.environ.get("GRIDPLACE_TEST_POSTGRES_URL")
+    if base:
+        import sqlalchemy as sa
+
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(base)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        separator = "&" if "?" in base else "?"
+        try:
+            yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
+        finally:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            engine.dispose()
+        return
+    bindir = _pg_bin()
+    if bindir is None:
+        yield None
+        return
+    # Not under ``workdir``: the postgres user must be able to reach it.
+    cluster = Path(tempfile.mkdtemp(prefix="gridplace-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root; the package's postgres user runs it
+        shutil.chown(cluster, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = cluster / "data"
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_postgres, *command], check=True, capture_output=True, text=True)
+
+    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {cluster} -c listen_addresses='' -c fsync=off -c max_connections=200"
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(cluster / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        run(str(bindir / "createdb"), "-h", str(cluster), "-p", str(port), "-U", "postgres", "gp")
+        yield f"postgresql+psycopg://postgres@/gp?host={cluster}&port={port}"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ load
+
+
+def example_nodes() -> list[dict[str, Any]]:
+    documents = yaml.safe_load_all((EXAMPLES / "grid" / "nodes.yaml").read_text())
+    return [d for d in documents if d and d.get("kind") == "Node"]
+
+
+async def setup(url: str, nodes: list[dict[str, Any]], plan_time_limit_s: float) -> list[str]:
+    """Register nodes, issue their tokens, post the probes, store a first plan."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tokens = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        for node in nodes:
+            name = node["metadata"]["name"]
+            (await client.put(f"/v1/nodes/{name}", json=node, headers=admin)).raise_for_status()
+            issued = await client.post(f"/v1/admin/nodes/{name}/tokens", headers=admin)
+            issued.raise_for_status()
+            tokens.append(issued.json()["token"])
+            # The first use of a token pays its hash check; do it here, outside the window.
+            mine = {"Authorization": f"Bearer {tokens[-1]}"}
+            (await client.get(f"/v1/nodes/{name}", headers=mine)).raise_for_status()
+        probes = (EXAMPLES / "probes" / "probes.yaml").read_text()
+        yaml_type = {"Content-Type": "application/yaml"}
+        (
+            await client.post("/v1/probes", content=probes, headers=admin | yaml_type)
+        ).raise_for_status()
+        answer = await client.post(
+            "/v1/plans",
+            content=(EXAMPLES / "workloads" / "workloads.yaml").read_text(),
+            headers=admin | yaml_type,
+            params={"timeLimitSeconds": plan_time_limit_s},
+        )
+        answer.raise_for_status()
+    return tokens
+
+
+async def agent(
+    url: str,
+    name: str,
+    token: str,
+    deadline: float,
+    results: Results,
+    rng: random.Random,
+) -> None:
+    # One client (one keep-alive connection) per agent, as on a real grid; a single shared
+    # pool of a hundred connections costs the load generator more CPU than the server uses.
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        await _agent_rounds(client, name, token, deadline, results, rng)
+
+
+async def _agent_rounds(
+    client: httpx.AsyncClient,
+    name: str,
+    token: str,
+    deadline: float,
+    results: Results,
+    rng: random.Random,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    etag: str | None = None
+    base_throttle = rng.uniform(0.0, 0.3)
+    rounds = 0
+    # Real agents are not in step; started together, closed-loop agents would stay in phase and
+    # measure a burst of N simultaneous requests, round after round.
+    await asyncio.sleep(rng.uniform(0.0, STAGGER_S))
+    while time.perf_counter() < deadline:
+        telemetry = {
+            "healthy": True,
+            "thermal": {"throttleRatio": round(base_throttle + rng.uniform(0, 0.02), 4)},
+        }
+        started = time.perf_counter()
+        answer = await client.post(f"/v1/nodes/{name}/telemetry", json=telemetry, headers=headers)
+        results.record("telemetry", started, answer.status_code)
+        started = time.perf_counter()
+        pull_headers = headers | ({"If-None-Match": etag} if etag else {})
+        answer = await client.get(f"/v1/nodes/{name}/assignments", headers=pull_headers)
+        results.record("assignments", started, answer.status_code)
+        if answer.status_code == 200:
+            etag = answer.headers.get("ETag")
+            generation = answer.json().get("generation")
+        else:
+            generation = None
+        rounds += 1
+        if rounds % 4 == 0:
+            report = {"observedGeneration": generation, "replicas": [], "conditions": []}
+            started = time.perf_counter()
+            answer = await client.put(f"/v1/nodes/{name}/state", json=report, headers=headers)
+            results.record("state", started, answer.status_code)
+
+
+async def submit_plan(client: httpx.AsyncClient, time_limit_s: float, results: Results) -> None:
+    started = time.perf_counter()
+    answer = await client.post(
+        "/v1/plans",
+        content=(EXAMPLES / "workloads" / "workloads.yaml").read_text(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/yaml"},
+        params={"timeLimitSeconds": time_limit_s},
+    )
+    results.plan_latencies_s.append(time.perf_counter() - started)
+    results.plan_statuses[answer.status_code] += 1
+
+
+async def load(
+    url: str,
+    names: list[str],
+    tokens: list[str],
+    duration_s: float,
+    plans: int,
+    plan_time_limit_s: float,
+) -> Results:
+    results = Results()
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+        rng = random.Random(SEED)
+        started = time.perf_counter()
+        deadline = started + duration_s
+        tasks = [
+            agent(url, name, token, deadline, results, random.Random(rng.random()))
+            for name, token in zip(names, tokens, strict=True)
+        ]
+        submissions = [submit_plan(client, plan_time_limit_s, results) for _ in range(plans)]
+        agents_done = asyncio.gather(*tasks)
+        plans_done = asyncio.gather(*submissions)
+        await agents_done
+        results.window_s = time.perf_counter() - started
+        await plans_done
+        results.server_mean_ms = server_means_ms((await client.get("/metrics")).text)
+    return results
+
+
+def server_means_ms(metrics: str) -> dict[str, float]:
+    """Mean time inside the server per route (its request histogram: sum / count), ms."""
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, float] = defaultdict(float)
+    for line in metrics.splitlines():
+        for suffix, into in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith(f"gridplace_http_request_duration_seconds{suffix}"):
+                labels, value = line.rsplit(" ", 1)
+                method = labels.split('method="')[1].split('"')[0]
+                route = labels.split('route="')[1].split('"')[0]
+                into[f"{method} {route}"] += float(value)
+    return {key: 1000 * sums[key] / counts[key] for key in sums if counts[key]}
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index] * 1000
+
+
+def report(backend: str, results: Results) -> None:
+    total = sum(len(v) for v in results.latencies_s.values())
+    every = [x for values in results.latencies_s.values() for x in values]
+    print(
+        f"\n{backend}: {total:,} agent requests in {results.window_s:.1f} s = "
+        f"{total / results.window_s:,.0f} requests/s; "
+        f"p50 {percentile_ms(every, 0.5):.1f} ms, p99 {percentile_ms(every, 0.99):.1f} ms"
+    )
+    header = f"  {'request':<34}{'count':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    print(header + f"{'in server, mean ms':>20}")
+    labels = {
+        "telemetry": ("POST /v1/nodes/{n}/telemetry", "POST /v1/nodes/{name}/telemetry"),
+        "assignments": ("GET  /v1/nodes/{n}/assignments", "GET /v1/nodes/{name}/assignments"),
+        "state": ("PUT  /v1/nodes/{n}/state", "PUT /v1/nodes/{name}/state"),
+    }
+    for kind, (label, route) in labels.items():
+        values = results.latencies_s.get(kind, [])
+        inside = results.server_mean_ms.get(route, float("nan"))
+        print(
+            f"  {label:<34}{len(values):>8,}{len(values) / results.window_s:>9.0f}"
+            f"{percentile_ms(values, 0.5):>9.1f}{percentile_ms(values, 0.99):>9.1f}"
+            f"{inside:>20.1f}"
+        )
+    unexpected = {k: n for k, n in results.statuses.items() if k[1] not in (200, 304)}
+    not_modified = sum(n for (kind, status), n in results.statuses.items() if status == 304)
+    print(
+        f"  assignments answered 304 (unchanged): {not_modified:,}; other answers than "
+        f"200/304: {dict(unexpected) or 'none'}"
+    )
+    plans = ", ".join(f"{s:.1f}" for s in sorted(results.plan_latencies_s))
+    print(
+        f"  plan submissions ({len(results.plan_latencies_s)} in parallel, queued for the "
+        f"solver): {plans} s; statuses {dict(results.plan_statuses)}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--agents", type=int, default=104, help="Nodes with an agent (<= 104).")
+    parser.add_argument("--duration", type=float, default=20.0, help="Seconds of load.")
+    parser.add_argument("--plans", type=int, default=3, help="Plan submissions in parallel.")
+    parser.add_argument("--plan-time-limit", type=float, default=3.0, help="Solver limit, s.")
+    args = parser.parse_args()
+    if not 1 <= args.agents <= 104 or args.duration <= 0 or args.plans < 0:
+        parser.error("--agents must be 1..104, --duration > 0, --plans >= 0")
+    nodes = example_nodes()[: args.agents]
+    names = [n["metadata"]["name"] for n in nodes]
+    print(
+        f"gridplace API load: {len(names)} agents x {args.duration:g} s, {args.plans} plan "
+        f"submissions in parallel (example grid, solver limit {args.plan_time_limit:g} s), "
+        f"{os.cpu_count()} cores shared by client and server"
+    )
+    with tempfile.TemporaryDirectory(prefix="gridplace-bench-") as temporary:
+        workdir = Path(temporary)
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            with contextlib.ExitStack() as stack:
+                if backend == "sqlite":
+                    url: str | None = f"sqlite:///{workdir / 'bench.db'}"
+                elif backend == "postgresql":
+                    url = stack.enter_context(postgres(workdir))
+                    if url is None:
+                        print("\npostgresql: skipped (no GRIDPLACE_TEST_POSTGRES_URL, no pg_ctl)")
+                        continue
+                else:
+                    parser.error(f"unknown backend {backend!r}")
+                api = stack.enter_context(server(url, workdir, rate_unlimited=True))
+                tokens = asyncio.run(setup(api, nodes, args.plan_time_limit))
+                results = asyncio.run(
+                    load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
+                )
+                report(backend, results)
+    print(
+        f"\nreproduce: .venv/bin/python bench/api_load.py --backends {args.backends} "
+        f"--agents {args.agents} --duration {args.duration:g} --plans {args.plans} "
+        f"--plan-time-limit {args.plan_time_limit:g}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
