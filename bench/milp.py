@@ -44,7 +44,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
     x = {
         o.index: h.addVariable(
             lb=0, ub=problem.workloads[o.workload].replicas_max, type=highspy.HighsVarType.kInteger
-        )  # fmt: skip
+        )
         for o in problem.options
     }
     unmet = {

@@ -301,7 +301,10 @@ def main() -> None:
     headrooms = [float(h) for h in args.headrooms.split(",") if h.strip()]
     sweep = []
     if headrooms:
-        print("# headroom sweep: cpsat with other demand headrooms (example grid; default 1.0)", flush=True)
+        print(
+            "# headroom sweep: cpsat with other demand headrooms (example grid; default 1.0)",
+            flush=True,
+        )
         sweep = headroom_sweep(example, trace, args.duration, args.seed, args.time_limit, headrooms)
     if not args.skip_large:
         nodes = generate_nodes(args.large_nodes, seed=args.large_nodes)
@@ -324,7 +327,9 @@ def main() -> None:
     for run in runs:
         print_grid(run)
     if sweep:
-        print("\n## headroom sweep: cpsat with other demand headrooms (example grid; default 1.0)\n")
+        print(
+            "\n## headroom sweep: cpsat with other demand headrooms (example grid; default 1.0)\n"
+        )
         print("The planner books demand x (1 + headroom), 1.0 by default (the tables above).\n")
         print("| headroom | replicas | $/h | in SLA, planner's assumptions | in SLA, reference |")
         print("|---|---|---|---|---|")

@@ -24,19 +24,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gridgen import generate_nodes, generate_workloads  # noqa: E402
-from milp import solve_milp  # noqa: E402
+from gridgen import generate_nodes, generate_workloads
+from milp import solve_milp
 
-from gridplace.planner.compile import PlannerInputs, compile_problem  # noqa: E402
-from gridplace.planner.deaggregate import deaggregate  # noqa: E402
-from gridplace.planner.network import NetworkLatency  # noqa: E402
-from gridplace.planner.oracle import validate_plan  # noqa: E402
-from gridplace.planner.planning import Strategy, make_plan  # noqa: E402
-from gridplace.planner.predictor import make_predictor  # noqa: E402
-from gridplace.planner.problem import Problem  # noqa: E402
-from gridplace.planner.solve import SolverSettings, solve_problem  # noqa: E402
-from gridplace.specs import Node, PlacementPlan, builtin_catalog  # noqa: E402
-from gridplace.topology import Topology  # noqa: E402
+from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.deaggregate import deaggregate
+from gridplace.planner.network import NetworkLatency
+from gridplace.planner.oracle import validate_plan
+from gridplace.planner.planning import Strategy, make_plan
+from gridplace.planner.predictor import make_predictor
+from gridplace.planner.problem import Problem
+from gridplace.planner.solve import SolverSettings, solve_problem
+from gridplace.specs import Node, PlacementPlan, builtin_catalog
+from gridplace.topology import Topology
 
 UTILIZATION = {"moderate": 0.5, "high": 1.0}  # rps_scale for bench/gridgen.generate_workloads
 
@@ -57,10 +57,16 @@ def evaluate(problem: Problem, plan: PlacementPlan) -> tuple[float, float, int]:
     """(cost/h, unmet req/s, replicas breaking a rule) judged on the SLO-aware problem: a replica
     whose configuration is not an option there (it misses the SLO) serves nothing."""
     options = {
-        (o.workload, problem.pools[o.pool].node_names, o.pool, o.precision, o.tensor_parallel,
-         o.share): o
+        (
+            o.workload,
+            problem.pools[o.pool].node_names,
+            o.pool,
+            o.precision,
+            o.tensor_parallel,
+            o.share,
+        ): o
         for o in problem.options
-    }  # fmt: skip
+    }
     by_node = {name: p for p in problem.pools for name in p.node_names}
     names = {w.name: w.index for w in problem.workloads}
     capacity = [0.0] * len(problem.workloads)
@@ -89,8 +95,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run_size(nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_s: float,
-             milp_limit_s: float) -> None:  # fmt: skip
+def run_size(
+    nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_s: float, milp_limit_s: float
+) -> None:
     nodes = generate_nodes(nodes_n, seed=nodes_n)
     regions = sorted({n.spec.region for n in nodes})
     workloads = generate_workloads(
@@ -119,13 +126,14 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_
             gap: float | None = None
             if strategy is Strategy.CPSAT:
                 solution = solve_problem(problem, settings)
-                placements, _ = deaggregate(problem, solution.counts)
+                _placements, _ = deaggregate(problem, solution.counts)
                 cost_stage = solution.stage("cost")
                 bound = cost_stage.bound / 10_000 if cost_stage else None
                 gap = (
                     (cost_stage.objective - cost_stage.bound) / max(1.0, cost_stage.objective)
-                    if cost_stage else None
-                )  # fmt: skip
+                    if cost_stage
+                    else None
+                )
                 first = solution.first_solution_s
                 plan = make_plan_from(problem, solution.counts)
             else:
@@ -141,30 +149,39 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_
                 strategy.value,
                 median([s.wall_s for s in samples]),
                 median([s.first_s for s in samples if s.first_s is not None])
-                if any(s.first_s is not None for s in samples) else None,
+                if any(s.first_s is not None for s in samples)
+                else None,
                 median([s.cost for s in samples]),
                 median([s.bound for s in samples if s.bound is not None])
-                if any(s.bound is not None for s in samples) else None,
+                if any(s.bound is not None for s in samples)
+                else None,
                 median([s.unmet_rps for s in samples]),
                 round(median([float(s.invalid) for s in samples])),
                 median([s.gap for s in samples if s.gap is not None])
-                if any(s.gap is not None for s in samples) else None,
+                if any(s.gap is not None for s in samples)
+                else None,
             )
-        )  # fmt: skip
-    print(f"| strategy | wall s | first solution s | cost $/h | bound $/h | gap | unmet req/s | "
-          f"replicas missing SLO |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+        )
+    print(
+        "| strategy | wall s | first solution s | cost $/h | bound $/h | gap | unmet req/s | "
+        "replicas missing SLO |\n|---|---|---|---|---|---|---|---|"
+    )
     for row in rows:
         gap = f"{row.gap:.2%}" if row.gap is not None else "-"
         first = f"{row.first_s:.2f}" if row.first_s is not None else "-"
         bound = f"{row.bound:.2f}" if row.bound is not None else "-"
-        print(f"| {row.strategy} | {row.wall_s:.2f} | {first} | {row.cost:.2f} | {bound} | {gap} "
-              f"| {row.unmet_rps:.2f} | {row.invalid} |")  # fmt: skip
+        print(
+            f"| {row.strategy} | {row.wall_s:.2f} | {first} | {row.cost:.2f} | {bound} | {gap} "
+            f"| {row.unmet_rps:.2f} | {row.invalid} |"
+        )
     if milp_limit_s > 0 and nodes_n * workloads_n <= 100_000:
         milp = solve_milp(problem, milp_limit_s)
         cpsat = rows[0].cost
-        print(f"HiGHS MILP: {milp.status}, cost {milp.cost_per_hour:.2f} $/h in {milp.wall_s:.2f} s"
-              f"; cpsat - MILP = {cpsat - milp.cost_per_hour:+.2f} $/h "
-              f"({(cpsat - milp.cost_per_hour) / milp.cost_per_hour:+.2%})")  # fmt: skip
+        print(
+            f"HiGHS MILP: {milp.status}, cost {milp.cost_per_hour:.2f} $/h in {milp.wall_s:.2f} s"
+            f"; cpsat - MILP = {cpsat - milp.cost_per_hour:+.2f} $/h "
+            f"({(cpsat - milp.cost_per_hour) / milp.cost_per_hour:+.2%})"
+        )
     if nodes_n * workloads_n <= 100_000:
         compare_settings(problem, limit_s, runs)
     replan(inputs, problem, predictor, latency, nodes, settings)
@@ -198,31 +215,42 @@ def compare_settings(problem: Problem, limit_s: float, runs: int) -> None:
             stage = solution.stage("cost")
             costs.append(stage.objective / 10_000 if stage else float("nan"))
             walls.append(solution.wall_s)
-        print(f"settings {label}: cost {median(costs):.2f} $/h in {median(walls):.2f} s "
-              f"(median of {runs})")  # fmt: skip
+        print(
+            f"settings {label}: cost {median(costs):.2f} $/h in {median(walls):.2f} s "
+            f"(median of {runs})"
+        )
 
 
 def replan(
-    inputs: PlannerInputs, problem: Problem, predictor: object, latency: object,
-    nodes: list[Node], settings: SolverSettings,
-) -> None:  # fmt: skip
+    inputs: PlannerInputs,
+    problem: Problem,
+    predictor: object,
+    latency: object,
+    nodes: list[Node],
+    settings: SolverSettings,
+) -> None:
     """Plan, remove 5% of nodes, replan with --previous: count replicas that moved needlessly."""
     first = make_plan(inputs, predictor, latency, Strategy.CPSAT, settings).plan  # type: ignore[arg-type]
     rng = random.Random(5)
     gone = set(rng.sample([n.name for n in nodes], max(1, len(nodes) // 20)))
     survivors = [n for n in nodes if n.name not in gone]
     second = make_plan(
-        replace(inputs, nodes=survivors, previous=first), predictor, latency, Strategy.CPSAT,  # type: ignore[arg-type]
+        replace(inputs, nodes=survivors, previous=first),
+        predictor,
+        latency,
+        Strategy.CPSAT,  # type: ignore[arg-type]
         settings,
-    ).plan  # fmt: skip
+    ).plan
     before = {(a.workload, a.node, tuple(a.gpus)) for a in first.spec.assignments}
     after = {(a.workload, a.node, tuple(a.gpus)) for a in second.spec.assignments}
     kept_before = {h for h in before if h[1] not in gone}
     moved = kept_before - after
     share = len(moved) / max(1, len(kept_before))
-    print(f"replan after {len(gone)} of {len(nodes)} nodes vanished: "
-          f"{len(before) - len(kept_before)} replicas had to move; {len(moved)} of the other "
-          f"{len(kept_before)} moved ({share:.1%})")  # fmt: skip
+    print(
+        f"replan after {len(gone)} of {len(nodes)} nodes vanished: "
+        f"{len(before) - len(kept_before)} replicas had to move; {len(moved)} of the other "
+        f"{len(kept_before)} moved ({share:.1%})"
+    )
 
 
 def main() -> None:
@@ -233,10 +261,14 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--milp-limit", type=float, default=60.0)
     args = parser.parse_args()
-    print("# gridplace solver scale (this machine; medians of "
-          f"{args.runs} runs; time limit {args.time_limit:g} s)")  # fmt: skip
-    print(f"reproduce: python bench/solver_scale.py --sizes {args.sizes} "
-          f"--utilization {args.utilization} --runs {args.runs} --time-limit {args.time_limit:g}")  # fmt: skip
+    print(
+        "# gridplace solver scale (this machine; medians of "
+        f"{args.runs} runs; time limit {args.time_limit:g} s)"
+    )
+    print(
+        f"reproduce: python bench/solver_scale.py --sizes {args.sizes} "
+        f"--utilization {args.utilization} --runs {args.runs} --time-limit {args.time_limit:g}"
+    )
     for size in args.sizes.split(","):
         nodes_n, workloads_n = (int(v) for v in size.split("x"))
         limit = args.time_limit if nodes_n < 10_000 else max(args.time_limit, 30.0)
