@@ -79,25 +79,28 @@ class OptionPrediction:
     capacity_rps: float  # per replica inside the SLO (TTFT budget after network), 0 if none
 
 
+@dataclass(frozen=True)
+class PredictionQuery:
+    """One replica configuration to predict, and the SLO and traffic it must serve."""
+
+    model: ModelArchitectureSpec
+    model_id: str
+    gpu: GPUModelSpec  # after the node's overrides, whole GPU
+    gpu_id: str
+    precision: Precision
+    engine: Engine
+    tensor_parallel: int
+    share: int  # replicas per GPU: the replica gets 1/share of it
+    interconnect: Interconnect
+    throttle_ratio: float
+    ttft_budget_ms: float  # the TTFT target minus the best network RTT
+    itl_slo_ms: float
+    prompt_tokens: int
+    output_tokens: int
+
+
 class Predictor(Protocol):
-    def __call__(
-        self,
-        *,
-        model: ModelArchitectureSpec,
-        model_id: str,
-        gpu: GPUModelSpec,
-        gpu_id: str,
-        precision: Precision,
-        engine: Engine,
-        tensor_parallel: int,
-        share: int,
-        interconnect: Interconnect,
-        throttle_ratio: float,
-        ttft_budget_ms: float,
-        itl_slo_ms: float,
-        prompt_tokens: int,
-        output_tokens: int,
-    ) -> OptionPrediction: ...
+    def __call__(self, query: PredictionQuery) -> OptionPrediction: ...
 
 
 class LatencyLookup(Protocol):
@@ -347,20 +350,22 @@ def _candidates(
             for tp in _tensor_parallel_degrees(first.gpus_per_node):
                 for share in SHARE_FACTORS if tp == 1 else (1,):
                     prediction = predictor(
-                        model=model,
-                        model_id=demand.model,
-                        gpu=pool_gpus[first.index],
-                        gpu_id=first.gpu_model,
-                        precision=precision,
-                        engine=spec.engine,
-                        tensor_parallel=tp,
-                        share=share,
-                        interconnect=first.interconnect,
-                        throttle_ratio=first.throttle_ratio,
-                        ttft_budget_ms=budget,
-                        itl_slo_ms=spec.slo.itl_ms,
-                        prompt_tokens=spec.traffic.prompt_tokens,
-                        output_tokens=spec.traffic.output_tokens,
+                        PredictionQuery(
+                            model=model,
+                            model_id=demand.model,
+                            gpu=pool_gpus[first.index],
+                            gpu_id=first.gpu_model,
+                            precision=precision,
+                            engine=spec.engine,
+                            tensor_parallel=tp,
+                            share=share,
+                            interconnect=first.interconnect,
+                            throttle_ratio=first.throttle_ratio,
+                            ttft_budget_ms=budget,
+                            itl_slo_ms=spec.slo.itl_ms,
+                            prompt_tokens=spec.traffic.prompt_tokens,
+                            output_tokens=spec.traffic.output_tokens,
+                        )
                     )
                     label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
                     failure = _rule_failure(prediction, spec.slo.itl_ms, label)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, cast
 
 from gridplace.planner.baselines import capacity_only, greedy
 from gridplace.planner.compile import (
     LatencyLookup,
     OptionPrediction,
     PlannerInputs,
+    PredictionQuery,
     Predictor,
     compile_problem,
 )
@@ -44,11 +44,10 @@ class PlanResult:
 def _naive(predictor: Predictor) -> Predictor:
     """What a VRAM-only matcher believes: nameplate speed, no latency targets."""
 
-    def predict(**kwargs: Any) -> OptionPrediction:
-        kwargs.update(throttle_ratio=0.0, ttft_budget_ms=1e9, itl_slo_ms=1e9)
-        return predictor(**kwargs)
+    def predict(query: PredictionQuery) -> OptionPrediction:
+        return predictor(replace(query, throttle_ratio=0.0, ttft_budget_ms=1e9, itl_slo_ms=1e9))
 
-    return cast(Predictor, predict)
+    return predict
 
 
 class _NoNetwork:

@@ -16,20 +16,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gridplace.planner.compile import OptionPrediction, Predictor
+from gridplace.planner.compile import OptionPrediction, PredictionQuery, Predictor
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel import ProfileBook
 from gridplace.planner.perfmodel.predict import NotSupported
 from gridplace.specs import (
     Catalog,
     GPUModelSpec,
-    ModelArchitectureSpec,
     PerformanceProfile,
-    Precision,
     TensorThroughput,
     builtin_catalog,
 )
-from gridplace.specs.common import Engine, Interconnect
 
 TTFT_BUDGET_STEP_MS = 25.0
 
@@ -72,40 +69,29 @@ def make_predictor(
     replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
 
-    def predict(
-        *,
-        model: ModelArchitectureSpec,
-        model_id: str,
-        gpu: GPUModelSpec,
-        gpu_id: str,
-        precision: Precision,
-        engine: Engine,
-        tensor_parallel: int,
-        share: int,
-        interconnect: Interconnect,
-        throttle_ratio: float,
-        ttft_budget_ms: float,
-        itl_slo_ms: float,
-        prompt_tokens: int,
-        output_tokens: int,
-    ) -> OptionPrediction:
-        budget = math.floor(ttft_budget_ms / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
+    def predict(query: PredictionQuery) -> OptionPrediction:
+        budget = math.floor(query.ttft_budget_ms / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
+        gpu = query.gpu
         config = (
-            model_id, id(model), gpu_id, gpu.memory_gib, gpu.memory_bandwidth_gbps, precision,
-            engine, tensor_parallel, share, interconnect, throttle_ratio,
+            query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
+            gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
+            query.share, query.interconnect, query.throttle_ratio,
         )  # fmt: skip
-        key = (*config, budget, itl_slo_ms, prompt_tokens, output_tokens)
+        key = (*config, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens)
         found = memo.get(key)
         if found is None:
             replica = replicas.get(config)
             if replica is None:
                 replica = ReplicaModel(
-                    model, share_of(gpu, share), precision, engine, tensor_parallel,
-                    throttle_ratio, interconnect, profiles=book, model_id=model_id,
-                    gpu_id=gpu_id if share == 1 else None,
+                    query.model, share_of(gpu, query.share), query.precision, query.engine,
+                    query.tensor_parallel, query.throttle_ratio, query.interconnect,
+                    profiles=book, model_id=query.model_id,
+                    gpu_id=query.gpu_id if query.share == 1 else None,
                 )  # fmt: skip
                 replicas[config] = replica
-            found = _predict(replica, budget, itl_slo_ms, prompt_tokens, output_tokens)
+            found = _predict(
+                replica, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens
+            )
             memo[key] = found
         return found
 

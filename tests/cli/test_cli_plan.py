@@ -52,7 +52,7 @@ def test_written_plan_loads_and_replans_with_few_moves(
     path, first = example_plan
     (loaded,) = load_bundle([path]).plans
     result = runner.invoke(
-        app, ["plan", *EXAMPLE, *FAST, "--previous", str(path), "--format", "yaml"]
+        app, ["plan", *EXAMPLE, "--time-limit", "10", "--previous", str(path), "--format", "yaml"]
     )
     assert result.exit_code == 0, result.output
     second = yaml.safe_load(result.stdout)

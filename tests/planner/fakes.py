@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gridplace.planner.compile import OptionPrediction
-from gridplace.specs import GPUModelSpec, ModelArchitectureSpec, Precision
-from gridplace.specs.common import Architecture, Engine, Interconnect
+from gridplace.planner.compile import OptionPrediction, PredictionQuery
+from gridplace.specs import Precision
+from gridplace.specs.common import Architecture, Interconnect
 
 GIB = 2**30
 FP8_ARCHITECTURES = {
@@ -18,23 +18,12 @@ FP8_ARCHITECTURES = {
 }
 
 
-def fake_predictor(
-    *,
-    model: ModelArchitectureSpec,
-    model_id: str,
-    gpu: GPUModelSpec,
-    gpu_id: str,
-    precision: Precision,
-    engine: Engine,
-    tensor_parallel: int,
-    share: int,
-    interconnect: Interconnect,
-    throttle_ratio: float,
-    ttft_budget_ms: float,
-    itl_slo_ms: float,
-    prompt_tokens: int,
-    output_tokens: int,
-) -> OptionPrediction:
+def fake_predictor(query: PredictionQuery) -> OptionPrediction:
+    model, gpu, precision = query.model, query.gpu, query.precision
+    share, tensor_parallel = query.share, query.tensor_parallel
+    interconnect, throttle_ratio = query.interconnect, query.throttle_ratio
+    ttft_budget_ms, itl_slo_ms = query.ttft_budget_ms, query.itl_slo_ms
+    prompt_tokens, output_tokens = query.prompt_tokens, query.output_tokens
     available = gpu.memory_gib / share
     if precision is Precision.FP8 and gpu.architecture not in FP8_ARCHITECTURES:
         return OptionPrediction(
