@@ -22,6 +22,8 @@ from gridplace.api.checks import check_workloads
 from gridplace.api.commands import inventory as inventory_command
 from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
+from gridplace.api.commands import serve as serve_command
+from gridplace.api.commands import simulate as simulate_command
 from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
 from gridplace.specs.schema import json_schema, kind_names
 
@@ -254,6 +256,8 @@ app.command(name="explain")(plan.explain)
 app.command(name="probe")(probe.command)
 app.command(name="inventory")(inventory_command.command)
 app.command(name="predict")(predict_command.command)
+app.command(name="serve")(serve_command.command)
+app.command(name="simulate")(simulate_command.command)
 
 
 def main() -> None:

@@ -1,0 +1,233 @@
+"""The HTTP service's app factory: ``create_app(settings) -> FastAPI``.
+
+Building an app opens the store (migrating it to the head revision), settles the admin token
+(configured, stored, or generated now and announced once), and wires routes, middleware (body
+limit, request metrics) and the error handlers that turn every error into an ``ErrorResponse``:
+``ApiError`` subclasses by their status, ``SpecError`` as 422 with one issue per field,
+``GenerationConflict`` as 409, ``DatabaseUnavailable`` as 503. While the app runs (its lifespan),
+a background task runs the change check every ``replan_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gridplace import __version__
+from gridplace.api.deps import AdminCredential, AppState, run_planning
+from gridplace.api.errors import ApiError, Issue, RateLimited, Unauthorized
+from gridplace.api.metrics import Metrics
+from gridplace.api.middleware import BodyLimit, RequestMetrics
+from gridplace.api.models import ErrorResponse, IssueOut
+from gridplace.api.ratelimit import RateLimiter
+from gridplace.api.replan import Replanner
+from gridplace.api.routes import admin, health, nodes, plans, probes
+from gridplace.api.security import VerifiedTokens, hash_secret, new_admin_token
+from gridplace.api.service import PlanService
+from gridplace.api.settings import Settings
+from gridplace.api.solver_pool import SolverPool
+from gridplace.api.store import DatabaseUnavailable, GenerationConflict, Store
+from gridplace.api.store.schema import utc_now
+from gridplace.specs import SpecError
+
+log = logging.getLogger("gridplace.api")
+# Failed logins per client address: a few typos are fine, a scan is slowed to one try a second.
+FAILED_LOGIN_RATE_PER_S = 1.0
+FAILED_LOGIN_BURST = 10
+
+
+def announce_to_stderr(token: str) -> None:
+    print(
+        "gridplace: no admin token was configured, so one was generated. It is shown only now "
+        "(the database keeps a hash):\n\n"
+        f"    {token}\n\n"
+        "Give it to planners as 'Authorization: Bearer <token>'. To choose your own, set "
+        "GRIDPLACE_ADMIN_TOKEN.",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    announce_admin_token: Callable[[str], None] = announce_to_stderr,
+) -> FastAPI:
+    """A ready app: store open and migrated, admin token settled, routes wired."""
+    settings = settings or Settings()
+    store = Store.open(settings.database_url)
+    admin_credential = _admin_credential(store, settings, clock, announce_admin_token)
+    metrics = Metrics()
+    solver = SolverPool(settings.max_concurrent_solves if settings.solve_in_subprocess else 0)
+    service = PlanService(store, settings, metrics, clock, started_at=clock(), solver=solver)
+    state = AppState(
+        settings=settings,
+        store=store,
+        service=service,
+        replanner=Replanner(service, metrics),
+        metrics=metrics,
+        clock=clock,
+        admin=admin_credential,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        failed_logins=RateLimiter(FAILED_LOGIN_RATE_PER_S, FAILED_LOGIN_BURST),
+        verified=VerifiedTokens(settings.token_cache_s),
+        planning=anyio.CapacityLimiter(settings.max_concurrent_solves),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # anyio's default is 40 threads. A request's blocking part is a short query, and plan
+        # work waits for its turn outside the pool (``run_planning``), so a few threads keep up
+        # while bounding database connections and GIL contention.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        solver.warm()
+        task = None
+        if settings.replan_interval_s > 0:
+            task = asyncio.create_task(_check_periodically(state))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            solver.close()
+            store.close()
+
+    app = FastAPI(
+        title="gridplace",
+        version=__version__,
+        summary="Placement plans for LLM inference on a heterogeneous GPU grid.",
+        lifespan=lifespan,
+    )
+    app.state.gridplace = state
+    for module in (health, plans, nodes, probes, admin):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    # The body limit is outermost and reads the whole body first, so request latency is timed
+    # from a complete request: a client slow to send its body is not counted as server time.
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _admin_credential(
+    store: Store,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    announce: Callable[[str], None],
+) -> AdminCredential:
+    if settings.admin_token is not None:
+        return AdminCredential(configured=settings.admin_token.get_secret_value())
+    stored = store.admin_token_hash()
+    if stored is not None:
+        return AdminCredential(stored=stored)
+    token = new_admin_token()
+    candidate = hash_secret(token)
+    kept = store.ensure_admin_token_hash(candidate, clock())
+    if kept == candidate:  # not beaten to it by another server on the same database
+        announce(token)
+    return AdminCredential(stored=kept)
+
+
+async def _check_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.replan_interval_s)
+        try:
+            await run_planning(state, state.replanner.check)
+        except Exception:  # a failed check must not end the loop; the next one may succeed
+            log.exception("the change check failed")
+
+
+def _error(status: int, body: ErrorResponse, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True, exclude_none=True),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _issues(issues: list[Issue]) -> list[IssueOut]:
+    return [IssueOut(**vars(issue)) for issue in issues]
+
+
+def _field(loc: tuple[Any, ...]) -> str | None:
+    parts = list(loc)
+    prefix = ""
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    elif parts and parts[0] in ("query", "path", "header"):
+        prefix = f"{parts[0]}."
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return prefix + out if out else None
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        headers = {}
+        if isinstance(error, RateLimited):
+            headers["Retry-After"] = error.retry_after_header
+        if isinstance(error, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        body = ErrorResponse(error=error.code, message=error.message, issues=_issues(error.issues))
+        return _error(error.status, body, headers)
+
+    @app.exception_handler(SpecError)
+    async def spec_error(_: Request, error: SpecError) -> JSONResponse:
+        issues = [Issue.from_spec(issue) for issue in error.issues]
+        message = f"invalid input ({len(issues)} problem{'s' * (len(issues) != 1)})"
+        return _error(422, ErrorResponse(error="invalid", message=message, issues=_issues(issues)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        issues = [
+            Issue(message=str(item.get("msg", "invalid")), field=_field(tuple(item.get("loc", ()))))
+            for item in error.errors()
+        ]
+        message = f"invalid request ({len(issues)} problem{'s' * (len(issues) != 1)})"
+        return _error(422, ErrorResponse(error="invalid", message=message, issues=_issues(issues)))
+
+    @app.exception_handler(GenerationConflict)
+    async def conflict(_: Request, error: GenerationConflict) -> JSONResponse:
+        body = ErrorResponse(error="conflict", message=str(error), current_generation=error.current)
+        return _error(409, body)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def unavailable(_: Request, error: DatabaseUnavailable) -> JSONResponse:
+        log.error("database unavailable: %s", error)
+        body = ErrorResponse(error="unavailable", message="the database is not answering")
+        return _error(503, body, {"Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        body = ErrorResponse(error=codes.get(error.status_code, "http"), message=str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # Starlette lists only the first matching route's methods
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return _error(error.status_code, body, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            methods |= route.methods or set()
+    return sorted(methods)

@@ -1,0 +1,71 @@
+"""``gridplace serve``: run the HTTP API (uvicorn) on an SQLite file or a PostgreSQL database.
+
+With no configuration at all it serves on 127.0.0.1:8700 with ``gridplace.db`` in the working
+directory and prints a generated admin token once. Every other knob is a ``GRIDPLACE_*``
+environment variable (``gridplace.api.settings``). Exit codes: 0 after a clean shutdown, 1 when
+the settings or the database are unusable (a message, no traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from gridplace.api import render
+
+EXIT_INVALID = 1
+DEFAULT_PORT = 8700
+
+
+def command(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = DEFAULT_PORT,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="sqlite:///FILE (default sqlite:///gridplace.db) or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB; also GRIDPLACE_DATABASE_URL.",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Serve plans over HTTP: planners submit workloads, node agents report and pull."""
+    import uvicorn
+
+    from gridplace.api.app import create_app
+    from gridplace.api.settings import Settings
+    from gridplace.api.store import StoreError
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        render.stderr.print(f"[bold red]error:[/] unknown log level {log_level!r}")
+        raise typer.Exit(EXIT_INVALID)
+    logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        settings = Settings() if database_url is None else Settings(database_url=database_url)
+        app = create_app(settings)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            field = ".".join(str(part) for part in item["loc"])
+            render.stderr.print(
+                f"[bold red]error:[/] setting {field} (GRIDPLACE_{field.upper()}): {item['msg']}",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_INVALID) from None
+    except StoreError as error:
+        render.stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    render.stderr.print(
+        f"gridplace API on http://{host}:{port} (database: {app.state.gridplace.store.backend}); "
+        "OpenAPI at /docs",
+        highlight=False,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)

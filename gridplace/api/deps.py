@@ -1,0 +1,183 @@
+"""FastAPI dependencies: the app's state, the store, and who is asking (bearer tokens).
+
+``StoreDep``, ``SettingsDep``, ``ServiceDep`` hand a route what the app factory built (``async``
+functions that do no I/O: FastAPI runs them on the event loop instead of a worker thread each);
+``PrincipalDep`` is any valid token (rate-limited when it is a node's), ``AdminDep`` only the admin
+token. A route that writes a node's data calls ``require_node_access`` with the node's name: a node
+token for another node gets 403, the admin passes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gridplace.api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from gridplace.api.metrics import Metrics
+from gridplace.api.ratelimit import RateLimiter
+from gridplace.api.replan import Replanner
+from gridplace.api.security import (
+    ADMIN,
+    Principal,
+    TokenHash,
+    VerifiedTokens,
+    split_node_token,
+)
+from gridplace.api.service import PlanService
+from gridplace.api.settings import Settings
+from gridplace.api.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass
+class AdminCredential:
+    """The admin token: configured in settings (kept in memory) or its stored hash."""
+
+    configured: str | None = None
+    stored: TokenHash | None = None
+
+    def matches(self, token: str) -> bool:
+        if self.configured is not None:
+            return hmac.compare_digest(token.encode("utf-8"), self.configured.encode("utf-8"))
+        return self.stored is not None and self.stored.matches(token)
+
+
+@dataclass
+class AppState:
+    """Everything the routes share; built by ``create_app`` and kept on ``app.state.gridplace``."""
+
+    settings: Settings
+    store: Store
+    service: PlanService
+    replanner: Replanner
+    metrics: Metrics
+    clock: Callable[[], datetime]
+    admin: AdminCredential
+    limiter: RateLimiter
+    failed_logins: RateLimiter
+    verified: VerifiedTokens
+    # Plan work (solve, validate, replan) waits for its turn here, on the event loop, so that a
+    # queue of planners never holds the worker threads the agents' requests need.
+    planning: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+
+
+async def run_planning(state: AppState, work: Callable[..., T], *args: object) -> T:
+    """Run ``work(*args)`` in a worker thread once a planning slot is free (503 after
+    ``solve_wait_s`` of waiting)."""
+    with anyio.move_on_after(state.settings.solve_wait_s):
+        await state.planning.acquire()
+        try:
+            return await run_in_threadpool(work, *args)
+        finally:
+            state.planning.release()
+    raise Unavailable(
+        f"the solver is busy with other plans (waited {state.settings.solve_wait_s:g} s); "
+        "retry later"
+    )
+
+
+async def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.gridplace
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_store(state: StateDep) -> Store:
+    return state.store
+
+
+async def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+async def get_service(state: StateDep) -> PlanService:
+    return state.service
+
+
+async def get_replanner(state: StateDep) -> Replanner:
+    return state.replanner
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ReplannerDep = Annotated[Replanner, Depends(get_replanner)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[PlanService, Depends(get_service)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="The admin token (planners) or a node token issued by the admin (agents).",
+)
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _verify(state: AppState, token: str) -> Principal | None:
+    node_token = split_node_token(token)
+    if node_token is not None:
+        token_id, secret = node_token
+        record = state.store.node_token(token_id)
+        if record is None or record.revoked_at is not None or not record.hash.matches(secret):
+            return None
+        return Principal(node=record.node, token_id=token_id)
+    return ADMIN if state.admin.matches(token) else None
+
+
+async def authenticate(request: Request, state: StateDep, credentials: CredentialsDep) -> Principal:
+    """The principal behind the bearer token; 401 without a valid one, 429 over the rate.
+
+    A token verified recently is answered from memory, on the event loop; only the slow path
+    (a database read and a deliberately slow hash) goes to a worker thread.
+    """
+    if credentials is None:
+        raise Unauthorized("an Authorization: Bearer <token> header is required")
+    token = credentials.credentials
+    principal = state.verified.get(token)
+    if principal is None:
+        # A wrong token costs a slow hash check: charge the caller's address for each failure,
+        # and refuse before hashing once its bucket is empty.
+        address = f"address:{request.client.host if request.client else 'unknown'}"
+        wait_s = state.failed_logins.peek(address)
+        if wait_s > 0:
+            state.metrics.limited()
+            raise RateLimited("too many invalid tokens from this address", wait_s)
+        principal = await run_in_threadpool(_verify, state, token)
+        if principal is None:
+            state.failed_logins.take(address)
+            raise Unauthorized("the token is not valid (unknown, revoked or mistyped)")
+        state.verified.put(token, principal)
+    if not principal.is_admin:
+        wait_s = state.limiter.take(principal.rate_key)
+        if wait_s > 0:
+            state.metrics.limited()
+            raise RateLimited(f"node {principal.node} is over its request rate", wait_s)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this needs the admin token; node tokens may only act for their node")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def require_node_access(principal: Principal, node: str) -> None:
+    """403 unless ``principal`` is the admin or the token of ``node`` itself."""
+    if not principal.may_write(node):
+        raise Forbidden(
+            f"this token belongs to node {principal.node!r}; it may not act for node {node!r}"
+        )

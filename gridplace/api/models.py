@@ -1,0 +1,248 @@
+"""Request and response bodies of the HTTP API that are not gridplace kinds themselves.
+
+Kinds (``Node``, ``PlacementPlan``, ``Assignment``, ``ThermalStatus``) are used as they are; these
+models wrap them with what the API adds (effective health, generations, tokens, agent reports).
+All camelCase on the wire, unknown fields refused, like the kinds.
+
+The agent contract (the executor issue builds on it):
+- ``GET /v1/nodes/{name}/assignments`` -> ``NodeAssignmentsResponse``: the latest plan's replicas
+  on that node and the plan's generation; ``ETag`` is the generation, so ``If-None-Match`` gives
+  304 while nothing changed.
+- ``PUT /v1/nodes/{name}/state`` <- ``NodeStateReport``: what runs (``ReplicaState`` per replica)
+  and Kubernetes-style conditions: ``Applied`` (the observed generation is fully in place),
+  ``Progressing`` (starting or draining replicas), ``Degraded`` (a replica failed), each with
+  status True/False/Unknown, a CamelCase ``reason`` and a ``message`` for people.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
+from gridplace.specs.common import Name, StrictModel
+
+Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
+MAX_REPLICAS_REPORTED = 4_096
+MAX_CONDITIONS = 16
+
+
+class IssueOut(StrictModel):
+    """One problem with a request: the field at fault (dotted camelCase path) and why."""
+
+    message: str
+    field: str | None = None
+    document: int | None = Field(default=None, description="0-based document of the body.")
+    line: int | None = Field(default=None, description="1-based line in the body.")
+
+
+class ErrorResponse(StrictModel):
+    """Every 4xx/5xx answer."""
+
+    error: str = Field(description="unauthorized, forbidden, not_found, conflict, invalid, ...")
+    message: str
+    issues: list[IssueOut] = Field(default_factory=list)
+    current_generation: int | None = Field(
+        default=None, description="On 409: the latest plan generation."
+    )
+
+
+class HealthResponse(StrictModel):
+    status: str = Field(description="ok")
+    database: str = Field(description="sqlite or postgresql")
+    version: str
+
+
+class NodeResponse(StrictModel):
+    """A registered node with its health as the planner sees it now."""
+
+    name: Name
+    node: Node = Field(description="The inventory and the status its agent last reported.")
+    healthy: bool = Field(description="Usable by the planner now (reported healthy, not silent).")
+    silent: bool = Field(description="Nothing heard for longer than the heartbeat grace period.")
+    seconds_since_heard: float = Field(ge=0)
+    last_heartbeat: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class NodeListResponse(StrictModel):
+    items: list[NodeResponse]
+    total: int = Field(ge=0)
+
+
+class TelemetryReport(StrictModel):
+    """A heartbeat with the node's health and thermal summary (its server-side time is used)."""
+
+    healthy: bool = True
+    thermal: ThermalStatus | None = None
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class ProbesAccepted(StrictModel):
+    name: Name
+    samples: int = Field(ge=0)
+    stored_documents: int = Field(ge=0, description="Probe documents kept for this submitter.")
+
+
+class TokenIssued(StrictModel):
+    """A node token; ``token`` is shown this once and only its hash is kept."""
+
+    token_id: str
+    node: Name
+    token: str
+    created_at: datetime
+
+
+class TokenInfo(StrictModel):
+    token_id: str
+    node: Name
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TokenListResponse(StrictModel):
+    items: list[TokenInfo]
+
+
+class PlanSummaryResponse(StrictModel):
+    generation: int = Field(ge=1)
+    name: Name
+    created_at: datetime
+    trigger: str = Field(description="submitted, requested (POST /v1/replan) or change.")
+    reasons: list[str]
+    replicas: int = Field(ge=0)
+    unplaced: int = Field(ge=0)
+    compile_seconds: float = Field(ge=0)
+    solve_seconds: float = Field(ge=0)
+
+
+class PlanListResponse(StrictModel):
+    items: list[PlanSummaryResponse]
+
+
+class WorkloadExplanation(StrictModel):
+    name: Name
+    placed: bool
+    replicas: int = Field(ge=0)
+    demand_rps: float | None = None
+    capacity_rps: float | None = None
+    slo_met: bool
+    reasons: list[str]
+    hints: list[str]
+
+
+class ExplanationResponse(StrictModel):
+    generation: int
+    workloads: list[WorkloadExplanation]
+
+
+class WorkloadCheckResponse(StrictModel):
+    name: str
+    placeable: bool
+    reasons: list[str]
+
+
+class ValidationResponse(StrictModel):
+    """Whether every workload can be placed (``gridplace validate --format json`` without the
+    schema issues, which are a 422 here)."""
+
+    valid: bool
+    workloads: list[WorkloadCheckResponse]
+
+
+class ReplanResponse(StrictModel):
+    replanned: bool
+    reasons: list[str]
+    generation: int | None = Field(default=None, description="The new generation, if any.")
+    skipped: str | None = Field(default=None, description="Why not: no-plan, no-change, ...")
+    plan: PlacementPlan | None = None
+
+
+class NodeAssignmentsResponse(StrictModel):
+    """What the agent on ``node`` should run: the latest plan's replicas there."""
+
+    node: Name
+    generation: int | None = Field(default=None, description="None: no plan exists yet.")
+    plan: str | None = None
+    assignments: list[Assignment]
+
+
+class ReplicaPhase(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class ReplicaState(StrictModel):
+    """One replica the agent observes on its node."""
+
+    workload: Name
+    gpus: list[Annotated[int, Field(ge=0, le=63)]] = Field(min_length=1, max_length=64)
+    precision: Precision | None = None
+    phase: ReplicaPhase
+    endpoint: str | None = Field(default=None, max_length=255, description="host:port it serves.")
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class ConditionType(StrEnum):
+    APPLIED = "Applied"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StrictModel):
+    type: ConditionType
+    status: ConditionStatus
+    reason: Reason | None = Field(default=None, description="CamelCase, e.g. WeightsDownloading.")
+    message: str | None = Field(default=None, max_length=1000)
+    last_transition_time: datetime | None = None
+
+
+class NodeStateReport(StrictModel):
+    """What an agent reports it actually runs, and how applying its assignments goes."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The plan generation the agent is applying."
+    )
+    replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
+    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+
+
+class NodeStateResponse(StrictModel):
+    node: Name
+    reported_at: datetime
+    report: NodeStateReport
+
+
+class TopologyNode(StrictModel):
+    name: Name
+    region: str
+    provider: str
+    healthy: bool
+
+
+class TopologyLink(StrictModel):
+    source: str
+    target: str
+    p50_ms: float | None = Field(default=None, description="None: probed but unreachable.")
+    p99_ms: float | None = None
+    samples: int = Field(ge=0)
+    loss_ratio: float = Field(ge=0, le=1)
+
+
+class TopologyResponse(StrictModel):
+    nodes: list[TopologyNode]
+    links: list[TopologyLink]
+    total_links: int = Field(ge=0)

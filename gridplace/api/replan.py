@@ -1,0 +1,120 @@
+"""Replanning on change: the check the server runs periodically (and on ``POST /v1/replan``).
+
+A new generation is computed from the latest plan — its inputs re-solved on today's grid with the
+latest plan as ``previous``, so replicas that can stay, stay (minimal moves) — when, compared with
+what that plan was based on (its *basis*):
+
+- a node that holds replicas is gone: deregistered, reported unhealthy, or silent past the
+  heartbeat grace period (``grid.py``: a short blip inside the grace period is not silence, and
+  a grid-wide silence is blamed on the server's network, never acted on);
+- a node's throttle ratio moved by at least ``derate_threshold`` (either way: a hot node loses
+  capacity, a cooled one gains it);
+- a node became available again (or joined) while the plan leaves some workload unplaced.
+
+Anything else — a node without replicas going away, a throttle ratio wobbling under the
+threshold — changes nothing, so agents never see churn for noise.
+Must not: decide placement (the planner does) or write anything but through ``PlanService``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from gridplace.api.grid import GridView
+from gridplace.api.metrics import Metrics
+from gridplace.api.service import PlanService
+from gridplace.api.store import GenerationConflict, PlanRecord
+
+log = logging.getLogger("gridplace.api")
+
+
+@dataclass(frozen=True)
+class ReplanOutcome:
+    """What a check or an explicit replan did."""
+
+    replanned: bool
+    reasons: list[str]
+    record: PlanRecord | None = None  # the new plan when replanned
+    skipped: str | None = None  # why not, in a word (no-plan, no-change, conflict, ...)
+
+
+def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) -> list[str]:
+    """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring."""
+    reasons: list[str] = []
+    nodes = view.by_name()
+    replicas_on: dict[str, int] = {}
+    for assignment in latest.plan.spec.assignments:
+        replicas_on[assignment.node] = replicas_on.get(assignment.node, 0) + 1
+    for name in sorted(replicas_on):
+        count = replicas_on[name]
+        current = nodes.get(name)
+        if current is None:
+            reasons.append(f"node {name} deregistered ({count} replicas)")
+        elif not current.healthy:
+            why = current.node.status.message if current.node.status else None
+            state = "silent" if current.silent and not view.mass_silence else "unhealthy"
+            reasons.append(f"node {name} {state} ({count} replicas)" + (f": {why}" if why else ""))
+    for name, view_node in sorted(nodes.items()):
+        basis = latest.basis.get(name)
+        if basis is None or not view_node.healthy:
+            continue
+        moved = view_node.node.throttle_ratio - basis.throttle_ratio
+        if abs(moved) >= derate_threshold:
+            reasons.append(
+                f"node {name} throttle ratio {basis.throttle_ratio:.2f} -> "
+                f"{view_node.node.throttle_ratio:.2f} (threshold {derate_threshold:g})"
+            )
+    status = latest.plan.status
+    short = bool(status and (status.unplaced or any(not w.slo_met for w in status.workloads)))
+    if short:
+        for name, view_node in sorted(nodes.items()):
+            basis = latest.basis.get(name)
+            if view_node.healthy and (basis is None or not basis.healthy):
+                reasons.append(f"node {name} available and some workload is not fully placed")
+    return reasons
+
+
+class Replanner:
+    def __init__(self, service: PlanService, metrics: Metrics) -> None:
+        self.service = service
+        self.metrics = metrics
+
+    def check(self) -> ReplanOutcome:
+        """Replan if the grid changed in a way that matters (the periodic check)."""
+        latest = self.service.store.latest_plan()
+        if latest is None:
+            return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
+        view = self.service.grid()
+        reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
+        if view.mass_silence:
+            self.metrics.replan_skipped("mass-silence")
+            log.warning(
+                "%d of %d nodes are silent: assuming the server's network, not replanning "
+                "for silence",
+                view.silent_count,
+                len(view.nodes),
+            )
+        if not reasons:
+            return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
+        return self._replan(latest, "change", reasons)
+
+    def replan(self) -> ReplanOutcome:
+        """Replan now, whatever changed (``POST /v1/replan``); conflicts propagate (409)."""
+        latest = self.service.store.latest_plan()
+        if latest is None:
+            return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
+        changes = detect_changes(
+            latest, self.service.grid(), self.service.settings.derate_threshold
+        )
+        record = self.service.recompute(latest, "requested", ["requested", *changes])
+        return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
+
+    def _replan(self, latest: PlanRecord, trigger: str, reasons: list[str]) -> ReplanOutcome:
+        try:
+            record = self.service.recompute(latest, trigger, reasons)
+        except GenerationConflict:
+            # Someone stored a plan meanwhile; the next check compares against that one.
+            self.metrics.replan_skipped("conflict")
+            return ReplanOutcome(replanned=False, reasons=reasons, skipped="conflict")
+        return ReplanOutcome(replanned=True, reasons=reasons, record=record)

@@ -1,0 +1,55 @@
+"""The API's routes, one module per resource: ``health`` (/healthz, /metrics), ``plans``
+(/v1/plans, /v1/validate, /v1/replan), ``nodes`` (/v1/nodes/...), ``probes`` (/v1/probes,
+/v1/topology) and ``admin`` (/v1/admin/tokens).
+
+Routes are thin: parse, check access, call the store or the plan service, shape the answer.
+Errors are raised (``gridplace.api.errors``) and turned into responses in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridplace.api.models import ErrorResponse
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def errors(*statuses: int) -> Responses:
+    """OpenAPI entries for the error answers a route can give (all share ``ErrorResponse``)."""
+    descriptions = {
+        400: "The body is not parseable JSON.",
+        401: "No token, or one nobody issued.",
+        403: "A valid token that may not act on this resource.",
+        404: "No such resource.",
+        409: "The plan was based on a generation that is no longer the latest.",
+        413: "The body is over the size limit.",
+        422: "The request is invalid; issues name each field at fault.",
+        429: "Over the request rate; see Retry-After.",
+        503: "The database or the solver cannot answer now.",
+    }
+    return {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
+
+
+# Every authenticated route can answer these.
+AUTH_ERRORS = (401, 403, 422, 429, 503)
+
+
+def raw_body(description: str, array: bool) -> dict[str, Any]:
+    """``openapi_extra`` for a body read as text: YAML (one or more documents) or JSON."""
+    document = {"type": "object", "description": "A gridplace document (apiVersion, kind, ...)."}
+    json_schema: dict[str, Any] = (
+        {"anyOf": [document, {"type": "array", "items": document}]} if array else document
+    )
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                "application/json": {"schema": json_schema},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        }
+    }

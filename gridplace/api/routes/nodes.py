@@ -1,0 +1,305 @@
+"""Nodes: inventory registration, telemetry, probes from a node, assignments and reported state.
+
+A node token may act only for its own node (403 otherwise) and may not claim ``attested``
+inventory (only the admin can vouch for that); the admin may act for any node.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from gridplace.api.bodies import parse_body
+from gridplace.api.deps import (
+    AdminDep,
+    PrincipalDep,
+    ServiceDep,
+    SettingsDep,
+    StateDep,
+    StoreDep,
+    require_node_access,
+)
+from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
+from gridplace.api.grid import NodeView
+from gridplace.api.models import (
+    NodeAssignmentsResponse,
+    NodeListResponse,
+    NodeResponse,
+    NodeStateReport,
+    NodeStateResponse,
+    ProbesAccepted,
+    TelemetryReport,
+)
+from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
+from gridplace.api.security import Principal
+from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+NodeName = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
+        description="The node's name (metadata.name of its Node document).",
+    ),
+]
+# What an agent can establish about its own machine; stronger claims need the admin.
+NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
+
+
+def node_response(view: NodeView) -> NodeResponse:
+    record = view.record
+    return NodeResponse(
+        name=record.name,
+        node=view.node,
+        healthy=view.healthy,
+        silent=view.silent,
+        seconds_since_heard=round(view.silent_s, 3),
+        last_heartbeat=record.last_heartbeat,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _view(service: ServiceDep, name: str) -> NodeView:
+    view = service.node_view(name)
+    if view is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    return view
+
+
+@router.get(
+    "",
+    response_model=NodeListResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS),
+)
+def list_nodes(
+    _: AdminDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> NodeListResponse:
+    """Registered nodes by name, with their health as the planner sees it now."""
+    views = service.grid().nodes
+    return NodeListResponse(
+        items=[node_response(v) for v in views[offset : offset + limit]], total=len(views)
+    )
+
+
+@router.post(
+    "",
+    response_model=NodeListResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 413),
+    openapi_extra=raw_body("Node documents (e.g. a whole inventory file).", array=True),
+)
+async def register_nodes(
+    request: Request, _: AdminDep, service: ServiceDep, settings: SettingsDep
+) -> NodeListResponse:
+    """Register or replace many nodes at once (the admin importing an inventory): all or none."""
+    documents = parse_body(await request.body(), settings.max_documents, {"Node"})
+    nodes = build_bundle(documents).nodes  # duplicates refused, GPU names resolved
+    records = await run_in_threadpool(service.store.upsert_nodes, nodes, service.clock())
+    views = [service.view_of(record) for record, _ in records]
+    return NodeListResponse(items=[node_response(v) for v in views], total=len(views))
+
+
+@router.put(
+    "/{name}",
+    response_model=NodeResponse,
+    response_model_exclude_none=True,
+    responses={
+        **errors(*AUTH_ERRORS, 413),
+        201: {"model": NodeResponse, "description": "Registered."},
+    },
+    openapi_extra=raw_body("A Node document (what `gridplace inventory` prints).", array=False),
+)
+async def register_node(
+    name: NodeName,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+) -> NodeResponse:
+    """Register or replace a node's inventory (200 replaced, 201 registered)."""
+    require_node_access(principal, name)
+    documents = parse_body(await request.body(), 1, {"Node"})
+    node: Node = build_bundle(documents).nodes[0]  # GPU names resolved to catalog ids
+    if node.name != name:
+        raise InvalidRequest.field(
+            "metadata.name", f"the document names node {node.name!r} but the URL names {name!r}"
+        )
+    _check_claims(principal, node)
+    record, created = await run_in_threadpool(service.store.upsert_node, node, service.clock())
+    response.status_code = 201 if created else 200
+    return node_response(await run_in_threadpool(service.view_of, record))
+
+
+def _check_claims(principal: Principal, node: Node) -> None:
+    claims = node.spec.claims
+    if not principal.is_admin and claims.rank > NODE_CLAIM_CEILING.rank:
+        raise Forbidden(
+            f"a node token may claim at most {NODE_CLAIM_CEILING.value!r} inventory, not "
+            f"{claims.value!r}: attestation is vouched for by the admin"
+        )
+
+
+@router.get(
+    "/{name}",
+    response_model=NodeResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_node(name: NodeName, principal: PrincipalDep, service: ServiceDep) -> NodeResponse:
+    require_node_access(principal, name)
+    return node_response(_view(service, name))
+
+
+@router.delete(
+    "/{name}", status_code=204, response_class=Response, responses=errors(*AUTH_ERRORS, 404)
+)
+def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
+    """Deregister a node (its replicas move at the next change check). Its tokens stay valid;
+    revoke them separately if the machine is not coming back."""
+    if not store.delete_node(name):
+        raise NotFound(f"no node {name!r} is registered")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{name}/telemetry",
+    response_model=NodeResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 400, 404, 413),
+)
+def post_telemetry(
+    name: NodeName, report: TelemetryReport, principal: PrincipalDep, service: ServiceDep
+) -> NodeResponse:
+    """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
+    require_node_access(principal, name)
+    status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
+    record = service.store.report_status(name, status, service.clock())
+    if record is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    return node_response(service.view_of(record))
+
+
+@router.post(
+    "/{name}/probes",
+    response_model=ProbesAccepted,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404, 413),
+    openapi_extra=raw_body("A LatencyProbes document measured from this node.", array=False),
+)
+async def post_node_probes(
+    name: NodeName,
+    request: Request,
+    principal: PrincipalDep,
+    state: StateDep,
+) -> ProbesAccepted:
+    """Probes measured from this node: every sample's source must be the node itself."""
+    require_node_access(principal, name)
+    probes = parse_probes(await request.body(), state.settings.max_list_items)
+    foreign = sorted({s.source for s in probes.spec.samples if s.source != name})
+    if foreign:
+        message = f"samples measured from {', '.join(foreign[:5])}, not from node {name!r}"
+        if not principal.is_admin:
+            raise Forbidden(f"a node may only report its own probes: {message}")
+        raise InvalidRequest.field("spec.samples", message)
+    if await run_in_threadpool(state.store.node, name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    stored = await run_in_threadpool(
+        state.store.add_probes, name, probes, state.clock(), PROBE_DOCUMENTS_KEPT
+    )
+    return ProbesAccepted(
+        name=probes.metadata.name, samples=len(probes.spec.samples), stored_documents=stored
+    )
+
+
+PROBE_DOCUMENTS_KEPT = 8  # per submitter; the topology decays old samples anyway
+
+
+def parse_probes(body: bytes, max_samples: int) -> LatencyProbes:
+    documents = parse_body(body, 1, {"LatencyProbes"})
+    probes: LatencyProbes = documents[0].obj
+    if len(probes.spec.samples) > max_samples:
+        raise InvalidRequest.field(
+            "spec.samples",
+            f"{len(probes.spec.samples)} samples; at most {max_samples} in one request",
+        )
+    return probes
+
+
+@router.get(
+    "/{name}/assignments",
+    response_model=NodeAssignmentsResponse,
+    response_model_exclude_none=True,
+    responses={
+        **errors(*AUTH_ERRORS, 404),
+        304: {"description": "The generation in If-None-Match is still the latest."},
+    },
+)
+def get_assignments(
+    name: NodeName,
+    principal: PrincipalDep,
+    store: StoreDep,
+    response: Response,
+    if_none_match: Annotated[
+        str | None, Header(description="The ETag of the last answer: 304 if unchanged.")
+    ] = None,
+) -> NodeAssignmentsResponse | Response:
+    """What this node's agent should run: the latest plan's replicas on it, and its generation."""
+    require_node_access(principal, name)
+    found = store.assignments_for(name)
+    if not found.assignments and store.node(name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    etag = f'"{found.generation or 0}"'
+    if if_none_match is not None and if_none_match.strip() == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return NodeAssignmentsResponse(
+        node=name,
+        generation=found.generation,
+        plan=found.plan_name,
+        assignments=[Assignment.model_validate(a) for a in found.assignments],
+    )
+
+
+@router.put(
+    "/{name}/state",
+    response_model=NodeStateResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 400, 404, 413),
+)
+def put_state(
+    name: NodeName, report: NodeStateReport, principal: PrincipalDep, service: ServiceDep
+) -> NodeStateResponse:
+    """The agent's report of what actually runs and how applying the plan goes."""
+    require_node_access(principal, name)
+    if service.store.node(name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    record = service.store.put_state(
+        name, report.observed_generation, report.to_yaml_dict(), service.clock()
+    )
+    return NodeStateResponse(node=name, reported_at=record.reported_at, report=report)
+
+
+@router.get(
+    "/{name}/state",
+    response_model=NodeStateResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_state(name: NodeName, principal: PrincipalDep, store: StoreDep) -> NodeStateResponse:
+    require_node_access(principal, name)
+    record = store.state(name)
+    if record is None:
+        raise NotFound(f"node {name!r} has not reported its state")
+    return NodeStateResponse(
+        node=name,
+        reported_at=record.reported_at,
+        report=NodeStateReport.model_validate(record.report),
+    )

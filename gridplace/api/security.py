@@ -1,0 +1,151 @@
+"""Tokens: making them, hashing them for storage, and checking one a request presents.
+
+Two kinds of token exist. The admin token (planners, operators) may do everything. A node token
+is issued by the admin for one node name and may write only that node's inventory, telemetry,
+probes and state, and read its own assignments: one leaked agent token cannot register fake GPUs
+under another provider's name.
+
+A node token reads ``gpn.<token id>.<secret>``: the id finds the stored record without trying
+every hash. Only a salted scrypt hash of the secret is stored. Secrets are 256 random bits, so the
+hash's cost protects nothing (no guessing reaches them) and is kept small (~4 ms): a restarted
+server re-verifies 10,000 agents in seconds, not minutes. A token that verified is remembered for
+``token_cache_s`` under a SHA-256 of the token (never the token itself); revoking clears it.
+
+Must not: talk HTTP (``deps`` turns outcomes into 401/403) or keep a token in clear anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+NODE_TOKEN_PREFIX = "gpn"
+ADMIN_TOKEN_PREFIX = "gpa"
+# scrypt cost: 2**11 x 8 uses 2 MiB and ~4 ms on one core. The salt and the one-way hash are what
+# matter for random 256-bit secrets (a leaked table reveals no token); a password-strength cost
+# would only make every server start slow. The cost is stored with each hash, so changing these
+# affects new hashes only.
+SCRYPT_N = 2**11
+SCRYPT_R = 8
+SCRYPT_P = 1
+CACHE_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class TokenHash:
+    """A salted scrypt hash: ``salt_hex``, and ``hash_hex`` as ``scrypt$N$r$p$<hex digest>``."""
+
+    salt_hex: str
+    hash_hex: str
+
+    def matches(self, secret: str) -> bool:
+        try:
+            scheme, n, r, p, digest = self.hash_hex.split("$")
+            costs = int(n), int(r), int(p)
+        except ValueError:
+            return False
+        if scheme != "scrypt":
+            return False
+        computed = _scrypt(secret, bytes.fromhex(self.salt_hex), *costs)
+        return hmac.compare_digest(computed.hex(), digest)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"salt": self.salt_hex, "hash": self.hash_hex}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> TokenHash:
+        return cls(salt_hex=data["salt"], hash_hex=data["hash"])
+
+
+def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32)
+
+
+def hash_secret(secret: str) -> TokenHash:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(secret, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P).hex()
+    return TokenHash(
+        salt_hex=salt.hex(), hash_hex=f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${digest}"
+    )
+
+
+def new_admin_token() -> str:
+    return f"{ADMIN_TOKEN_PREFIX}.{secrets.token_urlsafe(32)}"
+
+
+def new_node_token() -> tuple[str, str, str]:
+    """(token id, secret, the full token to hand out once)."""
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    return token_id, secret, f"{NODE_TOKEN_PREFIX}.{token_id}.{secret}"
+
+
+def split_node_token(token: str) -> tuple[str, str] | None:
+    """(token id, secret) of a node token; None when ``token`` is not shaped like one."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != NODE_TOKEN_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the admin, or one node (``node`` names it)."""
+
+    node: str | None
+    token_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.node is None
+
+    @property
+    def rate_key(self) -> str:
+        return "admin" if self.node is None else f"node:{self.node}"
+
+    def may_write(self, node: str) -> bool:
+        return self.is_admin or self.node == node
+
+
+ADMIN = Principal(node=None)
+
+
+class VerifiedTokens:
+    """Tokens that passed the slow check recently: digest -> (principal, expiry)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    def get(self, token: str) -> Principal | None:
+        key = self._key(token)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[1] < time.monotonic():
+                del self._entries[key]
+                return None
+            return entry[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self._ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= CACHE_MAX_ENTRIES:
+                self._entries.clear()  # rare; the next requests simply pay the hash again
+            self._entries[self._key(token)] = (principal, time.monotonic() + self._ttl_s)
+
+    def forget_token_id(self, token_id: str) -> None:
+        with self._lock:
+            for key in [k for k, (p, _) in self._entries.items() if p.token_id == token_id]:
+                del self._entries[key]

@@ -1,0 +1,247 @@
+"""Planning behind the HTTP API: stored nodes and probes plus submitted workloads -> a plan
+generation, computed by the planner (``wiring.plan_bundle``, in the ``solver_pool``) and stored
+with what it was based on.
+
+Owns: the generation arithmetic (a plan is based on the latest generation, or on the one the
+request expected) and the critical section read-latest / solve / store, which holds one of
+``max_concurrent_solves`` slots (the routes wait for theirs on the event loop, in
+``deps.run_planning``; this lock is what any other caller meets, for ``solve_wait_s`` at most).
+Must not: plan by itself (the planner does), speak HTTP beyond raising ``ApiError``s.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from gridplace.api.bodies import reparse
+from gridplace.api.checks import WorkloadCheck
+from gridplace.api.errors import InvalidRequest, Unavailable
+from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
+from gridplace.api.metrics import Metrics
+from gridplace.api.settings import Settings
+from gridplace.api.solver_pool import SolverPool
+from gridplace.api.store import GenerationConflict, NewPlan, NodeRecord, PlanRecord, Store
+from gridplace.planner.planning import Strategy
+from gridplace.specs import SpecBundle, build_bundle
+from gridplace.specs.loader import LoadedDocument
+
+log = logging.getLogger("gridplace.api")
+
+# Kinds a plan submission may carry; nodes and probes come from the store.
+PLAN_INPUT_KINDS = ("InferenceWorkload", "ModelArchitecture", "GPUModel", "PerformanceProfile")
+VALIDATE_KINDS = (*PLAN_INPUT_KINDS, "Node", "LatencyProbes")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How to plan; kept with the plan so that a replan solves the same way."""
+
+    strategy: Strategy = Strategy.CPSAT
+    time_limit_s: float = 10.0
+    budget_per_hour: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy.value,
+            "timeLimitSeconds": self.time_limit_s,
+            "budgetPerHour": self.budget_per_hour,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanOptions:
+        return cls(
+            strategy=Strategy(data.get("strategy", Strategy.CPSAT.value)),
+            time_limit_s=float(data.get("timeLimitSeconds", 10.0)),
+            budget_per_hour=data.get("budgetPerHour"),
+        )
+
+
+@dataclass(frozen=True)
+class Validation:
+    checks: list[WorkloadCheck]
+
+    @property
+    def valid(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+class PlanService:
+    """Plans, replans and validation on the stored grid (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        started_at: datetime,
+        solver: SolverPool | None = None,
+    ) -> None:
+        self.store = store
+        self.solver = solver or SolverPool(0)
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.started_at = started_at
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_solves)
+
+    def grid(self) -> GridView:
+        """Every registered node as the planner should see it now (``grid.judge``)."""
+        return judge(
+            self.store.nodes(),
+            self.clock(),
+            self.started_at,
+            self.settings.heartbeat_grace_s,
+            self.settings.mass_silence_fraction,
+        )
+
+    def node_view(self, name: str) -> NodeView | None:
+        """One node judged like ``grid()`` would, reading counts instead of every node."""
+        record = self.store.node(name)
+        return None if record is None else self.view_of(record)
+
+    def view_of(self, record: NodeRecord) -> NodeView:
+        now = self.clock()
+        grace_s = self.settings.heartbeat_grace_s
+        population = None
+        if seconds_silent(record, now, self.started_at) > grace_s:
+            # Only a silent node needs to know whether the whole grid went quiet.
+            cutoff = now - timedelta(seconds=grace_s)
+            population = self.store.quiet_count(cutoff)
+        view = judge(
+            [record],
+            now,
+            self.started_at,
+            grace_s,
+            self.settings.mass_silence_fraction,
+            population,
+        )
+        return view.nodes[0]
+
+    @contextmanager
+    def _solver_slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.settings.solve_wait_s):
+            raise Unavailable(
+                f"the solver is busy with other plans (waited {self.settings.solve_wait_s:g} s); "
+                "retry later"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _bundle(self, documents: list[LoadedDocument], view: GridView) -> SpecBundle:
+        bundle = build_bundle(documents)
+        return replace(bundle, nodes=view.planner_nodes(), probes=self.store.probes())
+
+    def compute(
+        self,
+        documents: list[LoadedDocument],
+        options: PlanOptions,
+        trigger: str,
+        reasons: list[str],
+        expected_generation: int | None = None,
+    ) -> PlanRecord:
+        """Plan ``documents`` on the stored grid, from the latest plan (minimal moves), and store
+        it as the next generation. ``GenerationConflict`` when ``expected_generation`` is not
+        the latest, or when another plan was stored while this one was being solved."""
+        if not any(document.kind == "InferenceWorkload" for document in documents):
+            raise InvalidRequest.field("documents", "no InferenceWorkload in the request")
+        if expected_generation is not None:  # fail before waiting for a solver slot
+            self._expect(expected_generation)
+        with self._solver_slot():
+            # Read the base only now, and store before giving the slot up: requests queued
+            # behind each other each build on the plan the one before them stored, instead of
+            # all on the one that was latest when they arrived (making all but one conflicts).
+            latest = self.store.latest_plan()
+            base = latest.generation if latest else 0
+            if expected_generation is not None and expected_generation != base:
+                raise GenerationConflict(expected_generation, base)
+            return self._solve_and_store(documents, options, trigger, reasons, latest)
+
+    def _solve_and_store(
+        self,
+        documents: list[LoadedDocument],
+        options: PlanOptions,
+        trigger: str,
+        reasons: list[str],
+        latest: PlanRecord | None,
+    ) -> PlanRecord:
+        base = latest.generation if latest else 0
+        view = self.grid()
+        solved = self.solver.solve(
+            self._bundle(documents, view),
+            options.strategy,
+            options.time_limit_s,
+            latest.plan if latest else None,
+            options.budget_per_hour,
+        )
+        generation = base + 1
+        metadata = solved.plan.metadata.model_copy(
+            update={"name": f"plan-{generation}", "generation": generation}
+        )
+        plan = solved.plan.model_copy(update={"metadata": metadata})
+        new = NewPlan(
+            plan=plan,
+            base_generation=base,
+            trigger=trigger,
+            reasons=reasons,
+            inputs=[document.obj.to_yaml_dict() for document in documents],
+            options=options.as_dict(),
+            basis={node.name: node.basis for node in view.nodes},
+            explanation=solved.explanation,
+            compile_s=round(solved.compile_s, 4),
+            solve_s=round(solved.solve_s, 4),
+        )
+        summary = self.store.add_plan(new, self.clock())  # GenerationConflict: another server
+        self.metrics.plan_solved(trigger, solved.compile_s + solved.solve_s)
+        log.info(
+            "plan generation %d (%s): %d replicas, %d unplaced, %.2f s%s",
+            generation,
+            trigger,
+            summary.replicas,
+            summary.unplaced,
+            solved.compile_s + solved.solve_s,
+            f" ({'; '.join(reasons)})" if reasons else "",
+        )
+        return PlanRecord(
+            summary=summary,
+            plan=plan,
+            inputs=new.inputs,
+            options=new.options,
+            basis=new.basis,
+            explanation=new.explanation,
+        )
+
+    def _expect(self, expected_generation: int) -> None:
+        latest = self.store.latest_generation()
+        if latest != expected_generation:
+            raise GenerationConflict(expected_generation, latest)
+
+    def recompute(self, latest: PlanRecord, trigger: str, reasons: list[str]) -> PlanRecord:
+        """The latest plan's inputs solved again on today's grid (a replan)."""
+        documents = reparse(latest.inputs, f"plan generation {latest.generation} inputs")
+        return self.compute(
+            documents,
+            PlanOptions.from_dict(latest.options),
+            trigger,
+            reasons,
+            expected_generation=latest.generation,
+        )
+
+    def validate(self, documents: list[LoadedDocument]) -> Validation:
+        """The CLI's checks: against the nodes in the body, or the stored grid when it has none.
+        ``SpecError`` when the documents themselves are invalid."""
+        bundle = build_bundle(documents)
+        if not bundle.nodes:
+            bundle = replace(bundle, nodes=self.grid().planner_nodes())
+        if not bundle.probes:
+            bundle = replace(bundle, probes=self.store.probes())
+        with self._solver_slot():
+            return Validation(checks=self.solver.check(bundle))

@@ -1,0 +1,151 @@
+"""Where plans are solved: in a worker process (the default) or in the calling thread.
+
+Compiling and de-aggregating a plan is seconds of pure Python on a large grid; in the server's
+own process it would hold the GIL and stall every agent's heartbeat meanwhile. A worker process
+(``spawn``: the server has threads, so no ``fork``) keeps the API answering while it plans. The
+worker ignores SIGINT (a Ctrl-C on ``gridplace serve`` reaches the whole process group; the server
+shuts the pool down itself), and a worker that died is replaced on the next plan (this one: 503).
+
+Must not: touch the store or know about HTTP beyond raising ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gridplace.api.checks import WorkloadCheck, check_workloads
+from gridplace.api.errors import Unavailable
+from gridplace.api.wiring import plan_bundle
+from gridplace.planner.explain import compile_summary
+from gridplace.planner.planning import PlanResult, Strategy
+from gridplace.planner.solve import SolverSettings
+from gridplace.specs import PlacementPlan, SpecBundle
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Solved:
+    """What a solve hands back (small and picklable: the compiled problem stays behind)."""
+
+    plan: PlacementPlan
+    explanation: list[dict[str, Any]]
+    compile_s: float
+    solve_s: float
+
+
+def solve(
+    bundle: SpecBundle,
+    strategy: Strategy,
+    time_limit_s: float,
+    previous: PlacementPlan | None,
+    budget_per_hour: float | None,
+) -> Solved:
+    """Plan ``bundle`` (in whichever process runs this) and explain the result."""
+    result = plan_bundle(
+        bundle, strategy, SolverSettings(time_limit_s=time_limit_s), previous, budget_per_hour
+    )
+    return Solved(result.plan, explain(result), result.compile_s, result.solve_s)
+
+
+def check(bundle: SpecBundle) -> list[WorkloadCheck]:
+    return check_workloads(bundle)
+
+
+def explain(result: PlanResult) -> list[dict[str, Any]]:
+    """Per workload: placed or not, replicas and coverage, the reasons with numbers and hints."""
+    status = result.plan.status
+    unplaced = {u.workload: u for u in status.unplaced} if status else {}
+    coverage = {c.name: c for c in status.workloads} if status else {}
+    entries = []
+    for demand in result.problem.workloads:
+        reasons, hints = compile_summary(result.problem, demand.index)
+        missing = unplaced.get(demand.name)
+        if missing is not None:
+            reasons, hints = list(missing.reasons), list(missing.hints)
+        covered = coverage.get(demand.name)
+        entries.append(
+            {
+                "name": demand.name,
+                "placed": missing is None,
+                "replicas": covered.replicas if covered and covered.replicas is not None else 0,
+                "demandRps": covered.demand_rps if covered else None,
+                "capacityRps": covered.capacity_rps if covered else None,
+                "sloMet": covered.slo_met if covered else False,
+                "reasons": reasons,
+                "hints": hints,
+            }
+        )
+    return entries
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ready() -> bool:
+    return True  # importing this module in the worker loaded the planner: it is warm
+
+
+class SolverPool:
+    """``processes`` worker processes, or none (0: solve in the calling thread)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_ignore_interrupts,
+                )
+            return self._executor
+
+    def warm(self) -> Future[bool] | None:
+        """Start the workers now, so that the first plan does not wait for their imports."""
+        return self._pool().submit(_ready) if self.processes else None
+
+    def solve(
+        self,
+        bundle: SpecBundle,
+        strategy: Strategy,
+        time_limit_s: float,
+        previous: PlacementPlan | None,
+        budget_per_hour: float | None,
+    ) -> Solved:
+        if not self.processes:
+            return solve(bundle, strategy, time_limit_s, previous, budget_per_hour)
+        return self._wait(
+            self._pool().submit(solve, bundle, strategy, time_limit_s, previous, budget_per_hour)
+        )
+
+    def check(self, bundle: SpecBundle) -> list[WorkloadCheck]:
+        if not self.processes:
+            return check(bundle)
+        return self._wait(self._pool().submit(check, bundle))
+
+    def _wait(self, future: Future[T]) -> T:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            with self._lock:
+                broken, self._executor = self._executor, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            raise Unavailable("the planner process stopped unexpectedly; retry") from None
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)

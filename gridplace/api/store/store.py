@@ -1,0 +1,483 @@
+"""The store's queries: nodes, tokens, probes, plans with their per-node assignments, states.
+
+Every method is one short transaction and returns records (``records.py``). Database trouble
+(unreachable, locked past the busy timeout) becomes ``DatabaseUnavailable``; a plan written on a
+stale generation becomes ``GenerationConflict``. The store judges nothing: whether a silent node
+is gone, or a change deserves a replan, is decided by its callers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, case, delete, func, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridplace.api.security import TokenHash
+from gridplace.api.store.engine import WRITE_OPTION, create_store_engine, migrate
+from gridplace.api.store.errors import DatabaseUnavailable, GenerationConflict
+from gridplace.api.store.records import (
+    NewPlan,
+    NodeAssignments,
+    NodeBasis,
+    NodeRecord,
+    NodeTokenRecord,
+    PlanRecord,
+    PlanSummary,
+    StateRecord,
+)
+from gridplace.api.store.schema import (
+    NodeRow,
+    NodeStateRow,
+    NodeTokenRow,
+    PlanAssignmentRow,
+    PlanRow,
+    ProbeRow,
+    ServerSetting,
+)
+from gridplace.specs import LatencyProbes, Node, NodeStatus, PlacementPlan
+
+ADMIN_TOKEN_KEY = "admin_token"
+
+
+class Store:
+    """The service's database; ``Store.open(url)`` connects and migrates it to the head."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+        self._sqlite_writer: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        engine = create_store_engine(url)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        # SQLite has one writer at a time; its busy handler polls with sleeps of up to 100 ms,
+        # which turns a queue of writers into seconds of tail latency. Writers of this process
+        # queue on a lock instead (other processes still meet the busy timeout).
+        lock = self._sqlite_writer if write else contextlib.nullcontext()
+        try:
+            with lock, (self._writer if write else self._reader).begin() as session:
+                yield session
+        except IntegrityError:
+            raise  # a constraint said no: the caller knows what that means
+        except OperationalError as error:  # unreachable, locked past the busy timeout, ...
+            raise DatabaseUnavailable(f"database error: {error.orig}") from error
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise DatabaseUnavailable(f"database connection lost: {error.orig}") from error
+            raise
+
+    def ping(self) -> None:
+        with self._session(write=False) as session:
+            session.execute(text("SELECT 1"))
+
+    # ------------------------------------------------------------------------- admin token
+
+    def admin_token_hash(self) -> TokenHash | None:
+        with self._session(write=False) as session:
+            row = session.get(ServerSetting, ADMIN_TOKEN_KEY)
+            return TokenHash.from_dict(row.value) if row else None
+
+    def ensure_admin_token_hash(self, candidate: TokenHash, now: datetime) -> TokenHash:
+        """Store ``candidate`` unless a hash is stored already; return the one in force."""
+        try:
+            with self._session(write=True) as session:
+                row = session.get(ServerSetting, ADMIN_TOKEN_KEY)
+                if row is not None:
+                    return TokenHash.from_dict(row.value)
+                session.add(
+                    ServerSetting(key=ADMIN_TOKEN_KEY, value=candidate.as_dict(), created_at=now)
+                )
+                return candidate
+        except IntegrityError:  # another server stored one first
+            stored = self.admin_token_hash()
+            assert stored is not None
+            return stored
+
+    # ------------------------------------------------------------------------- node tokens
+
+    def add_node_token(self, token_id: str, node: str, hashed: TokenHash, now: datetime) -> None:
+        with self._session(write=True) as session:
+            session.add(
+                NodeTokenRow(
+                    token_id=token_id,
+                    node=node,
+                    salt=hashed.salt_hex,
+                    hash=hashed.hash_hex,
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
+
+    def node_token(self, token_id: str) -> NodeTokenRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(NodeTokenRow, token_id)
+            return _token_record(row) if row else None
+
+    def node_tokens(self, node: str | None = None) -> list[NodeTokenRecord]:
+        query = select(NodeTokenRow).order_by(NodeTokenRow.created_at, NodeTokenRow.token_id)
+        if node is not None:
+            query = query.where(NodeTokenRow.node == node)
+        with self._session(write=False) as session:
+            return [_token_record(row) for row in session.scalars(query)]
+
+    def revoke_node_token(self, token_id: str, now: datetime) -> NodeTokenRecord | None:
+        with self._session(write=True) as session:
+            row = session.get(NodeTokenRow, token_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = now
+            return _token_record(row)
+
+    # ------------------------------------------------------------------------------- nodes
+
+    def upsert_node(self, node: Node, now: datetime) -> tuple[NodeRecord, bool]:
+        """Register or replace a node's inventory; a status in the document counts as a report
+        (it sets the heartbeat). Returns the record and whether it was created."""
+        return self.upsert_nodes([node], now)[0]
+
+    def upsert_nodes(self, nodes: list[Node], now: datetime) -> list[tuple[NodeRecord, bool]]:
+        """``upsert_node`` for many nodes in one transaction: all of them or none."""
+        for attempt in range(2):
+            try:
+                with self._session(write=True) as session:
+                    rows = [_upsert_row(session, node, now) for node in nodes]
+                    session.flush()
+                    return [(_node_record(row), created) for row, created in rows]
+            except IntegrityError:  # registered concurrently: the second try updates them
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def node(self, name: str) -> NodeRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(NodeRow, name)
+            return _node_record(row) if row else None
+
+    def nodes(self, limit: int | None = None, offset: int = 0) -> list[NodeRecord]:
+        query = select(NodeRow).order_by(NodeRow.name).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._session(write=False) as session:
+            return [_node_record(row) for row in session.scalars(query)]
+
+    def node_count(self) -> int:
+        with self._session(write=False) as session:
+            return int(session.scalar(select(func.count()).select_from(NodeRow)) or 0)
+
+    def quiet_count(self, cutoff: datetime) -> tuple[int, int]:
+        """(nodes not heard from since ``cutoff``, all nodes); registration counts as heard."""
+        heard = func.coalesce(NodeRow.last_heartbeat, NodeRow.created_at)
+        with self._session(write=False) as session:
+            row = session.execute(
+                select(func.count(case((heard < cutoff, 1))), func.count()).select_from(NodeRow)
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def report_status(self, name: str, status: NodeStatus, now: datetime) -> NodeRecord | None:
+        """A heartbeat. The hottest write of the service: one UPDATE ... RETURNING, with the
+        documents built before and after the transaction, so that the write lock is short."""
+        values = _status_values(status, now)
+        statement = (
+            update(NodeRow)
+            .where(NodeRow.name == name)
+            .values(**values)
+            .returning(NodeRow.document, NodeRow.created_at)
+        )
+        with self._session(write=True) as session:
+            found = session.execute(statement).first()
+        if found is None:
+            return None
+        document, created_at = found
+        node = Node.model_validate({**document, "status": values["status"]})
+        return NodeRecord(node=node, created_at=created_at, updated_at=now, last_heartbeat=now)
+
+    def delete_node(self, name: str) -> bool:
+        with self._session(write=True) as session:
+            row = session.get(NodeRow, name)
+            if row is None:
+                return False
+            session.delete(row)
+            session.execute(delete(NodeStateRow).where(NodeStateRow.node == name))
+            return True
+
+    # ------------------------------------------------------------------------------ probes
+
+    def add_probes(self, submitter: str, probes: LatencyProbes, now: datetime, keep: int) -> int:
+        """Store (or replace, by name) a probes document; keep the newest ``keep`` per submitter.
+        Returns how many documents the submitter has stored."""
+        document = probes.to_yaml_dict()
+        with self._session(write=True) as session:
+            existing = session.scalar(
+                select(ProbeRow).where(
+                    ProbeRow.submitter == submitter, ProbeRow.name == probes.metadata.name
+                )
+            )
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            session.add(
+                ProbeRow(
+                    submitter=submitter,
+                    name=probes.metadata.name,
+                    received_at=now,
+                    samples=len(probes.spec.samples),
+                    document=document,
+                )
+            )
+            session.flush()
+            ids = list(
+                session.scalars(
+                    select(ProbeRow.id)
+                    .where(ProbeRow.submitter == submitter)
+                    .order_by(ProbeRow.received_at.desc(), ProbeRow.id.desc())
+                )
+            )
+            if len(ids) > keep:
+                session.execute(delete(ProbeRow).where(ProbeRow.id.in_(ids[keep:])))
+            return min(len(ids), keep)
+
+    def probes(self) -> list[LatencyProbes]:
+        with self._session(write=False) as session:
+            documents = session.scalars(select(ProbeRow.document).order_by(ProbeRow.id)).all()
+        return [LatencyProbes.model_validate(document) for document in documents]
+
+    # ------------------------------------------------------------------------------- plans
+
+    def latest_generation(self) -> int:
+        with self._session(write=False) as session:
+            return int(session.scalar(select(func.max(PlanRow.generation))) or 0)
+
+    def latest_plan(self) -> PlanRecord | None:
+        with self._session(write=False) as session:
+            row = session.scalar(select(PlanRow).order_by(PlanRow.generation.desc()).limit(1))
+            return _plan_record(row) if row else None
+
+    def plan(self, generation: int) -> PlanRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(PlanRow, generation)
+            return _plan_record(row) if row else None
+
+    def plans(self, limit: int, before: int | None = None) -> list[PlanSummary]:
+        """Newest first; ``before`` pages backwards (generations lower than it)."""
+        query = select(PlanRow).order_by(PlanRow.generation.desc()).limit(limit)
+        if before is not None:
+            query = query.where(PlanRow.generation < before)
+        with self._session(write=False) as session:
+            return [_plan_summary(row) for row in session.scalars(query)]
+
+    def add_plan(self, new: NewPlan, now: datetime) -> PlanSummary:
+        """Insert ``new`` as generation ``base_generation + 1``; ``GenerationConflict`` when that
+        generation exists already (someone else wrote a plan since ``base_generation``)."""
+        generation = new.base_generation + 1
+        plan = new.plan
+        if plan.metadata.generation != generation:
+            raise ValueError(f"plan generation {plan.metadata.generation} != {generation}")
+        status = plan.status
+        row = PlanRow(
+            generation=generation,
+            name=plan.metadata.name,
+            created_at=now,
+            trigger=new.trigger,
+            reasons=list(new.reasons),
+            document=plan.to_yaml_dict(),
+            inputs=new.inputs,
+            options=new.options,
+            basis={name: basis.as_dict() for name, basis in new.basis.items()},
+            explanation=new.explanation,
+            replicas=len(plan.spec.assignments),
+            unplaced=len(status.unplaced) if status else 0,
+            compile_s=new.compile_s,
+            solve_s=new.solve_s,
+        )
+        try:
+            with self._session(write=True) as session:
+                latest = int(session.scalar(select(func.max(PlanRow.generation))) or 0)
+                if latest != new.base_generation:
+                    raise GenerationConflict(new.base_generation, latest)
+                session.add(row)
+                session.flush()  # the primary key decides between concurrent writers here
+                session.add_all(
+                    PlanAssignmentRow(
+                        generation=generation,
+                        position=position,
+                        node=assignment.node,
+                        assignment=assignment.to_yaml_dict(),
+                    )
+                    for position, assignment in enumerate(plan.spec.assignments)
+                )
+                summary = _plan_summary(row)
+        except IntegrityError as error:
+            current = self.latest_generation()
+            raise GenerationConflict(new.base_generation, current) from error
+        return summary
+
+    def assignments_for(self, node: str) -> NodeAssignments:
+        """The latest plan's assignments on ``node`` (in plan order) and that plan's generation."""
+        with self._session(write=False) as session:
+            latest = session.execute(
+                select(PlanRow.generation, PlanRow.name)
+                .order_by(PlanRow.generation.desc())
+                .limit(1)
+            ).first()
+            if latest is None:
+                return NodeAssignments(generation=None, plan_name=None)
+            generation, name = latest
+            documents = session.scalars(
+                select(PlanAssignmentRow.assignment)
+                .where(PlanAssignmentRow.generation == generation, PlanAssignmentRow.node == node)
+                .order_by(PlanAssignmentRow.position)
+            ).all()
+        return NodeAssignments(generation=generation, plan_name=name, assignments=list(documents))
+
+    # ------------------------------------------------------------------------------ states
+
+    def put_state(
+        self, node: str, observed_generation: int | None, report: dict[str, Any], now: datetime
+    ) -> StateRecord:
+        with self._session(write=True) as session:
+            row = session.get(NodeStateRow, node)
+            if row is None:
+                row = NodeStateRow(node=node)
+                session.add(row)
+            row.observed_generation = observed_generation
+            row.report = report
+            row.reported_at = now
+            session.flush()
+            return _state_record(row)
+
+    def state(self, node: str) -> StateRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(NodeStateRow, node)
+            return _state_record(row) if row else None
+
+
+def _upsert_row(session: Session, node: Node, now: datetime) -> tuple[NodeRow, bool]:
+    document = node.model_copy(update={"status": None}).to_yaml_dict()
+    row = session.get(NodeRow, node.name)
+    created = row is None
+    if row is None:
+        row = NodeRow(
+            name=node.name,
+            document=document,
+            status=None,
+            healthy=True,
+            throttle_ratio=0.0,
+            last_heartbeat=None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+    else:
+        row.document = document
+        row.updated_at = now
+    if node.status is not None:
+        _apply_status(row, node.status, now)
+    return row, created
+
+
+def _status_values(status: NodeStatus, now: datetime) -> dict[str, Any]:
+    # The server's clock, not the agent's: a node with a wrong clock must not look alive forever.
+    stamped = status.model_copy(update={"last_heartbeat": now})
+    return {
+        "status": stamped.to_yaml_dict(),
+        "healthy": stamped.healthy,
+        "throttle_ratio": throttle_ratio_of(stamped),
+        "last_heartbeat": now,
+        "updated_at": now,
+    }
+
+
+def _apply_status(row: NodeRow, status: NodeStatus, now: datetime) -> None:
+    for key, value in _status_values(status, now).items():
+        setattr(row, key, value)
+
+
+def throttle_ratio_of(status: NodeStatus | None) -> float:
+    """The derate the planner books for a node with this status (see ``Node.throttle_ratio``)."""
+    thermal = status.thermal if status else None
+    if thermal is None:
+        return 0.0
+    if thermal.forecast_throttle_ratio is not None:
+        return thermal.forecast_throttle_ratio
+    return thermal.throttle_ratio
+
+
+def _node_record(row: NodeRow) -> NodeRecord:
+    document = dict(row.document)
+    if row.status is not None:
+        document["status"] = row.status
+    return NodeRecord(
+        node=Node.model_validate(document),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_heartbeat=row.last_heartbeat,
+    )
+
+
+def _token_record(row: NodeTokenRow) -> NodeTokenRecord:
+    return NodeTokenRecord(
+        token_id=row.token_id,
+        node=row.node,
+        hash=TokenHash(salt_hex=row.salt, hash_hex=row.hash),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _plan_summary(row: PlanRow) -> PlanSummary:
+    return PlanSummary(
+        generation=row.generation,
+        name=row.name,
+        created_at=row.created_at,
+        trigger=row.trigger,
+        reasons=[str(r) for r in row.reasons],
+        replicas=row.replicas,
+        unplaced=row.unplaced,
+        compile_s=row.compile_s,
+        solve_s=row.solve_s,
+    )
+
+
+def _plan_record(row: PlanRow) -> PlanRecord:
+    return PlanRecord(
+        summary=_plan_summary(row),
+        plan=PlacementPlan.model_validate(row.document),
+        inputs=list(row.inputs),
+        options=dict(row.options),
+        basis={name: NodeBasis.from_dict(value) for name, value in row.basis.items()},
+        explanation=list(row.explanation),
+    )
+
+
+def _state_record(row: NodeStateRow) -> StateRecord:
+    return StateRecord(
+        node=row.node,
+        observed_generation=row.observed_generation,
+        report=dict(row.report),
+        reported_at=row.reported_at,
+    )

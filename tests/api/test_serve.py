@@ -1,0 +1,77 @@
+"""``gridplace serve`` starts with no configuration at all: a real uvicorn in a subprocess, in an
+empty directory, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
+
+
+def wait_for_health(url: str, process: subprocess.Popen[str]) -> httpx.Response:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"serve exited with {process.returncode}: {process.stderr.read()}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1.0)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    pytest.fail(f"no answer from {url} within {STARTUP_TIMEOUT_S} s")
+
+
+def test_serve_starts_with_no_configuration(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridplace.api.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", process)
+        assert health.status_code == 200 and health.json()["database"] == "sqlite"
+        assert (tmp_path / "gridplace.db").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    token = next(line.strip() for line in stderr.splitlines() if line.strip().startswith("gpa."))
+    assert "GRIDPLACE_ADMIN_TOKEN" in stderr
+    # The token is stored hashed: it is not in the database file.
+    assert token.encode() not in (tmp_path / "gridplace.db").read_bytes()
+
+
+def test_serve_refuses_an_unusable_database_url(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gridplace.api.cli", "serve", "--database-url", "mysql://x/y"],
+        cwd=tmp_path,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "not supported" in result.stderr and "Traceback" not in result.stderr
