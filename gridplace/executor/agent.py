@@ -1,0 +1,140 @@
+"""The node agent's loop: register, heartbeat, pull, reconcile, report — every ``interval_s``.
+
+Owns: the order of one iteration, what the agent does when the API is away (keeps what runs,
+retries next time: an outage never stops a server), re-registering when the API forgot the
+node (404), and telemetry (HAL samples -> the thermal summary of the heartbeat).
+Must not: decide what runs (``reconcile``) or talk HTTP itself (``client``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridplace.executor.client import ApiClient, Desired
+from gridplace.executor.diff import desired_replicas
+from gridplace.executor.errors import ApiError, ApiRejected
+from gridplace.executor.reconcile import Reconciler, StepOutcome
+from gridplace.hal import (
+    GPUBackend,
+    HALError,
+    NodeOptions,
+    Telemetry,
+    build_inventory,
+    thermal_status,
+)
+
+log = logging.getLogger("gridplace.executor")
+TELEMETRY_WINDOW_HOURS = 1.0  # the heartbeat's thermal summary: the last hour of samples
+MAX_SAMPLES = 4_096
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    interval_s: float = 5.0
+    options: NodeOptions = field(default_factory=NodeOptions)
+
+
+def gpu_ids_of(backend: GPUBackend) -> tuple[dict[int, str], str]:
+    """Assignment GPU index -> runtime device id (UUID when known), and the vendor."""
+    devices = backend.devices()
+    healthy = [d for d in devices if d.healthy] or devices
+    ids = {i: (d.uuid if d.uuid else str(d.index)) for i, d in enumerate(healthy)}
+    vendor = healthy[0].vendor.value if healthy else "nvidia"
+    return ids, vendor
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: ApiClient,
+        backend: GPUBackend,
+        reconciler: Reconciler,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.backend = backend
+        self.reconciler = reconciler
+        self.clock = clock
+        self.registered = False
+        self.desired: Desired | None = None
+        self._samples: deque[Telemetry] = deque(maxlen=MAX_SAMPLES)
+
+    def node_document(self) -> dict[str, Any]:
+        options = NodeOptions(
+            name=self.config.node,
+            region=self.config.options.region,
+            provider=self.config.options.provider,
+            price_per_hour=self.config.options.price_per_hour,
+            network_gbps=self.config.options.network_gbps,
+            labels=self.config.options.labels,
+        )
+        inventory = build_inventory(self.backend.devices(), options)
+        return inventory.node.to_yaml_dict()
+
+    def _register(self) -> None:
+        created = self.client.register(self.node_document())
+        self.registered = True
+        log.info("node %s %s", self.config.node, "registered" if created else "re-registered")
+
+    def _heartbeat(self) -> None:
+        message = None
+        thermal: dict[str, Any] | None = None
+        healthy = True
+        try:
+            samples = self.backend.sample()
+            self._samples.extend(samples)
+            healthy = any(s.healthy for s in samples) if samples else False
+            status = thermal_status(
+                list(self._samples), self.clock(), window_hours=TELEMETRY_WINDOW_HOURS
+            )
+            thermal = status.to_yaml_dict() if status is not None else None
+        except HALError as error:
+            healthy, message = False, f"GPU telemetry failed: {error.message}"
+        self.client.heartbeat(healthy, thermal, message)
+
+    def run_once(self) -> StepOutcome:
+        """One iteration. API errors are logged; what runs keeps running."""
+        try:
+            if not self.registered:
+                self._register()
+            self._heartbeat()
+            self.desired = self.client.assignments()
+        except ApiRejected as error:
+            if error.status == 404:
+                self.registered = False  # the API lost the node (new database): register again
+            log.error("API refused: %s", error.message)
+        except ApiError as error:
+            log.warning("API unavailable, keeping the last known plan: %s", error.message)
+        desired = self.desired
+        # No plan at all (generation None) changes nothing: a wiped API must not stop servers.
+        known = desired is not None and desired.generation is not None
+        specs = desired_replicas(desired.assignments) if desired and known else None
+        outcome = self.reconciler.step(specs, desired.generation if desired else None)
+        for action in outcome.actions:
+            log.debug("action: %s", action)
+        if self.registered:
+            try:
+                self.client.report(outcome.report)
+            except ApiError as error:
+                log.warning("state report failed: %s", error.message)
+        return outcome
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop`` is set; servers keep running when the agent stops."""
+        log.info("agent for node %s: every %gs", self.config.node, self.config.interval_s)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # one bad iteration must not end the agent; the next may work
+                log.exception("reconcile iteration failed")
+            stop.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))

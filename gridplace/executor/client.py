@@ -1,0 +1,101 @@
+"""The agent's side of the HTTP API contract (``gridplace.api.models`` documents it).
+
+Owns: the calls an agent makes with its node token — register its Node, heartbeat with
+telemetry, pull assignments (``If-None-Match`` with the last ETag: 304 while nothing changed),
+report state — and turning HTTP outcomes into ``ApiUnavailable`` (try again) or ``ApiRejected``.
+Must not: import ``gridplace.api`` (imports flow executor <- api); bodies are plain JSON here.
+The transport is injectable (``httpx.MockTransport`` in unit tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gridplace.executor.errors import ApiRejected, ApiUnavailable
+from gridplace.specs import Assignment
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The latest plan's replicas on this node."""
+
+    generation: int | None
+    plan: str | None
+    assignments: list[Assignment]
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        node: str,
+        token: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.node = node
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=timeout_s,
+        )
+        self._etag: str | None = None
+        self._desired: Desired | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ApiUnavailable(f"{method} {path}: {error}") from error
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ApiUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("message", response.text))
+            except ValueError:
+                message = response.text
+            raise ApiRejected(
+                f"{method} {path}: HTTP {response.status_code}: {message}", response.status_code
+            )
+        return response
+
+    def register(self, node_document: dict[str, Any]) -> bool:
+        """PUT the Node document; True when it was newly registered (201)."""
+        response = self._send("PUT", f"/v1/nodes/{self.node}", json=node_document)
+        return response.status_code == 201
+
+    def heartbeat(self, healthy: bool, thermal: dict[str, Any] | None, message: str | None) -> None:
+        body: dict[str, Any] = {"healthy": healthy}
+        if thermal is not None:
+            body["thermal"] = thermal
+        if message:
+            body["message"] = message[:1000]
+        self._send("POST", f"/v1/nodes/{self.node}/telemetry", json=body)
+
+    def assignments(self) -> Desired:
+        """The desired replicas; the cached answer when the API says 304 (unchanged)."""
+        headers = {"If-None-Match": self._etag} if self._etag and self._desired else {}
+        response = self._send("GET", f"/v1/nodes/{self.node}/assignments", headers=headers)
+        if response.status_code == 304 and self._desired is not None:
+            return self._desired
+        data = response.json()
+        desired = Desired(
+            generation=data.get("generation"),
+            plan=data.get("plan"),
+            assignments=[Assignment.model_validate(a) for a in data.get("assignments", [])],
+        )
+        self._etag = response.headers.get("ETag")
+        self._desired = desired
+        return desired
+
+    def report(self, report: dict[str, Any]) -> None:
+        self._send("PUT", f"/v1/nodes/{self.node}/state", json=report)

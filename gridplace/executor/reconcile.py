@@ -1,0 +1,556 @@
+"""The reconcile step: observe the replicas, diff them against the desired ones, act, report.
+
+Owns: the life cycle of replicas (``state`` phases), make before break, the start deadline and
+the retry backoff, drain before stop, and the node's state report (the API's ``NodeStateReport``
+as camelCase JSON; ``executor`` must not import ``api``, so the dict is built here and a test
+checks it against the API's model).
+Must not: talk to the API (``agent`` does) or block on a start: a start is launched in one step
+and found healthy (or past its deadline) in a later one, so heartbeats keep flowing.
+
+Guarantees the agent gives alone, on its node:
+- level-triggered and idempotent: a step with nothing to change changes nothing;
+- make before break: an undesired replica of workload W is drained only once every desired
+  replica of W on this node is running, unless it holds GPUs a start needs (then the planner
+  chose an in-place replacement; it is logged as break-before-make) — so a workload placed
+  here never drops to zero here during a move;
+- across nodes it cannot see the new place, so it relies on the API's generation ordering and
+  waits ``handover_s`` after a workload leaves the node before draining it;
+- never a duplicate: a launch is written to the state file before the process exists, and a row
+  whose pid is unknown is resolved by finding the process by its marker;
+- a start not healthy by its deadline is stopped, reported (Degraded) and retried after
+  ``backoff_initial_s * 2**(attempts-1)`` seconds, capped at ``backoff_max_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gridplace.executor.diff import Actual, ReplicaSpec, compute_diff
+from gridplace.executor.drivers import Driver, LaunchSpec, Target
+from gridplace.executor.errors import DriverError, LaunchFailed
+from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
+from gridplace.executor.process import ProcessId, Runtime
+from gridplace.executor.state import Phase, ReplicaRecord, StateFile
+
+log = logging.getLogger("gridplace.executor")
+REPORTED_PHASE = {
+    Phase.LAUNCHING: "starting",
+    Phase.STARTING: "starting",
+    Phase.RUNNING: "running",
+    Phase.DRAINING: "draining",
+    Phase.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    start_deadline_s: float = 600.0  # vLLM loading a 70B model takes minutes
+    drain_grace_s: float = 30.0
+    stop_timeout_s: float = 15.0  # SIGTERM -> SIGKILL
+    handover_s: float = 30.0
+    backoff_initial_s: float = 5.0
+    backoff_max_s: float = 600.0
+    listen_host: str = "127.0.0.1"
+    advertise_host: str = "127.0.0.1"
+    log_dir: Path = Path("gridplace-agent-logs")
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """Turns a replica into a ``LaunchSpec``: the manifest picks model, driver and weights."""
+
+    manifest: Manifest
+    drivers: Mapping[DriverKind, Driver]
+    default_driver: DriverKind
+    gpu_ids: Mapping[int, str]
+    vendor: str = "nvidia"
+
+    def weights(self, spec: ReplicaSpec) -> WeightSource | None:
+        return self.manifest.weights_for(spec.workload, spec.precision)
+
+    def launch_spec(
+        self, spec: ReplicaSpec, replica_id: str, host: str, port: int, weights: Path | None
+    ) -> LaunchSpec:
+        entry = self.manifest.entry(spec.workload)
+        kind = entry.driver or self.default_driver
+        driver = self.drivers.get(kind)
+        if driver is None:
+            raise DriverError(f"no {kind.value} driver is configured on this agent")
+        target = Target(
+            spec=spec,
+            replica_id=replica_id,
+            model=self.manifest.model_for(spec.workload),
+            host=host,
+            port=port,
+            gpu_ids=dict(self.gpu_ids),
+            vendor=self.vendor,
+            weights_path=weights,
+            quantization=entry.quantization,
+        )
+        return driver.launch_spec(target)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Prewarming(Protocol):
+    """What the reconciler asks of the pre-warmer (``cache.Prewarmer`` implements it)."""
+
+    errors: dict[str, str]  # sha256 -> why its last fetch failed
+
+    def ready(self, source: WeightSource) -> Path | None: ...
+
+    def request(self, source: WeightSource, pinned: Collection[str]) -> None: ...
+
+
+@dataclass
+class StepOutcome:
+    report: dict[str, Any]
+    actions: list[str] = field(default_factory=list)  # what this step did, for logs and tests
+    applied: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        state: StateFile,
+        runtime: Runtime,
+        launcher: Launcher,
+        config: ReconcileConfig,
+        prewarmer: Prewarming | None = None,
+        clock: Callable[[], float] = time.time,
+        port_allocator: Callable[[str], int] = free_port,
+    ) -> None:
+        self.state = state
+        self.runtime = runtime
+        self.launcher = launcher
+        self.config = config
+        self.prewarmer = prewarmer
+        self.clock = clock
+        self.port_allocator = port_allocator
+        self._adoption_checked = False
+        self._conditions: dict[str, tuple[str, str]] = {}  # type -> (status, transition time)
+        self._pending: dict[ReplicaSpec, str] = {}  # desired, not launched: why
+
+    # ------------------------------------------------------------------------------- observe
+
+    def _fail(self, record: ReplicaRecord, now: float, message: str) -> ReplicaRecord:
+        attempts = record.attempts + 1
+        delay_s = min(
+            self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempts - 1)
+        )
+        log.warning(
+            "replica %s (%s) failed: %s; retry %d in %.0fs",
+            record.replica_id,
+            record.spec.key,
+            message,
+            attempts,
+            delay_s,
+        )
+        return self.state.update(
+            record,
+            now,
+            phase=Phase.FAILED,
+            pid=None,
+            pid_start_ticks=None,
+            attempts=attempts,
+            next_retry_at=now + delay_s,
+            message=message,
+        )
+
+    def _stop(self, record: ReplicaRecord) -> None:
+        if record.pid is not None:
+            process = ProcessId(record.pid, record.pid_start_ticks)
+            self.runtime.stop(process, record.replica_id, self.config.stop_timeout_s)
+
+    def observe(self, actions: list[str]) -> None:
+        """Bring every row up to date with what the processes are doing now."""
+        first = not self._adoption_checked
+        self._adoption_checked = True
+        for record in self.state.records():
+            now = self.clock()
+            if record.phase is Phase.LAUNCHING:
+                found = self.runtime.find(record.replica_id)
+                if found is None:
+                    self.state.delete(record.replica_id)
+                    actions.append(f"rollback-launch {record.spec.key}")
+                    log.info("launch of %s never started a process: rolled back", record.replica_id)
+                    continue
+                record = self.state.update(
+                    record,
+                    now,
+                    phase=Phase.STARTING,
+                    pid=found.pid,
+                    pid_start_ticks=found.start_ticks,
+                )
+                actions.append(f"adopt-launch {record.spec.key}")
+            if not record.has_process or record.pid is None:
+                continue
+            process = ProcessId(record.pid, record.pid_start_ticks)
+            if not self.runtime.alive(process, record.replica_id):
+                if record.phase is Phase.DRAINING:
+                    self.state.delete(record.replica_id)
+                    actions.append(f"stopped {record.spec.key}")
+                else:
+                    what = "while starting" if record.phase is Phase.STARTING else "unexpectedly"
+                    self._fail(record, now, f"the server exited {what}")
+                    actions.append(f"exited {record.spec.key}")
+                continue
+            if first and record.phase is Phase.RUNNING:
+                if self.runtime.healthy(record.endpoint or "", record.health_paths):
+                    actions.append(f"adopt {record.spec.key}")
+                    log.info("adopted running replica %s (pid %d)", record.replica_id, record.pid)
+                else:  # alive but not answering: give it a start deadline to recover
+                    record = self.state.update(
+                        record,
+                        now,
+                        phase=Phase.STARTING,
+                        deadline_at=now + self.config.start_deadline_s,
+                    )
+            if record.phase is Phase.STARTING:
+                if self.runtime.healthy(record.endpoint or "", record.health_paths):
+                    self.state.update(record, now, phase=Phase.RUNNING, attempts=0, message=None)
+                    actions.append(f"healthy {record.spec.key}")
+                    log.info(
+                        "replica %s (%s) is healthy at %s",
+                        record.replica_id,
+                        record.spec.key,
+                        record.endpoint,
+                    )
+                elif record.deadline_at is not None and now >= record.deadline_at:
+                    self._stop(record)
+                    self._fail(
+                        record,
+                        now,
+                        f"not healthy within the start deadline of "
+                        f"{self.config.start_deadline_s:g}s",
+                    )
+                    actions.append(f"deadline {record.spec.key}")
+            elif record.phase is Phase.DRAINING:
+                inflight = self.runtime.inflight(record.endpoint or "", record.inflight_metrics)
+                past = record.drain_deadline_at is not None and now >= record.drain_deadline_at
+                if inflight == 0 or past:
+                    self._stop(record)
+                    self.state.delete(record.replica_id)
+                    actions.append(f"stopped {record.spec.key}")
+                    log.info(
+                        "replica %s (%s) stopped (%s)",
+                        record.replica_id,
+                        record.spec.key,
+                        "drained" if inflight == 0 else f"grace period over, {inflight} in flight",
+                    )
+
+    # ------------------------------------------------------------------------------------ act
+
+    def _begin_drain(self, record: ReplicaRecord, why: str, actions: list[str]) -> None:
+        now = self.clock()
+        if record.phase is not Phase.RUNNING:  # never served: nothing to drain
+            self._stop(record)
+            self.state.delete(record.replica_id)
+            actions.append(f"stopped {record.spec.key}")
+            return
+        if record.drain_path and record.endpoint:
+            self.runtime.request_drain(record.endpoint, record.drain_path)
+        self.state.update(
+            record,
+            now,
+            phase=Phase.DRAINING,
+            drain_deadline_at=now + self.config.drain_grace_s,
+            message=why,
+        )
+        actions.append(f"drain {record.spec.key}")
+        log.info("draining replica %s (%s): %s", record.replica_id, record.spec.key, why)
+
+    def _launch(
+        self,
+        spec: ReplicaSpec,
+        generation: int | None,
+        weights: Path | None,
+        previous: ReplicaRecord | None,
+        actions: list[str],
+    ) -> None:
+        now = self.clock()
+        replica_id = f"{spec.workload}-{uuid.uuid4().hex[:10]}"
+        used = {r.port for r in self.state.records() if r.port is not None}
+        port = self.port_allocator(self.config.listen_host)
+        while port in used:
+            port = self.port_allocator(self.config.listen_host)
+        probe_host = self.config.listen_host
+        if probe_host in ("0.0.0.0", "::"):
+            probe_host = "127.0.0.1"
+        attempts = previous.attempts if previous else 0
+        try:
+            launch = self.launcher.launch_spec(
+                spec, replica_id, self.config.listen_host, port, weights
+            )
+        except DriverError as error:
+            record = ReplicaRecord(replica_id, spec, generation, Phase.FAILED, attempts=attempts)
+            if previous is not None:
+                self.state.delete(previous.replica_id)
+            self._fail(record, now, error.message)
+            actions.append(f"driver-error {spec.key}")
+            return
+        record = ReplicaRecord(
+            replica_id=replica_id,
+            spec=spec,
+            generation=generation,
+            phase=Phase.LAUNCHING,
+            port=port,
+            endpoint=f"{probe_host}:{port}",
+            argv=launch.argv,
+            health_paths=launch.health_paths,
+            inflight_metrics=launch.inflight_metrics,
+            drain_path=launch.drain_path,
+            started_at=now,
+            deadline_at=now + self.config.start_deadline_s,
+            attempts=attempts,
+            updated_at=now,
+        )
+        self.state.put(record)  # before the process exists: a crash here is rolled back
+        if previous is not None:
+            self.state.delete(previous.replica_id)
+        log_path = self.config.log_dir / f"{replica_id}.log"
+        try:
+            process = self.runtime.launch(launch, replica_id, log_path)
+        except LaunchFailed as error:
+            self._fail(record, now, error.message)
+            actions.append(f"launch-failed {spec.key}")
+            return
+        self.state.update(
+            record,
+            self.clock(),
+            phase=Phase.STARTING,
+            pid=process.pid,
+            pid_start_ticks=process.start_ticks,
+        )
+        actions.append(f"start {spec.key}")
+        log.info(
+            "started replica %s (%s) pid %d on port %d, log %s",
+            replica_id,
+            spec.key,
+            process.pid,
+            port,
+            log_path,
+        )
+
+    def _weights_ready(self, spec: ReplicaSpec, pinned: list[str]) -> tuple[bool, Path | None]:
+        source = self.launcher.weights(spec)
+        if source is None:
+            return True, None
+        if self.prewarmer is None:
+            return False, None
+        path = self.prewarmer.ready(source)
+        if path is None:
+            self.prewarmer.request(source, pinned)
+            path = self.prewarmer.ready(source)  # a synchronous pre-warmer is done already
+        return path is not None, path
+
+    def step(self, desired: Sequence[ReplicaSpec] | None, generation: int | None) -> StepOutcome:
+        """One pass; ``desired`` None means no plan is known yet (nothing is changed)."""
+        actions: list[str] = []
+        self.observe(actions)
+        self._pending = {}
+        if desired is None:
+            return self._outcome(None, generation, actions)
+        records = {r.replica_id: r for r in self.state.records()}
+        live = [r for r in records.values() if r.phase is not Phase.FAILED]
+        covered = Counter(r.spec for r in live if r.phase is not Phase.DRAINING)
+        uncovered = Counter(desired) - covered
+        previous_failed: dict[ReplicaSpec, list[ReplicaRecord]] = {}
+        backing_off: Counter[ReplicaSpec] = Counter()
+        now = self.clock()
+        for record in sorted(
+            (r for r in records.values() if r.phase is Phase.FAILED), key=lambda r: r.replica_id
+        ):
+            if uncovered[record.spec] <= 0:  # no longer wanted here, or already running
+                self.state.delete(record.replica_id)
+                del records[record.replica_id]
+                continue
+            uncovered[record.spec] -= 1
+            if record.next_retry_at is not None and now < record.next_retry_at:
+                backing_off[record.spec] += 1
+                self._pending[record.spec] = record.message or "failed"
+            else:
+                previous_failed.setdefault(record.spec, []).append(record)
+        startable = list((Counter(desired) - backing_off).elements())
+        diff = compute_diff(
+            startable,
+            [Actual(r.replica_id, r.spec, stopping=r.phase is Phase.DRAINING) for r in live],
+        )
+        pinned = self._pinned(desired)
+        for spec in desired:  # pre-warm everything this generation wants here
+            source = self.launcher.weights(spec)
+            if source and self.prewarmer and self.prewarmer.ready(source) is None:
+                self.prewarmer.request(source, pinned)
+        for start in diff.starts:
+            blockers = [records[rid] for rid in start.wait_for if rid in records]
+            if blockers:
+                for blocker in blockers:
+                    if blocker.phase is not Phase.DRAINING:
+                        if start.in_place:
+                            log.warning(
+                                "break before make: %s holds the GPUs its replacement %s needs",
+                                blocker.replica_id,
+                                start.spec.key,
+                            )
+                        self._begin_drain(blocker, f"GPUs needed by {start.spec.key}", actions)
+                self._pending[start.spec] = "waiting for its GPUs to be freed"
+                continue
+            ready, path = self._weights_ready(start.spec, pinned)
+            if not ready:
+                self._pending[start.spec] = "weights downloading"
+                continue
+            retried = previous_failed.get(start.spec) or []
+            previous = retried.pop(0) if retried else None
+            self._launch(start.spec, generation, path, previous, actions)
+        self._stop_undesired(desired, diff.stops, records, actions)
+        return self._outcome(desired, generation, actions)
+
+    def _stop_undesired(
+        self,
+        desired: Sequence[ReplicaSpec],
+        stops: Sequence[Any],
+        records: Mapping[str, ReplicaRecord],
+        actions: list[str],
+    ) -> None:
+        now = self.clock()
+        current = {r.replica_id: r for r in self.state.records()}
+        wanted_here = Counter(spec.workload for spec in desired)
+        running = Counter(r.spec for r in current.values() if r.phase is Phase.RUNNING)
+        running_desired = Counter(spec.workload for spec in (Counter(desired) & running).elements())
+        for stop in stops:
+            record = current.get(stop.replica_id)
+            if record is None or record.phase is Phase.DRAINING:
+                continue
+            workload = record.spec.workload
+            if wanted_here[workload] and running_desired[workload] < wanted_here[workload]:
+                if record.message != "kept until its replacement is healthy":
+                    self.state.update(record, now, message="kept until its replacement is healthy")
+                continue  # make before break
+            if not wanted_here[workload] and self.config.handover_s > 0:
+                if record.leaving_since is None:
+                    self.state.update(record, now, leaving_since=now)
+                    continue
+                if now - record.leaving_since < self.config.handover_s:
+                    continue
+            self._begin_drain(record, "no longer in the plan for this node", actions)
+
+    def _pinned(self, desired: Sequence[ReplicaSpec]) -> list[str]:
+        """Weights that must not be evicted: those of desired and of live replicas."""
+        specs = set(desired) | {r.spec for r in self.state.records()}
+        sources = [self.launcher.weights(spec) for spec in specs]
+        return sorted({s.sha256 for s in sources if s is not None})
+
+    # --------------------------------------------------------------------------------- report
+
+    def _condition(self, kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        value = "True" if status else "False"
+        previous = self._conditions.get(kind)
+        if previous is None or previous[0] != value:
+            stamp = datetime.fromtimestamp(self.clock(), UTC).isoformat()
+            self._conditions[kind] = (value, stamp)
+        return {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message[:1000],
+            "lastTransitionTime": self._conditions[kind][1],
+        }
+
+    def _outcome(
+        self, desired: Sequence[ReplicaSpec] | None, generation: int | None, actions: list[str]
+    ) -> StepOutcome:
+        records = self.state.records()
+        replicas: list[dict[str, Any]] = []
+        for record in records:
+            item: dict[str, Any] = {
+                "workload": record.spec.workload,
+                "gpus": list(record.spec.gpus),
+                "precision": record.spec.precision,
+                "phase": REPORTED_PHASE[record.phase],
+            }
+            if record.port is not None and record.phase is not Phase.FAILED:
+                item["endpoint"] = f"{self.config.advertise_host}:{record.port}"
+            if record.message:
+                item["message"] = record.message[:1000]
+            replicas.append(item)
+        launched = Counter(r.spec for r in records if r.phase is not Phase.FAILED)
+        for spec, why in sorted(self._pending.items()):
+            if launched[spec] == 0 and not any(r.spec == spec for r in records):
+                replicas.append(
+                    {
+                        "workload": spec.workload,
+                        "gpus": list(spec.gpus),
+                        "precision": spec.precision,
+                        "phase": "starting",
+                        "message": why,
+                    }
+                )
+        running = Counter(r.spec for r in records if r.phase is Phase.RUNNING)
+        wanted = Counter(desired or [])
+        applied = desired is not None and running == wanted and len(records) == sum(wanted.values())
+        failed = [r for r in records if r.phase is Phase.FAILED]
+        fetch_errors = list(self.prewarmer.errors.values()) if self.prewarmer else []
+        starting = [r for r in records if r.phase in (Phase.LAUNCHING, Phase.STARTING)]
+        draining = [r for r in records if r.phase is Phase.DRAINING]
+        downloading = [s for s, why in self._pending.items() if why == "weights downloading"]
+        if desired is None:
+            applied_condition = self._condition("Applied", False, "NoPlan", "no plan yet")
+        elif applied:
+            applied_condition = self._condition(
+                "Applied",
+                True,
+                "AllReplicasRunning",
+                f"{sum(wanted.values())} replica(s) of generation {generation} running",
+            )
+        else:
+            missing = sum((wanted - running).values())
+            extra = len(records) - sum((running & wanted).values())
+            applied_condition = self._condition(
+                "Applied",
+                False,
+                "Reconciling",
+                f"{missing} desired replica(s) not running, {extra} other(s) still here",
+            )
+        if downloading:
+            progressing = ("WeightsDownloading", f"{len(downloading)} replica(s) wait for weights")
+        elif starting:
+            progressing = ("StartingReplicas", ", ".join(r.spec.key for r in starting))
+        elif draining:
+            progressing = ("DrainingReplicas", ", ".join(r.spec.key for r in draining))
+        else:
+            progressing = ("Idle" if applied else "Waiting", "")
+        degraded_messages = [f"{r.spec.key}: {r.message}" for r in failed] + fetch_errors
+        report: dict[str, Any] = {
+            "replicas": replicas,
+            "conditions": [
+                applied_condition,
+                self._condition(
+                    "Progressing", bool(downloading or starting or draining), *progressing
+                ),
+                self._condition(
+                    "Degraded",
+                    bool(degraded_messages),
+                    ("ReplicaFailed" if failed else "WeightsFetchFailed")
+                    if degraded_messages
+                    else "AsExpected",
+                    "; ".join(degraded_messages),
+                ),
+            ],
+        }
+        if generation is not None:
+            report["observedGeneration"] = generation
+        return StepOutcome(report=report, actions=actions, applied=applied)

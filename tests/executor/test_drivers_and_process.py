@@ -1,0 +1,113 @@
+"""Drivers build the right command lines; the process runtime runs the stub server for real."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gridplace.executor.diff import ReplicaSpec
+from gridplace.executor.drivers import CommandDriver, LlamaCppDriver, Target, VllmDriver
+from gridplace.executor.errors import DriverError
+from gridplace.executor.process import ProcessRuntime, parse_metrics
+from gridplace.executor.reconcile import free_port
+
+STUB = Path(__file__).with_name("stub_server.py")
+
+
+def target(gpus: tuple[int, ...] = (1, 3), precision: str = "fp8", share: int = 1, **kw) -> Target:
+    spec = ReplicaSpec("chat", gpus, precision, tensor_parallel=len(gpus), gpu_share=share)
+    ids = {i: f"GPU-{i}" for i in range(4)}
+    return Target(spec, "chat-1", "org/model", "127.0.0.1", 8123, ids, **kw)
+
+
+def test_vllm_gets_precision_tp_gpus_and_memory_share() -> None:
+    launch = VllmDriver().launch_spec(target())
+    argv = launch.argv
+    assert argv[:3] == ("vllm", "serve", "org/model")
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "2"
+    assert argv[argv.index("--quantization") + 1] == "fp8"
+    assert argv[argv.index("--port") + 1] == "8123"
+    assert launch.env["CUDA_VISIBLE_DEVICES"] == "GPU-1,GPU-3"
+    half = VllmDriver().launch_spec(target((0,), "bf16", share=2)).argv
+    assert half[half.index("--gpu-memory-utilization") + 1] == "0.45"
+    assert half[half.index("--dtype") + 1] == "bfloat16" and "--quantization" not in half
+
+
+def test_amd_gpus_are_chosen_with_hip_visible_devices() -> None:
+    env = VllmDriver().launch_spec(target(vendor="amd")).env
+    assert env["HIP_VISIBLE_DEVICES"] == "GPU-1,GPU-3" and "CUDA_VISIBLE_DEVICES" not in env
+
+
+def test_llama_cpp_needs_a_cached_gguf(tmp_path: Path) -> None:
+    with pytest.raises(DriverError, match="GGUF"):
+        LlamaCppDriver().launch_spec(target())
+    gguf = tmp_path / "m.gguf"
+    launch = LlamaCppDriver().launch_spec(target(weights_path=gguf))
+    assert launch.argv[:3] == ("llama-server", "-m", str(gguf)) and "--metrics" in launch.argv
+
+
+def test_command_template_keeps_values_as_single_arguments() -> None:
+    driver = CommandDriver("srv --model {model} --port {port} --gpus {gpus}")
+    spaced = Target(ReplicaSpec("w", (0,), "int4"), "w-1", "a model with spaces", "h", 1, {0: "0"})
+    assert driver.launch_spec(spaced).argv == (
+        "srv",
+        "--model",
+        "a model with spaces",
+        "--port",
+        "1",
+        "--gpus",
+        "0",
+    )
+    with pytest.raises(DriverError, match="unknown placeholder"):
+        CommandDriver("srv {nope}")
+    with pytest.raises(DriverError, match="not on this node"):
+        driver.launch_spec(target((7,)))
+
+
+def test_metrics_are_summed_over_the_named_gauges() -> None:
+    text = 'vllm:num_requests_running{m="a"} 2.0\nvllm:num_requests_waiting 1\nother 9\n'
+    names = ("vllm:num_requests_running", "vllm:num_requests_waiting")
+    assert parse_metrics(text, names) == 3
+    assert parse_metrics("other 9\n", names) is None
+
+
+def test_the_stub_server_runs_drains_and_stops_as_a_real_process(tmp_path: Path) -> None:
+    port = free_port("127.0.0.1")
+    template = f"{shlex.quote(sys.executable)} {STUB} --port {{port}} --model {{model}}"
+    driver = CommandDriver(template, drain_path="/drain")
+    spec = ReplicaSpec("chat", (0,), "fp8")
+    launch = driver.launch_spec(Target(spec, "chat-abc", "m", "127.0.0.1", port, {0: "0"}))
+    runtime = ProcessRuntime()
+    process = runtime.launch(launch, "chat-abc", tmp_path / "log")
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while not runtime.healthy(endpoint, launch.health_paths):
+            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.05)
+        assert runtime.alive(process, "chat-abc")
+        assert not runtime.alive(process, "someone-else")  # the marker must match
+        assert runtime.find("chat-abc") == process
+        slow = threading.Thread(
+            target=httpx.post,
+            args=(f"http://{endpoint}/v1/completions",),
+            kwargs={"json": {"prompt": "hi", "delay_s": 0.6}, "timeout": 5},
+        )
+        slow.start()
+        time.sleep(0.2)
+        assert runtime.inflight(endpoint, launch.inflight_metrics) == 1
+        runtime.request_drain(endpoint, "/drain")
+        refused = httpx.post(f"http://{endpoint}/v1/completions", json={"prompt": "x"})
+        assert refused.status_code == 503
+        slow.join()
+        assert runtime.inflight(endpoint, launch.inflight_metrics) == 0
+    finally:
+        runtime.stop(process, "chat-abc", timeout_s=5)
+    assert not runtime.alive(process, "chat-abc")
+    assert runtime.find("chat-abc") is None
