@@ -21,9 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from gridplace.planner.candidates import (
+    MAX_CANDIDATES,
+    MIN_CANDIDATES,
+    OPTION_BUDGET,
+    drop_dominated,
+    select_candidates,
+)
+from gridplace.planner.pools import build_pools
 from gridplace.planner.problem import (
     SHARE_FACTORS,
-    SLOTS_PER_GPU,
     GpuPool,
     Option,
     PreviousReplica,
@@ -44,22 +51,12 @@ from gridplace.specs import (
 from gridplace.specs.common import Engine, Interconnect
 from gridplace.specs.workload import TrustRequirement
 
-THROTTLE_BUCKET = 0.05
 # Capacity booked above the mean demand (1.0 = twice the mean). Request rates are bursty: in the
 # Azure LLM inference traces the per-minute rate runs 0.6-1.5x its hourly mean, and a node that
 # fails takes one of a workload's few replicas with it. bench/sla.py measured SLA attainment on
 # the example grid at 98.1% with 0.5 and 99.7% with 1.0 (cost +21%).
 DEFAULT_HEADROOM = 1.0
 BUDGET_STEP_MS = 25.0  # TTFT budgets are rounded down to this step (conservative)
-# Candidate pruning. The model stays solvable in seconds with a few thousand options
-# (bench/solver_scale.py: 1,000 x 100 with 20,031 options stalled at a 68% gap in 10 s; pruned
-# to 5,799 it proved the optimum, 1.9% above the unpruned MILP optimum). Each workload keeps its
-# cheapest OPTION_BUDGET / workloads options (between MIN_CANDIDATES and MAX_CANDIDATES), more
-# when needed to cover each traffic source CANDIDATE_COVER times over.
-OPTION_BUDGET = 6_000
-MIN_CANDIDATES = 24
-MAX_CANDIDATES = 1_000
-CANDIDATE_COVER = 8.0
 MAX_TENSOR_PARALLEL = 8
 COMPILE_FAMILIES = (
     "trust",
@@ -134,87 +131,6 @@ def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArc
     return f"inline:{workload.name}", reference
 
 
-def build_pools(
-    nodes: Sequence[Node], catalog: Catalog
-) -> tuple[list[GpuPool], list[GPUModelSpec]]:
-    """Group healthy nodes into classes and split each class into per-GPU-model pools.
-
-    Returns the pools and, at the same index, each pool's GPU figures after node overrides.
-    """
-    classes: dict[tuple[object, ...], list[Node]] = defaultdict(list)
-    for node in nodes:
-        if not node.healthy:
-            continue
-        spec = node.spec
-        groups = tuple(
-            (g.model, g.count, g.memory_gib, g.memory_bandwidth_gbps, g.pcie) for g in spec.gpus
-        )
-        key: tuple[object, ...] = (
-            spec.region,
-            spec.provider,
-            spec.price_per_hour,
-            groups,
-            spec.interconnect,
-            spec.claims,
-            round(spec.reliability if spec.reliability is not None else 1.0, 2),
-            _throttle_bucket(node.throttle_ratio),
-        )
-        classes[key].append(node)
-    pools: list[GpuPool] = []
-    gpus: list[GPUModelSpec] = []
-    # Sorted by key text so pool numbering (and every tie-break that follows it) is stable.
-    for _, members in sorted(classes.items(), key=lambda item: repr(item[0])):
-        first = members[0]
-        spec = first.spec
-        gpu_total = spec.gpu_count
-        next_index = 0
-        for group in spec.gpus:
-            gpu = _effective_gpu(catalog.gpus[group.model], group)
-            indices = tuple(range(next_index, next_index + group.count))
-            next_index += group.count
-            gpus.append(gpu)
-            pools.append(
-                GpuPool(
-                    index=len(pools),
-                    key=f"{spec.region}/{spec.provider}/{group.model}x{group.count}"
-                    f"/${spec.price_per_hour:g}/{len(pools)}",
-                    node_names=tuple(sorted(n.name for n in members)),
-                    gpu_indices=indices,
-                    gpu_model=group.model,
-                    memory_gib=gpu.memory_gib,
-                    region=spec.region,
-                    provider=spec.provider,
-                    price_per_gpu_hour=spec.price_per_hour / gpu_total,
-                    claims=spec.claims,
-                    reliability=round(spec.reliability if spec.reliability is not None else 1.0, 2),
-                    throttle_ratio=_throttle_bucket(first.throttle_ratio),
-                    interconnect=spec.interconnect,
-                    tdp_watts=gpu.tdp_watts,
-                )
-            )
-    return pools, gpus
-
-
-def _throttle_bucket(ratio: float) -> float:
-    """Throttle ratios within a bucket count as equal (nodes of one class share one derate)."""
-    return round(round(ratio / THROTTLE_BUCKET) * THROTTLE_BUCKET, 2)
-
-
-def _effective_gpu(gpu: GPUModelSpec, group: object) -> GPUModelSpec:
-    """The catalog entry with the node's measured overrides applied."""
-    updates: dict[str, object] = {}
-    memory = getattr(group, "memory_gib", None)
-    bandwidth = getattr(group, "memory_bandwidth_gbps", None)
-    pcie = getattr(group, "pcie", None)
-    if memory is not None:
-        updates["memory_gib"] = memory
-    if bandwidth is not None:
-        updates["memory_bandwidth_gbps"] = bandwidth
-    if pcie is not None:
-        updates["pcie"] = pcie
-    return gpu.model_copy(update=updates) if updates else gpu
-
-
 def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> str | None:
     if trust is None:
         return None
@@ -252,8 +168,10 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
             demand, workload, model, pools, pool_gpus, predictor, network
         )
         rejections.extend(dropped)
-        candidates = _select(candidates, demand, pools, inputs.headroom, keep, per_workload)
-        candidates = _drop_dominated(candidates, keep)
+        candidates = select_candidates(
+            candidates, demand, pools, inputs.headroom, keep, per_workload
+        )
+        candidates = drop_dominated(candidates, keep)
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     previous, released = _previous_replicas(inputs, pools, options, workloads)
@@ -443,53 +361,6 @@ def _rule_failure(
     return None
 
 
-def _select(
-    candidates: list[Option],
-    demand: WorkloadDemand,
-    pools: list[GpuPool],
-    headroom: float,
-    keep: set[tuple[int, int, Precision, int, int]],
-    limit: int,
-) -> list[Option]:
-    """Keep the cheapest candidates per request/s until they could serve every source
-    ``CANDIDATE_COVER`` times over (and at least ``limit``), plus any the previous
-    plan uses. A large grid offers thousands of interchangeable options per workload; the model
-    only needs enough of the best ones to choose among.
-    """
-    if len(candidates) <= limit:
-        return candidates
-    # Cheapest way to serve the whole demand with this option alone first (so granularity
-    # counts: a small replica can beat a big efficient one); ties: preferred precision, more
-    # sources, pool order.
-    wanted = demand.demand_rps * (1 + headroom)
-    ordered = sorted(
-        candidates,
-        key=lambda o: (
-            math.ceil(wanted / o.capacity_rps) * o.cost_per_hour, o.precision_rank,
-            -len(o.servable_sources), o.pool, o.index,
-        ),
-    )  # fmt: skip
-    need = {region: demand.demand_rps * share * (1 + headroom) * CANDIDATE_COVER
-            for region, share in demand.sources}  # fmt: skip
-    kept: list[Option] = []
-    for option in ordered:
-        useful = any(need[r] > 0 for r in option.servable_sources)
-        forced = (demand.index, option.pool, option.precision, option.tensor_parallel,
-                  option.share) in keep  # fmt: skip
-        if not (useful or forced or len(kept) < limit):
-            continue
-        kept.append(option)
-        pool = pools[option.pool]
-        potential = (
-            option.capacity_rps
-            * pool.node_count
-            * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots)
-        )
-        for region in option.servable_sources:
-            need[region] -= potential
-    return sorted(kept, key=lambda o: o.index)
-
-
 def _previous_keys(
     inputs: PlannerInputs, pools: list[GpuPool]
 ) -> set[tuple[int, int, Precision, int, int]]:
@@ -506,47 +377,6 @@ def _previous_keys(
                 (workload_index[a.workload], pool, a.precision, a.tensor_parallel, a.gpu_share)
             )
     return keys
-
-
-def _drop_dominated(
-    options: list[Option], keep: set[tuple[int, int, Precision, int, int]] | None = None
-) -> list[Option]:
-    """Drop options no better than another of the same workload and pool on any axis.
-
-    Axes: capacity per GPU slot (higher is better), slots per replica (fewer is better: finer
-    steps of capacity), precision rank (lower is better) and the traffic sources served (a
-    superset is better). Latency is not an axis: every option left meets the SLO, and which one
-    is faster is only the last objective's concern. Ties keep the first. Options in ``keep``
-    (the previous plan's) always stay, so its replicas can stay where they are.
-    """
-    keep = keep or set()
-    by_key: dict[tuple[int, int], list[Option]] = defaultdict(list)
-    for option in options:
-        by_key[(option.workload, option.pool)].append(option)
-    kept: list[Option] = []
-    for group in by_key.values():
-        for option in group:
-            key = (option.workload, option.pool, option.precision, option.tensor_parallel,
-                   option.share)  # fmt: skip
-            if key in keep or not any(
-                _dominates(other, option) for other in group if other is not option
-            ):
-                kept.append(option)
-    return sorted(kept, key=lambda o: o.index)
-
-
-def _dominates(a: Option, b: Option) -> bool:
-    """True if ``a`` is at least as good as ``b`` on every axis and strictly better on one."""
-    if not set(b.servable_sources) <= set(a.servable_sources):
-        return False
-    a_key = (a.capacity_rps / a.slots, -a.slots, -a.precision_rank, len(a.servable_sources))
-    b_key = (b.capacity_rps / b.slots, -b.slots, -b.precision_rank, len(b.servable_sources))
-    at_least = all(x >= y - 1e-12 for x, y in zip(a_key, b_key, strict=True))
-    if not at_least:
-        return False
-    if a_key != b_key:
-        return True
-    return a.index < b.index  # identical on every axis: keep the first
 
 
 def _previous_replicas(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridplace.planner.perfmodel import Predictor, ProfileBook
+from gridplace.planner.pools import effective_gpu
 from gridplace.planner.predictor import share_of
 from gridplace.sim.engine import ReplicaSetup, WorkloadSetup, World
 from gridplace.sim.errors import PlanReferenceError
@@ -29,6 +30,7 @@ from gridplace.sim.truth import GroundTruth
 from gridplace.specs import (
     Assignment,
     Catalog,
+    GPUGroup,
     GPUModelSpec,
     InferenceWorkload,
     LatencyProbes,
@@ -125,7 +127,7 @@ def resolve(plan: PlacementPlan, inputs: SimInputs) -> list[ResolvedReplica]:
                 workload=workloads[assignment.workload],
                 node=node,
                 gpu_id=gpu_id,
-                gpu=_effective_gpu(inputs.catalog.gpus[gpu_id], group),
+                gpu=effective_gpu(inputs.catalog.gpus[gpu_id], group),
                 assignment=assignment,
                 cost_per_hour=price * assignment.tensor_parallel / assignment.gpu_share,
             )
@@ -145,18 +147,9 @@ def resolve(plan: PlacementPlan, inputs: SimInputs) -> list[ResolvedReplica]:
     return resolved
 
 
-def _gpu_groups(node: Node) -> list[tuple[str, object]]:
+def _gpu_groups(node: Node) -> list[tuple[str, GPUGroup]]:
     """(GPU model id, its group) for each GPU index of the node (groups are numbered in order)."""
     return [(group.model, group) for group in node.spec.gpus for _ in range(group.count)]
-
-
-def _effective_gpu(gpu: GPUModelSpec, group: object) -> GPUModelSpec:
-    updates = {
-        name: value
-        for name in ("memory_gib", "memory_bandwidth_gbps", "pcie")
-        if (value := getattr(group, name, None)) is not None
-    }
-    return gpu.model_copy(update=updates) if updates else gpu
 
 
 def model_of(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArchitectureSpec]:
