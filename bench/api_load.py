@@ -50,10 +50,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import yaml
+
+from gridplace.api.store.engine import scratch_schema
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -156,19 +157,8 @@ def postgres(workdir: Path) -> Iterator[str | None]:
     """A PostgreSQL URL for one run (see the module docstring), or None."""
     base = os.environ.get("GRIDPLACE_TEST_POSTGRES_URL")
     if base:
-        import sqlalchemy as sa
-
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        engine = sa.create_engine(base)
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        separator = "&" if "?" in base else "?"
-        try:
-            yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-        finally:
-            with engine.begin() as connection:
-                connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-            engine.dispose()
+        with scratch_schema(base, "bench") as url:
+            yield url
         return
     bindir = _pg_bin()
     if bindir is None:

@@ -10,20 +10,18 @@ tested one backend would claim what it did not check.
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from gridplace.api.app import create_app
 from gridplace.api.settings import Settings
+from gridplace.api.store.engine import scratch_schema
 
 with warnings.catch_warnings():
     # Starlette asks for the httpx2 fork; httpx is what this project depends on.
@@ -54,26 +52,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     base = postgres_url()
     if base is None:
         pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (CI sets it)")
-    yield from _postgres_schema(base)
+    with scratch_schema(base, "t") as url:
+        yield url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'gridplace.db'}"
-
-
-def _postgres_schema(base: str) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 class FakeClock:

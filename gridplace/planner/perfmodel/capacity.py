@@ -35,7 +35,6 @@ SATURATION_HEADROOM = 0.85
 ITL_BOOKING = 0.85
 # TTFT is held at this quantile of the queueing delay, not at its mean.
 TTFT_QUANTILE = 0.95
-PREFILL_CHUNK_TOKENS = 2048  # vLLM's default chunked-prefill budget per step
 MAX_BATCH = 4096  # engines cap concurrent sequences well below this (vLLM max_num_seqs 256-1024)
 
 Limit = Literal["itl", "ttft", "kv-cache"]
@@ -46,6 +45,9 @@ class StepModel(Protocol):
 
     @property
     def step_overhead_ms(self) -> float: ...
+
+    @property
+    def prefill_chunk_tokens(self) -> int: ...
 
     def prefill_ms(self, batch: int, prompt_tokens: int) -> float: ...
 
@@ -169,7 +171,7 @@ def estimate_capacity(
         )
     # A prompt's prefill rides on decode steps of the running batch: it occupies the prefill
     # "server" for its own work plus one batch step per chunk.
-    chunks = math.ceil(prompt / PREFILL_CHUNK_TOKENS)
+    chunks = math.ceil(prompt / model.prefill_chunk_tokens)
     service_ms = prefill_work_ms + chunks * decode_ms
 
     def ttft_quantile(rps: float) -> float:

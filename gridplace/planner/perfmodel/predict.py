@@ -220,6 +220,11 @@ class Predictor:
     def step_overhead_ms(self) -> float:
         return self.traits.step_overhead_ms * self._ttft_factor
 
+    @property
+    def prefill_chunk_tokens(self) -> int:
+        """Most prompt tokens the engine prefills in one step (its chunked-prefill budget)."""
+        return self.traits.prefill_chunk_tokens
+
     def roofline_prefill_ms(self, batch: int, prompt_tokens: int) -> float:
         return self.roofline.prefill(batch, prompt_tokens).total_ms
 
