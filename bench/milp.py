@@ -22,6 +22,7 @@ from gridplace.planner.model import (
     MIN_POWER_FRACTION,
     RATE_SCALE,
     SHORT_PENALTY,
+    UNMET_WEIGHT,
 )
 from gridplace.planner.problem import SLOTS_PER_GPU, Option, Problem
 
@@ -106,12 +107,18 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
                 domains[pool.provider if w.spread_across == "provider" else pool.region].append(o)
             for members in domains.values():
                 h.addConstr(sum(x[o.index] for o in members) <= w.spread_max_per_domain)
+    uncovered = _failover_rows(h, problem, x)
     cost = sum(x[o.index] * math.ceil(o.cost_per_hour * COST_SCALE) for o in problem.options)
     if problem.budget_per_hour is not None:
         h.addConstr(cost <= math.floor(problem.budget_per_hour * COST_SCALE))
-    unmet_objective = sum(
-        problem.workloads[w].priority * var for (w, _), var in unmet.items()
-    ) + sum(problem.workloads[w].priority * SHORT_PENALTY * var for w, var in short.items())
+    unmet_objective = (
+        sum(UNMET_WEIGHT * problem.workloads[w].priority * var for (w, _), var in unmet.items())
+        + sum(
+            UNMET_WEIGHT * problem.workloads[w].priority * SHORT_PENALTY * var
+            for w, var in short.items()
+        )
+        + sum(problem.workloads[w].priority * var for w, var in uncovered.items())
+    )
     h.setOptionValue("time_limit", time_limit_s / 2)
     h.minimize(unmet_objective)
     stage_one = h.getInfo().objective_function_value
@@ -131,3 +138,30 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
 def _demand(problem: Problem, workload: int, share: float) -> int:
     demand = problem.workloads[workload].demand_rps * share
     return math.ceil(demand * (1 + problem.headroom) * RATE_SCALE)
+
+
+def _failover_rows(
+    h: highspy.Highs, problem: Problem, x: dict[int, highspy.highs_var]
+) -> dict[int, highspy.highs_var]:
+    """Capacity after losing the worst node of a group of identical, less reliable nodes, where
+    a node holds ceil(replicas / nodes) of each option's replicas; returns the slacks."""
+    uncovered = {}
+    for w in problem.workloads:
+        options = problem.options_of(w.index)
+        demand = math.ceil(w.demand_rps * RATE_SCALE)
+        if w.node_failures < 1 or demand <= 0 or not options:
+            continue
+        uncovered[w.index] = h.addVariable(lb=0, ub=demand)
+        capacity = sum(x[o.index] * math.floor(o.capacity_rps * RATE_SCALE) for o in options)
+        groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)
+        for o in options:
+            if problem.pools[o.pool].reliability < w.exempt_reliability:
+                groups[problem.pools[o.pool].node_names].append(o)
+        for nodes, members in groups.items():
+            lost = 0
+            for o in members:
+                per_node = h.addVariable(lb=0, type=highspy.HighsVarType.kInteger)
+                h.addConstr(x[o.index] <= len(nodes) * per_node)
+                lost += per_node * math.floor(o.capacity_rps * RATE_SCALE)
+            h.addConstr(capacity - lost + uncovered[w.index] >= demand)
+    return uncovered

@@ -100,7 +100,9 @@ class _Booking:
         return True
 
 
-def greedy(problem: Problem) -> dict[int, int]:
+def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
+    """The greedy baseline; with ``failover`` it also tops each workload up until losing its
+    worst node leaves the demand covered (the CP-SAT path's first hint, see ``failover_gain``)."""
     booking = _Booking(problem)
     for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
         # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
@@ -120,7 +122,44 @@ def greedy(problem: Problem) -> dict[int, int]:
         for option in options:  # top up to replicas.min with the cheapest options
             while booking.replicas[workload.index] < workload.replicas_min and booking.add(option):
                 pass
+        if failover and workload.node_failures > 0:
+            _top_up_failover(problem, booking, workload.index, options)
     return dict(booking.counts)
+
+
+def capacity_after_node_loss(problem: Problem, counts: dict[int, int], workload: int) -> float:
+    """Capacity of ``workload`` left after its worst node loss, as the model's failover rows
+    count it: each option's replicas spread evenly over its group of identical nodes
+    (ceil(x / N) per node), nodes at or above the workload's exempt reliability never failing."""
+    lost: dict[tuple[str, ...], float] = defaultdict(float)
+    total = 0.0
+    exempt = problem.workloads[workload].exempt_reliability
+    for option in problem.options_of(workload):
+        count = counts.get(option.index, 0)
+        total += count * option.capacity_rps
+        pool = problem.pools[option.pool]
+        if count and pool.reliability < exempt:
+            lost[pool.node_names] += option.capacity_rps * math.ceil(count / pool.node_count)
+    return total - max(lost.values(), default=0.0)
+
+
+def _top_up_failover(
+    problem: Problem, booking: _Booking, workload: int, options: list[Option]
+) -> None:
+    """Add the cheapest replica that raises the capacity left after the worst node loss, until
+    it covers the demand (or nothing more helps)."""
+    demand = problem.workloads[workload].demand_rps
+    left = capacity_after_node_loss(problem, booking.counts, workload)
+    while left + 1e-9 < demand:
+        for option in options:  # cheapest per request/s first
+            trial = dict(booking.counts)
+            trial[option.index] = trial.get(option.index, 0) + 1
+            gained = capacity_after_node_loss(problem, trial, workload)
+            if gained > left + 1e-9 and booking.add(option):
+                left = gained
+                break
+        else:
+            return
 
 
 def capacity_only(problem: Problem) -> dict[int, int]:

@@ -3,14 +3,14 @@
 Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from a ``Predictor`` (the
 performance model) and network RTTs from a ``LatencyLookup`` (topology); both are passed in.
 
-Node classes: healthy nodes with the same GPUs, region, provider, price, interconnect, claims,
-reliability (to 0.01) and throttle bucket (to 0.05) are one class; each GPU group of a class is a
-``GpuPool``. For every workload x pool x precision x TP degree (powers of two up to the node's GPU
-count) x GPU share (1, 2 or 4 replicas per GPU, TP 1 only) the predictor is asked for TTFT, ITL,
-VRAM and per-replica capacity; the option is kept only if every compile-time rule holds. The rule
-families checked here, in order, are ``trust``, ``precision-support``, ``vram``, ``slo-itl``,
-``slo-ttft`` and ``demand-coverage`` (an option with no capacity inside the SLO); a dropped option
-leaves a ``Rejection`` with its numbers. Options no better than another on any axis are dropped.
+Node classes (``pools.build_pools``): healthy nodes that are alike are one class; each GPU group
+of a class is a ``GpuPool``. For every workload x pool x precision x TP degree (powers of two up
+to the node's GPU count) x GPU share (1, 2 or 4 replicas per GPU, TP 1 only) the predictor is
+asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every compile-time
+rule holds. The rule families checked here, in order, are ``trust``, ``precision-support``,
+``vram``, ``slo-itl``, ``slo-ttft`` and ``demand-coverage`` (an option with no capacity inside the
+SLO); a dropped option leaves a ``Rejection`` with its numbers. Options no better than another
+on any axis are dropped.
 """
 
 from __future__ import annotations
@@ -204,6 +204,8 @@ def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadD
         spread_across=spec.spread.across.value if spec.spread else None,
         spread_max_per_domain=spec.spread.max_per_domain if spec.spread else None,
         precisions=tuple(spec.precisions),
+        node_failures=spec.redundancy.node_failures,
+        exempt_reliability=spec.redundancy.exempt_reliability,
     )
 
 

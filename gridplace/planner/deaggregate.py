@@ -3,10 +3,12 @@
 The rule, per pool:
   1. Replicas of the previous plan keep their node and GPUs when their option still has replicas
      to place there (pinned ones first), so a replan moves nothing that did not have to move.
-  2. The rest are placed largest first (TP degree, then GPU share), each on the node that is
-     already most used among those with room (packing keeps whole nodes free), ties by node
-     name; on a node, whole-GPU replicas take the lowest free GPU indices, shared replicas the
-     fullest GPU they still fit on (best fit), then the lowest index.
+  2. The rest are placed largest first (TP degree, then GPU share), each on the node with room
+     that holds the fewest replicas of the same option, then of the same workload (spreading
+     each option evenly over the pool's nodes is what the model's failover rows count on),
+     then the most used one (packing keeps whole nodes free), ties by node name; on a node,
+     whole-GPU replicas take the lowest free GPU indices, shared replicas the fullest GPU they
+     still fit on (best fit), then the lowest index.
 If step 1 fragmented a pool so that step 2 cannot place everything, the pool is redone without
 the unpinned previous positions. Slot sizes divide each other, so largest-first always fits
 counts that passed the model's packing rows.
@@ -33,6 +35,8 @@ class _Node:
     def __init__(self, name: str, gpu_indices: tuple[int, ...]) -> None:
         self.name = name
         self.free = {gpu: SLOTS_PER_GPU for gpu in gpu_indices}
+        self.replicas_of: dict[int, int] = defaultdict(int)  # workload -> replicas here
+        self.option_replicas: dict[int, int] = defaultdict(int)  # option -> replicas here
 
     @property
     def used(self) -> int:
@@ -59,6 +63,8 @@ class _Node:
         need = SLOTS_PER_GPU if option.share == 1 else option.slots
         for gpu in gpus:
             self.free[gpu] -= need
+        self.replicas_of[option.workload] += 1
+        self.option_replicas[option.index] += 1
 
 
 def deaggregate(problem: Problem, counts: dict[int, int]) -> tuple[list[Placement], list[str]]:
@@ -106,7 +112,13 @@ def _place_pool(
         option = problem.options[option_index]
         for _ in range(count):
             candidates = [
-                (-node.used, node.name, gpus)
+                (
+                    node.option_replicas[option_index],
+                    node.replicas_of[option.workload],
+                    -node.used,
+                    node.name,
+                    gpus,
+                )
                 for node in nodes.values()
                 if (gpus := node.find(option)) is not None
             ]
@@ -115,7 +127,7 @@ def _place_pool(
                     f"{problem.workloads[option.workload].name}: no room left in pool {pool.key}"
                 )
                 continue
-            _, name, gpus = min(candidates)
+            *_, name, gpus = min(candidates)
             nodes[name].take(option, gpus)
             placed.append(Placement(option_index, name, gpus))
     return placed, missing

@@ -11,6 +11,8 @@ Variables (integers):
     unmet[w,s]  requests/s x 1000 of source s not covered   (penalized slack: never INFEASIBLE)
     short[w]    replicas missing below replicas.min          (penalized slack)
     moved[o]    replicas the previous plan had in option o that o no longer has
+    uncovered[w] milli-requests/s of w's demand not covered after that loss (penalized slack)
+    per_node[o] replicas of option o on the fullest node of its pool (failover)
 
 Constraint families (ids are stable; every constraint is named "<id>[...]" and enforced only if
 the family's literal is true, so a diagnosis solve can turn families into assumptions):
@@ -26,11 +28,14 @@ the family's literal is true, so a diagnosis solve can turn families into assump
     spread           Hard: at most maxPerDomain replicas per provider / region.
     budget           Hard: total cost per hour <= the budget, when one is given.
     pinned           Hard: pinned replicas of the previous plan stay (their option keeps them).
+    failover         Soft: after losing any one node that may fail, capacity - what that node
+                     held + uncovered >= demand (no headroom), for redundancy.nodeFailures = 1.
 Compile-time families (options dropped before the model, with reasons): trust,
 precision-support, vram (per replica), slo-itl, slo-ttft, demand-coverage (no capacity in SLO).
 
 Objectives, lexicographic, solved in stages with the earlier optimum fixed and hinted:
-    1. unmet demand x priority  (+ replicas short of min x priority x 1000)
+    1. unmet demand x priority x 2  (+ replicas short of min x priority x 1000 x 2)
+       + failover capacity uncovered x priority (real demand after a node loss outranks it)
     2. cost per hour             (USD x 10^4)
     3. replicas moved from the previous plan
     4. preference: precision rank x 1000 + ITL and TTFT as per-mille of their targets
@@ -54,6 +59,7 @@ VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
 SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
 MIN_POWER_FRACTION = 0.5  # a hot node still runs half of its GPUs at full draw
 MAX_SOURCE_GROUPS = 8  # 255 coverage rows per workload at most
+UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
 
 
 @dataclass
@@ -66,6 +72,8 @@ class PlacementModel:
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)
     moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    uncovered: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    per_node: dict[int, cp_model.IntVar] = field(default_factory=dict)
     enforce: dict[str, cp_model.IntVar] = field(default_factory=dict)
     objectives: list[tuple[str, cp_model.LinearExprT]] = field(default_factory=list)
     tight_bounds: bool = True
@@ -297,6 +305,56 @@ def pinned(pm: PlacementModel) -> None:
         pm.add("pinned", f"option={option}", pm.x[option] >= count)
 
 
+def failover(pm: PlacementModel) -> None:
+    """Soft: after losing any one node, a workload keeps capacity >= its demand (no headroom).
+
+    Pools whose node lists are equal form a node group g of N identical nodes; only groups less
+    reliable than the workload's redundancy.exemptReliability (compared at the node classes'
+    0.01 resolution, rounded down) count as ones that may fail. De-aggregation spreads each
+    option's replicas evenly over its group, so one node holds ceil(x[o]/N) of them at most.
+    With per_node[o] integer and x[o] <= N x per_node[o] (minimization makes it the ceiling),
+    for every group g of workload w:
+        capacity of all options of w - sum over o in g of capacity[o] x per_node[o]
+            + uncovered[w] >= demand of w
+    A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
+    and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
+    penalized in the first objective) because a grid too small for N+1 should still serve its
+    demand; the plan's status reports the exact capacity left after the worst node loss from the
+    concrete placement, and warns when it falls short.
+    """
+    problem = pm.problem
+    for workload in problem.workloads:
+        options = problem.options_of(workload.index)
+        demand = math.ceil(workload.demand_rps * RATE_SCALE)
+        if workload.node_failures < 1 or demand <= 0 or not options:
+            continue
+        groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)
+        for option in options:
+            pool = problem.pools[option.pool]
+            if pool.reliability < workload.exempt_reliability:
+                groups[pool.node_names].append(option)
+        if not groups:
+            continue
+        uncovered = pm.model.new_int_var(0, demand, f"uncovered[{workload.index}]")
+        pm.uncovered[workload.index] = uncovered
+        capacity = _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+        for nodes, members in sorted(groups.items()):
+            for o in members:
+                most = -(-_upper_bound(problem, o, pm.tight_bounds) // len(nodes))
+                pm.per_node[o.index] = pm.model.new_int_var(0, most, f"per_node[{o.index}]")
+                pm.add(
+                    "failover",
+                    f"per-node,option={o.index}",
+                    pm.x[o.index] <= len(nodes) * pm.per_node[o.index],
+                )
+            lost = _sum(pm.per_node[o.index] * _capacity_milli(o) for o in members)
+            pm.add(
+                "failover",
+                f"node-loss,workload={workload.name},nodes={nodes[0]}+{len(nodes) - 1}",
+                capacity - lost + uncovered >= demand,
+            )
+
+
 CONSTRAINT_FAMILIES: tuple[tuple[str, Callable[[PlacementModel], None]], ...] = (
     ("gpu-count", gpu_count),
     ("gpu-sharing", gpu_sharing),
@@ -307,6 +365,7 @@ CONSTRAINT_FAMILIES: tuple[tuple[str, Callable[[PlacementModel], None]], ...] = 
     ("spread", spread),
     ("budget", budget),
     ("pinned", pinned),
+    ("failover", failover),
 )
 
 
@@ -329,9 +388,17 @@ def _preference(problem: Problem, option: Option) -> int:
 
 def build_objectives(pm: PlacementModel) -> None:
     problem = pm.problem
-    unmet_terms = [
-        problem.workloads[w].priority * var for (w, _), var in sorted(pm.unmet.items())
-    ] + [problem.workloads[w].priority * SHORT_PENALTY * var for w, var in sorted(pm.short.items())]
+    unmet_terms = (
+        [
+            UNMET_WEIGHT * problem.workloads[w].priority * var
+            for (w, _), var in sorted(pm.unmet.items())
+        ]
+        + [
+            UNMET_WEIGHT * problem.workloads[w].priority * SHORT_PENALTY * var
+            for w, var in sorted(pm.short.items())
+        ]
+        + [problem.workloads[w].priority * var for w, var in sorted(pm.uncovered.items())]
+    )
     pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
     pm.objectives.append(("cost", _sum(pm.x[o.index] * _cost(o) for o in problem.options)))
     previous: dict[int, int] = defaultdict(int)

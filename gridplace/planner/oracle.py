@@ -25,6 +25,7 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
     slots_used: dict[tuple[str, int], int] = defaultdict(int)
     replicas: dict[str, int] = defaultdict(int)
     capacity: dict[str, float] = defaultdict(float)
+    on_node: dict[tuple[str, str], float] = defaultdict(float)
     per_domain: dict[tuple[str, str], int] = defaultdict(int)
     cost = 0.0
     for a in plan.spec.assignments:
@@ -56,6 +57,8 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
             slots_used[(a.node, gpu)] += SLOTS_PER_GPU if option.share == 1 else option.slots
         replicas[a.workload] += 1
         capacity[a.workload] += option.capacity_rps
+        if problem.pools[pool_index].reliability < workload.exempt_reliability:
+            on_node[(a.workload, a.node)] += option.capacity_rps
         pool = problem.pools[pool_index]
         if workload.spread_across:
             domain = pool.provider if workload.spread_across == "provider" else pool.region
@@ -79,4 +82,11 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
         for coverage in plan.status.workloads:
             if coverage.slo_met and capacity[coverage.name] + 1e-6 < coverage.demand_rps:
                 violations.append(f"demand-coverage: {coverage.name} claims coverage it lacks")
+            held = max((c for (w, _), c in on_node.items() if w == coverage.name), default=0.0)
+            left = coverage.capacity_after_node_loss_rps
+            if left is not None and abs(left - (capacity[coverage.name] - held)) > 1e-3:
+                violations.append(
+                    f"failover: {coverage.name} claims {left} req/s after the worst node loss, "
+                    f"the placement leaves {capacity[coverage.name] - held:.3f}"
+                )
     return violations

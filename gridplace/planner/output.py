@@ -34,12 +34,15 @@ def build_plan(
     capacity: dict[int, float] = defaultdict(float)
     replicas: dict[int, int] = defaultdict(int)
     cost: dict[int, float] = defaultdict(float)
+    on_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pinned = {(r.node, r.gpus) for r in problem.previous if r.pinned}
     for placement in placements:
         option = problem.options[placement.option]
         workload = problem.workloads[option.workload]
         served = [option.ttft_ms[r] for r in option.servable_sources]
         capacity[option.workload] += option.capacity_rps
+        if problem.pools[option.pool].reliability < workload.exempt_reliability:
+            on_node[option.workload][placement.node] += option.capacity_rps
         replicas[option.workload] += 1
         cost[option.workload] += option.cost_per_hour
         assignments.append(
@@ -62,6 +65,7 @@ def build_plan(
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))
     coverage = []
     unplaced = []
+    warnings = []
     uncovered = [
         w for w in problem.workloads
         if capacity[w.index] + COVERAGE_TOLERANCE < w.demand_rps * (1 + problem.headroom)
@@ -69,6 +73,9 @@ def build_plan(
     ]  # fmt: skip
     diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
     for workload in problem.workloads:
+        left_rps, worst_node = None, None
+        if workload.node_failures > 0 and replicas[workload.index] > 0:
+            left_rps, worst_node = _node_loss(capacity[workload.index], on_node[workload.index])
         covered = (
             capacity[workload.index] + COVERAGE_TOLERANCE
             >= workload.demand_rps * (1 + problem.headroom)
@@ -82,8 +89,16 @@ def build_plan(
                 slo_met=covered,
                 replicas=replicas[workload.index],
                 cost_per_hour=round(cost[workload.index], 4),
+                capacity_after_node_loss_rps=left_rps,
+                worst_node=worst_node,
             )
         )
+        if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < workload.demand_rps:
+            warnings.append(
+                f"failover: {workload.name}: losing {worst_node} leaves {left_rps:.2f} of "
+                f"{workload.demand_rps:g} req/s; add nodes that can serve it, or nodes with "
+                f"reliability >= {workload.exempt_reliability:g}, or set redundancy.nodeFailures: 0"
+            )
         if not covered:
             missing = max(
                 0.0, workload.demand_rps * (1 + problem.headroom) - capacity[workload.index]
@@ -112,6 +127,16 @@ def build_plan(
             solver=solver,
             workloads=coverage,
             unplaced=unplaced,
+            warnings=warnings,
             cost_per_hour=round(sum(cost.values()), 4),
         ),
     )
+
+
+def _node_loss(capacity_rps: float, on_node: dict[str, float]) -> tuple[float, str | None]:
+    """Capacity left after the worst loss of one node that may fail, and that node (ties: first
+    by name; None when every node the workload uses is reliable enough to be exempt)."""
+    if not on_node:
+        return round(capacity_rps, 3), None
+    worst = min(on_node, key=lambda node: (-on_node[node], node))
+    return round(max(0.0, capacity_rps - on_node[worst]), 3), worst

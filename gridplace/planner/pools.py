@@ -2,12 +2,14 @@
 class), so that the model counts replicas per class instead of per node.
 
 Nodes with the same GPUs (and overrides), region, provider, price, interconnect, claims,
-reliability (to 0.01) and throttle bucket (to 0.05) are one class; pools are numbered in the
-order of their class key, so numbering and every tie-break after it are stable.
+reliability (down to 0.01) and throttle bucket (to 0.05) are one class; pools are numbered in the
+order of their class key, so numbering and every tie-break after it are stable. A node that
+reports no reliability is assumed to be up ``ASSUMED_RELIABILITY`` of the time.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -15,6 +17,9 @@ from gridplace.planner.problem import GpuPool
 from gridplace.specs import Catalog, GPUGroup, GPUModelSpec, Node
 
 THROTTLE_BUCKET = 0.05
+# A node that reports no observed availability: about what community nodes show (assumed), so
+# that an unknown node neither passes a trust.minReliability rule nor escapes the failover rule.
+ASSUMED_RELIABILITY = 0.98
 
 
 def build_pools(
@@ -39,7 +44,7 @@ def build_pools(
             groups,
             spec.interconnect,
             spec.claims,
-            round(spec.reliability if spec.reliability is not None else 1.0, 2),
+            _reliability(node),
             _throttle_bucket(node.throttle_ratio),
         )
         classes[key].append(node)
@@ -69,7 +74,7 @@ def build_pools(
                     provider=spec.provider,
                     price_per_gpu_hour=spec.price_per_hour / gpu_total,
                     claims=spec.claims,
-                    reliability=round(spec.reliability if spec.reliability is not None else 1.0, 2),
+                    reliability=_reliability(first),
                     throttle_ratio=_throttle_bucket(first.throttle_ratio),
                     interconnect=spec.interconnect,
                     tdp_watts=gpu.tdp_watts,
@@ -91,3 +96,11 @@ def effective_gpu(gpu: GPUModelSpec, group: GPUGroup) -> GPUModelSpec:
         if (value := getattr(group, name)) is not None
     }
     return gpu.model_copy(update=updates) if updates else gpu
+
+
+def _reliability(node: Node) -> float:
+    """The node's observed availability, or the assumption, rounded *down* to 0.01 (the class
+    resolution): a 0.949 node must not pass a 0.95 rule on rounding."""
+    reported = node.spec.reliability
+    value = reported if reported is not None else ASSUMED_RELIABILITY
+    return math.floor(value * 100 + 1e-9) / 100

@@ -66,6 +66,8 @@ class WorkloadDemand:
     spread_across: str | None  # "provider" | "region" | None
     spread_max_per_domain: int | None
     precisions: tuple[Precision, ...]  # preferred first
+    node_failures: int  # node losses the capacity must survive (0 or 1)
+    exempt_reliability: float  # only nodes less reliable than this count as ones that may fail
 
 
 @dataclass(frozen=True)

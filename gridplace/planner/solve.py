@@ -173,7 +173,14 @@ def solve_problem(
 
 
 def _all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
-    return [*pm.x.values(), *pm.unmet.values(), *pm.short.values(), *pm.moved.values()]
+    return [
+        *pm.x.values(),
+        *pm.unmet.values(),
+        *pm.short.values(),
+        *pm.moved.values(),
+        *pm.uncovered.values(),
+        *pm.per_node.values(),
+    ]
 
 
 def _solve_hint(
@@ -213,7 +220,7 @@ def initial_counts(problem: Problem) -> dict[int, int]:
             if replica.option is not None:
                 counts[replica.option] = counts.get(replica.option, 0) + 1
         return counts
-    return greedy(problem)
+    return greedy(problem, failover=True)
 
 
 def _record(pm: PlacementModel, solver: cp_model.CpSolver, solution: Solution) -> None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from gridplace.planner.pools import ASSUMED_RELIABILITY
 from gridplace.sim.seeds import PURPOSE_EFFICIENCY, PURPOSE_FAILURE, PURPOSE_THERMAL, stream
 from gridplace.specs import Catalog, ClaimLevel, Node
 from gridplace.specs.gpu import FormFactor
@@ -49,7 +50,6 @@ EFFICIENCY_SIGMA = {  # lognormal sigma of step-time deviations by claims level 
     ClaimLevel.ATTESTED: 0.04,
 }
 PRIOR_THROTTLE_RATIO = {FormFactor.PCIE: 0.10, FormFactor.SXM: 0.02, FormFactor.OAM: 0.02}
-PRIOR_RELIABILITY = 0.98  # a node that reports no availability
 THROTTLE_EPISODE_S = 600.0
 REPAIR_S = 1800.0
 
@@ -136,7 +136,7 @@ def failure_rate_per_hour(node: Node, settings: TruthSettings) -> float:
     if settings.failure_rate_per_hour is not None:
         return settings.failure_rate_per_hour
     reliability = node.spec.reliability
-    availability = PRIOR_RELIABILITY if reliability is None else reliability
+    availability = ASSUMED_RELIABILITY if reliability is None else reliability
     if availability >= 1.0:
         return 0.0
     if availability <= 0.0:

@@ -79,6 +79,17 @@ class WorkloadCoverage(StrictModel):
     slo_met: bool
     replicas: int | None = Field(default=None, ge=0)
     cost_per_hour: float | None = Field(default=None, ge=0)
+    capacity_after_node_loss_rps: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Capacity left after losing the worst node that may fail (reliability below "
+            "redundancy.exemptReliability); absent when redundancy.nodeFailures is 0."
+        ),
+    )
+    worst_node: Name | None = Field(
+        default=None, description="The node that may fail whose loss takes the most capacity."
+    )
 
 
 class Unplaced(StrictModel):
@@ -91,6 +102,11 @@ class PlacementPlanStatus(StrictModel):
     solver: SolverSummary | None = None
     workloads: list[WorkloadCoverage] = Field(default_factory=list)
     unplaced: list[Unplaced] = Field(default_factory=list)
+    warnings: list[Reason] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Placed workloads at risk, e.g. short of their failover capacity.",
+    )
     cost_per_hour: float | None = Field(default=None, ge=0)
 
 

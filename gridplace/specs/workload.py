@@ -79,6 +79,30 @@ class Spread(StrictModel):
     max_per_domain: int = Field(ge=1, le=10_000)
 
 
+class Redundancy(StrictModel):
+    """How many node failures a workload's capacity must ride out (N+1 by default)."""
+
+    node_failures: int = Field(
+        default=1,
+        ge=0,
+        le=1,
+        description=(
+            "Node losses after which the demand (without headroom) must still be covered: "
+            "1 keeps N+1 capacity on distinct nodes, 0 turns the rule off."
+        ),
+    )
+    exempt_reliability: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description=(
+            "Nodes whose observed availability (reliability) is at least this are trusted to "
+            "stay up and need no standby (compared to 0.01, rounded down); 1 counts every "
+            "node short of perfect availability as one that may fail."
+        ),
+    )
+
+
 class TrustRequirement(StrictModel):
     """Which nodes may serve this workload at all."""
 
@@ -98,6 +122,9 @@ class InferenceWorkloadSpec(StrictModel):
     traffic: Traffic
     replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)
     spread: Spread | None = None
+    redundancy: Redundancy = Field(
+        default_factory=Redundancy, description="Failures the placement must survive."
+    )
     trust: TrustRequirement | None = None
     priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
 

@@ -51,6 +51,7 @@ def workload(
     spread: tuple[str, int] | None = None,
     trust: dict[str, Any] | None = None,
     priority: int = 100,
+    redundancy: dict[str, Any] | None = None,
 ) -> InferenceWorkload:
     spec: dict[str, Any] = {
         "model": model,
@@ -69,4 +70,6 @@ def workload(
         spec["spread"] = {"across": spread[0], "maxPerDomain": spread[1]}
     if trust:
         spec["trust"] = trust
+    if redundancy is not None:
+        spec["redundancy"] = redundancy
     return InferenceWorkload.model_validate({"metadata": {"name": name}, "spec": spec})

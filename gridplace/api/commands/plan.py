@@ -16,6 +16,7 @@ from gridplace.api.wiring import PlanRequest, run_plan
 from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.specs import PlacementPlan, SpecError
+from gridplace.specs.plan import WorkloadCoverage
 
 EXIT_INVALID = 1
 EXIT_UNPLACED = 3
@@ -186,6 +187,7 @@ def print_plan_table(result: PlanResult) -> None:
                 f"{worst_ttft:.0f} / {demand.ttft_slo_ms:g}",
                 f"{worst_itl:.1f} / {demand.itl_slo_ms:g}",
                 f"{coverage.capacity_rps:.1f} / {coverage.demand_rps:g}",
+                _after_node_loss(coverage),
                 f"{coverage.cost_per_hour or 0:.2f}",
                 "[green]yes[/]" if coverage.slo_met else "[red]no[/]",
             ]
@@ -197,7 +199,8 @@ def print_plan_table(result: PlanResult) -> None:
         f"{solver.status if solver else ''} in {solver.wall_seconds if solver else 0:.2f}s"
     )
     columns = ["workload", "replicas", "precision", "nodes:gpus", "TTFT ms / SLO",
-               "ITL ms / SLO", "req/s cap / demand", "$/h", "SLO met"]  # fmt: skip
+               "ITL ms / SLO", "req/s cap / demand", "after node loss", "$/h",
+               "SLO met"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
     for unplaced in plan.status.unplaced:
         render.stdout.print(f"[bold red]unplaced {unplaced.workload}[/]")
@@ -205,5 +208,16 @@ def print_plan_table(result: PlanResult) -> None:
             render.stdout.print(f"  - {escape(reason)}", highlight=False)
         for hint in unplaced.hints:
             render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
+    for warning in plan.status.warnings:
+        render.stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for released in result.problem.released:
         render.stderr.print(f"released: {escape(released)}", highlight=False)
+
+
+def _after_node_loss(coverage: WorkloadCoverage) -> str:
+    """Capacity left after the worst node loss, yellow when it no longer covers the demand."""
+    left = coverage.capacity_after_node_loss_rps
+    if left is None:
+        return "-"
+    colour = "green" if left + 1e-6 >= coverage.demand_rps else "yellow"
+    return f"[{colour}]{left:.1f}[/]"

@@ -1,0 +1,103 @@
+"""The failover family (soft): capacity after losing the worst node that may fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.deaggregate import deaggregate
+from gridplace.planner.model import build_model
+from gridplace.planner.oracle import validate_plan
+from gridplace.planner.planning import PlanResult, Strategy, make_plan
+from gridplace.planner.solve import SolverSettings
+from gridplace.specs import InferenceWorkload, Node, builtin_catalog
+from gridplace.specs.plan import WorkloadCoverage
+from tests.planner.fakes import FakeLatency, fake_predictor
+from tests.planner.grids import node, workload
+
+SETTINGS = SolverSettings(time_limit_s=5, num_workers=1, random_seed=0)
+
+
+def run(nodes: list[Node], workloads: list[InferenceWorkload], **inputs: Any) -> PlanResult:
+    latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=200)
+    result = make_plan(
+        PlannerInputs(nodes, workloads, builtin_catalog(), **{"headroom": 0.1, **inputs}),
+        fake_predictor,
+        latency,
+        Strategy.CPSAT,
+        SETTINGS,
+    )
+    assert validate_plan(result.problem, result.plan) == []
+    return result
+
+
+def coverage(result: PlanResult, name: str = "w") -> WorkloadCoverage:
+    assert result.plan.status is not None
+    return next(c for c in result.plan.status.workloads if c.name == name)
+
+
+def nodes_of(result: PlanResult, name: str = "w") -> list[str]:
+    return sorted(a.node for a in result.plan.spec.assignments if a.workload == name)
+
+
+def flaky(name: str, **kwargs: Any) -> Node:
+    return node(name, reliability=0.95, **kwargs)
+
+
+def test_failover_keeps_the_demand_after_losing_any_node() -> None:
+    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0)])
+    assert nodes_of(result) == ["a", "b"]
+    covered = coverage(result)
+    assert covered.capacity_after_node_loss_rps is not None
+    assert covered.capacity_after_node_loss_rps >= 1.0
+    assert result.plan.status is not None and result.plan.status.warnings == []
+
+
+def test_without_failover_one_replica_is_enough() -> None:
+    off = {"nodeFailures": 0}
+    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0, redundancy=off)])
+    assert len(nodes_of(result)) == 1
+    assert coverage(result).capacity_after_node_loss_rps is None
+
+
+def test_nodes_at_the_exempt_reliability_need_no_standby() -> None:
+    steady = [node("a", reliability=0.999), node("b", reliability=0.999)]
+    assert len(nodes_of(run(steady, [workload("w", rps=1.0)]))) == 1
+    strict = {"exemptReliability": 1.0}
+    assert nodes_of(run(steady, [workload("w", rps=1.0, redundancy=strict)])) == ["a", "b"]
+
+
+def test_a_grid_too_small_for_failover_still_serves_and_says_so() -> None:
+    result = run([flaky("a")], [workload("w", rps=1.0)])
+    assert result.plan.status is not None
+    assert result.plan.status.unplaced == []
+    assert nodes_of(result) == ["a"]
+    assert coverage(result).worst_node == "a"
+    assert coverage(result).capacity_after_node_loss_rps == 0.0
+    [warning] = result.plan.status.warnings
+    assert warning.startswith("failover: w: losing a leaves 0.00 of 1 req/s")
+
+
+def test_replicas_of_one_workload_spread_over_identical_nodes() -> None:
+    # Two identical 2-GPU nodes form one pool: packing would put both replicas on one node.
+    nodes = [flaky("a", count=2, provider="x"), flaky("b", count=2, provider="x")]
+    result = run(nodes, [workload("w", rps=1.0, replicas=(2, 2))])
+    assert nodes_of(result) == ["a", "b"]
+
+
+def test_the_model_counts_the_fullest_node_of_a_group() -> None:
+    # Three replicas on a group of two nodes: one node holds two of them (ceil(3/2)).
+    nodes = [flaky("a", count=2, provider="x"), flaky("b", count=2, provider="x")]
+    latency = FakeLatency({n.name: n.spec.region for n in nodes})
+    problem = compile_problem(
+        PlannerInputs(nodes, [workload("w")], builtin_catalog(), headroom=0.1),
+        fake_predictor,
+        latency,
+    )
+    [option] = [o for o in problem.options if o.share == 1 and o.tensor_parallel == 1]
+    placements, missing = deaggregate(problem, {option.index: 3})
+    assert missing == []
+    assert sorted(p.node for p in placements) == ["a", "a", "b"]
+    pm = build_model(problem)
+    names = {c.name.split("[")[0] for c in pm.model.proto.constraints}
+    assert "failover" in names
