@@ -11,6 +11,7 @@ Modules, in the order a prediction uses them:
     support     which precisions/engines a GPU can run; the tensor rate a precision computes at
     shape       a model's parameters split into dense, experts, embeddings; KV bytes per token
     engines     per-engine overheads, memory reserve and weight formats (documented priors)
+    generations older engine releases (e.g. vllm-2023: eager, Python per-sequence host time)
     efficiency  the fitted efficiency table and its lookups
     hardware    thermal derate, GPU-to-GPU links and all-reduce, cold start
     roofline    step times (decode = ITL, prefill = TTFT)
@@ -37,16 +38,19 @@ from gridplace.planner.perfmodel.errors import (
     PerfModelError,
     ProfileError,
 )
+from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneration
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors
 from gridplace.planner.perfmodel.predict import NotSupported, Prediction, Predictor, predict
 from gridplace.planner.perfmodel.profiles import ProfileBook
 from gridplace.planner.perfmodel.roofline import StepTime
 
 __all__ = [
+    "GENERATIONS",
     "Capacity",
     "ColdStart",
     "EfficiencyTable",
     "EfficiencyTableError",
+    "EngineGeneration",
     "InvalidQuery",
     "NotSupported",
     "PerfModelError",

@@ -70,6 +70,9 @@ class EngineTraits:
     init_s: float  # start-up after the weights are on the GPU (compile, graph capture), s
     nvidia_only: bool
     fp8: bool  # has an FP8 (W8A8) weight format
+    # Host time per running sequence per decode step. Today's engines batch this bookkeeping
+    # (0 here); 2023 releases did it in Python per sequence (``generations``).
+    sequence_overhead_us: float = 0.0
 
 
 ENGINES: dict[Engine, EngineTraits] = {

@@ -19,10 +19,15 @@ Conventions:
 - ``eager`` runs without CUDA graphs (vLLM ``enforce_eager``, a common memory-saving choice on
   small cards, and every release before graphs): host launch time can bound the step.
 - ``kv_cache_fp8`` stores K and V in one byte per element instead of two.
+- ``generation`` is an older release of the engine (``generations``: a name such as
+  ``"vllm-2023"`` or an ``EngineGeneration``); None is the engine as the catalog runs it today.
+- ``host_time_factor`` scales the engine's host time (step and sequence overheads, eager
+  launches) for a host CPU slower (> 1) or faster (< 1) than the one the priors were measured on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +40,7 @@ from gridplace.planner.perfmodel.capacity import (
 from gridplace.planner.perfmodel.efficiency import EfficiencyTable, builtin_table
 from gridplace.planner.perfmodel.engines import ENGINES, head_bits, weight_bits
 from gridplace.planner.perfmodel.errors import InvalidQuery
+from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneration
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors, gpu_link
 from gridplace.planner.perfmodel.memory import memory_plan
 from gridplace.planner.perfmodel.profiles import ProfileBook
@@ -130,6 +136,8 @@ class Predictor:
         *,
         kv_cache_fp8: bool = False,
         eager: bool = False,
+        generation: EngineGeneration | str | None = None,
+        host_time_factor: float = 1.0,
         weight_bits_per_parameter: float | None = None,
         table: EfficiencyTable | None = None,
         profiles: ProfileBook | None = None,
@@ -140,9 +148,16 @@ class Predictor:
             raise InvalidQuery("tp", tp, "tensor parallel degree must be >= 1")
         if not 0.0 <= derate <= 1.0:
             raise InvalidQuery("derate", derate, "throttle ratio must be within 0..1")
+        if not 0.1 <= host_time_factor <= 10.0:
+            raise InvalidQuery("host_time_factor", host_time_factor, "must be within 0.1..10")
         self.model, self.gpu = model, gpu
         self.precision, self.engine, self.tp = precision, engine, tp
+        self.generation = _generation(generation, engine)
+        self.host_time_factor = host_time_factor
         self.traits = ENGINES[engine]
+        if self.generation is not None:
+            self.traits = self.generation.traits(self.traits)
+            eager = eager or self.generation.eager
         gpu_name = gpu_id or gpu.display_name
         self.unsupported = unsupported_reason(gpu, gpu_name, model, precision, engine, tp)
         table = table or builtin_table()
@@ -163,16 +178,28 @@ class Predictor:
                     "weight_bits_per_parameter", weight_bits_per_parameter, "must be within 1..32"
                 )
             bits = embedding_bits = weight_bits_per_parameter
+        gemm = table.gemm(engine, gpu.architecture, precision)
+        link = gpu_link(gpu, interconnect)
+        if self.generation is not None:
+            gemm = gemm.model_copy(
+                update={"bandwidth": gemm.bandwidth * self.generation.weight_bandwidth_share}
+            )
+            link = dataclasses.replace(
+                link,
+                bandwidth_gbyte_per_s=link.bandwidth_gbyte_per_s
+                * self.generation.allreduce_bandwidth_share,
+            )
         self.roofline = Roofline(
             self.shape,
             tp,
             hardware,
-            table.gemm(engine, gpu.architecture, precision),
+            gemm,
             table.attention(gpu.architecture),
             table.elementwise(gpu.architecture),
             self.traits,
-            gpu_link(gpu, interconnect),
+            link,
             eager=eager,
+            host_time_factor=host_time_factor,
             weight_bits=bits,
             head_bits=embedding_bits,
             kv_bytes_per_element=kv_bytes,
@@ -207,6 +234,8 @@ class Predictor:
                     interconnect,
                     kv_cache_fp8=kv_cache_fp8,
                     eager=eager,
+                    generation=self.generation,
+                    host_time_factor=host_time_factor,
                     weight_bits_per_parameter=weight_bits_per_parameter,
                     table=table,
                 )
@@ -218,7 +247,7 @@ class Predictor:
 
     @property
     def step_overhead_ms(self) -> float:
-        return self.traits.step_overhead_ms * self._ttft_factor
+        return self.traits.step_overhead_ms * self.host_time_factor * self._ttft_factor
 
     @property
     def prefill_chunk_tokens(self) -> int:
@@ -319,6 +348,27 @@ class Predictor:
         )
 
 
+def _generation(
+    generation: EngineGeneration | str | None, engine: Engine
+) -> EngineGeneration | None:
+    """The generation record for a name or record; InvalidQuery if unknown or of another engine."""
+    if generation is None:
+        return None
+    if isinstance(generation, str):
+        found = GENERATIONS.get(generation)
+        if found is None:
+            known = ", ".join(sorted(GENERATIONS))
+            raise InvalidQuery("generation", generation, f"unknown; known generations: {known}")
+        generation = found
+    if generation.engine is not engine:
+        raise InvalidQuery(
+            "generation",
+            generation.name,
+            f"is a generation of {generation.engine.value}, not of {engine.value}",
+        )
+    return generation
+
+
 def predict(
     model: ModelArchitectureSpec | str,
     gpu: GPUModelSpec | str,
@@ -332,6 +382,8 @@ def predict(
     interconnect: Interconnect | None = None,
     *,
     kv_cache_fp8: bool = False,
+    generation: EngineGeneration | str | None = None,
+    host_time_factor: float = 1.0,
     catalog: Catalog | None = None,
     table: EfficiencyTable | None = None,
     profiles: ProfileBook | None = None,
@@ -360,6 +412,8 @@ def predict(
         derate,
         interconnect,
         kv_cache_fp8=kv_cache_fp8,
+        generation=generation,
+        host_time_factor=host_time_factor,
         table=table,
         profiles=profiles,
         model_id=model_id,

@@ -18,9 +18,11 @@ engine's step size) costs, per GPU of a tensor-parallel group of t:
                            x (1 + n_half / prompt) + layers x k_us
     elementwise   layers x (k_us + m x bytes per token / (eta_e BW))
     all-reduce    2 per layer of m x hidden x 2 bytes over the node's link (t > 1)
-    overhead      the engine's host time per step
+    overhead      the engine's host time per step (+ per running sequence of a decode step)
     eager         without CUDA graphs the host launches every op (ops per layer x layers x
                   eager_op_us); the GPU part of the step then takes max(GPU time, launch time)
+    host factor   every host term (overhead, launches) x ``host_time_factor``: a slower host CPU
+                  makes them longer (1.0: the host the engine priors were measured on)
 
 ``bound`` compares the memory side (weights and KV read) with the compute side (weight and
 attention flops) of the step.
@@ -124,6 +126,7 @@ class Roofline:
         link: Link,
         *,
         eager: bool = False,
+        host_time_factor: float = 1.0,
         weight_bits: float,
         head_bits: float,
         kv_bytes_per_element: float,
@@ -164,7 +167,9 @@ class Roofline:
         )
         self._allreduce_bytes_per_token = shape.hidden * ACTIVATION_BYTES
         ops = (OPS_PER_MOE_LAYER if moe else OPS_PER_DENSE_LAYER) + (2 if t > 1 else 0)
-        self._launch_ms = shape.layers * ops * engine.eager_op_us * 1e-3 if eager else 0.0
+        self._host = host_time_factor
+        launch_ms = shape.layers * ops * engine.eager_op_us * 1e-3 * host_time_factor
+        self._launch_ms = launch_ms if eager else 0.0
 
     # -- parts ----------------------------------------------------------------------------
 
@@ -221,7 +226,8 @@ class Roofline:
         elementwise = self._elementwise_ms(batch, 1)
         communication = self._communication_ms(batch, 1)
         gpu = weights + attention + elementwise + communication
-        overhead = self.engine.step_overhead_ms + max(self._launch_ms - gpu, 0.0)
+        host_ms = self.engine.step_overhead_ms + batch * self.engine.sequence_overhead_us * 1e-3
+        overhead = host_ms * self._host + max(self._launch_ms - gpu, 0.0)
         return StepTime(
             total_ms=gpu + overhead,
             weights_ms=weights,
@@ -256,7 +262,7 @@ class Roofline:
         gpu = weights + attention + elementwise + communication
         # Launch-bound steps: each chunk's launches hide behind its GPU time or not.
         launch_excess = max(self._launch_ms - gpu / steps, 0.0) * steps
-        overhead = self.engine.step_overhead_ms * steps + launch_excess
+        overhead = self.engine.step_overhead_ms * self._host * steps + launch_excess
         return StepTime(
             total_ms=gpu + overhead,
             weights_ms=weights,
