@@ -1,10 +1,18 @@
-"""Builders for small grids and workloads used across planner tests."""
+"""Builders for small grids and workloads used across planner tests, and ``run`` to plan them
+with the fake predictor (every result checked by the ``validate_plan`` oracle)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gridplace.specs import InferenceWorkload, Node
+from gridplace.planner.compile import PlannerInputs
+from gridplace.planner.oracle import validate_plan
+from gridplace.planner.planning import PlanResult, Strategy, make_plan
+from gridplace.planner.solve import SolverSettings
+from gridplace.specs import InferenceWorkload, Node, builtin_catalog
+from tests.planner.fakes import FakeLatency, fake_predictor
+
+SETTINGS = SolverSettings(time_limit_s=5, num_workers=1, random_seed=0)
 
 
 def node(
@@ -73,3 +81,17 @@ def workload(
     if redundancy is not None:
         spec["redundancy"] = redundancy
     return InferenceWorkload.model_validate({"metadata": {"name": name}, "spec": spec})
+
+
+def run(nodes: list[Node], workloads: list[InferenceWorkload], **inputs: Any) -> PlanResult:
+    """Plan with CP-SAT on the fake predictor at 10% headroom; the plan must pass the oracle."""
+    latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=200)
+    result = make_plan(
+        PlannerInputs(nodes, workloads, builtin_catalog(), **{"headroom": 0.1, **inputs}),
+        fake_predictor,
+        latency,
+        Strategy.CPSAT,
+        SETTINGS,
+    )
+    assert validate_plan(result.problem, result.plan) == []
+    return result

@@ -7,28 +7,11 @@ from typing import Any
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.model import build_model
-from gridplace.planner.oracle import validate_plan
-from gridplace.planner.planning import PlanResult, Strategy, make_plan
-from gridplace.planner.solve import SolverSettings
-from gridplace.specs import InferenceWorkload, Node, builtin_catalog
+from gridplace.planner.planning import PlanResult
+from gridplace.specs import Node, builtin_catalog
 from gridplace.specs.plan import WorkloadCoverage
 from tests.planner.fakes import FakeLatency, fake_predictor
-from tests.planner.grids import node, workload
-
-SETTINGS = SolverSettings(time_limit_s=5, num_workers=1, random_seed=0)
-
-
-def run(nodes: list[Node], workloads: list[InferenceWorkload], **inputs: Any) -> PlanResult:
-    latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=200)
-    result = make_plan(
-        PlannerInputs(nodes, workloads, builtin_catalog(), **{"headroom": 0.1, **inputs}),
-        fake_predictor,
-        latency,
-        Strategy.CPSAT,
-        SETTINGS,
-    )
-    assert validate_plan(result.problem, result.plan) == []
-    return result
+from tests.planner.grids import node, run, workload
 
 
 def coverage(result: PlanResult, name: str = "w") -> WorkloadCoverage:

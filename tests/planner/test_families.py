@@ -8,27 +8,10 @@ from typing import Any
 import pytest
 
 from gridplace.planner.compile import PlannerInputs
-from gridplace.planner.oracle import validate_plan
-from gridplace.planner.planning import PlanResult, Strategy, make_plan
-from gridplace.planner.solve import SolverSettings
+from gridplace.planner.planning import PlanResult
 from gridplace.specs import InferenceWorkload, Node, builtin_catalog
 from tests.planner.fakes import FakeLatency, fake_predictor
-from tests.planner.grids import node, workload
-
-SETTINGS = SolverSettings(time_limit_s=5, num_workers=1, random_seed=0)
-
-
-def run(nodes: list[Node], workloads: list[InferenceWorkload], **inputs: Any) -> PlanResult:
-    latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=200)
-    result = make_plan(
-        PlannerInputs(nodes, workloads, builtin_catalog(), **{"headroom": 0.1, **inputs}),
-        fake_predictor,
-        latency,
-        Strategy.CPSAT,
-        SETTINGS,
-    )
-    assert validate_plan(result.problem, result.plan) == []
-    return result
+from tests.planner.grids import node, run, workload
 
 
 def reasons(result: PlanResult) -> str:
