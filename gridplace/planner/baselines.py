@@ -102,7 +102,8 @@ class _Booking:
 
 def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
     """The greedy baseline; with ``failover`` it also tops each workload up until losing its
-    worst node leaves the demand covered (the CP-SAT path's first hint, see ``failover_gain``)."""
+    worst node leaves the demand covered (``capacity_after_node_loss``): the CP-SAT path's
+    first hint."""
     booking = _Booking(problem)
     for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
         # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
@@ -127,15 +128,18 @@ def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
     return dict(booking.counts)
 
 
-def capacity_after_node_loss(problem: Problem, counts: dict[int, int], workload: int) -> float:
+def capacity_after_node_loss(
+    problem: Problem, counts: dict[int, int], workload: int, plus_one: int | None = None
+) -> float:
     """Capacity of ``workload`` left after its worst node loss, as the model's failover rows
     count it: each option's replicas spread evenly over its group of identical nodes
-    (ceil(x / N) per node), nodes at or above the workload's exempt reliability never failing."""
+    (ceil(x / N) per node), nodes at or above the workload's exempt reliability never failing.
+    ``plus_one`` counts one more replica of that option."""
     lost: dict[tuple[str, ...], float] = defaultdict(float)
     total = 0.0
     exempt = problem.workloads[workload].exempt_reliability
     for option in problem.options_of(workload):
-        count = counts.get(option.index, 0)
+        count = counts.get(option.index, 0) + (option.index == plus_one)
         total += count * option.capacity_rps
         pool = problem.pools[option.pool]
         if count and pool.reliability < exempt:
@@ -152,9 +156,7 @@ def _top_up_failover(
     left = capacity_after_node_loss(problem, booking.counts, workload)
     while left + 1e-9 < demand:
         for option in options:  # cheapest per request/s first
-            trial = dict(booking.counts)
-            trial[option.index] = trial.get(option.index, 0) + 1
-            gained = capacity_after_node_loss(problem, trial, workload)
+            gained = capacity_after_node_loss(problem, booking.counts, workload, option.index)
             if gained > left + 1e-9 and booking.add(option):
                 left = gained
                 break
