@@ -148,7 +148,7 @@ def _failover_rows(
     uncovered = {}
     for w in problem.workloads:
         options = problem.options_of(w.index)
-        demand = math.ceil(w.demand_rps * RATE_SCALE)
+        demand = _demand(problem, w.index, 1.0)
         if w.node_failures < 1 or demand <= 0 or not options:
             continue
         uncovered[w.index] = h.addVariable(lb=0, ub=demand)

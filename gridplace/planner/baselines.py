@@ -152,7 +152,7 @@ def _top_up_failover(
 ) -> None:
     """Add the cheapest replica that raises the capacity left after the worst node loss, until
     it covers the demand (or nothing more helps)."""
-    demand = problem.workloads[workload].demand_rps
+    demand = problem.workloads[workload].demand_rps * (1 + problem.headroom)
     left = capacity_after_node_loss(problem, booking.counts, workload)
     while left + 1e-9 < demand:
         for option in options:  # cheapest per request/s first

@@ -29,13 +29,13 @@ the family's literal is true, so a diagnosis solve can turn families into assump
     budget           Hard: total cost per hour <= the budget, when one is given.
     pinned           Hard: pinned replicas of the previous plan stay (their option keeps them).
     failover         Soft: after losing any one node that may fail, capacity - what that node
-                     held + uncovered >= demand (no headroom), for redundancy.nodeFailures = 1.
+                     held + uncovered >= demand x (1 + headroom), for redundancy.nodeFailures 1.
 Compile-time families (options dropped before the model, with reasons): trust,
 precision-support, vram (per replica), slo-itl, slo-ttft, demand-coverage (no capacity in SLO).
 
 Objectives, lexicographic, solved in stages with the earlier optimum fixed and hinted:
     1. unmet demand x priority x 2  (+ replicas short of min x priority x 1000 x 2)
-       + failover capacity uncovered x priority (real demand after a node loss outranks it)
+       + failover capacity uncovered x priority (demand met now outranks demand after a loss)
     2. cost per hour             (USD x 10^4)
     3. replicas moved from the previous plan
     4. preference: precision rank x 1000 + ITL and TTFT as per-mille of their targets
@@ -306,7 +306,8 @@ def pinned(pm: PlacementModel) -> None:
 
 
 def failover(pm: PlacementModel) -> None:
-    """Soft: after losing any one node, a workload keeps capacity >= its demand (no headroom).
+    """Soft: after losing any one node that may fail, a workload keeps capacity >= its demand
+    with headroom (N+1: the capacity target holds with any one such node down).
 
     Pools whose node lists are equal form a node group g of N identical nodes; only groups less
     reliable than the workload's redundancy.exemptReliability (compared at the node classes'
@@ -315,7 +316,7 @@ def failover(pm: PlacementModel) -> None:
     With per_node[o] integer and x[o] <= N x per_node[o] (minimization makes it the ceiling),
     for every group g of workload w:
         capacity of all options of w - sum over o in g of capacity[o] x per_node[o]
-            + uncovered[w] >= demand of w
+            + uncovered[w] >= demand of w x (1 + headroom)
     A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
     and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
     penalized in the first objective) because a grid too small for N+1 should still serve its
@@ -325,7 +326,7 @@ def failover(pm: PlacementModel) -> None:
     problem = pm.problem
     for workload in problem.workloads:
         options = problem.options_of(workload.index)
-        demand = math.ceil(workload.demand_rps * RATE_SCALE)
+        demand = pm.demand_milli(workload.index, 1.0)
         if workload.node_failures < 1 or demand <= 0 or not options:
             continue
         groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)

@@ -93,10 +93,11 @@ def build_plan(
                 worst_node=worst_node,
             )
         )
-        if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < workload.demand_rps:
+        target_rps = workload.demand_rps * (1 + problem.headroom)
+        if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < target_rps:
             warnings.append(
-                f"failover: {workload.name}: losing {worst_node} leaves {left_rps:.2f} of "
-                f"{workload.demand_rps:g} req/s; add nodes that can serve it, or nodes with "
+                f"failover: {workload.name}: losing {worst_node} leaves {left_rps:.2f} of the "
+                f"{target_rps:g} req/s it needs; add nodes that can serve it, or nodes with "
                 f"reliability >= {workload.exempt_reliability:g}, or set redundancy.nodeFailures: 0"
             )
         if not covered:

@@ -87,8 +87,8 @@ class Redundancy(StrictModel):
         ge=0,
         le=1,
         description=(
-            "Node losses after which the demand (without headroom) must still be covered: "
-            "1 keeps N+1 capacity on distinct nodes, 0 turns the rule off."
+            "Node losses after which the demand (with the planner's headroom) must still be "
+            "covered: 1 keeps N+1 capacity on distinct nodes, 0 turns the rule off."
         ),
     )
     exempt_reliability: float = Field(

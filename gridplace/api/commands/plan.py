@@ -187,7 +187,7 @@ def print_plan_table(result: PlanResult) -> None:
                 f"{worst_ttft:.0f} / {demand.ttft_slo_ms:g}",
                 f"{worst_itl:.1f} / {demand.itl_slo_ms:g}",
                 f"{coverage.capacity_rps:.1f} / {coverage.demand_rps:g}",
-                _after_node_loss(coverage),
+                _after_node_loss(coverage, result.problem.headroom),
                 f"{coverage.cost_per_hour or 0:.2f}",
                 "[green]yes[/]" if coverage.slo_met else "[red]no[/]",
             ]
@@ -214,10 +214,11 @@ def print_plan_table(result: PlanResult) -> None:
         render.stderr.print(f"released: {escape(released)}", highlight=False)
 
 
-def _after_node_loss(coverage: WorkloadCoverage) -> str:
-    """Capacity left after the worst node loss, yellow when it no longer covers the demand."""
+def _after_node_loss(coverage: WorkloadCoverage, headroom: float) -> str:
+    """Capacity left after the worst node loss, yellow when it no longer covers the demand with
+    headroom (the failover rule's target)."""
     left = coverage.capacity_after_node_loss_rps
     if left is None:
         return "-"
-    colour = "green" if left + 1e-6 >= coverage.demand_rps else "yellow"
+    colour = "green" if left + 1e-6 >= coverage.demand_rps * (1 + headroom) else "yellow"
     return f"[{colour}]{left:.1f}[/]"
