@@ -130,3 +130,18 @@ def test_jsonl_handles_many_queries_quickly(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert len(result.stdout.splitlines()) == 2000
     assert elapsed < 5.0  # 10,000 lines in a few seconds means 2,000 in well under that
+
+
+def test_an_older_engine_generation_and_a_slower_host_predict_slower_decode() -> None:
+    query = [
+        "predict", "--gpu", "h100-sxm", "--model", "llama-2-70b", "--precision", "fp16",
+        "--tp", "8", "--batch", "16", "--format", "json",
+    ]  # fmt: skip
+    today = json.loads(runner.invoke(app, query).stdout)
+    old = json.loads(runner.invoke(app, [*query, "--generation", "vllm-2023"]).stdout)
+    slow_host = runner.invoke(app, [*query, "--generation", "vllm-2023", "--host-factor", "2"])
+    assert old["itlMs"] > today["itlMs"]
+    assert json.loads(slow_host.stdout)["itlMs"] > old["itlMs"]
+    unknown = runner.invoke(app, [*query, "--generation", "vllm-1999"])
+    assert unknown.exit_code == 1
+    assert "vllm-2023" in unknown.output

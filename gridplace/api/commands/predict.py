@@ -15,10 +15,13 @@ defaults of public serving benchmarks; pass the workload's own figures for plann
 
 ``--input FILE`` reads one JSON object per line with the flags' names in camelCase (gpu, model,
 precision, engine, tp, batch, prompt, context, output, ttftSlo, itlSlo, derate, interconnect,
-kvCacheFp8, eager); flags given on the command line are the defaults for every line. Each line gets
-one output line (with ``line``, its 1-based number); a line that cannot be read or names an unknown
-id gets ``error`` instead, and the command exits 1 after the last line. Predictors are cached per
-configuration, so 10,000 lines take about a second.
+kvCacheFp8, eager, generation, hostFactor); flags given on the command line are the defaults for
+every line. Each line gets one output line (with ``line``, its 1-based number); a line that cannot
+be read or names an unknown id gets ``error`` instead, and the command exits 1 after the last
+line. Predictors are cached per configuration, so 10,000 lines take about a second.
+
+``--generation vllm-2023`` predicts an older engine release (``perfmodel/generations.py``) and
+``--host-factor`` scales the engine's host time for a slower or faster host CPU.
 
 Exit codes: 0 success; 1 unknown id, unsupported, does not fit, or (with --input) any invalid line.
 """
@@ -38,6 +41,7 @@ from pydantic import Field, ValidationError
 
 from gridplace.api import render
 from gridplace.planner.perfmodel import InvalidQuery, Prediction, Predictor
+from gridplace.planner.perfmodel.generations import GENERATIONS
 from gridplace.specs import SpecError, builtin_catalog
 from gridplace.specs.catalog import Catalog, unknown_message
 from gridplace.specs.common import Engine, Interconnect, Precision, StrictModel
@@ -72,6 +76,8 @@ class PredictQuery(StrictModel):
     interconnect: Interconnect | None = None
     kv_cache_fp8: bool = False
     eager: bool = False
+    generation: str | None = Field(default=None, min_length=1, max_length=100)
+    host_factor: float = Field(default=1.0, ge=0.1, le=10.0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,8 @@ class QueryRunner:
             query.interconnect,
             query.kv_cache_fp8,
             query.eager,
+            query.generation,
+            query.host_factor,
         )
         predictor = self._predictors.get(key)
         if predictor is None:
@@ -142,6 +150,8 @@ class QueryRunner:
                 query.interconnect,
                 kv_cache_fp8=query.kv_cache_fp8,
                 eager=query.eager,
+                generation=query.generation,
+                host_time_factor=query.host_factor,
                 model_id=model_id,
                 gpu_id=gpu_id,
             )
@@ -270,6 +280,14 @@ def command(
     ] = None,
     kv_cache_fp8: Annotated[bool, typer.Option("--kv-cache-fp8", help="FP8 KV cache.")] = False,
     eager: Annotated[bool, typer.Option("--eager", help="No CUDA graphs.")] = False,
+    generation: Annotated[
+        str | None,
+        typer.Option("--generation", help=f"Older engine release: {', '.join(GENERATIONS)}."),
+    ] = None,
+    host_factor: Annotated[
+        float | None,
+        typer.Option("--host-factor", min=0.1, max=10.0, help="Host CPU time x this (1.0)."),
+    ] = None,
     input_path: Annotated[
         Path | None, typer.Option("--input", help="JSONL file of queries ('-' for stdin).")
     ] = None,
@@ -292,6 +310,8 @@ def command(
         "itl_slo": itl_slo,
         "derate": derate,
         "interconnect": interconnect,
+        "generation": generation,
+        "host_factor": host_factor,
     }
     defaults: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if kv_cache_fp8:
