@@ -3,6 +3,8 @@ improved window by window; plans stay valid and never cost more than their start
 
 from __future__ import annotations
 
+import math
+
 from gridplace.planner.baselines import greedy
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.model import COST_SCALE
@@ -11,6 +13,7 @@ from gridplace.planner.planning import PlanResult, Strategy, make_plan, plan_pro
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
 from tests.planner.fakes import fake_predictor
+from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
 
 # window_min_options=0 switches every model into window search; 4 workloads per window.
@@ -60,3 +63,45 @@ def test_a_windowed_replan_keeps_the_survivors_in_place() -> None:
     after = {(a.workload, a.node, tuple(a.gpus)) for a in second.plan.spec.assignments}
     kept = {h for h in before if h[1] != used[0]}
     assert len(kept - after) <= len(kept) // 20, f"moved needlessly: {kept - after}"
+
+
+def test_a_windowed_replan_searches_the_moves_stage_by_windows() -> None:
+    nodes, workloads = _grid(60, 12, 9)
+    first = _plan(nodes, workloads, WINDOWED)
+    survivors = [n for n in nodes if n.name != first.plan.spec.assignments[0].node]
+    problem = compile_problem(
+        PlannerInputs(survivors, workloads, builtin_catalog(), previous=first.plan),
+        fake_predictor,
+        _latency(survivors),
+    )
+    solution = solve_problem(problem, WINDOWED)
+    moves = solution.stage("moves")
+    assert moves is not None and moves.windows > 0
+    assert validate_plan(problem, plan_problem(problem, Strategy.CPSAT, WINDOWED)) == []
+
+
+def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> None:
+    from gridplace.planner.model import build_model
+    from gridplace.planner.windows import Assignment, evaluate, unsettled_workloads
+
+    nodes = [node("a", count=1, price=1.0), node("b", count=1, price=1.0, provider="p-a")]
+    demands = [workload("w0", rps=0.5), workload("w1", rps=0.5)]
+    problem = compile_problem(
+        PlannerInputs(nodes, demands, builtin_catalog(), headroom=0.0),
+        fake_predictor,
+        _latency(nodes),
+    )
+    pm = build_model(problem)
+    whole = {o.workload: o.index for o in problem.options if o.share == 1}
+    pool_gpus = sum(p.node_count * p.gpus_per_node for p in problem.pools)
+    fitting = {whole[0]: 1}
+    assert unsettled_workloads(pm, fitting) == {1}  # w1 has no replica: its demand is unmet
+    assert unsettled_workloads(pm, {whole[0]: 1, whole[1]: 1}) == set()
+    crowded = {whole[0]: pool_gpus, whole[1]: 1}  # more whole-GPU replicas than GPUs
+    assert unsettled_workloads(pm, crowded) == {0, 1}
+    values = {var.index: 0 for var in [*pm.x.values(), *pm.unmet.values(), *pm.short.values()]}
+    values[pm.x[whole[0]].index] = 2
+    cost = dict(pm.objectives)["cost"]
+    assert evaluate(cost, Assignment(values)) == 2 * math.ceil(
+        problem.options[whole[0]].cost_per_hour * COST_SCALE
+    )
