@@ -31,7 +31,7 @@ from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.oracle import validate_plan
-from gridplace.planner.planning import Strategy, make_plan
+from gridplace.planner.planning import Strategy, compile_for, make_plan, plan_problem
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
@@ -117,6 +117,13 @@ def run_size(
     )
     rows: list[Row] = []
     settings = SolverSettings(time_limit_s=limit_s)
+    # Each baseline plans on the problem it sees (capacity-only: no SLOs, no network), compiled
+    # once per size: the runs repeat the planning, not the compile.
+    baseline_problems = {
+        Strategy.GREEDY: problem,
+        Strategy.CAPACITY_ONLY: compile_for(Strategy.CAPACITY_ONLY, inputs, predictor, latency),
+    }
+    windows: list[int] = []
     for strategy in Strategy:
         samples: list[Row] = []
         for _ in range(runs):
@@ -135,10 +142,10 @@ def run_size(
                     else None
                 )
                 first = solution.first_solution_s
+                windows.append(cost_stage.windows if cost_stage else 0)
                 plan = make_plan_from(problem, solution.counts)
             else:
-                result = make_plan(inputs, predictor, latency, strategy)
-                plan = result.plan
+                plan = plan_problem(baseline_problems[strategy], strategy)
             wall = time.perf_counter() - t0
             cost, unmet, invalid = evaluate(problem, plan)
             if strategy is not Strategy.CAPACITY_ONLY:
@@ -174,6 +181,8 @@ def run_size(
             f"| {row.strategy} | {row.wall_s:.2f} | {first} | {row.cost:.2f} | {bound} | {gap} "
             f"| {row.unmet_rps:.2f} | {row.invalid} |"
         )
+    if windows:
+        print(f"cpsat cost stage: {median([float(w) for w in windows]):.0f} window solves (median)")
     if milp_limit_s > 0 and nodes_n * workloads_n <= 100_000:
         milp = solve_milp(problem, milp_limit_s)
         cpsat = rows[0].cost
@@ -229,17 +238,18 @@ def replan(
     settings: SolverSettings,
 ) -> None:
     """Plan, remove 5% of nodes, replan with --previous: count replicas that moved needlessly."""
-    first = make_plan(inputs, predictor, latency, Strategy.CPSAT, settings).plan  # type: ignore[arg-type]
+    first = plan_problem(problem, Strategy.CPSAT, settings)
     rng = random.Random(5)
     gone = set(rng.sample([n.name for n in nodes], max(1, len(nodes) // 20)))
     survivors = [n for n in nodes if n.name not in gone]
-    second = make_plan(
+    result = make_plan(
         replace(inputs, nodes=survivors, previous=first),
-        predictor,
-        latency,
-        Strategy.CPSAT,  # type: ignore[arg-type]
+        predictor,  # type: ignore[arg-type]
+        latency,  # type: ignore[arg-type]
+        Strategy.CPSAT,
         settings,
-    ).plan
+    )
+    second = result.plan
     before = {(a.workload, a.node, tuple(a.gpus)) for a in first.spec.assignments}
     after = {(a.workload, a.node, tuple(a.gpus)) for a in second.spec.assignments}
     kept_before = {h for h in before if h[1] not in gone}
@@ -248,8 +258,15 @@ def replan(
     print(
         f"replan after {len(gone)} of {len(nodes)} nodes vanished: "
         f"{len(before) - len(kept_before)} replicas had to move; {len(moved)} of the other "
-        f"{len(kept_before)} moved ({share:.1%})"
+        f"{len(kept_before)} moved ({share:.1%}); cost {_cost(first):.2f} -> "
+        f"{_cost(second):.2f} $/h "
+        f"(replan compile {result.compile_s:.1f} s, solve {result.solve_s:.1f} s)"
     )
+
+
+def _cost(plan: PlacementPlan) -> float:
+    solver = plan.status.solver if plan.status else None
+    return solver.objective if solver and solver.objective is not None else float("nan")
 
 
 def main() -> None:

@@ -4,10 +4,13 @@ grids only the cheapest ones that cover the workload's demand several times over
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
+from collections.abc import Sequence
 
-from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, WorkloadDemand
+import numpy as np
+
+from gridplace.planner.options import BoolArray, CandidateRows, IntArray, potential_rps
+from gridplace.planner.problem import GpuPool, Option, WorkloadDemand
 from gridplace.specs import Precision
 
 OptionKey = tuple[int, int, Precision, int, int]  # workload, pool, precision, TP, GPU share
@@ -24,50 +27,63 @@ CANDIDATE_COVER = 8.0
 
 
 def select_candidates(
-    candidates: list[Option],
+    rows: CandidateRows,
     demand: WorkloadDemand,
-    pools: list[GpuPool],
+    pools: Sequence[GpuPool],
     headroom: float,
-    keep: set[OptionKey],
+    forced: BoolArray,
     limit: int,
-) -> list[Option]:
-    """Keep the cheapest candidates per request/s until they could serve every source
-    ``CANDIDATE_COVER`` times over (and at least ``limit``), plus any the previous
-    plan uses. A large grid offers thousands of interchangeable options per workload; the model
-    only needs enough of the best ones to choose among.
+) -> IntArray:
+    """The rows to keep, ascending: the cheapest candidates per request/s until they could serve
+    every source ``CANDIDATE_COVER`` times over (and at least ``limit``), plus the ``forced``
+    ones (those the previous plan uses). A large grid offers thousands of interchangeable
+    options per workload; the model only needs enough of the best ones to choose among.
     """
-    if len(candidates) <= limit:
-        return candidates
+    count = len(rows)
+    if count <= limit:
+        return np.arange(count, dtype=np.int64)
     # Cheapest way to serve the whole demand with this option alone first (so granularity
     # counts: a small replica can beat a big efficient one); ties: preferred precision, more
-    # sources, pool order.
+    # sources, pool order, enumeration order.
     wanted = demand.demand_rps * (1 + headroom)
-    ordered = sorted(
-        candidates,
-        key=lambda o: (
-            math.ceil(wanted / o.capacity_rps) * o.cost_per_hour, o.precision_rank,
-            -len(o.servable_sources), o.pool, o.index,
-        ),
-    )  # fmt: skip
-    need = {region: demand.demand_rps * share * (1 + headroom) * CANDIDATE_COVER
-            for region, share in demand.sources}  # fmt: skip
-    kept: list[Option] = []
-    for option in ordered:
-        useful = any(need[r] > 0 for r in option.servable_sources)
-        forced = (demand.index, option.pool, option.precision, option.tensor_parallel,
-                  option.share) in keep  # fmt: skip
-        if not (useful or forced or len(kept) < limit):
-            continue
-        kept.append(option)
-        pool = pools[option.pool]
-        potential = (
-            option.capacity_rps
-            * pool.node_count
-            * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots)
-        )
-        for region in option.servable_sources:
-            need[region] -= potential
-    return sorted(kept, key=lambda o: o.index)
+    rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config]
+    score = np.ceil(wanted / rows.capacity_rps) * rows.cost_per_hour
+    sources = rows.servable.sum(axis=1)
+    order = np.lexsort((np.arange(count), rows.pool, -sources, rank, score))
+    shares = dict(demand.sources)
+    need = [demand.demand_rps * shares[r] * (1 + headroom) * CANDIDATE_COVER for r in rows.regions]
+    bits = rows.servable.astype(np.int64) @ (1 << np.arange(len(rows.regions), dtype=np.int64))
+    kept: list[int] = []
+
+    def keep(row: int) -> None:
+        kept.append(row)
+        potential = potential_rps(rows, pools, row)
+        for column in np.flatnonzero(rows.servable[row]).tolist():
+            need[column] -= potential
+
+    def unmet_bits() -> int:
+        return sum(1 << column for column, left in enumerate(need) if left > 0)
+
+    # The first ``limit`` rows in order are kept whatever they serve.
+    for row in order[:limit].tolist():
+        keep(row)
+    position = limit
+    # Past them a row is kept if it serves a source still short of cover (or is forced). Short
+    # sources only ever become covered, so between two such changes every hit is kept.
+    while position < count:
+        short = unmet_bits()
+        rest = order[position:]
+        hits = np.flatnonzero(((bits[rest] & short) != 0) | forced[rest]).tolist()
+        if not hits:
+            break
+        for hit in hits:
+            keep(int(rest[hit]))
+            if short and unmet_bits() != short:
+                position += hit + 1
+                break
+        else:
+            break
+    return np.sort(np.array(kept, dtype=np.int64))
 
 
 def drop_dominated(options: list[Option], keep: set[OptionKey] | None = None) -> list[Option]:

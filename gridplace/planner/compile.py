@@ -11,15 +11,20 @@ rule holds. The rule families checked here, in order, are ``trust``, ``precision
 ``vram``, ``slo-itl``, ``slo-ttft`` and ``demand-coverage`` (an option with no capacity inside the
 SLO); a dropped option leaves a ``Rejection`` with its numbers. Options no better than another
 on any axis are dropped.
+
+The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools; predictions
+cached per question across workloads); this module orders the steps and owns the predictor and
+latency protocols.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from gridplace.planner.candidates import (
     MAX_CANDIDATES,
@@ -28,9 +33,15 @@ from gridplace.planner.candidates import (
     drop_dominated,
     select_candidates,
 )
+from gridplace.planner.options import (
+    CandidateRows,
+    Config,
+    GroupPredictions,
+    PoolGrid,
+    enumerate_candidates,
+)
 from gridplace.planner.pools import build_pools
 from gridplace.planner.problem import (
-    SHARE_FACTORS,
     GpuPool,
     Option,
     PreviousReplica,
@@ -56,8 +67,6 @@ from gridplace.specs.workload import TrustRequirement
 # fails takes one of a workload's few replicas with it. bench/sla.py measured SLA attainment on
 # the example grid at 98.1% with 0.5 and 99.7% with 1.0 (cost +21%).
 DEFAULT_HEADROOM = 1.0
-BUDGET_STEP_MS = 25.0  # TTFT budgets are rounded down to this step (conservative)
-MAX_TENSOR_PARALLEL = 8
 COMPILE_FAMILIES = (
     "trust",
     "precision-support",
@@ -141,18 +150,11 @@ def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> str | None:
     return None
 
 
-def _tensor_parallel_degrees(gpus_per_node: int) -> list[int]:
-    degrees, tp = [], 1
-    while tp <= min(gpus_per_node, MAX_TENSOR_PARALLEL):
-        degrees.append(tp)
-        tp *= 2
-    return degrees
-
-
 def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup) -> Problem:
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
-    network = _PoolNetwork(pools, latency)
+    grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
+    group_predictor = _GroupPredictor(predictor, grid)
     keep = _previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
@@ -164,14 +166,28 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
         model_id, model = _model(workload, inputs.catalog)
         demand = _demand(w_index, workload, model_id)
         workloads.append(demand)
-        candidates, dropped = _candidates(
-            demand, workload, model, pools, pool_gpus, predictor, network
+        eligible: list[int] = []
+        for pool in pools:
+            trust = _trust_failure(workload.spec.trust, pool)
+            if trust is None:
+                eligible.append(pool.index)
+            else:
+                rejections.append(
+                    Rejection(w_index, pool.index, "trust", trust, pool.node_count, (pool.index,))
+                )
+        rows, dropped = enumerate_candidates(
+            demand,
+            workload,
+            grid,
+            eligible,
+            group_predictor.for_workload(workload, model_id, model),
         )
         rejections.extend(dropped)
-        candidates = select_candidates(
-            candidates, demand, pools, inputs.headroom, keep, per_workload
+        forced = _forced_rows(rows, w_index, keep)
+        selected = select_candidates(rows, demand, pools, inputs.headroom, forced, per_workload)
+        candidates = drop_dominated(
+            [rows.option(r, demand, pools) for r in selected.tolist()], keep
         )
-        candidates = drop_dominated(candidates, keep)
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     previous, released = _previous_replicas(inputs, pools, options, workloads)
@@ -209,136 +225,116 @@ def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadD
     )
 
 
-class _PoolNetwork:
-    """p99 RTT from each client region to each pool (its worst node), computed once per pair."""
-
-    def __init__(self, pools: list[GpuPool], latency: LatencyLookup) -> None:
-        self._pools = pools
-        self._latency = latency
-        self._rtt: dict[tuple[int, str], float] = {}
-
-    def rtt_ms(self, pool: int, region: str) -> float:
-        key = (pool, region)
-        if key not in self._rtt:
-            names = self._pools[pool].node_names
-            self._rtt[key] = max(self._latency.rtt_p99_ms(region, node) for node in names)
-        return self._rtt[key]
-
-
-def _signature(pool: GpuPool, gpu: GPUModelSpec) -> tuple[object, ...]:
-    """Pools with equal signatures get equal predictions (price and place aside)."""
-    return (
-        pool.gpu_model, gpu.memory_gib, gpu.memory_bandwidth_gbps, pool.gpus_per_node,
-        pool.interconnect, pool.throttle_ratio,
-    )  # fmt: skip
-
-
-def _candidates(
-    demand: WorkloadDemand,
-    workload: InferenceWorkload,
-    model: ModelArchitectureSpec,
-    pools: list[GpuPool],
-    pool_gpus: list[GPUModelSpec],
-    predictor: Predictor,
-    network: _PoolNetwork,
-) -> tuple[list[Option], list[Rejection]]:
-    """Every option of one workload that meets the compile-time rules, and why others do not.
-
-    Pools sharing a signature and a TTFT budget (SLO minus their best RTT, in 25 ms steps) are
-    predicted once; a rejection then covers all of their nodes.
-    """
-    spec = workload.spec
-    rejections: list[Rejection] = []
-    groups: dict[tuple[object, ...], list[GpuPool]] = defaultdict(list)
-    for pool in pools:
-        trust = _trust_failure(spec.trust, pool)
-        if trust is not None:
-            rejections.append(
-                Rejection(demand.index, pool.index, "trust", trust, pool.node_count, (pool.index,))
-            )
-            continue
-        best_rtt = min(network.rtt_ms(pool.index, region) for region, _ in demand.sources)
-        budget = math.floor((spec.slo.ttft_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
-        groups[(*_signature(pool, pool_gpus[pool.index]), budget)].append(pool)
-    rtts = {
-        pool.index: {region: network.rtt_ms(pool.index, region) for region, _ in demand.sources}
-        for members in groups.values()
-        for pool in members
+def _forced_rows(
+    rows: CandidateRows, workload: int, keep: set[tuple[int, int, Precision, int, int]]
+) -> npt.NDArray[np.bool_]:
+    """Rows whose (pool, precision, TP, share) the previous plan uses: they always stay."""
+    forced = np.zeros(len(rows), dtype=bool)
+    wanted = {
+        (pool, precision, tp, share) for w, pool, precision, tp, share in keep if w == workload
     }
-    found: list[Option] = []
-    for key, members in groups.items():
-        first = members[0]
-        covered = tuple(p.index for p in members)
-        budget = float(key[-1])  # type: ignore[arg-type]
+    if not wanted:
+        return forced
+    for row, (pool, config) in enumerate(
+        zip(rows.pool.tolist(), rows.config.tolist(), strict=True)
+    ):
+        c = rows.configs[config]
+        if (pool, c.precision, c.tensor_parallel, c.share) in wanted:
+            forced[row] = True
+    return forced
 
-        def reject(family: str, reason: str, covered: tuple[int, ...] = covered) -> None:
-            count = sum(pools[i].node_count for i in covered)
-            rejections.append(Rejection(demand.index, covered[0], family, reason, count, covered))
 
-        for rank, precision in enumerate(spec.precisions):
-            for tp in _tensor_parallel_degrees(first.gpus_per_node):
-                for share in SHARE_FACTORS if tp == 1 else (1,):
-                    prediction = predictor(
-                        PredictionQuery(
-                            model=model,
-                            model_id=demand.model,
-                            gpu=pool_gpus[first.index],
-                            gpu_id=first.gpu_model,
-                            precision=precision,
-                            engine=spec.engine,
-                            tensor_parallel=tp,
-                            share=share,
-                            interconnect=first.interconnect,
-                            throttle_ratio=first.throttle_ratio,
-                            ttft_budget_ms=budget,
-                            itl_slo_ms=spec.slo.itl_ms,
-                            prompt_tokens=spec.traffic.prompt_tokens,
-                            output_tokens=spec.traffic.output_tokens,
-                        )
-                    )
-                    label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
-                    failure = _rule_failure(prediction, spec.slo.itl_ms, label)
-                    if failure is not None:
-                        reject(*failure)
-                        continue
-                    unservable: list[int] = []
-                    for pool in members:
-                        ttft = {
-                            region: prediction.prefill_ms + rtt
-                            for region, rtt in rtts[pool.index].items()
-                        }
-                        servable = tuple(r for r, t in ttft.items() if t <= spec.slo.ttft_ms)
-                        if not servable:
-                            unservable.append(pool.index)
-                            continue
-                        found.append(
-                            Option(
-                                index=len(found),
-                                workload=demand.index,
-                                pool=pool.index,
-                                precision=precision,
-                                tensor_parallel=tp,
-                                share=share,
-                                ttft_ms=ttft,
-                                itl_ms=prediction.itl_ms,
-                                capacity_rps=prediction.capacity_rps,
-                                vram_gib=prediction.vram_gib,
-                                cost_per_hour=pool.price_per_gpu_hour * tp / share,
-                                power_watts=pool.tdp_watts * tp / share,
-                                precision_rank=rank,
-                                servable_sources=servable,
-                            )
-                        )
-                    if unservable:
-                        worst = prediction.prefill_ms + min(
-                            network.rtt_ms(unservable[0], r) for r, _ in demand.sources
-                        )
-                        reject(
-                            "slo-ttft",
-                            f"{label}: TTFT {worst:.0f} ms incl. network > {spec.slo.ttft_ms:g} ms",
-                            tuple(unservable),
-                        )
-    return found, rejections
+class _GroupPredictor:
+    """Asks the predictor about a group of pools, once per question across all workloads.
+
+    Workloads with the same model, engine, precisions, ITL target and token counts ask the same
+    questions of a group with the same signature, GPU figures and TTFT budget; on generated
+    grids 1,000 workloads come down to a few dozen such kinds.
+    """
+
+    def __init__(self, predictor: Predictor, grid: PoolGrid) -> None:
+        self._predictor = predictor
+        self._grid = grid
+        self._cache: dict[tuple[object, ...], GroupPredictions] = {}
+
+    def for_workload(
+        self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
+    ) -> Callable[[int, float, list[Config]], GroupPredictions]:
+        spec = workload.spec
+        kind = (
+            model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
+            spec.traffic.prompt_tokens, spec.traffic.output_tokens,
+        )  # fmt: skip
+
+        def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
+            grid = self._grid
+            key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
+            found = self._cache.get(key)
+            if found is None:
+                found = self._predict(first, budget_ms, configs, workload, model_id, model)
+                self._cache[key] = found
+            return found
+
+        return predict_group
+
+    def _predict(
+        self,
+        first: int,
+        budget_ms: float,
+        configs: list[Config],
+        workload: InferenceWorkload,
+        model_id: str,
+        model: ModelArchitectureSpec,
+    ) -> GroupPredictions:
+        spec = workload.spec
+        pool = self._grid.pools[first]
+        values: list[tuple[float, float, float, float]] = []
+        ok: list[bool] = []
+        failures: list[tuple[str, str] | None] = []
+        for config in configs:
+            if config.tensor_parallel > pool.gpus_per_node:
+                values.append((0.0, 0.0, 0.0, 0.0))
+                ok.append(False)
+                failures.append(None)
+                continue
+            prediction = self._predictor(
+                PredictionQuery(
+                    model=model,
+                    model_id=model_id,
+                    gpu=self._grid.pool_gpus[first],
+                    gpu_id=pool.gpu_model,
+                    precision=config.precision,
+                    engine=spec.engine,
+                    tensor_parallel=config.tensor_parallel,
+                    share=config.share,
+                    interconnect=pool.interconnect,
+                    throttle_ratio=pool.throttle_ratio,
+                    ttft_budget_ms=budget_ms,
+                    itl_slo_ms=spec.slo.itl_ms,
+                    prompt_tokens=spec.traffic.prompt_tokens,
+                    output_tokens=spec.traffic.output_tokens,
+                )
+            )
+            failure = _rule_failure(prediction, spec.slo.itl_ms, config.label)
+            values.append(
+                (
+                    prediction.prefill_ms,
+                    prediction.itl_ms,
+                    prediction.capacity_rps,
+                    prediction.vram_gib,
+                )
+            )
+            ok.append(failure is None)
+            failures.append(failure)
+        table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
+        return GroupPredictions(
+            ok=np.array(ok, dtype=bool),
+            prefill_ms=table[:, 0].copy(),
+            itl_ms=table[:, 1].copy(),
+            capacity_rps=table[:, 2].copy(),
+            vram_gib=table[:, 3].copy(),
+            failures=tuple(failures),
+        )
 
 
 def _rule_failure(

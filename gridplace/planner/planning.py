@@ -55,6 +55,28 @@ class _NoNetwork:
         return 0.0
 
 
+def compile_for(
+    strategy: Strategy, inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup
+) -> Problem:
+    """The problem a strategy plans on: capacity-only sees what a VRAM-only matcher believes
+    (nameplate speed, no latency targets, no network, no headroom); the others see it all."""
+    if strategy is not Strategy.CAPACITY_ONLY:
+        return compile_problem(inputs, predictor, latency)
+    naive_workloads = [
+        w.model_copy(
+            update={
+                "spec": w.spec.model_copy(
+                    update={"slo": w.spec.slo.model_copy(update={"ttft_ms": 1e9, "itl_ms": 1e9})}
+                )
+            }
+        )
+        for w in inputs.workloads
+    ]
+    return compile_problem(
+        replace(inputs, workloads=naive_workloads, headroom=0.0), _naive(predictor), _NoNetwork()
+    )
+
+
 def make_plan(
     inputs: PlannerInputs,
     predictor: Predictor,
@@ -69,29 +91,26 @@ def make_plan(
     started = time.perf_counter()
     if progress:
         progress(f"compiling {len(inputs.workloads)} workloads x {len(inputs.nodes)} nodes")
-    if strategy is Strategy.CAPACITY_ONLY:
-        naive_workloads = [
-            w.model_copy(
-                update={
-                    "spec": w.spec.model_copy(
-                        update={
-                            "slo": w.spec.slo.model_copy(update={"ttft_ms": 1e9, "itl_ms": 1e9})
-                        }
-                    )
-                }
-            )
-            for w in inputs.workloads
-        ]
-        problem = compile_problem(
-            replace(inputs, workloads=naive_workloads, headroom=0.0),
-            _naive(predictor),
-            _NoNetwork(),
-        )
-    else:
-        problem = compile_problem(inputs, predictor, latency)
+    problem = compile_for(strategy, inputs, predictor, latency)
     compiled = time.perf_counter()
     if progress:
         progress(f"{len(problem.pools)} node classes, {len(problem.options)} options")
+    plan = plan_problem(problem, strategy, settings, name, generation, progress)
+    done = time.perf_counter()
+    return PlanResult(plan, problem, compiled - started, done - compiled)
+
+
+def plan_problem(
+    problem: Problem,
+    strategy: Strategy = Strategy.CPSAT,
+    settings: SolverSettings | None = None,
+    name: str = "plan",
+    generation: int = 1,
+    progress: Progress | None = None,
+) -> PlacementPlan:
+    """Solve (or run a baseline on) a problem ``compile_for(strategy, ...)`` made, de-aggregate
+    and build the plan document."""
+    started = time.perf_counter()
     if strategy is Strategy.CPSAT:
         solution = solve_problem(problem, settings or SolverSettings(), progress)
         counts = solution.counts
@@ -111,11 +130,11 @@ def make_plan(
         counts = greedy(problem) if strategy is Strategy.GREEDY else capacity_only(problem)
         summary = SolverSummary(
             status=strategy.value,
-            wall_seconds=round(time.perf_counter() - compiled, 3),
+            wall_seconds=round(time.perf_counter() - started, 3),
             strategy=strategy.value,
         )
     placements, failures = deaggregate(problem, counts)
-    plan = build_plan(
+    return build_plan(
         problem,
         placements,
         summary,
@@ -124,8 +143,6 @@ def make_plan(
         placement_failures=failures,
         explain=strategy is Strategy.CPSAT,
     )
-    done = time.perf_counter()
-    return PlanResult(plan, problem, compiled - started, done - compiled)
 
 
 def _gap(objective: float, bound: float) -> float:

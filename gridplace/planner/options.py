@@ -1,0 +1,339 @@
+"""Candidate options of one workload, enumerated for all GPU pools at once.
+
+Owns the enumeration that compile used to do pool by pool in Python. Pools that share a
+prediction signature (GPU figures, GPUs per node, interconnect, throttle bucket) and a TTFT
+budget form a group that is predicted once per precision x TP degree x GPU share; the
+predictions are cached across workloads that ask the performance model the same questions
+(same model, engine, ITL target and token counts). Which pools meet the TTFT target from which
+traffic source is then decided with numpy over the pools x sources RTT matrix, and only the rows
+that candidate selection keeps become ``Option`` objects. A 10,000-node x 1,000-workload grid
+holds ~9 million candidate rows; making each of them an object is what compile must not do.
+
+The enumeration order (group in order of its first pool, then precision, TP, share, then pool)
+is the order the per-pool loop used: option numbering and every tie-break downstream depend on
+it. ``tests/planner/reference_compile.py`` keeps the per-pool loop as the oracle.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gridplace.planner.problem import (
+    SHARE_FACTORS,
+    SLOTS_PER_GPU,
+    GpuPool,
+    Option,
+    Rejection,
+    WorkloadDemand,
+)
+from gridplace.specs import GPUModelSpec, InferenceWorkload, Precision
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+BUDGET_STEP_MS = 25.0  # TTFT budgets are rounded down to this step (conservative)
+MAX_TENSOR_PARALLEL = 8
+_TP_DEGREES = (1, 2, 4, 8)  # powers of two up to MAX_TENSOR_PARALLEL
+
+
+@dataclass(frozen=True)
+class Config:
+    """One replica configuration: precision (with its rank in the workload's list), TP, share."""
+
+    rank: int
+    precision: Precision
+    tensor_parallel: int
+    share: int
+
+    @property
+    def label(self) -> str:
+        share = f" 1/{self.share} GPU" if self.share > 1 else ""
+        return f"{self.precision.value} tp{self.tensor_parallel}{share}"
+
+
+def configs_of(precisions: Sequence[Precision]) -> list[Config]:
+    """Every configuration in enumeration order: precision, then TP degree, then GPU share
+    (shares only at TP 1). A pool uses those with TP <= its GPUs per node."""
+    return [
+        Config(rank, precision, tp, share)
+        for rank, precision in enumerate(precisions)
+        for tp in _TP_DEGREES
+        if tp <= MAX_TENSOR_PARALLEL
+        for share in (SHARE_FACTORS if tp == 1 else (1,))
+    ]
+
+
+@dataclass(frozen=True)
+class GroupPredictions:
+    """What the performance model says for one group of pools, one entry per ``Config``."""
+
+    ok: BoolArray  # every compile-time rule holds (before network)
+    prefill_ms: FloatArray
+    itl_ms: FloatArray
+    capacity_rps: FloatArray
+    vram_gib: FloatArray
+    failures: tuple[tuple[str, str] | None, ...]  # (family, reason) where not ok
+
+
+class PoolGrid:
+    """Per-pool figures as arrays, computed once per compile, and the RTT matrix by region."""
+
+    def __init__(
+        self,
+        pools: Sequence[GpuPool],
+        pool_gpus: Sequence[GPUModelSpec],
+        rtt_p99_ms: Callable[[str, str], float],
+    ) -> None:
+        self.pools = pools
+        self.pool_gpus = pool_gpus
+        self._rtt_p99_ms = rtt_p99_ms
+        signatures: dict[tuple[object, ...], int] = {}
+        variants: dict[tuple[object, ...], int] = {}
+        self.signature = np.array(
+            [
+                signatures.setdefault(_signature(p, g), len(signatures))
+                for p, g in zip(pools, pool_gpus, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        # The exact GPU figures of a pool (PCIe overrides included): a group is predicted on its
+        # first pool's GPU, so cached predictions are keyed by it too.
+        self.gpu_variant = [
+            variants.setdefault((g.model_dump_json(),), len(variants)) for g in pool_gpus
+        ]
+        self.gpus_per_node = np.array([p.gpus_per_node for p in pools], dtype=np.int64)
+        self.node_count = np.array([p.node_count for p in pools], dtype=np.int64)
+        self.price_per_gpu_hour = np.array([p.price_per_gpu_hour for p in pools], dtype=np.float64)
+        self.tdp_watts = np.array([p.tdp_watts for p in pools], dtype=np.float64)
+        self._rtt: dict[str, FloatArray] = {}
+
+    def rtt_ms(self, region: str) -> FloatArray:
+        """p99 RTT from ``region`` to each pool (its worst node), ms."""
+        column = self._rtt.get(region)
+        if column is None:
+            column = np.array(
+                [max(self._rtt_p99_ms(region, n) for n in p.node_names) for p in self.pools],
+                dtype=np.float64,
+            )
+            self._rtt[region] = column
+        return column
+
+
+def _signature(pool: GpuPool, gpu: GPUModelSpec) -> tuple[object, ...]:
+    """Pools with equal signatures get equal predictions (price and place aside)."""
+    return (
+        pool.gpu_model, gpu.memory_gib, gpu.memory_bandwidth_gbps, pool.gpus_per_node,
+        pool.interconnect, pool.throttle_ratio,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CandidateRows:
+    """The options of one workload that meet every compile-time rule, one row each, in
+    enumeration order (row number = the option's index among its workload's candidates)."""
+
+    regions: tuple[str, ...]  # the workload's traffic sources, column order of the matrices
+    configs: tuple[Config, ...]
+    pool: IntArray
+    config: IntArray
+    prefill_ms: FloatArray
+    itl_ms: FloatArray
+    capacity_rps: FloatArray
+    vram_gib: FloatArray
+    cost_per_hour: FloatArray  # per replica
+    ttft_ms: FloatArray  # rows x regions, network included
+    servable: BoolArray  # rows x regions: meets that source's TTFT target
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
+        """The ``Option`` of ``row``, indexed by its row number."""
+        config = self.configs[int(self.config[row])]
+        pool = pools[int(self.pool[row])]
+        ttft = dict(zip(self.regions, self.ttft_ms[row].tolist(), strict=True))
+        servable = tuple(r for r, ok in zip(self.regions, self.servable[row], strict=True) if ok)
+        return Option(
+            index=row,
+            workload=demand.index,
+            pool=pool.index,
+            precision=config.precision,
+            tensor_parallel=config.tensor_parallel,
+            share=config.share,
+            ttft_ms=ttft,
+            itl_ms=float(self.itl_ms[row]),
+            capacity_rps=float(self.capacity_rps[row]),
+            vram_gib=float(self.vram_gib[row]),
+            cost_per_hour=pool.price_per_gpu_hour * config.tensor_parallel / config.share,
+            power_watts=pool.tdp_watts * config.tensor_parallel / config.share,
+            precision_rank=config.rank,
+            servable_sources=servable,
+        )
+
+
+def enumerate_candidates(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    eligible: Sequence[int],
+    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+) -> tuple[CandidateRows, list[Rejection]]:
+    """Every option of one workload on the ``eligible`` pools (trust already checked) that meets
+    the compile-time rules, and a ``Rejection`` for each (group, config) that does not.
+
+    ``predict_group(first_pool, ttft_budget_ms, configs)`` predicts one group.
+    """
+    spec = workload.spec
+    ttft_slo_ms = spec.slo.ttft_ms
+    regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
+    configs = configs_of(spec.precisions)
+    pools = np.asarray(eligible, dtype=np.int64)
+    rtt = np.column_stack([grid.rtt_ms(region)[pools] for region in regions])  # pools x sources
+    best_rtt = rtt.min(axis=1)
+    budget = np.floor((ttft_slo_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
+    # Groups in order of their first pool: (signature, budget) -> group number.
+    group_of_key: dict[tuple[int, float], int] = {}
+    group = np.array(
+        [
+            group_of_key.setdefault(key, len(group_of_key))
+            for key in zip(grid.signature[pools].tolist(), budget.tolist(), strict=True)
+        ],
+        dtype=np.int64,
+    )
+    groups = len(group_of_key)
+    # The first member of each group (group numbers are 0.. in order of first appearance).
+    first = pools[np.unique(group, return_index=True)[1]]
+    budgets = [budget_ms for _, budget_ms in group_of_key]
+    predictions = [predict_group(int(first[g]), budgets[g], configs) for g in range(groups)]
+    tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
+    share = np.array([c.share for c in configs], dtype=np.int64)
+    # groups x configs
+    usable = tp[None, :] <= grid.gpus_per_node[first][:, None]
+    ok = np.stack([p.ok for p in predictions]) if groups else np.zeros((0, len(configs)), bool)
+    prefill = _stack([p.prefill_ms for p in predictions], len(configs))
+    # pools x configs x sources: TTFT incl. network, and whether it meets the target.
+    ttft = prefill[group][:, :, None] + rtt[:, None, :]
+    servable = ttft <= ttft_slo_ms
+    any_servable = servable.any(axis=2)
+    predicted = (usable & ok)[group]  # pools x configs
+    candidate = predicted & any_servable
+    unservable = predicted & ~any_servable
+    # Candidate rows in enumeration order: group, config, pool.
+    position, config = np.nonzero(candidate)
+    order = np.lexsort((position, config, group[position]))
+    position, config = position[order], config[order]
+    row_group = group[position]
+    row_pool = pools[position]
+    rows = CandidateRows(
+        regions=regions,
+        configs=tuple(configs),
+        pool=row_pool,
+        config=config,
+        prefill_ms=prefill[row_group, config],
+        itl_ms=_stack([p.itl_ms for p in predictions], len(configs))[row_group, config],
+        capacity_rps=_stack([p.capacity_rps for p in predictions], len(configs))[row_group, config],
+        vram_gib=_stack([p.vram_gib for p in predictions], len(configs))[row_group, config],
+        cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
+        ttft_ms=ttft[position, config],
+        servable=servable[position, config],
+    )
+    rejections = _rejections(
+        demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill
+    )
+    return rows, rejections
+
+
+def _stack(columns: list[FloatArray], width: int) -> FloatArray:
+    return np.stack(columns) if columns else np.zeros((0, width), dtype=np.float64)
+
+
+def _rejections(
+    demand: WorkloadDemand,
+    grid: PoolGrid,
+    configs: list[Config],
+    predictions: list[GroupPredictions],
+    failed: BoolArray,
+    unservable: BoolArray,
+    group: IntArray,
+    pools: IntArray,
+    rtt: FloatArray,
+    prefill: FloatArray,
+) -> list[Rejection]:
+    """One rejection per (group, config) a rule fails for (covering every pool of the group),
+    and one per (group, config) whose TTFT target no pool meets from any source (covering those
+    pools), in enumeration order."""
+    # Members of each group in pool order (a stable sort keeps it), and their node counts.
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
+    members = pools[by_group].tolist()
+    covered = [tuple(members[a:b]) for a, b in itertools.pairwise(bounds)]
+    node_count = grid.node_count.tolist()
+    nodes = np.bincount(group, weights=grid.node_count[pools], minlength=len(predictions))
+    nodes_of = [int(n) for n in nodes.tolist()]
+    # Unservable pools of each (group, config), in pool order.
+    position, config = np.nonzero(unservable)
+    order = np.lexsort((position, config, group[position]))
+    position, config = position[order], config[order]
+    unservable_of: dict[tuple[int, int], list[int]] = {}
+    for g, c, p in zip(
+        group[position].tolist(), config.tolist(), pools[position].tolist(), strict=True
+    ):
+        unservable_of.setdefault((g, c), []).append(p)
+    best_rtt = dict(zip(pools.tolist(), rtt.min(axis=1).tolist(), strict=True))
+    events = failed.copy()
+    for g, c in unservable_of:
+        events[g, c] = True
+    found: list[Rejection] = []
+    for g, c in zip(*(axis.tolist() for axis in np.nonzero(events)), strict=True):
+        if failed[g, c]:
+            failure = predictions[g].failures[c]
+            assert failure is not None
+            family, reason = failure
+            found.append(
+                Rejection(demand.index, covered[g][0], family, reason, nodes_of[g], covered[g])
+            )
+            continue
+        dropped = unservable_of[(g, c)]
+        worst = float(prefill[g, c]) + best_rtt[dropped[0]]
+        reason = (
+            f"{configs[c].label}: TTFT {worst:.0f} ms incl. network > {demand.ttft_slo_ms:g} ms"
+        )
+        count = sum(node_count[p] for p in dropped)
+        found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, tuple(dropped)))
+    return found
+
+
+def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> float:
+    """What the whole pool could serve with this option alone (capacity x replicas it holds)."""
+    config = rows.configs[int(rows.config[row])]
+    pool = pools[int(rows.pool[row])]
+    slots = (
+        SLOTS_PER_GPU // config.share
+        if config.share > 1
+        else SLOTS_PER_GPU * config.tensor_parallel
+    )
+    # Same expression, same order as Option.slots-based selection: the floats must agree.
+    return (
+        float(rows.capacity_rps[row])
+        * pool.node_count
+        * (pool.gpus_per_node * SLOTS_PER_GPU // slots)
+    )
+
+
+__all__ = [
+    "BUDGET_STEP_MS",
+    "MAX_TENSOR_PARALLEL",
+    "CandidateRows",
+    "Config",
+    "GroupPredictions",
+    "PoolGrid",
+    "configs_of",
+    "enumerate_candidates",
+    "potential_rps",
+]

@@ -1,0 +1,315 @@
+"""The per-pool compile loop, kept as the oracle for ``gridplace.planner.options``.
+
+This is how compile enumerated candidate options before it was vectorized: one Python loop over
+workloads x pools x precision x TP x share, one ``Option`` per candidate, candidate selection on
+the objects. Slow (minutes at 10,000 nodes x 1,000 workloads) but plain; the vectorized compile
+must give the same ``Problem`` on every grid the tests build.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import replace
+
+from gridplace.planner.candidates import (
+    CANDIDATE_COVER,
+    MAX_CANDIDATES,
+    MIN_CANDIDATES,
+    OPTION_BUDGET,
+    drop_dominated,
+)
+from gridplace.planner.compile import (
+    LatencyLookup,
+    OptionPrediction,
+    PlannerInputs,
+    PredictionQuery,
+    Predictor,
+    _model,
+    _previous_keys,
+    _previous_replicas,
+    _trust_failure,
+)
+from gridplace.planner.options import BUDGET_STEP_MS, MAX_TENSOR_PARALLEL
+from gridplace.planner.pools import build_pools
+from gridplace.planner.problem import (
+    SHARE_FACTORS,
+    SLOTS_PER_GPU,
+    GpuPool,
+    Option,
+    Problem,
+    Rejection,
+    WorkloadDemand,
+)
+from gridplace.specs import GPUModelSpec, InferenceWorkload, ModelArchitectureSpec
+
+OptionKey = tuple[int, int, object, int, int]
+
+
+def _tensor_parallel_degrees(gpus_per_node: int) -> list[int]:
+    degrees, tp = [], 1
+    while tp <= min(gpus_per_node, MAX_TENSOR_PARALLEL):
+        degrees.append(tp)
+        tp *= 2
+    return degrees
+
+
+def reference_compile(
+    inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup
+) -> Problem:
+    """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
+    pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
+    network = _PoolNetwork(pools, latency)
+    keep = _previous_keys(inputs, pools)
+    per_workload = max(
+        MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
+    )
+    workloads: list[WorkloadDemand] = []
+    options: list[Option] = []
+    rejections: list[Rejection] = []
+    for w_index, workload in enumerate(inputs.workloads):
+        model_id, model = _model(workload, inputs.catalog)
+        demand = _demand(w_index, workload, model_id)
+        workloads.append(demand)
+        candidates, dropped = _candidates(
+            demand, workload, model, pools, pool_gpus, predictor, network
+        )
+        rejections.extend(dropped)
+        candidates = select_candidates_reference(
+            candidates, demand, pools, inputs.headroom, keep, per_workload
+        )
+        candidates = drop_dominated(candidates, keep)
+        base = len(options)
+        options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
+    previous, released = _previous_replicas(inputs, pools, options, workloads)
+    return Problem(
+        workloads=tuple(workloads),
+        pools=tuple(pools),
+        options=tuple(options),
+        rejections=tuple(rejections),
+        node_gpu_counts={n.name: n.spec.gpu_count for n in inputs.nodes if n.healthy},
+        previous=tuple(previous),
+        released=tuple(released),
+        budget_per_hour=inputs.budget_per_hour,
+        headroom=inputs.headroom,
+    )
+
+
+def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadDemand:
+    spec = workload.spec
+    return WorkloadDemand(
+        index=index,
+        name=workload.name,
+        model=model_id,
+        demand_rps=spec.traffic.requests_per_second,
+        sources=tuple((s.region, s.share) for s in spec.traffic.sources),
+        priority=spec.priority,
+        replicas_min=spec.replicas.min,
+        replicas_max=spec.replicas.max,
+        ttft_slo_ms=spec.slo.ttft_ms,
+        itl_slo_ms=spec.slo.itl_ms,
+        spread_across=spec.spread.across.value if spec.spread else None,
+        spread_max_per_domain=spec.spread.max_per_domain if spec.spread else None,
+        precisions=tuple(spec.precisions),
+    )
+
+
+class _PoolNetwork:
+    """p99 RTT from each client region to each pool (its worst node), computed once per pair."""
+
+    def __init__(self, pools: list[GpuPool], latency: LatencyLookup) -> None:
+        self._pools = pools
+        self._latency = latency
+        self._rtt: dict[tuple[int, str], float] = {}
+
+    def rtt_ms(self, pool: int, region: str) -> float:
+        key = (pool, region)
+        if key not in self._rtt:
+            names = self._pools[pool].node_names
+            self._rtt[key] = max(self._latency.rtt_p99_ms(region, node) for node in names)
+        return self._rtt[key]
+
+
+def _signature(pool: GpuPool, gpu: GPUModelSpec) -> tuple[object, ...]:
+    """Pools with equal signatures get equal predictions (price and place aside)."""
+    return (
+        pool.gpu_model, gpu.memory_gib, gpu.memory_bandwidth_gbps, pool.gpus_per_node,
+        pool.interconnect, pool.throttle_ratio,
+    )  # fmt: skip
+
+
+def _candidates(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    model: ModelArchitectureSpec,
+    pools: list[GpuPool],
+    pool_gpus: list[GPUModelSpec],
+    predictor: Predictor,
+    network: _PoolNetwork,
+) -> tuple[list[Option], list[Rejection]]:
+    """Every option of one workload that meets the compile-time rules, and why others do not.
+
+    Pools sharing a signature and a TTFT budget (SLO minus their best RTT, in 25 ms steps) are
+    predicted once; a rejection then covers all of their nodes.
+    """
+    spec = workload.spec
+    rejections: list[Rejection] = []
+    groups: dict[tuple[object, ...], list[GpuPool]] = defaultdict(list)
+    for pool in pools:
+        trust = _trust_failure(spec.trust, pool)
+        if trust is not None:
+            rejections.append(
+                Rejection(demand.index, pool.index, "trust", trust, pool.node_count, (pool.index,))
+            )
+            continue
+        best_rtt = min(network.rtt_ms(pool.index, region) for region, _ in demand.sources)
+        budget = math.floor((spec.slo.ttft_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
+        groups[(*_signature(pool, pool_gpus[pool.index]), budget)].append(pool)
+    rtts = {
+        pool.index: {region: network.rtt_ms(pool.index, region) for region, _ in demand.sources}
+        for members in groups.values()
+        for pool in members
+    }
+    found: list[Option] = []
+    for key, members in groups.items():
+        first = members[0]
+        covered = tuple(p.index for p in members)
+        budget = float(key[-1])  # type: ignore[arg-type]
+
+        def reject(family: str, reason: str, covered: tuple[int, ...] = covered) -> None:
+            count = sum(pools[i].node_count for i in covered)
+            rejections.append(Rejection(demand.index, covered[0], family, reason, count, covered))
+
+        for rank, precision in enumerate(spec.precisions):
+            for tp in _tensor_parallel_degrees(first.gpus_per_node):
+                for share in SHARE_FACTORS if tp == 1 else (1,):
+                    prediction = predictor(
+                        PredictionQuery(
+                            model=model,
+                            model_id=demand.model,
+                            gpu=pool_gpus[first.index],
+                            gpu_id=first.gpu_model,
+                            precision=precision,
+                            engine=spec.engine,
+                            tensor_parallel=tp,
+                            share=share,
+                            interconnect=first.interconnect,
+                            throttle_ratio=first.throttle_ratio,
+                            ttft_budget_ms=budget,
+                            itl_slo_ms=spec.slo.itl_ms,
+                            prompt_tokens=spec.traffic.prompt_tokens,
+                            output_tokens=spec.traffic.output_tokens,
+                        )
+                    )
+                    label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
+                    failure = _rule_failure(prediction, spec.slo.itl_ms, label)
+                    if failure is not None:
+                        reject(*failure)
+                        continue
+                    unservable: list[int] = []
+                    for pool in members:
+                        ttft = {
+                            region: prediction.prefill_ms + rtt
+                            for region, rtt in rtts[pool.index].items()
+                        }
+                        servable = tuple(r for r, t in ttft.items() if t <= spec.slo.ttft_ms)
+                        if not servable:
+                            unservable.append(pool.index)
+                            continue
+                        found.append(
+                            Option(
+                                index=len(found),
+                                workload=demand.index,
+                                pool=pool.index,
+                                precision=precision,
+                                tensor_parallel=tp,
+                                share=share,
+                                ttft_ms=ttft,
+                                itl_ms=prediction.itl_ms,
+                                capacity_rps=prediction.capacity_rps,
+                                vram_gib=prediction.vram_gib,
+                                cost_per_hour=pool.price_per_gpu_hour * tp / share,
+                                power_watts=pool.tdp_watts * tp / share,
+                                precision_rank=rank,
+                                servable_sources=servable,
+                            )
+                        )
+                    if unservable:
+                        worst = prediction.prefill_ms + min(
+                            network.rtt_ms(unservable[0], r) for r, _ in demand.sources
+                        )
+                        reject(
+                            "slo-ttft",
+                            f"{label}: TTFT {worst:.0f} ms incl. network > {spec.slo.ttft_ms:g} ms",
+                            tuple(unservable),
+                        )
+    return found, rejections
+
+
+def _rule_failure(
+    prediction: OptionPrediction, itl_slo_ms: float, label: str
+) -> tuple[str, str] | None:
+    """(family, reason) of the first compile-time rule a prediction breaks, or None."""
+    if not prediction.supported:
+        return "precision-support", f"{label}: {prediction.reason}"
+    if not prediction.fits:
+        return (
+            "vram",
+            f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
+            f"{prediction.vram_available_gib:.1f}",
+        )
+    if prediction.itl_ms > itl_slo_ms:
+        return "slo-itl", f"{label}: ITL {prediction.itl_ms:.0f} ms > {itl_slo_ms:g} ms"
+    if prediction.capacity_rps <= 0:
+        return (
+            "slo-ttft",
+            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network: no load fits",
+        )
+    return None
+
+
+def select_candidates_reference(
+    candidates: list[Option],
+    demand: WorkloadDemand,
+    pools: list[GpuPool],
+    headroom: float,
+    keep: set[OptionKey],
+    limit: int,
+) -> list[Option]:
+    """Keep the cheapest candidates per request/s until they could serve every source
+    ``CANDIDATE_COVER`` times over (and at least ``limit``), plus any the previous
+    plan uses. A large grid offers thousands of interchangeable options per workload; the model
+    only needs enough of the best ones to choose among.
+    """
+    if len(candidates) <= limit:
+        return candidates
+    # Cheapest way to serve the whole demand with this option alone first (so granularity
+    # counts: a small replica can beat a big efficient one); ties: preferred precision, more
+    # sources, pool order.
+    wanted = demand.demand_rps * (1 + headroom)
+    ordered = sorted(
+        candidates,
+        key=lambda o: (
+            math.ceil(wanted / o.capacity_rps) * o.cost_per_hour, o.precision_rank,
+            -len(o.servable_sources), o.pool, o.index,
+        ),
+    )  # fmt: skip
+    need = {region: demand.demand_rps * share * (1 + headroom) * CANDIDATE_COVER
+            for region, share in demand.sources}  # fmt: skip
+    kept: list[Option] = []
+    for option in ordered:
+        useful = any(need[r] > 0 for r in option.servable_sources)
+        forced = (demand.index, option.pool, option.precision, option.tensor_parallel,
+                  option.share) in keep  # fmt: skip
+        if not (useful or forced or len(kept) < limit):
+            continue
+        kept.append(option)
+        pool = pools[option.pool]
+        potential = (
+            option.capacity_rps
+            * pool.node_count
+            * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots)
+        )
+        for region in option.servable_sources:
+            need[region] -= potential
+    return sorted(kept, key=lambda o: o.index)
