@@ -101,16 +101,13 @@ class _Booking:
 
 
 def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
-    """The greedy baseline; with ``failover`` it also tops each workload up until losing its
-    worst node leaves the demand covered (``capacity_after_node_loss``): the CP-SAT path's
-    first hint."""
+    """The greedy baseline; with ``failover``, a second pass tops each workload up until losing
+    its worst node leaves the demand covered (``capacity_after_node_loss``), after every
+    workload's demand had its turn: the CP-SAT path's first hint."""
     booking = _Booking(problem)
-    for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
-        # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
-        options = sorted(
-            problem.options_of(workload.index),
-            key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
-        )
+    in_order = sorted(problem.workloads, key=lambda w: (-w.priority, w.index))
+    for workload in in_order:
+        options = _cheapest_first(problem, workload.index)
         for region, share in sorted(workload.sources, key=lambda s: -s[1]):
             need = workload.demand_rps * share * (1 + problem.headroom)
             for option in options:
@@ -123,9 +120,21 @@ def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
         for option in options:  # top up to replicas.min with the cheapest options
             while booking.replicas[workload.index] < workload.replicas_min and booking.add(option):
                 pass
-        if failover and workload.node_failures > 0:
-            _top_up_failover(problem, booking, workload.index, options)
+    for workload in in_order if failover else ():
+        if workload.node_failures > 0:
+            _top_up_failover(
+                problem, booking, workload.index, _cheapest_first(problem, workload.index)
+            )
     return dict(booking.counts)
+
+
+def _cheapest_first(problem: Problem, workload: int) -> list[Option]:
+    """Greedy's score: cheapest per request/s first; ties by preferred precision, lower ITL,
+    index."""
+    return sorted(
+        problem.options_of(workload),
+        key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
+    )
 
 
 def capacity_after_node_loss(
