@@ -121,7 +121,11 @@ def solve_problem(
     values = initial_counts(problem)
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
     hinted = _solve_hint(pm, values, settings)
-    full_hint: list[tuple[cp_model.IntVar, int]] = []
+    # A valid hint is hinted in full (slacks and failover counts too): CP-SAT then starts from
+    # it instead of completing a partial hint its own way.
+    full_hint: list[tuple[cp_model.IntVar, int]] = (
+        [(var, hinted.value(var)) for var in _all_variables(pm)] if hinted is not None else []
+    )
     windows = len(problem.options) >= settings.window_min_options
     shares = REPLAN_WINDOW_STAGE_SHARES if windows and pm.moved else STAGE_SHARES
     for number, (name, objective) in enumerate(stages):
@@ -220,13 +224,15 @@ def solve_problem(
                 objective <= _fixed_value(name, search.objective, problem, settings)
             ).with_name(f"stage[{name}]")
             continue
-        if not found:
+        if not found or (
+            number == 0 and hinted is not None and solver.objective_value > hinted.objective_value
+        ):
             if number == 0 and status == cp_model.INFEASIBLE:
                 status_name = _recheck_infeasible(pm, settings)
             solution.status = status_name
             if number == 0 and hinted is not None:
-                # No solution of its own in time: the (valid) hint stands for this stage, and
-                # the next stages improve on it.
+                # Nothing of its own in time that beats the (valid) hint: the hint stands for
+                # this stage, and the next stages improve on it.
                 _record(pm, hinted, solution)
                 solution.stages.append(
                     StageResult(name, "FEASIBLE", hinted.objective_value, 0.0, 0.0)
