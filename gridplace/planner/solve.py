@@ -8,18 +8,22 @@ unmet demand) — never an exception for a problem that cannot be fully served.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.baselines import greedy
+from gridplace.planner.hints import greedy_with_failover, previous_counts, relaxed_and_repaired
 from gridplace.planner.model import RATE_SCALE, PlacementModel, build_model
 from gridplace.planner.problem import Problem
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
+# Share of the time limit the relaxed solve of the first hint (``hints``) may take, when some
+# workload has failover rows; the stages share what is left.
+RELAXED_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,8 @@ def solve_problem(
         pm.model.add(literal == 1).with_name(f"enforce[{family}]")
     solution = Solution(status="UNKNOWN")
     skipped = False
-    values = initial_counts(problem)
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
-    hinted = _solve_hint(pm, values, settings)
+    values, hinted = _start(pm, settings)
     # A valid hint is hinted in full (slacks and failover counts too): CP-SAT then starts from
     # it instead of completing a partial hint its own way.
     full_hint: list[tuple[cp_model.IntVar, int]] = (
@@ -219,15 +222,37 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
             self.at_s = time.perf_counter() - self.started
 
 
-def initial_counts(problem: Problem) -> dict[int, int]:
-    """The first hint: the previous plan's replicas where they still fit, else greedy's plan."""
+def _start(
+    pm: PlacementModel, settings: SolverSettings
+) -> tuple[dict[int, int], cp_model.CpSolver | None]:
+    """Where the search starts (``hints``): the candidate whose first-stage objective, then
+    cost, is lowest among those valid on the full model (the solver holds every variable's
+    value); greedy's plan and no solver when none is valid."""
+    problem = pm.problem
     if problem.previous:
-        counts: dict[int, int] = {}
-        for replica in problem.previous:
-            if replica.option is not None:
-                counts[replica.option] = counts.get(replica.option, 0) + 1
-        return counts
-    return greedy(problem, failover=True)
+        candidates = [previous_counts(problem)]
+    else:
+        candidates = [greedy_with_failover(problem)]
+        relaxed_settings = dataclasses.replace(
+            settings, time_limit_s=settings.time_limit_s * RELAXED_SHARE, stages=2
+        )
+        repaired = relaxed_and_repaired(
+            problem, lambda relaxed: solve_problem(relaxed, relaxed_settings).counts
+        )
+        if repaired is not None:
+            candidates.append(repaired)
+    best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
+    for counts in candidates:
+        hinted = _solve_hint(pm, counts, settings)
+        if hinted is None:
+            continue
+        cost = sum(problem.options[i].cost_per_hour * n for i, n in counts.items())
+        key = (round(hinted.objective_value), cost)
+        if best is None or key < best[0]:
+            best = (key, counts, hinted)
+    if best is None:
+        return candidates[0], None
+    return best[1], best[2]
 
 
 def _record(pm: PlacementModel, solver: cp_model.CpSolver, solution: Solution) -> None:
