@@ -60,7 +60,7 @@ def _domain(problem: Problem, option: Option) -> str | None:
     return pool.provider if workload.spread_across == "provider" else pool.region
 
 
-class _Booking:
+class Booking:
     """What greedy has booked: replicas per option, per workload and domain, and the spend."""
 
     def __init__(self, problem: Problem) -> None:
@@ -100,14 +100,15 @@ class _Booking:
         return True
 
 
-def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
-    """The greedy baseline; with ``failover``, a second pass tops each workload up until losing
-    its worst node leaves the demand covered (``capacity_after_node_loss``), after every
-    workload's demand had its turn: the CP-SAT path's first hint."""
-    booking = _Booking(problem)
-    in_order = sorted(problem.workloads, key=lambda w: (-w.priority, w.index))
-    for workload in in_order:
-        options = _cheapest_first(problem, workload.index)
+def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
+    """The greedy baseline (module docstring); books into ``booking`` when one is given."""
+    booking = booking or Booking(problem)
+    for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
+        # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
+        options = sorted(
+            problem.options_of(workload.index),
+            key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
+        )
         for region, share in sorted(workload.sources, key=lambda s: -s[1]):
             need = workload.demand_rps * share * (1 + problem.headroom)
             for option in options:
@@ -120,57 +121,7 @@ def greedy(problem: Problem, failover: bool = False) -> dict[int, int]:
         for option in options:  # top up to replicas.min with the cheapest options
             while booking.replicas[workload.index] < workload.replicas_min and booking.add(option):
                 pass
-    for workload in in_order if failover else ():
-        if workload.node_failures > 0:
-            _top_up_failover(
-                problem, booking, workload.index, _cheapest_first(problem, workload.index)
-            )
     return dict(booking.counts)
-
-
-def _cheapest_first(problem: Problem, workload: int) -> list[Option]:
-    """Greedy's score: cheapest per request/s first; ties by preferred precision, lower ITL,
-    index."""
-    return sorted(
-        problem.options_of(workload),
-        key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
-    )
-
-
-def capacity_after_node_loss(
-    problem: Problem, counts: dict[int, int], workload: int, plus_one: int | None = None
-) -> float:
-    """Capacity of ``workload`` left after its worst node loss, as the model's failover rows
-    count it: each option's replicas spread evenly over its group of identical nodes
-    (ceil(x / N) per node), nodes at or above the workload's exempt reliability never failing.
-    ``plus_one`` counts one more replica of that option."""
-    lost: dict[tuple[str, ...], float] = defaultdict(float)
-    total = 0.0
-    exempt = problem.workloads[workload].exempt_reliability
-    for option in problem.options_of(workload):
-        count = counts.get(option.index, 0) + (option.index == plus_one)
-        total += count * option.capacity_rps
-        pool = problem.pools[option.pool]
-        if count and pool.reliability < exempt:
-            lost[pool.node_names] += option.capacity_rps * math.ceil(count / pool.node_count)
-    return total - max(lost.values(), default=0.0)
-
-
-def _top_up_failover(
-    problem: Problem, booking: _Booking, workload: int, options: list[Option]
-) -> None:
-    """Add the cheapest replica that raises the capacity left after the worst node loss, until
-    it covers the demand (or nothing more helps)."""
-    demand = problem.workloads[workload].demand_rps * (1 + problem.headroom)
-    left = capacity_after_node_loss(problem, booking.counts, workload)
-    while left + 1e-9 < demand:
-        for option in options:  # cheapest per request/s first
-            gained = capacity_after_node_loss(problem, booking.counts, workload, option.index)
-            if gained > left + 1e-9 and booking.add(option):
-                left = gained
-                break
-        else:
-            return
 
 
 def capacity_only(problem: Problem) -> dict[int, int]:
@@ -179,7 +130,7 @@ def capacity_only(problem: Problem) -> dict[int, int]:
     It keeps the structural rules (replica bounds, spread) but not the budget or the thermal
     power budget: a VRAM matcher neither prices what it places nor reads telemetry.
     """
-    booking = _Booking(problem)
+    booking = Booking(problem)
     booking.budget = math.inf
     booking.respect_power = False  # nameplate figures: no thermal budget either
     for workload in problem.workloads:

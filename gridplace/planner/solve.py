@@ -11,13 +11,14 @@ unmet demand) — never an exception for a problem that cannot be fully served.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.baselines import greedy
+from gridplace.planner.hints import greedy_with_failover, previous_counts, relaxed_and_repaired
 from gridplace.planner.model import RATE_SCALE, PlacementModel, build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.windows import (
@@ -39,6 +40,9 @@ REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
 # full-model solve needs its time: on 10,000 x 1,000 its root LP takes 5-8 s to reach the bound.
 # The stages after it spend all their time in windows (their bounds are not reported).
 WINDOW_SHARE = 0.6
+# Share of the time limit the relaxed solve of the first hint (``hints``) may take, when some
+# workload has failover rows; the stages share what is left.
+RELAXED_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,8 @@ def solve_problem(
         pm.model.add(literal == 1).with_name(f"enforce[{family}]")
     solution = Solution(status="UNKNOWN")
     skipped = False
-    values = initial_counts(problem)
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
-    hinted = _solve_hint(pm, values, settings)
+    values, hinted = _start(pm, settings)
     # A valid hint is hinted in full (slacks and failover counts too): CP-SAT then starts from
     # it instead of completing a partial hint its own way.
     full_hint: list[tuple[cp_model.IntVar, int]] = (
@@ -280,7 +283,7 @@ def _keep_previous(
     of the earlier stages. Windows drawn at random would need a pass or more to undo what the
     cost stage moved; this is one window. The incumbent stays if it moves fewer replicas.
     """
-    counts = initial_counts(pm.problem)
+    counts = previous_counts(pm.problem)
     found = solve_window(
         pm,
         _all_variables(pm),
@@ -361,15 +364,37 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
             self.at_s = time.perf_counter() - self.started
 
 
-def initial_counts(problem: Problem) -> dict[int, int]:
-    """The first hint: the previous plan's replicas where they still fit, else greedy's plan."""
+def _start(
+    pm: PlacementModel, settings: SolverSettings
+) -> tuple[dict[int, int], cp_model.CpSolver | None]:
+    """Where the search starts (``hints``): the candidate whose first-stage objective, then
+    cost, is lowest among those valid on the full model (the solver holds every variable's
+    value); greedy's plan and no solver when none is valid."""
+    problem = pm.problem
     if problem.previous:
-        counts: dict[int, int] = {}
-        for replica in problem.previous:
-            if replica.option is not None:
-                counts[replica.option] = counts.get(replica.option, 0) + 1
-        return counts
-    return greedy(problem, failover=True)
+        candidates = [previous_counts(problem)]
+    else:
+        candidates = [greedy_with_failover(problem)]
+        relaxed_settings = dataclasses.replace(
+            settings, time_limit_s=settings.time_limit_s * RELAXED_SHARE, stages=2
+        )
+        repaired = relaxed_and_repaired(
+            problem, lambda relaxed: solve_problem(relaxed, relaxed_settings).counts
+        )
+        if repaired is not None:
+            candidates.append(repaired)
+    best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
+    for counts in candidates:
+        hinted = _solve_hint(pm, counts, settings)
+        if hinted is None:
+            continue
+        cost = sum(problem.options[i].cost_per_hour * n for i, n in counts.items())
+        key = (round(hinted.objective_value), cost)
+        if best is None or key < best[0]:
+            best = (key, counts, hinted)
+    if best is None:
+        return candidates[0], None
+    return best[1], best[2]
 
 
 def _record(pm: PlacementModel, solver: cp_model.CpSolver | Assignment, solution: Solution) -> None:
