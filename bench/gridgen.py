@@ -139,9 +139,14 @@ def generate_nodes(count: int, seed: int = 1, offers: list[Offer] | None = None)
 
 
 def generate_workloads(
-    count: int, regions: list[str], seed: int = 2, rps_scale: float = 1.0
+    count: int,
+    regions: list[str],
+    seed: int = 2,
+    rps_scale: float = 1.0,
+    node_failures: int = 0,
 ) -> list[InferenceWorkload]:
-    """``count`` workloads; each one's rate is ``rps_scale`` x a per-model base rate."""
+    """``count`` workloads; each one's rate is ``rps_scale`` x a per-model base rate, each asking
+    for ``redundancy.nodeFailures``."""
     rng = random.Random(seed)
     workloads = []
     for index in range(count):
@@ -171,6 +176,7 @@ def generate_workloads(
                             ],
                         },
                         "replicas": {"min": 1, "max": 64},
+                        "redundancy": {"nodeFailures": node_failures},
                         "priority": rng.choice([50, 100, 100, 200]),
                     },
                 }

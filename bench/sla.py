@@ -310,7 +310,11 @@ def main() -> None:
         nodes = generate_nodes(args.large_nodes, seed=args.large_nodes)
         regions = sorted({n.spec.region for n in nodes})
         workloads = generate_workloads(
-            args.large_workloads, regions, seed=args.large_workloads, rps_scale=args.large_rps_scale
+            args.large_workloads,
+            regions,
+            seed=args.large_workloads,
+            rps_scale=args.large_rps_scale,
+            node_failures=1,  # N+1, as the example's workloads ask
         )
         large = SpecBundle(catalog=builtin_catalog(), nodes=nodes, workloads=workloads)
         name = f"generated grid ({args.large_nodes} nodes, {args.large_workloads} workloads)"

@@ -80,15 +80,16 @@ class Spread(StrictModel):
 
 
 class Redundancy(StrictModel):
-    """How many node failures a workload's capacity must ride out (N+1 by default)."""
+    """How many node failures a workload's capacity must ride out (none unless asked: N+1 costs
+    capacity and solver time)."""
 
     node_failures: int = Field(
-        default=1,
+        default=0,
         ge=0,
         le=1,
         description=(
             "Node losses after which the demand (with the planner's headroom) must still be "
-            "covered: 1 keeps N+1 capacity on distinct nodes, 0 turns the rule off."
+            "covered: 1 keeps N+1 capacity on distinct nodes, 0 (the default) turns it off."
         ),
     )
     exempt_reliability: float = Field(

@@ -23,12 +23,15 @@ def nodes_of(result: PlanResult, name: str = "w") -> list[str]:
     return sorted(a.node for a in result.plan.spec.assignments if a.workload == name)
 
 
+N_PLUS_1 = {"nodeFailures": 1}
+
+
 def flaky(name: str, **kwargs: Any) -> Node:
     return node(name, reliability=0.95, **kwargs)
 
 
 def test_failover_keeps_the_demand_after_losing_any_node() -> None:
-    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0)])
+    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0, redundancy=N_PLUS_1)])
     assert nodes_of(result) == ["a", "b"]
     covered = coverage(result)
     assert covered.capacity_after_node_loss_rps is not None
@@ -37,21 +40,21 @@ def test_failover_keeps_the_demand_after_losing_any_node() -> None:
 
 
 def test_without_failover_one_replica_is_enough() -> None:
-    off = {"nodeFailures": 0}
-    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0, redundancy=off)])
+    # redundancy is off unless a workload asks for it
+    result = run([flaky("a"), flaky("b")], [workload("w", rps=1.0)])
     assert len(nodes_of(result)) == 1
     assert coverage(result).capacity_after_node_loss_rps is None
 
 
 def test_nodes_at_the_exempt_reliability_need_no_standby() -> None:
     steady = [node("a", reliability=0.999), node("b", reliability=0.999)]
-    assert len(nodes_of(run(steady, [workload("w", rps=1.0)]))) == 1
-    strict = {"exemptReliability": 1.0}
+    assert len(nodes_of(run(steady, [workload("w", rps=1.0, redundancy=N_PLUS_1)]))) == 1
+    strict = {**N_PLUS_1, "exemptReliability": 1.0}
     assert nodes_of(run(steady, [workload("w", rps=1.0, redundancy=strict)])) == ["a", "b"]
 
 
 def test_a_grid_too_small_for_failover_still_serves_and_says_so() -> None:
-    result = run([flaky("a")], [workload("w", rps=1.0)])
+    result = run([flaky("a")], [workload("w", rps=1.0, redundancy=N_PLUS_1)])
     assert result.plan.status is not None
     assert result.plan.status.unplaced == []
     assert nodes_of(result) == ["a"]
@@ -64,7 +67,7 @@ def test_a_grid_too_small_for_failover_still_serves_and_says_so() -> None:
 def test_replicas_of_one_workload_spread_over_identical_nodes() -> None:
     # Two identical 2-GPU nodes form one pool: packing would put both replicas on one node.
     nodes = [flaky("a", count=2, provider="x"), flaky("b", count=2, provider="x")]
-    result = run(nodes, [workload("w", rps=1.0, replicas=(2, 2))])
+    result = run(nodes, [workload("w", rps=1.0, replicas=(2, 2), redundancy=N_PLUS_1)])
     assert nodes_of(result) == ["a", "b"]
 
 
@@ -73,7 +76,7 @@ def test_the_model_counts_the_fullest_node_of_a_group() -> None:
     nodes = [flaky("a", count=2, provider="x"), flaky("b", count=2, provider="x")]
     latency = FakeLatency({n.name: n.spec.region for n in nodes})
     problem = compile_problem(
-        PlannerInputs(nodes, [workload("w")], builtin_catalog(), headroom=0.1),
+        PlannerInputs(nodes, [workload("w", redundancy=N_PLUS_1)], builtin_catalog(), headroom=0.1),
         fake_predictor,
         latency,
     )

@@ -43,13 +43,13 @@ def _grid() -> list[Node]:
 
 
 CASES = {
-    "failover": [workload("w", rps=2.0), workload("v", model="phi-3-mini", rps=3.0)],
-    "no failover": [
-        workload("w", rps=2.0, redundancy={"nodeFailures": 0}),
-        workload("v", model="phi-3-mini", rps=3.0, redundancy={"nodeFailures": 0}),
+    "failover": [
+        workload("w", rps=2.0, redundancy={"nodeFailures": 1}),
+        workload("v", model="phi-3-mini", rps=3.0, redundancy={"nodeFailures": 1}),
     ],
+    "no failover": [workload("w", rps=2.0), workload("v", model="phi-3-mini", rps=3.0)],
     "strict": [
-        workload("w", rps=4.0, redundancy={"exemptReliability": 1.0}),
+        workload("w", rps=4.0, redundancy={"nodeFailures": 1, "exemptReliability": 1.0}),
         workload("v", model="qwen2.5-32b", precisions=("int4",), rps=0.5, itl_ms=200),
     ],
 }
