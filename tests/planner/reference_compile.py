@@ -25,6 +25,7 @@ from gridplace.planner.compile import (
     PlannerInputs,
     PredictionQuery,
     Predictor,
+    _demand,
     _model,
     _previous_keys,
     _previous_replicas,
@@ -92,25 +93,6 @@ def reference_compile(
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
         headroom=inputs.headroom,
-    )
-
-
-def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadDemand:
-    spec = workload.spec
-    return WorkloadDemand(
-        index=index,
-        name=workload.name,
-        model=model_id,
-        demand_rps=spec.traffic.requests_per_second,
-        sources=tuple((s.region, s.share) for s in spec.traffic.sources),
-        priority=spec.priority,
-        replicas_min=spec.replicas.min,
-        replicas_max=spec.replicas.max,
-        ttft_slo_ms=spec.slo.ttft_ms,
-        itl_slo_ms=spec.slo.itl_ms,
-        spread_across=spec.spread.across.value if spec.spread else None,
-        spread_max_per_domain=spec.spread.max_per_domain if spec.spread else None,
-        precisions=tuple(spec.precisions),
     )
 
 
