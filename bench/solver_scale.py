@@ -96,12 +96,22 @@ def median(values: list[float]) -> float:
 
 
 def run_size(
-    nodes_n: int, workloads_n: int, utilization: str, runs: int, limit_s: float, milp_limit_s: float
+    nodes_n: int,
+    workloads_n: int,
+    utilization: str,
+    runs: int,
+    limit_s: float,
+    milp_limit_s: float,
+    node_failures: int = 0,
 ) -> None:
     nodes = generate_nodes(nodes_n, seed=nodes_n)
     regions = sorted({n.spec.region for n in nodes})
     workloads = generate_workloads(
-        workloads_n, regions, seed=workloads_n, rps_scale=UTILIZATION[utilization]
+        workloads_n,
+        regions,
+        seed=workloads_n,
+        rps_scale=UTILIZATION[utilization],
+        node_failures=node_failures,
     )
     inputs = PlannerInputs(nodes, workloads, builtin_catalog())
     started = time.perf_counter()
@@ -276,6 +286,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--milp-limit", type=float, default=60.0)
+    parser.add_argument(
+        "--node-failures", type=int, choices=(0, 1), default=0,
+        help="redundancy.nodeFailures of every generated workload (1: N+1 failover rows)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(
         "# gridplace solver scale (this machine; medians of "
@@ -284,12 +298,16 @@ def main() -> None:
     print(
         f"reproduce: python bench/solver_scale.py --sizes {args.sizes} "
         f"--utilization {args.utilization} --runs {args.runs} --time-limit {args.time_limit:g}"
+        + (f" --node-failures {args.node_failures}" if args.node_failures else "")
     )
     for size in args.sizes.split(","):
         nodes_n, workloads_n = (int(v) for v in size.split("x"))
         limit = args.time_limit if nodes_n < 10_000 else max(args.time_limit, 30.0)
         for utilization in args.utilization.split(","):
-            run_size(nodes_n, workloads_n, utilization, args.runs, limit, args.milp_limit)
+            run_size(
+                nodes_n, workloads_n, utilization, args.runs, limit, args.milp_limit,
+                args.node_failures,
+            )  # fmt: skip
 
 
 if __name__ == "__main__":
