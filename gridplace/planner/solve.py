@@ -147,8 +147,10 @@ def solve_problem(
         stage_started = time.perf_counter()
         search = None
         if windows and full_hint:
-            # Only the cost stage's bound is reported; later stages give windows all their time.
-            share = WINDOW_SHARE if name == "cost" else 1.0
+            # Only a first plan's cost stage proves its bound; later stages, and the cost stage
+            # of a replan (it only sets what the move tolerance is measured from, and at high
+            # utilization one pass of windows takes ~11 s), give windows all their time.
+            share = WINDOW_SHARE if name == "cost" and not pm.moved else 1.0
             deadline = stage_started + budget_s * share
             start = Assignment({var.index: value for var, value in full_hint})
             if name == "moves":
@@ -269,17 +271,35 @@ def _keep_previous(
     pm: PlacementModel, incumbent: Assignment, settings: SolverSettings, limit_s: float
 ) -> Assignment:
     """Where the moves stage of a large model starts: the previous plan's replicas where they
-    are, with only the workloads that cannot stay as they were (demand no longer covered, or
-    replicas in a row that the smaller grid breaks) planned anew around them, within the rows
-    of the earlier stages. Windows drawn at random would need a pass or more to undo what the
-    cost stage moved; this is one window. The incumbent stays if it moves fewer replicas.
+    are, with only some workloads planned anew around them, within the rows of the earlier
+    stages: those that cannot stay as they were (demand no longer covered, or replicas in a row
+    that the smaller grid breaks), those the incumbent leaves demand unmet for, and those with
+    previous replicas on the pools that could serve that demand (the unmet stage may give
+    scarce capacity to a workload of higher priority). Windows drawn at random would need a
+    pass or more to undo what the cost stage moved; this is one window. The incumbent stays if
+    it moves fewer replicas.
     """
-    counts = initial_counts(pm.problem)
+    problem = pm.problem
+    counts = initial_counts(problem)
+    free = unsettled_workloads(pm, counts)
+    short = {(w, r) for (w, r), var in pm.unmet.items() if incumbent.value(var) > 0}
+    free |= {w for w, _ in short}
+    scarce = {
+        o.pool
+        for (w, region) in short
+        for o in problem.options_of(w)
+        if region in o.servable_sources
+    }
+    free |= {
+        problem.options[o].workload
+        for o, n in counts.items()
+        if n and problem.options[o].pool in scarce
+    }
     found = solve_window(
         pm,
         _all_variables(pm),
         counts,
-        unsettled_workloads(pm, counts),
+        free,
         {pm.x[option].index: count for option, count in counts.items()},
         _solver(settings, limit_s),
     )
