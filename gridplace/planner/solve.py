@@ -61,7 +61,7 @@ class SolverSettings:
     move_tolerance: float = 0.05
     # Models with at least this many options improve stages 2-4 by windows of this many
     # workloads first (windows.py): one worker on the whole 10,000 x 1,000 model (23,000
-    # options) ended the cost stage 70-95% above its bound, windows reach within 1% of it.
+    # options) ended the cost stage 66-71% above its bound; with windows it ends within 1-2%.
     # 1,000 x 100 (5,000 options) solves to optimality without them.
     window_min_options: int = 10_000
     window_workloads: int = 100
