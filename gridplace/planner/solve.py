@@ -65,7 +65,7 @@ class SolverSettings:
     move_tolerance: float = 0.05
     # Models with at least this many options improve stages 2-4 by windows of this many
     # workloads first (windows.py): one worker on the whole 10,000 x 1,000 model (23,000
-    # options) ended the cost stage 70-95% above its bound, windows reach within 1% of it.
+    # options) ended the cost stage 66-71% above its bound; with windows it ends within 1-2%.
     # 1,000 x 100 (5,000 options) solves to optimality without them. A model with failover
     # rows uses windows at any size (one worker stalls at its start: example grid, 10 s, cost
     # stage 6.5% above the MILP optimum without windows, 0.9% with windows of 2 workloads),
@@ -160,8 +160,10 @@ def solve_problem(
         stage_started = time.perf_counter()
         search = None
         if windows and full_hint:
-            # Only the cost stage's bound is reported; later stages give windows all their time.
-            share = WINDOW_SHARE if name == "cost" else 1.0
+            # Only a first plan's cost stage proves its bound; later stages, and the cost stage
+            # of a replan (it only sets what the move tolerance is measured from, and at high
+            # utilization one pass of windows takes ~11 s), give windows all their time.
+            share = WINDOW_SHARE if name == "cost" and not pm.moved else 1.0
             deadline = stage_started + budget_s * share
             start = Assignment({var.index: value for var, value in full_hint})
             if name == "moves":
@@ -284,17 +286,35 @@ def _keep_previous(
     pm: PlacementModel, incumbent: Assignment, settings: SolverSettings, limit_s: float
 ) -> Assignment:
     """Where the moves stage of a large model starts: the previous plan's replicas where they
-    are, with only the workloads that cannot stay as they were (demand no longer covered, or
-    replicas in a row that the smaller grid breaks) planned anew around them, within the rows
-    of the earlier stages. Windows drawn at random would need a pass or more to undo what the
-    cost stage moved; this is one window. The incumbent stays if it moves fewer replicas.
+    are, with only some workloads planned anew around them, within the rows of the earlier
+    stages: those that cannot stay as they were (demand no longer covered, or replicas in a row
+    that the smaller grid breaks), those the incumbent leaves demand unmet for, and those with
+    previous replicas on the pools that could serve that demand (the unmet stage may give
+    scarce capacity to a workload of higher priority). Windows drawn at random would need a
+    pass or more to undo what the cost stage moved; this is one window. The incumbent stays if
+    it moves fewer replicas.
     """
-    counts = previous_counts(pm.problem)
+    problem = pm.problem
+    counts = previous_counts(problem)
+    free = unsettled_workloads(pm, counts)
+    short = {(w, r) for (w, r), var in pm.unmet.items() if incumbent.value(var) > 0}
+    free |= {w for w, _ in short}
+    scarce = {
+        o.pool
+        for (w, region) in short
+        for o in problem.options_of(w)
+        if region in o.servable_sources
+    }
+    free |= {
+        problem.options[o].workload
+        for o, n in counts.items()
+        if n and problem.options[o].pool in scarce
+    }
     found = solve_window(
         pm,
         _all_variables(pm),
         counts,
-        unsettled_workloads(pm, counts),
+        free,
         {pm.x[option].index: count for option, count in counts.items()},
         _solver(settings, limit_s),
     )

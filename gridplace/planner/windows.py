@@ -10,9 +10,12 @@ drawn from a seeded shuffle of the workloads, a new one for each pass, so every 
 revisited once per pass.
 
 Why: one CP-SAT worker on the whole 10,000-node x 1,000-workload model (23,000 options) spends
-its time on the root LP and ends the cost stage 70-95% above its bound; measured on this 2-core
-machine, one pass of windows from the unmet stage's solution reaches 1.5% above the HiGHS MILP
-optimum in about 5 s and 0.7% in 15 s (bench/solver_scale.py, moderate utilization).
+its time on the root LP and ended the cost stage 66-71% above its bound (1,275 vs 745 and
+1,881 vs 1,134 $/h at moderate and high utilization). Measured on this 2-core machine (shared),
+one pass of 100-workload windows from the unmet stage's solution reaches 1.5% above the HiGHS
+MILP optimum (745.06 $/h) in about 5 s and 0.8% in 14 s at moderate utilization; at high
+utilization a pass takes ~11 s (1.9 s a window). Smaller windows (25, 50) made no pass faster,
+and a lower linearization level made windows slower.
 """
 
 from __future__ import annotations
