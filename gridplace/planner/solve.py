@@ -24,6 +24,7 @@ from gridplace.planner.problem import Problem
 from gridplace.planner.windows import (
     Assignment,
     Goal,
+    drop_spare_replicas,
     evaluate,
     search_windows,
     solve_window,
@@ -32,6 +33,11 @@ from gridplace.planner.windows import (
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
+# Windows of the moves stage get this long (at high utilization 1 s windows found nothing and
+# left 499 moves where 3 s windows left 139), and its start from the previous plan this long
+# (0.5-0.7 s when it succeeds; where it cannot, it ran into any limit given).
+MOVES_WINDOW_TIME_LIMIT_S = 3.0
+KEEP_PREVIOUS_LIMIT_S = 1.5
 # The same for a replan of a large model: its windows need a pass over the moved workloads in
 # the moves stage, and the cost stage only has to come within the move tolerance.
 REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
@@ -137,6 +143,8 @@ def solve_problem(
     if pm.uncovered:
         window_workloads = min(window_workloads, max(2, len(problem.workloads) // 4))
     shares = REPLAN_WINDOW_STAGE_SHARES if windows and pm.moved else STAGE_SHARES
+    if not pm.moved:  # the moves stage is skipped: its share goes to the others
+        shares = (shares[0], shares[1], 0.0, shares[3])
     for number, (name, objective) in enumerate(stages):
         if progress:
             progress(f"stage {number + 1}/{len(stages)}: minimizing {name}")
@@ -167,7 +175,10 @@ def solve_problem(
             deadline = stage_started + budget_s * share
             start = Assignment({var.index: value for var, value in full_hint})
             if name == "moves":
-                start = _keep_previous(pm, start, settings, (deadline - stage_started) / 2)
+                limit_s = min(KEEP_PREVIOUS_LIMIT_S, (deadline - stage_started) / 2)
+                start = _keep_previous(pm, start, settings, limit_s)
+            else:
+                start = drop_spare_replicas(pm, start)
             search = search_windows(
                 pm,
                 _all_variables(pm),
@@ -339,7 +350,7 @@ def _goal(pm: PlacementModel, name: str, objective: cp_model.LinearExprT) -> Goa
             if incumbent.value(var) > 0
         }
 
-    return Goal(objective, focus=moved_workloads)
+    return Goal(objective, focus=moved_workloads, window_s=MOVES_WINDOW_TIME_LIMIT_S)
 
 
 def _fixed_value(name: str, value: int, problem: Problem, settings: SolverSettings) -> int:

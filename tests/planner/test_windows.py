@@ -105,3 +105,33 @@ def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> Non
     assert evaluate(cost, Assignment(values)) == 2 * math.ceil(
         problem.options[whole[0]].cost_per_hour * COST_SCALE
     )
+
+
+def test_dropping_spare_replicas_keeps_every_row_and_never_costs_more() -> None:
+    from ortools.sat.python import cp_model
+
+    from gridplace.planner.model import build_model
+    from gridplace.planner.windows import Assignment, drop_spare_replicas, evaluate
+
+    nodes, workloads = _grid(40, 6, 10)
+    problem = compile_problem(
+        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    pm = build_model(problem)
+    for literal in pm.enforce.values():
+        pm.model.add(literal == 1)
+    variables = [*pm.x.values(), *pm.unmet.values(), *pm.short.values()]
+    # A wasteful but valid start: every option at its largest count that still packs.
+    pm.model.minimize(-cp_model.LinearExpr.sum(list(pm.x.values())))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.max_time_in_seconds = 5
+    assert solver.solve(pm.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    start = Assignment({var.index: solver.value(var) for var in variables})
+    trimmed = drop_spare_replicas(pm, start)
+    cost = dict(pm.objectives)["cost"]
+    assert evaluate(cost, trimmed) < evaluate(cost, start)
+    check = pm.model.clone()
+    for var in variables:
+        check.add(check.get_int_var_from_proto_index(var.index) == trimmed.value(var))
+    assert cp_model.CpSolver().solve(check) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
