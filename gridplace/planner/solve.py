@@ -133,10 +133,14 @@ def solve_problem(
     skipped = False
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
     values, hinted = _start(pm, settings)
-    # A valid hint is hinted in full (slacks and failover counts too): CP-SAT then starts from
-    # it instead of completing a partial hint its own way.
+    # A first plan's valid hint is hinted in full (slacks and failover counts too): CP-SAT then
+    # starts from it instead of completing a partial hint its own way. A replan hints only the
+    # previous counts: hinted in full, its first stage settled farther from the previous plan
+    # (1,000 x 100 high: 33% of replicas moved needlessly against 1.7%, bench/solver_scale.py).
     full_hint: list[tuple[cp_model.IntVar, int]] = (
-        [(var, hinted.value(var)) for var in _all_variables(pm)] if hinted is not None else []
+        [(var, hinted.value(var)) for var in _all_variables(pm)]
+        if hinted is not None and not problem.previous
+        else []
     )
     windows = len(problem.options) >= settings.window_min_options or bool(pm.uncovered)
     window_workloads = settings.window_workloads
@@ -167,8 +171,9 @@ def solve_problem(
         budget_s = left_s * shares[number] / sum(shares[number : len(stages)])
         stage_started = time.perf_counter()
         search = None
-        if windows and full_hint:
-            # Only a first plan's cost stage proves its bound; later stages, and the cost stage
+        if windows and full_hint and number > 0:
+            # The first stage searches the full model from its (full) hint. Only a first plan's
+            # cost stage proves its bound; later stages, and the cost stage
             # of a replan (it only sets what the move tolerance is measured from, and at high
             # utilization one pass of windows takes ~11 s), give windows all their time.
             share = WINDOW_SHARE if name == "cost" and not pm.moved else 1.0
