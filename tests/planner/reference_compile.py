@@ -21,7 +21,6 @@ from gridplace.planner.candidates import (
 )
 from gridplace.planner.compile import (
     LatencyLookup,
-    OptionPrediction,
     PlannerInputs,
     PredictionQuery,
     Predictor,
@@ -29,9 +28,10 @@ from gridplace.planner.compile import (
     _model,
     _previous_keys,
     _previous_replicas,
+    _rule_failure,
     _trust_failure,
 )
-from gridplace.planner.options import BUDGET_STEP_MS, MAX_TENSOR_PARALLEL
+from gridplace.planner.options import BUDGET_STEP_MS, MAX_TENSOR_PARALLEL, _signature
 from gridplace.planner.pools import build_pools
 from gridplace.planner.problem import (
     SHARE_FACTORS,
@@ -110,14 +110,6 @@ class _PoolNetwork:
             names = self._pools[pool].node_names
             self._rtt[key] = max(self._latency.rtt_p99_ms(region, node) for node in names)
         return self._rtt[key]
-
-
-def _signature(pool: GpuPool, gpu: GPUModelSpec) -> tuple[object, ...]:
-    """Pools with equal signatures get equal predictions (price and place aside)."""
-    return (
-        pool.gpu_model, gpu.memory_gib, gpu.memory_bandwidth_gbps, pool.gpus_per_node,
-        pool.interconnect, pool.throttle_ratio,
-    )  # fmt: skip
 
 
 def _candidates(
@@ -226,28 +218,6 @@ def _candidates(
                             tuple(unservable),
                         )
     return found, rejections
-
-
-def _rule_failure(
-    prediction: OptionPrediction, itl_slo_ms: float, label: str
-) -> tuple[str, str] | None:
-    """(family, reason) of the first compile-time rule a prediction breaks, or None."""
-    if not prediction.supported:
-        return "precision-support", f"{label}: {prediction.reason}"
-    if not prediction.fits:
-        return (
-            "vram",
-            f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
-            f"{prediction.vram_available_gib:.1f}",
-        )
-    if prediction.itl_ms > itl_slo_ms:
-        return "slo-itl", f"{label}: ITL {prediction.itl_ms:.0f} ms > {itl_slo_ms:g} ms"
-    if prediction.capacity_rps <= 0:
-        return (
-            "slo-ttft",
-            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network: no load fits",
-        )
-    return None
 
 
 def select_candidates_reference(
