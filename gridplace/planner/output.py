@@ -66,21 +66,19 @@ def build_plan(
     coverage = []
     unplaced = []
     warnings = []
-    uncovered = [
-        w for w in problem.workloads
-        if capacity[w.index] + COVERAGE_TOLERANCE < w.demand_rps * (1 + problem.headroom)
-        or replicas[w.index] < w.replicas_min
-    ]  # fmt: skip
+    target = {w.index: w.demand_rps * (1 + problem.headroom) for w in problem.workloads}
+    is_covered = {
+        w.index: capacity[w.index] + COVERAGE_TOLERANCE >= target[w.index]
+        and replicas[w.index] >= w.replicas_min
+        for w in problem.workloads
+    }
+    uncovered = [w for w in problem.workloads if not is_covered[w.index]]
     diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
     for workload in problem.workloads:
         left_rps, worst_node = None, None
         if workload.node_failures > 0 and replicas[workload.index] > 0:
             left_rps, worst_node = _node_loss(capacity[workload.index], on_node[workload.index])
-        covered = (
-            capacity[workload.index] + COVERAGE_TOLERANCE
-            >= workload.demand_rps * (1 + problem.headroom)
-            and replicas[workload.index] >= workload.replicas_min
-        )
+        covered = is_covered[workload.index]
         coverage.append(
             WorkloadCoverage(
                 name=workload.name,
@@ -93,7 +91,7 @@ def build_plan(
                 worst_node=worst_node,
             )
         )
-        target_rps = workload.demand_rps * (1 + problem.headroom)
+        target_rps = target[workload.index]
         if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < target_rps:
             warnings.append(
                 f"failover: {workload.name}: losing {worst_node} leaves {left_rps:.2f} of the "
@@ -101,9 +99,7 @@ def build_plan(
                 f"reliability >= {workload.exempt_reliability:g}, or set redundancy.nodeFailures: 0"
             )
         if not covered:
-            missing = max(
-                0.0, workload.demand_rps * (1 + problem.headroom) - capacity[workload.index]
-            )
+            missing = max(0.0, target_rps - capacity[workload.index])
             if explain:
                 short = max(0, workload.replicas_min - replicas[workload.index])
                 why = explain_workload(
