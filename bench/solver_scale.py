@@ -13,11 +13,13 @@ Needs ../shared/data beside the repository (the offers CSV, via bench/gridgen.py
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import resource
 import statistics
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +35,7 @@ from gridplace.planner.network import NetworkLatency
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import Strategy, compile_for, make_plan, plan_problem
 from gridplace.planner.predictor import make_predictor
-from gridplace.planner.problem import Problem
+from gridplace.planner.problem import Problem, WorkloadDemand
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.specs import Node, PlacementPlan, builtin_catalog
 from gridplace.topology import Topology
@@ -55,7 +57,9 @@ class Row:
 
 def evaluate(problem: Problem, plan: PlacementPlan) -> tuple[float, float, int]:
     """(cost/h, unmet req/s, replicas breaking a rule) judged on the SLO-aware problem: a replica
-    whose configuration is not an option there (it misses the SLO) serves nothing."""
+    whose configuration is not an option there (it misses the SLO) serves nothing, and one serves
+    only the traffic sources whose TTFT target it meets: a workload's unmet demand is the largest
+    shortfall over sets of its sources (Gale's theorem, as the model's coverage rows)."""
     options = {
         (
             o.workload,
@@ -69,7 +73,7 @@ def evaluate(problem: Problem, plan: PlacementPlan) -> tuple[float, float, int]:
     }
     by_node = {name: p for p in problem.pools for name in p.node_names}
     names = {w.name: w.index for w in problem.workloads}
-    capacity = [0.0] * len(problem.workloads)
+    replicas: dict[int, int] = defaultdict(int)  # option -> replicas
     invalid, cost = 0, 0.0
     for a in plan.spec.assignments:
         pool = by_node.get(a.node)
@@ -83,12 +87,24 @@ def evaluate(problem: Problem, plan: PlacementPlan) -> tuple[float, float, int]:
         if option is None:
             invalid += 1
         else:
-            capacity[w] += option.capacity_rps
-    unmet = sum(
-        max(0.0, w.demand_rps * (1 + problem.headroom) - capacity[w.index])
-        for w in problem.workloads
-    )
+            replicas[option.index] += 1
+    unmet = sum(_shortfall(problem, w, replicas) for w in problem.workloads)
     return cost, unmet, invalid
+
+
+def _shortfall(problem: Problem, workload: WorkloadDemand, replicas: dict[int, int]) -> float:
+    shares = dict(workload.sources)
+    worst = 0.0
+    for size in range(1, len(shares) + 1):
+        for chosen in itertools.combinations(shares, size):
+            capacity = sum(
+                o.capacity_rps * replicas.get(o.index, 0)
+                for o in problem.options_of(workload.index)
+                if set(o.servable_sources) & set(chosen)
+            )
+            demand = workload.demand_rps * (1 + problem.headroom) * sum(shares[r] for r in chosen)
+            worst = max(worst, demand - capacity)
+    return worst
 
 
 def median(values: list[float]) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from gridplace.planner.compile import COMPILE_FAMILIES
-from gridplace.planner.model import CONSTRAINT_FAMILIES, build_model
+from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel, build_model
 from gridplace.planner.problem import Problem, Rejection
 
 # The further a family is in compile's order, the closer an option came to surviving.
@@ -56,17 +56,18 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
     served_pools = {o.pool for o in problem.options_of(workload)}
     total_nodes = sum(p.node_count for p in problem.pools)
     serving_nodes = sum(problem.pools[p].node_count for p in served_pools)
-    closest: dict[int, Rejection] = {}
+    closest: dict[int, tuple[tuple[int, float], Rejection]] = {}
     for rejection in rejections:
+        key = _closeness(rejection)
         for pool in rejection.pools or (rejection.pool,):
             if pool in served_pools:
                 continue
             best = closest.get(pool)
-            if best is None or _closer(rejection, best):
-                closest[pool] = rejection
+            if best is None or key < best[0]:
+                closest[pool] = (key, rejection)
     # One entry per pool that nothing serves, under the rejection that came closest for it.
     by_family: dict[str, list[tuple[int, Rejection]]] = defaultdict(list)
-    for pool, rejection in closest.items():
+    for pool, (_, rejection) in closest.items():
         by_family[rejection.family].append((pool, rejection))
     name = problem.workloads[workload].name
     parts = []
@@ -91,10 +92,9 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
     return reasons, _compile_hints(problem, workload, by_family)
 
 
-def _closer(a: Rejection, b: Rejection) -> bool:
-    if _ORDER.get(a.family, 0) != _ORDER.get(b.family, 0):
-        return _ORDER.get(a.family, 0) > _ORDER.get(b.family, 0)
-    return (_numbers(a.reason) or [0.0])[0] < (_numbers(b.reason) or [0.0])[0]
+def _closeness(rejection: Rejection) -> tuple[int, float]:
+    """Smaller is closer to surviving: later in compile's order, then a smaller first number."""
+    return -_ORDER.get(rejection.family, 0), (_numbers(rejection.reason) or [0.0])[0]
 
 
 def _compile_hints(
@@ -125,21 +125,50 @@ def _compile_hints(
     return hints
 
 
-def core_families(problem: Problem, workload: int, time_limit_s: float = 5.0) -> list[str]:
-    """Constraint families that together keep ``workload`` from full coverage (assumption core)."""
-    pm = build_model(problem, tight_bounds=False)
-    for (w, _), var in pm.unmet.items():
+def diagnosis_model(problem: Problem) -> PlacementModel:
+    """The model assumption cores are drawn from (built once; each diagnosis works on a copy)."""
+    return build_model(problem, tight_bounds=False)
+
+
+def core_families(
+    problem: Problem,
+    workload: int,
+    time_limit_s: float = 5.0,
+    base: PlacementModel | None = None,
+) -> list[str] | None:
+    """Constraint families that together keep ``workload`` from full coverage (assumption
+    core); [] when it could be fully served by taking capacity from other workloads; None when
+    the solve decided neither in ``time_limit_s``. ``base``: ``diagnosis_model(problem)``."""
+    pm = base or diagnosis_model(problem)
+    model = pm.model.clone()
+
+    def var(ref: cp_model.IntVar) -> cp_model.IntVar:
+        return model.get_int_var_from_proto_index(ref.index)
+
+    for (w, _), unmet in pm.unmet.items():
         if w == workload:
-            pm.model.add(var == 0).with_name(f"diagnose[unmet,{w}]")
-    pm.model.add(pm.short[workload] == 0).with_name(f"diagnose[short,{workload}]")
-    pm.model.clear_objective()  # type: ignore[no-untyped-call]
+            model.add(var(unmet) == 0).with_name(f"diagnose[unmet,{w}]")
+    model.add(var(pm.short[workload]) == 0).with_name(f"diagnose[short,{workload}]")
+    # The other workloads can always give their capacity up (their demand has unmet slack),
+    # except for pinned replicas: without them the solve is small (10,000 x 1,000: 0.1 s, not 2.3).
+    pinned = {r.option for r in problem.previous if r.pinned and r.option is not None}
+    for option in problem.options:
+        if option.workload != workload and option.index not in pinned:
+            domain = model.proto.variables[pm.x[option.index].index].domain
+            domain.clear()
+            domain.extend([0, 0])
+    model.clear_objective()  # type: ignore[no-untyped-call]
     families = [f for f, _ in CONSTRAINT_FAMILIES if f in pm.enforce]
-    pm.model.add_assumptions([pm.enforce[f] for f in families])
+    model.add_assumptions(
+        [model.get_bool_var_from_proto_index(pm.enforce[f].index) for f in families]
+    )
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1  # assumption cores need the single-worker search
     solver.parameters.random_seed = 0
     solver.parameters.max_time_in_seconds = time_limit_s
-    status = solver.solve(pm.model)
+    status = solver.solve(model)
+    if status == cp_model.UNKNOWN:
+        return None
     if status != cp_model.INFEASIBLE:
         return []
     core = set(solver.sufficient_assumptions_for_infeasibility())
@@ -152,19 +181,21 @@ def explain_workload(
     unmet_rps: float,
     short_replicas: int = 0,
     diagnose: bool = True,
+    base: PlacementModel | None = None,
 ) -> Explanation:
     """Reasons and hints for one workload that is not fully served; ``diagnose`` runs the
-    assumption-core solve (one small solve per workload, so large plans cap how many)."""
+    assumption-core solve (one small solve per workload, so large plans cap how many) on a
+    copy of ``base`` (``diagnosis_model``; built here when not given)."""
     reasons, hints = compile_summary(problem, workload)
     demand = problem.workloads[workload]
     lacking = (unmet_rps > 0 or short_replicas > 0) and bool(problem.options_of(workload))
-    if lacking and not diagnose:
+    families = core_families(problem, workload, base=base) if lacking and diagnose else None
+    if lacking and families is None:
         reasons.append(
             f"{unmet_rps:.2f} of {demand.demand_rps:g} req/s (plus headroom) unserved; run "
             f"`gridplace explain --workload {demand.name}` for the constraints that block it"
         )
     elif lacking:
-        families = core_families(problem, workload)
         if families:
             missing = f"{unmet_rps:.2f} of {demand.demand_rps:g} req/s (plus headroom)"
             if short_replicas:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gridplace.planner.deaggregate import Placement
-from gridplace.planner.explain import explain_workload
+from gridplace.planner.explain import diagnosis_model, explain_workload
+from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.plan import (
@@ -74,6 +75,7 @@ def build_plan(
     }
     uncovered = [w for w in problem.workloads if not is_covered[w.index]]
     diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
+    base: PlacementModel | None = None  # the diagnoses' model, built for the first one
     for workload in problem.workloads:
         left_rps, worst_node = None, None
         if workload.node_failures > 0 and replicas[workload.index] > 0:
@@ -102,8 +104,10 @@ def build_plan(
             missing = max(0.0, target_rps - capacity[workload.index])
             if explain:
                 short = max(0, workload.replicas_min - replicas[workload.index])
+                if base is None and workload.index in diagnosed:
+                    base = diagnosis_model(problem)
                 why = explain_workload(
-                    problem, workload.index, missing, short, workload.index in diagnosed
+                    problem, workload.index, missing, short, workload.index in diagnosed, base
                 )
                 reasons, hints = why.reasons, why.hints
             else:

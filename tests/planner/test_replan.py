@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from gridplace.planner.compile import PlannerInputs
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
@@ -14,14 +16,17 @@ SETTINGS = SolverSettings(time_limit_s=5, num_workers=1)
 
 
 def plan(
-    nodes: list[Node], workloads: list[InferenceWorkload], previous: PlacementPlan | None = None
+    nodes: list[Node],
+    workloads: list[InferenceWorkload],
+    previous: PlacementPlan | None = None,
+    settings: SolverSettings = SETTINGS,
 ) -> PlanResult:
     result = make_plan(
         PlannerInputs(nodes, workloads, builtin_catalog(), previous=previous, headroom=0.1),
         fake_predictor,
         FakeLatency({n.name: n.spec.region for n in nodes}),
         Strategy.CPSAT,
-        SETTINGS,
+        settings,
     )
     assert validate_plan(result.problem, result.plan) == []
     return result
@@ -59,6 +64,34 @@ def test_vanished_nodes_release_their_replicas_and_the_rest_stay() -> None:
     moved = kept - homes(second)
     assert moved == set(), f"replicas that did not have to move moved: {moved}"
     assert second.plan.status is not None and second.plan.status.unplaced == []
+
+
+def test_a_replan_short_of_capacity_serves_the_most_it_can_moving_the_fewest() -> None:
+    # Every GPU is busy and demand is not fully covered; one node vanishes. The unmet stage alone
+    # (stages=1) must reach the best unmet demand a fresh plan reaches, and among the plans that
+    # do, move at most one replica (code -> chat, when the vanished node held two of chat's).
+    grid = [node(f"n{i}", count=2, price=1.0 + i * 0.01, provider=f"p{i % 4}") for i in range(5)]
+    workloads = [
+        workload("chat", rps=18, priority=100),
+        workload("code", model="qwen2.5-7b", rps=20, priority=50),
+    ]
+    first = plan(grid, workloads)
+    gone = first.plan.spec.assignments[0].node
+    survivors = [n for n in grid if n.name != gone]
+    unmet_stage = dataclasses.replace(SETTINGS, stages=1)
+    second = plan(survivors, workloads, previous=first.plan, settings=unmet_stage)
+    fresh = plan(survivors, workloads, settings=unmet_stage)
+
+    def unmet(result: PlanResult) -> dict[str, float]:
+        assert result.plan.status is not None
+        return {w.name: w.demand_rps * 1.1 - w.capacity_rps for w in result.plan.status.workloads}
+
+    assert unmet(second) == unmet(fresh)
+    assert min(unmet(second).values()) > 0  # short of capacity: the rows bind
+    kept = {h for h in homes(first) if h[1] != gone}
+    moved = kept - homes(second)
+    assert len(moved) <= 1, f"replicas moved beyond the one that may have to: {moved}"
+    assert all(workload == "code" for workload, _, _ in moved)
 
 
 def test_unhealthy_node_is_released_like_a_vanished_one() -> None:
