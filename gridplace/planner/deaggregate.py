@@ -4,9 +4,11 @@ The rule, per pool:
   1. Replicas of the previous plan keep their node and GPUs when their option still has replicas
      to place there (pinned ones first), so a replan moves nothing that did not have to move.
   2. The rest are placed largest first (TP degree, then GPU share), each on the node with room
-     that holds the fewest replicas of the same option, then of the same workload (spreading
-     each option evenly over the pool's nodes is what the model's failover rows count on),
-     then the most used one (packing keeps whole nodes free), ties by node name; on a node,
+     that stays within its share of a throttled pool's power budget (the model's thermal-power
+     row is pool-wide; a node past its own budget throttles), then holds the fewest replicas of
+     the same option, then of the same workload (spreading each option evenly over the pool's
+     nodes is what the model's failover rows count on), then the most used one (packing keeps
+     whole nodes free), ties by node name; on a node,
      whole-GPU replicas take the lowest free GPU indices, shared replicas the fullest GPU they
      still fit on (best fit), then the lowest index.
 If step 1 fragmented a pool so that step 2 cannot place everything, the pool is redone without
@@ -16,9 +18,11 @@ counts that passed the model's packing rows.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from gridplace.planner.model import power_budget_watts, power_draw_watts
 from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, PreviousReplica, Problem
 
 
@@ -32,9 +36,12 @@ class Placement:
 
 
 class _Node:
-    def __init__(self, name: str, gpu_indices: tuple[int, ...]) -> None:
+    def __init__(
+        self, name: str, gpu_indices: tuple[int, ...], power_budget: float = math.inf
+    ) -> None:
         self.name = name
         self.free = {gpu: SLOTS_PER_GPU for gpu in gpu_indices}
+        self.power_left = power_budget  # watts (infinite when the pool does not throttle)
         self.replicas_of: dict[int, int] = defaultdict(int)  # workload -> replicas here
         self.option_replicas: dict[int, int] = defaultdict(int)  # option -> replicas here
 
@@ -65,6 +72,7 @@ class _Node:
             self.free[gpu] -= need
         self.replicas_of[option.workload] += 1
         self.option_replicas[option.index] += 1
+        self.power_left -= power_draw_watts(option)
 
 
 def deaggregate(problem: Problem, counts: dict[int, int]) -> tuple[list[Placement], list[str]]:
@@ -95,7 +103,9 @@ def deaggregate(problem: Problem, counts: dict[int, int]) -> tuple[list[Placemen
 def _place_pool(
     problem: Problem, pool: GpuPool, wanted: dict[int, int], previous: list[PreviousReplica]
 ) -> tuple[list[Placement], list[str]]:
-    nodes = {name: _Node(name, pool.gpu_indices) for name in pool.node_names}
+    budget = power_budget_watts(pool)
+    per_node = math.inf if budget is None else budget / pool.node_count
+    nodes = {name: _Node(name, pool.gpu_indices, per_node) for name in pool.node_names}
     remaining = dict(wanted)
     placed: list[Placement] = []
     for replica in sorted(previous, key=lambda r: (not r.pinned, r.node, r.gpus)):
@@ -113,6 +123,7 @@ def _place_pool(
         for _ in range(count):
             candidates = [
                 (
+                    node.power_left < power_draw_watts(option),
                     node.option_replicas[option_index],
                     node.replicas_of[option.workload],
                     -node.used,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from gridplace.planner.model import power_budget_watts, power_draw_watts
 from gridplace.planner.problem import SLOTS_PER_GPU, Problem
 from gridplace.specs import PlacementPlan
 
@@ -27,6 +28,7 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
     capacity: dict[str, float] = defaultdict(float)
     on_node: dict[tuple[str, str], float] = defaultdict(float)
     per_domain: dict[tuple[str, str], int] = defaultdict(int)
+    draw: dict[int, int] = defaultdict(int)  # pool -> watts
     cost = 0.0
     for a in plan.spec.assignments:
         where = f"{a.workload} on {a.node} gpus {a.gpus}"
@@ -64,11 +66,18 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
             domain = pool.provider if workload.spread_across == "provider" else pool.region
             per_domain[(a.workload, domain)] += 1
         cost += option.cost_per_hour
+        draw[pool_index] += power_draw_watts(option)
         if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
             violations.append(f"slo-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
     for (node, gpu), used in sorted(slots_used.items()):
         if used > SLOTS_PER_GPU:
             violations.append(f"gpu-sharing: {node} GPU {gpu} booked {used}/{SLOTS_PER_GPU} slots")
+    for pool_index, watts in sorted(draw.items()):
+        budget = power_budget_watts(problem.pools[pool_index])
+        if budget is not None and watts > budget:
+            violations.append(
+                f"thermal-power: {problem.pools[pool_index].key} draws {watts} W > {budget} W"
+            )
     for name, workload in workloads.items():
         if replicas[name] > workload.replicas_max:
             violations.append(f"replica-bounds: {name} has {replicas[name]} > max")
