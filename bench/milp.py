@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import highspy
 
@@ -34,6 +34,7 @@ class MilpResult:
     cost_per_hour: float
     bound_per_hour: float
     wall_s: float
+    counts: dict[int, int] = field(default_factory=dict)  # replicas per option index
 
 
 def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
@@ -132,6 +133,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
         cost_per_hour=info.objective_function_value / COST_SCALE,
         bound_per_hour=info.mip_dual_bound / COST_SCALE,
         wall_s=time.perf_counter() - started,
+        counts={i: n for i, var in x.items() if (n := round(h.val(var))) > 0},
     )
 
 

@@ -13,6 +13,7 @@ Variables (integers):
     moved[o]    replicas the previous plan had in option o that o no longer has
     uncovered[w] milli-requests/s of w's demand not covered after that loss (penalized slack)
     per_node[o] replicas of option o on the fullest node of its pool (failover)
+    worst_loss[w] milli-requests/s of w's capacity on the node whose loss costs it most (failover)
 
 Constraint families (ids are stable; every constraint is named "<id>[...]" and enforced only if
 the family's literal is true, so a diagnosis solve can turn families into assumptions):
@@ -74,9 +75,25 @@ class PlacementModel:
     moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
     uncovered: dict[int, cp_model.IntVar] = field(default_factory=dict)
     per_node: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    worst_loss: dict[int, cp_model.IntVar] = field(default_factory=dict)
     enforce: dict[str, cp_model.IntVar] = field(default_factory=dict)
     objectives: list[tuple[str, cp_model.LinearExprT]] = field(default_factory=list)
     tight_bounds: bool = True
+
+    def owners(self) -> dict[int, int]:
+        """The workload each variable belongs to, by proto index (family literals belong to
+        none): a workload's replica counts and the slacks and counters of its own rows."""
+        option_workload = {o.index: o.workload for o in self.problem.options}
+        owned: dict[int, int] = {}
+        for by_option in (self.x, self.moved, self.per_node):
+            for option, var in by_option.items():
+                owned[var.index] = option_workload[option]
+        for (workload, _), var in self.unmet.items():
+            owned[var.index] = workload
+        for by_workload in (self.short, self.uncovered, self.worst_loss):
+            for workload, var in by_workload.items():
+                owned[var.index] = workload
+        return owned
 
     def literal(self, family: str) -> cp_model.IntVar:
         """The enforcement literal of ``family`` (created on first use)."""
@@ -314,9 +331,11 @@ def failover(pm: PlacementModel) -> None:
     0.01 resolution, rounded down) count as ones that may fail. De-aggregation spreads each
     option's replicas evenly over its group, so one node holds ceil(x[o]/N) of them at most.
     With per_node[o] integer and x[o] <= N x per_node[o] (minimization makes it the ceiling),
-    for every group g of workload w:
-        capacity of all options of w - sum over o in g of capacity[o] x per_node[o]
-            + uncovered[w] >= demand of w x (1 + headroom)
+    and worst_loss[w] >= sum over o in g of capacity[o] x per_node[o] for every group g of w:
+        capacity of all options of w - worst_loss[w] + uncovered[w]
+            >= demand of w x (1 + headroom)
+    (one row per group with every option of w in it is the same rule, but dense: CP-SAT's LP
+    and propagation on it were slow).
     A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
     and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
     penalized in the first objective) because a grid too small for N+1 should still serve its
@@ -338,8 +357,9 @@ def failover(pm: PlacementModel) -> None:
             continue
         uncovered = pm.model.new_int_var(0, demand, f"uncovered[{workload.index}]")
         pm.uncovered[workload.index] = uncovered
-        capacity = _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+        losses: list[tuple[tuple[str, ...], cp_model.LinearExpr, int]] = []
         for nodes, members in sorted(groups.items()):
+            most_lost = 0
             for o in members:
                 most = -(-_upper_bound(problem, o, pm.tight_bounds) // len(nodes))
                 pm.per_node[o.index] = pm.model.new_int_var(0, most, f"per_node[{o.index}]")
@@ -348,12 +368,25 @@ def failover(pm: PlacementModel) -> None:
                     f"per-node,option={o.index}",
                     pm.x[o.index] <= len(nodes) * pm.per_node[o.index],
                 )
+                most_lost += most * _capacity_milli(o)
             lost = _sum(pm.per_node[o.index] * _capacity_milli(o) for o in members)
+            losses.append((nodes, lost, most_lost))
+        worst = pm.model.new_int_var(
+            0, max(most for _, _, most in losses), f"worst_loss[{workload.index}]"
+        )
+        pm.worst_loss[workload.index] = worst
+        for nodes, lost, _ in losses:
             pm.add(
                 "failover",
                 f"node-loss,workload={workload.name},nodes={nodes[0]}+{len(nodes) - 1}",
-                capacity - lost + uncovered >= demand,
+                worst >= lost,
             )
+        capacity = _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+        pm.add(
+            "failover",
+            f"after-loss,workload={workload.name}",
+            capacity - worst + uncovered >= demand,
+        )
 
 
 CONSTRAINT_FAMILIES: tuple[tuple[str, Callable[[PlacementModel], None]], ...] = (

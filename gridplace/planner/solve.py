@@ -48,6 +48,12 @@ REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
 # full-model solve needs its time: on 10,000 x 1,000 its root LP takes 5-8 s to reach the bound.
 # The stages after it spend all their time in windows (their bounds are not reported).
 WINDOW_SHARE = 0.6
+# A model with failover rows: its cost stage gives windows this share (its full-model solve
+# never improved on them; it still proves a bound), in windows of at most this many workloads.
+# Measured at 1,000 x 100, moderate, every workload N+1, 10 s (HiGHS optimum $74.62/h): windows
+# of 25 with 0.6 ended at $84.19/h, of 5 at $81.78/h, of 5 with 0.85 at $75.14/h.
+FAILOVER_WINDOW_SHARE = 0.85
+FAILOVER_WINDOW_WORKLOADS = 5
 # Share of the time limit the relaxed solve of the first hint (``hints``) may take, when some
 # workload has failover rows; the stages share what is left.
 RELAXED_SHARE = 0.3
@@ -77,7 +83,8 @@ class SolverSettings:
     # 1,000 x 100 (5,000 options) solves to optimality without them. A model with failover
     # rows uses windows at any size (one worker stalls at its start: example grid, 10 s, cost
     # stage 6.5% above the MILP optimum without windows, 0.9% with windows of 2 workloads),
-    # with windows of a quarter of its workloads (at least 2) when that is fewer.
+    # with windows of a quarter of its workloads (at least 2), at most
+    # ``FAILOVER_WINDOW_WORKLOADS``.
     window_min_options: int = 10_000
     window_workloads: int = 100
 
@@ -147,7 +154,8 @@ def solve_problem(
     windows = len(problem.options) >= settings.window_min_options or bool(pm.uncovered)
     window_workloads = settings.window_workloads
     if pm.uncovered:
-        window_workloads = min(window_workloads, max(2, len(problem.workloads) // 4))
+        quarter = max(2, len(problem.workloads) // 4)
+        window_workloads = min(window_workloads, FAILOVER_WINDOW_WORKLOADS, quarter)
     shares = REPLAN_WINDOW_STAGE_SHARES if windows and pm.moved else STAGE_SHARES
     if not pm.moved:  # the moves stage is skipped: its share goes to the others
         shares = (shares[0], shares[1], 0.0, shares[3])
@@ -190,7 +198,9 @@ def solve_problem(
             # cost stage proves its bound; later stages, and the cost stage
             # of a replan (it only sets what the move tolerance is measured from, and at high
             # utilization one pass of windows takes ~11 s), give windows all their time.
-            share = WINDOW_SHARE if name == "cost" and not pm.moved else 1.0
+            share = 1.0  # a replan's cost stage, and the stages after the cost stage
+            if name == "cost" and not pm.moved:
+                share = FAILOVER_WINDOW_SHARE if pm.uncovered else WINDOW_SHARE
             deadline = stage_started + budget_s * share
             start = Assignment({var.index: value for var, value in full_hint})
             if name == "moves":
@@ -426,6 +436,7 @@ def _all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
         *pm.moved.values(),
         *pm.uncovered.values(),
         *pm.per_node.values(),
+        *pm.worst_loss.values(),
     ]
 
 

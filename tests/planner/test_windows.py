@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import math
 
+from ortools.sat.python import cp_model
+
 from gridplace.planner.baselines import greedy
 from gridplace.planner.compile import PlannerInputs, compile_problem
-from gridplace.planner.model import COST_SCALE
+from gridplace.planner.model import COST_SCALE, build_model
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan, plan_problem
-from gridplace.planner.solve import SolverSettings, solve_problem
+from gridplace.planner.solve import SolverSettings, _all_variables, solve_problem
+from gridplace.planner.windows import Assignment, evaluate, solve_window
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
+from gridplace.specs.workload import Redundancy
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
@@ -135,3 +139,59 @@ def test_dropping_spare_replicas_keeps_every_row_and_never_costs_more() -> None:
     for var in variables:
         check.add(check.get_int_var_from_proto_index(var.index) == trimmed.value(var))
     assert cp_model.CpSolver().solve(check) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+
+def test_a_small_window_reaches_the_optimum_of_the_full_model_with_the_rest_fixed() -> None:
+    # The same windows solved two ways: as a model of the free workloads alone (from a whole
+    # incumbent) and as the full model with the other counts fixed (from counts only). With
+    # failover rows on half the workloads, so every kind of variable and row is in play.
+    nodes, workloads = _grid(40, 8, 11, rps_scale=3.0)  # demand that makes pools binding
+    n_plus_one = Redundancy(node_failures=1)
+    workloads = [
+        w.model_copy(update={"spec": w.spec.model_copy(update={"redundancy": n_plus_one})})
+        if i % 2
+        else w
+        for i, w in enumerate(workloads)
+    ]
+    problem = compile_problem(
+        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    pm = build_model(problem)
+    assert pm.uncovered and pm.worst_loss  # failover rows are in the model
+    for literal in pm.enforce.values():
+        pm.model.add(literal == 1)
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    pm.model.minimize(unmet)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    assert solver.solve(pm.model) == cp_model.OPTIMAL
+    pm.model.add(unmet <= round(solver.objective_value))
+    pm.model.minimize(cost)
+    variables = _all_variables(pm)
+    incumbent = {var.index: solver.value(var) for var in variables}
+    counts = {option: solver.value(var) for option, var in pm.x.items()}
+    checked = 0
+    for free in ({0, 1}, {2, 3, 4}, {5}, {6, 7}):
+        small = solve_window(pm, variables, counts, free, incumbent, _window_solver())
+        full = solve_window(
+            pm,
+            variables,
+            counts,
+            free,
+            {pm.x[o].index: n for o, n in counts.items()},
+            _window_solver(),
+        )
+        assert small is not None and full is not None
+        assert evaluate(cost, small) == evaluate(cost, full)
+        assert evaluate(cost, small) <= evaluate(cost, Assignment(incumbent))
+        assert evaluate(unmet, small) <= round(solver.objective_value)
+        checked += 1
+    assert checked == 4
+
+
+def _window_solver() -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    solver.parameters.max_time_in_seconds = 20
+    return solver
