@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
@@ -168,43 +169,37 @@ def solve_window(
 
 @dataclass
 class _Rows:
-    """The model's linear rows by variable, read once per model (stage rows only append)."""
+    """A model's linear rows by variable, read once (stage rows are only ever appended)."""
 
-    pm: PlacementModel
-    read: int  # proto constraints read so far
     owner: dict[int, int]  # proto index -> workload
-    rows: list[tuple[list[int], list[int], list[int], list[int]]]  # vars, coeffs, domain, lits
-    rows_of: dict[int, list[int]]  # proto index -> rows it is in
+    rows: list[tuple[list[int], list[int], list[int]]] = field(default_factory=list)
+    rows_of: dict[int, list[int]] = field(default_factory=dict)  # proto index -> its rows
 
-    def update(self) -> None:
-        constraints = self.pm.model.proto.constraints
-        for index in range(self.read, len(constraints)):
+    def read(self, pm: PlacementModel) -> None:
+        """Read the rows added since the last call. A row's family literal is not kept: the
+        staged solve switches every family on."""
+        constraints = pm.model.proto.constraints
+        for index in range(len(self.rows), len(constraints)):
             constraint = constraints[index]
             if not constraint.has_linear():
                 raise ValueError(f"window rows: constraint {constraint.name} is not linear")
             linear = constraint.linear
             refs = list(linear.vars)
             for ref in refs:
-                self.rows_of.setdefault(ref, []).append(len(self.rows))
-            self.rows.append(
-                (
-                    refs,
-                    list(linear.coeffs),
-                    list(linear.domain),
-                    list(constraint.enforcement_literal),
-                )
-            )
-        self.read = len(constraints)
+                self.rows_of.setdefault(ref, []).append(index)
+            self.rows.append((refs, list(linear.coeffs), list(linear.domain)))
 
 
-_ROWS: list[_Rows] = []  # the rows of the model windows were last built from
+_ROWS: dict[int, _Rows] = {}  # by id() of a live PlacementModel
 
 
 def _rows(pm: PlacementModel) -> _Rows:
-    if not _ROWS or _ROWS[0].pm is not pm:
-        _ROWS[:] = [_Rows(pm, 0, pm.owners(), [], {})]
-    _ROWS[0].update()
-    return _ROWS[0]
+    rows = _ROWS.get(id(pm))
+    if rows is None:
+        rows = _ROWS[id(pm)] = _Rows(pm.owners())
+        weakref.finalize(pm, _ROWS.pop, id(pm), None)
+    rows.read(pm)
+    return rows
 
 
 def _small_window(
@@ -223,8 +218,6 @@ def _small_window(
     the window's size; this model costs what the window holds."""
     rows = _rows(pm)
     proto = pm.model.proto
-    # Every family is switched on while solving (solve.py fixes the literals to 1).
-    incumbent = {**incumbent, **{literal.index: 1 for literal in pm.enforce.values()}}
     model = cp_model.CpModel()
     local: dict[int, cp_model.IntVar] = {}
     for ref, workload in rows.owner.items():
@@ -233,9 +226,7 @@ def _small_window(
             local[ref] = model.new_int_var_from_domain(domain, f"v{ref}")
     touched = sorted({row for ref in local for row in rows.rows_of.get(ref, ())})
     for row in touched:
-        refs, coeffs, domain, literals = rows.rows[row]
-        if not all(_literal_value(incumbent, lit) for lit in literals):
-            continue  # a switched-off row
+        refs, coeffs, domain = rows.rows[row]
         fixed = 0
         terms: list[tuple[cp_model.IntVar, int]] = []
         for ref, coeff in zip(refs, coeffs, strict=True):
@@ -272,10 +263,6 @@ def _small_window(
     for ref, var in local.items():
         values[ref] = solver.value(var)
     return Assignment(values)
-
-
-def _literal_value(values: dict[int, int], ref: int) -> int:
-    return values[ref] if ref >= 0 else 1 - values[-ref - 1]
 
 
 def _shift(bound: int, by: int) -> int:
