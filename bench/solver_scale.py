@@ -235,13 +235,19 @@ def make_plan_from(problem: Problem, counts: dict[int, int]) -> PlacementPlan:
 
 
 def compare_settings(problem: Problem, limit_s: float, runs: int) -> None:
-    """CP-SAT's default 2-worker portfolio against the shipped settings (two stages: unmet
-    demand, then cost)."""
+    """CP-SAT's default 2-worker portfolio and presolve variants against the shipped settings
+    (two stages: unmet demand, then cost)."""
     variants: dict[str, Callable[[], SolverSettings]] = {
         "CP-SAT default 2-worker portfolio": lambda: SolverSettings(
             time_limit_s=limit_s, num_workers=2, linearization_level=1
         ),
-        "shipped (1 worker, linearization 2)": lambda: SolverSettings(time_limit_s=limit_s),
+        "shipped (1 worker, linearization 2, presolve)": lambda: SolverSettings(
+            time_limit_s=limit_s
+        ),
+        "shipped without presolve": lambda: SolverSettings(time_limit_s=limit_s, presolve=False),
+        "shipped with probing level 0": lambda: SolverSettings(
+            time_limit_s=limit_s, probing_level=0
+        ),
     }
     for label, make in variants.items():
         costs, walls = [], []
