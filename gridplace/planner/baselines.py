@@ -101,7 +101,8 @@ class Booking:
 
 
 def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
-    """The greedy baseline (module docstring); books into ``booking`` when one is given."""
+    """The greedy baseline (module docstring); books into ``booking`` when one is given, whose
+    replicas then count toward the demand first."""
     booking = booking or Booking(problem)
     for workload in sorted(problem.workloads, key=lambda w: (-w.priority, w.index)):
         # Score: cheapest per request/s first; ties by preferred precision, lower ITL, index.
@@ -109,8 +110,15 @@ def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
             problem.options_of(workload.index),
             key=lambda o: (o.cost_per_hour / o.capacity_rps, o.precision_rank, o.itl_ms, o.index),
         )
+        # Replicas booked before (a replan's kept replicas) serve first, in the same order.
+        booked = {o.index: booking.counts[o.index] * o.capacity_rps for o in options}
         for region, share in sorted(workload.sources, key=lambda s: -s[1]):
             need = workload.demand_rps * share * (1 + problem.headroom)
+            for option in options:
+                if region in option.servable_sources and booked[option.index] > 0:
+                    used = min(need, booked[option.index])
+                    booked[option.index] -= used
+                    need -= used
             for option in options:
                 if region not in option.servable_sources:
                     continue

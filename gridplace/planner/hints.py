@@ -2,7 +2,9 @@
 
 Owns the choice of a starting plan; must not decide what a stage means (``solve``) or state a
 rule (``model``). Candidates, each a replica count per option:
-- the previous plan's replicas that still have an option (a replan starts where it is);
+- the previous plan's replicas that still have an option (a replan starts where it is), and the
+  same kept where the rules still allow them, topped up greedily (the previous counts break a
+  hard rule when, say, a throttled pool lost nodes and with them power budget);
 - greedy (``baselines.greedy``) with failover top-ups;
 - relaxed-and-repaired: the model solved without its soft failover rows (the cost optimum of the
   plain covering problem, which CP-SAT finds quickly), then topped up greedily until losing any
@@ -30,6 +32,19 @@ def previous_counts(problem: Problem) -> dict[int, int]:
         if replica.option is not None:
             counts[replica.option] += 1
     return dict(counts)
+
+
+def previous_then_greedy(problem: Problem) -> dict[int, int]:
+    """The previous plan's replicas that the rules still allow (pinned first; a pool whose
+    power budget shrank with its vanished nodes keeps what it can still feed), then greedy for
+    the demand they leave uncovered, then failover top-ups."""
+    booking = Booking(problem)
+    for replica in sorted(problem.previous, key=lambda r: not r.pinned):
+        if replica.option is not None:
+            booking.add(problem.options[replica.option])
+    greedy(problem, booking)
+    _top_up(problem, booking)
+    return dict(booking.counts)
 
 
 def greedy_with_failover(problem: Problem) -> dict[int, int]:

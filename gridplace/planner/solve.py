@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.hints import greedy_with_failover, previous_counts, relaxed_and_repaired
+from gridplace.planner.hints import (
+    greedy_with_failover,
+    previous_counts,
+    previous_then_greedy,
+    relaxed_and_repaired,
+)
 from gridplace.planner.model import RATE_SCALE, PlacementModel, build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.windows import (
@@ -485,7 +490,7 @@ def _start(
     value); greedy's plan and no solver when none is valid."""
     problem = pm.problem
     if problem.previous:
-        candidates = [previous_counts(problem)]
+        candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
         candidates = [greedy_with_failover(problem)]
         relaxed_settings = dataclasses.replace(

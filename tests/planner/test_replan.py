@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from gridplace.planner.compile import PlannerInputs
+from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.deaggregate import deaggregate
+from gridplace.planner.hints import previous_counts, previous_then_greedy
 from gridplace.planner.oracle import validate_plan
+from gridplace.planner.output import build_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
+from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
+from gridplace.specs.plan import SolverSummary
 from tests.planner.fakes import FakeLatency, fake_predictor
 from tests.planner.grids import node, workload
 
@@ -136,3 +141,41 @@ def test_explanation_summarizes_nodes_with_numbers_and_a_hint() -> None:
     assert summary.startswith("0/4 nodes can serve big: 4 too little VRAM [vram]")
     assert "GiB" in summary
     assert any("GiB per GPU" in hint and "allow int4" in hint for hint in unplaced.hints)
+
+
+def test_a_pool_that_lost_power_budget_keeps_what_it_can_feed() -> None:
+    # Four throttled one-GPU nodes sustain two whole-GPU replicas between them (half a GPU's
+    # draw each); after one vanishes, three sustain one. The previous counts now break the
+    # thermal-power row: the replan's start keeps one of the two where it is and serves the
+    # rest elsewhere (a cooler, dearer pool).
+    hot = [node(f"hot{i}", throttle=0.5, provider="p", price=0.2) for i in range(4)]
+    cool = [node(f"cool{i}", provider="q", price=2.0) for i in range(2)]
+    workloads = [workload("w", rps=3, replicas=(2, 4))]
+    first = plan(hot + cool, workloads)
+    on_hot = [a for a in first.plan.spec.assignments if a.node.startswith("hot")]
+    assert len(on_hot) == 2
+    spare = next(n for n in hot if n.name not in {a.node for a in on_hot})
+    survivors = [n for n in hot + cool if n.name != spare.name]
+    problem = compile_problem(
+        PlannerInputs(survivors, workloads, builtin_catalog(), previous=first.plan, headroom=0.1),
+        fake_predictor,
+        FakeLatency({n.name: n.spec.region for n in survivors}),
+    )
+    kept = previous_counts(problem)
+    assert any(v.startswith("thermal-power") for v in _violations(problem, kept))
+    start = previous_then_greedy(problem)
+    assert _violations(problem, start) == []
+    assert (
+        sum(n for o, n in start.items() if problem.pools[problem.options[o].pool].provider == "p")
+        == 1
+    )
+    second = plan(survivors, workloads, previous=first.plan)
+    assert second.plan.status is not None and second.plan.status.unplaced == []
+    assert len({h for h in homes(first) if h[1] != spare.name} & homes(second)) >= 1
+
+
+def _violations(problem: Problem, counts: dict[int, int]) -> list[str]:
+    placements, failures = deaggregate(problem, counts)
+    assert failures == []
+    summary = SolverSummary(status="hint", wall_seconds=0.0, strategy="cpsat")
+    return validate_plan(problem, build_plan(problem, placements, summary, explain=False))
