@@ -190,6 +190,18 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
         )
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
+    return assemble_problem(inputs, workloads, pools, options, rejections)
+
+
+def assemble_problem(
+    inputs: PlannerInputs,
+    workloads: list[WorkloadDemand],
+    pools: list[GpuPool],
+    options: list[Option],
+    rejections: list[Rejection],
+) -> Problem:
+    """The Problem of compiled workloads, pools, options and rejections, with the previous
+    plan's replicas matched to options (or released)."""
     previous, released = _previous_replicas(inputs, pools, options, workloads)
     return Problem(
         workloads=tuple(workloads),

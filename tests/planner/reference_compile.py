@@ -27,9 +27,9 @@ from gridplace.planner.compile import (
     _demand,
     _model,
     _previous_keys,
-    _previous_replicas,
     _rule_failure,
     _trust_failure,
+    assemble_problem,
 )
 from gridplace.planner.options import BUDGET_STEP_MS, MAX_TENSOR_PARALLEL, _signature
 from gridplace.planner.pools import build_pools
@@ -82,18 +82,7 @@ def reference_compile(
         candidates = drop_dominated(candidates, keep)
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
-    previous, released = _previous_replicas(inputs, pools, options, workloads)
-    return Problem(
-        workloads=tuple(workloads),
-        pools=tuple(pools),
-        options=tuple(options),
-        rejections=tuple(rejections),
-        node_gpu_counts={n.name: n.spec.gpu_count for n in inputs.nodes if n.healthy},
-        previous=tuple(previous),
-        released=tuple(released),
-        budget_per_hour=inputs.budget_per_hour,
-        headroom=inputs.headroom,
-    )
+    return assemble_problem(inputs, workloads, pools, options, rejections)
 
 
 class _PoolNetwork:
