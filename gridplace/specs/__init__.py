@@ -21,6 +21,7 @@ from gridplace.specs.gpu import GPUModel, GPUModelSpec, PCIeLink, TensorThroughp
 from gridplace.specs.loader import KINDS, SpecBundle, build_bundle, load_bundle, load_documents
 from gridplace.specs.model_arch import ModelArchitecture, ModelArchitectureSpec
 from gridplace.specs.node import GPUGroup, Node, NodeSpec, NodeStatus, ThermalStatus
+from gridplace.specs.observation import LatencyQuantiles, Observations, ObservationWindow
 from gridplace.specs.plan import Assignment, PlacementPlan, Prediction
 from gridplace.specs.probes import LatencyProbes, ProbeSample
 from gridplace.specs.profile import PerformanceProfile
@@ -41,12 +42,15 @@ __all__ = [
     "InferenceWorkloadSpec",
     "Interconnect",
     "LatencyProbes",
+    "LatencyQuantiles",
     "Metadata",
     "ModelArchitecture",
     "ModelArchitectureSpec",
     "Node",
     "NodeSpec",
     "NodeStatus",
+    "ObservationWindow",
+    "Observations",
     "PCIeLink",
     "PerformanceProfile",
     "PlacementPlan",
