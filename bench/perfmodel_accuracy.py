@@ -28,10 +28,10 @@ every measurement judged here is end to end:
   The power-capped H100 rows are reported apart (the cap is not an input), as are prompt times
   faster than the GPUs' peak FLOPS allow (batch 64 at tp 2: a defect of the data, not a
   measurement).
-- llama.cpp llama-bench results published in GitHub pull requests (weights' bits from the
-  reported file sizes; tg128 decodes 128 tokens from an empty context: mean context 64):
-  ggml-org/llama.cpp#4766 (ggerganov, 2024-01-10, RTX 4090, codellama-7b F16/Q8_0/Q4_0) and
-  ggml-org/llama.cpp#4812 (slaren, 2024-01-07, RTX 3090 Ti, llama 7B Q4_0).
+- ../shared/data/llamacpp (llama.cpp's own llama-bench and ./main figures: RTX 3090 / 3090 Ti /
+  4090, H100 PCIe; ``bench/calibrate_llamacpp.py`` reads them): judged leave one GPU out, the
+  llama.cpp kernel constants refitted on the other GPUs' rows, in a block of their own with the
+  error per memory technology, precision and prompt/context length.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -60,12 +60,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from calibrate_llamacpp import LlamaCase, llama_cases
+from calibrate_llamacpp import held_out as held_out_llama
 from calibrate_perfmodel_stack import StackFit, fit_stack
 
 from gridplace.planner.perfmodel import GENERATIONS, EngineGeneration, Predictor
 from gridplace.planner.perfmodel.engines import ENGINES
 from gridplace.specs import builtin_catalog
 from gridplace.specs.common import Engine, Precision
+from gridplace.specs.gpu import memory_technology
 from gridplace.specs.model_arch import ModelArchitectureSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -359,43 +362,39 @@ def splitwise_cases(splitwise: Path) -> Iterable[Case]:
             yield case(key, "headline", "itl", measured, context)
 
 
-def llama_cpp_cases() -> Iterable[Case]:
-    gib_bits = 2**30 * 8
-    published = [  # (PR, gpu, precision, GiB file, pp512 t/s, tg128 t/s or None)
-        ("#4766", "rtx-4090", Precision.FP16, 12.55, 11048.22, 61.03),
-        ("#4766", "rtx-4090", Precision.INT8, 6.67, 7664.00, 98.13),
-        ("#4766", "rtx-4090", Precision.INT4, 3.56, 7979.85, None),
-        ("#4812", "rtx-3090-ti", Precision.INT4, 3.56, 4035.47, 127.43),
+def llama_cpp_block(data: Path) -> None:
+    """llama.cpp's published figures, each judged with constants fitted on the other GPUs."""
+    cases = llama_cases(data)
+    print(
+        f"== llama.cpp: {len(cases)} published llama-bench / ./main figures, leave one GPU out =="
+    )
+    print("   (kernel constants refitted without the judged GPU: bench/calibrate_llamacpp.py)")
+    errors = held_out_llama(cases, lambda c: c.gpu)
+    catalog = builtin_catalog()
+
+    def band(case: LlamaCase) -> str:
+        if case.metric == "itl":
+            return f"ctx {'<=512' if case.tokens <= 512 else '>512'}"
+        upper = "<=512" if case.tokens <= 512 else "513-2048" if case.tokens <= 2048 else ">2048"
+        return f"prompt {upper}"
+
+    keys: list[tuple[str, Callable[[LlamaCase], str]]] = [
+        ("memory", lambda c: memory_technology(catalog.gpus[c.gpu]).value),
+        ("precision", lambda c: c.precision.value),
+        ("length", band),
+        ("gpu", lambda c: c.gpu),
     ]
-    for pr, gpu, precision, gib, prompt_rate, gen_rate in published:
-        bits = gib * gib_bits / 6.74e9
-        common = dict(
-            gpu=gpu,
-            model="llama-2-7b",
-            precision=precision,
-            engine=Engine.LLAMA_CPP,
-            tp=1,
-            batch=1,
-            weight_bits=bits,
-        )
-        yield Case(
-            f"llama.cpp{pr}",
-            "headline",
-            metric="ttft",
-            measured_ms=512 / prompt_rate * 1e3,
-            prompt_tokens=512,
-            **common,
-        )  # type: ignore[arg-type]
-        if gen_rate is not None:
-            yield Case(
-                f"llama.cpp{pr}",
-                "headline",
-                metric="itl",
-                measured_ms=1e3 / gen_rate,
-                prompt_tokens=1,
-                context_tokens=64,
-                **common,
-            )  # type: ignore[arg-type]
+    for metric in ("ttft", "itl"):
+        chosen = {c: e for c, e in errors.items() if c.metric == metric}
+        print(f"{metric.upper():5} llama.cpp overall        {summary(list(chosen.values()))}")
+        for key_name, key in keys:
+            buckets: dict[str, list[float]] = defaultdict(list)
+            for case, error in chosen.items():
+                buckets[key(case)].append(error)
+            for name in sorted(buckets):
+                print(f"      {key_name:9} {name:13} {summary(buckets[name])}")
+    print("  (the HBM figure rests on the H100 PCIe rows alone: held out, it falls back to GDDR's)")
+    print()
 
 
 # ------------------------------------------------------------------------------ report
@@ -456,6 +455,8 @@ def print_block(title: str, results: Scored, detail: bool) -> None:
         modern = [e for c, e in chosen if c.source != "splitwise"]
         print(f"      without splitwise (2023 stack)  {summary(modern)}")
         keys: list[tuple[str, Callable[[Case], str]]] = [
+            ("engine", lambda c: c.engine.value),
+            ("memory", lambda c: memory_technology(builtin_catalog().gpus[c.gpu]).value),
             ("gpu", lambda c: c.gpu),
             ("family", family),
         ]
@@ -499,7 +500,6 @@ def main(argv: list[str] | None = None) -> int:
         *trtllm_cases(args.data / "validation"),
         *fastertransformer_cases(args.data / "validation"),
         *splitwise_cases(args.data / "splitwise"),
-        *llama_cpp_cases(),
     ]
     points = stack_points(args.data)
     print("perfmodel accuracy against public end-to-end measurements")
@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         "\nother model's (or GPU's) Splitwise rows.\n"
     )
     names = list(schemes)
+    llama_cpp_block(args.data)
     print_block(f"== HEADLINE: {names[0]} ==", schemes[names[0]], detail=True)
     for name in names[1:]:
         print_block(f"== {name} ==", schemes[name], detail=False)
