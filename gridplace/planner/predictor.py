@@ -75,7 +75,7 @@ def make_predictor(
         config = (
             query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
             gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
-            query.share, query.interconnect, query.throttle_ratio,
+            query.share, query.interconnect, query.throttle_ratio, query.engine_options,
         )  # fmt: skip
         key = (*config, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens)
         found = memo.get(key)
@@ -85,7 +85,7 @@ def make_predictor(
                 replica = ReplicaModel(
                     query.model, share_of(gpu, query.share), query.precision, query.engine,
                     query.tensor_parallel, query.throttle_ratio, query.interconnect,
-                    profiles=book, model_id=query.model_id,
+                    engine_options=query.engine_options, profiles=book, model_id=query.model_id,
                     gpu_id=query.gpu_id if query.share == 1 else None,
                 )  # fmt: skip
                 replicas[config] = replica

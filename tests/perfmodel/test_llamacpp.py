@@ -145,3 +145,26 @@ def test_weight_only_prefill_runs_near_the_16_bit_rate(gpu: str) -> None:
         quantized = predict("llama-3-8b", gpu, precision, Engine.VLLM, prompt_tokens=2048)
         assert isinstance(bf16, Prediction) and isinstance(quantized, Prediction)
         assert bf16.ttft_ms <= quantized.ttft_ms <= 1.15 * bf16.ttft_ms
+
+
+def test_the_planner_predicts_with_the_workloads_engine_options() -> None:
+    from gridplace.planner.compile import PredictionQuery
+    from gridplace.planner.predictor import make_predictor
+    from gridplace.specs.common import Interconnect
+
+    catalog = builtin_catalog()
+    predictor = make_predictor()
+
+    def query(options: EngineOptions | None) -> PredictionQuery:
+        return PredictionQuery(
+            model=catalog.models["llama-3-8b"], model_id="llama-3-8b",
+            gpu=catalog.gpus["rtx-4090"], gpu_id="rtx-4090", precision=Precision.Q4_K_M,
+            engine=LLAMA, tensor_parallel=1, share=1, interconnect=Interconnect.PCIE,
+            throttle_ratio=0.0, ttft_budget_ms=60_000, itl_slo_ms=100, prompt_tokens=8192,
+            output_tokens=128, engine_options=options,
+        )  # fmt: skip
+
+    flash = predictor(query(EngineOptions(flash_attention=True)))
+    no_flash = predictor(query(EngineOptions(flash_attention=False)))
+    assert flash.supported and no_flash.supported
+    assert no_flash.capacity_rps < flash.capacity_rps  # prefill costs more without flash
