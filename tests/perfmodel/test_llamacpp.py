@@ -164,6 +164,8 @@ def test_the_planner_predicts_with_the_workloads_engine_options() -> None:
             output_tokens=128, engine_options=options,
         )  # fmt: skip
 
+    unknown = predictor(query(EngineOptions(generation="llama.cpp-1999")))
+    assert not unknown.supported and "llama.cpp-1999" in unknown.reason
     flash = predictor(query(EngineOptions(flash_attention=True)))
     no_flash = predictor(query(EngineOptions(flash_attention=False)))
     assert flash.supported and no_flash.supported
