@@ -32,6 +32,8 @@ every measurement judged here is end to end:
   4090, H100 PCIe; ``bench/calibrate_llamacpp.py`` reads them): judged leave one GPU out, the
   llama.cpp kernel constants refitted on the other GPUs' rows, in a block of their own with the
   error per memory technology, precision and prompt/context length.
+- Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
+  MI300X x8 vLLM): judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -397,6 +399,51 @@ def llama_cpp_block(data: Path) -> None:
     print()
 
 
+# Published AMD figures, transcribed with their source; never fitted on (held out by construction).
+# ggml-org/llama.cpp PR #26284 ("HIP: tune rdna 3 mmq configs", the master column): RX 7900 XTX,
+# ROCm, llama 8B Q4_K_M, n_ubatch 512, a 2026 build (today's defaults).
+RDNA3_LLAMA_CPP = [  # (test, prompt, depth, generated, tokens/s)
+    ("pp2048", 2048, 0, 0, 3189.36),
+    ("pp2048@d4096", 2048, 4096, 0, 2677.85),
+    ("tg64", 0, 0, 64, 105.75),
+    ("tg64@d4096", 0, 4096, 64, 98.67),
+]
+# Oracle Cloud Infrastructure blog "Serving Llama 3.1 405B model with AMD MI300X GPUs" (2024):
+# BM.GPU.MI300X.8, vLLM benchmark_latency.py, Llama 3.1 405B FP8 (FP8 KV cache assumed), tp 8,
+# 128 tokens in and out; average latency of the whole request, s, per batch size.
+MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64: 6.919,
+               128: 10.340, 256: 17.750}  # fmt: skip
+
+
+def documented_amd_block() -> None:
+    """Errors on the published AMD figures (shipped constants, nothing refitted)."""
+    catalog = builtin_catalog()
+    print("== documented AMD figures (held out: never fitted on) ==")
+    xtx = Predictor(catalog.models["llama-3.1-8b"], catalog.gpus["rx-7900-xtx"],
+                    Precision.Q4_K_M, Engine.LLAMA_CPP)  # fmt: skip
+    errors = []
+    for test, prompt, depth, generated, rate in RDNA3_LLAMA_CPP:
+        if prompt:  # a prompt after ``depth`` tokens: its micro-batches' share of the prefill
+            predicted = xtx.prefill_ms(1, depth + prompt) - (
+                xtx.prefill_ms(1, depth) if depth else 0.0
+            )
+            measured = prompt / rate * 1e3
+        else:
+            predicted, measured = xtx.decode_ms(1, depth + generated // 2), 1e3 / rate
+        errors.append(predicted / measured - 1)
+        print(f"  rx-7900-xtx llama.cpp ROCm q4_k_m {test:13} measured {measured:8.2f} ms  "
+              f"predicted {predicted:8.2f} ms  ({errors[-1] * 100:+.0f}%)")  # fmt: skip
+    print(f"  llama.cpp#26284 RX 7900 XTX      {summary(errors)}")
+    big = Predictor(catalog.models["llama-3.1-405b"], catalog.gpus["mi300x"], Precision.FP8,
+                    Engine.VLLM, 8, kv_cache_fp8=True)  # fmt: skip
+    errors = []
+    for batch, seconds in MI300X_VLLM.items():
+        predicted = big.prefill_ms(batch, 128) + 127 * big.decode_ms(batch, 128 + 64)
+        errors.append(predicted / (seconds * 1e3) - 1)
+    print(f"  OCI MI300X x8 vLLM 405B fp8 (request latency, batch 1-256) {summary(errors)}")
+    print()
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -529,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     names = list(schemes)
     llama_cpp_block(args.data)
+    documented_amd_block()
     print_block(f"== HEADLINE: {names[0]} ==", schemes[names[0]], detail=True)
     for name in names[1:]:
         print_block(f"== {name} ==", schemes[name], detail=False)

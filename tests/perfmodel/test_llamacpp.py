@@ -170,3 +170,9 @@ def test_the_planner_predicts_with_the_workloads_engine_options() -> None:
     no_flash = predictor(query(EngineOptions(flash_attention=False)))
     assert flash.supported and no_flash.supported
     assert no_flash.capacity_rps < flash.capacity_rps  # prefill costs more without flash
+
+
+def test_hip_builds_on_amd_run_without_cuda_graphs_unless_asked() -> None:
+    default = _predictor("rx-7900-xtx", Precision.Q4_K_M)
+    graphs = _predictor("rx-7900-xtx", Precision.Q4_K_M, cudaGraphs=True)
+    assert default.decode_ms(1, 64) > graphs.decode_ms(1, 64)

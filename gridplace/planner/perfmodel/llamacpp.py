@@ -25,7 +25,8 @@ Mechanisms (llama.cpp ``ggml-cuda``; one micro-batch of ``ubatchTokens`` = n_uba
   depends on the memory: high on GDDR boards, much lower on HBM stacks (``mmv_bandwidth``).
 - Every op is one kernel (``KERNELS_PER_LAYER`` per layer; each costs at least ``kernel_us`` on
   the GPU). Host time per step is the engine's step overhead (~1 ms with CUDA graphs); without
-  graphs each kernel adds a launch gap (``launch_us``).
+  graphs (before April 2024, and HIP builds on AMD GPUs) each kernel adds a launch gap
+  (``launch_us``).
 - Activations stay in F32 between ops: the elementwise kernels move 4-byte values.
 - Multi-GPU llama.cpp splits layers (``-sm layer``): the GPUs run one after the other, so the
   step costs what one GPU holding all layers would take (weights and KV split in memory only).
@@ -38,13 +39,14 @@ with the fit's residuals). ``kernel_us``, ``launch_us`` and the kernel count are
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from gridplace.planner.perfmodel.efficiency import AttentionEfficiency, ElementwiseEfficiency
 from gridplace.planner.perfmodel.roofline import StepTime, elementwise_bytes_per_token
 from gridplace.planner.perfmodel.shape import ModelShape
-from gridplace.specs.common import EngineOptions, KvCacheType, PromptKernels
+from gridplace.specs.common import EngineOptions, KvCacheType, PromptKernels, Vendor
 from gridplace.specs.gpu import MemoryTechnology
 
 # Kernels one Llama layer launches in ggml-cuda: 2 RMSNorm + 2 mul, Q/K/V matmuls, 2 RoPE, 2 KV
@@ -91,6 +93,20 @@ TODAY = LlamaCppSettings(
     kv_cache_type=KvCacheType.F16,
     prompt_kernels=PromptKernels.MMQ,
 )
+
+
+def resolve_settings(
+    release: EngineOptions | None, options: EngineOptions | None, vendor: Vendor
+) -> LlamaCppSettings:
+    """Today's defaults <- the release's (a generation) <- the backend's <- ``options``.
+
+    ggml's CUDA graphs are a CUDA feature: HIP builds (ROCm, AMD GPUs) run without them unless
+    built with GGML_HIP_GRAPHS (off by default), so every kernel pays its launch there.
+    """
+    settings = TODAY.with_options(release)
+    if vendor is Vendor.AMD:
+        settings = dataclasses.replace(settings, cuda_graphs=False)
+    return settings.with_options(options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,10 +48,10 @@ from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneratio
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors, gpu_link
 from gridplace.planner.perfmodel.llamacpp import (
     CONSTANTS,
-    TODAY,
     LlamaCppConstants,
     LlamaCppHardware,
     LlamaCppRoofline,
+    resolve_settings,
 )
 from gridplace.planner.perfmodel.memory import memory_plan
 from gridplace.planner.perfmodel.profiles import ProfileBook
@@ -227,10 +227,8 @@ class Predictor:
             )
         self.roofline: Roofline | LlamaCppRoofline
         if engine is Engine.LLAMA_CPP:
-            settings = TODAY
-            if self.generation is not None:
-                settings = settings.with_options(self.generation.options)
-            settings = settings.with_options(engine_options)
+            release = self.generation.options if self.generation is not None else None
+            settings = resolve_settings(release, engine_options, gpu.vendor)
             if eager:
                 settings = dataclasses.replace(settings, cuda_graphs=False)
             if kv_type is None and kv_cache_fp8:
