@@ -217,6 +217,14 @@ class PromptKernels(StrEnum):
     MMQ = "mmq"  # its own quantized kernels on int8 tensor cores (default since mid-2024)
 
 
+class Backend(StrEnum):
+    """llama.cpp's GPU backend (build): CUDA on NVIDIA, HIP (ROCm) on AMD, or Vulkan on either."""
+
+    CUDA = "cuda"
+    HIP = "hip"
+    VULKAN = "vulkan"
+
+
 class EngineOptions(StrictModel):
     """Engine settings that change performance; unset ones take the engine's defaults (today's
     release, or the ``generation`` named here)."""
@@ -232,4 +240,7 @@ class EngineOptions(StrictModel):
     kv_cache_type: KvCacheType | None = Field(default=None, description="-ctk/-ctv.")
     prompt_kernels: PromptKernels | None = Field(
         default=None, description="llama.cpp prompt path for quantized weights."
+    )
+    backend: Backend | None = Field(
+        default=None, description="llama.cpp backend (default: cuda on NVIDIA, hip on AMD)."
     )

@@ -56,6 +56,7 @@ def test_reads_llama_bench_json_and_matches_gpu_model_and_type(tmp_path: Path) -
     assert spec.engine is Engine.LLAMA_CPP
     assert spec.engine_options is not None and spec.engine_options.flash_attention is False
     assert spec.engine_options.ubatch_tokens == 512
+    assert spec.engine_options.backend == "cuda"
     ttft = next(p for p in spec.points if p.ttft_ms is not None)
     itl = next(p for p in spec.points if p.itl_ms is not None)
     assert ttft.prompt_tokens == 512 and ttft.ttft_ms == pytest.approx(160.0)

@@ -175,4 +175,6 @@ def test_the_planner_predicts_with_the_workloads_engine_options() -> None:
 def test_hip_builds_on_amd_run_without_cuda_graphs_unless_asked() -> None:
     default = _predictor("rx-7900-xtx", Precision.Q4_K_M)
     graphs = _predictor("rx-7900-xtx", Precision.Q4_K_M, cudaGraphs=True)
+    vulkan = _predictor("rx-7900-xtx", Precision.Q4_K_M, backend="vulkan")
     assert default.decode_ms(1, 64) > graphs.decode_ms(1, 64)
+    assert default.decode_ms(1, 64) > vulkan.decode_ms(1, 64)  # command buffers: no launches

@@ -22,8 +22,9 @@ line. Predictors are cached per configuration, so 10,000 lines take about a seco
 
 ``--generation vllm-2023`` predicts an older engine release (``perfmodel/generations.py``) and
 ``--host-factor`` scales the engine's host time for a slower or faster host CPU. Engine options
-(``--flash-attn/--no-flash-attn``, ``--ubatch``, ``--kv-cache-type``, ``--prompt-kernels``;
-JSONL: flashAttention, ubatch, kvCacheType, promptKernels) override the generation's defaults.
+(``--flash-attn/--no-flash-attn``, ``--ubatch``, ``--kv-cache-type``, ``--prompt-kernels``,
+``--backend``; JSONL: flashAttention, ubatch, kvCacheType, promptKernels, backend) override
+the generation's defaults.
 
 ``--profile PROFILE.yaml`` (from ``gridplace calibrate``) refits the matching configuration to
 its measurements (``source`` says ``profile`` or ``measured``).
@@ -54,6 +55,7 @@ from gridplace.planner.perfmodel.generations import GENERATIONS
 from gridplace.specs import SpecError, builtin_catalog
 from gridplace.specs.catalog import Catalog, unknown_message
 from gridplace.specs.common import (
+    Backend,
     Engine,
     EngineOptions,
     Interconnect,
@@ -100,6 +102,7 @@ class PredictQuery(StrictModel):
     ubatch: int | None = Field(default=None, ge=1, le=65536)
     kv_cache_type: KvCacheType | None = None
     prompt_kernels: PromptKernels | None = None
+    backend: Backend | None = None
 
     def engine_options(self) -> EngineOptions | None:
         """The engine options the query sets (None when it sets none)."""
@@ -108,6 +111,7 @@ class PredictQuery(StrictModel):
             ubatch_tokens=self.ubatch,
             kv_cache_type=self.kv_cache_type,
             prompt_kernels=self.prompt_kernels,
+            backend=self.backend,
         )
         return None if options == EngineOptions() else options
 
@@ -354,6 +358,9 @@ def command(
     prompt_kernels: Annotated[
         PromptKernels | None, typer.Option("--prompt-kernels", help="llama.cpp prompt path.")
     ] = None,
+    backend: Annotated[
+        Backend | None, typer.Option("--backend", help="llama.cpp backend: cuda, hip, vulkan.")
+    ] = None,
     profile_paths: Annotated[
         list[Path] | None,
         typer.Option("--profile", help="PerformanceProfile YAML (gridplace calibrate)."),
@@ -386,6 +393,7 @@ def command(
         "ubatch": ubatch,
         "kv_cache_type": kv_cache_type,
         "prompt_kernels": prompt_kernels,
+        "backend": backend,
     }
     defaults: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if kv_cache_fp8:

@@ -8,11 +8,12 @@ caller reads them, with its size limit) or refit (``profiles`` does, when the pr
 llama-bench tests: ``ppN`` (``n_prompt`` N, ``n_gen`` 0) is one prompt of N tokens: a TTFT point
 (``avg_ns``); ``tgN`` (``n_gen`` N) generates N tokens after ``n_depth`` tokens of context: an
 ITL point of ``avg_ns / N`` at the mean context ``n_depth + N/2``. Prompt tests at a depth and
-mixed ``pg`` tests are skipped. The run's settings (``flash_attn``, ``n_ubatch``, ``type_k``)
-become the profile's engine options; rows with other settings than the first are skipped; the
-build goes into ``source``. The GPU is ``gpu_info`` (its first device), the model the catalog
-entry with ``model_n_params`` (within 3%) whose family ``model_type`` names, the precision the
-GGUF type in ``model_type``.
+mixed ``pg`` tests are skipped. The run's settings (``flash_attn``, ``n_ubatch``, ``type_k``,
+the backend) become the profile's engine options; tests with other settings than the first are
+skipped; the build goes into ``source``. The GPU is ``gpu_info`` (its first device), the model
+the catalog entry with ``model_n_params`` (within 3%) whose family ``model_type`` names (among
+several, the one whose id ``model_filename`` contains), the precision the GGUF type in
+``model_type``.
 
 vLLM result: ``median_ttft_ms`` at the mean input length (batch 1) and ``median_itl_ms`` at
 batch ``max_concurrency`` (1 when absent) and the mean context input + output / 2. Under load
@@ -30,7 +31,14 @@ from typing import Any
 
 from gridplace.planner.perfmodel.errors import PerfModelError
 from gridplace.specs.catalog import Catalog, unknown_message
-from gridplace.specs.common import Engine, EngineOptions, KvCacheType, Metadata, Precision
+from gridplace.specs.common import (
+    Backend,
+    Engine,
+    EngineOptions,
+    KvCacheType,
+    Metadata,
+    Precision,
+)
 from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, ProfilePoint
 
 MAX_ROWS = 10_000
@@ -167,7 +175,22 @@ def _settings(row: dict[str, Any], where: str) -> EngineOptions:
             f"{where}: field 'type_k' ({type_k!r}) is not f16, q8_0 or q4_0"
         ) from None
     # -fa -1 ("auto", 2025 builds) turns flash attention on where the GPU has it.
-    return EngineOptions(flash_attention=bool(flash), ubatch_tokens=ubatch, kv_cache_type=kv_type)
+    return EngineOptions(
+        flash_attention=bool(flash),
+        ubatch_tokens=ubatch,
+        kv_cache_type=kv_type,
+        backend=_backend(row),
+    )
+
+
+def _backend(row: dict[str, Any]) -> Backend | None:
+    """The build's GPU backend: ``backends`` ("CUDA", "ROCm", "Vulkan") or older booleans."""
+    named = str(row.get("backends", "")).lower()
+    for word, backend in (("vulkan", Backend.VULKAN), ("rocm", Backend.HIP), ("hip", Backend.HIP),
+                          ("cuda", Backend.CUDA)):  # fmt: skip
+        if word in named or row.get(word) is True:
+            return backend
+    return None
 
 
 def _llama_point(row: dict[str, Any], where: str) -> ProfilePoint | str:

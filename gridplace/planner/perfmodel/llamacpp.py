@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from gridplace.planner.perfmodel.efficiency import AttentionEfficiency, ElementwiseEfficiency
 from gridplace.planner.perfmodel.roofline import StepTime, elementwise_bytes_per_token
 from gridplace.planner.perfmodel.shape import ModelShape
-from gridplace.specs.common import EngineOptions, KvCacheType, PromptKernels, Vendor
+from gridplace.specs.common import Backend, EngineOptions, KvCacheType, PromptKernels, Vendor
 from gridplace.specs.gpu import MemoryTechnology
 
 # Kernels one Llama layer launches in ggml-cuda: 2 RMSNorm + 2 mul, Q/K/V matmuls, 2 RoPE, 2 KV
@@ -100,12 +100,19 @@ def resolve_settings(
 ) -> LlamaCppSettings:
     """Today's defaults <- the release's (a generation) <- the backend's <- ``options``.
 
-    ggml's CUDA graphs are a CUDA feature: HIP builds (ROCm, AMD GPUs) run without them unless
-    built with GGML_HIP_GRAPHS (off by default), so every kernel pays its launch there.
+    The backend is ``options.backend``, else CUDA on NVIDIA and HIP on AMD. ggml's CUDA graphs
+    are a CUDA feature: HIP builds (ROCm) run without them unless built with GGML_HIP_GRAPHS (off
+    by default), so every kernel pays its launch. The Vulkan backend records the whole graph into
+    command buffers (no per-kernel launch from the host, as with graphs) and its matrix shaders
+    dequantize as they load (no F16 conversion pass, as MMQ).
     """
     settings = TODAY.with_options(release)
-    if vendor is Vendor.AMD:
+    backend = options.backend if options is not None else None
+    backend = backend or (Backend.HIP if vendor is Vendor.AMD else Backend.CUDA)
+    if backend is Backend.HIP:
         settings = dataclasses.replace(settings, cuda_graphs=False)
+    elif backend is Backend.VULKAN:
+        settings = dataclasses.replace(settings, cuda_graphs=True, prompt_kernels=PromptKernels.MMQ)
     return settings.with_options(options)
 
 
