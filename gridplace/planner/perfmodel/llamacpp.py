@@ -171,7 +171,6 @@ class LlamaCppRoofline:
         quantized: bool,
     ) -> None:
         self.shape, self.settings, self.constants = shape, settings, constants
-        self._hw = hardware
         bandwidth = hardware.bandwidth_gbyte_per_s * 1e9
         c = constants
         self._ms_per_mmv_byte = 1e3 / (c.mmv_bandwidth(hardware.memory) * bandwidth)
@@ -182,9 +181,8 @@ class LlamaCppRoofline:
         self._prompt_mmq = quantized and settings.prompt_kernels is PromptKernels.MMQ
         self._ms_per_fa_flop = 1e3 / (attention.prefill_compute * hardware.attention_tflops * 1e12)
         self._quantized = quantized
-        layer_parameters = shape.dense_layer_parameters + shape.active_expert_parameters
-        self._layer_parameters = layer_parameters
-        self._layer_bytes = layer_parameters * weight_bits / 8
+        self._bytes_per_weight = weight_bits / 8
+        self._layer_parameters = shape.dense_layer_parameters + shape.active_expert_parameters
         self._head_bytes = shape.head_parameters * head_bits / 8
         self._kv_bytes_per_token = (
             shape.kv_elements_per_token(1) * settings.kv_cache_type.bytes_per_element
@@ -209,19 +207,25 @@ class LlamaCppRoofline:
 
     # -- weights ------------------------------------------------------------------------------
 
+    def _touched_parameters(self, tokens: float) -> float:
+        """Layer weights ``tokens`` tokens read: dense ones, and the experts they route to."""
+        shape = self.shape
+        experts = shape.expert_parameters * shape.experts_touched_share(tokens)
+        return shape.dense_layer_parameters + experts
+
     def _prompt_weights(self, tokens: float) -> tuple[float, float, float]:
         """(time, memory side, compute side) of one micro-batch's layer weight multiplies."""
         flops = 2.0 * self._layer_parameters * tokens
+        touched = self._touched_parameters(tokens)
         if self._quantized and (tokens <= MMQ_MAX_TOKENS or self._prompt_mmq):
-            memory = self._layer_bytes * self._ms_per_mmv_byte
+            memory = touched * self._bytes_per_weight * self._ms_per_mmv_byte
             compute = flops * self._ms_per_f16_flop
             return max(memory, compute), memory, compute
         # cuBLAS on F16 weights: converted first when the file is quantized.
         convert = 0.0
         if self._quantized:
-            moved = self._layer_parameters * (self._layer_bytes / self._layer_parameters + 2)
-            convert = moved * self._ms_per_dequant_byte
-        memory = self._layer_parameters * 2 * self._ms_per_peak_byte
+            convert = touched * (self._bytes_per_weight + 2) * self._ms_per_dequant_byte
+        memory = touched * 2 * self._ms_per_peak_byte
         compute = flops * self._ms_per_f16_flop
         return convert + max(memory, compute), memory + convert, compute
 
@@ -286,7 +290,7 @@ class LlamaCppRoofline:
 
     def decode(self, batch: int, context_tokens: int) -> StepTime:
         """One decode step of ``batch`` sequences with ``context_tokens`` cached each."""
-        weights, memory, compute = self._prompt_weights_decode(batch)
+        weights, memory, compute = self._decode_weights(batch)
         head, head_memory = self._head(batch)
         attention = self._decode_attention(batch, context_tokens)
         elementwise = batch * self._elementwise_bytes * self._ms_per_elementwise_byte
@@ -303,8 +307,8 @@ class LlamaCppRoofline:
             compute_side_ms=compute,
         )
 
-    def _prompt_weights_decode(self, batch: int) -> tuple[float, float, float]:
+    def _decode_weights(self, batch: int) -> tuple[float, float, float]:
         """Decode weights: the matrix-vector kernels stream every weight once per step."""
-        memory = self._layer_bytes * self._ms_per_mmv_byte
+        memory = self._touched_parameters(batch) * self._bytes_per_weight * self._ms_per_mmv_byte
         compute = 2.0 * self._layer_parameters * batch * self._ms_per_f16_flop
         return max(memory, compute), memory, compute

@@ -51,6 +51,7 @@ from gridplace.planner.perfmodel.llamacpp import (
     LlamaCppConstants,
     LlamaCppHardware,
     LlamaCppRoofline,
+    LlamaCppSettings,
     resolve_settings,
 )
 from gridplace.planner.perfmodel.memory import memory_plan
@@ -227,12 +228,8 @@ class Predictor:
             )
         self.roofline: Roofline | LlamaCppRoofline
         if engine is Engine.LLAMA_CPP:
-            release = self.generation.options if self.generation is not None else None
-            settings = resolve_settings(release, engine_options, gpu.vendor)
-            if eager:
-                settings = dataclasses.replace(settings, cuda_graphs=False)
-            if kv_type is None and kv_cache_fp8:
-                settings = dataclasses.replace(settings, kv_cache_type=KvCacheType.Q8_0)
+            settings = _llama_cpp_settings(self.generation, engine_options, gpu, eager, kv_type,
+                                           kv_cache_fp8)  # fmt: skip
             kv_bytes = settings.kv_cache_type.bytes_per_element
             self.traits = dataclasses.replace(
                 self.traits,
@@ -241,15 +238,7 @@ class Predictor:
             )
             self.roofline = LlamaCppRoofline(
                 self.shape,
-                LlamaCppHardware(
-                    bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
-                    fp16_tflops=(
-                        gpu.tensor_tflops.fp16_half_accumulate or hardware.attention_tflops
-                    )
-                    * compute_factor,
-                    attention_tflops=hardware.attention_tflops,
-                    memory=memory_technology(gpu),
-                ),
+                _llama_cpp_hardware(gpu, hardware, compute_factor),
                 table.attention(gpu.architecture),
                 table.elementwise(gpu.architecture),
                 settings,
@@ -418,6 +407,37 @@ class Predictor:
             cached=cached,
             disk_gbyte_per_s=disk_gbyte_per_s,
         )
+
+
+def _llama_cpp_settings(
+    generation: EngineGeneration | None,
+    options: EngineOptions | None,
+    gpu: GPUModelSpec,
+    eager: bool,
+    kv_type: KvCacheType | None,
+    kv_cache_fp8: bool,
+) -> LlamaCppSettings:
+    """llama.cpp's settings for this query (``eager`` and ``kv_cache_fp8`` are the older flags)."""
+    release = generation.options if generation is not None else None
+    settings = resolve_settings(release, options, gpu.vendor)
+    if eager:
+        settings = dataclasses.replace(settings, cuda_graphs=False)
+    if kv_type is None and kv_cache_fp8:  # llama.cpp has no fp8 cache: its 8-bit one
+        settings = dataclasses.replace(settings, kv_cache_type=KvCacheType.Q8_0)
+    return settings
+
+
+def _llama_cpp_hardware(
+    gpu: GPUModelSpec, hardware: Hardware, compute_factor: float
+) -> LlamaCppHardware:
+    """The peak figures llama.cpp's kernels see (cuBLAS at the FP16-accumulate rate)."""
+    cublas = gpu.tensor_tflops.fp16_half_accumulate or sixteen_bit_tflops(gpu)
+    return LlamaCppHardware(
+        bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
+        fp16_tflops=cublas * compute_factor,
+        attention_tflops=hardware.attention_tflops,
+        memory=memory_technology(gpu),
+    )
 
 
 def _generation(
