@@ -66,12 +66,13 @@ from calibrate_llamacpp import LlamaCase, llama_cases
 from calibrate_llamacpp import held_out as held_out_llama
 from calibrate_perfmodel_stack import StackFit, fit_stack
 
-from gridplace.planner.perfmodel import GENERATIONS, EngineGeneration, Predictor
+from gridplace.planner.perfmodel import GENERATIONS, EngineGeneration, Predictor, ProfileBook
 from gridplace.planner.perfmodel.engines import ENGINES
-from gridplace.specs import builtin_catalog
-from gridplace.specs.common import Engine, Precision
+from gridplace.specs import Catalog, builtin_catalog
+from gridplace.specs.common import Engine, Metadata, Precision
 from gridplace.specs.gpu import memory_technology
 from gridplace.specs.model_arch import ModelArchitectureSpec
+from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, ProfilePoint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -415,6 +416,35 @@ MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64:
                128: 10.340, 256: 17.750}  # fmt: skip
 
 
+def calibration_check(catalog: Catalog) -> None:
+    """A profile from the pp2048 + tg64 tests predicts the same GPU's tests at depth 4096."""
+    points = [
+        ProfilePoint(prompt_tokens=2048, ttft_ms=2048 / RDNA3_LLAMA_CPP[0][4] * 1e3),
+        ProfilePoint(context_tokens=32, itl_ms=1e3 / RDNA3_LLAMA_CPP[2][4]),
+    ]
+    profile = PerformanceProfile(
+        metadata=Metadata(name="rx-7900-xtx-check"),
+        spec=PerformanceProfileSpec(
+            model="llama-3.1-8b", gpu="rx-7900-xtx", precision=Precision.Q4_K_M,
+            engine=Engine.LLAMA_CPP, points=points, source="llama.cpp#26284",
+        ),
+    )  # fmt: skip
+    fitted = Predictor(
+        catalog.models["llama-3.1-8b"], catalog.gpus["rx-7900-xtx"], Precision.Q4_K_M,
+        Engine.LLAMA_CPP, profiles=ProfileBook.from_documents([profile], catalog),
+        model_id="llama-3.1-8b", gpu_id="rx-7900-xtx",
+    )  # fmt: skip
+    prompt = fitted.prefill_ms(1, 6144) - fitted.prefill_ms(1, 4096)
+    decode = fitted.decode_ms(1, 4096 + 32)
+    measured_prompt = 2048 / RDNA3_LLAMA_CPP[1][4] * 1e3
+    measured_decode = 1e3 / RDNA3_LLAMA_CPP[3][4]
+    print(
+        "  calibrated from pp2048 + tg64 (gridplace calibrate's refit): "
+        f"pp2048@d4096 {(prompt / measured_prompt - 1) * 100:+.0f}%, "
+        f"tg64@d4096 {(decode / measured_decode - 1) * 100:+.0f}%"
+    )
+
+
 def documented_amd_block() -> None:
     """Errors on the published AMD figures (shipped constants, nothing refitted)."""
     catalog = builtin_catalog()
@@ -434,6 +464,7 @@ def documented_amd_block() -> None:
         print(f"  rx-7900-xtx llama.cpp ROCm q4_k_m {test:13} measured {measured:8.2f} ms  "
               f"predicted {predicted:8.2f} ms  ({errors[-1] * 100:+.0f}%)")  # fmt: skip
     print(f"  llama.cpp#26284 RX 7900 XTX      {summary(errors)}")
+    calibration_check(catalog)
     big = Predictor(catalog.models["llama-3.1-405b"], catalog.gpus["mi300x"], Precision.FP8,
                     Engine.VLLM, 8, kv_cache_fp8=True)  # fmt: skip
     errors = []
