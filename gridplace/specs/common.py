@@ -106,7 +106,7 @@ class Precision(StrEnum):
 GGUF_BITS: Final[dict[Precision, float]] = {
     Precision.Q8_0: 8.5,
     Precision.Q6_K: 6.5625,
-    Precision.Q5_K_M: 5.70,
+    Precision.Q5_K_M: 5.65,
     Precision.Q4_K_M: 4.80,
     Precision.Q4_0: 4.5,
     Precision.IQ4_XS: 4.25,
