@@ -20,6 +20,7 @@ from gridplace import __version__
 from gridplace.api import render
 from gridplace.api.checks import check_workloads
 from gridplace.api.commands import agent as agent_command
+from gridplace.api.commands import calibrate as calibrate_command
 from gridplace.api.commands import inventory as inventory_command
 from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
@@ -257,6 +258,7 @@ app.command(name="explain")(plan.explain)
 app.command(name="probe")(probe.command)
 app.command(name="inventory")(inventory_command.command)
 app.command(name="predict")(predict_command.command)
+app.command(name="calibrate")(calibrate_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
