@@ -26,6 +26,10 @@ from gridplace.api.security import Role
 from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
 from gridplace.specs.common import Name, StrictModel
 
+# On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
+# (0: none), so that a client diffs against exactly that plan.
+BASE_GENERATION_HEADER = "X-Gridplace-Base-Generation"
+
 Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
 MAX_REPLICAS_REPORTED = 4_096
 MAX_CONDITIONS = 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from gridplace.api.routes.plans import BASE_GENERATION_HEADER
+from gridplace.api.models import BASE_GENERATION_HEADER
 from tests.api.conftest import ADMIN, node_token, small_grid, submit, to_yaml, workload_doc
 from tests.api.test_roles import YAML, viewer_token
 

@@ -27,6 +27,7 @@ from gridplace.api.deps import (
 )
 from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
 from gridplace.api.models import (
+    BASE_GENERATION_HEADER,
     ExplanationResponse,
     PlanListResponse,
     PlanSummaryResponse,
@@ -43,8 +44,6 @@ from gridplace.planner.planning import Strategy
 from gridplace.specs import PlacementPlan
 
 router = APIRouter(prefix="/v1", tags=["plans"])
-# On a dry run: the generation the answer was computed from (0: none), for a diff against it.
-BASE_GENERATION_HEADER = "X-Gridplace-Base-Generation"
 Generation = Annotated[int, Path(ge=1, le=2**31 - 1, description="A plan generation.")]
 
 
