@@ -197,7 +197,7 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 def require_node_access(principal: Principal, node: str) -> None:
-    """403 unless ``principal`` is the admin or the token of ``node`` itself."""
+    """403 when a node token acts for another node (the other roles are limited by route)."""
     if not principal.may_act_for(node):
         raise Forbidden(
             f"this token belongs to node {principal.node!r}; it may not act for node {node!r}"

@@ -150,6 +150,7 @@ def test_a_workload_unplaced_before_and_after_is_no_failure(tmp_path: Path, grid
         (["--fail-on", "unplaced,fast"], "unknown rule 'fast'"),
         (["--fail-on", "cost-increase=lots"], "expected a percentage"),
         ([], "either --api URL or --previous PLAN"),
+        (["--api", "http://127.0.0.1:9", "-n", "nodes.yaml"], "drop -n/-p"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str, grid: Path) -> None:

@@ -79,6 +79,8 @@ def command(
         raise typer.BadParameter("give either --api URL or --previous PLAN (with -n NODES)")
     if api is None and not nodes:
         raise typer.BadParameter("--previous needs the nodes it was planned on (-n NODES)")
+    if api is not None and (nodes or probes):
+        raise typer.BadParameter("--api plans on the grid's stored nodes and probes; drop -n/-p")
     try:
         documents = load_documents(workloads)
         slos = _slos(documents)
