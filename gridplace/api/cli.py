@@ -69,9 +69,6 @@ class ListFormat(StrEnum):
     YAML = "yaml"
 
 
-NodesOption = Annotated[
-    list[Path], typer.Option("--nodes", "-n", help="Node YAML file or directory (repeatable).")
-]
 WorkloadsOption = Annotated[
     list[Path],
     typer.Option("--workloads", "-w", help="Workload YAML file or directory (repeatable)."),
@@ -135,10 +132,10 @@ def validate(
         _report_validation(error.issues, [], output_format, "")
         raise typer.Exit(EXIT_INVALID) from None
     except RemoteError as error:
-        if not error.issues:
+        if error.issues:  # the server found the documents invalid (a 422)
+            _report_validation(error.issues, [], output_format, "")
+        else:
             render.stderr.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
-            raise typer.Exit(EXIT_INVALID) from None
-        _report_validation(error.issues, [], output_format, "")
         raise typer.Exit(EXIT_INVALID) from None
     _report_validation([], checks, output_format, scope)
     if any(not check.ok for check in checks):
