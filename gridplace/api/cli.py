@@ -153,12 +153,12 @@ def _validate_remote(
         answer = grid.validate(documents)
     checks = [
         WorkloadCheck(
-            workload=entry["name"],
-            ok=entry["placeable"],
-            reasons=entry.get("reasons", []),
-            origin=bundle.origin("InferenceWorkload", entry["name"]),
+            workload=entry.name,
+            ok=entry.placeable,
+            reasons=entry.reasons,
+            origin=bundle.origin("InferenceWorkload", entry.name),
         )
-        for entry in answer["workloads"]
+        for entry in answer.workloads
     ]
     scope = f"{len(bundle.workloads)} workloads against the grid at {grid.url}"
     return checks, scope

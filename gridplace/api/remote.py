@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from gridplace.api.models import BASE_GENERATION_HEADER
+from gridplace.api.models import BASE_GENERATION_HEADER, ValidationResponse
 from gridplace.specs import PlacementPlan, SpecIssue
 from gridplace.specs.loader import LoadedDocument
 
+M = TypeVar("M", bound=BaseModel)
 TOKEN_ENV = "GRIDPLACE_TOKEN"
 MAX_TOKEN_FILE_BYTES = 4096
 TIMEOUT_S = 30.0
@@ -89,23 +91,35 @@ class GridApi:
             raise _refusal(method, f"{self.url}{path}", response)
         return response
 
-    def validate(self, documents: list[LoadedDocument]) -> dict[str, Any]:
-        """``POST /v1/validate``: ``{"valid": ..., "workloads": [{name, placeable, reasons}]}``."""
-        body: dict[str, Any] = self._send(
-            "POST", "/v1/validate", json=request_body(documents)
-        ).json()
-        return body
+    def validate(self, documents: list[LoadedDocument]) -> ValidationResponse:
+        """``POST /v1/validate``: whether each workload can be placed, with reasons."""
+        response = self._send("POST", "/v1/validate", json=request_body(documents))
+        return _parse(ValidationResponse, response)
 
     def dry_run(self, documents: list[LoadedDocument]) -> tuple[PlacementPlan, int]:
         """The plan these documents would get now, and the generation it was computed from."""
         response = self._send(
             "POST", "/v1/plans", params={"dryRun": "true"}, json=request_body(documents)
         )
-        base = int(response.headers.get(BASE_GENERATION_HEADER, "0"))
-        return PlacementPlan.model_validate(response.json()), base
+        base = response.headers.get(BASE_GENERATION_HEADER, "0")
+        if not base.isdigit():
+            raise RemoteError(f"{response.url}: {BASE_GENERATION_HEADER} is {base!r}, not a number")
+        return _parse(PlacementPlan, response), int(base)
 
     def plan(self, generation: int) -> PlacementPlan:
-        return PlacementPlan.model_validate(self._send("GET", f"/v1/plans/{generation}").json())
+        return _parse(PlacementPlan, self._send("GET", f"/v1/plans/{generation}"))
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    """The answer as ``model``; a ``RemoteError`` when it is not one (not a gridplace server?)."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as error:
+        raise RemoteError(
+            f"{response.request.method} {response.url}: the answer is not a {model.__name__} "
+            f"({error.error_count()} problems, e.g. {error.errors()[0]['msg']}); is this a "
+            "gridplace API?"
+        ) from None
 
 
 def _refusal(method: str, url: str, response: httpx.Response) -> RemoteError:

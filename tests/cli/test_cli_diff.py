@@ -164,3 +164,12 @@ def test_fail_on_rules_parse() -> None:
     assert FailOn.parse("cost-increase=10").cost_increase_ratio == pytest.approx(0.1)
     with pytest.raises(FailOnError):
         FailOn.parse("cost-increase=-5%")
+
+
+def test_api_problems_exit_1_with_a_message(grid: Path) -> None:
+    args = ["diff", "--api", "http://127.0.0.1:9", "-w", str(grid / "base")]
+    result = runner.invoke(app, args, env={"GRIDPLACE_TOKEN": ""})
+    assert result.exit_code == 1 and "no token: set GRIDPLACE_TOKEN" in result.output
+    result = runner.invoke(app, args, env={"GRIDPLACE_TOKEN": "gpv.x.y"})
+    assert result.exit_code == 1 and "http://127.0.0.1:9/v1/plans" in result.output
+    assert "Traceback" not in result.output

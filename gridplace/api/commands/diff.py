@@ -22,11 +22,10 @@ from gridplace.api.commands.plan import ProbesOption, TimeLimitOption, Workloads
 from gridplace.api.diff import Change, FailOn, FailOnError, PlanDiff, WorkloadDiff, diff_plans
 from gridplace.api.remote import GridApi, RemoteError, read_token
 from gridplace.api.wiring import PlanRequest, load_previous, run_plan
-from gridplace.specs import SpecError, SpecIssue
+from gridplace.specs import SpecError, SpecIssue, build_bundle
 from gridplace.specs.loader import LoadedDocument, load_documents
 
 EXIT_INVALID = 1
-EXIT_USAGE = 2
 EXIT_FAILED = 3
 
 
@@ -85,6 +84,7 @@ def command(
         documents = load_documents(workloads)
         slos = _slos(documents)
         if api is not None:
+            build_bundle(documents)  # reference errors by file and line, before asking the grid
             diff = _diff_api(api, read_token(token_file), documents, slos)
         else:
             assert previous is not None and nodes
@@ -151,9 +151,9 @@ def _print_remote_error(error: RemoteError) -> None:
 # ------------------------------------------------------------------------------------ rendering
 
 
-def _pair(before: float | None, after: float | None, digits: int, unit: str = "") -> str:
+def _pair(before: float | None, after: float | None, digits: int) -> str:
     def shown(value: float | None) -> str:
-        return "-" if value is None else f"{unit}{value:.{digits}f}"
+        return "-" if value is None else f"{value:.{digits}f}"
 
     if before is not None and after is not None and round(before, digits) == round(after, digits):
         return shown(after)
@@ -252,7 +252,9 @@ def markdown(diff: PlanDiff, failures: list[str]) -> str:
         if any(lines for _, lines in details):
             out += ["", "<details><summary>Replicas and reasons</summary>", ""]
             for name, lines in details:
-                out += [f"**{name}**", "", *[f"- {_md(line)}" for line in lines], ""]
+                # Code spans: a line opening with "+" or "-" would read as a nested list.
+                code = ["- `" + line.replace("`", "'") + "`" for line in lines]
+                out += [f"**{name}**", "", *code, ""]
             out.append("</details>")
     return "\n".join(out)
 
