@@ -23,7 +23,7 @@ downloads it itself); otherwise the workload name is passed through unchanged::
         catalogModel: llama-3.1-8b                 # optional: the catalog id observations name
         metrics:                                   # optional: the command driver's metric names
           requests: [my_requests_total]            # (see ``EngineMetrics``; vllm and llama.cpp
-          ttftSeconds: [my_ttft_seconds]           #  replicas are read with built-in names)
+          ttftSeconds: [my_ttft_seconds]           #  have built-in names, used when absent)
 """
 
 from __future__ import annotations
