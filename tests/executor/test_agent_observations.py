@@ -12,7 +12,7 @@ import pytest
 
 from gridplace.executor.agent import Agent
 from gridplace.executor.manifest import DriverKind, Manifest
-from gridplace.executor.observe import Observer
+from gridplace.executor.observe import MetricsError, Observer
 from gridplace.specs import Observations
 from tests.executor.fakes import FakeRuntime, launcher
 from tests.executor.metrics_text import vllm_text
@@ -135,3 +135,20 @@ def test_a_replica_whose_metrics_fail_is_skipped_and_the_loop_goes_on(
     engine.broken = False
     loops(agent, 3)  # the window starts again at the next good scrape
     assert len(api.observations) == 1
+
+
+def test_an_oversized_metrics_page_is_refused_and_an_unknown_model_is_not_observed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x 1\n" * 2**20 * 2))
+    observer = Observer("n1", MANIFEST, DriverKind.COMMAND, http=httpx.Client(transport=big))
+    with pytest.raises(MetricsError, match="over"):
+        observer.fetch("127.0.0.1:9")
+    api, engine = ObservedApi(), Engine()
+    api.assignments = [assignment([0])]
+    agent = observed_agent(tmp_path, api, engine)
+    assert agent.observer is not None
+    agent.observer.manifest = Manifest()  # "chat" is no catalog model, and no mapping names one
+    loops(agent, 6)
+    assert not api.observations and engine.served == 0
+    assert caplog.text.count("no catalog model known") == 1
