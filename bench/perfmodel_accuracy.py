@@ -34,6 +34,9 @@ every measurement judged here is end to end:
   error per memory technology, precision and prompt/context length.
 - Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
   MI300X x8 vLLM): judged with the shipped figures, never fitted on.
+- Public llama-bench runs on A100 PCIe/SXM 80GB and H100 PCIe (Llama 3 8B Q4_K_M/F16, 70B
+  Q4_K_M, pp512-pp8192 and tg512-tg8192), transcribed below with their source: validation only,
+  judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -396,7 +399,7 @@ def llama_cpp_block(data: Path) -> None:
                 buckets[key(case)].append(error)
             for name in sorted(buckets):
                 print(f"      {key_name:9} {name:13} {summary(buckets[name])}")
-    print("  (the HBM figure rests on the H100 PCIe rows alone: held out, it falls back to GDDR's)")
+    print("  (held out, the H100 PCIe decode rows are predicted from the GeForce cards' per-SM rate)")
     print()
 
 
