@@ -399,7 +399,7 @@ def llama_cpp_block(data: Path) -> None:
                 buckets[key(case)].append(error)
             for name in sorted(buckets):
                 print(f"      {key_name:9} {name:13} {summary(buckets[name])}")
-    print("  (held out, the H100 PCIe decode rows are predicted from the GeForce cards' per-SM rate)")
+    print("  (held out, H100 PCIe decode is predicted from the GeForce cards' per-SM rate)")
     print()
 
 
