@@ -56,7 +56,6 @@ from gridplace.planner.perfmodel.efficiency import AttentionEfficiency, Elementw
 from gridplace.planner.perfmodel.roofline import StepTime, elementwise_bytes_per_token
 from gridplace.planner.perfmodel.shape import ModelShape
 from gridplace.specs.common import Backend, EngineOptions, KvCacheType, PromptKernels, Vendor
-from gridplace.specs.gpu import MemoryTechnology
 
 # Kernels one Llama layer launches in ggml-cuda: 2 RMSNorm + 2 mul, Q/K/V matmuls, 2 RoPE, 2 KV
 # copies, KQ, softmax, KQV, cont, O matmul, add, gate and up matmuls, SiLU, mul, down, add.
@@ -138,8 +137,8 @@ class LlamaCppConstants:
     tile: int = 128  # output rows and columns of one GEMM tile (one SM's share of a wave)
 
     def mmv_gbyte_per_s(self, bandwidth_gbyte_per_s: float, compute_units: int | None) -> float:
-        """GB/s the decode kernels stream (Little's law: the SMs' bytes in flight over the memory
-        latency, each read also waiting its turn at the memory's rate)."""
+        """GB/s the decode kernels stream: the memory's share, or what the SMs keep in flight
+        (Little's law: bytes in flight over the memory latency), whichever is smaller."""
         memory = self.mmv_bandwidth * bandwidth_gbyte_per_s
         if compute_units is None:
             return memory
@@ -182,7 +181,6 @@ class LlamaCppHardware:
     bandwidth_gbyte_per_s: float
     fp16_tflops: float  # cuBLAS 16-bit compute type (FP16 accumulate where it is faster)
     attention_tflops: float  # FlashAttention kernels (FP32 accumulate)
-    memory: MemoryTechnology
     compute_units: int | None = None  # SMs (CUs); None: unknown, no wave or in-flight limits
 
 

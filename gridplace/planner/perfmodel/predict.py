@@ -73,7 +73,7 @@ from gridplace.specs.common import (
     KvCacheType,
     Precision,
 )
-from gridplace.specs.gpu import GPUModelSpec, memory_technology
+from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
 
 Source = Literal["roofline", "profile", "measured"]
@@ -437,7 +437,6 @@ def _llama_cpp_hardware(
         bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
         fp16_tflops=cublas * compute_factor,
         attention_tflops=hardware.attention_tflops,
-        memory=memory_technology(gpu),
         compute_units=compute_units(gpu, gpu_id),
     )
 
