@@ -12,10 +12,11 @@ Left out: the README's prompt rows (build 1275, Sept 2023: old dp4a MMQ prompt k
 modelled), quantization types the precision list lacks (Q2_K, Q3_K_S, Q4_1: no sizes posted),
 and ./main prompt rows (prompt length not posted).
 
-Fitted (coordinate search minimising the mean |log(predicted / measured)|): ``gemm_compute``
-and ``dequant_bandwidth`` (prompt rows), ``mmv_bandwidth_gddr`` and ``mmv_bandwidth_hbm``
-(decode rows; the HBM figure rests on the H100 PCIe rows alone, and starts from the GDDR figure
-when a fold has none). The rest of ``LlamaCppConstants`` are priors.
+Fitted (coordinate search minimising the mean |log(predicted / measured)|, within ``BOUNDS``):
+``gemm_compute`` and ``dequant_bandwidth`` (prompt rows), ``mmv_bandwidth`` and
+``mmv_unit_gbyte_per_s`` (decode rows: the memory's share and what one SM keeps in flight; the
+held-out H100 PCIe fold predicts its decode rows from the GeForce cards' per-SM figure). The rest
+of ``LlamaCppConstants`` (kernel floor, launch gap, GEMM tile) are priors.
 
 Reproduce:
     .venv/bin/python bench/calibrate_llamacpp.py [--data ../shared/data]
@@ -46,14 +47,16 @@ GENERATION = "llama.cpp-2024-01"
 GPUS = {"RTX 3090": "rtx-3090", "RTX 3090 Ti": "rtx-3090-ti", "RTX 4090": "rtx-4090",
         "H100 PCIe": "h100-pcie"}  # fmt: skip
 MODELS = {"7B": "llama-2-7b", "13B": "llama-2-13b"}
-FITTED = ("gemm_compute", "dequant_bandwidth", "mmv_bandwidth_gddr", "mmv_bandwidth_hbm")
+FITTED = ("gemm_compute", "dequant_bandwidth", "mmv_bandwidth", "mmv_unit_gbyte_per_s")
+# Shares of a peak lie in (0.05, 1]; one SM's streaming rate in (1, 100] GB/s.
+BOUNDS = {name: (0.05, 1.0) for name in FITTED} | {"mmv_unit_gbyte_per_s": (1.0, 100.0)}
 # Where every fit starts: round priors, the HBM share equal to the GDDR one (no evidence yet).
 START = dataclasses.replace(
     CONSTANTS,
     gemm_compute=0.5,
     dequant_bandwidth=0.8,
-    mmv_bandwidth_gddr=0.8,
-    mmv_bandwidth_hbm=0.8,
+    mmv_bandwidth=0.8,
+    mmv_unit_gbyte_per_s=5.0,
 )
 
 
@@ -157,17 +160,17 @@ def loss(cases: Iterable[LlamaCase], constants: LlamaCppConstants) -> float:
 
 
 def fit(cases: list[LlamaCase], start: LlamaCppConstants = START) -> LlamaCppConstants:
-    """Coordinate search (log steps, shrinking) over the fitted constants, within (0.05, 1]."""
+    """Coordinate search (log steps, shrinking) over the fitted constants, within BOUNDS."""
     best, best_loss = start, loss(cases, start)
-    has_hbm = any(c.gpu.startswith("h100") for c in cases if c.metric == "itl")
-    names = [n for n in FITTED if has_hbm or n != "mmv_bandwidth_hbm"]
+    names = FITTED
     step = 0.3
     while step > 0.002:
         improved = False
         for name in names:
             for direction in (1, -1):
                 value = getattr(best, name) * math.exp(direction * step)
-                if not 0.05 < value <= 1.0:
+                low, high = BOUNDS[name]
+                if not low < value <= high:
                     continue
                 trial = dataclasses.replace(best, **{name: value})
                 trial_loss = loss(cases, trial)
@@ -175,8 +178,6 @@ def fit(cases: list[LlamaCase], start: LlamaCppConstants = START) -> LlamaCppCon
                     best, best_loss, improved = trial, trial_loss, True
         if not improved:
             step /= 2
-    if not has_hbm:  # no HBM decode rows: the GDDR share is all there is to go by
-        best = dataclasses.replace(best, mmv_bandwidth_hbm=best.mmv_bandwidth_gddr)
     return best
 
 
@@ -218,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(abs(getattr(constants, n) - getattr(CONSTANTS, n)) > 0.01 for n in FITTED):
         print(f"  NOTE: the package ships {describe(CONSTANTS)}")
     for metric in ("ttft", "itl"):
-        errors = [predicted(c, constants) / c.measured_ms - 1 for c in cases if c.metric == metric]
-        print(f"  in-sample {metric.upper():4} {summary(errors)}")
+        fitted = [predicted(c, constants) / c.measured_ms - 1 for c in cases if c.metric == metric]
+        print(f"  in-sample {metric.upper():4} {summary(fitted)}")
     print("leave one GPU out:")
     errors = held_out(cases, lambda c: c.gpu)
     for metric in ("ttft", "itl"):

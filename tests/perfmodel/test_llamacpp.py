@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gridplace.planner.perfmodel import NotSupported, Prediction, Predictor, predict
+from gridplace.planner.perfmodel.compute_units import COMPUTE_UNITS, compute_units
+from gridplace.planner.perfmodel.llamacpp import CONSTANTS
 from gridplace.specs import builtin_catalog
 from gridplace.specs.common import Engine, EngineOptions, KvCacheType, Precision
 from gridplace.specs.gpu import GPUModelSpec, MemoryTechnology, memory_technology
@@ -79,15 +81,51 @@ def test_only_geforce_cards_have_a_separate_fp16_accumulate_rate() -> None:
         assert has == spec.display_name.startswith("GeForce"), gpu_id
 
 
+def _peak_ms(gpu_id: str, step_ms: float) -> float:
+    """A step time in units of the GPU's nameplate bandwidth (larger: a lower share of peak)."""
+    return step_ms * builtin_catalog().gpus[gpu_id].memory_bandwidth_gbps
+
+
 def test_decode_efficiency_depends_on_memory_technology() -> None:
-    gddr = _gpu("rtx-4090")
-    hbm = _gpu("rtx-4090", memory_type="HBM3")
-    assert memory_technology(gddr) is MemoryTechnology.GDDR
-    assert memory_technology(hbm) is MemoryTechnology.HBM
-    # Same nameplate bandwidth, same everything else: the HBM part decodes slower in llama.cpp.
-    assert _predictor(hbm, Precision.Q4_K_M).decode_ms(1, 512) > 1.2 * _predictor(
-        gddr, Precision.Q4_K_M
+    # The decode kernels stream at most what each SM keeps in flight: HBM parts, with two or more
+    # times a GDDR board's bandwidth per SM, reach a much lower share of their nameplate.
+    assert memory_technology(_gpu("h100-pcie")) is MemoryTechnology.HBM
+    for gddr, hbm in (("rtx-4090", "h100-pcie"), ("rtx-3090", "a100-sxm-80gb")):
+        gddr_ms = _peak_ms(gddr, _predictor(gddr, Precision.Q4_K_M).decode_ms(1, 512))
+        hbm_ms = _peak_ms(hbm, _predictor(hbm, Precision.Q4_K_M).decode_ms(1, 512))
+        assert hbm_ms > 1.3 * gddr_ms, (gddr, hbm)
+    # Twice the bandwidth on the same 128 SMs: far less than twice as fast.
+    card = _gpu("rtx-4090")
+    doubled = _gpu("rtx-4090", memory_bandwidth_gbps=2 * card.memory_bandwidth_gbps,
+                   memory_type="HBM3")  # fmt: skip
+    speedup = _predictor(card, Precision.Q4_K_M).decode_ms(1, 512) / _predictor(
+        doubled, Precision.Q4_K_M
     ).decode_ms(1, 512)
+    assert 1.0 < speedup < 1.3
+
+
+def test_prompt_gemm_tiles_fall_into_waves_over_the_sms() -> None:
+    c = CONSTANTS
+    assert c.wave_share(4096, 512, 128) == pytest.approx(1.0)  # 128 tiles, one full wave
+    assert c.wave_share(4096, 512, 82) == pytest.approx(128 / 164)  # RTX 3090: 1.56 waves
+    assert c.wave_share(4096, 300, None) == pytest.approx(300 / 384)  # a part-filled tile column
+    assert c.wave_share(1024, 512, 128) == pytest.approx(1.0)  # 32 tiles split 4 ways along K
+    assert c.wave_share(4096, 512, None) == pytest.approx(1.0)  # SMs unknown: no wave loss
+    assert c.wave_share(4096, 300, 128) == pytest.approx(300 / 384 * 96 / 128)  # 96 tiles
+    # At n_ubatch 512 a 3090's GEMMs reach a smaller share of its FP16 peak than a 4090's (Llama 2
+    # 7B F16 pp512: 4184 vs 11048 tokens/s in llama.cpp#4766, 2.6x for 2.3x the peak).
+    catalog = builtin_catalog()
+    share = {}
+    for gpu in ("rtx-3090", "rtx-4090"):
+        model = catalog.models["llama-2-7b"]
+        step = Predictor(model, catalog.gpus[gpu], Precision.FP16, LLAMA).roofline.prefill(1, 512)
+        share[gpu] = step.compute_side_ms * (catalog.gpus[gpu].tensor_tflops.fp16_acc16 or 0.0)
+    assert share["rtx-3090"] > 1.15 * share["rtx-4090"]
+
+
+def test_every_catalog_gpu_has_a_compute_unit_count() -> None:
+    for gpu_id, spec in builtin_catalog().gpus.items():
+        assert compute_units(spec) == COMPUTE_UNITS[gpu_id], gpu_id
 
 
 def test_cuda_graphs_save_host_time_per_token() -> None:

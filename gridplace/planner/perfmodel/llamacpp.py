@@ -10,7 +10,12 @@ Mechanisms (llama.cpp ``ggml-cuda``; one micro-batch of ``ubatchTokens`` = n_uba
   writes 2 bytes per weight at ``dequant_bandwidth`` of peak GB/s), then multiplied with cuBLAS
   at a 16-bit compute type: on GeForce the FP16-accumulate tensor rate (``fp16Acc16``, twice the
   FP32-accumulate rate the catalog's ``fp16`` is), elsewhere the ``fp16`` rate, at
-  ``gemm_compute`` of that peak.
+  ``gemm_compute`` of that peak for a full wave of tiles.
+- Waves: each GEMM's output (rows x micro-batch tokens) is cut into 128 x 128 tiles, one per SM
+  per wave; the last wave runs part empty (4096 rows x 512 tokens = 128 tiles: one full wave on a
+  128-SM RTX 4090, 1.56 waves on an 82-SM RTX 3090 or a 108-SM A100), and so does a tile
+  column the tokens fill in part. That is why a 3090 reaches a smaller share of its peak than a
+  4090 at n_ubatch 512. The SM counts are ``compute_units``; unknown GPUs get no wave loss.
 - Prompt weights, ``mmq`` path (default since mid-2024 on GPUs with int8 tensor cores, llama.cpp
   #8075): its own kernels multiply the quantized weights directly: no conversion pass. Its rate is
   a prior: the cuBLAS path's effective rate (the PR made MMQ the default where it at least
@@ -21,8 +26,12 @@ Mechanisms (llama.cpp ``ggml-cuda``; one micro-batch of ``ubatchTokens`` = n_uba
   score). With flash attention: the causal pairs at the FlashAttention efficiency of the table.
   In decode the non-flash path multiplies each query head against its KV head separately: the
   KV cache is read heads / KV heads times.
-- Decode weights: llama.cpp's quantized matrix-vector kernels. Their share of peak bandwidth
-  depends on the memory: high on GDDR boards, much lower on HBM stacks (``mmv_bandwidth``).
+- Decode weights: llama.cpp's quantized matrix-vector kernels are latency-bound: each SM keeps
+  a fixed number of loads in flight, so by Little's law they stream at most
+  ``mmv_unit_gbyte_per_s`` per SM, and at most ``mmv_bandwidth`` of the memory's peak. GDDR
+  boards have little bandwidth per SM (RTX 4090: 7.9 GB/s) and are memory-bound; HBM parts have
+  much more (H100 PCIe: 17.5, A100 80GB: 18.9 GB/s per SM) and reach about half their peak:
+  the memory technology matters through bandwidth per SM, not as a separate figure.
 - Every op is one kernel (``KERNELS_PER_LAYER`` per layer; each costs at least ``kernel_us`` on
   the GPU). Host time per step is the engine's step overhead (~1 ms with CUDA graphs); without
   graphs (before April 2024, and HIP builds on AMD GPUs) each kernel adds a launch gap
@@ -31,10 +40,10 @@ Mechanisms (llama.cpp ``ggml-cuda``; one micro-batch of ``ubatchTokens`` = n_uba
 - Multi-GPU llama.cpp splits layers (``-sm layer``): the GPUs run one after the other, so the
   step costs what one GPU holding all layers would take (weights and KV split in memory only).
 
-Constants: ``gemm_compute``, ``dequant_bandwidth``, ``mmv_bandwidth_gddr`` and
-``mmv_bandwidth_hbm`` are the ones physics leaves open; they are fitted by
+Constants: ``gemm_compute``, ``dequant_bandwidth``, ``mmv_bandwidth`` and
+``mmv_unit_gbyte_per_s`` are the ones physics leaves open; they are fitted by
 ``bench/calibrate_llamacpp.py`` on llama.cpp's own published llama-bench figures (printed there
-with the fit's residuals). ``kernel_us``, ``launch_us`` and the kernel count are priors.
+with the fit's residuals). ``kernel_us``, ``launch_us``, the tile and the kernel count are priors.
 """
 
 from __future__ import annotations
@@ -47,7 +56,6 @@ from gridplace.planner.perfmodel.efficiency import AttentionEfficiency, Elementw
 from gridplace.planner.perfmodel.roofline import StepTime, elementwise_bytes_per_token
 from gridplace.planner.perfmodel.shape import ModelShape
 from gridplace.specs.common import Backend, EngineOptions, KvCacheType, PromptKernels, Vendor
-from gridplace.specs.gpu import MemoryTechnology
 
 # Kernels one Llama layer launches in ggml-cuda: 2 RMSNorm + 2 mul, Q/K/V matmuls, 2 RoPE, 2 KV
 # copies, KQ, softmax, KQV, cont, O matmul, add, gate and up matmuls, SiLU, mul, down, add.
@@ -120,25 +128,49 @@ def resolve_settings(
 class LlamaCppConstants:
     """The kernel figures (see the module docstring for which are fitted)."""
 
-    gemm_compute: float  # share of the 16-bit tensor peak (cuBLAS compute type) prompt GEMMs reach
+    gemm_compute: float  # share of the 16-bit tensor peak a full wave of GEMM tiles reaches
     dequant_bandwidth: float  # share of peak GB/s of the F16 conversion pass
-    mmv_bandwidth_gddr: float  # share of peak GB/s decode kernels reach on GDDR
-    mmv_bandwidth_hbm: float  # ... on HBM
+    mmv_bandwidth: float  # share of peak GB/s decode kernels reach where memory is the limit
+    mmv_unit_gbyte_per_s: float  # GB/s one SM (CU) keeps in flight in the decode kernels
     kernel_us: float = 2.0  # least GPU time of one kernel (launch latency, tail)
     launch_us: float = 1.0  # host launch gap per kernel without CUDA graphs
+    tile: int = 128  # output rows and columns of one GEMM tile (one SM's share of a wave)
 
-    def mmv_bandwidth(self, memory: MemoryTechnology) -> float:
-        return self.mmv_bandwidth_hbm if memory is MemoryTechnology.HBM else self.mmv_bandwidth_gddr
+    def mmv_gbyte_per_s(self, bandwidth_gbyte_per_s: float, compute_units: int | None) -> float:
+        """GB/s the decode kernels stream: the memory's share, or what the SMs keep in flight
+        (Little's law: bytes in flight over the memory latency), whichever is smaller."""
+        memory = self.mmv_bandwidth * bandwidth_gbyte_per_s
+        if compute_units is None:
+            return memory
+        return min(memory, compute_units * self.mmv_unit_gbyte_per_s)
+
+    def wave_share(self, rows: int, tokens: float, compute_units: int | None) -> float:
+        """Share of the SMs' tile slots a GEMM of ``rows`` outputs x ``tokens`` columns fills.
+
+        Its output is cut into ``tile`` x ``tile`` tiles, one per SM per wave: the last wave runs
+        part empty, and so does a tile column the tokens fill only in part. Fewer tiles than SMs
+        are split along K (cuBLAS split-K) into as many whole copies as the SMs hold.
+        """
+        columns = max(math.ceil(tokens / self.tile), 1)
+        padding = tokens / (columns * self.tile)
+        if compute_units is None:
+            return padding
+        tiles = math.ceil(rows / self.tile) * columns
+        work = tiles * max(compute_units // tiles, 1)
+        waves = math.ceil(work / compute_units)
+        return padding * work / (waves * compute_units)
 
 
 # Fitted by bench/calibrate_llamacpp.py (command and residuals there) on
 # ../shared/data/llamacpp (RTX 3090 / 3090 Ti / 4090 llama-bench rows, H100 PCIe decode).
 # The conversion pass comes out at the bound (1.0): it streams at what the card's memory gives.
+# The decode kernels: ~9.6 GB/s per SM; the RTX 3090 and 3090 Ti are at that limit as well as
+# near their memory's, the 4090 at its memory's (0.99 of nameplate).
 CONSTANTS = LlamaCppConstants(
-    gemm_compute=0.429,
+    gemm_compute=0.536,
     dequant_bandwidth=1.0,
-    mmv_bandwidth_gddr=0.834,
-    mmv_bandwidth_hbm=0.545,
+    mmv_bandwidth=0.988,
+    mmv_unit_gbyte_per_s=9.57,
 )
 
 
@@ -149,7 +181,7 @@ class LlamaCppHardware:
     bandwidth_gbyte_per_s: float
     fp16_tflops: float  # cuBLAS 16-bit compute type (FP16 accumulate where it is faster)
     attention_tflops: float  # FlashAttention kernels (FP32 accumulate)
-    memory: MemoryTechnology
+    compute_units: int | None = None  # SMs (CUs); None: unknown, no wave or in-flight limits
 
 
 class LlamaCppRoofline:
@@ -173,7 +205,9 @@ class LlamaCppRoofline:
         self.shape, self.settings, self.constants = shape, settings, constants
         bandwidth = hardware.bandwidth_gbyte_per_s * 1e9
         c = constants
-        self._ms_per_mmv_byte = 1e3 / (c.mmv_bandwidth(hardware.memory) * bandwidth)
+        units = self._units = hardware.compute_units
+        mmv = c.mmv_gbyte_per_s(hardware.bandwidth_gbyte_per_s, units)
+        self._ms_per_mmv_byte = 1e3 / (mmv * 1e9)
         self._ms_per_dequant_byte = 1e3 / (c.dequant_bandwidth * bandwidth)
         self._ms_per_peak_byte = 1e3 / bandwidth
         self._ms_per_elementwise_byte = 1e3 / (elementwise.bandwidth * bandwidth)
@@ -199,6 +233,19 @@ class LlamaCppRoofline:
             * F32_BYTES
             / 2
         )
+        attention_rows = shape.heads * shape.head_dim
+        kv_rows = shape.kv_heads * shape.head_dim
+        mlp_parameters = shape.hidden * shape.intermediate
+        # (output rows, parameters) of each matrix a layer multiplies: Q, K, V, O, gate, up, down.
+        self._matrices = [
+            (attention_rows, shape.hidden * attention_rows),
+            (kv_rows, shape.hidden * kv_rows),
+            (kv_rows, shape.hidden * kv_rows),
+            (shape.hidden, shape.hidden * attention_rows),
+            (shape.intermediate, mlp_parameters),
+            (shape.intermediate, mlp_parameters),
+            (shape.hidden, mlp_parameters),
+        ]
         kernels = shape.layers * KERNELS_PER_LAYER
         self._kernel_floor_ms = kernels * c.kernel_us * 1e-3
         self._host_ms = step_overhead_ms * host_time_factor
@@ -213,9 +260,15 @@ class LlamaCppRoofline:
         experts = shape.expert_parameters * shape.experts_touched_share(tokens)
         return shape.dense_layer_parameters + experts
 
+    def _wave_share(self, tokens: float) -> float:
+        """The layer GEMMs' share of the SMs' tile slots at ``tokens`` columns (time-weighted)."""
+        c, units = self.constants, self._units
+        slots = sum(p / c.wave_share(rows, tokens, units) for rows, p in self._matrices)
+        return sum(p for _, p in self._matrices) / slots
+
     def _prompt_weights(self, tokens: float) -> tuple[float, float, float]:
         """(time, memory side, compute side) of one micro-batch's layer weight multiplies."""
-        flops = 2.0 * self._layer_parameters * tokens
+        flops = 2.0 * self._layer_parameters * tokens / self._wave_share(tokens)
         touched = self._touched_parameters(tokens)
         if self._quantized and (tokens <= MMQ_MAX_TOKENS or self._prompt_mmq):
             memory = touched * self._bytes_per_weight * self._ms_per_mmv_byte

@@ -41,6 +41,7 @@ from gridplace.planner.perfmodel.capacity import (
     TrafficShape,
     estimate_capacity,
 )
+from gridplace.planner.perfmodel.compute_units import compute_units
 from gridplace.planner.perfmodel.efficiency import EfficiencyTable, builtin_table
 from gridplace.planner.perfmodel.engines import ENGINES, head_bits, weight_bits
 from gridplace.planner.perfmodel.errors import InvalidQuery
@@ -72,7 +73,7 @@ from gridplace.specs.common import (
     KvCacheType,
     Precision,
 )
-from gridplace.specs.gpu import GPUModelSpec, memory_technology
+from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
 
 Source = Literal["roofline", "profile", "measured"]
@@ -238,7 +239,7 @@ class Predictor:
             )
             self.roofline = LlamaCppRoofline(
                 self.shape,
-                _llama_cpp_hardware(gpu, hardware, compute_factor),
+                _llama_cpp_hardware(gpu, gpu_id, hardware, compute_factor),
                 table.attention(gpu.architecture),
                 table.elementwise(gpu.architecture),
                 settings,
@@ -428,7 +429,7 @@ def _llama_cpp_settings(
 
 
 def _llama_cpp_hardware(
-    gpu: GPUModelSpec, hardware: Hardware, compute_factor: float
+    gpu: GPUModelSpec, gpu_id: str | None, hardware: Hardware, compute_factor: float
 ) -> LlamaCppHardware:
     """The peak figures llama.cpp's kernels see (cuBLAS at the FP16-accumulate rate)."""
     cublas = gpu.tensor_tflops.fp16_half_accumulate or sixteen_bit_tflops(gpu)
@@ -436,7 +437,7 @@ def _llama_cpp_hardware(
         bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
         fp16_tflops=cublas * compute_factor,
         attention_tflops=hardware.attention_tflops,
-        memory=memory_technology(gpu),
+        compute_units=compute_units(gpu, gpu_id),
     )
 
 
