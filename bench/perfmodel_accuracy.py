@@ -34,9 +34,6 @@ every measurement judged here is end to end:
   error per memory technology, precision and prompt/context length.
 - Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
   MI300X x8 vLLM): judged with the shipped figures, never fitted on.
-- Public llama-bench runs on A100 PCIe/SXM 80GB and H100 PCIe (Llama 3 8B Q4_K_M/F16, 70B
-  Q4_K_M, pp512-pp8192 and tg512-tg8192), transcribed below with their source: validation only,
-  judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -419,73 +416,6 @@ MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64:
                128: 10.340, 256: 17.750}  # fmt: skip
 
 
-# Public llama-bench runs on datacenter GPUs (GitHub XiongjieDai/GPU-Benchmarks-on-LLM-Inference,
-# "LLaMA 3/Professional GPUs/{H100_PCIe,A100_PCIe,A100_SXM}_v3.ipynb", May 2024, builds 2836-2843:
-# CUDA graphs, flash attention off, cuBLAS prompt path = the llama.cpp-2024-05 generation).
-# Llama 3 8B Q4_K_M (4.58 GiB) and F16, 70B Q4_K_M (39.59 GiB); tgN from an empty context.
-# Validation only, never fitted on. Left out: A100 SXM 8B F16 prompts (603-1323 tokens/s with
-# +-6-13% spread, rising with length: a broken run, slower than its own Q4_K_M rows).
-DATACENTER_LLAMA_CPP = {  # (gpu, model, precision): {test: tokens/s}
-    ("h100-pcie", "llama-3-8b", "q4_k_m"): {
-        "pp512": 8125.45, "pp1024": 7760.16, "pp4096": 6423.31, "pp8192": 5185.03,
-        "tg512": 145.55, "tg1024": 144.49, "tg4096": 136.06, "tg8192": 126.83},
-    ("h100-pcie", "llama-3-8b", "f16"): {
-        "pp512": 10815.51, "pp1024": 10342.63, "pp4096": 8106.53, "pp8192": 6191.45,
-        "tg512": 68.03, "tg1024": 67.79, "tg4096": 65.97, "tg8192": 63.55},
-    ("h100-pcie", "llama-3-70b", "q4_k_m"): {
-        "pp512": 1012.73, "pp1024": 984.06, "pp4096": 863.37, "pp8192": 741.52,
-        "tg512": 25.03, "tg1024": 25.01, "tg4096": 23.82, "tg8192": 22.39},
-    ("a100-pcie-80gb", "llama-3-8b", "q4_k_m"): {
-        "pp512": 5981.04, "pp1024": 5800.48, "pp4096": 4959.84, "pp8192": 4083.37,
-        "tg512": 140.62, "tg1024": 138.31, "tg4096": 127.22, "tg8192": 117.60},
-    ("a100-pcie-80gb", "llama-3-8b", "f16"): {
-        "pp512": 7741.34, "pp1024": 7504.24, "pp4096": 6137.54, "pp8192": 4849.11,
-        "tg512": 54.84, "tg1024": 54.56, "tg4096": 53.02, "tg8192": 51.24},
-    ("a100-pcie-80gb", "llama-3-70b", "q4_k_m"): {
-        "pp512": 744.12, "pp1024": 726.65, "pp4096": 653.20, "pp8192": 573.95,
-        "tg512": 22.31, "tg1024": 22.11, "tg4096": 20.93, "tg8192": 19.53},
-    ("a100-sxm-80gb", "llama-3-8b", "q4_k_m"): {
-        "pp512": 5947.64, "pp1024": 5863.92, "pp4096": 5121.60, "pp8192": 4137.08,
-        "tg512": 135.04, "tg1024": 133.38, "tg4096": 125.09, "tg8192": 115.92},
-    ("a100-sxm-80gb", "llama-3-8b", "f16"): {
-        "tg512": 53.49, "tg1024": 53.18, "tg4096": 52.03, "tg8192": 50.52},
-    ("a100-sxm-80gb", "llama-3-70b", "q4_k_m"): {
-        "pp512": 817.58, "pp1024": 796.81, "pp4096": 714.07, "pp8192": 625.66,
-        "tg512": 24.61, "tg1024": 24.33, "tg4096": 22.91, "tg8192": 21.32},
-}  # fmt: skip
-FILE_GIB = {("llama-3-8b", "q4_k_m"): 4.58, ("llama-3-70b", "q4_k_m"): 39.59}
-
-
-def datacenter_llama_cpp_block() -> None:
-    """Public datacenter llama-bench figures, predicted with the shipped constants (validation)."""
-    catalog = builtin_catalog()
-    print("== llama.cpp on A100 / H100 (public llama-bench runs; validation, never fitted on) ==")
-    errors: dict[str, list[float]] = defaultdict(list)
-    for (gpu, model, precision), tests in DATACENTER_LLAMA_CPP.items():
-        spec = catalog.models[model]
-        size = FILE_GIB.get((model, precision))
-        bits = size * 2**30 * 8 / (spec.parameters_billion * 1e9) if size else None
-        predictor = Predictor(
-            spec, catalog.gpus[gpu], Precision(precision), Engine.LLAMA_CPP,
-            generation="llama.cpp-2024-05", weight_bits_per_parameter=bits, gpu_id=gpu,
-        )  # fmt: skip
-        line = []
-        for test, rate in tests.items():
-            n = int(test[2:])
-            if test.startswith("pp"):
-                predicted, measured = predictor.prefill_ms(1, n), n / rate * 1e3
-            else:
-                predicted, measured = predictor.decode_ms(1, n // 2), 1e3 / rate
-            error = predicted / measured - 1
-            errors["TTFT" if test.startswith("pp") else "ITL"].append(error)
-            errors[f"{gpu} {'TTFT' if test.startswith('pp') else 'ITL'}"].append(error)
-            line.append(f"{test} {error * 100:+.0f}%")
-        print(f"  {gpu:14} {model:11} {precision:6} " + "  ".join(line))
-    for name in sorted(errors):
-        print(f"  {name:22} {summary(errors[name])}")
-    print()
-
-
 def calibration_check(catalog: Catalog) -> None:
     """A profile from the pp2048 + tg64 tests predicts the same GPU's tests at depth 4096."""
     points = [
@@ -678,7 +608,6 @@ def main(argv: list[str] | None = None) -> int:
     names = list(schemes)
     llama_cpp_block(args.data)
     documented_amd_block()
-    datacenter_llama_cpp_block()
     print_block(f"== HEADLINE: {names[0]} ==", schemes[names[0]], detail=True)
     for name in names[1:]:
         print_block(f"== {name} ==", schemes[name], detail=False)
