@@ -19,9 +19,15 @@ and capacity-only's violations divided by the strategy's); SLA attainment per wo
 layer costs what: each strategy replayed under the planner's own assumptions (Poisson at the
 declared rate, every request of the declared mean size, no hidden truth), then on the trace with
 no hidden truth, then with each hidden layer alone, then all of them. Then the verdict on the
-targets, and a sweep: cpsat planned with other demand headrooms (``PlannerInputs.headroom``,
-``--headroom`` on the command line; 1.0 by default). The CDF plot (latency over
+targets, and a sweep: cpsat planned with other flat demand headrooms (``PlannerInputs.headroom``,
+``--headroom`` on the command line). The CDF plot (latency over
 target, all requests) goes to ``OUT/sla_cdf.png`` and every figure to ``OUT/sla.json``.
+
+Booking (``--booking``): ``traffic`` (the default) gives every workload the burstiness of the
+trace as that workload replays it (``traffic_fit.burstiness_at_rate``: what ``gridplace traffic
+fit`` prints for its own trace) and books capacity for it (``planner.booking``); ``flat`` books
+every workload at twice its mean rate (the flat headroom 1.0, the planner's rule before
+burstiness). ``--trace conv|code`` names the Azure traces in ``../shared/data/traces``.
 
 CP-SAT stops at a time limit on a shared 2-core machine, so a rerun may pick a different plan of
 the same cost (the generated grid's cpsat attainment moved by about a point between runs).
@@ -29,6 +35,10 @@ the same cost (the generated grid's cpsat attainment moved by about a point betw
 Reproduce (from the repository root; about 5 minutes on 2 cores)::
 
     .venv/bin/python bench/sla.py --out out/sla
+
+Quicker (the reference condition only, example grid)::
+
+    .venv/bin/python bench/sla.py --skip-large --headrooms '' --reference-only --trace code
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from gridplace.planner.network import NetworkLatency  # noqa: E402
 from gridplace.planner.planning import Strategy, make_plan  # noqa: E402
 from gridplace.planner.predictor import make_predictor  # noqa: E402
 from gridplace.planner.solve import SolverSettings  # noqa: E402
+from gridplace.planner.traffic_fit import burstiness_at_rate  # noqa: E402
 from gridplace.sim import (  # noqa: E402
     ArrivalProcess,
     SimInputs,
@@ -67,7 +78,15 @@ from gridplace.sim.plot import plot_comparison  # noqa: E402
 from gridplace.specs import PlacementPlan, SpecBundle, builtin_catalog, load_bundle  # noqa: E402
 from gridplace.topology import Topology  # noqa: E402
 
-DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+# ../shared beside the repository (or beside its parent: a worktree under /work/wt/).
+SHARED = next(
+    (p / "shared" for p in (REPO.parent, REPO.parents[1]) if (p / "shared").is_dir()),
+    REPO.parent / "shared",
+)
+TRACES = SHARED / "data" / "traces"
+DEFAULT_TRACE = TRACES / "AzureLLMInferenceTrace_conv.csv"
+NAMED_TRACES = {name: f"AzureLLMInferenceTrace_{name}.csv" for name in ("conv", "code")}
+FLAT_HEADROOM = 1.0
 STRATEGIES = (Strategy.CPSAT, Strategy.GREEDY, Strategy.CAPACITY_ONLY)
 CONDITIONS = (  # (label, uses the trace, truth)
     ("planner's assumptions: Poisson, mean sizes, no hidden truth", False, TruthSettings.ideal()),
@@ -89,17 +108,33 @@ class GridRun:
     conditions: dict[str, dict[str, float]]  # condition -> strategy -> attainment
 
 
+def with_trace_burstiness(bundle: SpecBundle, trace: Trace) -> SpecBundle:
+    """The bundle with each workload's traffic.burstiness fitted to the trace at its rate."""
+    workloads = []
+    for workload in bundle.workloads:
+        traffic = workload.spec.traffic
+        burstiness = burstiness_at_rate(trace.times_s, traffic.requests_per_second)
+        spec = workload.spec.model_copy(
+            update={"traffic": traffic.model_copy(update={"burstiness": burstiness})}
+        )
+        workloads.append(workload.model_copy(update={"spec": spec}))
+    return replace(bundle, workloads=workloads)
+
+
 def plan_all(
-    bundle: SpecBundle, time_limit_s: float, seed: int
+    bundle: SpecBundle, time_limit_s: float, seed: int, headroom: float | None = None
 ) -> tuple[dict[str, PlacementPlan], dict[str, float]]:
     plans: dict[str, PlacementPlan] = {}
     seconds: dict[str, float] = {}
     settings = SolverSettings(time_limit_s=time_limit_s, random_seed=seed)
     for strategy in STRATEGIES:
         started = time.perf_counter()
-        result = plan_bundle(bundle, strategy, settings)
+        result = plan_bundle(bundle, strategy, settings, headroom=headroom)
         seconds[strategy.value] = time.perf_counter() - started
         plans[strategy.value] = result.plan
+        if strategy is Strategy.CPSAT:
+            booked = ", ".join(f"{w.name} {w.booking:.2f}" for w in result.problem.workloads)
+            print(f"  booking factor (capacity / mean demand): {booked}", flush=True)
         unplaced = result.plan.status.unplaced if result.plan.status else []
         if unplaced:
             print(f"  note: {strategy.value} left {[u.workload for u in unplaced]} unplaced")
@@ -114,9 +149,10 @@ def run_grid(
     seed: int,
     time_limit_s: float,
     conditions: tuple[tuple[str, bool, TruthSettings], ...],
+    headroom: float | None = None,
 ) -> GridRun:
     print(f"# {name}: {len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads", flush=True)
-    plans, plan_s = plan_all(bundle, time_limit_s, seed)
+    plans, plan_s = plan_all(bundle, time_limit_s, seed, headroom)
     inputs = SimInputs.from_bundle(bundle)
     reference = SimSettings(
         duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace
@@ -271,7 +307,16 @@ def as_json(run: GridRun) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "out" / "sla")
-    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument(
+        "--trace", default=str(DEFAULT_TRACE), help="a trace CSV, or conv / code (shared data)"
+    )
+    parser.add_argument(
+        "--booking", choices=("traffic", "flat"), default="traffic",
+        help="book each workload for the trace's burstiness, or flat at twice the mean",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference-only", action="store_true", help="simulate the reference condition only"
+    )
     parser.add_argument("--duration", type=float, default=3600.0, help="example grid, s")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=10.0, help="cpsat, example grid")
@@ -285,6 +330,8 @@ def main() -> None:
         "--headrooms", default="0.1,0.5,2", help="cpsat demand headrooms to try ('' for none)"
     )
     args = parser.parse_args()
+    named = NAMED_TRACES.get(args.trace)
+    args.trace = TRACES / named if named else Path(args.trace)
     if not args.trace.is_file():
         raise SystemExit(f"{args.trace} not found: the benchmark needs ../shared/data beside it")
     started = time.perf_counter()
@@ -292,10 +339,14 @@ def main() -> None:
     example = load_bundle(
         [REPO / "examples" / "grid", REPO / "examples" / "workloads", REPO / "examples" / "probes"]
     )
+    flat = args.booking == "flat"
+    headroom = FLAT_HEADROOM if flat else None
+    conditions = CONDITIONS[-1:] if args.reference_only else CONDITIONS
+    print(f"# booking: {'flat, demand x 2' if flat else 'per workload, the trace burstiness'}")
     runs = [
         run_grid(
-            "example grid (examples/)", example, trace, args.duration, args.seed,
-            args.time_limit, CONDITIONS,
+            "example grid (examples/)", example if flat else with_trace_burstiness(example, trace),
+            trace, args.duration, args.seed, args.time_limit, conditions, headroom,
         )
     ]  # fmt: skip
     headrooms = [float(h) for h in args.headrooms.split(",") if h.strip()]
@@ -317,16 +368,19 @@ def main() -> None:
             node_failures=1,  # N+1, as the example's workloads ask
         )
         large = SpecBundle(catalog=builtin_catalog(), nodes=nodes, workloads=workloads)
+        large = large if flat else with_trace_burstiness(large, trace)
         name = f"generated grid ({args.large_nodes} nodes, {args.large_workloads} workloads)"
         runs.append(
             run_grid(
                 name, large, trace, args.large_duration, args.seed, args.large_time_limit,
-                (CONDITIONS[0], CONDITIONS[-1]),
+                conditions[-1:] if args.reference_only else (CONDITIONS[0], CONDITIONS[-1]),
+                headroom,
             )
         )  # fmt: skip
     print(
         f"\n# gridplace SLA benchmark: {args.duration:g} s (example) / {args.large_duration:g} s "
-        f"(generated) of the Azure conv trace, seed {args.seed}, hidden truth on"
+        f"(generated) of {args.trace.name}, seed {args.seed}, hidden truth on, "
+        f"booking {args.booking}"
     )
     for run in runs:
         print_grid(run)
@@ -370,7 +424,7 @@ def main() -> None:
     print(f"\nplot: {plot.relative_to(REPO) if plot.is_relative_to(REPO) else plot}")
     print(f"figures: {args.out / 'sla.json'}")
     print(f"wall: {time.perf_counter() - started:.0f} s")
-    print(f"reproduce: .venv/bin/python bench/sla.py --out {args.out}")
+    print(f"reproduce: .venv/bin/python {' '.join(sys.argv)}")
 
 
 if __name__ == "__main__":

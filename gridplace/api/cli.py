@@ -25,6 +25,7 @@ from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
 from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
+from gridplace.api.commands import traffic as traffic_command
 from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
 from gridplace.specs.schema import json_schema, kind_names
 
@@ -260,6 +261,7 @@ app.command(name="predict")(predict_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
+app.add_typer(traffic_command.app, name="traffic")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from gridplace.planner.booking import booking_factor
 from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
@@ -62,10 +63,10 @@ from gridplace.specs import (
 from gridplace.specs.common import Engine, Interconnect
 from gridplace.specs.workload import TrustRequirement
 
-# Capacity booked above the mean demand (1.0 = twice the mean). Request rates are bursty: in the
-# Azure LLM inference traces the per-minute rate runs 0.6-1.5x its hourly mean, and a node that
-# fails takes one of a workload's few replicas with it. bench/sla.py measured SLA attainment on
-# the example grid at 98.1% with 0.5 and 99.7% with 1.0 (cost +21%).
+# Capacity booked above the mean demand (1.0 = twice the mean) for a workload whose traffic
+# declares no burstiness (one that does is booked for its measured peaks: booking.py). Request
+# rates are bursty: in the Azure LLM inference traces the per-minute rate runs 0.6-1.5x its
+# hourly mean, and a node that fails takes one of a workload's few replicas with it.
 DEFAULT_HEADROOM = 1.0
 COMPILE_FAMILIES = (
     "trust",
@@ -130,7 +131,7 @@ class PlannerInputs:
     catalog: Catalog
     previous: PlacementPlan | None = None
     budget_per_hour: float | None = None
-    headroom: float = DEFAULT_HEADROOM
+    headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
 
 
 def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArchitectureSpec]:
@@ -164,7 +165,7 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
     rejections: list[Rejection] = []
     for w_index, workload in enumerate(inputs.workloads):
         model_id, model = _model(workload, inputs.catalog)
-        demand = _demand(w_index, workload, model_id)
+        demand = _demand(w_index, workload, model_id, inputs.headroom)
         workloads.append(demand)
         eligible: list[int] = []
         for pool in pools:
@@ -184,7 +185,7 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
         )
         rejections.extend(dropped)
         forced = _forced_rows(rows, w_index, keep)
-        selected = select_candidates(rows, demand, pools, inputs.headroom, forced, per_workload)
+        selected = select_candidates(rows, demand, pools, forced, per_workload)
         candidates = drop_dominated(
             [rows.option(r, demand, pools) for r in selected.tolist()], keep
         )
@@ -212,11 +213,12 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
-        headroom=inputs.headroom,
     )
 
 
-def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadDemand:
+def _demand(
+    index: int, workload: InferenceWorkload, model_id: str, headroom: float | None
+) -> WorkloadDemand:
     spec = workload.spec
     return WorkloadDemand(
         index=index,
@@ -234,6 +236,9 @@ def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadD
         precisions=tuple(spec.precisions),
         node_failures=spec.redundancy.node_failures,
         exempt_reliability=spec.redundancy.exempt_reliability,
+        booking=booking_factor(
+            spec.traffic.burstiness, spec.slo.ttft_ms, DEFAULT_HEADROOM, headroom
+        ),
     )
 
 
