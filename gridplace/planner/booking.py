@@ -20,14 +20,30 @@ Short windows are forgiven by the slack (a one-second spike queues for under a s
 need their peak served. Queueing inside a replica at its booked load (Poisson arrivals, prompt
 sizes as the mean) is already in the per-replica capacity (``perfmodel.capacity``), so the factor
 never goes below 1. Without measured burstiness the planner's flat default headroom applies.
+
+Inside a replica (``usable_capacity_rps``): a replica's capacity is the rate at which its mean
+concurrency R_cap = capacity x time in system reaches the batch its ITL target allows. The
+sequences in flight fluctuate around their mean (Poisson-like: variance = mean), and a step with
+more than that batch is slow for everyone in it. Square-root staffing (Halfin-Whitt; Whitt's G/G/c
+form with Allen-Cunneen's variability z = (ca² + cs²)/2, here 1) keeps the mean at R with
+R + beta sqrt(z R) = R_cap: a small replica (a few sequences) keeps a larger share spare than a
+large one.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
 from gridplace.specs.workload import Burstiness
 
+FloatArray = npt.NDArray[np.float64]
 # The share of the TTFT target a request may spend waiting for capacity during a burst.
 TTFT_SLACK_SHARE = 0.5
+# Standard normal quantile of the concurrency a replica is sized for (95%: ITL is a mean over a
+# request's steps, so a short excursion past the batch size does not fail a request).
+CONCURRENCY_BETA = 1.645
+VARIABILITY = 1.0  # (ca² + cs²) / 2 inside a replica: Poisson arrivals, exponential-like service
 
 
 def burst_factor(burstiness: Burstiness, ttft_slo_ms: float) -> float:
@@ -50,3 +66,14 @@ def booking_factor(
     if burstiness is None:
         return 1.0 + default_headroom
     return burst_factor(burstiness, ttft_slo_ms)
+
+
+def usable_capacity_rps(capacity_rps: FloatArray, time_in_system_ms: FloatArray) -> FloatArray:
+    """Per-replica capacity kept once concurrency fluctuations are allowed for (see the module
+    docstring): capacity x R / R_cap, R from the square-root staffing rule."""
+    full = capacity_rps * time_in_system_ms / 1e3  # R_cap, sequences in flight at capacity
+    spread = CONCURRENCY_BETA * np.sqrt(VARIABILITY)
+    root = (np.sqrt(spread**2 + 4 * full) - spread) / 2
+    share = np.divide(root**2, full, out=np.ones_like(full), where=full > 0)
+    kept: FloatArray = capacity_rps * share
+    return kept

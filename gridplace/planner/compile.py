@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from gridplace.planner.booking import booking_factor
+from gridplace.planner.booking import booking_factor, usable_capacity_rps
 from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
@@ -184,6 +184,9 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
             group_predictor.for_workload(workload, model_id, model),
         )
         rejections.extend(dropped)
+        if inputs.headroom is None:
+            in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
+            rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
         forced = _forced_rows(rows, w_index, keep)
         selected = select_candidates(rows, demand, pools, forced, per_workload)
         candidates = drop_dominated(

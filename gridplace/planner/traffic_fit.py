@@ -34,7 +34,7 @@ PEAK_PERCENTILE = 99.0
 # real tail) and this many requests per window on average (so a count's p99 is not one or two
 # requests of Poisson noise).
 MIN_WINDOWS = 100
-MIN_MEAN_COUNT = 10.0
+MIN_MEAN_COUNT = 2.0
 
 
 class FitError(ValueError):

@@ -1,13 +1,20 @@
 """The booking factor: capacity follows each workload's measured burstiness; an explicit
-headroom overrides it; traffic with none declared keeps the flat default."""
+headroom overrides it; traffic with none declared keeps the flat default. A replica keeps spare
+concurrency for fluctuations, more when it is small."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
-from gridplace.planner.booking import booking_factor, burst_factor
+from gridplace.planner.booking import (
+    CONCURRENCY_BETA,
+    booking_factor,
+    burst_factor,
+    usable_capacity_rps,
+)
 from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.specs import InferenceWorkload
 from gridplace.specs.workload import Burstiness
@@ -73,3 +80,25 @@ def test_the_plan_books_capacity_for_the_traffic() -> None:
         booked[label] = (demand.booking, coverage.capacity_rps)
     assert booked["poisson"][0] < booked["unknown"][0] == 2.0 < booked["bursty"][0]
     assert booked["poisson"][1] < booked["unknown"][1] < booked["bursty"][1]
+
+
+def test_a_small_replica_keeps_a_larger_share_spare() -> None:
+    capacity = np.array([1.0, 1.0, 1.0, 0.0])
+    in_system_ms = np.array([5_000.0, 50_000.0, 500_000.0, 1_000.0])  # 5, 50, 500 in flight
+    usable = usable_capacity_rps(capacity, in_system_ms)
+    assert 0.0 < usable[0] < usable[1] < usable[2] < 1.0
+    assert usable[2] > 0.9 and usable[0] < 0.6
+    assert usable[3] == 0.0
+    # R + beta sqrt(R) = R_cap holds for the kept concurrency.
+    kept = usable[1] * 50
+    assert kept + CONCURRENCY_BETA * np.sqrt(kept) == pytest.approx(50)
+
+
+def test_capacity_fluctuations_count_only_when_the_traffic_decides() -> None:
+    nodes = [node(f"n{i}", count=1) for i in range(24)]
+    flat = run(nodes, [workload("w", rps=6.0)], headroom=1.0)
+    traffic = run(nodes, [with_burstiness(workload("w", rps=6.0), None)], headroom=None)
+    flat_capacity = {o.index: o.capacity_rps for o in flat.problem.options}
+    derated = {o.index: o.capacity_rps for o in traffic.problem.options}
+    assert flat_capacity.keys() == derated.keys()
+    assert all(derated[i] < flat_capacity[i] for i in flat_capacity)
