@@ -137,6 +137,20 @@ class Redundancy(StrictModel):
     )
 
 
+class PrewarmBudget(StrictModel):
+    """What a workload may spend on warm standbys (``PlacementPlan.spec.prewarm``)."""
+
+    disk_gib: float = Field(
+        default=0, ge=0, le=1_000_000, description="Disk on other nodes for its weights, GiB."
+    )
+    idle_gpu_budget_per_hour: float = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="USD/hour for GPUs that hold its weights loaded and idle.",
+    )
+
+
 class TrustRequirement(StrictModel):
     """Which nodes may serve this workload at all."""
 
@@ -160,6 +174,9 @@ class InferenceWorkloadSpec(StrictModel):
         default_factory=Redundancy, description="Failures the placement must survive."
     )
     trust: TrustRequirement | None = None
+    prewarm: PrewarmBudget | None = Field(
+        default=None, description="Warm standbys for failover; none unless a budget is given."
+    )
     priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
 
     @field_validator("precisions")
