@@ -36,6 +36,12 @@ Reproduce (from the repository root; about 5 minutes on 2 cores)::
 
     .venv/bin/python bench/sla.py --out out/sla
 
+Daily cycle (``--daily``): the example grid planned for the day's peak rate (what a forecast
+of the busiest window asks for; each workload given a pre-warm budget), then 24 hours compressed
+into ``--daily-duration`` seconds of the conversation trace following a daily profile
+(``sim.diurnal``), with node failures at ``--daily-failure-rate`` per node-hour of the run and cold
+starts on: once with the plan's warm standbys, once with them cold.
+
 Quicker (the reference condition only, example grid)::
 
     .venv/bin/python bench/sla.py --skip-large --headrooms '' --reference-only --trace code
@@ -50,6 +56,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -74,6 +82,8 @@ from gridplace.sim import (  # noqa: E402
     read_trace,
     simulate,
 )
+from gridplace.sim.coldstart import ColdStartReport, ColdStartSettings  # noqa: E402
+from gridplace.sim.diurnal import DailyCycle  # noqa: E402
 from gridplace.sim.plot import plot_comparison  # noqa: E402
 from gridplace.specs import PlacementPlan, SpecBundle, builtin_catalog, load_bundle  # noqa: E402
 from gridplace.topology import Topology  # noqa: E402
@@ -261,6 +271,54 @@ def headroom_sweep(
     return rows
 
 
+def _for_the_day(
+    bundle: SpecBundle, trace: Trace, cycle: DailyCycle, budget: dict[str, float]
+) -> tuple[SpecBundle, float]:
+    """Workloads at the day's peak rate, with the trace's burstiness and a pre-warm budget."""
+    peak = float(max(cycle.profile.rate(np.arange(0.0, 24.0, 0.05))))
+    workloads = []
+    for workload in bundle.workloads:
+        document = workload.model_dump(by_alias=True, exclude_none=True, mode="json")
+        traffic = document["spec"]["traffic"]
+        traffic["requestsPerSecond"] = round(traffic["requestsPerSecond"] * peak, 4)
+        document["spec"]["prewarm"] = budget
+        workloads.append(type(workload).model_validate(document))
+    return with_trace_burstiness(replace(bundle, workloads=workloads), trace), peak
+
+
+def daily_cycle(
+    bundle: SpecBundle, trace: Trace, duration_s: float, failure_rate: float, seed: int,
+    time_limit_s: float,
+) -> list[tuple[str, float, float, float, ColdStartReport]]:  # fmt: skip
+    """cpsat planned for the day's peak with standbys, simulated over a compressed day with
+    failures: standbys warm as planned, then cold. Rows: (label, attainment, $/h, spend,
+    report)."""
+    cycle = DailyCycle(24.0)
+    budget = {"diskGiB": 400.0, "idleGpuBudgetPerHour": 1.0}
+    planned, peak = _for_the_day(bundle, trace, cycle, budget)
+    print(f"# daily cycle: planned for the peak ({peak:.2f}x the mean rate)", flush=True)
+    result = plan_bundle(planned, Strategy.CPSAT, SolverSettings(time_limit_s, random_seed=seed))
+    plan = result.plan
+    spend = sum(p.cost_per_hour for p in plan.spec.prewarm)
+    disk = sum(p.weights_gib for p in plan.spec.prewarm)
+    levels = sorted(p.level.value for p in plan.spec.prewarm)
+    print(f"  standbys: {len(levels)} ({', '.join(levels)}), ${spend:.2f}/h idle GPUs, "
+          f"{disk:.0f} GiB disk", flush=True)  # fmt: skip
+    inputs = SimInputs.from_bundle(bundle)  # served at the workloads' own mean rate x profile
+    rows = []
+    for label, prewarm in (("warm standbys (prewarm)", True), ("cold standbys", False)):
+        settings = SimSettings(
+            duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace,
+            truth=TruthSettings(failure_rate_per_hour=failure_rate), diurnal=cycle,
+            cold_starts=ColdStartSettings(prewarm=prewarm),
+        )  # fmt: skip
+        sim = simulate(plan, inputs, settings)
+        report = ColdStartReport.of(sim)
+        rows.append((label, sim.total().attainment, sim.total().cost_per_hour, spend, report))
+        print(f"  simulated {label}: {sim.total().attainment:.2%}", flush=True)
+    return rows
+
+
 def verdict(run: GridRun) -> list[str]:
     totals = {k: r.total() for k, r in run.results.items()}
     cpsat = totals[Strategy.CPSAT.value]
@@ -280,6 +338,22 @@ def verdict(run: GridRun) -> list[str]:
     else:
         lines.append("no baseline reaches 90%: the cost target is vacuous")
     return lines
+
+
+def print_daily(rows: list[tuple[str, float, float, float, ColdStartReport]]) -> None:
+    print("\n## daily cycle with node failures (example grid, 24 h compressed)\n")
+    print(
+        "| standbys | in SLA | $/h serving | $/h idle standbys | cold starts | "
+        "requests during one | failovers: mean s to serve | all starts: mean / max s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for label, attainment, cost, spend, report in rows:
+        print(
+            f"| {label} | {attainment:.2%} | {cost:.2f} | {spend:.2f} | {report.cold_starts} | "
+            f"{report.requests_during:,} | {len(report.failover_s)}: "
+            f"{report.mean_failover_s:.0f} | {report.mean_recovery_s:.0f} / "
+            f"{report.max_recovery_s:.0f} |"
+        )
 
 
 def as_json(run: GridRun) -> dict[str, object]:
@@ -326,6 +400,10 @@ def main() -> None:
     parser.add_argument("--large-duration", type=float, default=1800.0)
     parser.add_argument("--large-time-limit", type=float, default=30.0)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--daily", action="store_true", help="run the daily cycle with failures")
+    parser.add_argument("--daily-only", action="store_true", help="only the daily cycle")
+    parser.add_argument("--daily-duration", type=float, default=3600.0, help="s for 24 hours")
+    parser.add_argument("--daily-failure-rate", type=float, default=0.25, help="per node-hour")
     parser.add_argument(
         "--headrooms", default="0.1,0.5,2", help="cpsat demand headrooms to try ('' for none)"
     )
@@ -339,6 +417,11 @@ def main() -> None:
     example = load_bundle(
         [REPO / "examples" / "grid", REPO / "examples" / "workloads", REPO / "examples" / "probes"]
     )
+    if args.daily_only:
+        print_daily(daily_cycle(example, trace, args.daily_duration, args.daily_failure_rate,
+                                args.seed, args.time_limit))  # fmt: skip
+        print(f"reproduce: .venv/bin/python {' '.join(sys.argv)}")
+        return
     flat = args.booking == "flat"
     headroom = FLAT_HEADROOM if flat else None
     conditions = CONDITIONS[-1:] if args.reference_only else CONDITIONS
@@ -393,6 +476,9 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for headroom, replicas, cost, ideal, real in sweep:
             print(f"| {headroom:g} | {replicas} | {cost:.2f} | {ideal:.2%} | {real:.2%} |")
+    if args.daily:
+        print_daily(daily_cycle(example, trace, args.daily_duration, args.daily_failure_rate,
+                                args.seed, args.time_limit))  # fmt: skip
     print("\n## targets (example grid)\n")
     for line in verdict(runs[0]):
         print(f"- {line}")

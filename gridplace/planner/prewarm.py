@@ -7,7 +7,7 @@ at which level, and what that spends. Must not: change the assignments or call a
 For each workload with a budget (highest priority first), as many standbys as the worst single
 node loss takes replicas from it (the failover need). A standby is a replica it could run: one of
 its compiled options, on a node of that option's pool that holds none of its replicas, with the
-option's GPUs free in the plan (not assigned, not held by another standby in VRAM), one per node.
+option's GPUs free in the plan (not assigned, not another standby's), one per node.
 Candidates are taken cheapest per request/s first (ties: the node's faster network, so a cold
 download is shorter, then name). Each standby is held in VRAM (a start takes seconds) while the
 workload's ``idleGpuBudgetPerHour`` pays for its GPUs, else on disk (a start skips the download)
@@ -88,8 +88,7 @@ def choose_prewarm(
             else:
                 continue
             gpus = free[: option.tensor_parallel]
-            if level is PrewarmLevel.VRAM:
-                busy[node].update(gpus)
+            busy[node].update(gpus)  # a standby on disk needs its GPUs free when it starts
             idle_left -= cost
             disk_left -= weights
             used_nodes.add(node)

@@ -59,6 +59,11 @@ class ColdStartReport:
     cold_starts: int
     requests_during: int  # sent while a replica of their workload was starting
     recovery_s: tuple[float, ...]  # per start: from the node loss that caused it to serving
+    failover_s: tuple[float, ...]  # the same, for standbys started by a failure only
+
+    @property
+    def mean_failover_s(self) -> float:
+        return float(np.mean(self.failover_s)) if self.failover_s else 0.0
 
     @property
     def mean_recovery_s(self) -> float:
@@ -79,4 +84,8 @@ class ColdStartReport:
             cold_starts=len(result.cold_starts),
             requests_during=int(during.sum()),
             recovery_s=tuple(ready - lost for _, _, ready, lost in result.cold_starts),
+            # A standby's start begins at the failure itself; a restart when its node is back.
+            failover_s=tuple(
+                ready - lost for _, began, ready, lost in result.cold_starts if began == lost
+            ),
         )

@@ -57,6 +57,18 @@ def test_standbys_never_take_an_assigned_gpu_or_a_serving_node() -> None:
     for entry in plan.spec.prewarm:
         assert entry.node not in serving
         assert not {(entry.node, g) for g in entry.gpus} & used
+        used |= {(entry.node, g) for g in entry.gpus}  # nor one another's
+
+
+def test_two_workloads_standbys_do_not_share_gpus() -> None:
+    grid = [node(f"n{i}", count=1, price=1.0) for i in range(6)]
+    served = [
+        with_prewarm(workload(name, rps=1.0, replicas=(2, 2), spread=("provider", 1)), 100.0, 0.0)
+        for name in ("a", "b")
+    ]
+    plan = run(grid, served).plan
+    held = [(p.node, g) for p in plan.spec.prewarm for g in p.gpus]
+    assert len(plan.spec.prewarm) == 2 and len(set(held)) == len(held)
 
 
 def test_a_workload_without_a_budget_gets_no_standby() -> None:

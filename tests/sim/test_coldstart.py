@@ -33,6 +33,7 @@ def test_a_node_back_serves_after_its_cold_start() -> None:
     report = ColdStartReport.of(cold)
     assert report.cold_starts == 1 and report.requests_during == 1
     assert report.recovery_s == pytest.approx((14.0,))  # down at 1, back at 5, ready at 15
+    assert report.failover_s == ()  # a restart, not a failover
 
 
 def _failover_world(standby_start_s: float) -> World:
@@ -52,6 +53,7 @@ def test_failing_over_to_a_warm_standby_is_faster_than_to_a_cold_one() -> None:
     warm_report, cold_report = ColdStartReport.of(warm), ColdStartReport.of(cold)
     assert warm_report.recovery_s == pytest.approx((17.0,))  # 15 s to notice + 2 s
     assert cold_report.recovery_s == pytest.approx((135.0,))
+    assert warm_report.failover_s == warm_report.recovery_s
     assert warm.total().attainment > cold.total().attainment
     assert warm_report.requests_during < cold_report.requests_during
     # Before the failure the standby takes nothing.
