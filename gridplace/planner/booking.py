@@ -21,11 +21,12 @@ need their peak served. Queueing inside a replica at its booked load (Poisson ar
 sizes as the mean) is already in the per-replica capacity (``perfmodel.capacity``), so the factor
 never goes below 1. Without measured burstiness the planner's flat default headroom applies.
 
-Inside a replica (``usable_capacity_rps``): a replica's capacity is the rate at which its mean
-concurrency R_cap = capacity x time in system reaches the batch its ITL target allows. The
-sequences in flight fluctuate around their mean (Poisson-like: variance = mean), and a step with
-more than that batch is slow for everyone in it. Square-root staffing (Halfin-Whitt; Whitt's G/G/c
-form with Allen-Cunneen's variability z = (ca² + cs²)/2, here 1) keeps the mean at R with
+Inside a replica (``usable_capacity_rps``, applied by compile where the traffic decides the
+booking: measured burstiness and no explicit headroom): a replica's capacity is the rate at which
+its mean concurrency R_cap = capacity x time in system reaches the batch its ITL target allows.
+The sequences in flight fluctuate around their mean (Poisson-like: variance = mean), and a step
+with more than that batch is slow for everyone in it. Square-root staffing (Halfin-Whitt; Whitt's
+G/G/c form with Allen-Cunneen's variability z = (ca² + cs²)/2, here 1) keeps the mean at R with
 R + beta sqrt(z R) = R_cap: a small replica (a few sequences) keeps a larger share spare than a
 large one.
 """

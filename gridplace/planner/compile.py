@@ -184,7 +184,8 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
             group_predictor.for_workload(workload, model_id, model),
         )
         rejections.extend(dropped)
-        if inputs.headroom is None:
+        if inputs.headroom is None and workload.spec.traffic.burstiness is not None:
+            # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
             in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
             rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
         forced = _forced_rows(rows, w_index, keep)

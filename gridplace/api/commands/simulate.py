@@ -232,8 +232,9 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
         report = ColdStartReport.of(result)
         render.stdout.print(
             f"cold starts: {report.cold_starts}, requests sent during one: "
-            f"{report.requests_during:,}, recovery after a node loss: mean "
-            f"{report.mean_recovery_s:.0f} s, max {report.max_recovery_s:.0f} s"
+            f"{report.requests_during:,}, serving again after a node loss: mean "
+            f"{report.mean_recovery_s:.0f} s, max {report.max_recovery_s:.0f} s; failovers "
+            f"to standbys: {len(report.failover_s)}, mean {report.mean_failover_s:.0f} s"
         )
 
 
@@ -270,4 +271,6 @@ def _cold_json(result: SimResult) -> dict[str, object]:
         "requestsDuring": report.requests_during,
         "meanRecoveryS": round(report.mean_recovery_s, 2),
         "maxRecoveryS": round(report.max_recovery_s, 2),
+        "failovers": len(report.failover_s),
+        "meanFailoverS": round(report.mean_failover_s, 2),
     }
