@@ -38,7 +38,7 @@ Reproduce (from the repository root; about 5 minutes on 2 cores)::
 
 Daily cycle (``--daily``): the example grid planned for the day's peak rate (what a forecast
 of the busiest window asks for; each workload given a pre-warm budget), then 24 hours compressed
-into ``--daily-duration`` seconds of the conversation trace following a daily profile
+into ``--daily-duration`` seconds of the trace (``--trace``) following a daily profile
 (``sim.diurnal``), with node failures at ``--daily-failure-rate`` per node-hour of the run and cold
 starts on: once with the plan's warm standbys, once with them cold.
 

@@ -67,6 +67,6 @@ def test_too_short_or_degenerate_input_is_an_error() -> None:
         fit_traffic(np.array([5.0, 5.0]), sizes(2), sizes(2))
     with pytest.raises(FitError, match="no window length"):
         fit_traffic(np.array([0.0, 30.0]), sizes(2), sizes(2), windows_s=(60.0,))
-    sparse = np.arange(0.0, 36_000.0, 2.0)  # 0.5 request/s: 5 per 10 s window
-    with pytest.raises(FitError, match="100 whole windows with 10 requests"):
+    sparse = np.arange(0.0, 36_000.0, 10.0)  # 0.1 request/s: 1 per 10 s window
+    with pytest.raises(FitError, match="100 whole windows with 2 requests"):
         fit_traffic(sparse, sizes(len(sparse)), sizes(len(sparse)), windows_s=(10.0,))
