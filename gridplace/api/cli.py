@@ -27,6 +27,7 @@ from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
 from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
+from gridplace.api.commands import traffic as traffic_command
 from gridplace.api.remote import GridApi, RemoteError, read_token
 from gridplace.specs import (
     SpecBundle,
@@ -316,6 +317,7 @@ app.command(name="calibrate")(calibrate_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
+app.add_typer(traffic_command.app, name="traffic")
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridplace.planner.compile import (
-    DEFAULT_HEADROOM,
     PlannerInputs,
     Predictor,
     compile_problem,
@@ -32,7 +31,7 @@ class PlanRequest:
     time_limit_s: float = 10.0
     budget_per_hour: float | None = None
     seed: int = 0
-    headroom: float = DEFAULT_HEADROOM
+    headroom: float | None = None  # None: each workload booked as its traffic implies
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -48,7 +47,7 @@ def _planner_parts(
     bundle: SpecBundle,
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
-    headroom: float = DEFAULT_HEADROOM,
+    headroom: float | None = None,
 ) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
     regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
     topology = Topology.build(bundle.nodes, bundle.probes)
@@ -76,7 +75,7 @@ def plan_bundle(
     previous: PlacementPlan | None = None,
     budget_per_hour: float | None = None,
     progress: Callable[[str], None] | None = None,
-    headroom: float = DEFAULT_HEADROOM,
+    headroom: float | None = None,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body)."""
     inputs, predictor, latency = _planner_parts(bundle, previous, budget_per_hour, headroom)

@@ -110,8 +110,7 @@ class PlacementModel:
         )
 
     def demand_milli(self, workload: int, share: float) -> int:
-        demand = self.problem.workloads[workload].demand_rps * share
-        return math.ceil(demand * (1 + self.problem.headroom) * RATE_SCALE)
+        return math.ceil(self.problem.workloads[workload].booked_rps * share * RATE_SCALE)
 
 
 def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:

@@ -67,7 +67,7 @@ def build_plan(
     coverage = []
     unplaced = []
     warnings = []
-    target = {w.index: w.demand_rps * (1 + problem.headroom) for w in problem.workloads}
+    target = {w.index: w.booked_rps for w in problem.workloads}
     is_covered = {
         w.index: capacity[w.index] + COVERAGE_TOLERANCE >= target[w.index]
         and replicas[w.index] >= w.replicas_min

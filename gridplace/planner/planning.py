@@ -21,6 +21,7 @@ from gridplace.planner.compile import (
 )
 from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.output import build_plan
+from gridplace.planner.prewarm import choose_prewarm
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
 from gridplace.specs import PlacementPlan
@@ -96,6 +97,9 @@ def make_plan(
     if progress:
         progress(f"{len(problem.pools)} node classes, {len(problem.options)} options")
     plan = plan_problem(problem, strategy, settings, name, generation, progress)
+    prewarm = choose_prewarm(problem, plan, inputs.workloads, inputs.nodes, inputs.catalog)
+    if prewarm:
+        plan = plan.model_copy(update={"spec": plan.spec.model_copy(update={"prewarm": prewarm})})
     done = time.perf_counter()
     return PlanResult(plan, problem, compiled - started, done - compiled)
 

@@ -68,6 +68,12 @@ class WorkloadDemand:
     precisions: tuple[Precision, ...]  # preferred first
     node_failures: int  # node losses the capacity must survive (0 or 1)
     exempt_reliability: float  # only nodes less reliable than this count as ones that may fail
+    booking: float  # capacity booked per request/s of demand (compile sets it: booking.py)
+
+    @property
+    def booked_rps(self) -> float:
+        """The capacity the demand is covered with: demand x booking factor."""
+        return self.demand_rps * self.booking
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,6 @@ class Problem:
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
     budget_per_hour: float | None = None
-    headroom: float = 1.0  # demand is covered with this much spare capacity (compile sets it)
 
     @cached_property
     def _by_workload(self) -> dict[int, list[Option]]:

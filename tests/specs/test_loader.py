@@ -308,3 +308,18 @@ def test_missing_path_and_non_utf8(tmp_path: Path) -> None:
 
 def test_precision_bytes() -> None:
     assert Precision.INT4.bytes_per_parameter * 4 == Precision.BF16.bytes_per_parameter
+
+
+def test_burstiness_windows_are_sorted_and_must_be_distinct() -> None:
+    from gridplace.specs.workload import Burstiness
+
+    burstiness = Burstiness.model_validate(
+        {"windows": [{"windowS": 60, "peakToMean": 1.5}, {"windowS": 10, "peakToMean": 2.0}]}
+    )
+    assert [w.window_s for w in burstiness.windows] == [10, 60]
+    with pytest.raises(ValueError, match="distinct"):
+        Burstiness.model_validate(
+            {"windows": [{"windowS": 10, "peakToMean": 1.5}, {"windowS": 10, "peakToMean": 2}]}
+        )
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Burstiness.model_validate({"windows": [{"windowS": 10, "peakToMean": 0.5}]})
