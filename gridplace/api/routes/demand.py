@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, Field, field_validator
 
-from gridplace.api.deps import AdminDep, StateDep
+from gridplace.api.deps import AdminDep, PrincipalDep, StateDep
 from gridplace.api.errors import Issue, NotFound
 from gridplace.api.routes import AUTH_ERRORS, errors
 from gridplace.api.store.demand import DemandSample, add_demand, rate_history
@@ -92,7 +92,7 @@ async def post_demand(
 @router.get("/{name}/demand", response_model=DemandHistory, responses=errors(*AUTH_ERRORS))
 def get_demand(
     name: WorkloadName,
-    _: AdminDep,
+    _: PrincipalDep,
     state: StateDep,
     hours: Annotated[int, Query(ge=1, le=24 * 35, description="History length.")] = 168,
 ) -> DemandHistory:
@@ -108,7 +108,7 @@ def get_demand(
 @router.get("/{name}/forecast", response_model=DemandForecast, responses=errors(*AUTH_ERRORS, 404))
 def get_forecast(
     name: WorkloadName,
-    _: AdminDep,
+    _: PrincipalDep,
     state: StateDep,
     history_hours: Annotated[int, Query(alias="historyHours", ge=8, le=24 * 35)] = 24 * 35,
     horizon_hours: Annotated[int, Query(alias="horizonHours", ge=1, le=168)] = 24,
