@@ -23,7 +23,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
-from gridplace.specs.common import Name, StrictModel
+from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
 
 Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
 MAX_REPLICAS_REPORTED = 4_096
@@ -214,7 +214,10 @@ class NodeStateReport(StrictModel):
     """What an agent reports it actually runs, and how applying its assignments goes."""
 
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The plan generation the agent is applying."
+        default=None,
+        ge=0,
+        le=MAX_GENERATION,
+        description="The plan generation the agent is applying.",
     )
     replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
