@@ -3,6 +3,7 @@ provider can send, and against the faults of its own process and database."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -117,3 +118,50 @@ def test_a_node_tokens_5mb_body_is_refused_fast_while_healthz_answers(
     assert "PUT /v1/nodes/{name}" in response.json()["message"]
     assert refused_s < 1.0, f"refused after {refused_s:.2f} s"
     assert watch.answers >= 3 and watch.slowest_s < 0.5, f"/healthz took {watch.slowest_s:.2f} s"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (from /proc: Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_serve_leaves_no_orphan(server: Server) -> None:
+    deadline = time.monotonic() + 30
+    children: set[int] = set()
+    while time.monotonic() < deadline and not children:  # the solver worker, once warm
+        children = descendants(server.process.pid)
+        time.sleep(0.2)
+    assert children, "serve started no worker process"
+    time.sleep(1.0)  # the worker and multiprocessing's resource tracker may start one by one
+    children = descendants(server.process.pid)
+    server.process.kill()
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in children):
+        time.sleep(0.1)
+    orphans = [pid for pid in children if alive(pid)]
+    for pid in orphans:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"{len(orphans)} of {len(children)} worker processes outlived serve"
