@@ -25,7 +25,8 @@ from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
 from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
-from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
+from gridplace.api.wiring import load_planning_inputs
+from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog
 from gridplace.specs.schema import json_schema, kind_names
 
 EXIT_OK = 0
@@ -84,7 +85,7 @@ def user_errors() -> Iterator[None]:
 
 def load_inputs(*groups: list[Path] | None) -> SpecBundle:
     paths = [path for group in groups if group for path in group]
-    return load_bundle(paths)
+    return load_planning_inputs(paths, warn=render.warn)
 
 
 @app.command()

@@ -129,10 +129,11 @@ dotted_path = _dotted
 class _ComposeLimit(Exception):
     """Raised inside the composer; ``parse_yaml_text`` turns it into a SpecError."""
 
-    def __init__(self, message: str, line: int) -> None:
+    def __init__(self, message: str, line: int, path: list[str | int] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.field = _dotted(tuple(path)) if path else None
 
 
 class _Composer(Composer):
@@ -155,10 +156,11 @@ class _Composer(Composer):
         self.node_limit = node_limit
         self.max_list_items = max_list_items
         self.composed = 0
-        self.depth = 0
+        self.path: list[str | int] = []  # where the composer is: names the field of an error
 
     def compose_document(self) -> yaml.Node | None:
         self.composed = 0
+        self.path = []
         node: yaml.Node | None = super().compose_document()
         return node
 
@@ -196,7 +198,8 @@ class _Composer(Composer):
             if anchor is not None:
                 self.anchors[anchor] = node
             return node
-        if self.depth >= MAX_DEPTH:
+        path = self.path
+        if len(path) >= MAX_DEPTH:
             raise _ComposeLimit(
                 f"nesting deeper than {MAX_DEPTH} levels", event.start_mark.line + 1
             )
@@ -209,7 +212,7 @@ class _Composer(Composer):
             self.anchors[anchor] = node
         items: list[Any] = node.value
         end = SequenceEndEvent if is_list else MappingEndEvent
-        self.depth += 1
+        path.append(0)
         # A request body bounds its lists by the route's needs; mappings keep the file's bound.
         limit = self.max_list_items if is_list else MAX_LIST_ITEMS
         while not self.check_event(end):
@@ -218,13 +221,16 @@ class _Composer(Composer):
                 raise _ComposeLimit(
                     f"a {what} of more than {limit:,} items; refusing it",
                     event.start_mark.line + 1,
+                    path[:-1],
                 )
             if is_list:
+                path[-1] = len(items)
                 items.append(self.compose_node(node, None))
             else:
                 key = self.compose_node(node, None)
+                path[-1] = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
                 items.append((key, self.compose_node(node, key)))
-        self.depth -= 1
+        path.pop()
         node.end_mark = self.get_event().end_mark
         return node
 
@@ -277,7 +283,7 @@ def parse_yaml_text(
             index += 1
     except _ComposeLimit as error:
         raise SpecError.single(
-            error.message, file=file, document=len(documents), line=error.line
+            error.message, file=file, document=len(documents), line=error.line, field=error.field
         ) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
