@@ -145,3 +145,14 @@ def test_an_older_engine_generation_and_a_slower_host_predict_slower_decode() ->
     unknown = runner.invoke(app, [*query, "--generation", "vllm-1999"])
     assert unknown.exit_code == 1
     assert "vllm-2023" in unknown.output
+
+
+def test_help_lists_every_jsonl_key_and_its_example_works() -> None:
+    result = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.output.replace("│", " ").split())
+    for key in ("gpu", "model", "precision", "ttftSlo?", "itlSlo?", "kvCacheFp8?", "hostFactor?"):
+        assert key in text, key
+    example = text.split("e.g. ", 1)[1].split("}", 1)[0] + "}"
+    answer = runner.invoke(app, ["predict", "--input", "-"], input=example + "\n")
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.stdout)["batch"] == 8

@@ -80,6 +80,13 @@ class PredictQuery(StrictModel):
     host_factor: float = Field(default=1.0, ge=0.1, le=10.0)
 
 
+# The JSONL keys of --input, as --help lists them (required ones first).
+INPUT_KEYS = ", ".join(
+    (field.alias or name) + ("" if field.is_required() else "?")
+    for name, field in PredictQuery.model_fields.items()
+)
+
+
 @dataclass(frozen=True)
 class _Slo:
     ttft_ms: float
@@ -289,7 +296,13 @@ def command(
         typer.Option("--host-factor", min=0.1, max=10.0, help="Host CPU time x this (1.0)."),
     ] = None,
     input_path: Annotated[
-        Path | None, typer.Option("--input", help="JSONL file of queries ('-' for stdin).")
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSONL file of queries ('-' for stdin), one JSON object per line with keys "
+            f"{INPUT_KEYS} ('?': optional; the flags given are every line's defaults), e.g. "
+            '{"gpu": "rtx-4090", "model": "llama-3.1-8b", "precision": "fp8", "batch": 8}.',
+        ),
     ] = None,
     output_format: Annotated[
         Format, typer.Option("--format", help="table or json (JSONL with --input).")
