@@ -95,8 +95,8 @@ class Store:
         except OperationalError as error:  # unreachable, locked past the busy timeout, ...
             raise DatabaseUnavailable(f"database error: {error.orig}") from error
         except DatabaseError as error:
-            if type(error) is not DatabaseError:  # DataError, ProgrammingError...: our bug
-                raise
+            if type(error) is not DatabaseError or self._sqlite_file is None:
+                raise  # DataError, ProgrammingError...: a bug, not a damaged file
             # SQLite's "database disk image is malformed", "file is not a database"
             self._damage = (
                 f"the database is damaged ({error.orig}); every request is refused: "
