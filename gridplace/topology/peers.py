@@ -122,7 +122,7 @@ def parse_peers_lines(text: str, file: str = "<peers>") -> list[Peer]:
         if len(fields) != 2:
             issues.append(
                 SpecIssue(
-                    f"expected 'NAME HOST:PORT' or 'HOST:PORT', got {len(fields)} fields",
+                    f"expected 'NAME HOST:PORT' or 'HOST:PORT', got {len(fields)} field(s)",
                     file,
                     line=number,
                 )

@@ -53,7 +53,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            process.communicate(timeout=30)
+        process.communicate(timeout=30)  # also closes the pipes of a process a test killed
 
 
 def node_token(server: Server, name: str) -> dict[str, str]:
