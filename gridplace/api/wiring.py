@@ -96,9 +96,8 @@ def load_planning_inputs(
     """``load_bundle``, then ``planning_input_issues``: SpecError listing every problem.
     ``warn`` hears of each file skipped (not YAML, not a regular file)."""
     bundle = load_bundle(paths)
-    skipped = bundle.inputs.skipped if bundle.inputs else {}
-    for file, why in skipped.items():
-        if warn is not None:
+    if warn is not None and bundle.inputs is not None:
+        for file, why in bundle.inputs.skipped.items():
             warn(f"skipped {file}: {why}")
     issues = planning_input_issues(bundle)
     if issues:

@@ -101,10 +101,15 @@ class InputFiles:
             f"{file} ({count} document{'s' * (count != 1)})" if count else f"{file} (empty)"
             for file, count in self.documents.items()
         ]
-        text = f"read {', '.join(read)}" if read else "read no file"
-        if self.skipped:
-            text += "; skipped " + ", ".join(f"{f} ({why})" for f, why in self.skipped.items())
-        return text
+        skipped = [f"{file} ({why})" for file, why in self.skipped.items()]
+        text = f"read {_first(read)}" if read else "read no file"
+        return text + (f"; skipped {_first(skipped)}" if skipped else "")
+
+
+def _first(items: list[str], shown: int = 10) -> str:
+    """The first ``shown`` items, and how many more (a directory may hold thousands)."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def collect_files(paths: Iterable[str | Path], found: InputFiles | None = None) -> list[Path]:
