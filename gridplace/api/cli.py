@@ -29,13 +29,13 @@ from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
 from gridplace.api.commands import traffic as traffic_command
 from gridplace.api.remote import GridApi, RemoteError, read_token
+from gridplace.api.wiring import load_planning_inputs
 from gridplace.specs import (
     SpecBundle,
     SpecError,
     SpecIssue,
     build_bundle,
     builtin_catalog,
-    load_bundle,
 )
 from gridplace.specs.loader import load_documents
 from gridplace.specs.schema import json_schema, kind_names
@@ -93,7 +93,7 @@ def user_errors() -> Iterator[None]:
 
 def load_inputs(*groups: list[Path] | None) -> SpecBundle:
     paths = [path for group in groups if group for path in group]
-    return load_bundle(paths)
+    return load_planning_inputs(paths, warn=render.warn)
 
 
 @app.command()

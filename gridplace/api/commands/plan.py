@@ -149,7 +149,7 @@ def explain(
 def _plan_or_exit(request: PlanRequest) -> PlanResult:
     try:
         with render.stderr.status("planning...") as status:
-            return run_plan(request, progress=lambda message: status.update(message))
+            return run_plan(request, lambda message: status.update(message), render.warn)
     except SpecError as error:
         render.print_issues(error.issues)
         raise typer.Exit(EXIT_INVALID) from None
