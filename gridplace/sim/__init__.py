@@ -10,6 +10,8 @@ from the performance model and ``truth`` only.
 Modules, in the order a run uses them:
     seeds      seeded random streams per (run, thing, purpose)
     arrivals   traces and synthetic arrivals, source regions, RTT draws
+    measured   measured step times, their ratio to the model, the spread of its misses
+    bias       systematic factors per GPU family x engine: measured, drawn or set by hand
     truth      hidden per-node behaviour: efficiency, throttling episodes, outages
     steps      the StepTimes seam (perf model adapter, injectable fakes), speed over time
     deploy     plan + specs -> World (replicas, network, costs), with reference checks
@@ -31,6 +33,7 @@ Spec files that do not load raise the loader's ``SpecError`` before the simulato
 """
 
 from gridplace.sim.arrivals import ArrivalProcess, Arrivals, TokenMode, Trace, read_trace
+from gridplace.sim.bias import TruthBias
 from gridplace.sim.deploy import SimInputs, build_world, resolve
 from gridplace.sim.engine import ReplicaSetup, WorkloadSetup, World, run
 from gridplace.sim.errors import PlanReferenceError, SimError, SimSettingsError, TraceError
@@ -58,6 +61,7 @@ __all__ = [
     "Totals",
     "Trace",
     "TraceError",
+    "TruthBias",
     "TruthSettings",
     "WorkloadSetup",
     "WorkloadSummary",

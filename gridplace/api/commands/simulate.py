@@ -13,6 +13,7 @@ workload); 2 usage.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -29,13 +30,17 @@ from gridplace.sim import (
     SimResult,
     SimSettings,
     TokenMode,
+    TruthBias,
     TruthSettings,
     read_trace,
     simulate,
 )
+from gridplace.sim.bias import describe, rules_summary
 from gridplace.specs import PlacementPlan, SpecError, SpecIssue, load_bundle
+from gridplace.specs.yamlsafe import parse_yaml_text
 
 EXIT_INVALID = 1
+MAX_BIAS_FILE_BYTES = 64 * 1024
 
 
 class OutputFormat(StrEnum):
@@ -87,6 +92,22 @@ def command(
             "--failure-rate", min=0, help="Node failures per node-hour (default: from reliability)."
         ),
     ] = None,
+    truth_bias: Annotated[
+        str | None,
+        typer.Option(
+            "--truth-bias",
+            metavar="DECODE,PREFILL",
+            help="Hidden systematic step-time factors for every replica (e.g. 1.25,1.5); the "
+            "planner never sees them.",
+        ),
+    ] = None,
+    truth_bias_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth-bias-file",
+            help="YAML list of {decode, prefill, family?, engine?} hidden step-time factors.",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write latency CDFs per workload to this PNG.")
     ] = None,
@@ -101,8 +122,16 @@ def command(
             f"--trace replays a trace; it cannot be combined with --arrivals {process.value}",
             param_hint="--trace",
         )
+    if truth_bias is not None and truth_bias_file is not None:
+        raise typer.BadParameter(
+            "give --truth-bias or --truth-bias-file, not both", param_hint="--truth-bias"
+        )
     truth = TruthSettings.ideal() if ideal else TruthSettings(failure_rate_per_hour=failure_rate)
     try:
+        if truth_bias is not None:
+            truth = replace(truth, bias=parse_truth_bias(truth_bias))
+        elif truth_bias_file is not None:
+            truth = replace(truth, bias=read_truth_bias(truth_bias_file))
         bundle = load_bundle([*nodes, *workloads, *(probes or [])])
         document = _load_plan(plan)
         settings = SimSettings(
@@ -144,6 +173,40 @@ def command(
         render.stderr.print(f"plot written to {escape(str(written))}", highlight=False)
 
 
+def parse_truth_bias(text: str) -> TruthBias:
+    """``DECODE,PREFILL`` -> one bias rule for every replica."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        decode, prefill = (float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected two factors DECODE,PREFILL (e.g. 1.25,1.5), got {text!r}",
+            param_hint="--truth-bias",
+        ) from None
+    return TruthBias.fixed(decode, prefill)
+
+
+def read_truth_bias(path: Path) -> TruthBias:
+    """Bias rules from a YAML file (``SimError``/``SpecError`` name the file and field)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BIAS_FILE_BYTES:
+            raise SpecError(
+                [SpecIssue(f"{size} bytes; at most {MAX_BIAS_FILE_BYTES}", file=str(path))]
+            )
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError([SpecIssue(f"cannot read it: {error}", file=str(path))]) from None
+    documents = [d for d in parse_yaml_text(text, str(path)) if d.data is not None]
+    if len(documents) != 1:
+        raise SpecError(
+            [SpecIssue(f"expected one YAML document, found {len(documents)}", file=str(path))]
+        )
+    return TruthBias.from_rules(documents[0].data, str(path))
+
+
 def _load_plan(path: Path) -> PlacementPlan:
     plans = load_bundle([path]).plans
     if len(plans) != 1:
@@ -183,6 +246,10 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
     truth = settings.truth
     layers = [n for n, on in (("efficiency", truth.efficiency), ("thermal", truth.thermal),
                               ("failures", truth.failures)) if on]  # fmt: skip
+    if truth.bias.rules:
+        layers.append(f"bias {rules_summary(truth.bias.rules)}")
+    elif truth.bias.measured or truth.bias.drawn:
+        layers.append("bias measured/drawn")
     title = (
         f"{settings.duration_s:g} s of {settings.process.value} traffic, seed {settings.seed}, "
         f"hidden truth: {', '.join(layers) or 'off'} ({result.steps:,} steps in "
@@ -205,6 +272,7 @@ def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
             "efficiency": settings.truth.efficiency,
             "thermal": settings.truth.thermal,
             "failures": settings.truth.failures,
+            "bias": describe(settings.truth.bias),
         },
         "workloads": [s.as_dict() for s in result.summary()],
         "total": {
@@ -213,6 +281,7 @@ def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
             "violations": total.violations,
             "lost": total.lost,
             "costPerHour": round(total.cost_per_hour, 4),
+            "stallShare": round(total.stall_share, 6),
         },
         "steps": result.steps,
         "wallSeconds": round(result.wall_s, 3),
