@@ -22,7 +22,14 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
+from gridplace.specs import (
+    Assignment,
+    Node,
+    ObservationWindow,
+    PlacementPlan,
+    Precision,
+    ThermalStatus,
+)
 from gridplace.specs.common import Name, StrictModel
 
 Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
@@ -86,6 +93,22 @@ class ProbesAccepted(StrictModel):
     name: Name
     samples: int = Field(ge=0)
     stored_documents: int = Field(ge=0, description="Probe documents kept for this submitter.")
+
+
+class ObservationsAccepted(StrictModel):
+    node: Name
+    windows: int = Field(ge=0, description="Windows accepted from this request.")
+    stored_windows: int = Field(ge=0, description="Windows kept for this node after retention.")
+
+
+class ObservationOut(StrictModel):
+    id: int
+    received_at: datetime
+    window: ObservationWindow
+
+
+class ObservationListResponse(StrictModel):
+    items: list[ObservationOut]
 
 
 class TokenIssued(StrictModel):

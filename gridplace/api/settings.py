@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         description="When more than this share of nodes falls silent at once, silence is "
         "blamed on the server's own network and triggers no replan.",
     )
+    observations_kept_per_node: int = Field(
+        default=5_000,
+        ge=1,
+        le=1_000_000,
+        description="Observation windows kept per node (newest by window end).",
+    )
+    observation_max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=90 * 86_400,
+        description="Observation windows received longer ago than this are deleted.",
+    )
     replan_interval_s: float = Field(
         default=15.0, ge=0, le=86_400, description="Period of the change check; 0 turns it off."
     )

@@ -23,11 +23,13 @@ from gridplace.api.store.errors import (
     UnsupportedDatabase,
 )
 from gridplace.api.store.records import (
+    CalibrationRecord,
     NewPlan,
     NodeAssignments,
     NodeBasis,
     NodeRecord,
     NodeTokenRecord,
+    ObservationRecord,
     PlanRecord,
     PlanSummary,
     StateRecord,
@@ -35,6 +37,7 @@ from gridplace.api.store.records import (
 from gridplace.api.store.store import Store, throttle_ratio_of
 
 __all__ = [
+    "CalibrationRecord",
     "DatabaseUnavailable",
     "GenerationConflict",
     "NewPlan",
@@ -42,6 +45,7 @@ __all__ = [
     "NodeBasis",
     "NodeRecord",
     "NodeTokenRecord",
+    "ObservationRecord",
     "PlanRecord",
     "PlanSummary",
     "StateRecord",
