@@ -20,6 +20,7 @@ from gridplace import __version__
 from gridplace.api import render
 from gridplace.api.checks import check_workloads
 from gridplace.api.commands import agent as agent_command
+from gridplace.api.commands import calibration as calibration_command
 from gridplace.api.commands import inventory as inventory_command
 from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
@@ -260,6 +261,7 @@ app.command(name="predict")(predict_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
+app.command(name="calibration")(calibration_command.command)
 
 
 def main() -> None:

@@ -111,6 +111,29 @@ class ObservationListResponse(StrictModel):
     items: list[ObservationOut]
 
 
+class CorrectionOut(StrictModel):
+    """A learned correction: observed / predicted step time, and the windows' weight behind it."""
+
+    gpu: str
+    model: str
+    precision: str
+    engine: str
+    node: str | None = Field(default=None, description="Absent: the GPU type's correction.")
+    decode_factor: float
+    prefill_factor: float
+    decode_weight: float = Field(ge=0, description="Full windows' worth of decode evidence.")
+    prefill_weight: float = Field(ge=0)
+
+
+class CalibrationResponse(StrictModel):
+    id: int
+    computed_at: datetime
+    windows: int = Field(ge=0, description="Observation windows used.")
+    ignored: int = Field(ge=0, description="Windows without usable figures or of unknown ids.")
+    gpu_types: list[CorrectionOut]
+    nodes: list[CorrectionOut]
+
+
 class TokenIssued(StrictModel):
     """A node token; ``token`` is shown this once and only its hash is kept."""
 

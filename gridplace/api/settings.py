@@ -76,6 +76,22 @@ class Settings(BaseSettings):
         le=90 * 86_400,
         description="Observation windows received longer ago than this are deleted.",
     )
+    observation_window_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="Agents' observation window (SLO trigger)."
+    )
+    calibration_capacity_change: float = Field(
+        default=0.10,
+        gt=0,
+        le=10,
+        description="Relative move of a replica's predicted capacity, under new corrections, "
+        "that triggers a replan.",
+    )
+    slo_attainment_target: float = Field(
+        default=0.99,
+        gt=0,
+        le=1,
+        description="Observed SLO attainment under this for two windows running triggers a replan.",
+    )
     replan_interval_s: float = Field(
         default=15.0, ge=0, le=86_400, description="Period of the change check; 0 turns it off."
     )

@@ -1,4 +1,5 @@
-"""Observations: engine windows an agent posts for its node, and reading them back.
+"""Observations: engine windows an agent posts for its node, reading them back, and the
+calibration learned from them (``GET /v1/calibration``).
 
 A node token may post only for its own node, and every window must name that node (403 for a
 node token, 422 for the admin: the admin may post for any node, but a window for another node in
@@ -15,9 +16,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from gridplace.api.bodies import parse_one
-from gridplace.api.deps import AdminDep, PrincipalDep, StateDep, require_node_access
+from gridplace.api.deps import AdminDep, PrincipalDep, ServiceDep, StateDep, require_node_access
 from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
-from gridplace.api.models import ObservationListResponse, ObservationOut, ObservationsAccepted
+from gridplace.api.models import (
+    CalibrationResponse,
+    CorrectionOut,
+    ObservationListResponse,
+    ObservationOut,
+    ObservationsAccepted,
+)
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.routes.nodes import NodeName
 from gridplace.specs import Observations
@@ -77,4 +84,27 @@ def list_observations(
     records = state.store.observations(workload=workload, node=node, limit=limit)
     return ObservationListResponse(
         items=[ObservationOut(id=r.id, received_at=r.received_at, window=r.window) for r in records]
+    )
+
+
+@router.get(
+    "/calibration",
+    response_model=CalibrationResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_calibration(_: AdminDep, service: ServiceDep) -> CalibrationResponse:
+    """The learned corrections: per GPU type (what the planner books) and per node. Estimated
+    anew when windows arrived since the last estimate (the periodic check does the same)."""
+    record = service.recalibrate()
+    if record is None:
+        raise NotFound("no calibration yet: no observation windows have been posted")
+    document = record.document
+    return CalibrationResponse(
+        id=record.id,
+        computed_at=record.computed_at,
+        windows=int(document.get("windows", 0)),
+        ignored=int(document.get("ignored", 0)),
+        gpu_types=[CorrectionOut.model_validate(row) for row in document.get("gpuTypes", [])],
+        nodes=[CorrectionOut.model_validate(row) for row in document.get("nodes", [])],
     )
