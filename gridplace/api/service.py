@@ -288,7 +288,13 @@ def _provenance(calibration: CalibrationRecord | None) -> dict[str, Any]:
     if calibration is None:
         return {}
     document = calibration.document
-    return {PROVENANCE_KEY: {"id": calibration.id, "gpuTypes": document.get("gpuTypes", [])}}
+    return {
+        PROVENANCE_KEY: {
+            "id": calibration.id,
+            "grid": document.get("grid"),
+            "gpuTypes": document.get("gpuTypes", []),
+        }
+    }
 
 
 def plan_calibration(record: PlanRecord) -> Calibration:

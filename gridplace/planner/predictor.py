@@ -5,9 +5,10 @@ the capacity inside the SLO (with the TTFT budget left after network RTT), and r
 ``OptionPrediction``. A replica on 1/share of a GPU is predicted on a GPU with 1/share of the
 memory, bandwidth and tensor throughput (time-sliced: each replica's steps take turns).
 
-Learned corrections (``recalibrate.Calibration``, per GPU type x model x precision x engine)
-multiply the model's prefill and decode step times before the capacity search; a configuration
-with a hand-written ``PerformanceProfile`` keeps the profile's figures and no correction.
+Learned corrections (``recalibrate.Calibration``, per GPU type x model x precision x engine,
+else the grid-wide one) multiply the model's prefill and decode step times before the capacity
+search; a configuration with a hand-written ``PerformanceProfile`` keeps the profile's figures
+and no correction.
 
 Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
 workloads share models and SLOs, so a large grid costs thousands of predictions, not millions.
@@ -100,7 +101,7 @@ def make_predictor(
     """A memoizing predictor over the calibrated performance model, the given profiles and the
     learned corrections."""
     book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
-    corrections = calibration.gpu_types if calibration is not None else {}
+    learned = calibration or Calibration()
     replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
 
@@ -126,7 +127,7 @@ def make_predictor(
                 replicas[config] = replica
             correction = None
             if replica.profile is None:  # hand-written profiles win over learned corrections
-                correction = corrections.get(
+                correction = learned.for_type(
                     (query.gpu_id, query.model_id, query.precision.value, query.engine.value)
                 )
             found = _predict(

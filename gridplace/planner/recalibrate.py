@@ -15,16 +15,21 @@ prefill of one prompt of promptTokens / requests. "Model" is the performance mod
 node's GPU (its overrides applied), the window's model, precision, engine and TP, at the node's
 booked throttle ratio, with no correction: corrections are absolute, never compounded.
 Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
-pooled per key (GPU type, model, precision, engine) with normal shrinkage towards the prior
+pooled with normal shrinkage, each level towards the one above it, the top towards the prior
 (factor 1, log 0):
 
-    type level:  g = sum(w x) / (sum(w) + type_prior_windows)
+    grid level:  a = sum_all(w x) / (sum_all(w) + type_prior_windows)
+    type level:  g = a + sum_key(w (x - a)) / (sum_key(w) + type_prior_windows)
     node level:  n = g + sum_node(w (x - g)) / (sum_node(w) + node_prior_windows)
 
-So one full window moves a type by 1 / (1 + type_prior_windows) of the way (1/9 by default), and
-many move it fully; a node departs from its type only as far as its own windows carry it. Factors
-are clamped to ``factor_bounds``. The planner books the type level (it plans node classes, not
-nodes); the node level is shown and used for node-level prediction error.
+where a key is (GPU type, model, precision, engine). So one full window moves its type by
+1 - (k / (1 + k))^2 of the way, k = type_prior_windows (11% by default), and many move it
+fully; a node departs from its type only as far as its own windows carry it. The grid level is
+the learned prior of a key nobody observed yet: without it, when the model is optimistic
+everywhere, every unobserved GPU type would look better than the observed ones and the planner
+would chase them. Factors are clamped to ``factor_bounds``. The planner books the type level,
+else the grid level (it plans node classes, not nodes); the node level is shown and used for
+node-level prediction error.
 
 Triggers (``capacity_moves``, ``slo_shortfalls``): a replan is due when a replica's predicted
 capacity under the new calibration differs by more than ``capacity_change`` (10%) from its
@@ -63,7 +68,7 @@ CalibrationKey = tuple[str, str, str, str]  # (GPU id, model id, precision, engi
 class EstimatorSettings:
     """The estimator's parameters (see the module docstring)."""
 
-    type_prior_windows: float = 8.0
+    type_prior_windows: float = 16.0
     node_prior_windows: float = 8.0
     full_weight_requests: int = 20
     factor_bounds: tuple[float, float] = (0.2, 5.0)
@@ -109,11 +114,15 @@ class Calibration:
 
     gpu_types: Mapping[CalibrationKey, Correction] = field(default_factory=dict)
     nodes: Mapping[tuple[str, CalibrationKey], Correction] = field(default_factory=dict)
+    grid: Correction | None = None  # the pooled level of every key: an unobserved key's
     windows: int = 0  # windows used
     ignored: int = 0  # windows with no usable figure, or of an unknown node/GPU/model
 
+    def for_type(self, key: CalibrationKey) -> Correction | None:
+        return self.gpu_types.get(key) or self.grid
+
     def for_node(self, node: str, key: CalibrationKey) -> Correction | None:
-        return self.nodes.get((node, key)) or self.gpu_types.get(key)
+        return self.nodes.get((node, key)) or self.for_type(key)
 
     def as_dict(self) -> dict[str, Any]:
         def keyed(key: CalibrationKey) -> dict[str, str]:
@@ -123,6 +132,7 @@ class Calibration:
         return {
             "windows": self.windows,
             "ignored": self.ignored,
+            "grid": self.grid.as_dict() if self.grid else None,
             "gpuTypes": [{**keyed(k), **c.as_dict()} for k, c in sorted(self.gpu_types.items())],
             "nodes": [
                 {"node": n, **keyed(k), **c.as_dict()} for (n, k), c in sorted(self.nodes.items())
@@ -137,6 +147,7 @@ class Calibration:
         return cls(
             gpu_types={key(r): Correction.from_dict(r) for r in data.get("gpuTypes", [])},
             nodes={(r["node"], key(r)): Correction.from_dict(r) for r in data.get("nodes", [])},
+            grid=Correction.from_dict(data["grid"]) if data.get("grid") else None,
             windows=int(data.get("windows", 0)),
             ignored=int(data.get("ignored", 0)),
         )
@@ -214,9 +225,12 @@ def estimate(
         by_key[ratio.key].append(ratio)
     types: dict[CalibrationKey, Correction] = {}
     nodes: dict[tuple[str, CalibrationKey], Correction] = {}
+    decode_a, all_dw = _pool(ratios, "decode", 0.0, settings.type_prior_windows)
+    prefill_a, all_pw = _pool(ratios, "prefill", 0.0, settings.type_prior_windows)
+    grid = _correction(decode_a, prefill_a, all_dw, all_pw, settings) if ratios else None
     for key, rows in by_key.items():
-        decode_g, decode_w = _pool(rows, "decode", 0.0, settings.type_prior_windows)
-        prefill_g, prefill_w = _pool(rows, "prefill", 0.0, settings.type_prior_windows)
+        decode_g, decode_w = _pool(rows, "decode", decode_a, settings.type_prior_windows)
+        prefill_g, prefill_w = _pool(rows, "prefill", prefill_a, settings.type_prior_windows)
         types[key] = _correction(decode_g, prefill_g, decode_w, prefill_w, settings)
         by_node: dict[str, list[WindowRatio]] = defaultdict(list)
         for row in rows:
@@ -225,7 +239,7 @@ def estimate(
             decode_n, node_dw = _pool(mine, "decode", decode_g, settings.node_prior_windows)
             prefill_n, node_pw = _pool(mine, "prefill", prefill_g, settings.node_prior_windows)
             nodes[(node, key)] = _correction(decode_n, prefill_n, node_dw, node_pw, settings)
-    return Calibration(types, nodes, windows=len(ratios), ignored=ignored)
+    return Calibration(types, nodes, grid, windows=len(ratios), ignored=ignored)
 
 
 def _pool(

@@ -17,7 +17,9 @@ the share of completed requests that did (reported beside the SLA, not part of i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +110,8 @@ class SimResult:
     e2e_ms: FloatArray  # send to last token at the client; inf unless done
     steps: int  # engine steps simulated, all replicas
     wall_s: float
+    # Per replica, window index -> replica.WindowStats (only when run with ``window_s``).
+    replica_windows: tuple[Mapping[int, Any], ...] = ()
 
     def met(self) -> npt.NDArray[np.bool_]:
         """Which requests met their workload's SLA (see the module docstring)."""

@@ -89,6 +89,7 @@ def test_observations_recalibrate_replan_and_stay_put_inside_the_band(client: Te
 def test_the_cli_shows_the_calibration(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     register(client, node_doc("n0"))
     post(client, "n0", windows_for("n0", 10, 0.0))
+
     class Borrowed:  # the app's test client, left open for the next invocation
         get = client.get
 

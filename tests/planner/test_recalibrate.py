@@ -62,10 +62,11 @@ def window(
 
 def test_one_window_barely_moves_the_correction() -> None:
     found = estimate([window("a", 1.5, 2.0)], oracle).gpu_types[KEY]
-    share = 1 / (1 + EstimatorSettings().type_prior_windows)
+    k = EstimatorSettings().type_prior_windows
+    share = 1 - (k / (1 + k)) ** 2  # the grid level, then the type level
     assert math.log(found.decode) == pytest.approx(share * math.log(1.5))
     assert math.log(found.prefill) == pytest.approx(share * math.log(2.0))
-    assert 1.0 < found.decode < 1.06
+    assert 1.0 < found.decode < 1.06  # barely: a twentieth of the way to 1.5
 
 
 def test_many_noisy_windows_converge_to_the_true_factor_per_type_and_per_node() -> None:

@@ -36,6 +36,7 @@ from gridplace.sim import (
     simulate,
 )
 from gridplace.sim.bias import describe, rules_summary
+from gridplace.sim.loop import LoopResult, LoopSettings, run_loop
 from gridplace.specs import PlacementPlan, SpecError, SpecIssue, load_bundle
 from gridplace.specs.yamlsafe import parse_yaml_text
 
@@ -108,6 +109,17 @@ def command(
             help="YAML list of {decode, prefill, family?, engine?} hidden step-time factors.",
         ),
     ] = None,
+    recalibrate_every: Annotated[
+        float | None,
+        typer.Option(
+            "--recalibrate-every",
+            min=60,
+            max=86_400,
+            metavar="SECONDS",
+            help="Run the grounded loop: replicas report observations, corrections are learned "
+            "and plans remade (same functions as the server) every SECONDS.",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write latency CDFs per workload to this PNG.")
     ] = None,
@@ -142,8 +154,16 @@ def command(
             tokens=tokens,
             truth=truth,
         )
+        inputs = SimInputs.from_bundle(bundle)
+        if recalibrate_every is not None:
+            if plot is not None:
+                raise typer.BadParameter("--plot needs a run without --recalibrate-every")
+            with render.stderr.status("simulating the loop..."):
+                looped = run_loop(inputs, document, settings, LoopSettings(recalibrate_every))
+            _print_loop(looped, settings, recalibrate_every, output_format)
+            return
         with render.stderr.status("simulating..."):
-            result = simulate(document, SimInputs.from_bundle(bundle), settings)
+            result = simulate(document, inputs, settings)
     except SpecError as error:
         render.print_issues(error.issues)
         raise typer.Exit(EXIT_INVALID) from None
@@ -259,6 +279,46 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
                "ITL p50 / p99 ms (SLO)", "lost", "done req/s / tok/s", "replicas",
                "$/h"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
+
+
+def _print_loop(
+    result: LoopResult, settings: SimSettings, every_s: float, output_format: OutputFormat
+) -> None:
+    if output_format is OutputFormat.JSON:
+        render.print_json(
+            {
+                "durationS": settings.duration_s,
+                "seed": settings.seed,
+                "recalibrateEveryS": every_s,
+                "truth": {"bias": describe(settings.truth.bias)},
+                "windows": [p.as_dict() for p in result.periods],
+                "total": {
+                    "requests": sum(p.requests for p in result.periods),
+                    "slaAttainment": round(result.attainment, 6),
+                    "costPerHour": round(result.cost_per_hour, 4),
+                    "replans": len(result.plans) - 1,
+                },
+                "calibration": result.calibration.as_dict(),
+            }
+        )
+        return
+    rows = [
+        [f"{p.start_s:g}-{p.end_s:g}", f"{p.requests:,}", f"{p.attainment:.2%}",
+         f"{p.cost_per_hour:.2f}", "-" if p.prediction_error_pct is None
+         else f"{p.prediction_error_pct:.1f}%", f"{p.stall_share:.1%}", str(p.replicas),
+         f"replan ({len(p.reasons)} reasons)" if p.replanned else ""]
+        for p in result.periods
+    ]  # fmt: skip
+    title = (
+        f"grounded loop: {settings.duration_s:g} s, recalibrating every {every_s:g} s; "
+        f"{result.attainment:.2%} in SLA at ${result.cost_per_hour:.2f}/h"
+    )
+    columns = ["window s", "requests", "in SLA", "$/h", "step error", "stalled", "replicas",
+               "then"]  # fmt: skip
+    render.stdout.print(render.table(title, columns, rows))
+    for period in result.periods:
+        for reason in period.reasons[:5]:
+            render.stderr.print(f"  after {period.end_s:g} s: {escape(reason)}", highlight=False)
 
 
 def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
