@@ -20,6 +20,7 @@ Modules, in the order a run uses them:
     metrics    SimResult, the SLA definition, per-workload summaries
     plot       latency CDFs (matplotlib, Agg)
     scenario   SimSettings and ``simulate``
+    loop       the grounded loop: observations, recalibration and replans in simulated time
 
 Errors (``errors``):
 

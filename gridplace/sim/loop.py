@@ -200,10 +200,8 @@ def run_loop(
         reasons: list[str] = []
         if end_s < duration_s:
             queries = replica_queries(plan, inputs.workloads, inputs.nodes, inputs.catalog)
-            before, after = (
-                make_predictor(inputs.profiles, inputs.catalog, made_with),
-                (make_predictor(inputs.profiles, inputs.catalog, calibration)),
-            )
+            before = make_predictor(inputs.profiles, inputs.catalog, made_with)
+            after = make_predictor(inputs.profiles, inputs.catalog, calibration)
             reasons = capacity_moves(queries, before, after, loop.policy)
             attainment = windowed_attainment(observed, plan_since_s, loop.observation_window_s)
             reasons += slo_shortfalls(attainment, loop.policy)

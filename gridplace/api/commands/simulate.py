@@ -6,6 +6,9 @@ Usage with the shipped example::
     gridplace simulate --plan plan.yaml -n examples/grid -w examples/workloads \\
         -p examples/probes --trace ../shared/data/traces/AzureLLMInferenceTrace_conv.csv
 
+With ``--truth-bias 1.25,1.5 --recalibrate-every 600`` the plan meets a hidden step-time bias and
+the grounded loop (observations, recalibration, replans) runs in simulated time.
+
 Exit codes: 0 simulated; 1 bad input (specs, trace, or a plan naming a missing node, GPU index or
 workload); 2 usage.
 """
@@ -253,6 +256,7 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
                 if math.isfinite(s.itl_p99_ms)
                 else f"{s.itl_p50_ms:.1f} / inf ({s.itl_slo_ms:g})",
                 f"{s.lost:,}",
+                f"{s.stall_share:.1%}",
                 f"{s.throughput_rps:.2f} / {s.output_tokens_per_s:,.0f}",
                 str(s.replicas),
                 f"{s.cost_per_hour:.2f}",
@@ -260,8 +264,9 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
         )
     total = result.total()
     rows.append(
-        ["all", f"{total.requests:,}", f"{total.attainment:.2%}", "", "", f"{total.lost:,}", "",
-         str(len(result.replica_labels)), f"{total.cost_per_hour:.2f}"]
+        ["all", f"{total.requests:,}", f"{total.attainment:.2%}", "", "", f"{total.lost:,}",
+         f"{total.stall_share:.1%}", "", str(len(result.replica_labels)),
+         f"{total.cost_per_hour:.2f}"]
     )  # fmt: skip
     truth = settings.truth
     layers = [n for n, on in (("efficiency", truth.efficiency), ("thermal", truth.thermal),
@@ -276,7 +281,7 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
         f"{result.wall_s:.1f} s)"
     )
     columns = ["workload", "requests", "in SLA", "TTFT p50 / p99 ms (SLO)",
-               "ITL p50 / p99 ms (SLO)", "lost", "done req/s / tok/s", "replicas",
+               "ITL p50 / p99 ms (SLO)", "lost", "stalled", "done req/s / tok/s", "replicas",
                "$/h"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
 
