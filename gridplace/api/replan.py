@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from gridplace.api.bodies import reparse
 from gridplace.api.grid import GridView
 from gridplace.api.metrics import Metrics
-from gridplace.api.service import CALIBRATION_WINDOWS, PlanService, plan_calibration
+from gridplace.api.service import (
+    CALIBRATION_WINDOWS,
+    PROVENANCE_KEY,
+    PlanService,
+    plan_calibration,
+)
 from gridplace.api.settings import Settings
 from gridplace.api.store import CalibrationRecord, GenerationConflict, PlanRecord, Store
 from gridplace.planner.predictor import make_predictor
@@ -102,7 +107,7 @@ def calibration_changes(
     """Why the learned corrections or the observed SLO call for a new plan (see the docstring)."""
     policy = ReplanPolicy(settings.calibration_capacity_change, settings.slo_attainment_target)
     reasons: list[str] = []
-    made_with = latest.options.get("calibration", {}).get("id")
+    made_with = latest.options.get(PROVENANCE_KEY, {}).get("id")
     if current is not None and current.id != made_with:
         bundle = build_bundle(reparse(latest.inputs, f"plan generation {latest.generation}"))
         queries = replica_queries(

@@ -45,10 +45,10 @@ from gridplace.specs.loader import LoadedDocument
 
 log = logging.getLogger("gridplace.api")
 
-# Kinds a plan submission may carry; nodes and probes come from the store.
 CALIBRATION_WINDOWS = 20_000  # newest windows an estimate reads
 CALIBRATIONS_KEPT = 32
 PROVENANCE_KEY = "calibration"  # in a plan's stored options and its labels
+# Kinds a plan submission may carry; nodes and probes come from the store.
 PLAN_INPUT_KINDS = ("InferenceWorkload", "ModelArchitecture", "GPUModel", "PerformanceProfile")
 VALIDATE_KINDS = (*PLAN_INPUT_KINDS, "Node", "LatencyProbes")
 
