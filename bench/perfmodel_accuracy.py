@@ -414,6 +414,10 @@ RDNA3_LLAMA_CPP = [  # (test, prompt, depth, generated, tokens/s)
 # 128 tokens in and out; average latency of the whole request, s, per batch size.
 MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64: 6.919,
                128: 10.340, 256: 17.750}  # fmt: skip
+# The same blog's benchmark_throughput.py runs (all prompts queued at once, vLLM's default 256
+# running sequences): output tokens/s for (input, output) tokens. Judged as waves of 256
+# sequences: one prefill, then output - 1 decode steps at the wave's mean context.
+MI300X_VLLM_THROUGHPUT = {(128, 128): 1993, (128, 2048): 2794}
 
 
 def calibration_check(catalog: Catalog) -> None:
@@ -472,6 +476,13 @@ def documented_amd_block() -> None:
         predicted = big.prefill_ms(batch, 128) + 127 * big.decode_ms(batch, 128 + 64)
         errors.append(predicted / (seconds * 1e3) - 1)
     print(f"  OCI MI300X x8 vLLM 405B fp8 (request latency, batch 1-256) {summary(errors)}")
+    for (prompt, output), rate in MI300X_VLLM_THROUGHPUT.items():
+        decode_ms = big.decode_ms(256, prompt + output // 2)
+        predicted = 256 * output / (big.prefill_ms(256, prompt) + (output - 1) * decode_ms) * 1e3
+        print(
+            f"  OCI MI300X x8 vLLM 405B fp8 throughput in{prompt} out{output}: measured "
+            f"{rate} tok/s  predicted {predicted:.0f} tok/s  ({(predicted / rate - 1):+.0%})"
+        )
     print()
 
 
