@@ -33,8 +33,8 @@ every measurement judged here is end to end:
   llama.cpp kernel constants refitted on the other GPUs' rows, in a block of their own with the
   error per memory technology, precision and prompt/context length.
 - Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
-  MI300X x8 vLLM request latency and throughput, the latter as the ``vllm-2024`` generation it
-  ran): judged with the shipped figures, never fitted on.
+  MI300X x8 vLLM request latency and throughput, both as the ``vllm-2024`` generation they ran
+  on): judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so

@@ -56,7 +56,7 @@ The figures are held out in ``bench/perfmodel_accuracy.py`` (fitted on one model
 other; and fitted on one GPU, judged on the other).
 
 vllm-2024 (vLLM's V0 engine of mid-2024, 0.5-0.6, as AMD's ROCm builds ran it: HIP/CUDA graphs
-for decode, custom all-reduce, but every decode step synchronous with the host). Not fitted:
+for decode, but every decode step synchronous with the host). Not fitted:
 vLLM's multi-step scheduling RFC (vllm-project/vllm#6854, July 2024) measured 5-13 ms of GPU
 bubble per decode step while the host copied the sampled tokens back, turned them into Python
 objects, prepared the next step's inputs and ran the scheduler, the bubble growing with the running
