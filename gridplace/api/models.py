@@ -32,6 +32,7 @@ from gridplace.specs import (
     ThermalStatus,
 )
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
+from gridplace.specs.fixes import Fix
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
 # (0: none), so that a client diffs against exactly that plan.
@@ -186,6 +187,7 @@ class WorkloadExplanation(StrictModel):
     slo_met: bool
     reasons: list[str]
     hints: list[str]
+    fixes: list[Fix] = Field(default_factory=list, description="Changes tried that place it.")
 
 
 class ExplanationResponse(StrictModel):

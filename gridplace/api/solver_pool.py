@@ -77,9 +77,11 @@ def explain(result: PlanResult) -> list[dict[str, Any]]:
     entries = []
     for demand in result.problem.workloads:
         reasons, hints = compile_summary(result.problem, demand.index)
+        fixes: list[dict[str, Any]] = []
         missing = unplaced.get(demand.name)
         if missing is not None:
             reasons, hints = list(missing.reasons), list(missing.hints)
+            fixes = [fix.model_dump(mode="json", by_alias=True) for fix in missing.fixes]
         covered = coverage.get(demand.name)
         entries.append(
             {
@@ -91,6 +93,7 @@ def explain(result: PlanResult) -> list[dict[str, Any]]:
                 "sloMet": covered.slo_met if covered else False,
                 "reasons": reasons,
                 "hints": hints,
+                "fixes": fixes,
             }
         )
     return entries

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gridplace.planner.compile import (
@@ -18,13 +18,15 @@ from gridplace.planner.compile import (
     Predictor,
     compile_problem,
 )
+from gridplace.planner.fixes import DEFAULT_BUDGET_S, find_fixes, search_for, with_fixes
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
 from gridplace.planner.recalibrate import Calibration
 from gridplace.planner.solve import SolverSettings
-from gridplace.specs import PlacementPlan, SpecBundle, SpecError, SpecIssue, load_bundle
+from gridplace.specs import Node, PlacementPlan, SpecBundle, SpecError, SpecIssue, load_bundle
+from gridplace.specs.fixes import Fix
 from gridplace.topology import Topology
 from gridplace.topology.regions import builtin_regions
 
@@ -40,6 +42,7 @@ class PlanRequest:
     budget_per_hour: float | None = None
     seed: int = 0
     headroom: float | None = None  # None: each workload booked as its traffic implies
+    fix_budget_s: float = DEFAULT_BUDGET_S  # checking fixes for unplaced workloads; 0: none
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -58,9 +61,7 @@ def _planner_parts(
     headroom: float | None = None,
     calibration: Calibration | None = None,
 ) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
-    regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
-    topology = Topology.build(bundle.nodes, bundle.probes)
-    latency = NetworkLatency(topology.latency_lookup(regions))
+    latency = latency_for(bundle)(bundle.nodes)
     inputs = PlannerInputs(
         nodes=bundle.nodes,
         workloads=bundle.workloads,
@@ -72,9 +73,28 @@ def _planner_parts(
     return inputs, make_predictor(bundle.profiles, bundle.catalog, calibration), latency
 
 
+def latency_for(bundle: SpecBundle) -> Callable[[Sequence[Node]], NetworkLatency]:
+    """The network lookup for a list of nodes under the bundle's probes (a fix adds nodes)."""
+    regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
+
+    def lookup(nodes: Sequence[Node]) -> NetworkLatency:
+        return NetworkLatency(Topology.build(nodes, bundle.probes).latency_lookup(regions))
+
+    return lookup
+
+
 def compile_bundle(bundle: SpecBundle) -> Problem:
     """The compiled problem (options and rejections), without solving: what validate checks."""
     return compile_problem(*_planner_parts(bundle, None, None))
+
+
+def bundle_fixes(
+    bundle: SpecBundle, workloads: Sequence[str], budget_s: float = DEFAULT_BUDGET_S
+) -> dict[str, list[Fix]]:
+    """Fixes tried and found to place each of ``workloads`` (what validate shows as hints)."""
+    inputs, predictor, latency = _planner_parts(bundle, None, None)
+    search = search_for(predictor, latency_for(bundle), budget_s)
+    return {name: find_fixes(inputs, name, search, latency) for name in workloads}
 
 
 def plan_bundle(
@@ -86,13 +106,21 @@ def plan_bundle(
     progress: Callable[[str], None] | None = None,
     headroom: float | None = None,
     calibration: Calibration | None = None,
+    fix_budget_s: float = DEFAULT_BUDGET_S,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body), with
-    learned corrections when given."""
+    learned corrections when given; a cpsat plan's unplaced workloads get fixes that were
+    tried (``fix_budget_s`` for all the checks; 0: none)."""
     inputs, predictor, latency = _planner_parts(
         bundle, previous, budget_per_hour, headroom, calibration
     )
-    return make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
+    result = make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
+    if strategy is not Strategy.CPSAT or fix_budget_s <= 0:
+        return result
+    if progress and result.plan.status and result.plan.status.unplaced:
+        progress("trying fixes for the unplaced workloads")
+    search = search_for(predictor, latency_for(bundle), fix_budget_s)
+    return replace(result, plan=with_fixes(result.plan, inputs, search, latency))
 
 
 def load_planning_inputs(
@@ -162,4 +190,5 @@ def run_plan(
         request.budget_per_hour,
         progress,
         headroom=request.headroom,
+        fix_budget_s=request.fix_budget_s,
     )

@@ -111,6 +111,7 @@ def plan_problem(
     name: str = "plan",
     generation: int = 1,
     progress: Progress | None = None,
+    explain: bool = True,
 ) -> PlacementPlan:
     """Solve (or run a baseline on) a problem ``compile_for(strategy, ...)`` made, de-aggregate
     and build the plan document."""
@@ -146,7 +147,7 @@ def plan_problem(
         name=name,
         generation=generation,
         placement_failures=failures,
-        explain=strategy is Strategy.CPSAT,
+        explain=explain and strategy is Strategy.CPSAT,
     )
 
 

@@ -15,6 +15,7 @@ from gridplace.specs.common import (
     ShortText,
     StrictModel,
 )
+from gridplace.specs.fixes import Fix
 
 
 class Prediction(StrictModel):
@@ -133,6 +134,9 @@ class Unplaced(StrictModel):
     workload: Name
     reasons: list[Reason] = Field(min_length=1, max_length=200)
     hints: list[Reason] = Field(default_factory=list, max_length=50)
+    fixes: list[Fix] = Field(
+        default_factory=list, max_length=20, description="Changes tried and found to place it."
+    )
 
 
 class PlacementPlanStatus(StrictModel):

@@ -27,6 +27,11 @@ class PlanFormat(StrEnum):
     JSON = "json"
 
 
+class ExplainFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 NodesOption = Annotated[
     list[Path], typer.Option("--nodes", "-n", help="Node YAML file or directory (repeatable).")
 ]
@@ -108,8 +113,13 @@ def explain(
     workload: Annotated[str | None, typer.Option("--workload", help="Only this workload.")] = None,
     time_limit: TimeLimitOption = 10.0,
     budget: BudgetOption = None,
+    output_format: Annotated[
+        ExplainFormat, typer.Option("--format", help="text, or json: reasons and fixes as data.")
+    ] = ExplainFormat.TEXT,
 ) -> None:
-    """Why each workload is (or is not) placed: per-node reasons with numbers, and hints."""
+    """Why each workload is (or is not) placed: per-node reasons with numbers, and fixes that
+    were tried and place it."""
+    from gridplace.api.solver_pool import explain as explanation
     from gridplace.planner.explain import compile_summary
 
     result = _plan_or_exit(
@@ -124,8 +134,12 @@ def explain(
             f"[bold red]error:[/] no workload {workload!r}; workloads: {', '.join(names)}"
         )
         raise typer.Exit(EXIT_INVALID)
+    if output_format is ExplainFormat.JSON:
+        render.print_json(
+            [e for e in explanation(result) if workload is None or e["name"] == workload]
+        )
     for demand in result.problem.workloads:
-        if workload is not None and demand.name != workload:
+        if output_format is ExplainFormat.JSON or workload not in (None, demand.name):
             continue
         if demand.name in unplaced:
             render.stdout.print(f"[bold red]{demand.name}: not (fully) placed[/]")

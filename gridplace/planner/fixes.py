@@ -1,0 +1,429 @@
+"""Fixes that work: for a workload the plan leaves (partly) unplaced, the changes to the inputs
+that make it placeable, each tried before it is shown.
+
+Owns finding, applying and checking fixes; must not render reasons (``explain``) or parse their
+text: candidates come from the inputs and from compiles of relaxed copies of them (every
+precision allowed, an SLO field at its ceiling, catalog nodes added), which say which values can
+work and what the predicted figures are. A candidate is then applied to a copy of the inputs
+and checked: compile first, then the CP-SAT plan, within a time budget; it is shown only when the
+workload is then fully covered. Order, smallest change first: a precision, an SLO relaxation
+(the smallest predicted figure that works, found by bisection over the predicted figures),
+replicas.max, the budget, then hardware (the cheapest node as offered in the inputs; GPUs no
+input offers after, fewest GPU-GiB first). When no single change works, a precision together
+with nodes is tried.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from gridplace.planner.compile import LatencyLookup, PlannerInputs, Predictor, compile_problem
+from gridplace.planner.planning import Strategy, plan_problem
+from gridplace.planner.problem import Problem
+from gridplace.planner.solve import SolverSettings
+from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
+from gridplace.specs.common import Interconnect, Metadata
+from gridplace.specs.fixes import (
+    AddNodes,
+    AllowPrecision,
+    Change,
+    Fix,
+    RaiseBudget,
+    RaiseReplicasMax,
+    RelaxSlo,
+    SloField,
+)
+from gridplace.specs.node import GPUGroup, NodeSpec
+from gridplace.specs.plan import Unplaced
+
+# Precisions a hint may allow, the least lossy first (GGUF types only for llama.cpp workloads).
+GENERIC_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
+GPUS_PER_NODE = (1, 2, 4, 8)
+SLO_CEILING_MS = {"ttftMs": 600_000.0, "itlMs": 60_000.0}
+CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
+DEFAULT_BUDGET_S = 20.0  # all checks of one plan together
+MAX_NODE_TRIES = 3
+FIX_NODE_PREFIX = "fix-"
+NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
+
+
+@dataclass
+class FixSearch:
+    """What checking a fix needs besides the inputs: the predictor, the network lookup for a
+    node list (added nodes need their own RTTs) and a deadline (``time.perf_counter``)."""
+
+    predictor: Predictor
+    latency_for: Callable[[Sequence[Node]], LatencyLookup]
+    deadline: float
+    checks: int = 0
+
+    def left_s(self) -> float:
+        return self.deadline - time.perf_counter()
+
+
+def apply_change(inputs: PlannerInputs, workload: str, change: Change) -> PlannerInputs:
+    """A copy of ``inputs`` with ``change`` made for ``workload``."""
+    if isinstance(change, RaiseBudget):
+        return replace(inputs, budget_per_hour=change.per_hour)
+    if isinstance(change, AddNodes):
+        return replace(inputs, nodes=[*inputs.nodes, *_new_nodes(inputs, workload, change)])
+    workloads = [_changed(w, change) if w.name == workload else w for w in inputs.workloads]
+    return replace(inputs, workloads=workloads)
+
+
+def _changed(workload: InferenceWorkload, change: Change) -> InferenceWorkload:
+    spec = workload.spec
+    update: dict[str, object]
+    if isinstance(change, AllowPrecision):
+        update = {"precisions": [*spec.precisions, change.precision]}
+    elif isinstance(change, RelaxSlo):
+        name = "itl_ms" if change.field == "itlMs" else "ttft_ms"
+        update = {"slo": spec.slo.model_copy(update={name: change.value})}
+    elif isinstance(change, RaiseReplicasMax):
+        update = {"replicas": spec.replicas.model_copy(update={"max": change.value})}
+    else:
+        raise ValueError(f"not a workload change: {change.kind}")
+    return workload.model_copy(update={"spec": spec.model_copy(update=update)})
+
+
+def _new_nodes(inputs: PlannerInputs, workload: str, change: AddNodes) -> list[Node]:
+    """The nodes an ``AddNodes`` buys: trusted as far as the workload asks (a node bought for it
+    is one the operator can attest), linked as its GPU's peer link allows."""
+    gpu = inputs.catalog.gpu(change.gpu)
+    trust = next(w.spec.trust for w in inputs.workloads if w.name == workload)
+    taken = {n.name for n in inputs.nodes}
+    nodes = []
+    for i in range(change.count):
+        name = f"{FIX_NODE_PREFIX}{change.gpu}x{change.gpus_per_node}-{i}"
+        while name in taken:
+            name += "x"
+        trusted = (
+            {"reliability": trust.min_reliability, "claims": trust.min_claims} if trust else {}
+        )
+        spec = NodeSpec(
+            region=change.region,
+            provider="fix",
+            price_per_hour=change.price_per_hour or 0.0,
+            gpus=[GPUGroup(model=change.gpu, count=change.gpus_per_node)],
+            interconnect=gpu.peer_link.kind if gpu.peer_link else Interconnect.PCIE,
+            **trusted,
+        )
+        nodes.append(Node(metadata=Metadata(name=name), spec=spec))
+    return nodes
+
+
+def _compile(search: FixSearch, inputs: PlannerInputs, latency: LatencyLookup | None) -> Problem:
+    return compile_problem(inputs, search.predictor, latency or search.latency_for(inputs.nodes))
+
+
+def check(
+    search: FixSearch, inputs: PlannerInputs, workload: str, latency: LatencyLookup | None = None
+) -> float | None:
+    """The workload's planned capacity when ``inputs`` place it fully; None otherwise (or when
+    the budget is spent). ``latency``: the lookup when the nodes are the original ones."""
+    if search.left_s() <= 0:
+        return None
+    search.checks += 1
+    problem = _compile(search, inputs, latency)
+    index = _index(problem, workload)
+    if not problem.options_of(index):
+        return None
+    limit = max(0.1, min(CHECK_TIME_LIMIT_S, search.left_s()))
+    plan = plan_problem(problem, Strategy.CPSAT, SolverSettings(time_limit_s=limit), explain=False)
+    return _covered(plan, workload)
+
+
+def _covered(plan: PlacementPlan, workload: str) -> float | None:
+    assert plan.status is not None
+    if any(u.workload == workload for u in plan.status.unplaced):
+        return None
+    return next(c.capacity_rps for c in plan.status.workloads if c.name == workload)
+
+
+def _index(problem: Problem, workload: str) -> int:
+    return next(w.index for w in problem.workloads if w.name == workload)
+
+
+def find_fixes(
+    inputs: PlannerInputs, workload: str, search: FixSearch, latency: LatencyLookup
+) -> list[Fix]:
+    """Verified fixes for ``workload``, smallest change first (at most one per kind); a
+    precision with nodes when no single change works; [] when none was found in the budget."""
+    fixes: list[Fix] = []
+    for changes in _single_changes(inputs, workload, search, latency):
+        fixes.append(changes)
+    if not fixes:
+        fixes.extend(_precision_and_nodes(inputs, workload, search, latency))
+    return fixes
+
+
+def _single_changes(
+    inputs: PlannerInputs, workload: str, search: FixSearch, latency: LatencyLookup
+) -> Iterator[Fix]:
+    finders = (
+        _precision_fix,
+        _slo_fix("itlMs"),
+        _slo_fix("ttftMs"),
+        _replicas_fix,
+        _budget_fix,
+        _nodes_fix,
+    )
+    for finder in finders:
+        if search.left_s() <= 0:
+            return
+        found = finder(inputs, workload, search, latency)
+        if found is not None:
+            yield found
+
+
+def _try(
+    search: FixSearch,
+    inputs: PlannerInputs,
+    workload: str,
+    changes: list[Change],
+    latency: LatencyLookup | None,
+) -> Fix | None:
+    changed = inputs
+    for change in changes:
+        changed = apply_change(changed, workload, change)
+    nodes_same = not any(isinstance(c, AddNodes) for c in changes)
+    capacity = check(search, changed, workload, latency if nodes_same else None)
+    if capacity is None:
+        return None
+    return Fix(changes=changes, verified=True, capacity_rps=round(capacity, 3))
+
+
+def _workload(inputs: PlannerInputs, workload: str) -> InferenceWorkload:
+    return next(w for w in inputs.workloads if w.name == workload)
+
+
+def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
+                     latency: LatencyLookup) -> list[Precision]:  # fmt: skip
+    """Precisions not allowed yet that compile keeps an option for (least lossy first)."""
+    allowed = _workload(inputs, workload).spec.precisions
+    extra = [p for p in GENERIC_PRECISIONS if p not in allowed]
+    if not extra:
+        return []
+    widened = inputs
+    for precision in extra:
+        widened = apply_change(widened, workload, AllowPrecision(precision=precision))
+    problem = _compile(search, widened, latency)
+    usable = {o.precision for o in problem.options_of(_index(problem, workload))}
+    return [p for p in extra if p in usable]
+
+
+def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+                   latency: LatencyLookup) -> Fix | None:  # fmt: skip
+    for precision in _open_precisions(inputs, workload, search, latency):
+        fix = _try(search, inputs, workload, [AllowPrecision(precision=precision)], latency)
+        if fix is not None:
+            return fix
+    return None
+
+
+Finder = Callable[[PlannerInputs, str, FixSearch, LatencyLookup], Fix | None]
+
+
+def _slo_fix(field: SloField) -> Finder:
+    """The smallest value of one SLO field that places the workload: bisection over the figures
+    compile predicts with the field at its ceiling (each rounded up to 0.1 ms)."""
+
+    def find(inputs: PlannerInputs, workload: str, search: FixSearch,
+             latency: LatencyLookup) -> Fix | None:  # fmt: skip
+        current = _workload(inputs, workload).spec.slo
+        now = current.itl_ms if field == "itlMs" else current.ttft_ms
+        ceiling = RelaxSlo(field=field, value=SLO_CEILING_MS[field])
+        problem = _compile(search, apply_change(inputs, workload, ceiling), latency)
+        figures = sorted(
+            {
+                math.ceil(_figure(o.itl_ms, o.ttft_ms, field) * 10) / 10
+                for o in problem.options_of(_index(problem, workload))
+            }
+            - {0.0}
+        )
+        values = [v for v in figures if v > now]
+        best: Fix | None = None
+        low, high = 0, len(values) - 1
+        while low <= high and search.left_s() > 0:
+            middle = (low + high) // 2
+            change = RelaxSlo(field=field, value=values[middle])
+            fix = _try(search, inputs, workload, [change], latency)
+            if fix is not None:
+                best, high = fix, middle - 1
+            else:
+                low = middle + 1
+        return best
+
+    return find
+
+
+def _figure(itl_ms: float, ttft_ms: dict[str, float], field: str) -> float:
+    return itl_ms if field == "itlMs" else max(ttft_ms.values(), default=0.0)
+
+
+def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+                  latency: LatencyLookup) -> Fix | None:  # fmt: skip
+    """replicas.max raised to what a plan without the bound uses."""
+    bounds = _workload(inputs, workload).spec.replicas
+    if bounds.max >= 10_000:
+        return None
+    unbounded = _try(search, inputs, workload, [RaiseReplicasMax(value=10_000)], latency)
+    if unbounded is None:
+        return None
+    problem = _compile(search, apply_change(inputs, workload, RaiseReplicasMax(value=10_000)),
+                       latency)  # fmt: skip
+    per_replica = max(o.capacity_rps for o in problem.options_of(_index(problem, workload)))
+    booked = problem.workloads[_index(problem, workload)].booked_rps
+    for value in sorted({math.ceil(booked / per_replica - 1e-9), 10_000}):
+        if value > bounds.max:
+            fix = _try(search, inputs, workload, [RaiseReplicasMax(value=value)], latency)
+            if fix is not None:
+                return fix
+    return None
+
+
+def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+                latency: LatencyLookup) -> Fix | None:  # fmt: skip
+    """The budget raised to the cost of the plan made without one."""
+    if inputs.budget_per_hour is None:
+        return None
+    problem = _compile(search, replace(inputs, budget_per_hour=None), latency)
+    if not problem.options_of(_index(problem, workload)) or search.left_s() <= 0:
+        return None
+    limit = max(0.1, min(CHECK_TIME_LIMIT_S, search.left_s()))
+    plan = plan_problem(problem, Strategy.CPSAT, SolverSettings(time_limit_s=limit), explain=False)
+    assert plan.status is not None
+    cost = math.ceil((plan.status.cost_per_hour or 0.0) * 100) / 100
+    if cost <= inputs.budget_per_hour:
+        return None
+    return _try(search, inputs, workload, [RaiseBudget(per_hour=cost)], latency)
+
+
+def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+               latency: LatencyLookup) -> Fix | None:  # fmt: skip
+    for change in _node_candidates(inputs, workload, search)[:MAX_NODE_TRIES]:
+        for count in (change.count, change.count + 1):
+            bigger = change.model_copy(update={"count": count})
+            fix = _try(search, inputs, workload, [bigger], None)
+            if fix is not None:
+                return fix
+    return None
+
+
+def _precision_and_nodes(inputs: PlannerInputs, workload: str, search: FixSearch,
+                         latency: LatencyLookup) -> list[Fix]:  # fmt: skip
+    """No single change worked: the most compact precision compile allows, with nodes."""
+    allowed = _workload(inputs, workload).spec.precisions
+    for precision in reversed([p for p in GENERIC_PRECISIONS if p not in allowed]):
+        step = AllowPrecision(precision=precision)
+        widened = apply_change(inputs, workload, step)
+        for change in _node_candidates(widened, workload, search)[:MAX_NODE_TRIES]:
+            fix = _try(search, inputs, workload, [step, change], None)
+            if fix is not None:
+                return [fix]
+        if search.left_s() <= 0:
+            break
+    return []
+
+
+def offer_prices(inputs: PlannerInputs) -> dict[str, float]:
+    """USD per GPU-hour per catalog GPU: the median over the inputs' single-model nodes."""
+    prices: dict[str, list[float]] = defaultdict(list)
+    for node in inputs.nodes:
+        models = {inputs.catalog.gpu_id(g.model) for g in node.spec.gpus}
+        if len(models) == 1 and None not in models:
+            prices[str(models.pop())].append(node.spec.price_per_hour / node.spec.gpu_count)
+    return {gpu: statistics.median(p) for gpu, p in prices.items()}
+
+
+def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) -> list[AddNodes]:
+    """One node of every catalog GPU x GPUs per node, added at once in the workload's main
+    traffic region and compiled: the kinds compile keeps an option on, each with the count its
+    best option's capacity needs, cheapest first (as offered; unoffered after, fewest GPU-GiB)."""
+    demand = _workload(inputs, workload).spec.traffic
+    region = max(demand.sources, key=lambda s: s.share).region
+    prices = offer_prices(inputs)
+    probe: list[AddNodes] = [
+        AddNodes(gpu=gpu, gpus_per_node=k, count=1, region=region, price_per_hour=None)
+        for gpu in sorted(inputs.catalog.gpus)
+        for k in GPUS_PER_NODE
+    ]
+    added = inputs
+    names: dict[str, AddNodes] = {}
+    for change in probe:
+        before = len(added.nodes)
+        added = apply_change(added, workload, change)
+        names[added.nodes[before].name] = change
+    problem = _compile(search, added, None)
+    index = _index(problem, workload)
+    per_node: dict[str, float] = defaultdict(float)
+    for option in problem.options_of(index):
+        pool = problem.pools[option.pool]
+        name = pool.node_names[0]
+        if name in names:
+            replicas = pool.gpus_per_node // option.tensor_parallel * option.share
+            per_node[name] = max(per_node[name], option.capacity_rps * replicas)
+    booked = problem.workloads[index].booked_rps
+    candidates = []
+    for name, capacity in per_node.items():
+        base = names[name]
+        price = prices.get(base.gpu)
+        candidates.append(
+            base.model_copy(
+                update={
+                    "count": max(1, math.ceil(booked / capacity - 1e-9)),
+                    "price_per_hour": round(price * base.gpus_per_node, 2) if price else None,
+                }
+            )
+        )
+
+    def cost(change: AddNodes) -> tuple[int, float]:
+        if change.price_per_hour is not None:
+            return 0, change.price_per_hour * change.count
+        memory = inputs.catalog.gpu(change.gpu).memory_gib
+        return 1, memory * change.gpus_per_node * change.count
+
+    return sorted(candidates, key=lambda c: (cost(c), c.gpu, c.gpus_per_node))
+
+
+def with_fixes(
+    plan: PlacementPlan,
+    inputs: PlannerInputs,
+    search: FixSearch,
+    latency: LatencyLookup,
+    limit: int = 5,
+) -> PlacementPlan:
+    """``plan`` with each unplaced workload's hints replaced by its verified fixes (the first
+    ``limit`` of them, highest priority first; the rest keep their unchecked hints)."""
+    if plan.status is None or not plan.status.unplaced:
+        return plan
+    priority = {w.name: w.spec.priority for w in inputs.workloads}
+    chosen = sorted(plan.status.unplaced, key=lambda u: -priority.get(u.workload, 0))[:limit]
+    names = {u.workload for u in chosen}
+    unplaced = [
+        _fixed(u, find_fixes(inputs, u.workload, search, latency)) if u.workload in names else u
+        for u in plan.status.unplaced
+    ]
+    return plan.model_copy(update={"status": plan.status.model_copy(update={"unplaced": unplaced})})
+
+
+def _fixed(unplaced: Unplaced, fixes: list[Fix]) -> Unplaced:
+    hints = [fix.text() for fix in fixes]
+    if fixes and len(fixes[0].changes) > 1:
+        hints.insert(0, "no single change suffices; together:")
+    if not fixes:
+        hints = [NO_FIX]
+    return unplaced.model_copy(update={"hints": hints, "fixes": fixes})
+
+
+def search_for(
+    predictor: Predictor,
+    latency_for: Callable[[Sequence[Node]], LatencyLookup],
+    budget_s: float = DEFAULT_BUDGET_S,
+) -> FixSearch:
+    return FixSearch(predictor, latency_for, time.perf_counter() + budget_s)

@@ -1,0 +1,94 @@
+"""Fix hints as data: typed changes to a plan's inputs, and a fix (one change or several together)
+with whether applying it was tried and worked, and the capacity the plan predicted afterwards.
+
+Rendered to text only at the edge (``Fix.text``); the planner's ``fixes`` module finds and
+checks them. A pipeline across nodes gets its own change kind once pipelines exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from gridplace.specs.common import CatalogRef, Name, Precision, StrictModel
+
+
+class AllowPrecision(StrictModel):
+    kind: Literal["allow-precision"] = "allow-precision"
+    precision: Precision
+
+    def text(self) -> str:
+        return f"allow {self.precision.value}"
+
+
+SloField = Literal["ttftMs", "itlMs"]
+
+
+class RelaxSlo(StrictModel):
+    kind: Literal["relax-slo"] = "relax-slo"
+    field: SloField
+    value: float = Field(gt=0, le=600_000)
+
+    def text(self) -> str:
+        return f"relax slo.{self.field} to {self.value:g}"
+
+
+class RaiseReplicasMax(StrictModel):
+    kind: Literal["raise-replicas-max"] = "raise-replicas-max"
+    value: int = Field(ge=1, le=10_000)
+
+    def text(self) -> str:
+        return f"raise replicas.max to {self.value}"
+
+
+class RaiseBudget(StrictModel):
+    kind: Literal["raise-budget"] = "raise-budget"
+    per_hour: float = Field(ge=0, le=10_000_000, description="The budget, USD per hour.")
+
+    def text(self) -> str:
+        return f"raise the budget to {self.per_hour:.2f} USD/h"
+
+
+class AddNodes(StrictModel):
+    kind: Literal["add-nodes"] = "add-nodes"
+    gpu: CatalogRef
+    gpus_per_node: int = Field(ge=1, le=64)
+    count: int = Field(ge=1, le=1_000)
+    region: Name
+    price_per_hour: float | None = Field(
+        default=None, ge=0, description="Per node, from the inputs' offers; None: no offer."
+    )
+
+    def text(self) -> str:
+        price = (
+            f" (~{self.price_per_hour:.2f} USD/h each, as offered)"
+            if self.price_per_hour is not None
+            else " (no offer in the inputs prices it)"
+        )
+        return (
+            f"add {self.count} node{'s' * (self.count > 1)} of {self.gpus_per_node} x "
+            f"{self.gpu} in {self.region}{price}"
+        )
+
+
+Change = Annotated[
+    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AddNodes,
+    Field(discriminator="kind"),
+]
+
+
+class Fix(StrictModel):
+    """Changes that together make one workload placeable (``verified``: tried and it worked)."""
+
+    changes: list[Change] = Field(min_length=1, max_length=4)
+    verified: bool
+    capacity_rps: float | None = Field(
+        default=None, ge=0, description="The workload's predicted capacity after the change."
+    )
+
+    def text(self) -> str:
+        done = " and ".join(change.text() for change in self.changes)
+        if self.verified and self.capacity_rps is not None:
+            done += f" (tried: placed, {self.capacity_rps:g} req/s)"
+        return done
