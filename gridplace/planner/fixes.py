@@ -26,7 +26,7 @@ from gridplace.planner.compile import LatencyLookup, PlannerInputs, Predictor, c
 from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
-from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
+from gridplace.specs import GPUModelSpec, InferenceWorkload, Node, PlacementPlan, Precision
 from gridplace.specs.common import Interconnect, Metadata
 from gridplace.specs.fixes import (
     AddNodes,
@@ -45,6 +45,7 @@ from gridplace.specs.plan import Unplaced
 GENERIC_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 GPUS_PER_NODE = (1, 2, 4, 8)
 SLO_CEILING_MS = {"ttftMs": 600_000.0, "itlMs": 60_000.0}
+SLO_RESOLUTION_MS, SLO_RESOLUTION = 0.1, 0.01  # how close to the smallest working value
 CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
 DEFAULT_BUDGET_S = 20.0  # all checks of one plan together
 MAX_NODE_TRIES = 3
@@ -94,7 +95,6 @@ def _changed(workload: InferenceWorkload, change: Change) -> InferenceWorkload:
 def _new_nodes(inputs: PlannerInputs, workload: str, change: AddNodes) -> list[Node]:
     """The nodes an ``AddNodes`` buys: trusted as far as the workload asks (a node bought for it
     is one the operator can attest), linked as its GPU's peer link allows."""
-    gpu = inputs.catalog.gpu(change.gpu)
     trust = next(w.spec.trust for w in inputs.workloads if w.name == workload)
     taken = {n.name for n in inputs.nodes}
     nodes = []
@@ -107,10 +107,10 @@ def _new_nodes(inputs: PlannerInputs, workload: str, change: AddNodes) -> list[N
         )
         spec = NodeSpec(
             region=change.region,
-            provider="fix",
+            provider=f"fix-{i}" if change.distinct_providers else "fix",
             price_per_hour=change.price_per_hour or 0.0,
             gpus=[GPUGroup(model=change.gpu, count=change.gpus_per_node)],
-            interconnect=gpu.peer_link.kind if gpu.peer_link else Interconnect.PCIE,
+            interconnect=change.interconnect,
             **trusted,
         )
         nodes.append(Node(metadata=Metadata(name=name), spec=spec))
@@ -158,7 +158,7 @@ def find_fixes(
     for changes in _single_changes(inputs, workload, search, latency):
         fixes.append(changes)
     if not fixes:
-        fixes.extend(_precision_and_nodes(inputs, workload, search, latency))
+        fixes.extend(_combined(inputs, workload, search, latency))
     return fixes
 
 
@@ -203,7 +203,7 @@ def _workload(inputs: PlannerInputs, workload: str) -> InferenceWorkload:
 
 
 def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
-                     latency: LatencyLookup) -> list[Precision]:  # fmt: skip
+                     latency: LatencyLookup | None) -> list[Precision]:  # fmt: skip
     """Precisions not allowed yet that compile keeps an option for (least lossy first)."""
     allowed = _workload(inputs, workload).spec.precisions
     extra = [p for p in GENERIC_PRECISIONS if p not in allowed]
@@ -218,7 +218,7 @@ def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                   latency: LatencyLookup) -> Fix | None:  # fmt: skip
+                   latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
     for precision in _open_precisions(inputs, workload, search, latency):
         fix = _try(search, inputs, workload, [AllowPrecision(precision=precision)], latency)
         if fix is not None:
@@ -226,7 +226,7 @@ def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     return None
 
 
-Finder = Callable[[PlannerInputs, str, FixSearch, LatencyLookup], Fix | None]
+Finder = Callable[[PlannerInputs, str, FixSearch, LatencyLookup | None], Fix | None]
 
 
 def _slo_fix(field: SloField) -> Finder:
@@ -234,7 +234,7 @@ def _slo_fix(field: SloField) -> Finder:
     compile predicts with the field at its ceiling (each rounded up to 0.1 ms)."""
 
     def find(inputs: PlannerInputs, workload: str, search: FixSearch,
-             latency: LatencyLookup) -> Fix | None:  # fmt: skip
+             latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
         current = _workload(inputs, workload).spec.slo
         now = current.itl_ms if field == "itlMs" else current.ttft_ms
         ceiling = RelaxSlo(field=field, value=SLO_CEILING_MS[field])
@@ -251,15 +251,38 @@ def _slo_fix(field: SloField) -> Finder:
         low, high = 0, len(values) - 1
         while low <= high and search.left_s() > 0:
             middle = (low + high) // 2
-            change = RelaxSlo(field=field, value=values[middle])
-            fix = _try(search, inputs, workload, [change], latency)
+            fix = _try(search, inputs, workload, [RelaxSlo(field=field, value=values[middle])],
+                       latency)  # fmt: skip
             if fix is not None:
                 best, high = fix, middle - 1
             else:
                 low = middle + 1
-        return best
+        if best is None:
+            return None
+        # The figures are predicted at the ceiling (a looser ITL target batches more): a value
+        # between the last that failed and the first that worked may work too.
+        return _refine(search, inputs, workload, latency, best, values[high] if high >= 0 else now)
 
     return find
+
+
+def _refine(search: FixSearch, inputs: PlannerInputs, workload: str, latency: LatencyLookup | None,
+            best: Fix, failed: float) -> Fix:  # fmt: skip
+    """Bisection between a value that failed and ``best``'s, to SLO_RESOLUTION."""
+    (change,) = best.changes
+    assert isinstance(change, RelaxSlo)
+    low, high = failed, change.value
+    while high - low > max(SLO_RESOLUTION_MS, SLO_RESOLUTION * high) and search.left_s() > 0:
+        middle = math.ceil((low + high) / 2 * 10) / 10
+        if middle >= high:
+            break
+        fix = _try(search, inputs, workload, [change.model_copy(update={"value": middle})],
+                   latency)  # fmt: skip
+        if fix is not None:
+            best, high = fix, middle
+        else:
+            low = middle
+    return best
 
 
 def _figure(itl_ms: float, ttft_ms: dict[str, float], field: str) -> float:
@@ -267,7 +290,7 @@ def _figure(itl_ms: float, ttft_ms: dict[str, float], field: str) -> float:
 
 
 def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                  latency: LatencyLookup) -> Fix | None:  # fmt: skip
+                  latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
     """replicas.max raised to what a plan without the bound uses."""
     bounds = _workload(inputs, workload).spec.replicas
     if bounds.max >= 10_000:
@@ -288,7 +311,7 @@ def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                latency: LatencyLookup) -> Fix | None:  # fmt: skip
+                latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
     """The budget raised to the cost of the plan made without one."""
     if inputs.budget_per_hour is None:
         return None
@@ -305,7 +328,7 @@ def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-               latency: LatencyLookup) -> Fix | None:  # fmt: skip
+               latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
     for change in _node_candidates(inputs, workload, search)[:MAX_NODE_TRIES]:
         for count in (change.count, change.count + 1):
             bigger = change.model_copy(update={"count": count})
@@ -315,19 +338,27 @@ def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     return None
 
 
-def _precision_and_nodes(inputs: PlannerInputs, workload: str, search: FixSearch,
-                         latency: LatencyLookup) -> list[Fix]:  # fmt: skip
-    """No single change worked: the most compact precision compile allows, with nodes."""
+def _combined(inputs: PlannerInputs, workload: str, search: FixSearch,
+              latency: LatencyLookup | None) -> list[Fix]:  # fmt: skip
+    """No single change worked: a precision (the most compact first) with nodes, then nodes
+    with a raised replicas.max or a relaxed SLO."""
     allowed = _workload(inputs, workload).spec.precisions
-    for precision in reversed([p for p in GENERIC_PRECISIONS if p not in allowed]):
-        step = AllowPrecision(precision=precision)
-        widened = apply_change(inputs, workload, step)
-        for change in _node_candidates(widened, workload, search)[:MAX_NODE_TRIES]:
-            fix = _try(search, inputs, workload, [step, change], None)
+    firsts: list[tuple[Change, tuple[Finder, ...]]] = [
+        (AllowPrecision(precision=p), (_nodes_fix,))
+        for p in reversed([p for p in GENERIC_PRECISIONS if p not in allowed])
+    ]
+    later = (_replicas_fix, _slo_fix("itlMs"), _slo_fix("ttftMs"))
+    firsts += [(c, later) for c in _node_candidates(inputs, workload, search)[:MAX_NODE_TRIES]]
+    for first, finders in firsts:
+        widened = apply_change(inputs, workload, first)
+        nodes_same = not isinstance(first, AddNodes)
+        for finder in finders:
+            if search.left_s() <= 0:
+                return []
+            # The lookup stands for the widened inputs only while their nodes are the same.
+            fix = finder(widened, workload, search, latency if nodes_same else None)
             if fix is not None:
-                return [fix]
-        if search.left_s() <= 0:
-            break
+                return [fix.model_copy(update={"changes": [first, *fix.changes]})]
     return []
 
 
@@ -345,11 +376,19 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
     """One node of every catalog GPU x GPUs per node, added at once in the workload's main
     traffic region and compiled: the kinds compile keeps an option on, each with the count its
     best option's capacity needs, cheapest first (as offered; unoffered after, fewest GPU-GiB)."""
-    demand = _workload(inputs, workload).spec.traffic
-    region = max(demand.sources, key=lambda s: s.share).region
+    spec = _workload(inputs, workload).spec
+    region = max(spec.traffic.sources, key=lambda s: s.share).region
+    spread = spec.spread is not None and spec.spread.across.value == "provider"
     prices = offer_prices(inputs)
     probe: list[AddNodes] = [
-        AddNodes(gpu=gpu, gpus_per_node=k, count=1, region=region, price_per_hour=None)
+        AddNodes(
+            gpu=gpu,
+            gpus_per_node=k,
+            count=1,
+            region=region,
+            interconnect=_link(inputs.catalog.gpus[gpu], k),
+            distinct_providers=spread,
+        )
         for gpu in sorted(inputs.catalog.gpus)
         for k in GPUS_PER_NODE
     ]
@@ -389,6 +428,11 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
         return 1, memory * change.gpus_per_node * change.count
 
     return sorted(candidates, key=lambda c: (cost(c), c.gpu, c.gpus_per_node))
+
+
+def _link(gpu: GPUModelSpec, gpus: int) -> Interconnect:
+    """The peer link a node of ``gpus`` of this GPU is sold with (PCIe for one GPU or none)."""
+    return gpu.peer_link.kind if gpu.peer_link and gpus > 1 else Interconnect.PCIE
 
 
 def with_fixes(

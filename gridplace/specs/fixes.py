@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from gridplace.specs.common import CatalogRef, Name, Precision, StrictModel
+from gridplace.specs.common import CatalogRef, Interconnect, Name, Precision, StrictModel
 
 
 class AllowPrecision(StrictModel):
@@ -56,8 +56,14 @@ class AddNodes(StrictModel):
     gpus_per_node: int = Field(ge=1, le=64)
     count: int = Field(ge=1, le=1_000)
     region: Name
+    interconnect: Interconnect = Field(
+        default=Interconnect.PCIE, description="The link between the node's GPUs it assumes."
+    )
     price_per_hour: float | None = Field(
         default=None, ge=0, description="Per node, from the inputs' offers; None: no offer."
+    )
+    distinct_providers: bool = Field(
+        default=False, description="Each node from another provider (the workload's spread)."
     )
 
     def text(self) -> str:
@@ -68,7 +74,8 @@ class AddNodes(StrictModel):
         )
         return (
             f"add {self.count} node{'s' * (self.count > 1)} of {self.gpus_per_node} x "
-            f"{self.gpu} in {self.region}{price}"
+            f"{self.gpu} ({self.interconnect.value}) in {self.region}"
+            f"{', each from another provider' if self.distinct_providers else ''}{price}"
         )
 
 

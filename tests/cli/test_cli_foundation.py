@@ -85,7 +85,8 @@ def test_validate_reports_a_workload_no_node_can_hold(tmp_path: Path) -> None:
     summary = workload["reasons"][0]
     assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram]"), summary
     assert "needs" in summary and "GiB per GPU, has 24.0" in summary
-    assert any(r.startswith("hint: add nodes with >=") for r in workload["reasons"])
+    # The hint is a fix that was tried: nodes of a catalog GPU that hold it (#23).
+    assert any(r.startswith("hint: add ") and "tried: placed" in r for r in workload["reasons"])
 
 
 def test_usage_errors_exit_2() -> None:
