@@ -18,7 +18,13 @@ from gridplace.planner.compile import (
     Predictor,
     compile_problem,
 )
-from gridplace.planner.fixes import DEFAULT_BUDGET_S, find_fixes, search_for, with_fixes
+from gridplace.planner.fixes import (
+    DEFAULT_BUDGET_S,
+    find_fixes,
+    fix_budget,
+    search_for,
+    with_fixes,
+)
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
@@ -42,7 +48,7 @@ class PlanRequest:
     budget_per_hour: float | None = None
     seed: int = 0
     headroom: float | None = None  # None: each workload booked as its traffic implies
-    fix_budget_s: float = DEFAULT_BUDGET_S  # checking fixes for unplaced workloads; 0: none
+    fix_budget_s: float | None = None  # checking fixes (None: fix_budget; 0: none)
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -106,20 +112,21 @@ def plan_bundle(
     progress: Callable[[str], None] | None = None,
     headroom: float | None = None,
     calibration: Calibration | None = None,
-    fix_budget_s: float = DEFAULT_BUDGET_S,
+    fix_budget_s: float | None = None,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body), with
     learned corrections when given; a cpsat plan's unplaced workloads get fixes that were
-    tried (``fix_budget_s`` for all the checks; 0: none)."""
+    tried (``fix_budget_s`` for all the checks, by default ``fix_budget``; 0: none)."""
     inputs, predictor, latency = _planner_parts(
         bundle, previous, budget_per_hour, headroom, calibration
     )
     result = make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
-    if strategy is not Strategy.CPSAT or fix_budget_s <= 0:
+    budget_s = fix_budget(result) if fix_budget_s is None else fix_budget_s
+    if strategy is not Strategy.CPSAT or budget_s <= 0:
         return result
     if progress and result.plan.status and result.plan.status.unplaced:
         progress("trying fixes for the unplaced workloads")
-    search = search_for(predictor, latency_for(bundle), fix_budget_s)
+    search = search_for(predictor, latency_for(bundle), budget_s)
     return replace(result, plan=with_fixes(result.plan, inputs, search, latency))
 
 

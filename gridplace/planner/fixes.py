@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from gridplace.planner.compile import LatencyLookup, PlannerInputs, Predictor, compile_problem
-from gridplace.planner.planning import Strategy, plan_problem
+from gridplace.planner.planning import PlanResult, Strategy, plan_problem
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import GPUModelSpec, InferenceWorkload, Node, PlacementPlan, Precision
@@ -45,9 +45,11 @@ from gridplace.specs.plan import Unplaced
 GENERIC_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 GPUS_PER_NODE = (1, 2, 4, 8)
 SLO_CEILING_MS = {"ttftMs": 600_000.0, "itlMs": 60_000.0}
+SLO_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)  # looser targets compiled in turn
 SLO_RESOLUTION_MS, SLO_RESOLUTION = 0.1, 0.01  # how close to the smallest working value
 CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
-DEFAULT_BUDGET_S = 20.0  # all checks of one plan together
+DEFAULT_BUDGET_S = 20.0  # all checks of one plan together, at most (validate: this)
+MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few seconds
 MAX_NODE_TRIES = 3
 FIX_NODE_PREFIX = "fix-"
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
@@ -230,40 +232,53 @@ Finder = Callable[[PlannerInputs, str, FixSearch, LatencyLookup | None], Fix | N
 
 
 def _slo_fix(field: SloField) -> Finder:
-    """The smallest value of one SLO field that places the workload: bisection over the figures
-    compile predicts with the field at its ceiling (each rounded up to 0.1 ms)."""
+    """The smallest value of one SLO field that places the workload. The target sets how much
+    a replica batches, so the figures compile predicts depend on it: compile at a ladder of
+    looser targets until one keeps options, bisect with plan checks over the figures predicted
+    there (each rounded up to 0.1 ms), then between the last value that failed and the first
+    that worked."""
 
     def find(inputs: PlannerInputs, workload: str, search: FixSearch,
              latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
         current = _workload(inputs, workload).spec.slo
-        now = current.itl_ms if field == "itlMs" else current.ttft_ms
-        ceiling = RelaxSlo(field=field, value=SLO_CEILING_MS[field])
-        problem = _compile(search, apply_change(inputs, workload, ceiling), latency)
-        figures = sorted(
-            {
+        failed = current.itl_ms if field == "itlMs" else current.ttft_ms
+        ceiling = SLO_CEILING_MS[field]
+        levels = [failed * f for f in SLO_LADDER if failed * f < ceiling] + [ceiling]
+        for level in levels:
+            if search.left_s() <= 0:
+                return None
+            relaxed = apply_change(inputs, workload, RelaxSlo(field=field, value=level))
+            problem = _compile(search, relaxed, latency)
+            figures = {
                 math.ceil(_figure(o.itl_ms, o.ttft_ms, field) * 10) / 10
                 for o in problem.options_of(_index(problem, workload))
             }
-            - {0.0}
-        )
-        values = [v for v in figures if v > now]
-        best: Fix | None = None
-        low, high = 0, len(values) - 1
-        while low <= high and search.left_s() > 0:
-            middle = (low + high) // 2
-            fix = _try(search, inputs, workload, [RelaxSlo(field=field, value=values[middle])],
-                       latency)  # fmt: skip
-            if fix is not None:
-                best, high = fix, middle - 1
-            else:
-                low = middle + 1
-        if best is None:
-            return None
-        # The figures are predicted at the ceiling (a looser ITL target batches more): a value
-        # between the last that failed and the first that worked may work too.
-        return _refine(search, inputs, workload, latency, best, values[high] if high >= 0 else now)
+            values = sorted({v for v in figures if failed < v < level} | {round(level, 1)})
+            best, below = _first_working(search, inputs, workload, latency, field, values)
+            if best is not None:
+                return _refine(search, inputs, workload, latency, best, max(failed, below))
+            failed = level
+        return None
 
     return find
+
+
+def _first_working(search: FixSearch, inputs: PlannerInputs, workload: str,
+                   latency: LatencyLookup | None, field: SloField,
+                   values: list[float]) -> tuple[Fix | None, float]:  # fmt: skip
+    """Bisection for the smallest of ``values`` that places the workload, and the value below
+    it (0 when none is)."""
+    best: Fix | None = None
+    low, high = 0, len(values) - 1
+    while low <= high and search.left_s() > 0:
+        middle = (low + high) // 2
+        fix = _try(search, inputs, workload, [RelaxSlo(field=field, value=values[middle])],
+                   latency)  # fmt: skip
+        if fix is not None:
+            best, high = fix, middle - 1
+        else:
+            low = middle + 1
+    return best, values[high] if high >= 0 else 0.0
 
 
 def _refine(search: FixSearch, inputs: PlannerInputs, workload: str, latency: LatencyLookup | None,
@@ -463,6 +478,12 @@ def _fixed(unplaced: Unplaced, fixes: list[Fix]) -> Unplaced:
     if not fixes:
         hints = [NO_FIX]
     return unplaced.model_copy(update={"hints": hints, "fixes": fixes})
+
+
+def fix_budget(result: PlanResult) -> float:
+    """The time the checks get after a plan: its own planning time (so that explain takes at
+    most about twice as long), at least MIN_BUDGET_S and at most DEFAULT_BUDGET_S."""
+    return min(DEFAULT_BUDGET_S, max(MIN_BUDGET_S, result.compile_s + result.solve_s))
 
 
 def search_for(
