@@ -14,6 +14,7 @@ from ortools.sat.python import cp_model
 from gridplace.planner.compile import COMPILE_FAMILIES
 from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel, build_model
 from gridplace.planner.problem import Problem, Rejection
+from gridplace.planner.work import limit
 
 # The further a family is in compile's order, the closer an option came to surviving.
 _ORDER = {family: rank for rank, family in enumerate(COMPILE_FAMILIES)}
@@ -138,7 +139,8 @@ def core_families(
 ) -> list[str] | None:
     """Constraint families that together keep ``workload`` from full coverage (assumption
     core); [] when it could be fully served by taking capacity from other workloads; None when
-    the solve decided neither in ``time_limit_s``. ``base``: ``diagnosis_model(problem)``."""
+    the solve decided neither in ``time_limit_s`` (reference seconds of deterministic work,
+    ``work.py``). ``base``: ``diagnosis_model(problem)``."""
     pm = base or diagnosis_model(problem)
     model = pm.model.clone()
 
@@ -165,7 +167,7 @@ def core_families(
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1  # assumption cores need the single-worker search
     solver.parameters.random_seed = 0
-    solver.parameters.max_time_in_seconds = time_limit_s
+    limit(solver, time_limit_s)  # deterministic work: the same diagnosis on any machine load
     status = solver.solve(model)
     if status == cp_model.UNKNOWN:
         return None

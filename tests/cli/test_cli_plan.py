@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,25 @@ def test_plan_with_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "-n", str(EXAMPLES / "grid"), "-w", str(bad)])
     assert result.exit_code == 1
     assert "spec" in result.stderr and "Traceback" not in result.output
+
+
+def test_plan_is_the_same_with_a_cpu_burner_beside_it() -> None:
+    """Deterministic work limits: the same inputs give the same plan (and table) on any load."""
+    args = ["plan", *EXAMPLE, "--time-limit", "3"]
+    quiet = runner.invoke(app, [*args, "--format", "json"])
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = runner.invoke(app, [*args, "--format", "json"])
+        busy_table = runner.invoke(app, args)
+    finally:
+        burner.kill()
+        burner.wait()
+    quiet_table = runner.invoke(app, args)
+
+    def plan(output: str) -> dict[str, object]:
+        document = json.loads(output)
+        del document["status"]["solver"]["wallSeconds"]  # a measurement, not part of the plan
+        return dict(document)
+
+    assert plan(quiet.stdout) == plan(busy.stdout)
+    assert quiet_table.stdout == busy_table.stdout

@@ -44,7 +44,14 @@ StrategyOption = Annotated[
     Strategy, typer.Option("--strategy", help="cpsat (default), greedy or capacity-only.")
 ]
 TimeLimitOption = Annotated[
-    float, typer.Option("--time-limit", min=0.1, max=3600, help="Solver time limit, seconds.")
+    float,
+    typer.Option(
+        "--time-limit",
+        min=0.1,
+        max=3600,
+        help="Solver work limit in reference seconds: deterministic work (the same plan on any "
+        "machine load), about a second of wall time each on a 2-core machine.",
+    ),
 ]
 BudgetOption = Annotated[
     float | None, typer.Option("--budget", min=0, help="Maximum cost, USD per hour.")
@@ -193,10 +200,11 @@ def print_plan_table(result: PlanResult) -> None:
             ]
         )
     solver = plan.status.solver
+    # The wall time goes to stderr: stdout is the plan, the same for the same inputs.
     title = (
         f"{plan.metadata.name} (generation {plan.metadata.generation}): "
         f"{len(plan.spec.assignments)} replicas, ${plan.status.cost_per_hour or 0:.2f}/h, "
-        f"{solver.status if solver else ''} in {solver.wall_seconds if solver else 0:.2f}s"
+        f"{solver.status if solver else ''}"
     )
     columns = ["workload", "replicas", "precision", "nodes:gpus", "TTFT ms / SLO",
                "ITL ms / SLO", "req/s cap / demand", "after node loss", "$/h",
@@ -210,6 +218,8 @@ def print_plan_table(result: PlanResult) -> None:
             render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
     for warning in plan.status.warnings:
         render.stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if solver is not None:
+        render.stderr.print(f"solved in {solver.wall_seconds:.2f} s (wall clock)", highlight=False)
     for released in result.problem.released:
         render.stderr.print(f"released: {escape(released)}", highlight=False)
 
