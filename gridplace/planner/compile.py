@@ -234,6 +234,7 @@ def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadD
         precisions=tuple(spec.precisions),
         node_failures=spec.redundancy.node_failures,
         exempt_reliability=spec.redundancy.exempt_reliability,
+        min_share=spec.replicas.min_share,
     )
 
 

@@ -34,6 +34,7 @@ def build_plan(
     assignments = []
     capacity: dict[int, float] = defaultdict(float)
     replicas: dict[int, int] = defaultdict(int)
+    carrying: dict[int, int] = defaultdict(int)  # replicas that carry load (replicas.minShare)
     cost: dict[int, float] = defaultdict(float)
     on_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pinned = {(r.node, r.gpus) for r in problem.previous if r.pinned}
@@ -42,9 +43,9 @@ def build_plan(
         workload = problem.workloads[option.workload]
         served = [option.ttft_ms[r] for r in option.servable_sources]
         capacity[option.workload] += option.capacity_rps
-        if problem.pools[option.pool].reliability < workload.exempt_reliability:
-            on_node[option.workload][placement.node] += option.capacity_rps
+        on_node[option.workload][placement.node] += option.capacity_rps
         replicas[option.workload] += 1
+        carrying[option.workload] += problem.carries_load(option)
         cost[option.workload] += option.cost_per_hour
         assignments.append(
             Assignment(
@@ -67,19 +68,22 @@ def build_plan(
     coverage = []
     unplaced = []
     warnings = []
-    target = {w.index: w.demand_rps * (1 + problem.headroom) for w in problem.workloads}
+    target = {w.index: problem.target_rps(w.index) for w in problem.workloads}
     is_covered = {
         w.index: capacity[w.index] + COVERAGE_TOLERANCE >= target[w.index]
-        and replicas[w.index] >= w.replicas_min
+        and carrying[w.index] >= w.replicas_min
         for w in problem.workloads
     }
     uncovered = [w for w in problem.workloads if not is_covered[w.index]]
     diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
     base: PlacementModel | None = None  # the diagnoses' model, built for the first one
+    reliability = {node: pool.reliability for pool in problem.pools for node in pool.node_names}
     for workload in problem.workloads:
-        left_rps, worst_node = None, None
+        left_rps, worst_node, worst_exempt = None, None, None
         if workload.node_failures > 0 and replicas[workload.index] > 0:
             left_rps, worst_node = _node_loss(capacity[workload.index], on_node[workload.index])
+            if worst_node is not None:
+                worst_exempt = not workload.may_fail(reliability[worst_node])
         covered = is_covered[workload.index]
         coverage.append(
             WorkloadCoverage(
@@ -91,15 +95,12 @@ def build_plan(
                 cost_per_hour=round(cost[workload.index], 4),
                 capacity_after_node_loss_rps=left_rps,
                 worst_node=worst_node,
+                worst_node_exempt=worst_exempt,
             )
         )
         target_rps = target[workload.index]
         if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < target_rps:
-            warnings.append(
-                f"failover: {workload.name}: losing {worst_node} leaves {left_rps:.2f} of the "
-                f"{target_rps:g} req/s it needs; add nodes that can serve it, or nodes with "
-                f"reliability >= {workload.exempt_reliability:g}, or set redundancy.nodeFailures: 0"
-            )
+            warnings.append(_failover_warning(problem, workload.index, left_rps, worst_node))
         if not covered:
             missing = max(0.0, target_rps - capacity[workload.index])
             if explain:
@@ -134,9 +135,28 @@ def build_plan(
     )
 
 
+def _failover_warning(problem: Problem, workload: int, left_rps: float, worst: str | None) -> str:
+    """What the plan says when the capacity left after the worst node loss falls short: which
+    node, and whether the N+1 rule held only because that node is exempt."""
+    demand = problem.workloads[workload]
+    target_rps = problem.target_rps(workload)
+    reliability = {n: p.reliability for p in problem.pools for n in p.node_names}
+    loses = f"losing {worst} leaves {left_rps:.2f} of the {target_rps:g} req/s it needs"
+    if worst is not None and not demand.may_fail(reliability[worst]):
+        return (
+            f"failover: {demand.name}: N+1 holds only through exemptions: {loses}, and {worst} "
+            f"(reliability {reliability[worst]:g}) is exempt by redundancy.exemptReliability "
+            f"{demand.exempt_reliability:g}; unset it to plan for that loss"
+        )
+    return (
+        f"failover: {demand.name}: {loses}; add nodes that can serve it, or set "
+        "redundancy.nodeFailures: 0"
+    )
+
+
 def _node_loss(capacity_rps: float, on_node: dict[str, float]) -> tuple[float, str | None]:
-    """Capacity left after the worst loss of one node that may fail, and that node (ties: first
-    by name; None when every node the workload uses is reliable enough to be exempt)."""
+    """Capacity left after the worst loss of one node, exempt or not, and that node (ties:
+    first by name)."""
     if not on_node:
         return round(capacity_rps, 3), None
     worst = min(on_node, key=lambda node: (-on_node[node], node))

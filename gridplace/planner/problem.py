@@ -67,7 +67,13 @@ class WorkloadDemand:
     spread_max_per_domain: int | None
     precisions: tuple[Precision, ...]  # preferred first
     node_failures: int  # node losses the capacity must survive (0 or 1)
-    exempt_reliability: float  # only nodes less reliable than this count as ones that may fail
+    # Only nodes less reliable than this count as ones that may fail (None: every node may).
+    exempt_reliability: float | None = None
+    min_share: float = 0.0  # of the target, for a replica to carry load (replicas.minShare)
+
+    def may_fail(self, reliability: float) -> bool:
+        """Whether the failover rule counts a node of this reliability as one that may fail."""
+        return self.exempt_reliability is None or reliability < self.exempt_reliability
 
 
 @dataclass(frozen=True)
@@ -165,3 +171,37 @@ class Problem:
 
     def options_on(self, pool: int) -> list[Option]:
         return self._by_pool.get(pool, [])
+
+    def target_rps(self, workload: int) -> float:
+        """The capacity a workload is planned for: demand x (1 + headroom)."""
+        return self.workloads[workload].demand_rps * (1 + self.headroom)
+
+    @cached_property
+    def _load_rps(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for w in self.workloads:
+            largest = max((o.capacity_rps for o in self.options_of(w.index)), default=0.0)
+            found[w.index] = min(w.min_share * self.target_rps(w.index), largest)
+        return found
+
+    def load_rps(self, workload: int) -> float:
+        """What a replica of ``workload`` must carry to count toward replicas.min, spread and
+        failover: replicas.minShare of the target, or the largest replica any of its options
+        offers when that is less (a workload larger than any replica still has replicas that
+        count)."""
+        return self._load_rps[workload]
+
+    def carries_load(self, option: Option) -> bool:
+        """Whether a replica of ``option`` counts toward replicas.min, spread and failover."""
+        return option.capacity_rps >= self.load_rps(option.workload)
+
+    def spread_limit_rps(self, workload: int) -> float | None:
+        """The capacity one spread domain may hold: maxPerDomain / replicas.min of the target
+        (at least one replica of the largest kind), when replicas.min exceeds maxPerDomain;
+        None when no such limit applies."""
+        w = self.workloads[workload]
+        per_domain = w.spread_max_per_domain
+        if w.spread_across is None or per_domain is None or per_domain >= w.replicas_min:
+            return None
+        largest = max((o.capacity_rps for o in self.options_of(workload)), default=0.0)
+        return max(per_domain / w.replicas_min * self.target_rps(workload), largest)

@@ -83,12 +83,19 @@ class WorkloadCoverage(StrictModel):
         default=None,
         ge=0,
         description=(
-            "Capacity left after losing the worst node that may fail (reliability below "
-            "redundancy.exemptReliability); absent when redundancy.nodeFailures is 0."
+            "Capacity left after losing the one node, exempt or not, whose loss takes the most; "
+            "absent when redundancy.nodeFailures is 0."
         ),
     )
     worst_node: Name | None = Field(
-        default=None, description="The node that may fail whose loss takes the most capacity."
+        default=None, description="The node whose loss takes the most capacity."
+    )
+    worst_node_exempt: bool | None = Field(
+        default=None,
+        description=(
+            "Whether that node is exempt from the failover rule (redundancy.exemptReliability): "
+            "the planner did not plan for its loss."
+        ),
     )
 
 

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gridplace.api.cli import app
+from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.specs import load_bundle
 from tests.conftest import EXAMPLES
 
@@ -25,7 +26,8 @@ FAST = ["--time-limit", "4"]
 @pytest.fixture(scope="module")
 def example_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     out = tmp_path_factory.mktemp("plan") / "plan.yaml"
-    result = runner.invoke(app, ["plan", *EXAMPLE, *FAST, "--format", "json", "-o", str(out)])
+    # The default work limit: the plan `gridplace plan` prints for the example (deterministic).
+    result = runner.invoke(app, ["plan", *EXAMPLE, "--format", "json", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -46,6 +48,25 @@ def test_plan_places_every_example_workload_inside_its_slo(
         slo = targets[assignment["workload"]]
         assert assignment["predicted"]["ttftMs"] <= slo.ttft_ms
         assert assignment["predicted"]["itlMs"] <= slo.itl_ms
+
+
+def test_example_plan_hides_no_exempt_node_and_has_no_token_replica(
+    example_plan: tuple[Path, dict[str, object]],
+) -> None:
+    """Every workload's "after node loss" counts every node (none is exempt by default), and
+    every replica carries replicas.minShare of its workload's target (demand x 2 by default)."""
+    _, plan = example_plan
+    status, spec = plan["status"], plan["spec"]
+    assert isinstance(status, dict) and isinstance(spec, dict)
+    for coverage in status["workloads"]:
+        assert coverage["capacityAfterNodeLossRps"] is not None
+        assert coverage["worstNodeExempt"] is False, coverage
+    workloads = {w.name: w.spec for w in load_bundle([EXAMPLES / "workloads"]).workloads}
+    for assignment in spec["assignments"]:
+        workload = workloads[assignment["workload"]]
+        target = workload.traffic.requests_per_second * (1 + DEFAULT_HEADROOM)
+        share = assignment["predicted"]["capacityRps"] / target
+        assert share >= workload.replicas.min_share - 1e-3, (assignment, share)
 
 
 def test_written_plan_loads_and_replans_with_few_moves(

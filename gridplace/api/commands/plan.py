@@ -225,10 +225,11 @@ def print_plan_table(result: PlanResult) -> None:
 
 
 def _after_node_loss(coverage: WorkloadCoverage, headroom: float) -> str:
-    """Capacity left after the worst node loss, yellow when it no longer covers the demand with
-    headroom (the failover rule's target)."""
+    """Capacity left after the worst node loss (every node counted; an exempt one named), yellow
+    when it no longer covers the demand with headroom (the failover rule's target)."""
     left = coverage.capacity_after_node_loss_rps
     if left is None:
         return "-"
     colour = "green" if left + 1e-6 >= coverage.demand_rps * (1 + headroom) else "yellow"
-    return f"[{colour}]{left:.1f}[/]"
+    exempt = f" ({coverage.worst_node} exempt)" if coverage.worst_node_exempt else ""
+    return f"[{colour}]{left:.1f}{escape(exempt)}[/]"
