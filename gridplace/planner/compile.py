@@ -60,7 +60,7 @@ from gridplace.specs import (
     Precision,
 )
 from gridplace.specs.common import Engine, Interconnect
-from gridplace.specs.workload import TrustRequirement
+from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
 # Capacity booked above the mean demand (1.0 = twice the mean). Request rates are bursty: in the
 # Azure LLM inference traces the per-minute rate runs 0.6-1.5x its hourly mean, and a node that
@@ -328,7 +328,7 @@ class _GroupPredictor:
                     output_tokens=spec.traffic.output_tokens,
                 )
             )
-            failure = _rule_failure(prediction, spec.slo.itl_ms, config.label)
+            failure = _rule_failure(prediction, spec.slo, budget_ms, config.label)
             values.append(
                 (
                     prediction.prefill_ms,
@@ -351,9 +351,10 @@ class _GroupPredictor:
 
 
 def _rule_failure(
-    prediction: OptionPrediction, itl_slo_ms: float, label: str
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
 ) -> tuple[str, str] | None:
-    """(family, reason) of the first compile-time rule a prediction breaks, or None."""
+    """(family, reason) of the first compile-time rule a prediction breaks, or None.
+    ``ttft_budget_ms``: what the TTFT target leaves after the nearest source's network RTT."""
     if not prediction.supported:
         return "precision-support", f"{label}: {prediction.reason}"
     if not prediction.fits:
@@ -362,14 +363,27 @@ def _rule_failure(
             f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
             f"{prediction.vram_available_gib:.1f}",
         )
-    if prediction.itl_ms > itl_slo_ms:
-        return "slo-itl", f"{label}: ITL {prediction.itl_ms:.0f} ms > {itl_slo_ms:g} ms"
+    if prediction.itl_ms > slo.itl_ms:
+        itl, target = over(prediction.itl_ms, slo.itl_ms)
+        return "slo-itl", f"{label}: ITL {itl} ms > {target} ms"
     if prediction.capacity_rps <= 0:
+        network_ms = slo.ttft_ms - ttft_budget_ms
         return (
             "slo-ttft",
-            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network: no load fits",
+            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network + {network_ms:.0f} ms "
+            f"network from the nearest source leaves no load inside the {slo.ttft_ms:g} ms target",
         )
     return None
+
+
+def over(value: float, limit: float) -> tuple[str, str]:
+    """``value`` and ``limit`` (value > limit) with as few decimals as show them apart: "25.4"
+    and "25", never "25 ms > 25 ms"."""
+    for decimals in range(4):
+        shown, bound = f"{value:.{decimals}f}", f"{limit:.{decimals}f}"
+        if shown != bound:
+            return shown, f"{limit:g}"
+    return f"{value:.6g}", f"{limit:g}"
 
 
 def _previous_keys(

@@ -165,7 +165,7 @@ def _candidates(
                         )
                     )
                     label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
-                    failure = _rule_failure(prediction, spec.slo.itl_ms, label)
+                    failure = _rule_failure(prediction, spec.slo, budget, label)
                     if failure is not None:
                         reject(*failure)
                         continue
