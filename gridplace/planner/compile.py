@@ -46,6 +46,7 @@ from gridplace.planner.problem import (
     Option,
     PreviousReplica,
     Problem,
+    Queueing,
     Rejection,
     WorkloadDemand,
 )
@@ -89,6 +90,7 @@ class OptionPrediction:
     prefill_ms: float  # TTFT without network, at the planned load (incl. queueing)
     itl_ms: float
     capacity_rps: float  # per replica inside the SLO (TTFT budget after network), 0 if none
+    queueing: Queueing | None = None  # for latency at demand (``at_demand``), when known
 
 
 @dataclass(frozen=True)
@@ -304,11 +306,13 @@ class _GroupPredictor:
         values: list[tuple[float, float, float, float]] = []
         ok: list[bool] = []
         failures: list[tuple[str, str] | None] = []
+        queueing: list[Queueing | None] = []
         for config in configs:
             if config.tensor_parallel > pool.gpus_per_node:
                 values.append((0.0, 0.0, 0.0, 0.0))
                 ok.append(False)
                 failures.append(None)
+                queueing.append(None)
                 continue
             prediction = self._predictor(
                 PredictionQuery(
@@ -339,6 +343,7 @@ class _GroupPredictor:
             )
             ok.append(failure is None)
             failures.append(failure)
+            queueing.append(prediction.queueing)
         table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
         return GroupPredictions(
             ok=np.array(ok, dtype=bool),
@@ -347,6 +352,7 @@ class _GroupPredictor:
             capacity_rps=table[:, 2].copy(),
             vram_gib=table[:, 3].copy(),
             failures=tuple(failures),
+            queueing=tuple(queueing),
         )
 
 

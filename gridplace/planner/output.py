@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from gridplace.planner.at_demand import latency_at
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import diagnosis_model, explain_workload
 from gridplace.planner.model import PlacementModel
@@ -38,10 +39,18 @@ def build_plan(
     cost: dict[int, float] = defaultdict(float)
     on_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pinned = {(r.node, r.gpus) for r in problem.previous if r.pinned}
+    placed_rps: dict[int, float] = defaultdict(float)
+    for placement in placements:
+        option = problem.options[placement.option]
+        placed_rps[option.workload] += option.capacity_rps
     for placement in placements:
         option = problem.options[placement.option]
         workload = problem.workloads[option.workload]
         served = [option.ttft_ms[r] for r in option.servable_sources]
+        # The demand, routed in proportion to capacity, at most what the replica can take.
+        load_rps = (
+            workload.demand_rps * option.capacity_rps / max(placed_rps[option.workload], 1e-9)
+        )
         capacity[option.workload] += option.capacity_rps
         on_node[option.workload][placement.node] += option.capacity_rps
         replicas[option.workload] += 1
@@ -60,6 +69,7 @@ def build_plan(
                     itl_ms=round(option.itl_ms, 2),
                     capacity_rps=round(option.capacity_rps, 3),
                     vram_gib=round(option.vram_gib, 2),
+                    at_demand=latency_at(option, min(load_rps, option.capacity_rps)),
                 ),
                 pinned=(placement.node, placement.gpus) in pinned,
             )

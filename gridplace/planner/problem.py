@@ -77,6 +77,18 @@ class WorkloadDemand:
 
 
 @dataclass(frozen=True)
+class Queueing:
+    """What one replica's latency at a load below its capacity needs (``at_demand``), ms,
+    network excluded: the TTFT it was booked at (full load), its TTFT at zero load, the service
+    time of its prefill queue, and its ITL at batch 1."""
+
+    booked_ttft_ms: float
+    unloaded_ttft_ms: float
+    service_ms: float
+    unloaded_itl_ms: float
+
+
+@dataclass(frozen=True)
 class Option:
     """Run replicas of one workload on one pool at one precision, TP degree and GPU share."""
 
@@ -94,6 +106,7 @@ class Option:
     power_watts: float  # sustained draw per replica at planned load
     precision_rank: int  # 0 = the workload's preferred precision
     servable_sources: tuple[str, ...]  # sources whose TTFT target this option meets
+    queueing: Queueing | None = None  # None when the predictor gives no queueing figures
 
     @property
     def slots(self) -> int:

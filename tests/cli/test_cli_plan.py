@@ -69,6 +69,26 @@ def test_example_plan_hides_no_exempt_node_and_has_no_token_replica(
         assert share >= workload.replicas.min_share - 1e-3, (assignment, share)
 
 
+def test_example_plan_gives_latency_at_demand_beside_full_load(
+    example_plan: tuple[Path, dict[str, object]],
+) -> None:
+    _, plan = example_plan
+    spec, status = plan["spec"], plan["status"]
+    assert isinstance(spec, dict) and isinstance(status, dict)
+    routed: dict[str, float] = {}
+    for assignment in spec["assignments"]:
+        predicted = assignment["predicted"]
+        at_demand = predicted["atDemand"]
+        routed[assignment["workload"]] = (
+            routed.get(assignment["workload"], 0) + at_demand["loadRps"]
+        )
+        assert at_demand["ttftP50Ms"] <= at_demand["ttftP99Ms"]
+        assert at_demand["ttftP50Ms"] < predicted["ttftMs"]  # below the booked load
+        assert at_demand["itlMs"] <= predicted["itlMs"]
+    for coverage in status["workloads"]:
+        assert routed[coverage["name"]] == pytest.approx(coverage["demandRps"], abs=0.01)
+
+
 def test_written_plan_loads_and_replans_with_few_moves(
     example_plan: tuple[Path, dict[str, object]],
 ) -> None:
@@ -97,6 +117,7 @@ def test_plan_table_and_baselines() -> None:
     table = runner.invoke(app, ["plan", *EXAMPLE, *FAST])
     assert table.exit_code == 0
     assert "SLO met" in table.stdout and "chat-70b" in table.stdout
+    assert "TTFT ms: demand" in table.stdout and "p50/p99 | full/SLO" in table.stdout
     for strategy in ("greedy", "capacity-only"):
         result = runner.invoke(app, ["plan", *EXAMPLE, "--strategy", strategy, "--format", "json"])
         assert result.exit_code in (0, 3), result.output

@@ -195,6 +195,7 @@ def _candidates(
                                 power_watts=pool.tdp_watts * tp / share,
                                 precision_rank=rank,
                                 servable_sources=servable,
+                                queueing=prediction.queueing,
                             )
                         )
                     if unservable:
