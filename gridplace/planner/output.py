@@ -114,7 +114,7 @@ def build_plan(
         if not covered:
             missing = max(0.0, target_rps - capacity[workload.index])
             if explain:
-                short = max(0, workload.replicas_min - replicas[workload.index])
+                short = max(0, workload.replicas_min - carrying[workload.index])
                 if base is None and workload.index in diagnosed:
                     base = diagnosis_model(problem)
                 why = explain_workload(
@@ -124,9 +124,11 @@ def build_plan(
             else:
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]
                 hints = []
-            if replicas[workload.index] < workload.replicas_min:
+            if carrying[workload.index] < workload.replicas_min:
                 reasons.append(
-                    f"{replicas[workload.index]} replicas < replicas.min {workload.replicas_min}"
+                    f"{carrying[workload.index]} replicas carry load (>= "
+                    f"{problem.load_rps(workload.index):.2f} req/s each, replicas.minShare) < "
+                    f"replicas.min {workload.replicas_min}"
                 )
             unplaced.append(Unplaced(workload=workload.name, reasons=reasons, hints=hints))
     failures = placement_failures or []

@@ -98,3 +98,13 @@ def test_the_oracle_rejects_a_domain_over_its_capacity_limit() -> None:
         problem, placements, SolverSummary(status="test", wall_seconds=0.0), explain=False
     )
     assert any(v.startswith("spread: w has 26.") for v in validate_plan(problem, plan))
+
+
+def test_a_workload_short_of_replicas_that_carry_load_says_so() -> None:
+    # One H100 holds two half-GPU replicas that carry load; quarters (2.4 < 2.75) do not count.
+    result = run(H100, [workload("w", rps=10, replicas=(3, 4))])
+    assert result.plan.status is not None
+    [unplaced] = result.plan.status.unplaced
+    assert "2 replicas carry load (>= 2.75 req/s each, replicas.minShare) < replicas.min 3" in (
+        unplaced.reasons
+    )
