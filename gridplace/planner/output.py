@@ -110,7 +110,9 @@ def build_plan(
         )
         target_rps = target[workload.index]
         if covered and left_rps is not None and left_rps + COVERAGE_TOLERANCE < target_rps:
-            warnings.append(_failover_warning(problem, workload.index, left_rps, worst_node))
+            warnings.append(
+                _failover_warning(problem, workload.index, left_rps, worst_node, reliability)
+            )
         if not covered:
             missing = max(0.0, target_rps - capacity[workload.index])
             if explain:
@@ -147,12 +149,17 @@ def build_plan(
     )
 
 
-def _failover_warning(problem: Problem, workload: int, left_rps: float, worst: str | None) -> str:
+def _failover_warning(
+    problem: Problem,
+    workload: int,
+    left_rps: float,
+    worst: str | None,
+    reliability: dict[str, float],
+) -> str:
     """What the plan says when the capacity left after the worst node loss falls short: which
     node, and whether the N+1 rule held only because that node is exempt."""
     demand = problem.workloads[workload]
     target_rps = problem.target_rps(workload)
-    reliability = {n: p.reliability for p in problem.pools for n in p.node_names}
     loses = f"losing {worst} leaves {left_rps:.2f} of the {target_rps:g} req/s it needs"
     if worst is not None and not demand.may_fail(reliability[worst]):
         return (
