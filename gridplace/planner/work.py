@@ -9,9 +9,12 @@ fewer search steps: the example plan came out at 21 replicas / $30.84/h and 24 /
 runs minutes apart.
 
 Budgets are stated in *reference seconds*: ``UNITS_PER_SECOND`` deterministic units each, the
-rate one CP-SAT worker did its work at on the project's 2-core machine (the example grid's
-solves, 2.5 units in 8.3 s of solver wall time with other work beside it). A faster machine
-finishes the same work sooner and a loaded one later; the plan is the same. Each solve also
+rate one CP-SAT worker does its work at on one core of the project's 2-core machine when it has
+the core to itself (the example grid's solves: 3.0 units in 6.4 s of the solving thread's CPU
+time; their wall time was 14 s with five other engineers' work beside them). So a reference
+second is a second of wall time on an unloaded core, as the old wall-clock limits were measured;
+a faster machine finishes the same work sooner and a loaded one later, and the plan is the same.
+Each solve also
 gets a wall-clock cap, ``WALL_CAP_FACTOR`` x its budget, only as a safety net against a
 machine so slow that the work would not end: should one fire, the plan may differ.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-UNITS_PER_SECOND = 0.3  # CP-SAT deterministic time units per reference second
+UNITS_PER_SECOND = 0.45  # CP-SAT deterministic time units per reference second
 MIN_SOLVE_S = 0.05  # the least a solve is given (reference seconds)
 WALL_CAP_FACTOR = 10.0  # safety net: a solve's wall-clock cap, x its budget
 # What a window solve costs the clock at least (reference seconds): a window that presolve

@@ -50,7 +50,7 @@ TimeLimitOption = Annotated[
         min=0.1,
         max=3600,
         help="Solver work limit in reference seconds: deterministic work (the same plan on any "
-        "machine load), about a second of wall time each on a 2-core machine.",
+        "machine load), about a second each of an unloaded core of a 2-core machine.",
     ),
 ]
 BudgetOption = Annotated[
