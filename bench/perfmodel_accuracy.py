@@ -28,10 +28,12 @@ every measurement judged here is end to end:
   The power-capped H100 rows are reported apart (the cap is not an input), as are prompt times
   faster than the GPUs' peak FLOPS allow (batch 64 at tp 2: a defect of the data, not a
   measurement).
-- llama.cpp llama-bench results published in GitHub pull requests (weights' bits from the
-  reported file sizes; tg128 decodes 128 tokens from an empty context: mean context 64):
-  ggml-org/llama.cpp#4766 (ggerganov, 2024-01-10, RTX 4090, codellama-7b F16/Q8_0/Q4_0) and
-  ggml-org/llama.cpp#4812 (slaren, 2024-01-07, RTX 3090 Ti, llama 7B Q4_0).
+- ../shared/data/llamacpp (llama.cpp's own llama-bench and ./main figures: RTX 3090 / 3090 Ti /
+  4090, H100 PCIe; ``bench/calibrate_llamacpp.py`` reads them): judged leave one GPU out, the
+  llama.cpp kernel constants refitted on the other GPUs' rows, in a block of their own with the
+  error per memory technology, precision and prompt/context length.
+- Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
+  MI300X x8 vLLM): judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -60,13 +62,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from calibrate_llamacpp import LlamaCase, llama_cases
+from calibrate_llamacpp import held_out as held_out_llama
 from calibrate_perfmodel_stack import StackFit, fit_stack
 
-from gridplace.planner.perfmodel import GENERATIONS, EngineGeneration, Predictor
+from gridplace.planner.perfmodel import GENERATIONS, EngineGeneration, Predictor, ProfileBook
 from gridplace.planner.perfmodel.engines import ENGINES
-from gridplace.specs import builtin_catalog
-from gridplace.specs.common import Engine, Precision
+from gridplace.specs import Catalog, builtin_catalog
+from gridplace.specs.common import Engine, Metadata, Precision
+from gridplace.specs.gpu import memory_technology
 from gridplace.specs.model_arch import ModelArchitectureSpec
+from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, ProfilePoint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -359,43 +365,114 @@ def splitwise_cases(splitwise: Path) -> Iterable[Case]:
             yield case(key, "headline", "itl", measured, context)
 
 
-def llama_cpp_cases() -> Iterable[Case]:
-    gib_bits = 2**30 * 8
-    published = [  # (PR, gpu, precision, GiB file, pp512 t/s, tg128 t/s or None)
-        ("#4766", "rtx-4090", Precision.FP16, 12.55, 11048.22, 61.03),
-        ("#4766", "rtx-4090", Precision.INT8, 6.67, 7664.00, 98.13),
-        ("#4766", "rtx-4090", Precision.INT4, 3.56, 7979.85, None),
-        ("#4812", "rtx-3090-ti", Precision.INT4, 3.56, 4035.47, 127.43),
+def llama_cpp_block(data: Path) -> None:
+    """llama.cpp's published figures, each judged with constants fitted on the other GPUs."""
+    cases = llama_cases(data)
+    print(
+        f"== llama.cpp: {len(cases)} published llama-bench / ./main figures, leave one GPU out =="
+    )
+    print("   (kernel constants refitted without the judged GPU: bench/calibrate_llamacpp.py)")
+    errors = held_out_llama(cases, lambda c: c.gpu)
+    catalog = builtin_catalog()
+
+    def band(case: LlamaCase) -> str:
+        if case.metric == "itl":
+            return f"ctx {'<=512' if case.tokens <= 512 else '>512'}"
+        upper = "<=512" if case.tokens <= 512 else "513-2048" if case.tokens <= 2048 else ">2048"
+        return f"prompt {upper}"
+
+    keys: list[tuple[str, Callable[[LlamaCase], str]]] = [
+        ("memory", lambda c: memory_technology(catalog.gpus[c.gpu]).value),
+        ("precision", lambda c: c.precision.value),
+        ("length", band),
+        ("gpu", lambda c: c.gpu),
     ]
-    for pr, gpu, precision, gib, prompt_rate, gen_rate in published:
-        bits = gib * gib_bits / 6.74e9
-        common = dict(
-            gpu=gpu,
-            model="llama-2-7b",
-            precision=precision,
-            engine=Engine.LLAMA_CPP,
-            tp=1,
-            batch=1,
-            weight_bits=bits,
-        )
-        yield Case(
-            f"llama.cpp{pr}",
-            "headline",
-            metric="ttft",
-            measured_ms=512 / prompt_rate * 1e3,
-            prompt_tokens=512,
-            **common,
-        )  # type: ignore[arg-type]
-        if gen_rate is not None:
-            yield Case(
-                f"llama.cpp{pr}",
-                "headline",
-                metric="itl",
-                measured_ms=1e3 / gen_rate,
-                prompt_tokens=1,
-                context_tokens=64,
-                **common,
-            )  # type: ignore[arg-type]
+    for metric in ("ttft", "itl"):
+        chosen = {c: e for c, e in errors.items() if c.metric == metric}
+        print(f"{metric.upper():5} llama.cpp overall        {summary(list(chosen.values()))}")
+        for key_name, key in keys:
+            buckets: dict[str, list[float]] = defaultdict(list)
+            for case, error in chosen.items():
+                buckets[key(case)].append(error)
+            for name in sorted(buckets):
+                print(f"      {key_name:9} {name:13} {summary(buckets[name])}")
+    print("  (held out, H100 PCIe decode is predicted from the GeForce cards' per-SM rate)")
+    print()
+
+
+# Published AMD figures, transcribed with their source; never fitted on (held out by construction).
+# ggml-org/llama.cpp PR #26284 ("HIP: tune rdna 3 mmq configs", the master column): RX 7900 XTX,
+# ROCm, llama 8B Q4_K_M, n_ubatch 512, a 2026 build (today's defaults).
+RDNA3_LLAMA_CPP = [  # (test, prompt, depth, generated, tokens/s)
+    ("pp2048", 2048, 0, 0, 3189.36),
+    ("pp2048@d4096", 2048, 4096, 0, 2677.85),
+    ("tg64", 0, 0, 64, 105.75),
+    ("tg64@d4096", 0, 4096, 64, 98.67),
+]
+# Oracle Cloud Infrastructure blog "Serving Llama 3.1 405B model with AMD MI300X GPUs" (2024):
+# BM.GPU.MI300X.8, vLLM benchmark_latency.py, Llama 3.1 405B FP8 (FP8 KV cache assumed), tp 8,
+# 128 tokens in and out; average latency of the whole request, s, per batch size.
+MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64: 6.919,
+               128: 10.340, 256: 17.750}  # fmt: skip
+
+
+def calibration_check(catalog: Catalog) -> None:
+    """A profile from the pp2048 + tg64 tests predicts the same GPU's tests at depth 4096."""
+    points = [
+        ProfilePoint(prompt_tokens=2048, ttft_ms=2048 / RDNA3_LLAMA_CPP[0][4] * 1e3),
+        ProfilePoint(context_tokens=32, itl_ms=1e3 / RDNA3_LLAMA_CPP[2][4]),
+    ]
+    profile = PerformanceProfile(
+        metadata=Metadata(name="rx-7900-xtx-check"),
+        spec=PerformanceProfileSpec(
+            model="llama-3.1-8b", gpu="rx-7900-xtx", precision=Precision.Q4_K_M,
+            engine=Engine.LLAMA_CPP, points=points, source="llama.cpp#26284",
+        ),
+    )  # fmt: skip
+    fitted = Predictor(
+        catalog.models["llama-3.1-8b"], catalog.gpus["rx-7900-xtx"], Precision.Q4_K_M,
+        Engine.LLAMA_CPP, profiles=ProfileBook.from_documents([profile], catalog),
+        model_id="llama-3.1-8b", gpu_id="rx-7900-xtx",
+    )  # fmt: skip
+    prompt = fitted.prefill_ms(1, 6144) - fitted.prefill_ms(1, 4096)
+    decode = fitted.decode_ms(1, 4096 + 32)
+    measured_prompt = 2048 / RDNA3_LLAMA_CPP[1][4] * 1e3
+    measured_decode = 1e3 / RDNA3_LLAMA_CPP[3][4]
+    print(
+        "  calibrated from pp2048 + tg64 (gridplace calibrate's refit): "
+        f"pp2048@d4096 {(prompt / measured_prompt - 1) * 100:+.0f}%, "
+        f"tg64@d4096 {(decode / measured_decode - 1) * 100:+.0f}%"
+    )
+
+
+def documented_amd_block() -> None:
+    """Errors on the published AMD figures (shipped constants, nothing refitted)."""
+    catalog = builtin_catalog()
+    print("== documented AMD figures (held out: never fitted on) ==")
+    xtx = Predictor(catalog.models["llama-3.1-8b"], catalog.gpus["rx-7900-xtx"],
+                    Precision.Q4_K_M, Engine.LLAMA_CPP)  # fmt: skip
+    errors = []
+    for test, prompt, depth, generated, rate in RDNA3_LLAMA_CPP:
+        if prompt:  # a prompt after ``depth`` tokens: its micro-batches' share of the prefill
+            predicted = xtx.prefill_ms(1, depth + prompt) - (
+                xtx.prefill_ms(1, depth) if depth else 0.0
+            )
+            measured = prompt / rate * 1e3
+        else:
+            predicted, measured = xtx.decode_ms(1, depth + generated // 2), 1e3 / rate
+        errors.append(predicted / measured - 1)
+        print(f"  rx-7900-xtx llama.cpp ROCm q4_k_m {test:13} measured {measured:8.2f} ms  "
+              f"predicted {predicted:8.2f} ms  ({errors[-1] * 100:+.0f}%)")  # fmt: skip
+    print(f"  llama.cpp#26284 RX 7900 XTX      {summary(errors)}")
+    calibration_check(catalog)
+    big = Predictor(catalog.models["llama-3.1-405b"], catalog.gpus["mi300x"], Precision.FP8,
+                    Engine.VLLM, 8, kv_cache_fp8=True)  # fmt: skip
+    errors = []
+    for batch, seconds in MI300X_VLLM.items():
+        predicted = big.prefill_ms(batch, 128) + 127 * big.decode_ms(batch, 128 + 64)
+        errors.append(predicted / (seconds * 1e3) - 1)
+    print(f"  OCI MI300X x8 vLLM 405B fp8 (request latency, batch 1-256) {summary(errors)}")
+    print()
 
 
 # ------------------------------------------------------------------------------ report
@@ -456,6 +533,8 @@ def print_block(title: str, results: Scored, detail: bool) -> None:
         modern = [e for c, e in chosen if c.source != "splitwise"]
         print(f"      without splitwise (2023 stack)  {summary(modern)}")
         keys: list[tuple[str, Callable[[Case], str]]] = [
+            ("engine", lambda c: c.engine.value),
+            ("memory", lambda c: memory_technology(builtin_catalog().gpus[c.gpu]).value),
             ("gpu", lambda c: c.gpu),
             ("family", family),
         ]
@@ -499,7 +578,6 @@ def main(argv: list[str] | None = None) -> int:
         *trtllm_cases(args.data / "validation"),
         *fastertransformer_cases(args.data / "validation"),
         *splitwise_cases(args.data / "splitwise"),
-        *llama_cpp_cases(),
     ]
     points = stack_points(args.data)
     print("perfmodel accuracy against public end-to-end measurements")
@@ -528,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         "\nother model's (or GPU's) Splitwise rows.\n"
     )
     names = list(schemes)
+    llama_cpp_block(args.data)
+    documented_amd_block()
     print_block(f"== HEADLINE: {names[0]} ==", schemes[names[0]], detail=True)
     for name in names[1:]:
         print_block(f"== {name} ==", schemes[name], detail=False)

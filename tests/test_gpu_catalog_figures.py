@@ -57,6 +57,7 @@ EXPECTED_IDS = frozenset(
         "mi300x",
         "mi325x",
         "rx-7900-xtx",
+        "rx-7900-xt",
     }
 )
 

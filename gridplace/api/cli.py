@@ -18,14 +18,25 @@ from rich.markup import escape
 
 from gridplace import __version__
 from gridplace.api import render
-from gridplace.api.checks import check_workloads
+from gridplace.api.checks import WorkloadCheck, check_workloads
 from gridplace.api.commands import agent as agent_command
+from gridplace.api.commands import calibrate as calibrate_command
+from gridplace.api.commands import diff as diff_command
 from gridplace.api.commands import inventory as inventory_command
 from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
 from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
-from gridplace.specs import SpecBundle, SpecError, SpecIssue, builtin_catalog, load_bundle
+from gridplace.api.remote import GridApi, RemoteError, read_token
+from gridplace.specs import (
+    SpecBundle,
+    SpecError,
+    SpecIssue,
+    build_bundle,
+    builtin_catalog,
+    load_bundle,
+)
+from gridplace.specs.loader import load_documents
 from gridplace.specs.schema import json_schema, kind_names
 
 EXIT_OK = 0
@@ -59,9 +70,6 @@ class ListFormat(StrEnum):
     YAML = "yaml"
 
 
-NodesOption = Annotated[
-    list[Path], typer.Option("--nodes", "-n", help="Node YAML file or directory (repeatable).")
-]
 WorkloadsOption = Annotated[
     list[Path],
     typer.Option("--workloads", "-w", help="Workload YAML file or directory (repeatable)."),
@@ -89,30 +97,79 @@ def load_inputs(*groups: list[Path] | None) -> SpecBundle:
 
 @app.command()
 def validate(
-    nodes: NodesOption,
     workloads: WorkloadsOption,
+    nodes: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--nodes", "-n", help="Node YAML file or directory (repeatable); optional with --api."
+        ),
+    ] = None,
     probes: ProbesOption = None,
     output_format: Annotated[
         ValidateFormat, typer.Option("--format", help="text, json or junit.")
     ] = ValidateFormat.TEXT,
+    api: diff_command.ApiOption = None,
+    token_file: diff_command.TokenFileOption = None,
 ) -> None:
-    """Check specs (schema, references) and whether each workload can be placed at all."""
+    """Check specs (schema, references) and whether each workload can be placed at all; with
+    --api, against the grid's stored inventory and probes (unless -n/-p files are given)."""
+    if api is None and not nodes:
+        raise typer.BadParameter(
+            "give the nodes (-n), or --api URL to use a grid's", param_hint="--nodes"
+        )
     try:
-        bundle = load_inputs(nodes, workloads, probes)
+        if api is None:
+            bundle = load_inputs(nodes, workloads, probes)
+            checks = check_workloads(bundle)
+            scope = (
+                f"{len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads, "
+                f"{sum(len(p.spec.samples) for p in bundle.probes)} probe samples"
+            )
+        else:
+            checks, scope = _validate_remote(
+                api, token_file, [*(nodes or []), *workloads, *(probes or [])]
+            )
     except SpecError as error:
-        _report_validation(error.issues, [], output_format)
+        _report_validation(error.issues, [], output_format, "")
         raise typer.Exit(EXIT_INVALID) from None
-    checks = check_workloads(bundle)
-    _report_validation([], checks, output_format, bundle)
+    except RemoteError as error:
+        if error.issues:  # the server found the documents invalid (a 422)
+            _report_validation(error.issues, [], output_format, "")
+        else:
+            render.stderr.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    _report_validation([], checks, output_format, scope)
     if any(not check.ok for check in checks):
         raise typer.Exit(EXIT_INVALID)
 
 
+def _validate_remote(
+    api: str, token_file: Path | None, paths: list[Path]
+) -> tuple[list[WorkloadCheck], str]:
+    """The server's placeability checks of the local documents (checked here first, so that
+    problems are reported by file and line)."""
+    documents = load_documents(paths)
+    bundle = build_bundle(documents)
+    with GridApi(api, read_token(token_file)) as grid:
+        answer = grid.validate(documents)
+    checks = [
+        WorkloadCheck(
+            workload=entry.name,
+            ok=entry.placeable,
+            reasons=entry.reasons,
+            origin=bundle.origin("InferenceWorkload", entry.name),
+        )
+        for entry in answer.workloads
+    ]
+    scope = f"{len(bundle.workloads)} workloads against the grid at {grid.url}"
+    return checks, scope
+
+
 def _report_validation(
     issues: list[SpecIssue],
-    checks: list,  # type: ignore[type-arg]
+    checks: list[WorkloadCheck],
     output_format: ValidateFormat,
-    bundle: SpecBundle | None = None,
+    scope: str,
 ) -> None:
     unplaceable = [c for c in checks if not c.ok]
     valid = not issues and not unplaceable
@@ -137,16 +194,13 @@ def _report_validation(
     if issues:
         render.print_issues(issues)
         return
-    assert bundle is not None
     for check in checks:
         mark = "[green]ok[/]" if check.ok else "[red]unplaceable[/]"
         render.stdout.print(f"{mark} {check.workload}", highlight=False)
         for reason in check.reasons:
             render.stdout.print(f"    {escape(reason)}", highlight=False)
-    summary = (
-        f"{len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads, "
-        f"{sum(len(p.spec.samples) for p in bundle.probes)} probe samples: "
-        + ("valid" if valid else f"{len(unplaceable)} workload(s) cannot be placed")
+    summary = f"{scope}: " + (
+        "valid" if valid else f"{len(unplaceable)} workload(s) cannot be placed"
     )
     render.stdout.print(summary, highlight=False)
 
@@ -254,9 +308,11 @@ def _root(
 
 app.command(name="plan")(plan.command)
 app.command(name="explain")(plan.explain)
+app.command(name="diff")(diff_command.command)
 app.command(name="probe")(probe.command)
 app.command(name="inventory")(inventory_command.command)
 app.command(name="predict")(predict_command.command)
+app.command(name="calibrate")(calibrate_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)

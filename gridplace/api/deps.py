@@ -2,9 +2,9 @@
 
 ``StoreDep``, ``SettingsDep``, ``ServiceDep`` hand a route what the app factory built (``async``
 functions that do no I/O: FastAPI runs them on the event loop instead of a worker thread each);
-``PrincipalDep`` is any valid token (rate-limited when it is a node's), ``AdminDep`` only the admin
-token. A route that writes a node's data calls ``require_node_access`` with the node's name: a node
-token for another node gets 403, the admin passes.
+``PrincipalDep`` is a valid token whose role the route accepts (``roles.ROUTE_ROLES``; rate-limited
+unless it is the admin's), ``AdminDep`` only the admin token. A route about one node's data calls
+``require_node_access`` with the node's name: a node token for another node gets 403.
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ from typing import Annotated, TypeVar
 import anyio
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridplace.api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from gridplace.api.metrics import Metrics
 from gridplace.api.ratelimit import RateLimiter
 from gridplace.api.replan import Replanner
+from gridplace.api.roles import DRY_RUN_PARAM, accepted_roles
 from gridplace.api.security import (
     ADMIN,
     Principal,
     TokenHash,
     VerifiedTokens,
-    split_node_token,
+    split_issued_token,
 )
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
@@ -116,24 +118,31 @@ ServiceDep = Annotated[PlanService, Depends(get_service)]
 
 bearer = HTTPBearer(
     auto_error=False,
-    description="The admin token (planners) or a node token issued by the admin (agents).",
+    description="The admin token (planners), or a token issued by the admin: a node's (agents) "
+    "or a viewer's (CI, dashboards: reads, validate and dry-run plans only).",
 )
 CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def _verify(state: AppState, token: str) -> Principal | None:
-    node_token = split_node_token(token)
-    if node_token is not None:
-        token_id, secret = node_token
+    issued = split_issued_token(token)
+    if issued is not None:
+        role, token_id, secret = issued
         record = state.store.node_token(token_id)
-        if record is None or record.revoked_at is not None or not record.hash.matches(secret):
+        if (
+            record is None
+            or record.role is not role  # a viewer's id under a node's prefix, or the reverse
+            or record.revoked_at is not None
+            or not record.hash.matches(secret)
+        ):
             return None
-        return Principal(node=record.node, token_id=token_id)
+        return Principal(role=role, name=record.node, token_id=token_id)
     return ADMIN if state.admin.matches(token) else None
 
 
 async def authenticate(request: Request, state: StateDep, credentials: CredentialsDep) -> Principal:
-    """The principal behind the bearer token; 401 without a valid one, 429 over the rate.
+    """The principal behind the bearer token; 401 without a valid one, 429 over the rate, 403
+    when the route does not accept its role.
 
     A token verified recently is answered from memory, on the event loop; only the slow path
     (a database read and a deliberately slow hash) goes to a worker thread.
@@ -159,8 +168,20 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
         wait_s = state.limiter.take(principal.rate_key)
         if wait_s > 0:
             state.metrics.limited()
-            raise RateLimited(f"node {principal.node} is over its request rate", wait_s)
+            raise RateLimited(f"{principal.rate_key} is over its request rate", wait_s)
+    _authorize(request, principal)
     return principal
+
+
+def _authorize(request: Request, principal: Principal) -> None:
+    route = request.scope.get("route")
+    path = route.path if isinstance(route, APIRoute) else request.url.path
+    roles = accepted_roles(request.method, path, request.query_params.get(DRY_RUN_PARAM))
+    if principal.role not in roles:
+        accepted = ", ".join(sorted(role.value for role in roles))
+        raise Forbidden(
+            f"a {principal.role.value} token may not {request.method} {path} (accepted: {accepted})"
+        )
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
@@ -176,8 +197,8 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 def require_node_access(principal: Principal, node: str) -> None:
-    """403 unless ``principal`` is the admin or the token of ``node`` itself."""
-    if not principal.may_write(node):
+    """403 when a node token acts for another node (the other roles are limited by route)."""
+    if not principal.may_act_for(node):
         raise Forbidden(
             f"this token belongs to node {principal.node!r}; it may not act for node {node!r}"
         )

@@ -22,8 +22,13 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from gridplace.api.security import Role
 from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
 from gridplace.specs.common import Name, StrictModel
+
+# On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
+# (0: none), so that a client diffs against exactly that plan.
+BASE_GENERATION_HEADER = "X-Gridplace-Base-Generation"
 
 Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
 MAX_REPLICAS_REPORTED = 4_096
@@ -89,17 +94,19 @@ class ProbesAccepted(StrictModel):
 
 
 class TokenIssued(StrictModel):
-    """A node token; ``token`` is shown this once and only its hash is kept."""
+    """An issued token; ``token`` is shown this once and only its hash is kept."""
 
     token_id: str
-    node: Name
+    node: Name = Field(description="The node it belongs to, or the viewer's label.")
+    role: Role = Role.NODE
     token: str
     created_at: datetime
 
 
 class TokenInfo(StrictModel):
     token_id: str
-    node: Name
+    node: Name = Field(description="The node it belongs to, or the viewer's label.")
+    role: Role = Role.NODE
     created_at: datetime
     revoked_at: datetime | None = None
 

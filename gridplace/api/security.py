@@ -1,14 +1,17 @@
 """Tokens: making them, hashing them for storage, and checking one a request presents.
 
-Two kinds of token exist. The admin token (planners, operators) may do everything. A node token
-is issued by the admin for one node name and may write only that node's inventory, telemetry,
-probes and state, and read its own assignments: one leaked agent token cannot register fake GPUs
-under another provider's name.
+Three roles hold tokens (``Role``). The admin token (planners, operators) may do everything. A
+node token is issued by the admin for one node name and may write only that node's inventory,
+telemetry, probes and state, and read its own assignments: one leaked agent token cannot register
+fake GPUs under another provider's name. A viewer token is issued by the admin under a label (a
+CI runner, a dashboard) and reads, validates and dry-runs plans but writes nothing. Which routes
+each role may call is the table in ``roles.py``.
 
-A node token reads ``gpn.<token id>.<secret>``: the id finds the stored record without trying
-every hash. Only a salted scrypt hash of the secret is stored. Secrets are 256 random bits, so the
-hash's cost protects nothing (no guessing reaches them) and is kept small (~4 ms): a restarted
-server re-verifies 10,000 agents in seconds, not minutes. A token that verified is remembered for
+An issued token reads ``gpn.<token id>.<secret>`` (node) or ``gpv.<token id>.<secret>`` (viewer):
+the id finds the stored record without trying every hash; the prefix must match the stored role.
+Only a salted scrypt hash of the secret is stored. Secrets are 256 random bits, so the hash's cost
+protects nothing (no guessing reaches them) and is kept small (~4 ms): a restarted server
+re-verifies 10,000 agents in seconds, not minutes. A token that verified is remembered for
 ``token_cache_s`` under a SHA-256 of the token (never the token itself); revoking clears it.
 
 Must not: talk HTTP (``deps`` turns outcomes into 401/403) or keep a token in clear anywhere.
@@ -22,8 +25,20 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
-NODE_TOKEN_PREFIX = "gpn"
+
+class Role(StrEnum):
+    """Who a token speaks for: see the module docstring and ``roles.ROUTE_ROLES``."""
+
+    ADMIN = "admin"
+    NODE = "node"
+    VIEWER = "viewer"
+
+
+# The prefix of an issued token names its role (the admin token is configured or generated).
+TOKEN_PREFIXES = {Role.NODE: "gpn", Role.VIEWER: "gpv"}
+NODE_TOKEN_PREFIX = TOKEN_PREFIXES[Role.NODE]
 ADMIN_TOKEN_PREFIX = "gpa"
 # scrypt cost: 2**11 x 8 uses 2 MiB and ~4 ms on one core. The salt and the one-way hash are what
 # matter for random 256-bit secrets (a leaked table reveals no token); a password-strength cost
@@ -77,41 +92,50 @@ def new_admin_token() -> str:
     return f"{ADMIN_TOKEN_PREFIX}.{secrets.token_urlsafe(32)}"
 
 
-def new_node_token() -> tuple[str, str, str]:
-    """(token id, secret, the full token to hand out once)."""
+def new_issued_token(role: Role = Role.NODE) -> tuple[str, str, str]:
+    """(token id, secret, the full token to hand out once) of an issued token of ``role``."""
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    return token_id, secret, f"{NODE_TOKEN_PREFIX}.{token_id}.{secret}"
+    return token_id, secret, f"{TOKEN_PREFIXES[role]}.{token_id}.{secret}"
 
 
-def split_node_token(token: str) -> tuple[str, str] | None:
-    """(token id, secret) of a node token; None when ``token`` is not shaped like one."""
+def split_issued_token(token: str) -> tuple[Role, str, str] | None:
+    """(role, token id, secret) of an issued token; None when ``token`` is not shaped like one."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != NODE_TOKEN_PREFIX or not parts[1] or not parts[2]:
+    roles = {prefix: role for role, prefix in TOKEN_PREFIXES.items()}
+    if len(parts) != 3 or parts[0] not in roles or not parts[1] or not parts[2]:
         return None
-    return parts[1], parts[2]
+    return roles[parts[0]], parts[1], parts[2]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: the admin, or one node (``node`` names it)."""
+    """Who a request acts as: its ``role`` and, for an issued token, the name it was issued for
+    (a node's name, or a viewer's label)."""
 
-    node: str | None
+    role: Role
+    name: str | None = None
     token_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.node is None
+        return self.role is Role.ADMIN
+
+    @property
+    def node(self) -> str | None:
+        """The node a node token belongs to (None for the admin and viewers)."""
+        return self.name if self.role is Role.NODE else None
 
     @property
     def rate_key(self) -> str:
-        return "admin" if self.node is None else f"node:{self.node}"
+        return "admin" if self.is_admin else f"{self.role.value}:{self.name}"
 
-    def may_write(self, node: str) -> bool:
-        return self.is_admin or self.node == node
+    def may_act_for(self, node: str) -> bool:
+        """A node token is scoped to its own node; the other roles are limited by route only."""
+        return self.role is not Role.NODE or self.name == node
 
 
-ADMIN = Principal(node=None)
+ADMIN = Principal(role=Role.ADMIN)
 
 
 class VerifiedTokens:

@@ -3,7 +3,8 @@ generation, computed by the planner (``wiring.plan_bundle``, in the ``solver_poo
 with what it was based on.
 
 Owns: the generation arithmetic (a plan is based on the latest generation, or on the one the
-request expected) and the critical section read-latest / solve / store, which holds one of
+request expected), dry runs (the plan a submission would get now, neither stored nor published)
+and the critical section read-latest / solve / store, which holds one of
 ``max_concurrent_solves`` slots (the routes wait for theirs on the event loop, in
 ``deps.run_planning``; this lock is what any other caller meets, for ``solve_wait_s`` at most).
 Must not: plan by itself (the planner does), speak HTTP beyond raising ``ApiError``s.
@@ -25,10 +26,10 @@ from gridplace.api.errors import InvalidRequest, Unavailable
 from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
-from gridplace.api.solver_pool import SolverPool
+from gridplace.api.solver_pool import Solved, SolverPool
 from gridplace.api.store import GenerationConflict, NewPlan, NodeRecord, PlanRecord, Store
 from gridplace.planner.planning import Strategy
-from gridplace.specs import SpecBundle, build_bundle
+from gridplace.specs import PlacementPlan, SpecBundle, build_bundle
 from gridplace.specs.loader import LoadedDocument
 
 log = logging.getLogger("gridplace.api")
@@ -69,6 +70,14 @@ class Validation:
     @property
     def valid(self) -> bool:
         return all(check.ok for check in self.checks)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The plan a submission would get now, and the generation it would replace (0: none)."""
+
+    plan: PlacementPlan
+    base_generation: int
 
 
 class PlanService:
@@ -151,8 +160,7 @@ class PlanService:
         """Plan ``documents`` on the stored grid, from the latest plan (minimal moves), and store
         it as the next generation. ``GenerationConflict`` when ``expected_generation`` is not
         the latest, or when another plan was stored while this one was being solved."""
-        if not any(document.kind == "InferenceWorkload" for document in documents):
-            raise InvalidRequest.field("documents", "no InferenceWorkload in the request")
+        _require_workloads(documents)
         if expected_generation is not None:  # fail before waiting for a solver slot
             self._expect(expected_generation)
         with self._solver_slot():
@@ -175,13 +183,7 @@ class PlanService:
     ) -> PlanRecord:
         base = latest.generation if latest else 0
         view = self.grid()
-        solved = self.solver.solve(
-            self._bundle(documents, view),
-            options.strategy,
-            options.time_limit_s,
-            latest.plan if latest else None,
-            options.budget_per_hour,
-        )
+        solved = self._solve(documents, options, view, latest)
         generation = base + 1
         metadata = solved.plan.metadata.model_copy(
             update={"name": f"plan-{generation}", "generation": generation}
@@ -219,6 +221,39 @@ class PlanService:
             explanation=new.explanation,
         )
 
+    def _solve(
+        self,
+        documents: list[LoadedDocument],
+        options: PlanOptions,
+        view: GridView,
+        latest: PlanRecord | None,
+    ) -> Solved:
+        return self.solver.solve(
+            self._bundle(documents, view),
+            options.strategy,
+            options.time_limit_s,
+            latest.plan if latest else None,
+            options.budget_per_hour,
+        )
+
+    def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
+        """The plan ``compute`` would store now, without storing or publishing it: the documents
+        solved on the stored grid from the latest plan (moves priced as in a replan), with the
+        latest plan's options when there is one (as its replan would), else ``options``."""
+        _require_workloads(documents)
+        with self._solver_slot():
+            latest = self.store.latest_plan()
+            if latest is not None:
+                options = PlanOptions.from_dict(latest.options)
+            solved = self._solve(documents, options, self.grid(), latest)
+        base = latest.generation if latest else 0
+        metadata = solved.plan.metadata.model_copy(
+            update={"name": "dry-run", "generation": base + 1}
+        )
+        return DryRun(
+            plan=solved.plan.model_copy(update={"metadata": metadata}), base_generation=base
+        )
+
     def _expect(self, expected_generation: int) -> None:
         latest = self.store.latest_generation()
         if latest != expected_generation:
@@ -245,3 +280,8 @@ class PlanService:
             bundle = replace(bundle, probes=self.store.probes())
         with self._solver_slot():
             return Validation(checks=self.solver.check(bundle))
+
+
+def _require_workloads(documents: list[LoadedDocument]) -> None:
+    if not any(document.kind == "InferenceWorkload" for document in documents):
+        raise InvalidRequest.field("documents", "no InferenceWorkload in the request")

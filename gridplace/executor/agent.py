@@ -1,8 +1,11 @@
-"""The node agent's loop: register, heartbeat, pull, reconcile, report — every ``interval_s``.
+"""The node agent's loop: register, heartbeat, pull, reconcile, report, observe — every
+``interval_s``.
 
 Owns: the order of one iteration, what the agent does when the API is away (keeps what runs,
 retries next time: an outage never stops a server), re-registering when the API forgot the
-node (404), and telemetry (HAL samples -> the thermal summary of the heartbeat).
+node (404), telemetry (HAL samples -> the thermal summary of the heartbeat), and posting the
+observation windows the ``Observer`` closes (kept for the next loop while the API is away, at most
+``MAX_WINDOWS_PER_DOCUMENT``; a failed scrape or post never stops the loop).
 Must not: decide what runs (``reconcile``) or talk HTTP itself (``client``).
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from gridplace.executor.client import ApiClient, Desired
 from gridplace.executor.diff import desired_replicas
 from gridplace.executor.errors import ApiError, ApiRejected
+from gridplace.executor.observe import Observer
 from gridplace.executor.reconcile import Reconciler, StepOutcome
 from gridplace.hal import (
     GPUBackend,
@@ -28,6 +32,8 @@ from gridplace.hal import (
     build_inventory,
     thermal_status,
 )
+from gridplace.specs import ObservationWindow
+from gridplace.specs.observation import MAX_WINDOWS_PER_DOCUMENT
 
 log = logging.getLogger("gridplace.executor")
 TELEMETRY_WINDOW_HOURS = 1.0  # the heartbeat's thermal summary: the last hour of samples
@@ -58,6 +64,7 @@ class Agent:
         backend: GPUBackend,
         reconciler: Reconciler,
         clock: Callable[[], float] = time.time,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -67,6 +74,9 @@ class Agent:
         self.registered = False
         self.desired: Desired | None = None
         self._samples: deque[Telemetry] = deque(maxlen=MAX_SAMPLES)
+        self.observer = observer
+        self.gpu_models: list[str] = []  # catalog GPU id per assignment GPU index
+        self._windows: deque[ObservationWindow] = deque(maxlen=MAX_WINDOWS_PER_DOCUMENT)
 
     def node_document(self) -> dict[str, Any]:
         options = NodeOptions(
@@ -78,6 +88,7 @@ class Agent:
             labels=self.config.options.labels,
         )
         inventory = build_inventory(self.backend.devices(), options)
+        self.gpu_models = [g.model for g in inventory.node.spec.gpus for _ in range(g.count)]
         return inventory.node.to_yaml_dict()
 
     def _register(self) -> None:
@@ -126,7 +137,38 @@ class Agent:
                 self.client.report(outcome.report)
             except ApiError as error:
                 log.warning("state report failed: %s", error.message)
+        self._observe()
         return outcome
+
+    def _observe(self) -> None:
+        """Scrape the serving replicas; post the windows that closed (kept while the API is
+        away; dropped when it refuses them, since resending would be refused again)."""
+        if self.observer is None:
+            return
+        try:
+            self._windows.extend(
+                self.observer.sample(self.reconciler.state.records(), self.gpu_models)
+            )
+        except Exception:  # an observation must never cost a reconcile loop
+            log.exception("observing the replicas failed")
+        if not self._windows or not self.registered:
+            return
+        document = {
+            "apiVersion": "gridplace/v1alpha1",
+            "kind": "Observations",
+            "metadata": {"name": f"observations-{int(self._windows[-1].end_s)}"},
+            "spec": {"windows": [w.to_yaml_dict() for w in self._windows]},
+        }
+        try:
+            self.client.post_observations(document)
+            self._windows.clear()
+        except ApiRejected as error:
+            log.error(
+                "observations refused, %d windows dropped: %s", len(self._windows), error.message
+            )
+            self._windows.clear()
+        except ApiError as error:
+            log.warning("observations not posted, kept for the next loop: %s", error.message)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; servers keep running when the agent stops."""

@@ -2,7 +2,8 @@
 
 Owns: the calls an agent makes with its node token — register its Node, heartbeat with
 telemetry, pull assignments (``If-None-Match`` with the last ETag: 304 while nothing changed),
-report state — and turning HTTP outcomes into ``ApiUnavailable`` (try again) or ``ApiRejected``.
+report state, post engine observations — and turning HTTP outcomes into ``ApiUnavailable`` (try
+again) or ``ApiRejected``.
 Must not: import ``gridplace.api`` (imports flow executor <- api); bodies are plain JSON here.
 The transport is injectable (``httpx.MockTransport`` in unit tests).
 """
@@ -99,3 +100,7 @@ class ApiClient:
 
     def report(self, report: dict[str, Any]) -> None:
         self._send("PUT", f"/v1/nodes/{self.node}/state", json=report)
+
+    def post_observations(self, document: dict[str, Any]) -> None:
+        """POST an ``Observations`` document (camelCase JSON) for this node."""
+        self._send("POST", f"/v1/nodes/{self.node}/observations", json=document)

@@ -20,18 +20,23 @@ downloads it itself); otherwise the workload name is passed through unchanged::
           sizeBytes: 4920000000
         weightsByPrecision: {int4: {source: ..., sha256: ...}}   # wins over ``weights``
         warmStandby: true                          # pre-warm even before it is assigned here
+        catalogModel: llama-3.1-8b                 # optional: the catalog id observations name
+        metrics:                                   # optional: the command driver's metric names
+          requests: [my_requests_total]            # (see ``EngineMetrics``; vllm and llama.cpp
+          ttftSeconds: [my_ttft_seconds]           #  have built-in names, used when absent)
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from gridplace.executor.errors import ConfigError
-from gridplace.specs import Precision, builtin_catalog
+from gridplace.specs import Engine, Precision, builtin_catalog
 from gridplace.specs.common import StrictModel
 
 
@@ -54,8 +59,36 @@ class WeightSource(StrictModel):
         return tail or "weights"
 
 
+MetricNames = list[Annotated[str, StringConstraints(min_length=1, max_length=200)]]
+
+
+class EngineMetrics(StrictModel):
+    """Where an engine's ``/metrics`` holds what an observation window needs: for each field, the
+    Prometheus metric names to read, the first one present in a scrape winning. Counters are
+    differenced over the window; histograms (``*Seconds``) give latency quantiles; ``running`` is
+    a gauge sampled at every scrape; ``busySlotsPerDecode`` is llama-server's running ratio of busy
+    slots to decode calls (read with ``decodeSteps``)."""
+
+    requests: MetricNames = Field(default_factory=list, max_length=8)
+    prompt_tokens: MetricNames = Field(default_factory=list, max_length=8)
+    output_tokens: MetricNames = Field(default_factory=list, max_length=8)
+    ttft_seconds: MetricNames = Field(default_factory=list, max_length=8)
+    itl_seconds: MetricNames = Field(default_factory=list, max_length=8)
+    e2e_seconds: MetricNames = Field(default_factory=list, max_length=8)
+    running: MetricNames = Field(default_factory=list, max_length=8)
+    prefill_seconds: MetricNames = Field(default_factory=list, max_length=8)
+    decode_seconds: MetricNames = Field(default_factory=list, max_length=8)
+    decode_steps: MetricNames = Field(default_factory=list, max_length=8)
+    busy_slots_per_decode: MetricNames = Field(default_factory=list, max_length=8)
+    engine: Engine = Field(
+        default=Engine.VLLM, description="The engine the command runs (what observations name)."
+    )
+
+
 class WorkloadEntry(StrictModel):
     model: str | None = Field(default=None, max_length=500)
+    catalog_model: str | None = Field(default=None, max_length=200)
+    metrics: EngineMetrics | None = None
     driver: DriverKind | None = None
     quantization: str | None = Field(default=None, max_length=64)
     weights: WeightSource | None = None
@@ -81,6 +114,17 @@ class Manifest(StrictModel):
             if repo:
                 return repo
         return workload
+
+    def catalog_model_for(self, workload: str) -> str | None:
+        """The catalog model id of a workload (for observations): ``catalogModel``, else the
+        workload name or its engine model looked up in the catalog; None when neither is known."""
+        entry = self.entry(workload)
+        if entry.catalog_model:
+            return entry.catalog_model
+        catalog = builtin_catalog()
+        return catalog.model_id(workload) or (
+            catalog.model_id(entry.model) if entry.model else None
+        )
 
     def weights_for(self, workload: str, precision: str) -> WeightSource | None:
         entry = self.entry(workload)

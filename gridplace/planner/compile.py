@@ -60,7 +60,7 @@ from gridplace.specs import (
     PlacementPlan,
     Precision,
 )
-from gridplace.specs.common import Engine, Interconnect
+from gridplace.specs.common import Engine, EngineOptions, Interconnect
 from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
 # Capacity booked above the mean demand (1.0 = twice the mean). Request rates are bursty: in the
@@ -111,6 +111,7 @@ class PredictionQuery:
     itl_slo_ms: float
     prompt_tokens: int
     output_tokens: int
+    engine_options: EngineOptions | None = None  # the workload's engine settings
 
 
 class Predictor(Protocol):
@@ -330,6 +331,7 @@ class _GroupPredictor:
                     itl_slo_ms=spec.slo.itl_ms,
                     prompt_tokens=spec.traffic.prompt_tokens,
                     output_tokens=spec.traffic.output_tokens,
+                    engine_options=spec.engine_options,
                 )
             )
             failure = _rule_failure(prediction, spec.slo, budget_ms, config.label)

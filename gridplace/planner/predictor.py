@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridplace.planner.compile import OptionPrediction, PredictionQuery, Predictor
+from gridplace.planner.perfmodel import InvalidQuery, ProfileBook
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
-from gridplace.planner.perfmodel import ProfileBook
 from gridplace.planner.perfmodel.predict import NotSupported
 from gridplace.planner.problem import Queueing
 from gridplace.specs import (
@@ -76,19 +76,20 @@ def make_predictor(
         config = (
             query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
             gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
-            query.share, query.interconnect, query.throttle_ratio,
+            query.share, query.interconnect, query.throttle_ratio, query.engine_options,
         )  # fmt: skip
         key = (*config, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens)
         found = memo.get(key)
         if found is None:
             replica = replicas.get(config)
             if replica is None:
-                replica = ReplicaModel(
-                    query.model, share_of(gpu, query.share), query.precision, query.engine,
-                    query.tensor_parallel, query.throttle_ratio, query.interconnect,
-                    profiles=book, model_id=query.model_id,
-                    gpu_id=query.gpu_id if query.share == 1 else None,
-                )  # fmt: skip
+                try:
+                    replica = _replica(query, book)
+                except InvalidQuery as error:  # e.g. an unknown engineOptions.generation
+                    reason = f"engineOptions: {error}"
+                    found = OptionPrediction(False, reason, False, 0.0, gpu.memory_gib, 0, 0, 0)
+                    memo[key] = found
+                    return found
                 replicas[config] = replica
             found = _predict(
                 replica, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens
@@ -97,6 +98,15 @@ def make_predictor(
         return found
 
     return predict
+
+
+def _replica(query: PredictionQuery, book: ProfileBook) -> ReplicaModel:
+    return ReplicaModel(
+        query.model, share_of(query.gpu, query.share), query.precision, query.engine,
+        query.tensor_parallel, query.throttle_ratio, query.interconnect,
+        engine_options=query.engine_options, profiles=book, model_id=query.model_id,
+        gpu_id=query.gpu_id if query.share == 1 else None,
+    )  # fmt: skip
 
 
 def _predict(

@@ -51,9 +51,22 @@ class TensorThroughput(StrictModel):
     fp8: float | None = Field(default=None, gt=0, description="FP8 (E4M3/E5M2) dense.")
     int8: float | None = Field(default=None, gt=0, description="INT8 dense, TOPS.")
     int4: float | None = Field(default=None, gt=0, description="INT4 dense, TOPS.")
+    fp16_acc16: float | None = Field(
+        default=None,
+        gt=0,
+        description="FP16 in, FP16 accumulate, where it differs from fp16 (GeForce: twice).",
+    )
 
     def for_precision(self, precision: Precision) -> float | None:
-        return getattr(self, precision.value)  # type: ignore[no-any-return]
+        """The rate of a precision with a tensor path of its own (None for weight-only ones)."""
+        if precision.value in ("fp16", "bf16", "fp8", "int8", "int4"):
+            return getattr(self, precision.value)  # type: ignore[no-any-return]
+        return None
+
+    @property
+    def fp16_half_accumulate(self) -> float | None:
+        """FP16 rate with 16-bit accumulation (cuBLAS ``CUBLAS_COMPUTE_16F``), TFLOPS."""
+        return self.fp16_acc16 if self.fp16_acc16 is not None else self.fp16
 
 
 class PeerLink(StrictModel):
@@ -106,6 +119,20 @@ class GPUModelSpec(StrictModel):
         if self.tensor_tflops.fp16 is None and self.tensor_tflops.bf16 is None:
             raise ValueError("tensorTflops needs at least fp16 or bf16")
         return self
+
+
+class MemoryTechnology(StrEnum):
+    """What the memory is built from: stacked HBM or board-mounted GDDR/LPDDR."""
+
+    HBM = "hbm"
+    GDDR = "gddr"
+
+
+def memory_technology(gpu: GPUModelSpec) -> MemoryTechnology:
+    """HBM when ``memoryType`` says so (HBM2, HBM2e, HBM3, HBM3e), else GDDR."""
+    return (
+        MemoryTechnology.HBM if gpu.memory_type.upper().startswith("HBM") else MemoryTechnology.GDDR
+    )
 
 
 class GPUModel(StrictModel):

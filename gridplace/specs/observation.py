@@ -65,11 +65,18 @@ class ObservationWindow(StrictModel):
     tensor_parallel: int = Field(default=1, ge=1, le=64)
     start_s: float = Field(ge=0, description="Window start, seconds since the Unix epoch.")
     end_s: float = Field(gt=0, description="Window end, seconds since the Unix epoch.")
-    requests: int = Field(ge=0, le=MAX_COUNT, description="Requests completed in the window.")
+    requests: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COUNT,
+        description="Requests completed in the window; None when the engine does not count them "
+        "(llama-server).",
+    )
     prompt_tokens: int = Field(default=0, ge=0, le=MAX_COUNT * 1000)
     output_tokens: int = Field(default=0, ge=0, le=MAX_COUNT * 1000)
     ttft: LatencyQuantiles | None = Field(default=None, description="Time to first token.")
     itl: LatencyQuantiles | None = Field(default=None, description="Inter-token latency.")
+    e2e: LatencyQuantiles | None = Field(default=None, description="Whole-request latency.")
     prefill_seconds: Seconds | None = Field(
         default=None, description="Engine time spent on prompt processing in the window."
     )

@@ -10,6 +10,7 @@ from gridplace.specs.common import (
     API_VERSION,
     CatalogRef,
     Engine,
+    EngineOptions,
     Metadata,
     Precision,
     ShortText,
@@ -41,6 +42,9 @@ class PerformanceProfileSpec(StrictModel):
     precision: Precision
     engine: Engine = Engine.VLLM
     tensor_parallel: int = Field(default=1, ge=1, le=64)
+    engine_options: EngineOptions | None = Field(
+        default=None, description="Engine settings the points were measured with."
+    )
     points: list[ProfilePoint] = Field(min_length=1, max_length=10_000)
     source: ShortText = Field(description="Where the measurements came from.")
 

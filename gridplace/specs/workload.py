@@ -13,6 +13,7 @@ from gridplace.specs.common import (
     CatalogRef,
     ClaimLevel,
     Engine,
+    EngineOptions,
     Metadata,
     Name,
     Precision,
@@ -137,6 +138,9 @@ class InferenceWorkloadSpec(StrictModel):
         min_length=1, max_length=5, description="Acceptable precisions, preferred first."
     )
     engine: Engine = Field(default=Engine.VLLM)
+    engine_options: EngineOptions | None = Field(
+        default=None, description="Engine settings (flash attention, n_ubatch, KV cache type)."
+    )
     slo: ServiceLevel
     traffic: Traffic
     replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from gridplace.api.app import create_app
 from gridplace.api.metrics import Metrics
 from gridplace.api.ratelimit import RateLimiter
-from gridplace.api.security import TokenHash, hash_secret, split_node_token
+from gridplace.api.security import Role, TokenHash, hash_secret, split_issued_token
 from gridplace.api.store import Store
 from tests.api.conftest import (
     ADMIN,
@@ -112,10 +112,11 @@ def test_token_bucket_refills() -> None:
     assert limiter.take("k") == 0 and limiter.peek("other") == 0
 
 
-def test_node_token_format() -> None:
-    assert split_node_token("gpn.abc.def") == ("abc", "def")
-    for bad in ("gpn.abc", "gpa.abc.def", "gpn..def", "gpn.a.b.c"):
-        assert split_node_token(bad) is None
+def test_issued_token_format() -> None:
+    assert split_issued_token("gpn.abc.def") == (Role.NODE, "abc", "def")
+    assert split_issued_token("gpv.abc.def") == (Role.VIEWER, "abc", "def")
+    for bad in ("gpn.abc", "gpa.abc.def", "gpn..def", "gpn.a.b.c", "gpx.abc.def"):
+        assert split_issued_token(bad) is None
     hashed = hash_secret("x")
     assert hashed.matches("x") and not hashed.matches("y") and len(hashed.salt_hex) == 32
     assert hashed.hash_hex.startswith("scrypt$2048$8$1$")
@@ -165,6 +166,7 @@ def test_the_openapi_document_is_3_1_and_covers_every_route(client: TestClient) 
         "/v1/probes",
         "/v1/topology",
         "/v1/admin/nodes/{name}/tokens",
+        "/v1/admin/viewers/{name}/tokens",
         "/v1/admin/tokens",
         "/v1/admin/tokens/{token_id}",
     }

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from gridplace.api.security import hash_secret
+from gridplace.api.security import Role, hash_secret
 from gridplace.api.store import (
     GenerationConflict,
     NewPlan,
@@ -73,7 +73,7 @@ def store(database_url: str) -> Any:
 def test_a_fresh_database_is_migrated_to_the_shape_of_the_models(database_url: str) -> None:
     engine = create_store_engine(database_url)
     migrate(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0004"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
@@ -87,7 +87,13 @@ def test_upgrading_from_the_first_revision_keeps_nodes_and_plans(database_url: s
     status = {"healthy": True, "thermal": {"throttleRatio": 0.25, "windowHours": 24}}
     with engine.begin() as connection:
         tables = sa.MetaData()
-        tables.reflect(connection, only=["nodes", "plans"])
+        tables.reflect(connection, only=["nodes", "plans", "node_tokens"])
+        secret = hash_secret("old")
+        connection.execute(
+            tables.tables["node_tokens"].insert(),
+            {"token_id": "00aa", "node": "old-node", "salt": secret.salt_hex,
+             "hash": secret.hash_hex, "created_at": T0},
+        )  # fmt: skip
         connection.execute(
             tables.tables["nodes"].insert(),
             {
@@ -123,7 +129,7 @@ def test_upgrading_from_the_first_revision_keeps_nodes_and_plans(database_url: s
 
     store = Store.open(database_url)  # upgrades to the head
     try:
-        assert current_revision(store.engine) == "0002"
+        assert current_revision(store.engine) == "0004"
         record = store.node("old-node")
         assert record is not None and record.last_heartbeat == T0
         assert record.node.throttle_ratio == 0.25
@@ -133,6 +139,8 @@ def test_upgrading_from_the_first_revision_keeps_nodes_and_plans(database_url: s
         latest = store.latest_plan()
         assert latest is not None and latest.plan.spec.assignments[0].node == "old-node"
         assert store.add_plan(new_plan(2, ["old-node"]), T0).generation == 2
+        token = store.node_token("00aa")  # tokens from before roles are node tokens
+        assert token is not None and token.role is Role.NODE and token.node == "old-node"
     finally:
         store.close()
 
@@ -175,6 +183,9 @@ def test_tokens_keep_only_a_hash_and_can_be_revoked(store: Store) -> None:
     assert store.revoke_node_token("ffffffffffffffff", T0) is None
     assert [t.token_id for t in store.node_tokens("a")] == ["00112233aabbccdd"]
     assert store.node_tokens("b") == []
+    store.add_node_token("ffeeddccbbaa0011", "ci", hash_secret("v"), T0, Role.VIEWER)
+    viewer = store.node_token("ffeeddccbbaa0011")
+    assert viewer is not None and viewer.role is Role.VIEWER and viewer.node == "ci"
 
 
 def test_admin_hash_is_stored_once(store: Store) -> None:

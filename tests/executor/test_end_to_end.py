@@ -89,11 +89,11 @@ class Grid:
         base = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
         return base | extra
 
-    def serve(self) -> None:
+    def serve(self, grace_s: float = GRACE_S) -> None:
         env = self.env(
             GRIDPLACE_DATABASE_URL=f"sqlite:///{self.root / 'api.db'}",
             GRIDPLACE_ADMIN_TOKEN=ADMIN_TOKEN,
-            GRIDPLACE_HEARTBEAT_GRACE_S=str(GRACE_S),
+            GRIDPLACE_HEARTBEAT_GRACE_S=str(grace_s),
             GRIDPLACE_REPLAN_INTERVAL_S="0.5",
             GRIDPLACE_SOLVE_IN_SUBPROCESS="false",
             GRIDPLACE_PLAN_TIME_LIMIT_S="5",

@@ -145,3 +145,12 @@ def test_an_older_engine_generation_and_a_slower_host_predict_slower_decode() ->
     unknown = runner.invoke(app, [*query, "--generation", "vllm-1999"])
     assert unknown.exit_code == 1
     assert "vllm-2023" in unknown.output
+
+
+def test_the_gguf_example_and_old_names_work() -> None:
+    query = ["predict", "--gpu", "rtx-3090", "--model", "llama-3-8b", "--engine", "llama.cpp",
+             "--prompt", "4096", "--format", "json"]  # fmt: skip
+    for precision in ("q4_k_m", "int4", "int8", "fp16"):
+        result = runner.invoke(app, [*query, "--precision", precision])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["precision"] == precision

@@ -43,6 +43,7 @@ class Point(NamedTuple):
     tokens: int
     measured_ms: float
     weight_bits: float | None = None
+    generation: str | None = None  # the engine release that measured it (None: today's)
 
 
 POINTS = [
@@ -60,7 +61,7 @@ POINTS = [
           "itl", 517, 13.5),
     # pp512 at 4035.47 tokens/s; 3.56 GiB for 6.74e9 parameters is 4.54 bits per weight.
     Point(LLAMA_CPP_4812, "llama-2-7b", "rtx-3090-ti", Precision.INT4, Engine.LLAMA_CPP, 1,
-          "ttft", 512, 512 / 4035.47 * 1e3, 3.56 * 2**30 * 8 / 6.74e9),
+          "ttft", 512, 512 / 4035.47 * 1e3, 3.56 * 2**30 * 8 / 6.74e9, "llama.cpp-2024-01"),
 ]  # fmt: skip
 
 
@@ -69,7 +70,8 @@ def _error(point: Point) -> float:
     model = point.model if isinstance(point.model, ModelArchitectureSpec) else (
         catalog.models[point.model])  # fmt: skip
     predictor = Predictor(model, catalog.gpus[point.gpu], point.precision, point.engine, point.tp,
-                          weight_bits_per_parameter=point.weight_bits)  # fmt: skip
+                          weight_bits_per_parameter=point.weight_bits,
+                          generation=point.generation)  # fmt: skip
     if point.metric == "ttft":
         predicted = predictor.prefill_ms(1, point.tokens)
     else:

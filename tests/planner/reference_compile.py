@@ -162,6 +162,7 @@ def _candidates(
                             itl_slo_ms=spec.slo.itl_ms,
                             prompt_tokens=spec.traffic.prompt_tokens,
                             output_tokens=spec.traffic.output_tokens,
+                            engine_options=spec.engine_options,
                         )
                     )
                     label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")

@@ -36,6 +36,7 @@ from gridplace.executor import (
     load_manifest,
 )
 from gridplace.executor.drivers import Driver
+from gridplace.executor.observe import DEFAULT_WINDOW_S, Observer
 from gridplace.hal import BackendKind, HALError, NodeOptions, open_backend
 
 EXIT_INVALID = 1
@@ -107,6 +108,12 @@ def command(
     log_dir: Annotated[Path, typer.Option("--log-dir", help="Server logs.")] = Path(
         "gridplace-agent-logs"
     ),
+    observe_window_s: Annotated[
+        float,
+        typer.Option(
+            "--observe-window", min=1, help="Seconds per engine observation window posted."
+        ),
+    ] = DEFAULT_WINDOW_S,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the node agent: register, heartbeat, and run what the plan assigns to this node."""
@@ -155,8 +162,12 @@ def command(
             reconciler = Reconciler(state, ProcessRuntime(), launcher, config, prewarmer)
             client = ApiClient(api, node, token)
             options = NodeOptions(region=region, provider=provider, price_per_hour=price_per_hour)
-            agent = Agent(AgentConfig(node, interval_s, options), client, gpus, reconciler)
+            observer = Observer(node, manifest, driver, observe_window_s)
+            agent = Agent(
+                AgentConfig(node, interval_s, options), client, gpus, reconciler, observer=observer
+            )
             agent.run(stop)
+            observer.close()
             prewarmer.close()
             client.close()
     except HALError as error:

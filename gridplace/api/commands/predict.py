@@ -21,7 +21,13 @@ be read or names an unknown id gets ``error`` instead, and the command exits 1 a
 line. Predictors are cached per configuration, so 10,000 lines take about a second.
 
 ``--generation vllm-2023`` predicts an older engine release (``perfmodel/generations.py``) and
-``--host-factor`` scales the engine's host time for a slower or faster host CPU.
+``--host-factor`` scales the engine's host time for a slower or faster host CPU. Engine options
+(``--flash-attn/--no-flash-attn``, ``--ubatch``, ``--kv-cache-type``, ``--prompt-kernels``,
+``--backend``; JSONL: flashAttention, ubatch, kvCacheType, promptKernels, backend) override
+the generation's defaults.
+
+``--profile PROFILE.yaml`` (from ``gridplace calibrate``) refits the matching configuration to
+its measurements (``source`` says ``profile`` or ``measured``).
 
 Exit codes: 0 success; 1 unknown id, unsupported, does not fit, or (with --input) any invalid line.
 """
@@ -37,14 +43,28 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+import yaml
 from pydantic import Field, ValidationError
 
 from gridplace.api import render
-from gridplace.planner.perfmodel import InvalidQuery, Prediction, Predictor
+from gridplace.api.commands.calibrate import read_limited
+from gridplace.planner.perfmodel import InvalidQuery, Prediction, Predictor, ProfileBook
+from gridplace.planner.perfmodel.calibration import CalibrationError
+from gridplace.planner.perfmodel.errors import PerfModelError
 from gridplace.planner.perfmodel.generations import GENERATIONS
 from gridplace.specs import SpecError, builtin_catalog
 from gridplace.specs.catalog import Catalog, unknown_message
-from gridplace.specs.common import Engine, Interconnect, Precision, StrictModel
+from gridplace.specs.common import (
+    Backend,
+    Engine,
+    EngineOptions,
+    Interconnect,
+    KvCacheType,
+    Precision,
+    PromptKernels,
+    StrictModel,
+)
+from gridplace.specs.profile import PerformanceProfile
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -78,6 +98,22 @@ class PredictQuery(StrictModel):
     eager: bool = False
     generation: str | None = Field(default=None, min_length=1, max_length=100)
     host_factor: float = Field(default=1.0, ge=0.1, le=10.0)
+    flash_attention: bool | None = None
+    ubatch: int | None = Field(default=None, ge=1, le=65536)
+    kv_cache_type: KvCacheType | None = None
+    prompt_kernels: PromptKernels | None = None
+    backend: Backend | None = None
+
+    def engine_options(self) -> EngineOptions | None:
+        """The engine options the query sets (None when it sets none)."""
+        options = EngineOptions(
+            flash_attention=self.flash_attention,
+            ubatch_tokens=self.ubatch,
+            kv_cache_type=self.kv_cache_type,
+            prompt_kernels=self.prompt_kernels,
+            backend=self.backend,
+        )
+        return None if options == EngineOptions() else options
 
 
 @dataclass(frozen=True)
@@ -99,8 +135,9 @@ class UnknownReference(ValueError):
 class QueryRunner:
     """Answers queries, caching catalog lookups and one Predictor per configuration."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, profiles: ProfileBook | None = None) -> None:
         self.catalog = catalog
+        self.profiles = profiles
         self._gpu_ids: dict[str, str] = {}
         self._model_ids: dict[str, str] = {}
         self._predictors: dict[tuple[object, ...], Predictor] = {}
@@ -137,6 +174,7 @@ class QueryRunner:
             query.eager,
             query.generation,
             query.host_factor,
+            query.engine_options(),
         )
         predictor = self._predictors.get(key)
         if predictor is None:
@@ -152,6 +190,8 @@ class QueryRunner:
                 eager=query.eager,
                 generation=query.generation,
                 host_time_factor=query.host_factor,
+                engine_options=query.engine_options(),
+                profiles=self.profiles,
                 model_id=model_id,
                 gpu_id=gpu_id,
             )
@@ -206,9 +246,8 @@ def _lines(handle: TextIO) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _run_batch(source: TextIO, defaults: dict[str, Any], out: TextIO) -> bool:
+def _run_batch(source: TextIO, defaults: dict[str, Any], out: TextIO, runner: QueryRunner) -> bool:
     """Answer every line; True when all lines were valid."""
-    runner = QueryRunner(builtin_catalog())
     all_valid = True
     write = out.write
     for number, line in _lines(source):
@@ -234,6 +273,23 @@ def _one_line(error: Exception) -> str:
     return str(error)
 
 
+def load_profiles(paths: list[Path], catalog: Catalog) -> ProfileBook:
+    """PerformanceProfile documents from YAML files (one document per file)."""
+    documents = []
+    for path in paths:
+        text = read_limited(path)
+        try:
+            data = yaml.safe_load(text)
+            documents.append(PerformanceProfile.model_validate(data))
+        except yaml.YAMLError as error:
+            raise CalibrationError(f"{path}: not YAML: {error}") from None
+        except ValidationError as error:
+            raise CalibrationError(
+                f"{path}: not a PerformanceProfile: {_one_line(error)}"
+            ) from None
+    return ProfileBook.from_documents(documents, catalog)
+
+
 def _print_table(record: dict[str, Any]) -> None:
     rows = [[key, "" if value is None else str(value)] for key, value in record.items()]
     render.stdout.print(render.table("prediction", ["key", "value"], rows))
@@ -250,7 +306,8 @@ def command(
         str | None, typer.Option("--model", help="Model catalog id or Hugging Face repo.")
     ] = None,
     precision: Annotated[
-        Precision | None, typer.Option("--precision", help="bf16, fp16, fp8, int8 or int4.")
+        Precision | None,
+        typer.Option("--precision", help="bf16, fp16, fp8, int8, int4 or a GGUF type: q4_k_m, ..."),
     ] = None,
     engine: Annotated[Engine | None, typer.Option("--engine", help="Inference engine.")] = None,
     tp: Annotated[int | None, typer.Option("--tp", min=1, max=64, help="Tensor parallel.")] = None,
@@ -288,6 +345,26 @@ def command(
         float | None,
         typer.Option("--host-factor", min=0.1, max=10.0, help="Host CPU time x this (1.0)."),
     ] = None,
+    flash_attention: Annotated[
+        bool | None,
+        typer.Option("--flash-attn/--no-flash-attn", help="llama.cpp flash attention."),
+    ] = None,
+    ubatch: Annotated[
+        int | None, typer.Option("--ubatch", min=1, max=65536, help="llama.cpp n_ubatch.")
+    ] = None,
+    kv_cache_type: Annotated[
+        KvCacheType | None, typer.Option("--kv-cache-type", help="KV cache element type.")
+    ] = None,
+    prompt_kernels: Annotated[
+        PromptKernels | None, typer.Option("--prompt-kernels", help="llama.cpp prompt path.")
+    ] = None,
+    backend: Annotated[
+        Backend | None, typer.Option("--backend", help="llama.cpp backend: cuda, hip, vulkan.")
+    ] = None,
+    profile_paths: Annotated[
+        list[Path] | None,
+        typer.Option("--profile", help="PerformanceProfile YAML (gridplace calibrate)."),
+    ] = None,
     input_path: Annotated[
         Path | None, typer.Option("--input", help="JSONL file of queries ('-' for stdin).")
     ] = None,
@@ -312,20 +389,31 @@ def command(
         "interconnect": interconnect,
         "generation": generation,
         "host_factor": host_factor,
+        "flash_attention": flash_attention,
+        "ubatch": ubatch,
+        "kv_cache_type": kv_cache_type,
+        "prompt_kernels": prompt_kernels,
+        "backend": backend,
     }
     defaults: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if kv_cache_fp8:
         defaults["kv_cache_fp8"] = True
     if eager:
         defaults["eager"] = True
+    catalog = builtin_catalog()
+    try:
+        profiles = load_profiles(profile_paths, catalog) if profile_paths else None
+    except PerfModelError as error:
+        raise _fail(str(error)) from None
+    runner = QueryRunner(catalog, profiles)
     if input_path is not None:
         camel = {PredictQuery.model_fields[k].alias or k: v for k, v in defaults.items()}
         if str(input_path) == "-":
-            valid = _run_batch(sys.stdin, camel, sys.stdout)
+            valid = _run_batch(sys.stdin, camel, sys.stdout, runner)
         else:
             try:
                 with input_path.open(encoding="utf-8") as handle:
-                    valid = _run_batch(handle, camel, sys.stdout)
+                    valid = _run_batch(handle, camel, sys.stdout, runner)
             except OSError as error:
                 raise _fail(f"cannot read {input_path}: {error.strerror or error}") from None
         if not valid:
@@ -337,7 +425,7 @@ def command(
         raise typer.BadParameter(f"missing {', '.join(missing)} (or give --input FILE)")
     try:
         query = PredictQuery.model_validate(defaults)
-        record, runnable = QueryRunner(builtin_catalog()).answer(query)
+        record, runnable = runner.answer(query)
     except (UnknownReference, InvalidQuery, SpecError) as error:
         raise _fail(str(error)) from None
     except ValidationError as error:

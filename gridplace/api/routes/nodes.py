@@ -76,7 +76,7 @@ def _view(service: ServiceDep, name: str) -> NodeView:
     responses=errors(*AUTH_ERRORS),
 )
 def list_nodes(
-    _: AdminDep,
+    _: PrincipalDep,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

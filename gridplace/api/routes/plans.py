@@ -4,7 +4,8 @@ A submission's body is the workloads (YAML, one or more documents, or JSON: a do
 of them), optionally with ModelArchitecture, GPUModel and PerformanceProfile documents; the nodes
 and probes are the stored ones. The answer is the PlacementPlan, 200 even when a workload could
 not be placed (its reasons are in ``status.unplaced``). ``expectedGeneration`` makes the write
-conditional: if the latest plan is not that generation, 409 and nothing is stored.
+conditional: if the latest plan is not that generation, 409 and nothing is stored. ``dryRun=true``
+answers the plan the submission would get now and stores nothing (viewer tokens may ask).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from gridplace.api.bodies import parse_body
 from gridplace.api.deps import (
     AdminDep,
+    PrincipalDep,
     ReplannerDep,
     ServiceDep,
     SettingsDep,
@@ -23,8 +25,9 @@ from gridplace.api.deps import (
     StoreDep,
     run_planning,
 )
-from gridplace.api.errors import InvalidRequest, NotFound
+from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
 from gridplace.api.models import (
+    BASE_GENERATION_HEADER,
     ExplanationResponse,
     PlanListResponse,
     PlanSummaryResponse,
@@ -33,6 +36,7 @@ from gridplace.api.models import (
     WorkloadCheckResponse,
     WorkloadExplanation,
 )
+from gridplace.api.roles import DRY_RUN_PARAM
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.service import PLAN_INPUT_KINDS, VALIDATE_KINDS, PlanOptions
 from gridplace.api.store import PlanRecord, PlanSummary
@@ -73,7 +77,7 @@ def _plan_response(record: PlanRecord, response: Response) -> PlacementPlan:
 async def submit_plan(
     request: Request,
     response: Response,
-    _: AdminDep,
+    principal: PrincipalDep,
     state: StateDep,
     service: ServiceDep,
     settings: SettingsDep,
@@ -96,8 +100,18 @@ async def submit_plan(
     budget_per_hour: Annotated[
         float | None, Query(alias="budgetPerHour", ge=0, le=1e9, description="USD per hour.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            alias=DRY_RUN_PARAM,
+            description="Answer the plan this submission would get now (from the latest "
+            "generation, with its options), without storing or publishing it.",
+        ),
+    ] = False,
 ) -> PlacementPlan:
     """Plan the submitted workloads on the registered grid and store the next generation."""
+    if not dry_run and not principal.is_admin:  # roles.py lets viewers in for dry runs only
+        raise Forbidden("only the admin token stores plans; ask for ?dryRun=true")
     if time_limit_s is not None and time_limit_s > settings.max_plan_time_limit_s:
         raise InvalidRequest.field(
             "timeLimitSeconds",
@@ -111,6 +125,10 @@ async def submit_plan(
         time_limit_s=time_limit_s or settings.plan_time_limit_s,
         budget_per_hour=budget_per_hour,
     )
+    if dry_run:
+        outcome = await run_planning(state, service.dry_run, documents, options)
+        response.headers[BASE_GENERATION_HEADER] = str(outcome.base_generation)
+        return outcome.plan
     record = await run_planning(
         state, service.compute, documents, options, "submitted", [], expected_generation
     )
@@ -124,7 +142,7 @@ async def submit_plan(
     responses=errors(*AUTH_ERRORS),
 )
 def list_plans(
-    _: AdminDep,
+    _: PrincipalDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[
@@ -141,7 +159,7 @@ def list_plans(
     response_model_exclude_none=True,
     responses=errors(*AUTH_ERRORS, 404),
 )
-def latest_plan(_: AdminDep, store: StoreDep, response: Response) -> PlacementPlan:
+def latest_plan(_: PrincipalDep, store: StoreDep, response: Response) -> PlacementPlan:
     """The plan in force."""
     record = store.latest_plan()
     if record is None:
@@ -156,7 +174,7 @@ def latest_plan(_: AdminDep, store: StoreDep, response: Response) -> PlacementPl
     responses=errors(*AUTH_ERRORS, 404),
 )
 def get_plan(
-    generation: Generation, _: AdminDep, store: StoreDep, response: Response
+    generation: Generation, _: PrincipalDep, store: StoreDep, response: Response
 ) -> PlacementPlan:
     record = store.plan(generation)
     if record is None:
@@ -170,7 +188,7 @@ def get_plan(
     response_model_exclude_none=True,
     responses=errors(*AUTH_ERRORS, 404),
 )
-def explain_plan(generation: Generation, _: AdminDep, store: StoreDep) -> ExplanationResponse:
+def explain_plan(generation: Generation, _: PrincipalDep, store: StoreDep) -> ExplanationResponse:
     """Per workload: placed or not, with the planner's reasons (numbers) and hints."""
     record = store.plan(generation)
     if record is None:
@@ -192,7 +210,7 @@ def explain_plan(generation: Generation, _: AdminDep, store: StoreDep) -> Explan
     ),
 )
 async def validate(
-    request: Request, _: AdminDep, state: StateDep, service: ServiceDep, settings: SettingsDep
+    request: Request, _: PrincipalDep, state: StateDep, service: ServiceDep, settings: SettingsDep
 ) -> ValidationResponse:
     """``gridplace validate`` over HTTP. Documents that are not valid are a 422 naming each field
     (like every endpoint); valid ones get 200 with whether each workload can be placed at all."""

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from gridplace.api.deps import AdminDep, ServiceDep, StateDep
+from gridplace.api.deps import AdminDep, PrincipalDep, ServiceDep, StateDep
 from gridplace.api.models import ProbesAccepted, TopologyLink, TopologyNode, TopologyResponse
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.routes.nodes import PROBE_DOCUMENTS_KEPT, parse_probes
@@ -44,7 +44,7 @@ async def post_probes(request: Request, _: AdminDep, state: StateDep) -> ProbesA
     responses=errors(*AUTH_ERRORS),
 )
 def topology(
-    _: AdminDep,
+    _: PrincipalDep,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=100_000, description="Most links listed.")] = 1000,
 ) -> TopologyResponse:

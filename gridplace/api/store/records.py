@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gridplace.api.security import TokenHash
+from gridplace.api.security import Role, TokenHash
 from gridplace.specs import Node, PlacementPlan
 
 
@@ -84,11 +84,14 @@ class PlanRecord:
 
 @dataclass(frozen=True)
 class NodeTokenRecord:
+    """An issued token: a node's (``node`` is the node) or a viewer's (``node`` is its label)."""
+
     token_id: str
     node: str
     hash: TokenHash
     created_at: datetime
     revoked_at: datetime | None
+    role: Role = Role.NODE
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,9 @@ class NodeRow(Base):
 
 
 class NodeTokenRow(Base):
-    """A node token: only its salted hash; ``token_id`` is the public part of the token."""
+    """An issued token: only its salted hash; ``token_id`` is the public part of the token.
+    ``role`` (revision 0004) is ``node`` (``node`` names the node) or ``viewer`` (``node`` holds
+    the viewer's label)."""
 
     __tablename__ = "node_tokens"
     __table_args__ = (Index("ix_node_tokens_node", "node"),)
@@ -95,6 +97,7 @@ class NodeTokenRow(Base):
     node: Mapped[str] = mapped_column(String(NAME_LENGTH))
     salt: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16), server_default="node")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, case, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridplace.api.security import TokenHash
+from gridplace.api.security import Role, TokenHash
 from gridplace.api.store.engine import WRITE_OPTION, create_store_engine, migrate
 from gridplace.api.store.errors import DatabaseUnavailable, GenerationConflict
 from gridplace.api.store.records import (
@@ -119,7 +119,15 @@ class Store:
 
     # ------------------------------------------------------------------------- node tokens
 
-    def add_node_token(self, token_id: str, node: str, hashed: TokenHash, now: datetime) -> None:
+    def add_node_token(
+        self,
+        token_id: str,
+        node: str,
+        hashed: TokenHash,
+        now: datetime,
+        role: Role = Role.NODE,
+    ) -> None:
+        """Keep an issued token's hash; ``node`` is the node's name, or a viewer's label."""
         with self._session(write=True) as session:
             session.add(
                 NodeTokenRow(
@@ -127,6 +135,7 @@ class Store:
                     node=node,
                     salt=hashed.salt_hex,
                     hash=hashed.hash_hex,
+                    role=role.value,
                     created_at=now,
                     revoked_at=None,
                 )
@@ -446,6 +455,7 @@ def _token_record(row: NodeTokenRow) -> NodeTokenRecord:
         hash=TokenHash(salt_hex=row.salt, hash_hex=row.hash),
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        role=Role(row.role),
     )
 
 

@@ -10,6 +10,9 @@ Figures per kernel family:
   M = bytes / (bandwidth x peak GB/s) and compute time C = flops / (compute x peak TFLOPS):
   time = kernelUs + max(M, C) + overlap x min(M, C) (``overlap`` is the share of the shorter side
   the kernel fails to hide behind the longer one: 0 is a perfect roofline, 1 is no overlap).
+  ``computeLarge`` (fp8): the best-decile share of the fit, what prefill's thousands of tokens
+  reach; the shape average is dragged down by small-m shapes where fp8 kernels cannot use their
+  doubled rate (without it fp8 prefill came out slower than bf16 on Ada and Hopper).
 - ``attention`` (architecture): decode time = decodeKernelUs + batch x decodeSequenceUs +
   KV bytes / (decodeBandwidth x peak GB/s); prefill time = prefillKernelUs + causal flops /
   (prefillCompute x 16-bit TFLOPS) x (1 + prefillHalfTokens / prompt tokens).
@@ -44,6 +47,12 @@ class GemmEfficiency(StrictModel):
     precision: Precision
     bandwidth: float = Field(gt=0, le=1, description="Share of peak GB/s when memory-bound.")
     compute: float = Field(gt=0, le=1, description="Share of peak TFLOPS at large m.")
+    compute_large: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Share of peak TFLOPS of prefill-sized multiplies where it differs (fp8).",
+    )
     overlap: float = Field(ge=0, le=1, description="Share of min(memory, compute) not hidden.")
     kernel_us: float = Field(ge=0, le=1000, description="Fixed time per kernel, microseconds.")
     origin: Origin
@@ -130,7 +139,10 @@ class EfficiencyTable:
     def gemm(
         self, engine: Engine, architecture: Architecture, precision: Precision
     ) -> GemmEfficiency:
-        """The entry for the key; fp16 falls back to bf16, a missing family to ``unknown``."""
+        """The entry for the key; fp16 falls back to bf16, a GGUF type to its weight-only class
+        (q8_0: int8, the others: int4), a missing family to ``unknown``."""
+        if precision.is_gguf:
+            precision = Precision.INT8 if precision is Precision.Q8_0 else Precision.INT4
         precisions = [precision] + ([Precision.BF16] if precision is Precision.FP16 else [])
         for arch in (architecture, Architecture.UNKNOWN):
             for candidate in precisions:

@@ -12,7 +12,8 @@ preparation, sampling, detokenisation not overlapped with the GPU):
   multi-step/async scheduling; with async scheduling ~1-2 ms remains visible per step.
 - SGLang: 1.0 ms (its overlap scheduler hides most host work; lmsys blog 2024-12-04).
 - TensorRT-LLM: 0.5 ms (C++ in-flight batching runtime; no Python on the step path).
-- llama.cpp: 0.8 ms (ggml graph build + CPU sampling per token; CUDA graphs since 2024).
+- llama.cpp: 1.0 ms (ggml graph build + CPU sampling per token with CUDA graphs, since April
+  2024; llama.cpp #6763/#6766; without graphs ``llamacpp`` adds a launch gap per kernel).
 
 Eager execution (vLLM/SGLang ``enforce_eager``, releases before CUDA graphs, prefill in many
 engines): every op of every layer is launched from the host. The GPU runs asynchronously, so a
@@ -40,13 +41,15 @@ Weight formats (bytes per parameter, scales included):
   per group: 4 + 20/128 = 4.16 bits; llama.cpp Q4_K_M averages ~4.85 bits.
 - vLLM, SGLang and TensorRT-LLM checkpoints keep the embedding and LM head in 16 bits; llama.cpp
   quantizes them too (Q4_K_M writes the output matrix as Q6_K: ~6.56 bits).
+- GGUF types (``Precision.q4_k_m`` ...) carry their own bits (``specs.common.GGUF_BITS``): the
+  token embedding at the type's base block format, the output matrix at Q6_K or better.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridplace.specs.common import Engine, Precision
+from gridplace.specs.common import GGUF_BITS, GGUF_EMBEDDING_BITS, Engine, Precision
 
 GIB = 2**30
 
@@ -131,7 +134,7 @@ ENGINES: dict[Engine, EngineTraits] = {
     ),
     Engine.LLAMA_CPP: EngineTraits(
         engine=Engine.LLAMA_CPP,
-        step_overhead_ms=0.8,
+        step_overhead_ms=1.0,
         eager_op_us=4.0,
         prefill_chunk_tokens=512,
         memory_utilization=1.0,
@@ -152,6 +155,8 @@ ENGINES: dict[Engine, EngineTraits] = {
 def weight_bits(precision: Precision, engine: Engine) -> float:
     """Bits one transformer-layer weight takes in ``engine``'s format at ``precision``."""
     traits = ENGINES[engine]
+    if precision.is_gguf:
+        return GGUF_BITS[precision]
     if precision is Precision.INT4:
         return traits.int4_bits
     if precision is Precision.INT8:
@@ -164,6 +169,10 @@ def head_bits(precision: Precision, engine: Engine) -> float:
     traits = ENGINES[engine]
     if precision in (Precision.BF16, Precision.FP16):
         return 16.0
+    if precision.is_gguf:
+        # Mean of the two tables: token embedding at the base type, output matrix >= Q6_K.
+        output = max(traits.head_bits_quantized, GGUF_BITS[precision])
+        return (GGUF_EMBEDDING_BITS[precision] + output) / 2
     if traits.quantizes_embeddings:
         # llama.cpp never stores the output matrix below Q6_K; Q8_0 models keep it at Q8_0.
         return max(traits.head_bits_quantized, weight_bits(precision, engine))

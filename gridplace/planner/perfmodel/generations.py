@@ -54,6 +54,12 @@ factor 1.0 = the host of the 30 us/op eager prior), and why each term is physica
   folds fitted on part of the rows find 0.83-1.0.
 The figures are held out in ``bench/perfmodel_accuracy.py`` (fitted on one model, judged on the
 other; and fitted on one GPU, judged on the other).
+
+llama.cpp generations carry the engine settings of their release (``options``; see
+``llamacpp``): llama.cpp-2024-01 (the builds of llama.cpp's January 2024 benchmark threads: no
+CUDA graphs, no flash attention, F16 conversion + cuBLAS prompt path) and llama.cpp-2024-05
+(CUDA graphs since April 2024, #6766; flash attention available but off by default; still the
+cuBLAS prompt path). Today's llama.cpp is ``llamacpp.TODAY``.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from gridplace.planner.perfmodel.engines import EngineTraits
-from gridplace.specs.common import Engine
+from gridplace.specs.common import Engine, EngineOptions, PromptKernels
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,7 @@ class EngineGeneration:
     prefill_chunk_tokens: int | None
     allreduce_bandwidth_share: float
     weight_bandwidth_share: float
+    options: EngineOptions | None = None  # the release's default engine settings
 
     def __post_init__(self) -> None:
         for share in (self.allreduce_bandwidth_share, self.weight_bandwidth_share):
@@ -113,4 +120,30 @@ VLLM_2023 = EngineGeneration(
     weight_bandwidth_share=1.0,
 )
 
-GENERATIONS: dict[str, EngineGeneration] = {VLLM_2023.name: VLLM_2023}
+
+def _llama_cpp(name: str, *, cuda_graphs: bool) -> EngineGeneration:
+    options = EngineOptions(
+        flash_attention=False,
+        ubatch_tokens=512,
+        cuda_graphs=cuda_graphs,
+        prompt_kernels=PromptKernels.CUBLAS,
+    )
+    return EngineGeneration(
+        name=name,
+        engine=Engine.LLAMA_CPP,
+        eager=not cuda_graphs,
+        step_overhead_ms=1.0,
+        sequence_overhead_us=0.0,
+        prefill_chunk_tokens=None,
+        allreduce_bandwidth_share=1.0,
+        weight_bandwidth_share=1.0,
+        options=options,
+    )
+
+
+LLAMA_CPP_2024_01 = _llama_cpp("llama.cpp-2024-01", cuda_graphs=False)
+LLAMA_CPP_2024_05 = _llama_cpp("llama.cpp-2024-05", cuda_graphs=True)
+
+GENERATIONS: dict[str, EngineGeneration] = {
+    g.name: g for g in (VLLM_2023, LLAMA_CPP_2024_01, LLAMA_CPP_2024_05)
+}

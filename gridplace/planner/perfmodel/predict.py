@@ -23,6 +23,10 @@ Conventions:
   ``"vllm-2023"`` or an ``EngineGeneration``); None is the engine as the catalog runs it today.
 - ``host_time_factor`` scales the engine's host time (step and sequence overheads, eager
   launches) for a host CPU slower (> 1) or faster (< 1) than the one the priors were measured on.
+- ``engine_options`` (``specs.EngineOptions``): the engine's settings; unset ones come from the
+  ``generation`` (its own or the one the options name), else today's defaults. llama.cpp is timed
+  by ``llamacpp`` with them; other engines read ``kvCacheType: fp8`` and ``cudaGraphs: false``.
+  Without options, a matching profile's recorded settings are used (its refit assumed them).
 """
 
 from __future__ import annotations
@@ -37,11 +41,20 @@ from gridplace.planner.perfmodel.capacity import (
     TrafficShape,
     estimate_capacity,
 )
+from gridplace.planner.perfmodel.compute_units import compute_units
 from gridplace.planner.perfmodel.efficiency import EfficiencyTable, builtin_table
 from gridplace.planner.perfmodel.engines import ENGINES, head_bits, weight_bits
 from gridplace.planner.perfmodel.errors import InvalidQuery
 from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneration
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors, gpu_link
+from gridplace.planner.perfmodel.llamacpp import (
+    CONSTANTS,
+    LlamaCppConstants,
+    LlamaCppHardware,
+    LlamaCppRoofline,
+    LlamaCppSettings,
+    resolve_settings,
+)
 from gridplace.planner.perfmodel.memory import memory_plan
 from gridplace.planner.perfmodel.profiles import ProfileBook
 from gridplace.planner.perfmodel.roofline import Bound, Hardware, Roofline, StepTime
@@ -52,7 +65,14 @@ from gridplace.planner.perfmodel.support import (
     unsupported_reason,
 )
 from gridplace.specs.catalog import Catalog, builtin_catalog
-from gridplace.specs.common import Engine, Interconnect, Precision
+from gridplace.specs.common import (
+    WEIGHT_ONLY_PRECISIONS,
+    Engine,
+    EngineOptions,
+    Interconnect,
+    KvCacheType,
+    Precision,
+)
 from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
 
@@ -139,6 +159,8 @@ class Predictor:
         generation: EngineGeneration | str | None = None,
         host_time_factor: float = 1.0,
         weight_bits_per_parameter: float | None = None,
+        engine_options: EngineOptions | None = None,
+        llamacpp: LlamaCppConstants | None = None,
         table: EfficiencyTable | None = None,
         profiles: ProfileBook | None = None,
         model_id: str | None = None,
@@ -152,14 +174,28 @@ class Predictor:
             raise InvalidQuery("host_time_factor", host_time_factor, "must be within 0.1..10")
         self.model, self.gpu = model, gpu
         self.precision, self.engine, self.tp = precision, engine, tp
+        self.profile = None
+        gpu_name = gpu_id or gpu.display_name
+        self.unsupported = unsupported_reason(gpu, gpu_name, model, precision, engine, tp)
+        if profiles is not None and self.unsupported is None:
+            self.profile = profiles.find(
+                model, gpu, precision, engine, model_id=model_id, gpu_id=gpu_id
+            )
+        if engine_options is None and self.profile is not None:
+            engine_options = self.profile.engine_options
+        self.engine_options = engine_options
+        if generation is None and engine_options is not None:
+            generation = engine_options.generation
         self.generation = _generation(generation, engine)
         self.host_time_factor = host_time_factor
         self.traits = ENGINES[engine]
         if self.generation is not None:
             self.traits = self.generation.traits(self.traits)
             eager = eager or self.generation.eager
-        gpu_name = gpu_id or gpu.display_name
-        self.unsupported = unsupported_reason(gpu, gpu_name, model, precision, engine, tp)
+        if engine_options is not None and engine_options.cuda_graphs is not None:
+            eager = not engine_options.cuda_graphs
+        kv_type = engine_options.kv_cache_type if engine_options is not None else None
+        kv_cache_fp8 = kv_cache_fp8 or kv_type is KvCacheType.FP8
         table = table or builtin_table()
         self.shape = model_shape(model)
         compute_factor, bandwidth_factor = derate_factors(derate)
@@ -169,6 +205,8 @@ class Predictor:
             attention_tflops=sixteen_bit_tflops(gpu) * compute_factor,
         )
         kv_bytes = KV_BYTES_FP8 if kv_cache_fp8 else KV_BYTES_16BIT
+        if kv_type is not None:
+            kv_bytes = kv_type.bytes_per_element
         bits, embedding_bits = weight_bits(precision, engine), head_bits(precision, engine)
         if weight_bits_per_parameter is not None:
             # A known checkpoint (e.g. a GGUF file: size x 8 / parameters) replaces the format's
@@ -189,21 +227,45 @@ class Predictor:
                 bandwidth_gbyte_per_s=link.bandwidth_gbyte_per_s
                 * self.generation.allreduce_bandwidth_share,
             )
-        self.roofline = Roofline(
-            self.shape,
-            tp,
-            hardware,
-            gemm,
-            table.attention(gpu.architecture),
-            table.elementwise(gpu.architecture),
-            self.traits,
-            link,
-            eager=eager,
-            host_time_factor=host_time_factor,
-            weight_bits=bits,
-            head_bits=embedding_bits,
-            kv_bytes_per_element=kv_bytes,
-        )
+        self.roofline: Roofline | LlamaCppRoofline
+        if engine is Engine.LLAMA_CPP:
+            settings = _llama_cpp_settings(self.generation, engine_options, gpu, eager, kv_type,
+                                           kv_cache_fp8)  # fmt: skip
+            kv_bytes = settings.kv_cache_type.bytes_per_element
+            self.traits = dataclasses.replace(
+                self.traits,
+                prefill_chunk_tokens=settings.ubatch_tokens,
+                activation_tokens=settings.ubatch_tokens,
+            )
+            self.roofline = LlamaCppRoofline(
+                self.shape,
+                _llama_cpp_hardware(gpu, gpu_id, hardware, compute_factor),
+                table.attention(gpu.architecture),
+                table.elementwise(gpu.architecture),
+                settings,
+                llamacpp or CONSTANTS,
+                step_overhead_ms=self.traits.step_overhead_ms,
+                host_time_factor=host_time_factor,
+                weight_bits=bits,
+                head_bits=embedding_bits,
+                quantized=precision in WEIGHT_ONLY_PRECISIONS,
+            )
+        else:
+            self.roofline = Roofline(
+                self.shape,
+                tp,
+                hardware,
+                gemm,
+                table.attention(gpu.architecture),
+                table.elementwise(gpu.architecture),
+                self.traits,
+                link,
+                eager=eager,
+                host_time_factor=host_time_factor,
+                weight_bits=bits,
+                head_bits=embedding_bits,
+                kv_bytes_per_element=kv_bytes,
+            )
         self.memory = memory_plan(
             self.shape,
             gpu.memory_gib,
@@ -216,14 +278,12 @@ class Predictor:
         self._ttft_factor = self._itl_factor = 1.0
         self._prefill_memo: dict[tuple[int, int], float] = {}
         self._decode_memo: dict[tuple[int, int], float] = {}
-        self.profile = None
-        if profiles is not None and self.unsupported is None:
-            self.profile = profiles.find(
-                model, gpu, precision, engine, model_id=model_id, gpu_id=gpu_id
-            )
         if self.profile is not None:
             basis = self
-            if self.profile.tensor_parallel != tp:
+            # The refit compares the measurements with the roofline as they were measured: at
+            # the profile's tp and engine settings; its factors then move this configuration.
+            measured_as = self.profile.engine_options
+            if self.profile.tensor_parallel != tp or measured_as != engine_options:
                 basis = Predictor(
                     model,
                     gpu,
@@ -234,9 +294,11 @@ class Predictor:
                     interconnect,
                     kv_cache_fp8=kv_cache_fp8,
                     eager=eager,
-                    generation=self.generation,
+                    generation=None if measured_as else self.generation,
                     host_time_factor=host_time_factor,
                     weight_bits_per_parameter=weight_bits_per_parameter,
+                    engine_options=measured_as,
+                    llamacpp=llamacpp,
                     table=table,
                 )
             self._ttft_factor, self._itl_factor = self.profile.refit(
@@ -346,6 +408,37 @@ class Predictor:
             cached=cached,
             disk_gbyte_per_s=disk_gbyte_per_s,
         )
+
+
+def _llama_cpp_settings(
+    generation: EngineGeneration | None,
+    options: EngineOptions | None,
+    gpu: GPUModelSpec,
+    eager: bool,
+    kv_type: KvCacheType | None,
+    kv_cache_fp8: bool,
+) -> LlamaCppSettings:
+    """llama.cpp's settings for this query (``eager`` and ``kv_cache_fp8`` are the older flags)."""
+    release = generation.options if generation is not None else None
+    settings = resolve_settings(release, options, gpu.vendor)
+    if eager:
+        settings = dataclasses.replace(settings, cuda_graphs=False)
+    if kv_type is None and kv_cache_fp8:  # llama.cpp has no fp8 cache: its 8-bit one
+        settings = dataclasses.replace(settings, kv_cache_type=KvCacheType.Q8_0)
+    return settings
+
+
+def _llama_cpp_hardware(
+    gpu: GPUModelSpec, gpu_id: str | None, hardware: Hardware, compute_factor: float
+) -> LlamaCppHardware:
+    """The peak figures llama.cpp's kernels see (cuBLAS at the FP16-accumulate rate)."""
+    cublas = gpu.tensor_tflops.fp16_half_accumulate or sixteen_bit_tflops(gpu)
+    return LlamaCppHardware(
+        bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
+        fp16_tflops=cublas * compute_factor,
+        attention_tflops=hardware.attention_tflops,
+        compute_units=compute_units(gpu, gpu_id),
+    )
 
 
 def _generation(

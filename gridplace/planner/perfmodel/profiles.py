@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from gridplace.planner.perfmodel.errors import ProfileError
 from gridplace.specs.catalog import Catalog, unknown_message
-from gridplace.specs.common import Engine, Precision
+from gridplace.specs.common import Engine, EngineOptions, Precision
 from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
 from gridplace.specs.profile import PerformanceProfile, ProfilePoint
@@ -44,6 +44,7 @@ class ProfileEntry:
     tensor_parallel: int
     points: tuple[ProfilePoint, ...]
     source: str
+    engine_options: EngineOptions | None = None  # the settings the points were measured with
 
     def measured(
         self, tensor_parallel: int, batch: int, prompt_tokens: int, context_tokens: int
@@ -120,6 +121,7 @@ class ProfileBook:
                     tensor_parallel=spec.tensor_parallel,
                     points=tuple(spec.points),
                     source=spec.source,
+                    engine_options=spec.engine_options,
                 )
             )
         return cls(entries)

@@ -143,6 +143,8 @@ class Roofline:
         # Milliseconds per byte / per flop at each kernel family's efficiency.
         self._ms_per_weight_byte = 1e3 / (gemm.bandwidth * bandwidth)
         self._ms_per_weight_flop = 1e3 / (gemm.compute * hardware.matmul_tflops * 1e12)
+        prefill_compute = gemm.compute_large or gemm.compute
+        self._ms_per_prefill_flop = 1e3 / (prefill_compute * hardware.matmul_tflops * 1e12)
         self._ms_per_kv_byte = 1e3 / (attention.decode_bandwidth * bandwidth)
         self._ms_per_attention_flop = 1e3 / (
             attention.prefill_compute * hardware.attention_tflops * 1e12
@@ -176,15 +178,16 @@ class Roofline:
     def _gemm_time(self, memory: float, compute: float) -> float:
         return max(memory, compute) + self._gemm.overlap * min(memory, compute)
 
-    def _layer_weights(self, tokens: float) -> tuple[float, float, float]:
+    def _layer_weights(self, tokens: float, prefill: bool = False) -> tuple[float, float, float]:
         """(time, memory side, compute side) of the layers' weight multiplies over ``tokens``."""
+        ms_per_flop = self._ms_per_prefill_flop if prefill else self._ms_per_weight_flop
         memory = self._dense_bytes * self._ms_per_weight_byte
-        compute = tokens * self._dense_flops * self._ms_per_weight_flop
+        compute = tokens * self._dense_flops * ms_per_flop
         time, memory_total, compute_total = self._gemm_time(memory, compute), memory, compute
         if self._expert_bytes > 0:
             touched = self.shape.experts_touched_share(tokens)
             memory = self._expert_bytes * touched * self._ms_per_weight_byte
-            compute = tokens * self._expert_flops * self._ms_per_weight_flop
+            compute = tokens * self._expert_flops * ms_per_flop
             time += self._gemm_time(memory, compute)
             memory_total += memory
             compute_total += compute
@@ -246,7 +249,7 @@ class Roofline:
         steps = math.ceil(tokens / self.engine.prefill_chunk_tokens)
         per_step = tokens / steps
         # Weights are read once per chunk; the LM head runs for each sequence's last token only.
-        layers = self._layer_weights(per_step)
+        layers = self._layer_weights(per_step, prefill=True)
         head = self._head_weights(batch)
         kernels_ms = steps * self._gemm_kernels * self._gemm.kernel_us * 1e-3
         weights = steps * layers[0] + head[0] + kernels_ms

@@ -13,13 +13,15 @@ Rules:
   else bf16. The catalog's int8/int4 TOPS (W8A8 integer paths) are not used.
 - an architecture the catalog calls ``unknown`` supports what its entry lists rates for.
 - TensorRT-LLM runs only on NVIDIA GPUs; llama.cpp has no fp8 weight format.
+- GGUF types (q4_0 ... q8_0, iq4_xs) are llama.cpp's formats: other engines name their own
+  weight-only formats int8/int4.
 - tensor parallel needs the attention heads to split evenly over the GPUs.
 """
 
 from __future__ import annotations
 
 from gridplace.planner.perfmodel.engines import ENGINES
-from gridplace.specs.common import Architecture, Engine, Precision, Vendor
+from gridplace.specs.common import WEIGHT_ONLY_PRECISIONS, Architecture, Engine, Precision, Vendor
 from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
 
@@ -37,7 +39,7 @@ BF16_ARCHITECTURES = frozenset(
         Architecture.RDNA3,
     }
 )
-WEIGHT_ONLY = frozenset({Precision.INT8, Precision.INT4})
+WEIGHT_ONLY = WEIGHT_ONLY_PRECISIONS
 
 
 def _architecture_supports(gpu: GPUModelSpec, precision: Precision) -> bool:
@@ -63,6 +65,11 @@ def unsupported_reason(
     traits = ENGINES[engine]
     if traits.nvidia_only and gpu.vendor is not Vendor.NVIDIA:
         return f"{engine.value} runs only on NVIDIA GPUs; {gpu_name} is {gpu.vendor.value}"
+    if precision.is_gguf and engine is not Engine.LLAMA_CPP:
+        return (
+            f"{precision.value} is a GGUF type (llama.cpp); {engine.value} names its weight-only "
+            "formats int8/int4"
+        )
     if precision is Precision.FP8 and not traits.fp8:
         return f"{engine.value} has no fp8 weight format; use int8 (Q8_0) or int4"
     if not _architecture_supports(gpu, precision):
