@@ -153,7 +153,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
 
 
 def _target(problem: Problem, workload: int) -> float:
-    return problem.workloads[workload].demand_rps * (1 + problem.headroom)
+    return problem.workloads[workload].booked_rps
 
 
 def _carries_load(problem: Problem, option: Option) -> bool:
@@ -165,8 +165,7 @@ def _carries_load(problem: Problem, option: Option) -> bool:
 
 
 def _demand(problem: Problem, workload: int, share: float) -> int:
-    demand = problem.workloads[workload].demand_rps * share
-    return math.ceil(demand * (1 + problem.headroom) * RATE_SCALE)
+    return math.ceil(problem.workloads[workload].booked_rps * share * RATE_SCALE)
 
 
 def _failover_rows(

@@ -19,9 +19,15 @@ and capacity-only's violations divided by the strategy's); SLA attainment per wo
 layer costs what: each strategy replayed under the planner's own assumptions (Poisson at the
 declared rate, every request of the declared mean size, no hidden truth), then on the trace with
 no hidden truth, then with each hidden layer alone, then all of them. Then the verdict on the
-targets, and a sweep: cpsat planned with other demand headrooms (``PlannerInputs.headroom``,
-``--headroom`` on the command line; 1.0 by default). The CDF plot (latency over
+targets, and a sweep: cpsat planned with other flat demand headrooms (``PlannerInputs.headroom``,
+``--headroom`` on the command line). The CDF plot (latency over
 target, all requests) goes to ``OUT/sla_cdf.png`` and every figure to ``OUT/sla.json``.
+
+Booking (``--booking``): ``traffic`` (the default) gives every workload the burstiness of the
+trace as that workload replays it (``traffic_fit.burstiness_at_rate``: what ``gridplace traffic
+fit`` prints for its own trace) and books capacity for it (``planner.booking``); ``flat`` books
+every workload at twice its mean rate (the flat headroom 1.0, the planner's rule before
+burstiness). ``--trace conv|code`` names the Azure traces in ``../shared/data/traces``.
 
 CP-SAT stops at a time limit on a shared 2-core machine, so a rerun may pick a different plan of
 the same cost (the generated grid's cpsat attainment moved by about a point between runs).
@@ -29,6 +35,16 @@ the same cost (the generated grid's cpsat attainment moved by about a point betw
 Reproduce (from the repository root; about 5 minutes on 2 cores)::
 
     .venv/bin/python bench/sla.py --out out/sla
+
+Daily cycle (``--daily``): the example grid planned for the day's peak rate (what a forecast
+of the busiest window asks for; each workload given a pre-warm budget), then 24 hours compressed
+into ``--daily-duration`` seconds of the trace (``--trace``) following a daily profile
+(``sim.diurnal``), with node failures at ``--daily-failure-rate`` per node-hour of the run and cold
+starts on: once with the plan's warm standbys, once with them cold.
+
+Quicker (the reference condition only, example grid)::
+
+    .venv/bin/python bench/sla.py --skip-large --headrooms '' --reference-only --trace code
 """
 
 from __future__ import annotations
@@ -40,6 +56,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,6 +71,7 @@ from gridplace.planner.network import NetworkLatency  # noqa: E402
 from gridplace.planner.planning import Strategy, make_plan  # noqa: E402
 from gridplace.planner.predictor import make_predictor  # noqa: E402
 from gridplace.planner.solve import SolverSettings  # noqa: E402
+from gridplace.planner.traffic_fit import burstiness_at_rate  # noqa: E402
 from gridplace.sim import (  # noqa: E402
     ArrivalProcess,
     SimInputs,
@@ -63,11 +82,21 @@ from gridplace.sim import (  # noqa: E402
     read_trace,
     simulate,
 )
+from gridplace.sim.coldstart import ColdStartReport, ColdStartSettings  # noqa: E402
+from gridplace.sim.diurnal import DailyCycle  # noqa: E402
 from gridplace.sim.plot import plot_comparison  # noqa: E402
 from gridplace.specs import PlacementPlan, SpecBundle, builtin_catalog, load_bundle  # noqa: E402
 from gridplace.topology import Topology  # noqa: E402
 
-DEFAULT_TRACE = REPO.parent / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+# ../shared beside the repository (or beside its parent: a worktree under /work/wt/).
+SHARED = next(
+    (p / "shared" for p in (REPO.parent, REPO.parents[1]) if (p / "shared").is_dir()),
+    REPO.parent / "shared",
+)
+TRACES = SHARED / "data" / "traces"
+DEFAULT_TRACE = TRACES / "AzureLLMInferenceTrace_conv.csv"
+NAMED_TRACES = {name: f"AzureLLMInferenceTrace_{name}.csv" for name in ("conv", "code")}
+FLAT_HEADROOM = 1.0
 STRATEGIES = (Strategy.CPSAT, Strategy.GREEDY, Strategy.CAPACITY_ONLY)
 CONDITIONS = (  # (label, uses the trace, truth)
     ("planner's assumptions: Poisson, mean sizes, no hidden truth", False, TruthSettings.ideal()),
@@ -89,17 +118,33 @@ class GridRun:
     conditions: dict[str, dict[str, float]]  # condition -> strategy -> attainment
 
 
+def with_trace_burstiness(bundle: SpecBundle, trace: Trace) -> SpecBundle:
+    """The bundle with each workload's traffic.burstiness fitted to the trace at its rate."""
+    workloads = []
+    for workload in bundle.workloads:
+        traffic = workload.spec.traffic
+        burstiness = burstiness_at_rate(trace.times_s, traffic.requests_per_second)
+        spec = workload.spec.model_copy(
+            update={"traffic": traffic.model_copy(update={"burstiness": burstiness})}
+        )
+        workloads.append(workload.model_copy(update={"spec": spec}))
+    return replace(bundle, workloads=workloads)
+
+
 def plan_all(
-    bundle: SpecBundle, time_limit_s: float, seed: int
+    bundle: SpecBundle, time_limit_s: float, seed: int, headroom: float | None = None
 ) -> tuple[dict[str, PlacementPlan], dict[str, float]]:
     plans: dict[str, PlacementPlan] = {}
     seconds: dict[str, float] = {}
     settings = SolverSettings(time_limit_s=time_limit_s, random_seed=seed)
     for strategy in STRATEGIES:
         started = time.perf_counter()
-        result = plan_bundle(bundle, strategy, settings)
+        result = plan_bundle(bundle, strategy, settings, headroom=headroom)
         seconds[strategy.value] = time.perf_counter() - started
         plans[strategy.value] = result.plan
+        if strategy is Strategy.CPSAT:
+            booked = ", ".join(f"{w.name} {w.booking:.2f}" for w in result.problem.workloads)
+            print(f"  booking factor (capacity / mean demand): {booked}", flush=True)
         unplaced = result.plan.status.unplaced if result.plan.status else []
         if unplaced:
             print(f"  note: {strategy.value} left {[u.workload for u in unplaced]} unplaced")
@@ -114,9 +159,10 @@ def run_grid(
     seed: int,
     time_limit_s: float,
     conditions: tuple[tuple[str, bool, TruthSettings], ...],
+    headroom: float | None = None,
 ) -> GridRun:
     print(f"# {name}: {len(bundle.nodes)} nodes, {len(bundle.workloads)} workloads", flush=True)
-    plans, plan_s = plan_all(bundle, time_limit_s, seed)
+    plans, plan_s = plan_all(bundle, time_limit_s, seed, headroom)
     inputs = SimInputs.from_bundle(bundle)
     reference = SimSettings(
         duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace
@@ -225,6 +271,54 @@ def headroom_sweep(
     return rows
 
 
+def _for_the_day(
+    bundle: SpecBundle, trace: Trace, cycle: DailyCycle, budget: dict[str, float]
+) -> tuple[SpecBundle, float]:
+    """Workloads at the day's peak rate, with the trace's burstiness and a pre-warm budget."""
+    peak = float(max(cycle.profile.rate(np.arange(0.0, 24.0, 0.05))))
+    workloads = []
+    for workload in bundle.workloads:
+        document = workload.model_dump(by_alias=True, exclude_none=True, mode="json")
+        traffic = document["spec"]["traffic"]
+        traffic["requestsPerSecond"] = round(traffic["requestsPerSecond"] * peak, 4)
+        document["spec"]["prewarm"] = budget
+        workloads.append(type(workload).model_validate(document))
+    return with_trace_burstiness(replace(bundle, workloads=workloads), trace), peak
+
+
+def daily_cycle(
+    bundle: SpecBundle, trace: Trace, duration_s: float, failure_rate: float, seed: int,
+    time_limit_s: float,
+) -> list[tuple[str, float, float, float, ColdStartReport]]:  # fmt: skip
+    """cpsat planned for the day's peak with standbys, simulated over a compressed day with
+    failures: standbys warm as planned, then cold. Rows: (label, attainment, $/h, spend,
+    report)."""
+    cycle = DailyCycle(24.0)
+    budget = {"diskGiB": 400.0, "idleGpuBudgetPerHour": 1.0}
+    planned, peak = _for_the_day(bundle, trace, cycle, budget)
+    print(f"# daily cycle: planned for the peak ({peak:.2f}x the mean rate)", flush=True)
+    result = plan_bundle(planned, Strategy.CPSAT, SolverSettings(time_limit_s, random_seed=seed))
+    plan = result.plan
+    spend = sum(p.cost_per_hour for p in plan.spec.prewarm)
+    disk = sum(p.weights_gib for p in plan.spec.prewarm)
+    levels = sorted(p.level.value for p in plan.spec.prewarm)
+    print(f"  standbys: {len(levels)} ({', '.join(levels)}), ${spend:.2f}/h idle GPUs, "
+          f"{disk:.0f} GiB disk", flush=True)  # fmt: skip
+    inputs = SimInputs.from_bundle(bundle)  # served at the workloads' own mean rate x profile
+    rows = []
+    for label, prewarm in (("warm standbys (prewarm)", True), ("cold standbys", False)):
+        settings = SimSettings(
+            duration_s=duration_s, seed=seed, process=ArrivalProcess.TRACE, trace=trace,
+            truth=TruthSettings(failure_rate_per_hour=failure_rate), diurnal=cycle,
+            cold_starts=ColdStartSettings(prewarm=prewarm),
+        )  # fmt: skip
+        sim = simulate(plan, inputs, settings)
+        report = ColdStartReport.of(sim)
+        rows.append((label, sim.total().attainment, sim.total().cost_per_hour, spend, report))
+        print(f"  simulated {label}: {sim.total().attainment:.2%}", flush=True)
+    return rows
+
+
 def verdict(run: GridRun) -> list[str]:
     totals = {k: r.total() for k, r in run.results.items()}
     cpsat = totals[Strategy.CPSAT.value]
@@ -244,6 +338,22 @@ def verdict(run: GridRun) -> list[str]:
     else:
         lines.append("no baseline reaches 90%: the cost target is vacuous")
     return lines
+
+
+def print_daily(rows: list[tuple[str, float, float, float, ColdStartReport]]) -> None:
+    print("\n## daily cycle with node failures (example grid, 24 h compressed)\n")
+    print(
+        "| standbys | in SLA | $/h serving | $/h idle standbys | cold starts | "
+        "requests during one | failovers: mean s to serve | all starts: mean / max s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for label, attainment, cost, spend, report in rows:
+        print(
+            f"| {label} | {attainment:.2%} | {cost:.2f} | {spend:.2f} | {report.cold_starts} | "
+            f"{report.requests_during:,} | {len(report.failover_s)}: "
+            f"{report.mean_failover_s:.0f} | {report.mean_recovery_s:.0f} / "
+            f"{report.max_recovery_s:.0f} |"
+        )
 
 
 def as_json(run: GridRun) -> dict[str, object]:
@@ -271,7 +381,16 @@ def as_json(run: GridRun) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "out" / "sla")
-    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument(
+        "--trace", default=str(DEFAULT_TRACE), help="a trace CSV, or conv / code (shared data)"
+    )
+    parser.add_argument(
+        "--booking", choices=("traffic", "flat"), default="traffic",
+        help="book each workload for the trace's burstiness, or flat at twice the mean",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference-only", action="store_true", help="simulate the reference condition only"
+    )
     parser.add_argument("--duration", type=float, default=3600.0, help="example grid, s")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=10.0, help="cpsat, example grid")
@@ -281,10 +400,16 @@ def main() -> None:
     parser.add_argument("--large-duration", type=float, default=1800.0)
     parser.add_argument("--large-time-limit", type=float, default=30.0)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--daily", action="store_true", help="run the daily cycle with failures")
+    parser.add_argument("--daily-only", action="store_true", help="only the daily cycle")
+    parser.add_argument("--daily-duration", type=float, default=3600.0, help="s for 24 hours")
+    parser.add_argument("--daily-failure-rate", type=float, default=0.25, help="per node-hour")
     parser.add_argument(
         "--headrooms", default="0.1,0.5,2", help="cpsat demand headrooms to try ('' for none)"
     )
     args = parser.parse_args()
+    named = NAMED_TRACES.get(args.trace)
+    args.trace = TRACES / named if named else Path(args.trace)
     if not args.trace.is_file():
         raise SystemExit(f"{args.trace} not found: the benchmark needs ../shared/data beside it")
     started = time.perf_counter()
@@ -292,10 +417,19 @@ def main() -> None:
     example = load_bundle(
         [REPO / "examples" / "grid", REPO / "examples" / "workloads", REPO / "examples" / "probes"]
     )
+    if args.daily_only:
+        print_daily(daily_cycle(example, trace, args.daily_duration, args.daily_failure_rate,
+                                args.seed, args.time_limit))  # fmt: skip
+        print(f"reproduce: .venv/bin/python {' '.join(sys.argv)}")
+        return
+    flat = args.booking == "flat"
+    headroom = FLAT_HEADROOM if flat else None
+    conditions = CONDITIONS[-1:] if args.reference_only else CONDITIONS
+    print(f"# booking: {'flat, demand x 2' if flat else 'per workload, the trace burstiness'}")
     runs = [
         run_grid(
-            "example grid (examples/)", example, trace, args.duration, args.seed,
-            args.time_limit, CONDITIONS,
+            "example grid (examples/)", example if flat else with_trace_burstiness(example, trace),
+            trace, args.duration, args.seed, args.time_limit, conditions, headroom,
         )
     ]  # fmt: skip
     headrooms = [float(h) for h in args.headrooms.split(",") if h.strip()]
@@ -317,16 +451,19 @@ def main() -> None:
             node_failures=1,  # N+1, as the example's workloads ask
         )
         large = SpecBundle(catalog=builtin_catalog(), nodes=nodes, workloads=workloads)
+        large = large if flat else with_trace_burstiness(large, trace)
         name = f"generated grid ({args.large_nodes} nodes, {args.large_workloads} workloads)"
         runs.append(
             run_grid(
                 name, large, trace, args.large_duration, args.seed, args.large_time_limit,
-                (CONDITIONS[0], CONDITIONS[-1]),
+                conditions[-1:] if args.reference_only else (CONDITIONS[0], CONDITIONS[-1]),
+                headroom,
             )
         )  # fmt: skip
     print(
         f"\n# gridplace SLA benchmark: {args.duration:g} s (example) / {args.large_duration:g} s "
-        f"(generated) of the Azure conv trace, seed {args.seed}, hidden truth on"
+        f"(generated) of {args.trace.name}, seed {args.seed}, hidden truth on, "
+        f"booking {args.booking}"
     )
     for run in runs:
         print_grid(run)
@@ -339,6 +476,9 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for headroom, replicas, cost, ideal, real in sweep:
             print(f"| {headroom:g} | {replicas} | {cost:.2f} | {ideal:.2%} | {real:.2%} |")
+    if args.daily:
+        print_daily(daily_cycle(example, trace, args.daily_duration, args.daily_failure_rate,
+                                args.seed, args.time_limit))  # fmt: skip
     print("\n## targets (example grid)\n")
     for line in verdict(runs[0]):
         print(f"- {line}")
@@ -370,7 +510,7 @@ def main() -> None:
     print(f"\nplot: {plot.relative_to(REPO) if plot.is_relative_to(REPO) else plot}")
     print(f"figures: {args.out / 'sla.json'}")
     print(f"wall: {time.perf_counter() - started:.0f} s")
-    print(f"reproduce: .venv/bin/python bench/sla.py --out {args.out}")
+    print(f"reproduce: .venv/bin/python {' '.join(sys.argv)}")
 
 
 if __name__ == "__main__":

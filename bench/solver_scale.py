@@ -102,7 +102,7 @@ def _shortfall(problem: Problem, workload: WorkloadDemand, replicas: dict[int, i
                 for o in problem.options_of(workload.index)
                 if set(o.servable_sources) & set(chosen)
             )
-            demand = workload.demand_rps * (1 + problem.headroom) * sum(shares[r] for r in chosen)
+            demand = workload.booked_rps * sum(shares[r] for r in chosen)
             worst = max(worst, demand - capacity)
     return worst
 

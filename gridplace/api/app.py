@@ -34,12 +34,12 @@ from gridplace.api.middleware import BodyLimit, RequestMetrics
 from gridplace.api.models import ErrorResponse, IssueOut
 from gridplace.api.ratelimit import RateLimiter
 from gridplace.api.replan import Replanner
-from gridplace.api.routes import admin, health, nodes, plans, probes
+from gridplace.api.routes import admin, demand, health, nodes, plans, probes
 from gridplace.api.security import VerifiedTokens, hash_secret, new_admin_token
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import SolverPool
-from gridplace.api.store import DatabaseUnavailable, GenerationConflict, Store
+from gridplace.api.store import DatabaseDamaged, DatabaseUnavailable, GenerationConflict, Store
 from gridplace.api.store.schema import utc_now
 from gridplace.specs import SpecError
 
@@ -114,7 +114,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gridplace = state
-    for module in (health, plans, nodes, probes, admin):
+    for module in (health, plans, nodes, probes, admin, demand):
         app.include_router(module.router)
     _install_error_handlers(app)
     # The body limit is outermost and reads the whole body first, so request latency is timed
@@ -212,7 +212,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     async def unavailable(_: Request, error: DatabaseUnavailable) -> JSONResponse:
         log.error("database unavailable: %s", error)
-        body = ErrorResponse(error="unavailable", message="the database is not answering")
+        # A damaged or vanished SQLite file is named (no secret in it); other messages may
+        # carry a server's address, so they stay in the log.
+        message = (
+            str(error) if isinstance(error, DatabaseDamaged) else "the database is not answering"
+        )
+        body = ErrorResponse(error="unavailable", message=message)
         return _error(503, body, {"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,8 +1,9 @@
 """Reading gridplace documents out of a request body: YAML (one or many documents) or JSON (one
 document, or a list of them), validated by the specs loader so every error names its field.
 
-Owns: the document-count limit and which kinds an endpoint accepts.
-Must not: touch the store; the size limit is the middleware's (``middleware.py``).
+Owns: the document-count and list-length limits, which kinds an endpoint accepts, and parsing
+off the event loop (``read_documents``: a worker thread, so a large body never stalls other
+requests). Must not: touch the store; the size limit is the middleware's (``middleware.py``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
 from gridplace.api.errors import InvalidRequest
 from gridplace.specs import SpecError, SpecIssue
 from gridplace.specs.loader import LoadedDocument, parse_document
-from gridplace.specs.yamlsafe import ParsedDocument, parse_yaml_text
+from gridplace.specs.yamlsafe import MAX_LIST_ITEMS, ParsedDocument, parse_yaml_text
 
 BODY = "request body"
 # Where each kind is sent instead, for the message when it arrives at the wrong endpoint.
@@ -33,9 +37,11 @@ def decode(body: bytes) -> str:
         ) from None
 
 
-def split_documents(text: str, max_documents: int) -> list[ParsedDocument]:
+def split_documents(
+    text: str, max_documents: int, max_list_items: int = MAX_LIST_ITEMS
+) -> list[ParsedDocument]:
     """The body's documents: YAML documents, or the items of a top-level list (JSON arrays)."""
-    parsed = [p for p in parse_yaml_text(text, BODY) if p.data is not None]
+    parsed = [p for p in parse_yaml_text(text, BODY, max_list_items) if p.data is not None]
     if len(parsed) == 1 and isinstance(parsed[0].data, list):
         items = parsed[0].data
         lines = parsed[0].lines
@@ -56,11 +62,18 @@ def split_documents(text: str, max_documents: int) -> list[ParsedDocument]:
     return parsed
 
 
-def parse_body(body: bytes, max_documents: int, kinds: Collection[str]) -> list[LoadedDocument]:
-    """Every document of ``body`` validated; ``SpecError`` (-> 422) lists all problems found."""
+def parse_body(
+    body: bytes, max_documents: int, kinds: Collection[str], max_list_items: int = MAX_LIST_ITEMS
+) -> list[LoadedDocument]:
+    """Every document of ``body`` validated; ``SpecError`` (-> 422) lists all problems found.
+
+    A list of the body longer than ``max_list_items`` (or than ``max_documents``, for a JSON array
+    of documents) is refused while the YAML is composed, before it is built.
+    """
     issues: list[SpecIssue] = []
     documents: list[LoadedDocument] = []
-    for parsed in split_documents(decode(body), max_documents):
+    list_limit = max(max_list_items, max_documents)
+    for parsed in split_documents(decode(body), max_documents, list_limit):
         try:
             document = parse_document(parsed, BODY)
         except SpecError as error:
@@ -80,6 +93,14 @@ def parse_body(body: bytes, max_documents: int, kinds: Collection[str]) -> list[
     if issues:
         raise SpecError(issues)
     return documents
+
+
+async def read_documents(
+    request: Request, max_documents: int, kinds: Collection[str], max_list_items: int
+) -> list[LoadedDocument]:
+    """``parse_body`` of the request's body, in a worker thread (the event loop keeps serving)."""
+    body = await request.body()
+    return await run_in_threadpool(parse_body, body, max_documents, kinds, max_list_items)
 
 
 def parse_one(body: bytes, kind: str) -> Any:

@@ -27,14 +27,15 @@ from gridplace.api.commands import plan, probe
 from gridplace.api.commands import predict as predict_command
 from gridplace.api.commands import serve as serve_command
 from gridplace.api.commands import simulate as simulate_command
+from gridplace.api.commands import traffic as traffic_command
 from gridplace.api.remote import GridApi, RemoteError, read_token
+from gridplace.api.wiring import load_planning_inputs
 from gridplace.specs import (
     SpecBundle,
     SpecError,
     SpecIssue,
     build_bundle,
     builtin_catalog,
-    load_bundle,
 )
 from gridplace.specs.loader import load_documents
 from gridplace.specs.schema import json_schema, kind_names
@@ -92,7 +93,7 @@ def user_errors() -> Iterator[None]:
 
 def load_inputs(*groups: list[Path] | None) -> SpecBundle:
     paths = [path for group in groups if group for path in group]
-    return load_bundle(paths)
+    return load_planning_inputs(paths, warn=render.warn)
 
 
 @app.command()
@@ -316,6 +317,7 @@ app.command(name="calibrate")(calibrate_command.command)
 app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
+app.add_typer(traffic_command.app, name="traffic")
 
 
 def main() -> None:

@@ -69,8 +69,10 @@ class Conflict(ApiError):
     status = 409
     code = "conflict"
 
-    def __init__(self, message: str, current_generation: int | None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, current_generation: int | None, issues: list[Issue] | None = None
+    ) -> None:
+        super().__init__(message, issues)
         self.current_generation = current_generation
 
 

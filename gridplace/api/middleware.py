@@ -2,7 +2,9 @@
 
 The body is read up to the limit before the app sees it, then replayed: a body over the limit is
 refused whether it announced its length or streamed without one, and never held in memory past
-``max_body_bytes`` plus one chunk.
+the limit plus one chunk. The limit is the route's own (``ROUTE_BODY_BYTES``: what its document
+needs) or, for routes not listed, ``max_body_bytes``; so a node token's oversized Node is refused
+before any of it is parsed.
 """
 
 from __future__ import annotations
@@ -11,35 +13,60 @@ import json
 import time
 from typing import Any
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridplace.api.metrics import Metrics
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+KIB = 1024
+# Bodies of the routes a node token reaches, sized to their documents: a Node is a few kilobytes
+# (16 GPU groups, 64 labels), a heartbeat less, a state report at most a few hundred replicas.
+# Plan submissions and probe campaigns (megabytes) keep the global ``max_body_bytes``.
+ROUTE_BODY_BYTES: dict[tuple[str, str], int] = {
+    ("PUT", "/v1/nodes/{name}"): 256 * KIB,
+    ("POST", "/v1/nodes/{name}/telemetry"): 64 * KIB,
+    ("PUT", "/v1/nodes/{name}/state"): 1024 * KIB,
+}
+_ROUTE_PATTERNS = [
+    (method, path, compile_path(path)[0], limit)
+    for (method, path), limit in ROUTE_BODY_BYTES.items()
+]
 
 
-def _too_large(limit: int) -> bytes:
+def _too_large(limit: int, route: str | None) -> bytes:
+    where = f" of {route}" if route else ""
     return json.dumps(
         {
             "error": "payload_too_large",
-            "message": f"the request body is larger than the {limit:,}-byte limit",
+            "message": f"the request body is larger than the {limit:,}-byte limit{where}",
             "issues": [],
         }
     ).encode("utf-8")
 
 
 class BodyLimit:
+    """413 for a body over its route's limit (``ROUTE_BODY_BYTES``) or over ``max_body_bytes``."""
+
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+
+    def limit_for(self, scope: Scope) -> tuple[int, str | None]:
+        """The body limit of the route ``scope`` goes to, and that route's name for messages."""
+        for method, path, pattern, limit in _ROUTE_PATTERNS:
+            if scope["method"] == method and pattern.match(scope["path"]):
+                return min(limit, self.max_body_bytes), f"{method} {path}"
+        return self.max_body_bytes, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
+        limit, route = self.limit_for(scope)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit, route)
             return
         chunks: list[bytes] = []
         size = 0
@@ -49,8 +76,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._refuse(send)
+            if size > limit:
+                await self._refuse(send, limit, route)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -67,8 +94,8 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        content = _too_large(self.max_body_bytes)
+    async def _refuse(self, send: Send, limit: int, route: str | None) -> None:
+        content = _too_large(limit, route)
         await send(
             {
                 "type": "http.response.start",

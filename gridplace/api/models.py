@@ -24,7 +24,7 @@ from pydantic import Field, StringConstraints
 
 from gridplace.api.security import Role
 from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
-from gridplace.specs.common import Name, StrictModel
+from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
 # (0: none), so that a client diffs against exactly that plan.
@@ -221,7 +221,10 @@ class NodeStateReport(StrictModel):
     """What an agent reports it actually runs, and how applying its assignments goes."""
 
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The plan generation the agent is applying."
+        default=None,
+        ge=0,
+        le=MAX_GENERATION,
+        description="The plan generation the agent is applying.",
     )
     replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)

@@ -37,6 +37,10 @@ def print_issues(issues: list[SpecIssue], title: str = "invalid input") -> None:
         )
 
 
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     out = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:

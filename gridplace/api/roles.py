@@ -43,6 +43,10 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # probes and topology
     "POST /v1/probes": ADMIN_ONLY,
     "GET /v1/topology": PLANNERS,
+    # demand history and forecasts (a gateway posts with the admin token)
+    "POST /v1/workloads/{name}/demand": ADMIN_ONLY,
+    "GET /v1/workloads/{name}/demand": PLANNERS,
+    "GET /v1/workloads/{name}/forecast": PLANNERS,
     # tokens
     "POST /v1/admin/nodes/{name}/tokens": ADMIN_ONLY,
     "POST /v1/admin/viewers/{name}/tokens": ADMIN_ONLY,

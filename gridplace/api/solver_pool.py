@@ -6,14 +6,22 @@ own process it would hold the GIL and stall every agent's heartbeat meanwhile. A
 worker ignores SIGINT (a Ctrl-C on ``gridplace serve`` reaches the whole process group; the server
 shuts the pool down itself), and a worker that died is replaced on the next plan (this one: 503).
 
+A worker dies with the server: a watchdog thread in it exits the process once its parent is gone
+(the server was SIGKILLed; its parent pid changes to a reaper's), and multiprocessing's resource
+tracker ends when the last worker holding its pipe does. ``prctl(PR_SET_PDEATHSIG)`` is not used:
+it fires when the *thread* that spawned the worker ends, and replacement workers are spawned from
+request threads that the thread pool retires when idle.
+
 Must not: touch the store or know about HTTP beyond raising ``Unavailable``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -85,8 +93,21 @@ def explain(result: PlanResult) -> list[dict[str, Any]]:
     return entries
 
 
-def _ignore_interrupts() -> None:
+PARENT_CHECK_S = 0.5  # how soon a worker notices that the server is gone
+
+
+def _prepare_worker(parent_pid: int) -> None:
+    """In each worker: ignore Ctrl-C, and exit when ``parent_pid`` is no longer the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with_parent, args=(parent_pid,), name="parent-watchdog", daemon=True
+    ).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)  # the server is gone: nobody will read this worker's answer
 
 
 def _ready() -> bool:
@@ -107,7 +128,8 @@ class SolverPool:
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_ignore_interrupts,
+                    initializer=_prepare_worker,
+                    initargs=(os.getpid(),),
                 )
             return self._executor
 

@@ -1,14 +1,19 @@
 """Putting the parts together for a plan: load specs, build the network lookup and the
-predictor, run the planner. Shared by the CLI (and the HTTP API) so both plan the same way."""
+predictor, run the planner. Shared by the CLI (and the HTTP API) so both plan the same way.
+
+``load_planning_inputs`` is the CLI's load (plan, explain, validate): on top of the loader's
+checks it refuses inputs that mean nothing — no node or no workload (naming the files read and
+skipped) and a traffic region that no node, probe or the built-in region table knows.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gridplace.planner.compile import (
-    DEFAULT_HEADROOM,
     PlannerInputs,
     Predictor,
     compile_problem,
@@ -20,6 +25,7 @@ from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import PlacementPlan, SpecBundle, SpecError, SpecIssue, load_bundle
 from gridplace.topology import Topology
+from gridplace.topology.regions import builtin_regions
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class PlanRequest:
     time_limit_s: float = 10.0
     budget_per_hour: float | None = None
     seed: int = 0
-    headroom: float = DEFAULT_HEADROOM
+    headroom: float | None = None  # None: each workload booked as its traffic implies
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -48,7 +54,7 @@ def _planner_parts(
     bundle: SpecBundle,
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
-    headroom: float = DEFAULT_HEADROOM,
+    headroom: float | None = None,
 ) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
     regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
     topology = Topology.build(bundle.nodes, bundle.probes)
@@ -76,16 +82,70 @@ def plan_bundle(
     previous: PlacementPlan | None = None,
     budget_per_hour: float | None = None,
     progress: Callable[[str], None] | None = None,
-    headroom: float = DEFAULT_HEADROOM,
+    headroom: float | None = None,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body)."""
     inputs, predictor, latency = _planner_parts(bundle, previous, budget_per_hour, headroom)
     return make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
 
 
-def run_plan(request: PlanRequest, progress: Callable[[str], None] | None = None) -> PlanResult:
+def load_planning_inputs(
+    paths: Sequence[Path], warn: Callable[[str], None] | None = None
+) -> SpecBundle:
+    """``load_bundle``, then ``planning_input_issues``: SpecError listing every problem.
+    ``warn`` hears of each file skipped (not YAML, not a regular file)."""
+    bundle = load_bundle(paths)
+    if warn is not None and bundle.inputs is not None:
+        for file, why in bundle.inputs.skipped.items():
+            warn(f"skipped {file}: {why}")
+    issues = planning_input_issues(bundle)
+    if issues:
+        raise SpecError(issues)
+    return bundle
+
+
+def planning_input_issues(bundle: SpecBundle) -> list[SpecIssue]:
+    """No node or no workload (with the files read and skipped); unknown traffic regions."""
+    issues: list[SpecIssue] = []
+    files = bundle.inputs.describe() if bundle.inputs else "no file"
+    for kind, found in (("Node", bundle.nodes), ("InferenceWorkload", bundle.workloads)):
+        if not found:
+            issues.append(SpecIssue(f"no {kind} document in the inputs: {files}"))
+    known = set(builtin_regions().regions) | {node.spec.region for node in bundle.nodes}
+    for probes in bundle.probes:
+        for sample in probes.spec.samples:
+            ends = (sample.source, sample.target)
+            known |= {e.removeprefix("region/") for e in ends if e.startswith("region/")}
+    for workload in bundle.workloads:
+        file, document = bundle.origins.get(("InferenceWorkload", workload.name), (None, None))
+        for position, source in enumerate(workload.spec.traffic.sources):
+            if source.region in known:
+                continue
+            near = difflib.get_close_matches(source.region, sorted(known), n=3, cutoff=0.5)
+            hint = (
+                f"did you mean: {', '.join(near)}?"
+                if near
+                else f"known: {', '.join(sorted(known)[:8])}{', ...' * (len(known) > 8)}"
+            )
+            issues.append(
+                SpecIssue(
+                    f"traffic region {source.region!r} is not the region of any node, probe or "
+                    f"built-in region; {hint}",
+                    file=file,
+                    document=document,
+                    field=f"spec.traffic.sources[{position}].region",
+                )
+            )
+    return issues
+
+
+def run_plan(
+    request: PlanRequest,
+    progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PlanResult:
     """Load every input (all problems reported together), then plan."""
-    bundle = load_bundle([*request.nodes, *request.workloads, *request.probes])
+    bundle = load_planning_inputs([*request.nodes, *request.workloads, *request.probes], warn)
     previous = load_previous(request.previous) if request.previous else None
     settings = SolverSettings(time_limit_s=request.time_limit_s, random_seed=request.seed)
     return plan_bundle(

@@ -14,6 +14,7 @@ Errors (``errors``)::
         ApiError             the API did not do what was asked
             ApiUnavailable   no answer, 5xx or 429: retried at the next loop
             ApiRejected      4xx (.status): bad token, forbidden, invalid
+            ApiAnswerRefused an answer not to act on (assignments for another node)
         DriverError          no command line can be built for an assignment
         LaunchFailed         the server process could not be started
         StateFileError       the state file cannot be opened or has an unknown schema
@@ -29,6 +30,7 @@ from gridplace.executor.client import ApiClient, Desired
 from gridplace.executor.diff import Diff, ReplicaSpec, compute_diff, desired_replicas
 from gridplace.executor.drivers import CommandDriver, LlamaCppDriver, VllmDriver
 from gridplace.executor.errors import (
+    ApiAnswerRefused,
     ApiError,
     ApiRejected,
     ApiUnavailable,
@@ -50,6 +52,7 @@ from gridplace.executor.state import Phase, StateFile
 __all__ = [
     "Agent",
     "AgentConfig",
+    "ApiAnswerRefused",
     "ApiClient",
     "ApiError",
     "ApiRejected",

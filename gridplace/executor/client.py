@@ -3,7 +3,8 @@
 Owns: the calls an agent makes with its node token — register its Node, heartbeat with
 telemetry, pull assignments (``If-None-Match`` with the last ETag: 304 while nothing changed),
 report state, post engine observations — and turning HTTP outcomes into ``ApiUnavailable`` (try
-again) or ``ApiRejected``.
+again) or ``ApiRejected``, and answers it must not act on (assignments naming another node) into
+``ApiAnswerRefused``.
 Must not: import ``gridplace.api`` (imports flow executor <- api); bodies are plain JSON here.
 The transport is injectable (``httpx.MockTransport`` in unit tests).
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from gridplace.executor.errors import ApiRejected, ApiUnavailable
+from gridplace.executor.errors import ApiAnswerRefused, ApiRejected, ApiUnavailable
 from gridplace.specs import Assignment
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -89,10 +90,15 @@ class ApiClient:
         if response.status_code == 304 and self._desired is not None:
             return self._desired
         data = response.json()
+        assignments = [Assignment.model_validate(a) for a in data.get("assignments", [])]
+        foreign = sorted({a.node for a in assignments if a.node != self.node})
+        if foreign:  # a server bug or an impostor: running another node's replicas is never right
+            raise ApiAnswerRefused(
+                f"the assignments for node {self.node!r} name node(s) {', '.join(foreign)}; "
+                "the whole answer is refused and the last known plan kept"
+            )
         desired = Desired(
-            generation=data.get("generation"),
-            plan=data.get("plan"),
-            assignments=[Assignment.model_validate(a) for a in data.get("assignments", [])],
+            generation=data.get("generation"), plan=data.get("plan"), assignments=assignments
         )
         self._etag = response.headers.get("ETag")
         self._desired = desired

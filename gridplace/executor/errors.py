@@ -34,6 +34,11 @@ class ApiRejected(ApiError):
         self.status = status
 
 
+class ApiAnswerRefused(ApiError):
+    """The API answered something this agent must not act on (an assignment for another
+    node): the answer is dropped and the last known plan kept."""
+
+
 class DriverError(ExecutorError):
     """A runtime driver cannot build a command for an assignment."""
 

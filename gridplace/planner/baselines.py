@@ -126,7 +126,7 @@ def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
         # Replicas booked before (a replan's kept replicas) serve first, in the same order.
         booked = {o.index: booking.counts[o.index] * o.capacity_rps for o in options}
         for region, share in sorted(workload.sources, key=lambda s: -s[1]):
-            need = workload.demand_rps * share * (1 + problem.headroom)
+            need = workload.booked_rps * share
             for option in options:
                 if region in option.servable_sources and booked[option.index] > 0:
                     used = min(need, booked[option.index])

@@ -30,7 +30,6 @@ def select_candidates(
     rows: CandidateRows,
     demand: WorkloadDemand,
     pools: Sequence[GpuPool],
-    headroom: float,
     forced: BoolArray,
     limit: int,
 ) -> IntArray:
@@ -45,13 +44,13 @@ def select_candidates(
     # Cheapest way to serve the whole demand with this option alone first (so granularity
     # counts: a small replica can beat a big efficient one); ties: preferred precision, more
     # sources, pool order, enumeration order.
-    wanted = demand.demand_rps * (1 + headroom)
+    wanted = demand.booked_rps
     rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config]
     score = np.ceil(wanted / rows.capacity_rps) * rows.cost_per_hour
     sources = rows.servable.sum(axis=1)
     order = np.lexsort((np.arange(count), rows.pool, -sources, rank, score))
     shares = dict(demand.sources)
-    need = [demand.demand_rps * shares[r] * (1 + headroom) * CANDIDATE_COVER for r in rows.regions]
+    need = [demand.booked_rps * shares[r] * CANDIDATE_COVER for r in rows.regions]
     bits = rows.servable.astype(np.int64) @ (1 << np.arange(len(rows.regions), dtype=np.int64))
     kept: list[int] = []
 

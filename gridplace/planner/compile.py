@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from gridplace.planner.booking import booking_factor, usable_capacity_rps
 from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
@@ -63,10 +64,10 @@ from gridplace.specs import (
 from gridplace.specs.common import Engine, EngineOptions, Interconnect
 from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
-# Capacity booked above the mean demand (1.0 = twice the mean). Request rates are bursty: in the
-# Azure LLM inference traces the per-minute rate runs 0.6-1.5x its hourly mean, and a node that
-# fails takes one of a workload's few replicas with it. bench/sla.py measured SLA attainment on
-# the example grid at 98.1% with 0.5 and 99.7% with 1.0 (cost +21%).
+# Capacity booked above the mean demand (1.0 = twice the mean) for a workload whose traffic
+# declares no burstiness (one that does is booked for its measured peaks: booking.py). Request
+# rates are bursty: in the Azure LLM inference traces the per-minute rate runs 0.6-1.5x its
+# hourly mean, and a node that fails takes one of a workload's few replicas with it.
 DEFAULT_HEADROOM = 1.0
 COMPILE_FAMILIES = (
     "trust",
@@ -133,7 +134,7 @@ class PlannerInputs:
     catalog: Catalog
     previous: PlacementPlan | None = None
     budget_per_hour: float | None = None
-    headroom: float = DEFAULT_HEADROOM
+    headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
 
 
 def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArchitectureSpec]:
@@ -167,7 +168,7 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
     rejections: list[Rejection] = []
     for w_index, workload in enumerate(inputs.workloads):
         model_id, model = _model(workload, inputs.catalog)
-        demand = _demand(w_index, workload, model_id)
+        demand = _demand(w_index, workload, model_id, inputs.headroom)
         workloads.append(demand)
         eligible: list[int] = []
         for pool in pools:
@@ -186,8 +187,12 @@ def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: Latenc
             group_predictor.for_workload(workload, model_id, model),
         )
         rejections.extend(dropped)
+        if inputs.headroom is None and workload.spec.traffic.burstiness is not None:
+            # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
+            in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
+            rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
         forced = _forced_rows(rows, w_index, keep)
-        selected = select_candidates(rows, demand, pools, inputs.headroom, forced, per_workload)
+        selected = select_candidates(rows, demand, pools, forced, per_workload)
         candidates = drop_dominated(
             [rows.option(r, demand, pools) for r in selected.tolist()], keep
         )
@@ -215,11 +220,12 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
-        headroom=inputs.headroom,
     )
 
 
-def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadDemand:
+def _demand(
+    index: int, workload: InferenceWorkload, model_id: str, headroom: float | None
+) -> WorkloadDemand:
     spec = workload.spec
     return WorkloadDemand(
         index=index,
@@ -238,6 +244,9 @@ def _demand(index: int, workload: InferenceWorkload, model_id: str) -> WorkloadD
         node_failures=spec.redundancy.node_failures,
         exempt_reliability=spec.redundancy.exempt_reliability,
         min_share=spec.replicas.min_share,
+        booking=booking_factor(
+            spec.traffic.burstiness, spec.slo.ttft_ms, DEFAULT_HEADROOM, headroom
+        ),
     )
 
 

@@ -105,7 +105,7 @@ def _top_up(problem: Problem, booking: Booking) -> None:
         if workload.node_failures < 1:
             continue
         options = problem.options_of(workload.index)
-        target = workload.demand_rps * (1 + problem.headroom)
+        target = workload.booked_rps
         left = capacity_after_node_loss(problem, booking.counts, workload.index)
         while left + 1e-9 < target:
             scored = []

@@ -31,7 +31,7 @@ the family's literal is true, so a diagnosis solve can turn families into assump
                      limit (maxPerDomain / replicas.min of the target, at least the largest
                      replica).
     A replica carries load when its option's capacity >= ``Problem.load_rps`` (replicas.minShare
-    of demand x (1 + headroom), or the largest replica when that is less); only such replicas
+    of the booked demand, or the largest replica when that is less); only such replicas
     count toward replicas.min, spread and failover.
     budget           Hard: total cost per hour <= the budget, when one is given.
     pinned           Hard: pinned replicas of the previous plan stay (their option keeps them).
@@ -118,8 +118,7 @@ class PlacementModel:
         )
 
     def demand_milli(self, workload: int, share: float) -> int:
-        demand = self.problem.workloads[workload].demand_rps * share
-        return math.ceil(demand * (1 + self.problem.headroom) * RATE_SCALE)
+        return math.ceil(self.problem.workloads[workload].booked_rps * share * RATE_SCALE)
 
 
 def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:

@@ -78,7 +78,7 @@ def build_plan(
     coverage = []
     unplaced = []
     warnings = []
-    target = {w.index: problem.target_rps(w.index) for w in problem.workloads}
+    target = {w.index: w.booked_rps for w in problem.workloads}
     is_covered = {
         w.index: capacity[w.index] + COVERAGE_TOLERANCE >= target[w.index]
         and carrying[w.index] >= w.replicas_min
@@ -159,7 +159,7 @@ def _failover_warning(
     """What the plan says when the capacity left after the worst node loss falls short: which
     node, and whether the N+1 rule held only because that node is exempt."""
     demand = problem.workloads[workload]
-    target_rps = problem.target_rps(workload)
+    target_rps = demand.booked_rps
     loses = f"losing {worst} leaves {left_rps:.2f} of the {target_rps:g} req/s it needs"
     if worst is not None and not demand.may_fail(reliability[worst]):
         return (

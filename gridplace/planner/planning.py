@@ -21,6 +21,7 @@ from gridplace.planner.compile import (
 )
 from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.output import build_plan
+from gridplace.planner.prewarm import choose_prewarm
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
 from gridplace.specs import PlacementPlan
@@ -96,6 +97,9 @@ def make_plan(
     if progress:
         progress(f"{len(problem.pools)} node classes, {len(problem.options)} options")
     plan = plan_problem(problem, strategy, settings, name, generation, progress)
+    prewarm = choose_prewarm(problem, plan, inputs.workloads, inputs.nodes, inputs.catalog)
+    if prewarm:
+        plan = plan.model_copy(update={"spec": plan.spec.model_copy(update={"prewarm": prewarm})})
     done = time.perf_counter()
     return PlanResult(plan, problem, compiled - started, done - compiled)
 
@@ -115,13 +119,14 @@ def plan_problem(
         solution = solve_problem(problem, settings or SolverSettings(), progress)
         counts = solution.counts
         cost_stage = solution.stage("cost")
+        bound = proved_bound(cost_stage.objective, cost_stage.bound) if cost_stage else None
         first = solution.stages[0] if solution.stages else None
         summary = SolverSummary(
             status=solution.status,
             wall_seconds=round(solution.wall_s, 3),
             objective=round(cost_stage.objective / 10_000, 4) if cost_stage else None,
-            bound=round(cost_stage.bound / 10_000, 4) if cost_stage else None,
-            gap=_gap(cost_stage.objective, cost_stage.bound) if cost_stage else None,
+            bound=round(bound / 10_000, 4) if bound is not None else None,
+            gap=_gap(cost_stage.objective, bound) if cost_stage and bound is not None else None,
             strategy=strategy.value,
         )
         if first is not None and first.status != "OPTIMAL":
@@ -143,6 +148,14 @@ def plan_problem(
         placement_failures=failures,
         explain=strategy is Strategy.CPSAT,
     )
+
+
+def proved_bound(objective: float, bound: float) -> float | None:
+    """The stage's bound, or None when none was proved: a stage kept from windows or from a
+    replan's hint records 0 (and CP-SAT may end with a bound <= 0) for "no bound", which read as
+    ``bound: 0.0, gap: 1.0`` in a stored plan while the CLI, given time to prove one, printed it.
+    """
+    return bound if bound > 0 or objective <= 0 else None
 
 
 def _gap(objective: float, bound: float) -> float:

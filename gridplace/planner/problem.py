@@ -67,9 +67,15 @@ class WorkloadDemand:
     spread_max_per_domain: int | None
     precisions: tuple[Precision, ...]  # preferred first
     node_failures: int  # node losses the capacity must survive (0 or 1)
+    booking: float  # capacity booked per request/s of demand (compile sets it: booking.py)
     # Only nodes less reliable than this count as ones that may fail (None: every node may).
     exempt_reliability: float | None = None
-    min_share: float = 0.0  # of the target, for a replica to carry load (replicas.minShare)
+    min_share: float = 0.0  # of the booked demand, for a replica to carry load (replicas.minShare)
+
+    @property
+    def booked_rps(self) -> float:
+        """The capacity the demand is covered with: demand x booking factor."""
+        return self.demand_rps * self.booking
 
     def may_fail(self, reliability: float) -> bool:
         """Whether the failover rule counts a node of this reliability as one that may fail."""
@@ -153,7 +159,6 @@ class Problem:
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
     budget_per_hour: float | None = None
-    headroom: float = 1.0  # demand is covered with this much spare capacity (compile sets it)
 
     @cached_property
     def _by_workload(self) -> dict[int, list[Option]]:
@@ -185,16 +190,12 @@ class Problem:
     def options_on(self, pool: int) -> list[Option]:
         return self._by_pool.get(pool, [])
 
-    def target_rps(self, workload: int) -> float:
-        """The capacity a workload is planned for: demand x (1 + headroom)."""
-        return self.workloads[workload].demand_rps * (1 + self.headroom)
-
     @cached_property
     def _load_rps(self) -> dict[int, float]:
         found: dict[int, float] = {}
         for w in self.workloads:
             largest = max((o.capacity_rps for o in self.options_of(w.index)), default=0.0)
-            found[w.index] = min(w.min_share * self.target_rps(w.index), largest)
+            found[w.index] = min(w.min_share * w.booked_rps, largest)
         return found
 
     def load_rps(self, workload: int) -> float:
@@ -217,4 +218,4 @@ class Problem:
         if w.spread_across is None or per_domain is None or per_domain >= w.replicas_min:
             return None
         largest = max((o.capacity_rps for o in self.options_of(workload)), default=0.0)
-        return max(per_domain / w.replicas_min * self.target_rps(workload), largest)
+        return max(per_domain / w.replicas_min * w.booked_rps, largest)

@@ -10,11 +10,13 @@ from the performance model and ``truth`` only.
 Modules, in the order a run uses them:
     seeds      seeded random streams per (run, thing, purpose)
     arrivals   traces and synthetic arrivals, source regions, RTT draws
+    diurnal    a daily profile the arrivals' rate follows (time change, compressible)
     truth      hidden per-node behaviour: efficiency, throttling episodes, outages
     steps      the StepTimes seam (perf model adapter, injectable fakes), speed over time
     deploy     plan + specs -> World (replicas, network, costs), with reference checks
     replica    continuous batching, admission, chunked prefill, per-request ITL
     engine     the heapq event loop, router and network
+    coldstart  start times by what a node holds (restarts, failover to standbys), their report
     metrics    SimResult, the SLA definition, per-workload summaries
     plot       latency CDFs (matplotlib, Agg)
     scenario   SimSettings and ``simulate``

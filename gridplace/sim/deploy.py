@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gridplace.planner.perfmodel import Predictor, ProfileBook
 from gridplace.planner.pools import effective_gpu
 from gridplace.planner.predictor import share_of
+from gridplace.sim.coldstart import ColdStartSettings, start_s
 from gridplace.sim.engine import ReplicaSetup, WorkloadSetup, World
 from gridplace.sim.errors import PlanReferenceError
 from gridplace.sim.steps import PredictorSteps, ReplicaLimits, SpeedSchedule
@@ -40,6 +41,7 @@ from gridplace.specs import (
     PlacementPlan,
     SpecBundle,
 )
+from gridplace.specs.plan import PlacementPlanSpec, PrewarmLevel
 from gridplace.topology import Percentile
 
 P99_Z = 2.3263  # standard normal quantile of 0.99
@@ -186,8 +188,14 @@ class _Predictors:
         return found
 
 
-def build_world(plan: PlacementPlan, inputs: SimInputs, truth: GroundTruth) -> World:
-    """The replicas, network and outages a run of ``plan`` needs."""
+def build_world(
+    plan: PlacementPlan,
+    inputs: SimInputs,
+    truth: GroundTruth,
+    cold: ColdStartSettings | None = None,
+) -> World:
+    """The replicas, network and outages a run of ``plan`` needs; with ``cold``, restarts take
+    their cold start and the plan's ``prewarm`` entries are standbys (``coldstart``)."""
     resolved = resolve(plan, inputs)
     predictors = _Predictors(inputs)
     regions = sorted({s.region for w in inputs.workloads for s in w.spec.traffic.sources})
@@ -198,8 +206,13 @@ def build_world(plan: PlacementPlan, inputs: SimInputs, truth: GroundTruth) -> W
         setup = _replica_setup(replica, inputs, truth, predictors, network)
         if isinstance(setup, str):
             problems.append((replica.label, setup))
-        else:
+        elif cold is None:
             replicas.append(setup)
+        else:
+            restart_s = start_s(predictors.get(replica, 0.0), replica.node, PrewarmLevel.DISK)
+            replicas.append(replace(setup, restart_s=restart_s))
+    if cold is not None:
+        replicas.extend(_standbys(plan, inputs, truth, predictors, network, cold, problems))
     if problems:
         raise PlanReferenceError(problems)
     costs = [0.0] * len(inputs.workloads)
@@ -218,7 +231,49 @@ def build_world(plan: PlacementPlan, inputs: SimInputs, truth: GroundTruth) -> W
         for i, w in enumerate(inputs.workloads)
     )
     outages = {name: node.outages for name, node in truth.nodes.items() if node.outages}
-    return World(workloads, tuple(replicas), outages)
+    return World(workloads, tuple(replicas), outages, cold.detect_s if cold else 0.0)
+
+
+def _standbys(
+    plan: PlacementPlan,
+    inputs: SimInputs,
+    truth: GroundTruth,
+    predictors: _Predictors,
+    network: _Network,
+    cold: ColdStartSettings,
+    problems: list[tuple[str, str]],
+) -> list[ReplicaSetup]:
+    """The plan's prewarm entries as standby replicas (checked like assignments)."""
+    entries = plan.spec.prewarm
+    as_plan = plan.model_copy(
+        update={
+            "spec": PlacementPlanSpec(
+                assignments=[
+                    Assignment(
+                        workload=p.workload, node=p.node, gpus=p.gpus, precision=p.precision,
+                        tensor_parallel=p.tensor_parallel, gpu_share=p.gpu_share,
+                    )
+                    for p in entries
+                ]
+            )
+        }
+    )  # fmt: skip
+    try:
+        resolved = resolve(as_plan, inputs)
+    except PlanReferenceError as error:
+        problems.extend((f"prewarm: {label}", what) for label, what in error.problems)
+        return []
+    standbys = []
+    for entry, replica in zip(entries, resolved, strict=True):
+        setup = _replica_setup(replica, inputs, truth, predictors, network)
+        if isinstance(setup, str):
+            problems.append((f"prewarm: {replica.label}", setup))
+            continue
+        level = entry.level if cold.prewarm else None
+        took_s = start_s(predictors.get(replica, 0.0), replica.node, level)
+        label = f"standby ({entry.level.value if level else 'cold'}) {replica.label}"
+        standbys.append(replace(setup, label=label, standby=True, start_s=took_s))
+    return standbys
 
 
 def _replica_setup(

@@ -17,7 +17,13 @@ first, then deliveries, then sends, then by sequence number, so runs are determi
   returns to the client (half an RTT) and the request is routed again.
 - node down: replicas on the node fail; requests being prefilled or decoded are lost, waiting
   ones are routed again (after the error returns to the client).
-- node up: its replicas restart empty.
+- node up: its replicas restart empty, after their cold start (``ReplicaSetup.restart_s``:
+  weights loaded from the node's disk and the engine started; 0 when cold starts are off).
+- failover (``coldstart``): a standby replica (``standby``) is down until a node holding a
+  replica of its workload fails; then one standby per replica lost starts, after the failure is
+  detected (``World.detect_s``) and its own cold start (``start_s``: from nothing, from weights
+  on disk or from weights in VRAM), and serves from then on.
+- ready: a replica's cold start ended; it serves (unless its node went down meanwhile).
 TTFT as the client sees it = first token at the replica + half the RTT - send time (the request
 travelled the other half). Token gaps are taken as the replica produced them (network jitter
 per token is not modelled).
@@ -43,7 +49,7 @@ from gridplace.sim.replica import Replica, Request, Status
 from gridplace.sim.steps import ReplicaLimits, SpeedSchedule
 
 DRAIN_S = 600.0
-NODE_DOWN, NODE_UP, DELIVER, SEND = 0, 1, 2, 3
+NODE_DOWN, NODE_UP, DELIVER, SEND, READY = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class ReplicaSetup:
     limits: ReplicaLimits
     rtt_p50_ms: tuple[float, ...]  # from each of its workload's regions
     rtt_sigma: tuple[float, ...]  # lognormal sigma of the RTT, per region
+    restart_s: float = 0.0  # cold start when its node comes back (weights on the node's disk)
+    standby: bool = False  # starts when a replica of its workload is lost (failover)
+    start_s: float = 0.0  # a standby's cold start after the failure is detected
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class World:
     workloads: tuple[WorkloadSetup, ...]
     replicas: tuple[ReplicaSetup, ...]
     outages: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    detect_s: float = 0.0  # from a node failure to its standbys being started
 
 
 class _Run:
@@ -87,6 +97,16 @@ class _Run:
         self.by_node: dict[str, list[int]] = {}
         for index, setup in enumerate(world.replicas):
             self.by_node.setdefault(setup.node, []).append(index)
+        self.standbys: dict[int, list[int]] = {}  # workload -> its standbys
+        for index, setup in enumerate(world.replicas):
+            if setup.standby:
+                self.standbys.setdefault(setup.workload, []).append(index)
+                self.replicas[index].alive = False
+        self.down: set[str] = set()
+        self.starting: dict[int, tuple[float, float, float]] = {}  # -> (began, ready, lost at)
+        # (replica, cold start began, serving, when the node loss that caused it happened)
+        self.cold_starts: list[tuple[int, float, float, float]] = []
+        self.lost_at: dict[str, float] = {}  # node -> when it went down last
         self.heap: list[tuple[float, int, int, object]] = []
         self.sequence = len(arrivals)
         self.requests = [
@@ -138,6 +158,28 @@ class _Run:
         request.replica = best
         self.push(now_s + delay_s + request.rtt_s / 2, DELIVER, request)
 
+    def cold_start(self, index: int, start_s: float, began_s: float, lost_s: float) -> None:
+        """Start replica ``index`` at ``start_s``: it serves after its cold start (a standby
+        already starting or serving is left alone)."""
+        setup, replica = self.world.replicas[index], self.replicas[index]
+        if replica.alive or index in self.starting or setup.node in self.down:
+            return
+        took_s = setup.start_s if setup.standby else setup.restart_s
+        self.starting[index] = (began_s, start_s + took_s, lost_s)
+        self.push(start_s + took_s, READY, index)
+
+    def fail_over(self, lost: int, now_s: float) -> None:
+        """Start the first idle standby of the lost replica's workload (list order: the plan's)."""
+        for index in self.standbys.get(self.world.replicas[lost].workload, []):
+            node = self.world.replicas[index].node
+            if (
+                not self.replicas[index].alive
+                and index not in self.starting
+                and (node not in self.down)
+            ):
+                self.cold_start(index, now_s + self.world.detect_s, now_s, now_s)
+                return
+
     def lose(self, requests: list[Request]) -> None:
         for request in requests:
             request.status = Status.LOST
@@ -169,6 +211,12 @@ class _Run:
                     self.route(payload, now_s, payload.rtt_s / 2)
             elif kind == NODE_DOWN:
                 assert isinstance(payload, str)
+                self.down.add(payload)
+                self.lost_at[payload] = now_s
+                for index in self.by_node[payload]:
+                    self.starting.pop(index, None)
+                    if self.replicas[index].alive and not self.world.replicas[index].standby:
+                        self.fail_over(index, now_s)
                 for index in self.by_node[payload]:
                     replica = self.replicas[index]
                     if not replica.alive:
@@ -178,10 +226,19 @@ class _Run:
                     self.lose(lost)
                     for request in reroute:
                         self.route(request, now_s, request.rtt_s / 2)
-            else:
+            elif kind == NODE_UP:
                 assert isinstance(payload, str)
+                self.down.discard(payload)
                 for index in self.by_node[payload]:
-                    self.replicas[index].restart(now_s)
+                    if not self.world.replicas[index].standby:
+                        self.cold_start(index, now_s, now_s, self.lost_at.get(payload, now_s))
+            else:
+                assert isinstance(payload, int)
+                began, ready_s, lost_s = self.starting.get(payload, (math.nan,) * 3)
+                if ready_s == now_s:  # not a start cancelled by a later failure
+                    del self.starting[payload]
+                    self.replicas[payload].restart(now_s)
+                    self.cold_starts.append((payload, began, now_s, lost_s))
         for replica in self.replicas:
             replica.advance(end_s)
         for request in self.requests:
@@ -221,7 +278,7 @@ def run(world: World, arrivals: Arrivals, duration_s: float, drain_s: float = DR
                 w.ttft_slo_ms,
                 w.itl_slo_ms,
                 w.cost_per_hour,
-                sum(1 for r in world.replicas if r.workload == i),
+                sum(1 for r in world.replicas if r.workload == i and not r.standby),
             )
             for i, w in enumerate(world.workloads)
         ),
@@ -240,4 +297,6 @@ def run(world: World, arrivals: Arrivals, duration_s: float, drain_s: float = DR
         e2e_ms=e2e_ms,
         steps=sum(r.steps_run for r in state.replicas),
         wall_s=time.perf_counter() - started,
+        cold_starts=tuple(state.cold_starts),
+        replica_workloads=tuple(r.workload for r in world.replicas),
     )

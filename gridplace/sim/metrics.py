@@ -101,6 +101,10 @@ class SimResult:
     e2e_ms: FloatArray  # send to last token at the client; inf unless done
     steps: int  # engine steps simulated, all replicas
     wall_s: float
+    # (replica, cold start began, serving, the node loss that caused it): restarts after a node
+    # came back and standbys started after a failure (``coldstart.ColdStartReport``)
+    cold_starts: tuple[tuple[int, float, float, float], ...] = ()
+    replica_workloads: tuple[int, ...] = ()  # each replica's workload (labels' order)
 
     def met(self) -> npt.NDArray[np.bool_]:
         """Which requests met their workload's SLA (see the module docstring)."""

@@ -6,11 +6,13 @@ Must not: print, or read files other than a trace it is pointed at (callers load
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gridplace.sim import arrivals as arrivals_module
 from gridplace.sim.arrivals import ArrivalProcess, Arrivals, TokenMode, Trace, WorkloadTraffic
+from gridplace.sim.coldstart import ColdStartSettings
 from gridplace.sim.deploy import SimInputs, build_world, model_of
+from gridplace.sim.diurnal import DailyCycle
 from gridplace.sim.engine import DRAIN_S, run
 from gridplace.sim.errors import SimSettingsError
 from gridplace.sim.metrics import SimResult
@@ -30,6 +32,8 @@ class SimSettings:
     token_sigma: float = 0.0  # lognormal spread of synthetic request sizes
     truth: TruthSettings = field(default_factory=TruthSettings)
     drain_s: float = DRAIN_S
+    diurnal: DailyCycle | None = None  # the rate follows a daily profile (diurnal.py)
+    cold_starts: ColdStartSettings | None = None  # restarts and failover take their cold start
 
 
 def workload_traffic(inputs: SimInputs) -> list[WorkloadTraffic]:
@@ -52,15 +56,20 @@ def workload_traffic(inputs: SimInputs) -> list[WorkloadTraffic]:
 
 
 def make_arrivals(inputs: SimInputs, settings: SimSettings) -> Arrivals:
-    return arrivals_module.generate(
+    cycle = settings.diurnal
+    span_s = cycle.warped_span_s(settings.duration_s) if cycle else settings.duration_s
+    arrivals = arrivals_module.generate(
         workload_traffic(inputs),
-        settings.duration_s,
+        span_s,
         settings.process,
         settings.seed,
         trace=settings.trace,
         tokens=settings.tokens,
         token_sigma=settings.token_sigma,
     )
+    if cycle is None:
+        return arrivals
+    return replace(arrivals, time_s=cycle.warp(arrivals.time_s, settings.duration_s))
 
 
 def simulate(
@@ -74,5 +83,5 @@ def simulate(
     truth = GroundTruth.build(
         inputs.nodes, inputs.catalog, horizon_s, settings.seed, settings.truth
     )
-    world = build_world(plan, inputs, truth)
+    world = build_world(plan, inputs, truth, settings.cold_starts)
     return run(world, make_arrivals(inputs, settings), settings.duration_s, settings.drain_s)

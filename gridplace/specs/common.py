@@ -171,6 +171,11 @@ class Interconnect(StrEnum):
     XGMI = "xgmi"
 
 
+# The largest plan generation anywhere (stored in PostgreSQL's 32-bit integer column; a larger
+# value must be a 422 at the edge, not a database error).
+MAX_GENERATION = 2**31 - 1
+
+
 class ClaimLevel(StrEnum):
     """How much of a node's inventory is verified, weakest first."""
 
@@ -193,7 +198,7 @@ class Metadata(StrictModel):
         default_factory=dict, max_length=64, description="Free-form key/value labels."
     )
     generation: int | None = Field(
-        default=None, ge=0, description="Monotonic version number (plans)."
+        default=None, ge=0, le=MAX_GENERATION, description="Monotonic version number (plans)."
     )
 
 

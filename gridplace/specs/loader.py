@@ -10,7 +10,7 @@ whose issues name file, document, line and field. It never writes anything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class SpecBundle:
     gpu_models: list[GPUModel] = field(default_factory=list)
     model_architectures: list[ModelArchitecture] = field(default_factory=list)
     origins: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    inputs: InputFiles | None = None  # the files read and skipped, when loaded from files
 
     def origin(self, kind: str, name: str) -> str:
         """'file (document N)' where a document was defined, for messages."""
@@ -87,18 +88,55 @@ class SpecBundle:
         return f"{file} (document {index})"
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The YAML files named by ``paths``: files as given, directories recursively, sorted."""
+@dataclass
+class InputFiles:
+    """What a load read and what it skipped, for messages (nothing is skipped silently)."""
+
+    documents: dict[str, int] = field(default_factory=dict)  # file -> documents read
+    skipped: dict[str, str] = field(default_factory=dict)  # file -> why it was not read
+
+    def describe(self) -> str:
+        """'read a.yaml (3 documents), b.yaml (empty); skipped notes.txt (not .yaml/.yml)'."""
+        read = [
+            f"{file} ({count} document{'s' * (count != 1)})" if count else f"{file} (empty)"
+            for file, count in self.documents.items()
+        ]
+        skipped = [f"{file} ({why})" for file, why in self.skipped.items()]
+        text = f"read {_first(read)}" if read else "read no file"
+        return text + (f"; skipped {_first(skipped)}" if skipped else "")
+
+
+def _first(items: list[str], shown: int = 10) -> str:
+    """The first ``shown`` items, and how many more (a directory may hold thousands)."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def collect_files(paths: Iterable[str | Path], found: InputFiles | None = None) -> list[Path]:
+    """The YAML files named by ``paths``: files as given, directories recursively, sorted; each
+    file once however often it is named. ``found`` records what was skipped and why."""
+    found = found if found is not None else InputFiles()
     files: list[Path] = []
+    seen: set[Path] = set()
     issues: list[SpecIssue] = []
+
+    def add(path: Path, named: bool) -> None:
+        if not path.is_file():  # a FIFO would block the read; a socket or device is no spec
+            found.skipped[str(path)] = "not a regular file"
+        elif not named and path.suffix not in YAML_SUFFIXES:
+            found.skipped[str(path)] = "not .yaml/.yml"
+        elif path.resolve() not in seen:
+            seen.add(path.resolve())
+            files.append(path)
+
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
-            )
-        elif path.is_file():
-            files.append(path)
+            for child in sorted(path.rglob("*")):
+                if not child.is_dir():
+                    add(child, named=False)
+        elif path.exists():
+            add(path, named=True)
         else:
             issues.append(SpecIssue("no such file or directory", file=str(path)))
     if issues:
@@ -226,17 +264,22 @@ def _describe(item: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def load_documents(paths: Iterable[str | Path]) -> list[LoadedDocument]:
-    """Every document under ``paths``, validated against its kind (no cross-document checks)."""
+def load_documents(
+    paths: Iterable[str | Path], found: InputFiles | None = None
+) -> list[LoadedDocument]:
+    """Every document under ``paths``, validated against its kind (no cross-document checks);
+    ``found`` records each file read (with its document count) and each one skipped."""
+    found = found if found is not None else InputFiles()
     documents: list[LoadedDocument] = []
     issues: list[SpecIssue] = []
     budget = [MAX_TOTAL_BYTES]
-    for path in collect_files(paths):
+    for path in collect_files(paths, found):
         try:
             parsed_documents = parse_yaml_text(_read_text(path, budget), str(path))
         except SpecError as error:
             issues.extend(error.issues)
             continue
+        found.documents[str(path)] = sum(p.data is not None for p in parsed_documents)
         for parsed in parsed_documents:
             if parsed.data is None:  # an empty document (e.g. a trailing '---')
                 continue
@@ -251,7 +294,9 @@ def load_documents(paths: Iterable[str | Path]) -> list[LoadedDocument]:
 
 def load_bundle(paths: Iterable[str | Path], catalog: Catalog | None = None) -> SpecBundle:
     """Load, validate and resolve; raises SpecError listing every problem found."""
-    return build_bundle(load_documents(paths), catalog)
+    found = InputFiles()
+    bundle = build_bundle(load_documents(paths, found), catalog)
+    return replace(bundle, inputs=found)
 
 
 def build_bundle(documents: list[LoadedDocument], catalog: Catalog | None = None) -> SpecBundle:

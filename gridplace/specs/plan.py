@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -71,8 +72,44 @@ class Assignment(StrictModel):
         return self
 
 
+class PrewarmLevel(StrEnum):
+    DISK = "disk"  # weights in the node's cache: a start skips the download
+    VRAM = "vram"  # weights loaded, engine idle: a start takes seconds (costs the GPU)
+
+
+class Prewarm(StrictModel):
+    """A warm standby: a node that holds a workload's weights ready for the replica it would
+    run (failover after a node loss, or scaling up), without serving."""
+
+    workload: Name
+    node: Name
+    gpus: list[int] = Field(min_length=1, max_length=64, description="GPU indices it would use.")
+    precision: Precision
+    tensor_parallel: int = Field(default=1, ge=1, le=64)
+    gpu_share: Literal[1, 2, 4] = 1
+    level: PrewarmLevel
+    weights_gib: float = Field(ge=0, description="Disk (and, at vram, VRAM) the weights take.")
+    cost_per_hour: float = Field(
+        ge=0, description="What holding it costs: the GPUs' price at vram, 0 at disk."
+    )
+
+    @model_validator(mode="after")
+    def _gpus(self) -> Prewarm:
+        if len(set(self.gpus)) != len(self.gpus) or any(g < 0 for g in self.gpus):
+            raise ValueError(f"gpus {self.gpus} must be distinct indices >= 0")
+        if len(self.gpus) != self.tensor_parallel:
+            raise ValueError(
+                f"tensorParallel ({self.tensor_parallel}) must equal the number of gpus "
+                f"({len(self.gpus)})"
+            )
+        return self
+
+
 class PlacementPlanSpec(StrictModel):
     assignments: list[Assignment] = Field(default_factory=list, max_length=1_000_000)
+    prewarm: list[Prewarm] = Field(
+        default_factory=list, max_length=100_000, description="Warm standbys (not serving)."
+    )
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]

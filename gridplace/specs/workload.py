@@ -36,6 +36,32 @@ class TrafficSource(StrictModel):
     share: float = Field(gt=0, le=1, description="Share of requests from this region.")
 
 
+class BurstWindow(StrictModel):
+    """How far the arrival rate rises above its mean over windows of one length."""
+
+    window_s: float = Field(gt=0, le=86_400, description="Window length, s.")
+    peak_to_mean: float = Field(
+        ge=1,
+        le=10_000,
+        description="99th percentile of the request rate over windows of this length / mean rate.",
+    )
+
+
+class Burstiness(StrictModel):
+    """How bursty arrivals are: the rate's peaks over windows of several lengths (its arrival
+    envelope). ``gridplace traffic fit TRACE.csv`` measures it."""
+
+    windows: list[BurstWindow] = Field(min_length=1, max_length=16)
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct(cls, windows: list[BurstWindow]) -> list[BurstWindow]:
+        lengths = [w.window_s for w in windows]
+        if len(set(lengths)) != len(lengths):
+            raise ValueError(f"window lengths must be distinct, got {lengths}")
+        return sorted(windows, key=lambda w: w.window_s)
+
+
 class Traffic(StrictModel):
     """The load to serve."""
 
@@ -43,6 +69,13 @@ class Traffic(StrictModel):
     prompt_tokens: int = Field(ge=1, le=10_000_000, description="Mean prompt length, tokens.")
     output_tokens: int = Field(ge=1, le=1_000_000, description="Mean output length, tokens.")
     sources: list[TrafficSource] = Field(min_length=1, max_length=64)
+    burstiness: Burstiness | None = Field(
+        default=None,
+        description=(
+            "Measured peaks of the arrival rate; the planner books capacity for them. Absent: "
+            "unknown, booked with the planner's flat default headroom."
+        ),
+    )
 
     @field_validator("sources")
     @classmethod
@@ -68,7 +101,7 @@ class ReplicaBounds(StrictModel):
         ge=0,
         le=1,
         description=(
-            "The share of the workload's target (demand x (1 + headroom)) a replica must carry "
+            "The share of the workload's booked demand (what the plan covers) a replica must carry "
             "to count toward replicas.min, spread and failover (or the largest replica any "
             "option offers, when that is less): a replica that serves 1% of the load does not "
             "survive a domain's loss. Smaller replicas may still add capacity."
@@ -123,6 +156,20 @@ class Redundancy(StrictModel):
     )
 
 
+class PrewarmBudget(StrictModel):
+    """What a workload may spend on warm standbys (``PlacementPlan.spec.prewarm``)."""
+
+    disk_gib: float = Field(
+        default=0, ge=0, le=1_000_000, description="Disk on other nodes for its weights, GiB."
+    )
+    idle_gpu_budget_per_hour: float = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="USD/hour for GPUs that hold its weights loaded and idle.",
+    )
+
+
 class TrustRequirement(StrictModel):
     """Which nodes may serve this workload at all."""
 
@@ -149,6 +196,9 @@ class InferenceWorkloadSpec(StrictModel):
         default_factory=Redundancy, description="Failures the placement must survive."
     )
     trust: TrustRequirement | None = None
+    prewarm: PrewarmBudget | None = Field(
+        default=None, description="Warm standbys for failover; none unless a budget is given."
+    )
     priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
 
     @field_validator("precisions")

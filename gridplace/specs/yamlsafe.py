@@ -2,15 +2,27 @@
 
 Only PyYAML's safe loader is used. A document is composed to a node graph first, so that its
 expanded size can be counted (a billion-laughs document is refused before it is built) and every
-value's line is known, then constructed into plain Python data.
+value's line is known, then constructed into plain Python data. Composing is ours (``_Composer``,
+on libyaml's events): a list longer than ``max_list_items`` or a document with more values than
+its budget is refused while it is composed, so a 2-million-item list costs the time and memory of
+the first ``max_list_items`` items, not of all of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 
 from gridplace.specs.errors import SpecError
 
@@ -21,9 +33,9 @@ MAX_NODES_PER_DOCUMENT = 5_000_000  # scalars + collections after alias expansio
 ALIAS_EXPANSION_FACTOR = 10
 MAX_DEPTH = 64  # nesting of mappings and sequences
 MAX_DOCUMENTS_PER_FILE = 100_000
-
-# libyaml's safe loader when PyYAML was built with it (several times faster), else pure Python.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Items of one YAML list. The largest lists of the specs (probe samples, plan assignments) stay
+# far below this on a 10,000-node grid; a longer list is refused while it is being composed.
+MAX_LIST_ITEMS = 200_000
 
 FieldPath = tuple[str | int, ...]
 
@@ -114,13 +126,148 @@ def _dotted(path: FieldPath) -> str:
 dotted_path = _dotted
 
 
-def parse_yaml_text(text: str, file: str) -> list[ParsedDocument]:
-    """Parse every document of ``text``; raises SpecError (never a YAML or recursion error)."""
+class _ComposeLimit(Exception):
+    """Raised inside the composer; ``parse_yaml_text`` turns it into a SpecError."""
+
+    def __init__(self, message: str, line: int, path: list[str | int] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.field = _dotted(tuple(path)) if path else None
+
+
+class _Composer(Composer):
+    """PyYAML's composer with limits checked as each node is made (not after the document).
+
+    ``node_limit`` counts the nodes composed in one document (an alias is counted when it is
+    expanded, by ``_walk``); ``max_list_items`` the items of one list (``MAX_LIST_ITEMS`` the keys
+    of one mapping); ``MAX_DEPTH``
+    the nesting, which also bounds the recursion. One function for all three node kinds: it runs
+    once per value, so calls are kept few.
+    """
+
+    check_event: Callable[..., bool]
+    peek_event: Callable[[], Any]
+    get_event: Callable[[], Any]
+    resolve: Callable[..., str]
+
+    def __init__(self, node_limit: int, max_list_items: int) -> None:
+        super().__init__()
+        self.node_limit = node_limit
+        self.max_list_items = max_list_items
+        self.composed = 0
+        self.path: list[str | int] = []  # where the composer is: names the field of an error
+
+    def compose_document(self) -> yaml.Node | None:
+        self.composed = 0
+        self.path = []
+        node: yaml.Node | None = super().compose_document()
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.get_event()
+        kind = type(event)
+        if kind is AliasEvent:
+            found: yaml.Node | None = self.anchors.get(event.anchor)
+            if found is None:
+                raise ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark
+                )
+            return found
+        self.composed += 1
+        if self.composed > self.node_limit:
+            raise _ComposeLimit(
+                f"document has more than {self.node_limit:,} values; refusing it",
+                event.start_mark.line + 1,
+            )
+        anchor = event.anchor
+        if anchor is not None and anchor in self.anchors:
+            raise ComposerError(
+                f"found duplicate anchor {anchor!r}; first occurrence",
+                self.anchors[anchor].start_mark,
+                "second occurrence",
+                event.start_mark,
+            )
+        tag = event.tag
+        if kind is ScalarEvent:
+            if tag is None or tag == "!":
+                tag = self.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node: yaml.Node = yaml.ScalarNode(
+                tag, event.value, event.start_mark, event.end_mark, style=event.style
+            )
+            if anchor is not None:
+                self.anchors[anchor] = node
+            return node
+        path = self.path
+        if len(path) >= MAX_DEPTH:
+            raise _ComposeLimit(
+                f"nesting deeper than {MAX_DEPTH} levels", event.start_mark.line + 1
+            )
+        is_list = kind is SequenceStartEvent
+        node_class = yaml.SequenceNode if is_list else yaml.MappingNode
+        if tag is None or tag == "!":
+            tag = self.resolve(node_class, None, event.implicit)
+        node = node_class(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        if anchor is not None:
+            self.anchors[anchor] = node
+        items: list[Any] = node.value
+        end = SequenceEndEvent if is_list else MappingEndEvent
+        path.append(0)
+        # A request body bounds its lists by the route's needs; mappings keep the file's bound.
+        limit = self.max_list_items if is_list else MAX_LIST_ITEMS
+        while not self.check_event(end):
+            if len(items) >= limit:
+                what = "list" if is_list else "mapping"
+                raise _ComposeLimit(
+                    f"a {what} of more than {limit:,} items; refusing it",
+                    event.start_mark.line + 1,
+                    path[:-1],
+                )
+            if is_list:
+                path[-1] = len(items)
+                items.append(self.compose_node(node, None))
+            else:
+                key = self.compose_node(node, None)
+                path[-1] = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                items.append((key, self.compose_node(node, key)))
+        path.pop()
+        node.end_mark = self.get_event().end_mark
+        return node
+
+
+def _event_source(text: str) -> Any:
+    """libyaml's parser (several times faster) when PyYAML was built with it, else PyYAML's."""
+    cparser = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+    return cparser(text) if cparser is not None else yaml.SafeLoader(text)
+
+
+class _LimitedLoader(_Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """Events from ``_event_source``, composed by ``_Composer``, constructed by PyYAML's safe
+    constructor."""
+
+    def __init__(self, text: str, node_limit: int, max_list_items: int) -> None:
+        source = _event_source(text)
+        self.check_event = source.check_event
+        self.peek_event = source.peek_event
+        self.get_event = source.get_event
+        self.dispose = source.dispose
+        _Composer.__init__(self, node_limit, max_list_items)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+
+def parse_yaml_text(
+    text: str, file: str, max_list_items: int = MAX_LIST_ITEMS
+) -> list[ParsedDocument]:
+    """Parse every document of ``text``; raises SpecError (never a YAML or recursion error).
+
+    ``max_list_items`` bounds each list (a request body passes a smaller one).
+    """
     if len(text.encode("utf-8", errors="replace")) > MAX_FILE_BYTES:
         raise SpecError.single(f"larger than the {MAX_FILE_BYTES // 2**20} MiB limit", file=file)
     documents: list[ParsedDocument] = []
-    loader = _SafeLoader(text)
     node_limit = min(MAX_NODES_PER_DOCUMENT, ALIAS_EXPANSION_FACTOR * len(text) + 10_000)
+    loader = _LimitedLoader(text, node_limit, max_list_items)
     try:
         index = 0
         while loader.check_node():
@@ -134,6 +281,10 @@ def parse_yaml_text(text: str, file: str) -> list[ParsedDocument]:
             data = loader.construct_document(node)
             documents.append(ParsedDocument(data=data, index=index, lines=lines))
             index += 1
+    except _ComposeLimit as error:
+        raise SpecError.single(
+            error.message, file=file, document=len(documents), line=error.line, field=error.field
+        ) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         raise SpecError.single(

@@ -6,7 +6,9 @@ connections (``prober.py`` does).
 Two formats, chosen by suffix:
 
 * ``.yaml`` / ``.yml``: a mapping ``peers:`` holding a list of ``{name: NAME, address: HOST:PORT}``.
-* anything else: plain lines ``NAME HOST:PORT``; blank lines and ``#`` comments are skipped.
+* anything else: plain lines ``NAME HOST:PORT``, or just ``HOST:PORT`` (the name is then the
+  host, lowercased, with an IPv6 address's colons written as '-'); blank lines and ``#``
+  comments are skipped.
 
 NAME is the endpoint written into the probes (a node name, ``cache/<c>`` or ``region/<r>``);
 HOST is a DNS name, an IPv4 address or a bracketed IPv6 address (``[::1]:8701``); PORT 1-65535.
@@ -102,7 +104,7 @@ def load_peers(path: Path) -> list[Peer]:
 
 
 def parse_peers_lines(text: str, file: str = "<peers>") -> list[Peer]:
-    """Plain ``NAME HOST:PORT`` lines."""
+    """Plain ``NAME HOST:PORT`` or ``HOST:PORT`` lines."""
     entries: list[tuple[Any, Any, int]] = []
     issues: list[SpecIssue] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -110,10 +112,19 @@ def parse_peers_lines(text: str, file: str = "<peers>") -> list[Peer]:
         if not line:
             continue
         fields = line.split()
+        if len(fields) == 1:  # HOST:PORT alone: named after its host
+            try:
+                host, _ = parse_address(fields[0])
+            except ValueError as error:
+                issues.append(SpecIssue(str(error), file, line=number))
+                continue
+            fields = [host.lower().replace(":", "-"), fields[0]]
         if len(fields) != 2:
             issues.append(
                 SpecIssue(
-                    f"expected 'NAME HOST:PORT', got {len(fields)} field(s)", file, line=number
+                    f"expected 'NAME HOST:PORT' or 'HOST:PORT', got {len(fields)} field(s)",
+                    file,
+                    line=number,
                 )
             )
             continue

@@ -87,7 +87,9 @@ def test_a_viewer_writes_nothing_anywhere_and_reads_everything(seeded: TestClien
         key = route_key(method, path)
         response = client.request(method, _url(path), headers=viewer | YAML, content="{}")
         if method == "GET" and key not in ADMIN_READS:
-            assert response.status_code == 200, (key, response.text)
+            # Let in: 200, or 404 where the seeded grid has nothing there (a workload's forecast).
+            assert response.status_code in (200, 404), (key, response.text)
+            assert response.status_code == 200 or response.json()["error"] == "not_found"
         elif key in VIEWER_POSTS:
             assert response.status_code not in (401, 403), (key, response.text)
         else:

@@ -169,6 +169,8 @@ def test_the_openapi_document_is_3_1_and_covers_every_route(client: TestClient) 
         "/v1/admin/viewers/{name}/tokens",
         "/v1/admin/tokens",
         "/v1/admin/tokens/{token_id}",
+        "/v1/workloads/{name}/demand",
+        "/v1/workloads/{name}/forecast",
     }
     assert paths == expected
     assert "HTTPBearer" in schema["components"]["securitySchemes"]

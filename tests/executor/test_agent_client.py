@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from gridplace.api.models import NodeStateReport, TelemetryReport
 from gridplace.executor.agent import Agent, AgentConfig
 from gridplace.executor.client import ApiClient
+from gridplace.executor.errors import ApiAnswerRefused
 from gridplace.executor.reconcile import Reconciler
 from gridplace.executor.state import StateFile
 from gridplace.hal.fake import FakeBackend, load_fleet
@@ -148,3 +150,20 @@ def test_a_plan_without_generation_stops_nothing(tmp_path: Path) -> None:
     agent.client._http._transport = httpx.MockTransport(no_plan)
     agent.run_once()
     assert len(runtime.live()) == 1
+
+
+def test_an_assignment_for_another_node_is_refused_and_the_last_plan_kept(
+    tmp_path: Path,
+) -> None:
+    api, runtime = FakeApi(), FakeRuntime()
+    api.assignments = [assignment([0])]
+    agent = make_agent(tmp_path, api, runtime)
+    agent.run_once()
+    assert len(runtime.live()) == 1
+    api.generation = 2
+    api.assignments = [assignment([0]) | {"node": "n2"}, assignment([1])]
+    agent.run_once()
+    assert agent.desired is not None and agent.desired.generation == 1  # not applied
+    assert len(runtime.live()) == 1
+    with pytest.raises(ApiAnswerRefused, match="name node\\(s\\) n2"):
+        agent.client.assignments()

@@ -154,3 +154,14 @@ def test_the_gguf_example_and_old_names_work() -> None:
         result = runner.invoke(app, [*query, "--precision", precision])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["precision"] == precision
+
+
+def test_help_lists_every_jsonl_key_and_its_example_works() -> None:
+    result = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.output.replace("│", " ").split())
+    for key in ("gpu", "model", "precision", "ttftSlo?", "itlSlo?", "kvCacheFp8?", "hostFactor?"):
+        assert key in text, key
+    example = text.split("e.g. ", 1)[1].split("}", 1)[0] + "}"
+    answer = runner.invoke(app, ["predict", "--input", "-"], input=example + "\n")
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.stdout)["batch"] == 8

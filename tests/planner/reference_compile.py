@@ -70,15 +70,13 @@ def reference_compile(
     rejections: list[Rejection] = []
     for w_index, workload in enumerate(inputs.workloads):
         model_id, model = _model(workload, inputs.catalog)
-        demand = _demand(w_index, workload, model_id)
+        demand = _demand(w_index, workload, model_id, inputs.headroom)
         workloads.append(demand)
         candidates, dropped = _candidates(
             demand, workload, model, pools, pool_gpus, predictor, network
         )
         rejections.extend(dropped)
-        candidates = select_candidates_reference(
-            candidates, demand, pools, inputs.headroom, keep, per_workload
-        )
+        candidates = select_candidates_reference(candidates, demand, pools, keep, per_workload)
         candidates = drop_dominated(candidates, keep)
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
@@ -215,7 +213,6 @@ def select_candidates_reference(
     candidates: list[Option],
     demand: WorkloadDemand,
     pools: list[GpuPool],
-    headroom: float,
     keep: set[OptionKey],
     limit: int,
 ) -> list[Option]:
@@ -229,7 +226,7 @@ def select_candidates_reference(
     # Cheapest way to serve the whole demand with this option alone first (so granularity
     # counts: a small replica can beat a big efficient one); ties: preferred precision, more
     # sources, pool order.
-    wanted = demand.demand_rps * (1 + headroom)
+    wanted = demand.booked_rps
     ordered = sorted(
         candidates,
         key=lambda o: (
@@ -237,7 +234,7 @@ def select_candidates_reference(
             -len(o.servable_sources), o.pool, o.index,
         ),
     )  # fmt: skip
-    need = {region: demand.demand_rps * share * (1 + headroom) * CANDIDATE_COVER
+    need = {region: demand.booked_rps * share * CANDIDATE_COVER
             for region, share in demand.sources}  # fmt: skip
     kept: list[Option] = []
     for option in ordered:

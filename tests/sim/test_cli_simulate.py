@@ -74,3 +74,29 @@ def test_an_unreadable_trace_exits_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", *args, "--trace", str(trace)])
     assert result.exit_code == 1
     assert "trace.csv:2" in result.output
+
+
+def test_diurnal_and_cold_starts_are_reported(tmp_path: Path) -> None:
+    args = _files(tmp_path, {"workload": "chat", "node": "a", "gpus": [0]})
+    result = runner.invoke(
+        app,
+        ["simulate", *args, "--duration", "3600", "--format", "json", "--diurnal", "24",
+         "--cold-starts", "--failure-rate", "4"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["coldStarts"]["count"] >= 1  # its node fails and is back (repairs: 30 min)
+    assert report["coldStarts"]["maxRecoveryS"] > 0
+    flat = runner.invoke(app, ["simulate", *args, "--duration", "120", "--format", "json"])
+    assert "coldStarts" not in json.loads(flat.stdout)
+
+
+def test_a_named_trace_that_is_not_there_exits_1(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("GRIDPLACE_TRACES", str(tmp_path))
+    args = _files(tmp_path, {"workload": "chat", "node": "a", "gpus": [0]})
+    result = runner.invoke(app, ["simulate", *args, "--trace", "code", "--duration", "10"])
+    assert result.exit_code == 1
+    assert "AzureLLMInferenceTrace_code.csv" in result.stderr

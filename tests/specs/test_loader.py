@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from gridplace.specs import SpecError, load_bundle, load_documents
 from gridplace.specs.common import Precision
+from gridplace.specs.yamlsafe import MAX_LIST_ITEMS, parse_yaml_text
 from tests.specs import documents
 
 Writer = Callable[[str, str], Path]
@@ -308,3 +310,44 @@ def test_missing_path_and_non_utf8(tmp_path: Path) -> None:
 
 def test_precision_bytes() -> None:
     assert Precision.INT4.bytes_per_parameter * 4 == Precision.BF16.bytes_per_parameter
+
+
+def test_burstiness_windows_are_sorted_and_must_be_distinct() -> None:
+    from gridplace.specs.workload import Burstiness
+
+    burstiness = Burstiness.model_validate(
+        {"windows": [{"windowS": 60, "peakToMean": 1.5}, {"windowS": 10, "peakToMean": 2.0}]}
+    )
+    assert [w.window_s for w in burstiness.windows] == [10, 60]
+    with pytest.raises(ValueError, match="distinct"):
+        Burstiness.model_validate(
+            {"windows": [{"windowS": 10, "peakToMean": 1.5}, {"windowS": 10, "peakToMean": 2}]}
+        )
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Burstiness.model_validate({"windows": [{"windowS": 10, "peakToMean": 0.5}]})
+
+
+TWO_MILLION_ITEMS = "kind: LatencyProbes\nrtt:\n" + "- 1\n" * 2_000_000
+
+
+def test_a_long_list_is_refused_while_composing_small_in_memory() -> None:
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        parse_yaml_text(TWO_MILLION_ITEMS, "probes.yaml", max_list_items=1000)
+    elapsed_s = time.perf_counter() - started
+    peak_bytes = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "list of more than 1,000 items" in caught.value.issues[0].message
+    assert caught.value.issues[0].line == 3  # where the list starts
+    # Composing all 2 million items first took seconds and hundreds of MB.
+    assert elapsed_s < 0.5 and peak_bytes < 16 * 2**20, (elapsed_s, peak_bytes)
+
+
+def test_a_two_million_item_probe_file_is_refused_at_the_default_limit(
+    write_yaml: Writer,
+) -> None:
+    path = write_yaml("probes.yaml", TWO_MILLION_ITEMS)
+    error = _error([path])  # speed and memory: the test above, at a small limit
+    assert f"more than {MAX_LIST_ITEMS:,} items" in error.issues[0].message
+    assert error.issues[0].field == "rtt"

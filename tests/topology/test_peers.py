@@ -73,6 +73,20 @@ def test_bad_addresses_say_what_is_wrong(text: str, expected: str) -> None:
         parse_address(text)
 
 
+def test_plain_host_port_lines_are_named_after_their_host(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "peers.txt",
+        "10.0.0.5:8701\nGPU-Box-7.lan:8701  # a host name\n[2001:db8::1]:8701\nnamed 10.0.0.6:1\n",
+    )
+    assert load_peers(path) == [
+        Peer("10.0.0.5", "10.0.0.5", 8701, 1),
+        Peer("gpu-box-7.lan", "GPU-Box-7.lan", 8701, 2),
+        Peer("2001-db8--1", "2001:db8::1", 8701, 3),
+        Peer("named", "10.0.0.6", 1, 4),
+    ]
+
+
 def test_every_problem_of_a_lines_file_is_reported_with_its_line(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -83,7 +97,7 @@ def test_every_problem_of_a_lines_file_is_reported_with_its_line(tmp_path: Path)
         load_peers(path)
     issues = [(issue.line, issue.message) for issue in caught.value.issues]
     assert [line for line, _ in issues] == [2, 3, 4, 5]
-    assert "expected 'NAME HOST:PORT', got 1 field(s)" in issues[0][1]
+    assert "'only-one-field': expected HOST:PORT" in issues[0][1]
     assert "'Bad'" in issues[1][1]
     assert "also on line 1" in issues[2][1]
     assert "port" in issues[3][1]

@@ -47,9 +47,19 @@ def command(
     api: Annotated[str, typer.Option("--api", help="Base URL of the API, e.g. http://h:8700.")],
     node: Annotated[str, typer.Option("--node", help="This node's name (as registered).")],
     token: Annotated[
-        str,
-        typer.Option("--token", envvar="GRIDPLACE_NODE_TOKEN", help="The node token (gpn.…)."),
-    ],
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=["GRIDPLACE_TOKEN", "GRIDPLACE_NODE_TOKEN"],
+            show_envvar=True,
+            help="The node token (gpn.…). Prefer the environment variable or --token-file: "
+            "a --token flag is visible to every user in `ps`.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="File holding the node token (one line)."),
+    ] = None,
     backend: Annotated[
         BackendKind, typer.Option("--backend", help="auto, nvml, amdsmi or fake.")
     ] = BackendKind.AUTO,
@@ -124,6 +134,7 @@ def command(
         raise typer.BadParameter("--backend fake needs --fake-fleet FILE", param_hint="--backend")
     if driver is DriverKind.COMMAND and not command_template:
         raise typer.BadParameter("--driver command needs --command-template", param_hint="--driver")
+    token = _node_token(token, token_file)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         drivers: dict[DriverKind, Driver] = {
@@ -175,6 +186,29 @@ def command(
     finally:
         state.close()
     render.stderr.print("agent stopped; its servers keep running", highlight=False)
+
+
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+def _node_token(token: str | None, token_file: Path | None) -> str:
+    """The token from --token-file, else --token / GRIDPLACE_TOKEN; exit 1 without one."""
+    if token_file is not None:
+        try:
+            with token_file.open("rb") as handle:
+                raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as error:
+            _fail(f"cannot read --token-file {token_file}: {error.strerror}")
+        text = raw.decode("utf-8", errors="replace").strip()
+        if len(raw) > MAX_TOKEN_FILE_BYTES or not text or "\n" in text:
+            _fail(f"--token-file {token_file} must hold the node token alone on one line")
+        return text
+    if not token:
+        _fail(
+            "no node token: set GRIDPLACE_TOKEN or give --token-file FILE "
+            "(--token also works, but shows in `ps`)"
+        )
+    return token
 
 
 def _fail(message: str) -> NoReturn:

@@ -13,7 +13,6 @@ from rich.markup import escape
 
 from gridplace.api import render
 from gridplace.api.wiring import PlanRequest, run_plan
-from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.specs import PlacementPlan, Prediction, SpecError
 from gridplace.specs.plan import WorkloadCoverage
@@ -72,11 +71,17 @@ def command(
     budget: BudgetOption = None,
     seed: Annotated[int, typer.Option("--seed", help="Solver random seed.")] = 0,
     headroom: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--headroom", min=0, max=10, help="Capacity booked above mean demand (0.5 = +50%)."
+            "--headroom",
+            min=0,
+            max=10,
+            help=(
+                "Capacity booked above mean demand for every workload (0.5 = +50%). Default: "
+                "what each workload's traffic.burstiness implies, +100% where it declares none."
+            ),
         ),
-    ] = DEFAULT_HEADROOM,
+    ] = None,
 ) -> None:
     """Solve the placement and print (or write) a PlacementPlan."""
     result = _plan_or_exit(
@@ -151,7 +156,7 @@ def explain(
 def _plan_or_exit(request: PlanRequest) -> PlanResult:
     try:
         with render.stderr.status("planning...") as status:
-            return run_plan(request, progress=lambda message: status.update(message))
+            return run_plan(request, lambda message: status.update(message), render.warn)
     except SpecError as error:
         render.print_issues(error.issues)
         raise typer.Exit(EXIT_INVALID) from None
@@ -190,7 +195,7 @@ def print_plan_table(result: PlanResult) -> None:
                 f"{ttft}/{demand.ttft_slo_ms:g}",
                 f"{itl}/{demand.itl_slo_ms:g}",
                 f"{coverage.capacity_rps:.1f} / {coverage.demand_rps:g}",
-                _after_node_loss(coverage, result.problem.headroom),
+                _after_node_loss(coverage, demand.booked_rps),
                 f"{coverage.cost_per_hour or 0:.2f}",
                 "[green]yes[/]" if coverage.slo_met else "[red]no[/]",
             ]
@@ -237,12 +242,12 @@ def _latencies(predicted: list[Prediction]) -> tuple[str, str]:
     return f"{p50:.0f}/{p99:.0f} | {full_ttft:.0f}", f"{itl:.1f} | {full_itl:.1f}"
 
 
-def _after_node_loss(coverage: WorkloadCoverage, headroom: float) -> str:
+def _after_node_loss(coverage: WorkloadCoverage, booked_rps: float) -> str:
     """Capacity left after the worst node loss (every node counted; an exempt one named), yellow
-    when it no longer covers the demand with headroom (the failover rule's target)."""
+    when it no longer covers the booked demand (the failover rule's target)."""
     left = coverage.capacity_after_node_loss_rps
     if left is None:
         return "-"
-    colour = "green" if left + 1e-6 >= coverage.demand_rps * (1 + headroom) else "yellow"
+    colour = "green" if left + 1e-6 >= booked_rps else "yellow"
     exempt = f" ({coverage.worst_node} exempt)" if coverage.worst_node_exempt else ""
     return f"[{colour}]{left:.1f}{escape(exempt)}[/]"

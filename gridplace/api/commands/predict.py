@@ -116,6 +116,13 @@ class PredictQuery(StrictModel):
         return None if options == EngineOptions() else options
 
 
+# The JSONL keys of --input, as --help lists them (required ones first).
+INPUT_KEYS = ", ".join(
+    (field.alias or name) + ("" if field.is_required() else "?")
+    for name, field in PredictQuery.model_fields.items()
+)
+
+
 @dataclass(frozen=True)
 class _Slo:
     ttft_ms: float
@@ -366,7 +373,13 @@ def command(
         typer.Option("--profile", help="PerformanceProfile YAML (gridplace calibrate)."),
     ] = None,
     input_path: Annotated[
-        Path | None, typer.Option("--input", help="JSONL file of queries ('-' for stdin).")
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSONL file of queries ('-' for stdin), one JSON object per line with keys "
+            f"{INPUT_KEYS} ('?': optional; the flags given are every line's defaults), e.g. "
+            '{"gpu": "rtx-4090", "model": "llama-3.1-8b", "precision": "fp8", "batch": 8}.',
+        ),
     ] = None,
     output_format: Annotated[
         Format, typer.Option("--format", help="table or json (JSONL with --input).")

@@ -33,7 +33,8 @@ def command(
         Path,
         typer.Option(
             "--peers",
-            help="Peers file: YAML (peers: [{name, address}]) or lines 'NAME HOST:PORT'.",
+            help="Peers file: YAML (peers: [{name, address}]) or lines 'NAME HOST:PORT' or "
+            "'HOST:PORT' (named after the host).",
         ),
     ],
     count: Annotated[int, typer.Option("--count", min=1, max=1000, help="Connects per peer.")] = 5,

@@ -6,6 +6,12 @@ Usage with the shipped example::
     gridplace simulate --plan plan.yaml -n examples/grid -w examples/workloads \\
         -p examples/probes --trace ../shared/data/traces/AzureLLMInferenceTrace_conv.csv
 
+``--trace conv`` or ``--trace code`` names the Azure LLM inference traces (conversation; code,
+bursty) in ``$GRIDPLACE_TRACES`` or ``../shared/data/traces``. ``--diurnal HOURS`` modulates the
+rate by a daily profile covering HOURS hours over the run (24 in a one-hour run: a compressed
+day); ``--cold-starts`` makes restarts and failover to the plan's ``prewarm`` standbys take their
+cold start (``--no-prewarm``: the standbys hold nothing) and reports what that cost.
+
 Exit codes: 0 simulated; 1 bad input (specs, trace, or a plan naming a missing node, GPU index or
 workload); 2 usage.
 """
@@ -13,6 +19,7 @@ workload); 2 usage.
 from __future__ import annotations
 
 import math
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -33,9 +40,12 @@ from gridplace.sim import (
     read_trace,
     simulate,
 )
+from gridplace.sim.coldstart import ColdStartReport, ColdStartSettings
+from gridplace.sim.diurnal import DailyCycle
 from gridplace.specs import PlacementPlan, SpecError, SpecIssue, load_bundle
 
 EXIT_INVALID = 1
+NAMED_TRACES = {name: f"AzureLLMInferenceTrace_{name}.csv" for name in ("conv", "code")}
 
 
 class OutputFormat(StrEnum):
@@ -61,8 +71,23 @@ def command(
     probes: ProbesOption = None,
     trace: Annotated[
         Path | None,
-        typer.Option("--trace", help="Request trace CSV (Azure LLM inference trace format)."),
+        typer.Option(
+            "--trace", help="Request trace CSV (Azure LLM inference format), or conv / code."
+        ),
     ] = None,
+    diurnal: Annotated[
+        float | None,
+        typer.Option(
+            "--diurnal", min=0.01, max=672, help="Follow a daily profile over HOURS hours."
+        ),
+    ] = None,
+    cold_starts: Annotated[
+        bool, typer.Option("--cold-starts", help="Restarts and failover take their cold start.")
+    ] = False,
+    prewarm: Annotated[
+        bool,
+        typer.Option("--prewarm/--no-prewarm", help="Standbys hold what the plan's prewarm says."),
+    ] = True,
     arrivals: Annotated[
         ArrivalProcess | None,
         typer.Option("--arrivals", help="trace (with --trace), poisson or bursty."),
@@ -109,9 +134,11 @@ def command(
             duration_s=duration,
             seed=seed,
             process=process,
-            trace=read_trace(trace) if trace else None,
+            trace=read_trace(_trace_path(trace)) if trace else None,
             tokens=tokens,
             truth=truth,
+            diurnal=DailyCycle(diurnal) if diurnal else None,
+            cold_starts=ColdStartSettings(prewarm=prewarm) if cold_starts else None,
         )
         with render.stderr.status("simulating..."):
             result = simulate(document, SimInputs.from_bundle(bundle), settings)
@@ -142,6 +169,15 @@ def command(
             render.stderr.print(f"[bold red]error:[/] cannot write {plot}: {error.strerror}")
             raise typer.Exit(EXIT_INVALID) from None
         render.stderr.print(f"plot written to {escape(str(written))}", highlight=False)
+
+
+def _trace_path(trace: Path) -> Path:
+    """A trace file, or one of the named Azure traces (``NAMED_TRACES``)."""
+    name = NAMED_TRACES.get(str(trace))
+    if name is None or trace.exists():
+        return trace
+    folder = os.environ.get("GRIDPLACE_TRACES")
+    return (Path(folder) if folder else Path("..") / "shared" / "data" / "traces") / name
 
 
 def _load_plan(path: Path) -> PlacementPlan:
@@ -192,6 +228,14 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
                "ITL p50 / p99 ms (SLO)", "lost", "done req/s / tok/s", "replicas",
                "$/h"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
+    if settings.cold_starts is not None:
+        report = ColdStartReport.of(result)
+        render.stdout.print(
+            f"cold starts: {report.cold_starts}, requests sent during one: "
+            f"{report.requests_during:,}, serving again after a node loss: mean "
+            f"{report.mean_recovery_s:.0f} s, max {report.max_recovery_s:.0f} s; failovers "
+            f"to standbys: {len(report.failover_s)}, mean {report.mean_failover_s:.0f} s"
+        )
 
 
 def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
@@ -216,4 +260,17 @@ def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
         },
         "steps": result.steps,
         "wallSeconds": round(result.wall_s, 3),
+        **({"coldStarts": _cold_json(result)} if settings.cold_starts is not None else {}),
+    }
+
+
+def _cold_json(result: SimResult) -> dict[str, object]:
+    report = ColdStartReport.of(result)
+    return {
+        "count": report.cold_starts,
+        "requestsDuring": report.requests_during,
+        "meanRecoveryS": round(report.mean_recovery_s, 2),
+        "maxRecoveryS": round(report.max_recovery_s, 2),
+        "failovers": len(report.failover_s),
+        "meanFailoverS": round(report.mean_failover_s, 2),
     }

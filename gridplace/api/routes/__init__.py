@@ -1,6 +1,7 @@
 """The API's routes, one module per resource: ``health`` (/healthz, /metrics), ``plans``
 (/v1/plans, /v1/validate, /v1/replan), ``nodes`` (/v1/nodes/...), ``probes`` (/v1/probes,
-/v1/topology) and ``admin`` (/v1/admin/tokens).
+/v1/topology), ``admin`` (/v1/admin/tokens) and ``demand`` (/v1/workloads/{name}/demand and
+/forecast).
 
 Routes are thin: parse, check access, call the store or the plan service, shape the answer.
 Errors are raised (``gridplace.api.errors``) and turned into responses in ``app.py``.

@@ -1,7 +1,9 @@
 """Nodes: inventory registration, telemetry, probes from a node, assignments and reported state.
 
-A node token may act only for its own node (403 otherwise) and may not claim ``attested``
-inventory (only the admin can vouch for that); the admin may act for any node.
+A node token may act only for its own node (403 otherwise), may not claim ``attested``
+inventory (only the admin can vouch for that), and may not change the placement facts the
+operator registered (``ownership.py``: kept, or 409 when the agent says otherwise); the admin may
+act for any node.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from gridplace.api.bodies import parse_body
+from gridplace.api.bodies import read_documents
 from gridplace.api.deps import (
     AdminDep,
     PrincipalDep,
@@ -21,7 +23,7 @@ from gridplace.api.deps import (
     StoreDep,
     require_node_access,
 )
-from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
+from gridplace.api.errors import Conflict, Forbidden, InvalidRequest, Issue, NotFound
 from gridplace.api.grid import NodeView
 from gridplace.api.models import (
     NodeAssignmentsResponse,
@@ -32,6 +34,7 @@ from gridplace.api.models import (
     ProbesAccepted,
     TelemetryReport,
 )
+from gridplace.api.ownership import merge_agent_registration
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.security import Principal
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
@@ -99,7 +102,9 @@ async def register_nodes(
     request: Request, _: AdminDep, service: ServiceDep, settings: SettingsDep
 ) -> NodeListResponse:
     """Register or replace many nodes at once (the admin importing an inventory): all or none."""
-    documents = parse_body(await request.body(), settings.max_documents, {"Node"})
+    documents = await read_documents(
+        request, settings.max_documents, {"Node"}, settings.max_list_items
+    )
     nodes = build_bundle(documents).nodes  # duplicates refused, GPU names resolved
     records = await run_in_threadpool(service.store.upsert_nodes, nodes, service.clock())
     views = [service.view_of(record) for record, _ in records]
@@ -111,7 +116,7 @@ async def register_nodes(
     response_model=NodeResponse,
     response_model_exclude_none=True,
     responses={
-        **errors(*AUTH_ERRORS, 413),
+        **errors(*AUTH_ERRORS, 409, 413),
         201: {"model": NodeResponse, "description": "Registered."},
     },
     openapi_extra=raw_body("A Node document (what `gridplace inventory` prints).", array=False),
@@ -126,16 +131,34 @@ async def register_node(
 ) -> NodeResponse:
     """Register or replace a node's inventory (200 replaced, 201 registered)."""
     require_node_access(principal, name)
-    documents = parse_body(await request.body(), 1, {"Node"})
+    documents = await read_documents(request, 1, {"Node"}, settings.max_list_items)
     node: Node = build_bundle(documents).nodes[0]  # GPU names resolved to catalog ids
     if node.name != name:
         raise InvalidRequest.field(
             "metadata.name", f"the document names node {node.name!r} but the URL names {name!r}"
         )
     _check_claims(principal, node)
+    if not principal.is_admin:
+        node = await run_in_threadpool(_keep_operator_fields, service, node)
     record, created = await run_in_threadpool(service.store.upsert_node, node, service.clock())
     response.status_code = 201 if created else 200
     return node_response(await run_in_threadpool(service.view_of, record))
+
+
+def _keep_operator_fields(service: ServiceDep, node: Node) -> Node:
+    """A node token's registration keeps the operator's placement facts (``ownership.py``)."""
+    stored = service.store.node(node.name)
+    if stored is None:
+        return node
+    merged, conflicts = merge_agent_registration(stored.node, node)
+    if conflicts:
+        messages = [conflict.message(node.name) for conflict in conflicts]
+        raise Conflict(
+            "; ".join(messages),
+            None,
+            [Issue(message=m, field=c.field) for m, c in zip(messages, conflicts, strict=True)],
+        )
+    return merged
 
 
 def _check_claims(principal: Principal, node: Node) -> None:
@@ -202,7 +225,7 @@ async def post_node_probes(
 ) -> ProbesAccepted:
     """Probes measured from this node: every sample's source must be the node itself."""
     require_node_access(principal, name)
-    probes = parse_probes(await request.body(), state.settings.max_list_items)
+    probes = await read_probes(request, state.settings.max_list_items)
     foreign = sorted({s.source for s in probes.spec.samples if s.source != name})
     if foreign:
         message = f"samples measured from {', '.join(foreign[:5])}, not from node {name!r}"
@@ -222,8 +245,8 @@ async def post_node_probes(
 PROBE_DOCUMENTS_KEPT = 8  # per submitter; the topology decays old samples anyway
 
 
-def parse_probes(body: bytes, max_samples: int) -> LatencyProbes:
-    documents = parse_body(body, 1, {"LatencyProbes"})
+async def read_probes(request: Request, max_samples: int) -> LatencyProbes:
+    documents = await read_documents(request, 1, {"LatencyProbes"}, max_samples)
     probes: LatencyProbes = documents[0].obj
     if len(probes.spec.samples) > max_samples:
         raise InvalidRequest.field(

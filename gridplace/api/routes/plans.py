@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from gridplace.api.bodies import parse_body
+from gridplace.api.bodies import read_documents
 from gridplace.api.deps import (
     AdminDep,
     PrincipalDep,
@@ -118,8 +118,9 @@ async def submit_plan(
             f"{time_limit_s:g} s is over this server's limit of "
             f"{settings.max_plan_time_limit_s:g} s",
         )
-    body = await request.body()
-    documents = parse_body(body, settings.max_documents, PLAN_INPUT_KINDS)
+    documents = await read_documents(
+        request, settings.max_documents, PLAN_INPUT_KINDS, settings.max_list_items
+    )
     options = PlanOptions(
         strategy=strategy,
         time_limit_s=time_limit_s or settings.plan_time_limit_s,
@@ -214,7 +215,9 @@ async def validate(
 ) -> ValidationResponse:
     """``gridplace validate`` over HTTP. Documents that are not valid are a 422 naming each field
     (like every endpoint); valid ones get 200 with whether each workload can be placed at all."""
-    documents = parse_body(await request.body(), settings.max_documents, VALIDATE_KINDS)
+    documents = await read_documents(
+        request, settings.max_documents, VALIDATE_KINDS, settings.max_list_items
+    )
     outcome = await run_planning(state, service.validate, documents)
     return ValidationResponse(
         valid=outcome.valid,

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from gridplace.api.deps import AdminDep, PrincipalDep, ServiceDep, StateDep
 from gridplace.api.models import ProbesAccepted, TopologyLink, TopologyNode, TopologyResponse
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
-from gridplace.api.routes.nodes import PROBE_DOCUMENTS_KEPT, parse_probes
+from gridplace.api.routes.nodes import PROBE_DOCUMENTS_KEPT, read_probes
 from gridplace.topology import SampleLog
 
 router = APIRouter(prefix="/v1", tags=["topology"])
@@ -28,7 +28,7 @@ ADMIN_PROBE_DOCUMENTS_KEPT = 8 * PROBE_DOCUMENTS_KEPT
 )
 async def post_probes(request: Request, _: AdminDep, state: StateDep) -> ProbesAccepted:
     """Store a LatencyProbes document (replacing an earlier one of the same name)."""
-    probes = parse_probes(await request.body(), state.settings.max_list_items)
+    probes = await read_probes(request, state.settings.max_list_items)
     stored = await run_in_threadpool(
         state.store.add_probes, ADMIN_SUBMITTER, probes, state.clock(), ADMIN_PROBE_DOCUMENTS_KEPT
     )

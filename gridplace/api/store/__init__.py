@@ -10,6 +10,8 @@ Errors (``errors.py``)::
 
     StoreError                      base
         DatabaseUnavailable         the database cannot be reached or stays locked (API: 503)
+            DatabaseDamaged         the SQLite file was deleted, replaced or is damaged: every
+                                    request refused, writes included (API: 503, /healthz says so)
         UnsupportedDatabase         a URL that is neither sqlite:///FILE nor postgresql+psycopg://
         GenerationConflict          a plan computed from a generation that is no longer the
                                     latest; .expected, .current (API: 409)
@@ -17,6 +19,7 @@ Errors (``errors.py``)::
 
 from gridplace.api.store.engine import create_store_engine, migrate
 from gridplace.api.store.errors import (
+    DatabaseDamaged,
     DatabaseUnavailable,
     GenerationConflict,
     StoreError,
@@ -35,6 +38,7 @@ from gridplace.api.store.records import (
 from gridplace.api.store.store import Store, throttle_ratio_of
 
 __all__ = [
+    "DatabaseDamaged",
     "DatabaseUnavailable",
     "GenerationConflict",
     "NewPlan",

@@ -20,10 +20,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gridplace.api.store.errors import DatabaseUnavailable, UnsupportedDatabase
+from gridplace.api.store.errors import DatabaseDamaged, DatabaseUnavailable, UnsupportedDatabase
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "gridplace_write"
@@ -109,6 +109,11 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             command.upgrade(alembic_config(connection), revision)
     except OperationalError as error:
         raise DatabaseUnavailable(f"cannot migrate the database: {error.orig}") from error
+    except DatabaseError as error:  # SQLite: "file is not a database", a damaged header
+        raise DatabaseDamaged(
+            f"cannot open the database {engine.url.database or engine.url.host}: {error.orig} "
+            "(a damaged or foreign file?)"
+        ) from error
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -11,6 +11,11 @@ class DatabaseUnavailable(StoreError):
     """The database cannot be reached or refused the operation for a reason outside our data."""
 
 
+class DatabaseDamaged(DatabaseUnavailable):
+    """The SQLite file is gone, replaced or damaged; the message says which and what to do (it
+    names the file, never credentials, so the API shows it)."""
+
+
 class UnsupportedDatabase(StoreError):
     """A URL the store does not speak (only SQLite files and PostgreSQL are supported)."""
 

@@ -161,5 +161,20 @@ class NodeStateRow(Base):
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DemandSampleRow(Base):
+    """Requests one traffic source sent to a workload in one window (revision 0003): posted by a
+    gateway that counts them; the history demand forecasts are made from."""
+
+    __tablename__ = "demand_samples"
+    __table_args__ = (Index("ix_demand_samples_workload_start", "workload", "window_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    source: Mapped[str] = mapped_column(String(NAME_LENGTH))  # a client region
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_s: Mapped[float] = mapped_column(Float)
+    requests: Mapped[int] = mapped_column(Integer)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

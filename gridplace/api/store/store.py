@@ -2,13 +2,16 @@
 
 Every method is one short transaction and returns records (``records.py``). Database trouble
 (unreachable, locked past the busy timeout) becomes ``DatabaseUnavailable``; a plan written on a
-stale generation becomes ``GenerationConflict``. The store judges nothing: whether a silent node
-is gone, or a change deserves a replan, is decided by its callers.
+stale generation becomes ``GenerationConflict``. An SQLite file deleted or replaced under the
+server, or found damaged, becomes ``DatabaseDamaged`` for every later request: a write to a
+deleted file would be lost at the next start, so none is accepted. The store judges nothing:
+whether a silent node is gone, or a change deserves a replan, is decided by its callers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +19,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridplace.api.security import Role, TokenHash
 from gridplace.api.store.engine import WRITE_OPTION, create_store_engine, migrate
-from gridplace.api.store.errors import DatabaseUnavailable, GenerationConflict
+from gridplace.api.store.errors import DatabaseDamaged, DatabaseUnavailable, GenerationConflict
 from gridplace.api.store.records import (
     NewPlan,
     NodeAssignments,
@@ -58,12 +61,17 @@ class Store:
         self._sqlite_writer: contextlib.AbstractContextManager[object] = (
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
+        self._sqlite_file = sqlite_file_of(engine)
+        self._sqlite_identity = _identity(self._sqlite_file) if self._sqlite_file else None
+        self._damage: str | None = None  # once found damaged, refused until restarted
 
     @classmethod
     def open(cls, url: str) -> Store:
         engine = create_store_engine(url)
         migrate(engine)
-        return cls(engine)
+        store = cls(engine)
+        store.check_integrity()
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -77,6 +85,7 @@ class Store:
         # SQLite has one writer at a time; its busy handler polls with sleeps of up to 100 ms,
         # which turns a queue of writers into seconds of tail latency. Writers of this process
         # queue on a lock instead (other processes still meet the busy timeout).
+        self._check_file()
         lock = self._sqlite_writer if write else contextlib.nullcontext()
         try:
             with lock, (self._writer if write else self._reader).begin() as session:
@@ -85,14 +94,55 @@ class Store:
             raise  # a constraint said no: the caller knows what that means
         except OperationalError as error:  # unreachable, locked past the busy timeout, ...
             raise DatabaseUnavailable(f"database error: {error.orig}") from error
+        except DatabaseError as error:
+            if type(error) is not DatabaseError or self._sqlite_file is None:
+                raise  # DataError, ProgrammingError...: a bug, not a damaged file
+            # SQLite's "database disk image is malformed", "file is not a database"
+            self._damage = (
+                f"the database is damaged ({error.orig}); every request is refused: "
+                "restore it from a backup and restart the server"
+            )
+            raise DatabaseDamaged(self._damage) from error
         except DBAPIError as error:
             if error.connection_invalidated:
                 raise DatabaseUnavailable(f"database connection lost: {error.orig}") from error
             raise
 
     def ping(self) -> None:
+        """Raise ``DatabaseUnavailable`` unless the database answers and its tables read."""
         with self._session(write=False) as session:
             session.execute(text("SELECT 1"))
+            if self._sqlite_file is not None:  # a damaged page shows when it is read
+                for table in (ServerSetting, NodeRow, PlanRow):
+                    session.execute(select(table).limit(1)).first()
+
+    def check_integrity(self) -> None:
+        """SQLite's ``quick_check`` (at open: a damaged file is refused before serving)."""
+        if self._sqlite_file is None:
+            return
+        with self._session(write=False) as session:
+            rows = [str(row[0]) for row in session.execute(text("PRAGMA quick_check(5)"))]
+        if rows != ["ok"]:
+            found = "; ".join(line.strip() for row in rows for line in row.splitlines())
+            self._damage = (
+                f"the SQLite file {self._sqlite_file} is damaged ({found[:300]}): "
+                "restore it from a backup"
+            )
+            raise DatabaseDamaged(self._damage)
+
+    def _check_file(self) -> None:
+        if self._damage is not None:
+            raise DatabaseDamaged(self._damage)
+        if self._sqlite_file is None:
+            return
+        identity = _identity(self._sqlite_file)
+        if identity != self._sqlite_identity:
+            what = "deleted or moved" if identity is None else "replaced"
+            self._damage = (
+                f"the SQLite file {self._sqlite_file} was {what} while the server ran; every "
+                "request is refused (a write would be lost): restore it and restart the server"
+            )
+            raise DatabaseDamaged(self._damage)
 
     # ------------------------------------------------------------------------- admin token
 
@@ -383,6 +433,22 @@ class Store:
         with self._session(write=False) as session:
             row = session.get(NodeStateRow, node)
             return _state_record(row) if row else None
+
+
+def sqlite_file_of(engine: Engine) -> str | None:
+    """The absolute path of an SQLite engine's file; None for PostgreSQL."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return None
+    return os.path.abspath(os.path.expanduser(engine.url.database))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of ``path``: a new inode means the file was replaced."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _upsert_row(session: Session, node: Node, now: datetime) -> tuple[NodeRow, bool]:

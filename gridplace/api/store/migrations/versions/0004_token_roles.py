@@ -15,7 +15,7 @@ from alembic import op
 
 revision = "0004"
 # 0003 (observations) is built beside this one; whichever merges second chains onto the other.
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
