@@ -34,7 +34,7 @@ from gridplace.api.middleware import BodyLimit, RequestMetrics
 from gridplace.api.models import ErrorResponse, IssueOut
 from gridplace.api.ratelimit import RateLimiter
 from gridplace.api.replan import Replanner
-from gridplace.api.routes import admin, demand, health, nodes, plans, probes
+from gridplace.api.routes import admin, demand, health, nodes, observations, plans, probes
 from gridplace.api.security import VerifiedTokens, hash_secret, new_admin_token
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
@@ -114,7 +114,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gridplace = state
-    for module in (health, plans, nodes, probes, admin, demand):
+    for module in (health, plans, nodes, observations, probes, admin, demand):
         app.include_router(module.router)
     _install_error_handlers(app)
     # The body limit is outermost and reads the whole body first, so request latency is timed

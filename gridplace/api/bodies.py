@@ -24,6 +24,7 @@ BODY = "request body"
 _HOME = {
     "Node": "PUT /v1/nodes/{name}",
     "LatencyProbes": "POST /v1/probes or POST /v1/nodes/{name}/probes",
+    "Observations": "POST /v1/nodes/{name}/observations",
     "PlacementPlan": "nowhere: plans are computed by the server",
 }
 

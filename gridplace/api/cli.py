@@ -21,6 +21,7 @@ from gridplace.api import render
 from gridplace.api.checks import WorkloadCheck, check_workloads
 from gridplace.api.commands import agent as agent_command
 from gridplace.api.commands import calibrate as calibrate_command
+from gridplace.api.commands import calibration as calibration_command
 from gridplace.api.commands import diff as diff_command
 from gridplace.api.commands import inventory as inventory_command
 from gridplace.api.commands import plan, probe
@@ -318,6 +319,7 @@ app.command(name="serve")(serve_command.command)
 app.command(name="simulate")(simulate_command.command)
 app.command(name="agent")(agent_command.command)
 app.add_typer(traffic_command.app, name="traffic")
+app.command(name="calibration")(calibration_command.command)
 
 
 def main() -> None:

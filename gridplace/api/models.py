@@ -23,7 +23,14 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from gridplace.api.security import Role
-from gridplace.specs import Assignment, Node, PlacementPlan, Precision, ThermalStatus
+from gridplace.specs import (
+    Assignment,
+    Node,
+    ObservationWindow,
+    PlacementPlan,
+    Precision,
+    ThermalStatus,
+)
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
@@ -91,6 +98,45 @@ class ProbesAccepted(StrictModel):
     name: Name
     samples: int = Field(ge=0)
     stored_documents: int = Field(ge=0, description="Probe documents kept for this submitter.")
+
+
+class ObservationsAccepted(StrictModel):
+    node: Name
+    windows: int = Field(ge=0, description="Windows accepted from this request.")
+    stored_windows: int = Field(ge=0, description="Windows kept for this node after retention.")
+
+
+class ObservationOut(StrictModel):
+    id: int
+    received_at: datetime
+    window: ObservationWindow
+
+
+class ObservationListResponse(StrictModel):
+    items: list[ObservationOut]
+
+
+class CorrectionOut(StrictModel):
+    """A learned correction: observed / predicted step time, and the windows' weight behind it."""
+
+    gpu: str
+    model: str
+    precision: str
+    engine: str
+    node: str | None = Field(default=None, description="Absent: the GPU type's correction.")
+    decode_factor: float
+    prefill_factor: float
+    decode_weight: float = Field(ge=0, description="Full windows' worth of decode evidence.")
+    prefill_weight: float = Field(ge=0)
+
+
+class CalibrationResponse(StrictModel):
+    id: int
+    computed_at: datetime
+    windows: int = Field(ge=0, description="Observation windows used.")
+    ignored: int = Field(ge=0, description="Windows without usable figures or of unknown ids.")
+    gpu_types: list[CorrectionOut]
+    nodes: list[CorrectionOut]
 
 
 class TokenIssued(StrictModel):

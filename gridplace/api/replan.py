@@ -9,7 +9,12 @@ what that plan was based on (its *basis*):
   a grid-wide silence is blamed on the server's network, never acted on);
 - a node's throttle ratio moved by at least ``derate_threshold`` (either way: a hot node loses
   capacity, a cooled one gains it);
-- a node became available again (or joined) while the plan leaves some workload unplaced.
+- a node became available again (or joined) while the plan leaves some workload unplaced;
+- the calibration learned from the engines' observations (``PlanService.recalibrate``) moves a
+  replica's predicted capacity by more than ``calibration_capacity_change`` from what the plan's
+  own calibration predicted, or a workload's observed SLO attainment stayed under
+  ``slo_attainment_target`` for two windows since the plan was made (``planner.recalibrate``:
+  the same triggers the simulator's loop runs, with their hysteresis).
 
 Anything else — a node without replicas going away, a throttle ratio wobbling under the
 threshold — changes nothing, so agents never see churn for noise.
@@ -21,10 +26,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from gridplace.api.bodies import reparse
 from gridplace.api.grid import GridView
 from gridplace.api.metrics import Metrics
-from gridplace.api.service import PlanService
-from gridplace.api.store import GenerationConflict, PlanRecord
+from gridplace.api.service import (
+    CALIBRATION_WINDOWS,
+    PROVENANCE_KEY,
+    PlanService,
+    plan_calibration,
+)
+from gridplace.api.settings import Settings
+from gridplace.api.store import CalibrationRecord, GenerationConflict, PlanRecord, Store
+from gridplace.planner.predictor import make_predictor
+from gridplace.planner.recalibrate import (
+    Calibration,
+    ReplanPolicy,
+    capacity_moves,
+    replica_queries,
+    slo_shortfalls,
+    windowed_attainment,
+)
+from gridplace.specs import build_bundle
 
 log = logging.getLogger("gridplace.api")
 
@@ -75,6 +97,33 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
     return reasons
 
 
+def calibration_changes(
+    latest: PlanRecord,
+    current: CalibrationRecord | None,
+    view: GridView,
+    store: Store,
+    settings: Settings,
+) -> list[str]:
+    """Why the learned corrections or the observed SLO call for a new plan (see the docstring)."""
+    policy = ReplanPolicy(settings.calibration_capacity_change, settings.slo_attainment_target)
+    reasons: list[str] = []
+    made_with = latest.options.get(PROVENANCE_KEY, {}).get("id")
+    if current is not None and current.id != made_with:
+        bundle = build_bundle(reparse(latest.inputs, f"plan generation {latest.generation}"))
+        queries = replica_queries(
+            latest.plan, bundle.workloads, view.planner_nodes(), bundle.catalog
+        )
+        before = make_predictor(bundle.profiles, bundle.catalog, plan_calibration(latest))
+        learned = Calibration.from_dict(current.document)
+        after = make_predictor(bundle.profiles, bundle.catalog, learned)
+        reasons.extend(capacity_moves(queries, before, after, policy))
+    windows = (record.window for record in store.observations(limit=CALIBRATION_WINDOWS))
+    since_s = latest.summary.created_at.timestamp()
+    attainment = windowed_attainment(windows, since_s, settings.observation_window_s)
+    reasons.extend(slo_shortfalls(attainment, policy))
+    return reasons
+
+
 class Replanner:
     def __init__(self, service: PlanService, metrics: Metrics) -> None:
         self.service = service
@@ -87,6 +136,7 @@ class Replanner:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
         view = self.service.grid()
         reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
+        reasons += self._calibration_changes(latest, view)
         if view.mass_silence:
             self.metrics.replan_skipped("mass-silence")
             log.warning(
@@ -104,11 +154,15 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        changes = detect_changes(
-            latest, self.service.grid(), self.service.settings.derate_threshold
-        )
+        view = self.service.grid()
+        changes = detect_changes(latest, view, self.service.settings.derate_threshold)
+        changes += self._calibration_changes(latest, view)
         record = self.service.recompute(latest, "requested", ["requested", *changes])
         return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
+
+    def _calibration_changes(self, latest: PlanRecord, view: GridView) -> list[str]:
+        current = self.service.recalibrate()
+        return calibration_changes(latest, current, view, self.service.store, self.service.settings)
 
     def _replan(self, latest: PlanRecord, trigger: str, reasons: list[str]) -> ReplanOutcome:
         try:

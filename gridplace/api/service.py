@@ -7,6 +7,10 @@ request expected), dry runs (the plan a submission would get now, neither stored
 and the critical section read-latest / solve / store, which holds one of
 ``max_concurrent_solves`` slots (the routes wait for theirs on the event loop, in
 ``deps.run_planning``; this lock is what any other caller meets, for ``solve_wait_s`` at most).
+Also owns the calibration's life: estimated from the stored observation windows (with
+``planner.recalibrate``, the simulator's loop runs the same estimator) when new windows arrived,
+stored, and handed to the planner; a plan's provenance (``options["calibration"]`` and the plan's
+``calibration`` label) names the calibration it was made with.
 Must not: plan by itself (the planner does), speak HTTP beyond raising ``ApiError``s.
 """
 
@@ -27,13 +31,24 @@ from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
-from gridplace.api.store import GenerationConflict, NewPlan, NodeRecord, PlanRecord, Store
+from gridplace.api.store import (
+    CalibrationRecord,
+    GenerationConflict,
+    NewPlan,
+    NodeRecord,
+    PlanRecord,
+    Store,
+)
 from gridplace.planner.planning import Strategy
-from gridplace.specs import PlacementPlan, SpecBundle, build_bundle
+from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
+from gridplace.specs import PlacementPlan, SpecBundle, build_bundle, builtin_catalog
 from gridplace.specs.loader import LoadedDocument
 
 log = logging.getLogger("gridplace.api")
 
+CALIBRATION_WINDOWS = 20_000  # newest windows an estimate reads
+CALIBRATIONS_KEPT = 32
+PROVENANCE_KEY = "calibration"  # in a plan's stored options and its labels
 # Kinds a plan submission may carry; nodes and probes come from the store.
 PLAN_INPUT_KINDS = ("InferenceWorkload", "ModelArchitecture", "GPUModel", "PerformanceProfile")
 VALIDATE_KINDS = (*PLAN_INPUT_KINDS, "Node", "LatencyProbes")
@@ -183,10 +198,14 @@ class PlanService:
     ) -> PlanRecord:
         base = latest.generation if latest else 0
         view = self.grid()
-        solved = self._solve(documents, options, view, latest)
+        calibration = self.store.latest_calibration()
+        solved = self._solve(documents, options, view, latest, calibration)
         generation = base + 1
+        labels = dict(solved.plan.metadata.labels)
+        if calibration is not None:
+            labels[PROVENANCE_KEY] = str(calibration.id)
         metadata = solved.plan.metadata.model_copy(
-            update={"name": f"plan-{generation}", "generation": generation}
+            update={"name": f"plan-{generation}", "generation": generation, "labels": labels}
         )
         plan = solved.plan.model_copy(update={"metadata": metadata})
         new = NewPlan(
@@ -195,7 +214,7 @@ class PlanService:
             trigger=trigger,
             reasons=reasons,
             inputs=[document.obj.to_yaml_dict() for document in documents],
-            options=options.as_dict(),
+            options={**options.as_dict(), **_provenance(calibration)},
             basis={node.name: node.basis for node in view.nodes},
             explanation=solved.explanation,
             compile_s=round(solved.compile_s, 4),
@@ -227,13 +246,16 @@ class PlanService:
         options: PlanOptions,
         view: GridView,
         latest: PlanRecord | None,
+        calibration: CalibrationRecord | None,
     ) -> Solved:
+        learned = Calibration.from_dict(calibration.document) if calibration else None
         return self.solver.solve(
             self._bundle(documents, view),
             options.strategy,
             options.time_limit_s,
             latest.plan if latest else None,
             options.budget_per_hour,
+            learned,
         )
 
     def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
@@ -245,7 +267,9 @@ class PlanService:
             latest = self.store.latest_plan()
             if latest is not None:
                 options = PlanOptions.from_dict(latest.options)
-            solved = self._solve(documents, options, self.grid(), latest)
+            solved = self._solve(
+                documents, options, self.grid(), latest, self.store.latest_calibration()
+            )
         base = latest.generation if latest else 0
         metadata = solved.plan.metadata.model_copy(
             update={"name": "dry-run", "generation": base + 1}
@@ -253,6 +277,21 @@ class PlanService:
         return DryRun(
             plan=solved.plan.model_copy(update={"metadata": metadata}), base_generation=base
         )
+
+    def recalibrate(self) -> CalibrationRecord | None:
+        """The latest calibration, estimated anew first when windows arrived since it was."""
+        windows = self.store.observations(limit=CALIBRATION_WINDOWS)
+        stored = self.store.latest_calibration()
+        if not windows:
+            return stored
+        newest = windows[-1].id
+        if stored is not None and stored.document.get("newestObservation") == newest:
+            return stored
+        oracle = ModelOracle(self.grid().planner_nodes(), builtin_catalog())
+        calibration = estimate((record.window for record in windows), oracle)
+        document = {**calibration.as_dict(), "newestObservation": newest}
+        self.store.add_calibration(document, self.clock(), CALIBRATIONS_KEPT)
+        return self.store.latest_calibration()
 
     def _expect(self, expected_generation: int) -> None:
         latest = self.store.latest_generation()
@@ -285,3 +324,22 @@ class PlanService:
 def _require_workloads(documents: list[LoadedDocument]) -> None:
     if not any(document.kind == "InferenceWorkload" for document in documents):
         raise InvalidRequest.field("documents", "no InferenceWorkload in the request")
+
+
+def _provenance(calibration: CalibrationRecord | None) -> dict[str, Any]:
+    """What a plan records of the calibration it was made with (the triggers' reference)."""
+    if calibration is None:
+        return {}
+    document = calibration.document
+    return {
+        PROVENANCE_KEY: {
+            "id": calibration.id,
+            "grid": document.get("grid"),
+            "gpuTypes": document.get("gpuTypes", []),
+        }
+    }
+
+
+def plan_calibration(record: PlanRecord) -> Calibration:
+    """The calibration ``record`` was made with (none: the model as it is)."""
+    return Calibration.from_dict(record.options.get(PROVENANCE_KEY, {}))

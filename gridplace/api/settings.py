@@ -64,6 +64,34 @@ class Settings(BaseSettings):
         description="When more than this share of nodes falls silent at once, silence is "
         "blamed on the server's own network and triggers no replan.",
     )
+    observations_kept_per_node: int = Field(
+        default=5_000,
+        ge=1,
+        le=1_000_000,
+        description="Observation windows kept per node (newest by window end).",
+    )
+    observation_max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=90 * 86_400,
+        description="Observation windows received longer ago than this are deleted.",
+    )
+    observation_window_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="Agents' observation window (SLO trigger)."
+    )
+    calibration_capacity_change: float = Field(
+        default=0.10,
+        gt=0,
+        le=10,
+        description="Relative move of a replica's predicted capacity, under new corrections, "
+        "that triggers a replan.",
+    )
+    slo_attainment_target: float = Field(
+        default=0.99,
+        gt=0,
+        le=1,
+        description="Observed SLO attainment under this for two windows running triggers a replan.",
+    )
     replan_interval_s: float = Field(
         default=15.0, ge=0, le=86_400, description="Period of the change check; 0 turns it off."
     )

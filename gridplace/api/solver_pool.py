@@ -32,6 +32,7 @@ from gridplace.api.errors import Unavailable
 from gridplace.api.wiring import plan_bundle
 from gridplace.planner.explain import compile_summary
 from gridplace.planner.planning import PlanResult, Strategy
+from gridplace.planner.recalibrate import Calibration
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import PlacementPlan, SpecBundle
 
@@ -54,11 +55,13 @@ def solve(
     time_limit_s: float,
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
+    calibration: Calibration | None = None,
 ) -> Solved:
     """Plan ``bundle`` (in whichever process runs this) and explain the result."""
     result = plan_bundle(
-        bundle, strategy, SolverSettings(time_limit_s=time_limit_s), previous, budget_per_hour
-    )
+        bundle, strategy, SolverSettings(time_limit_s=time_limit_s), previous, budget_per_hour,
+        calibration=calibration,
+    )  # fmt: skip
     return Solved(result.plan, explain(result), result.compile_s, result.solve_s)
 
 
@@ -144,12 +147,12 @@ class SolverPool:
         time_limit_s: float,
         previous: PlacementPlan | None,
         budget_per_hour: float | None,
+        calibration: Calibration | None = None,
     ) -> Solved:
+        args = (bundle, strategy, time_limit_s, previous, budget_per_hour, calibration)
         if not self.processes:
-            return solve(bundle, strategy, time_limit_s, previous, budget_per_hour)
-        return self._wait(
-            self._pool().submit(solve, bundle, strategy, time_limit_s, previous, budget_per_hour)
-        )
+            return solve(*args)
+        return self._wait(self._pool().submit(solve, *args))
 
     def check(self, bundle: SpecBundle) -> list[WorkloadCheck]:
         if not self.processes:

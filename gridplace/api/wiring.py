@@ -22,6 +22,7 @@ from gridplace.planner.network import NetworkLatency
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
+from gridplace.planner.recalibrate import Calibration
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import PlacementPlan, SpecBundle, SpecError, SpecIssue, load_bundle
 from gridplace.topology import Topology
@@ -55,6 +56,7 @@ def _planner_parts(
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
     headroom: float | None = None,
+    calibration: Calibration | None = None,
 ) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
     regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
     topology = Topology.build(bundle.nodes, bundle.probes)
@@ -67,7 +69,7 @@ def _planner_parts(
         budget_per_hour=budget_per_hour,
         headroom=headroom,
     )
-    return inputs, make_predictor(bundle.profiles, bundle.catalog), latency
+    return inputs, make_predictor(bundle.profiles, bundle.catalog, calibration), latency
 
 
 def compile_bundle(bundle: SpecBundle) -> Problem:
@@ -83,9 +85,13 @@ def plan_bundle(
     budget_per_hour: float | None = None,
     progress: Callable[[str], None] | None = None,
     headroom: float | None = None,
+    calibration: Calibration | None = None,
 ) -> PlanResult:
-    """Plan an already loaded bundle (the API's path: specs arrive in a request body)."""
-    inputs, predictor, latency = _planner_parts(bundle, previous, budget_per_hour, headroom)
+    """Plan an already loaded bundle (the API's path: specs arrive in a request body), with
+    learned corrections when given."""
+    inputs, predictor, latency = _planner_parts(
+        bundle, previous, budget_per_hour, headroom, calibration
+    )
     return make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
 
 

@@ -5,6 +5,11 @@ the capacity inside the SLO (with the TTFT budget left after network RTT), and r
 ``OptionPrediction``. A replica on 1/share of a GPU is predicted on a GPU with 1/share of the
 memory, bandwidth and tensor throughput (time-sliced: each replica's steps take turns).
 
+Learned corrections (``recalibrate.Calibration``, per GPU type x model x precision x engine,
+else the grid-wide one) multiply the model's prefill and decode step times before the capacity
+search; a configuration with a hand-written ``PerformanceProfile`` keeps the profile's figures
+and no correction.
+
 Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
 workloads share models and SLOs, so a large grid costs thousands of predictions, not millions.
 The TTFT budget is rounded down to 25 ms for the memo (conservative).
@@ -17,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridplace.planner.compile import OptionPrediction, PredictionQuery, Predictor
-from gridplace.planner.perfmodel import InvalidQuery, ProfileBook
+from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.predict import NotSupported
 from gridplace.planner.problem import Queueing
+from gridplace.planner.recalibrate import Calibration, Correction
 from gridplace.specs import (
     Catalog,
     GPUModelSpec,
@@ -62,11 +68,41 @@ def share_of(gpu: GPUModelSpec, share: int) -> GPUModelSpec:
     )
 
 
+class CorrectedSteps:
+    """A replica model whose prefill and decode steps are multiplied by a learned correction."""
+
+    def __init__(self, replica: ReplicaModel, correction: Correction) -> None:
+        self._replica = replica
+        self._prefill = correction.prefill
+        self._decode = correction.decode
+
+    @property
+    def step_overhead_ms(self) -> float:
+        return self._replica.step_overhead_ms
+
+    @property
+    def prefill_chunk_tokens(self) -> int:
+        return self._replica.prefill_chunk_tokens
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
+        return self._replica.prefill_ms(batch, prompt_tokens) * self._prefill
+
+    def decode_ms(self, batch: int, context_tokens: int) -> float:
+        return self._replica.decode_ms(batch, context_tokens) * self._decode
+
+    def max_sequences(self, tokens_per_sequence: int) -> int:
+        return self._replica.max_sequences(tokens_per_sequence)
+
+
 def make_predictor(
-    profiles: Sequence[PerformanceProfile] = (), catalog: Catalog | None = None
+    profiles: Sequence[PerformanceProfile] = (),
+    catalog: Catalog | None = None,
+    calibration: Calibration | None = None,
 ) -> Predictor:
-    """A memoizing predictor over the calibrated performance model and the given profiles."""
+    """A memoizing predictor over the calibrated performance model, the given profiles and the
+    learned corrections."""
     book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    learned = calibration or Calibration()
     replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
 
@@ -91,9 +127,15 @@ def make_predictor(
                     memo[key] = found
                     return found
                 replicas[config] = replica
+            correction = None
+            if replica.profile is None:  # hand-written profiles win over learned corrections
+                correction = learned.for_type(
+                    (query.gpu_id, query.model_id, query.precision.value, query.engine.value)
+                )
             found = _predict(
-                replica, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens
-            )
+                replica, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens,
+                correction,
+            )  # fmt: skip
             memo[key] = found
         return found
 
@@ -115,6 +157,7 @@ def _predict(
     itl_slo_ms: float,
     prompt_tokens: int,
     output_tokens: int,
+    correction: Correction | None = None,
 ) -> OptionPrediction:
     memory_gib = replica.gpu.memory_gib
     if replica.unsupported is not None:
@@ -126,9 +169,14 @@ def _predict(
     assert not isinstance(full, NotSupported)
     if not full.fits:
         return OptionPrediction(True, "", False, full.vram_gib, full.memory_gib, 0.0, 0.0, 0.0)
-    capacity = replica.capacity(
-        _Targets(max(ttft_budget_ms, 0.0), itl_slo_ms), _Traffic(prompt_tokens, output_tokens)
-    )
+    targets = _Targets(max(ttft_budget_ms, 0.0), itl_slo_ms)
+    traffic = _Traffic(prompt_tokens, output_tokens)
+    steps: ReplicaModel | CorrectedSteps = replica
+    if correction is None:
+        capacity = replica.capacity(targets, traffic)
+    else:
+        steps = CorrectedSteps(replica, correction)
+        capacity = estimate_capacity(steps, targets, traffic)
     if capacity.rps <= 0:
         # Report the single-stream figures: what a user compares with the SLO.
         return OptionPrediction(
@@ -145,12 +193,16 @@ def _predict(
     return OptionPrediction(
         True, "", True, min(planned.vram_gib, planned.memory_gib), planned.memory_gib,
         capacity.ttft_ms, capacity.itl_ms, capacity.rps,
-        _queueing(replica, capacity.ttft_ms, capacity.max_batch, prompt_tokens, output_tokens),
+        _queueing(steps, capacity.ttft_ms, capacity.max_batch, prompt_tokens, output_tokens),
     )  # fmt: skip
 
 
 def _queueing(
-    replica: ReplicaModel, booked_ttft_ms: float, batch: int, prompt_tokens: int, output: int
+    replica: ReplicaModel | CorrectedSteps,
+    booked_ttft_ms: float,
+    batch: int,
+    prompt_tokens: int,
+    output: int,
 ) -> Queueing:
     """The figures ``at_demand`` needs, from the step model as ``perfmodel.capacity`` states
     them: TTFT at zero load = one prefill + half a step + a step per further prefill chunk (at

@@ -11,6 +11,8 @@ Modules, in the order a run uses them:
     seeds      seeded random streams per (run, thing, purpose)
     arrivals   traces and synthetic arrivals, source regions, RTT draws
     diurnal    a daily profile the arrivals' rate follows (time change, compressible)
+    measured   measured step times, their ratio to the model, the spread of its misses
+    bias       systematic factors per GPU family x engine: measured, drawn or set by hand
     truth      hidden per-node behaviour: efficiency, throttling episodes, outages
     steps      the StepTimes seam (perf model adapter, injectable fakes), speed over time
     deploy     plan + specs -> World (replicas, network, costs), with reference checks
@@ -20,6 +22,7 @@ Modules, in the order a run uses them:
     metrics    SimResult, the SLA definition, per-workload summaries
     plot       latency CDFs (matplotlib, Agg)
     scenario   SimSettings and ``simulate``
+    loop       the grounded loop: observations, recalibration and replans in simulated time
 
 Errors (``errors``):
 
@@ -33,6 +36,7 @@ Spec files that do not load raise the loader's ``SpecError`` before the simulato
 """
 
 from gridplace.sim.arrivals import ArrivalProcess, Arrivals, TokenMode, Trace, read_trace
+from gridplace.sim.bias import TruthBias
 from gridplace.sim.deploy import SimInputs, build_world, resolve
 from gridplace.sim.engine import ReplicaSetup, WorkloadSetup, World, run
 from gridplace.sim.errors import PlanReferenceError, SimError, SimSettingsError, TraceError
@@ -60,6 +64,7 @@ __all__ = [
     "Totals",
     "Trace",
     "TraceError",
+    "TruthBias",
     "TruthSettings",
     "WorkloadSetup",
     "WorkloadSummary",

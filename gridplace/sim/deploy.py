@@ -296,9 +296,13 @@ def _replica_setup(
             f"{memory.memory_gib:.1f} GiB"
         )
     node_truth = truth.nodes[replica.node.name]
-    factors = (node_truth.decode_factor, node_truth.prefill_factor)
-    throttled = PredictorSteps(predictors.get(replica, 1.0), *factors) if thermal else None
     workload = inputs.workloads[replica.workload]
+    a = replica.assignment
+    config = (replica.gpu_id, model_of(workload, inputs.catalog)[0], a.precision.value,
+              workload.spec.engine.value, a.tensor_parallel)  # fmt: skip
+    bias = truth.bias.for_replica(config, replica.gpu.architecture)
+    factors = (node_truth.decode_factor, node_truth.prefill_factor, bias)
+    throttled = PredictorSteps(predictors.get(replica, 1.0), *factors) if thermal else None
     node = replica.node.name
     return ReplicaSetup(
         label=replica.label,

@@ -88,9 +88,11 @@ class World:
 
 
 class _Run:
-    def __init__(self, world: World, arrivals: Arrivals) -> None:
+    def __init__(self, world: World, arrivals: Arrivals, window_s: float | None = None) -> None:
         self.world = world
-        self.replicas = [Replica(i, r.speed, r.limits) for i, r in enumerate(world.replicas)]
+        self.replicas = [
+            Replica(i, r.speed, r.limits, window_s) for i, r in enumerate(world.replicas)
+        ]
         self.by_workload: list[list[int]] = [[] for _ in world.workloads]
         for index, setup in enumerate(world.replicas):
             self.by_workload[setup.workload].append(index)
@@ -246,14 +248,21 @@ class _Run:
                 request.status = Status.UNFINISHED
 
 
-def run(world: World, arrivals: Arrivals, duration_s: float, drain_s: float = DRAIN_S) -> SimResult:
-    """Simulate ``arrivals`` (sent within ``[0, duration_s)``) against ``world``."""
+def run(
+    world: World,
+    arrivals: Arrivals,
+    duration_s: float,
+    drain_s: float = DRAIN_S,
+    window_s: float | None = None,
+) -> SimResult:
+    """Simulate ``arrivals`` (sent within ``[0, duration_s)``) against ``world``; with
+    ``window_s``, each replica also accounts its engine figures per window of that length."""
     if not duration_s > 0:
         raise SimSettingsError("duration_s", duration_s, "must be > 0")
     if drain_s < 0:
         raise SimSettingsError("drain_s", drain_s, "must be >= 0")
     started = time.perf_counter()
-    state = _Run(world, arrivals)
+    state = _Run(world, arrivals, window_s)
     state.loop(duration_s + drain_s)
     requests = state.requests
     first = np.array([r.first_token_s for r in requests], dtype=np.float64)
@@ -296,6 +305,7 @@ def run(world: World, arrivals: Arrivals, duration_s: float, drain_s: float = DR
         itl_max_ms=itl_max_ms,
         e2e_ms=e2e_ms,
         steps=sum(r.steps_run for r in state.replicas),
+        replica_windows=tuple(r.windows for r in state.replicas),
         wall_s=time.perf_counter() - started,
         cold_starts=tuple(state.cold_starts),
         replica_workloads=tuple(r.workload for r in world.replicas),

@@ -9,11 +9,17 @@ the rate a streaming client reads at — is at most ``itlMs``. A one-token answe
 target trivially. Lost and unfinished requests miss. Percentiles are over all requests sent, a
 missing figure counting as infinite (so "p99 inf" means more than 1 % never got there); they
 are order statistics (``inverted_cdf``), never interpolated.
+
+Stalls: streaming users feel the longest pause, not the mean. A completed request stalled when
+its largest gap between two tokens exceeded ``STALL_FACTOR`` x its ITL target; ``stall_share`` is
+the share of completed requests that did (reported beside the SLA, not part of it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +27,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 STATUS_DONE, STATUS_LOST, STATUS_UNFINISHED = 1, 2, 3
+STALL_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class WorkloadSummary:
     replicas: int
     ttft_slo_ms: float
     itl_slo_ms: float
+    stall_share: float = 0.0
 
     @property
     def attainment(self) -> float:
@@ -70,6 +78,7 @@ class WorkloadSummary:
             "itlP99Ms": _json_ms(self.itl_p99_ms),
             "ttftSloMs": self.ttft_slo_ms,
             "itlSloMs": self.itl_slo_ms,
+            "stallShare": round(self.stall_share, 6),
             "throughputRps": round(self.throughput_rps, 4),
             "outputTokensPerS": round(self.output_tokens_per_s, 1),
             "replicas": self.replicas,
@@ -105,6 +114,8 @@ class SimResult:
     # came back and standbys started after a failure (``coldstart.ColdStartReport``)
     cold_starts: tuple[tuple[int, float, float, float], ...] = ()
     replica_workloads: tuple[int, ...] = ()  # each replica's workload (labels' order)
+    # Per replica, window index -> replica.WindowStats (only when run with ``window_s``).
+    replica_windows: tuple[Mapping[int, Any], ...] = ()
 
     def met(self) -> npt.NDArray[np.bool_]:
         """Which requests met their workload's SLA (see the module docstring)."""
@@ -116,6 +127,14 @@ class SimResult:
             & (self.itl_mean_ms <= itl_slo)
         )
         return met
+
+    def stalled(self) -> npt.NDArray[np.bool_]:
+        """Completed requests whose largest token gap exceeded ``STALL_FACTOR`` x ITL target."""
+        itl_slo = np.array([w.itl_slo_ms for w in self.workloads])[self.workload]
+        stalled: npt.NDArray[np.bool_] = (self.status == STATUS_DONE) & (
+            self.itl_max_ms > STALL_FACTOR * itl_slo
+        )
+        return stalled
 
     def misses(self) -> dict[str, int]:
         """Why requests missed: late first token only, slow tokens only, both, or never done."""
@@ -134,6 +153,7 @@ class SimResult:
 
     def summary(self) -> list[WorkloadSummary]:
         met = self.met()
+        stalled = self.stalled()
         rows = []
         for index, info in enumerate(self.workloads):
             mine = self.workload == index
@@ -154,6 +174,7 @@ class SimResult:
                     replicas=info.replicas,
                     ttft_slo_ms=info.ttft_slo_ms,
                     itl_slo_ms=info.itl_slo_ms,
+                    stall_share=_share(stalled, done),
                 )
             )
         return rows
@@ -170,6 +191,7 @@ class SimResult:
             ttft_p99_ratio=percentile(self.ttft_ms / ttft_slo, 99),
             itl_p99_ratio=percentile(self.itl_mean_ms / itl_slo, 99),
             cost_per_hour=sum(w.cost_per_hour for w in self.workloads),
+            stall_share=_share(self.stalled(), self.status == STATUS_DONE),
         )
 
 
@@ -181,6 +203,7 @@ class Totals:
     ttft_p99_ratio: float  # p99 of TTFT / its workload's target, all requests
     itl_p99_ratio: float  # p99 of mean ITL / its workload's target
     cost_per_hour: float
+    stall_share: float = 0.0  # of completed requests (see the module docstring)
 
     @property
     def attainment(self) -> float:
@@ -189,6 +212,11 @@ class Totals:
     @property
     def violations(self) -> int:
         return self.requests - self.met
+
+
+def _share(flags: npt.NDArray[np.bool_], among: npt.NDArray[np.bool_]) -> float:
+    count = int(among.sum())
+    return float((flags & among).sum()) / count if count else 0.0
 
 
 def percentile(values: FloatArray, q: float) -> float:

@@ -20,6 +20,12 @@ A request whose prompt completes in a step gets its first token at the step's en
 per step; its mean ITL is (last token - first token) / (output - 1), and its max gap the longest
 step in between.
 
+Accounting (``window_s`` set): per window of that many seconds, by step start, what an engine's
+metrics would show (``WindowStats``): decode steps, their decode time (the step's decode part,
+prefill chunks excluded), running batch and context summed over them; prompts whose prefill
+completed, their tokens, and the prefill time (chunk work + one step overhead per prompt: the
+prompt's prefill alone, as an engine's prefill-time histogram reports it).
+
 Laziness: a replica only runs its steps when the engine asks it to ``advance`` to a time (before
 routing to it, delivering to it, or failing it). Every request it holds arrived before the step
 that admits it starts, so the result is the same as stepping it in a global event loop.
@@ -90,13 +96,37 @@ class Request:
         return self.prompt + self.output
 
 
+class WindowStats:
+    """One window's engine figures (see the module docstring); times in ms."""
+
+    __slots__ = ("batch_sum", "context_sum", "decode_ms", "decode_steps", "prefill_ms",
+                 "prompt_tokens", "prompts")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.decode_steps = 0
+        self.decode_ms = 0.0
+        self.batch_sum = 0
+        self.context_sum = 0
+        self.prompts = 0
+        self.prompt_tokens = 0
+        self.prefill_ms = 0.0
+
+
 class Replica:
     """A replica's scheduler state (see the module docstring)."""
 
-    def __init__(self, index: int, speed: SpeedSchedule, limits: ReplicaLimits) -> None:
+    def __init__(
+        self,
+        index: int,
+        speed: SpeedSchedule,
+        limits: ReplicaLimits,
+        window_s: float | None = None,
+    ) -> None:
         self.index = index
         self.speed = speed
         self.limits = limits
+        self.window_s = window_s
+        self.windows: dict[int, WindowStats] = {}
         self.alive = True
         self.steps_run = 0
         self._step_ends = array("d")  # end time of every step, by step index
@@ -195,13 +225,28 @@ class Replica:
         if running == 0 and budget == limits.token_budget:
             self.busy = False  # nothing to decode, no prompt to prefill: idle
             return
-        if running:
-            step_ms = speed.decode_ms(running, self._context_sum // running) + work_ms
-        else:
-            step_ms = overhead_ms + work_ms
+        decode_ms = speed.decode_ms(running, self._context_sum // running) if running else 0.0
+        step_ms = (decode_ms if running else overhead_ms) + work_ms
+        if self.window_s is not None:
+            self._account(now_s, decode_ms, work_ms + completed * overhead_ms, completed)
         self._decoding = running
         self.busy = True
         self.clock_s = now_s + step_ms / 1000.0
+
+    def _account(self, now_s: float, decode_ms: float, prefill_ms: float, completed: int) -> None:
+        assert self.window_s is not None
+        index = int(now_s // self.window_s)
+        stats = self.windows.get(index)
+        if stats is None:
+            stats = self.windows[index] = WindowStats()
+        if self.running:
+            stats.decode_steps += 1
+            stats.decode_ms += decode_ms
+            stats.batch_sum += self.running
+            stats.context_sum += self._context_sum
+        stats.prefill_ms += prefill_ms
+        stats.prompts += completed
+        stats.prompt_tokens += sum(r.prompt for r in self._completing[:completed])
 
     def _end_step(self) -> None:
         now_s = self.clock_s

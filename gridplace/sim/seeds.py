@@ -14,6 +14,7 @@ PURPOSE_ARRIVALS = 1
 PURPOSE_EFFICIENCY = 11
 PURPOSE_THERMAL = 12
 PURPOSE_FAILURE = 13
+PURPOSE_BIAS = 14
 
 
 def stream(seed: int, name: str, purpose: int) -> np.random.Generator:

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridplace.planner.perfmodel import Predictor
+from gridplace.sim.bias import NO_BIAS, StepBias
 
 CONTEXT_BUCKET = 32  # tokens
 MAX_SEQUENCES = 256  # concurrent sequences an engine schedules (vLLM's max_num_seqs default)
@@ -52,18 +53,24 @@ class ReplicaLimits:
 
 
 class PredictorSteps:
-    """``StepTimes`` from the performance model, times a node's hidden efficiency factors.
+    """``StepTimes`` from the performance model, times the hidden factors.
 
-    The factors multiply the GPU part of a step (not the host overhead): ``decode_factor`` the
-    decode step, ``prefill_factor`` the prefill work.
+    The factors multiply the GPU part of a step (not the host overhead): the node's
+    ``decode_factor`` the decode step, ``prefill_factor`` the prefill work, each times the
+    systematic ``bias`` of the replica's configuration at the step's batch and tokens.
     """
 
     def __init__(
-        self, predictor: Predictor, decode_factor: float = 1.0, prefill_factor: float = 1.0
+        self,
+        predictor: Predictor,
+        decode_factor: float = 1.0,
+        prefill_factor: float = 1.0,
+        bias: StepBias = NO_BIAS,
     ) -> None:
         self._predictor = predictor
         self._decode_factor = decode_factor
         self._prefill_factor = prefill_factor
+        self._bias = bias
         self._overhead_ms = predictor.step_overhead_ms
         self._decode: dict[tuple[int, int], float] = {}
         self._prefill: dict[int, float] = {}
@@ -77,16 +84,20 @@ class PredictorSteps:
         key = (batch, bucket)
         found = self._decode.get(key)
         if found is None:
-            raw = self._predictor.decode_ms(batch, bucket * CONTEXT_BUCKET + CONTEXT_BUCKET // 2)
-            found = self._overhead_ms + (raw - self._overhead_ms) * self._decode_factor
+            context = bucket * CONTEXT_BUCKET + CONTEXT_BUCKET // 2
+            raw = self._predictor.decode_ms(batch, context)
+            factor = self._decode_factor * self._bias.decode(batch, context)
+            found = self._overhead_ms + (raw - self._overhead_ms) * factor
             self._decode[key] = found
         return found
 
     def prefill_ms(self, prompt_tokens: int) -> float:
         found = self._prefill.get(prompt_tokens)
         if found is None:
-            raw = self._predictor.prefill_ms(1, max(prompt_tokens, 1))
-            found = self._overhead_ms + (raw - self._overhead_ms) * self._prefill_factor
+            tokens = max(prompt_tokens, 1)
+            raw = self._predictor.prefill_ms(1, tokens)
+            factor = self._prefill_factor * self._bias.prefill(tokens)
+            found = self._overhead_ms + (raw - self._overhead_ms) * factor
             self._prefill[prompt_tokens] = found
         return found
 

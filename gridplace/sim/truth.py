@@ -20,6 +20,9 @@ The three layers, each switchable (``TruthSettings``):
   state at time 0 is drawn from the stationary mix. While throttled a node runs at the
   performance model's fully capped speed (derate 1: compute x0.70, bandwidth x0.85); otherwise
   at full speed (derate 0). The planner books the time-weighted mix.
+- systematic bias (``bias``): a GPU family on an engine misses the model as a whole; from
+  measurements where they exist, else drawn per family x engine x phase, or set by hand.
+  The per-node efficiency spread applies on top of it.
 - failures: a node fails as a Poisson process while up and is back after an exponential repair
   time (mean ``repair_s``, engine restart included). The rate is ``failure_rate_per_hour`` if
   given, else derived from the node's observed availability ``reliability`` r (a prior when
@@ -38,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridplace.planner.pools import ASSUMED_RELIABILITY
+from gridplace.sim.bias import BiasBook, TruthBias
 from gridplace.sim.seeds import PURPOSE_EFFICIENCY, PURPOSE_FAILURE, PURPOSE_THERMAL, stream
 from gridplace.specs import Catalog, ClaimLevel, Node
 from gridplace.specs.gpu import FormFactor
@@ -64,11 +68,12 @@ class TruthSettings:
     throttle_episode_s: float = THROTTLE_EPISODE_S
     failure_rate_per_hour: float | None = None  # None: from each node's reliability
     repair_s: float = REPAIR_S
+    bias: TruthBias = field(default_factory=TruthBias)
 
     @classmethod
     def ideal(cls) -> TruthSettings:
         """Nodes exactly as the performance model says, never throttled, never failing."""
-        return cls(efficiency=False, thermal=False, failures=False)
+        return cls(efficiency=False, thermal=False, failures=False, bias=TruthBias.none())
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,11 @@ class GroundTruth:
 
     nodes: Mapping[str, NodeTruth]
     settings: TruthSettings = field(default_factory=TruthSettings)
+    seed: int = 0
+    bias: BiasBook = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bias", BiasBook(self.settings.bias, self.seed))
 
     @classmethod
     def build(
@@ -115,7 +125,9 @@ class GroundTruth:
     ) -> GroundTruth:
         settings = settings or TruthSettings()
         return cls(
-            {n.name: _node_truth(n, catalog, horizon_s, seed, settings) for n in nodes}, settings
+            {n.name: _node_truth(n, catalog, horizon_s, seed, settings) for n in nodes},
+            settings,
+            seed,
         )
 
 

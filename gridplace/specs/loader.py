@@ -22,6 +22,7 @@ from gridplace.specs.errors import SpecError, SpecIssue
 from gridplace.specs.gpu import GPUModel
 from gridplace.specs.model_arch import ModelArchitecture
 from gridplace.specs.node import Node
+from gridplace.specs.observation import Observations
 from gridplace.specs.plan import PlacementPlan
 from gridplace.specs.probes import LatencyProbes
 from gridplace.specs.profile import PerformanceProfile
@@ -42,6 +43,7 @@ KINDS: dict[str, type[BaseModel]] = {
     "GPUModel": GPUModel,
     "ModelArchitecture": ModelArchitecture,
     "PerformanceProfile": PerformanceProfile,
+    "Observations": Observations,
 }
 YAML_SUFFIXES = (".yaml", ".yml")
 MAX_FILES = 10_000

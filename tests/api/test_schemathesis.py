@@ -42,6 +42,7 @@ DOCUMENT_BODIES = {
     ("POST", "/v1/nodes"),
     ("PUT", "/v1/nodes/{name}"),
     ("POST", "/v1/nodes/{name}/probes"),
+    ("POST", "/v1/nodes/{name}/observations"),
     ("POST", "/v1/probes"),
 }
 _directory = Path(tempfile.mkdtemp(prefix="gridplace-schemathesis-"))

@@ -28,7 +28,7 @@ class RecordingClient:
 
 
 class NoLoopAgent:
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def run(self, stop: object) -> None:

@@ -12,6 +12,9 @@ rate by a daily profile covering HOURS hours over the run (24 in a one-hour run:
 day); ``--cold-starts`` makes restarts and failover to the plan's ``prewarm`` standbys take their
 cold start (``--no-prewarm``: the standbys hold nothing) and reports what that cost.
 
+With ``--truth-bias 1.25,1.5 --recalibrate-every 600`` the plan meets a hidden step-time bias and
+the grounded loop (observations, recalibration, replans) runs in simulated time.
+
 Exit codes: 0 simulated; 1 bad input (specs, trace, or a plan naming a missing node, GPU index or
 workload); 2 usage.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -36,16 +40,21 @@ from gridplace.sim import (
     SimResult,
     SimSettings,
     TokenMode,
+    TruthBias,
     TruthSettings,
     read_trace,
     simulate,
 )
+from gridplace.sim.bias import describe, rules_summary
 from gridplace.sim.coldstart import ColdStartReport, ColdStartSettings
 from gridplace.sim.diurnal import DailyCycle
+from gridplace.sim.loop import LoopResult, LoopSettings, run_loop
 from gridplace.specs import PlacementPlan, SpecError, SpecIssue, load_bundle
+from gridplace.specs.yamlsafe import parse_yaml_text
 
 EXIT_INVALID = 1
 NAMED_TRACES = {name: f"AzureLLMInferenceTrace_{name}.csv" for name in ("conv", "code")}
+MAX_BIAS_FILE_BYTES = 64 * 1024
 
 
 class OutputFormat(StrEnum):
@@ -112,6 +121,33 @@ def command(
             "--failure-rate", min=0, help="Node failures per node-hour (default: from reliability)."
         ),
     ] = None,
+    truth_bias: Annotated[
+        str | None,
+        typer.Option(
+            "--truth-bias",
+            metavar="DECODE,PREFILL",
+            help="Hidden systematic step-time factors for every replica (e.g. 1.25,1.5); the "
+            "planner never sees them.",
+        ),
+    ] = None,
+    truth_bias_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--truth-bias-file",
+            help="YAML list of {decode, prefill, family?, engine?} hidden step-time factors.",
+        ),
+    ] = None,
+    recalibrate_every: Annotated[
+        float | None,
+        typer.Option(
+            "--recalibrate-every",
+            min=60,
+            max=86_400,
+            metavar="SECONDS",
+            help="Run the grounded loop: replicas report observations, corrections are learned "
+            "and plans remade (same functions as the server) every SECONDS.",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write latency CDFs per workload to this PNG.")
     ] = None,
@@ -126,8 +162,16 @@ def command(
             f"--trace replays a trace; it cannot be combined with --arrivals {process.value}",
             param_hint="--trace",
         )
+    if truth_bias is not None and truth_bias_file is not None:
+        raise typer.BadParameter(
+            "give --truth-bias or --truth-bias-file, not both", param_hint="--truth-bias"
+        )
     truth = TruthSettings.ideal() if ideal else TruthSettings(failure_rate_per_hour=failure_rate)
     try:
+        if truth_bias is not None:
+            truth = replace(truth, bias=parse_truth_bias(truth_bias))
+        elif truth_bias_file is not None:
+            truth = replace(truth, bias=read_truth_bias(truth_bias_file))
         bundle = load_bundle([*nodes, *workloads, *(probes or [])])
         document = _load_plan(plan)
         settings = SimSettings(
@@ -140,8 +184,16 @@ def command(
             diurnal=DailyCycle(diurnal) if diurnal else None,
             cold_starts=ColdStartSettings(prewarm=prewarm) if cold_starts else None,
         )
+        inputs = SimInputs.from_bundle(bundle)
+        if recalibrate_every is not None:
+            if plot is not None:
+                raise typer.BadParameter("--plot needs a run without --recalibrate-every")
+            with render.stderr.status("simulating the loop..."):
+                looped = run_loop(inputs, document, settings, LoopSettings(recalibrate_every))
+            _print_loop(looped, settings, recalibrate_every, output_format)
+            return
         with render.stderr.status("simulating..."):
-            result = simulate(document, SimInputs.from_bundle(bundle), settings)
+            result = simulate(document, inputs, settings)
     except SpecError as error:
         render.print_issues(error.issues)
         raise typer.Exit(EXIT_INVALID) from None
@@ -180,6 +232,40 @@ def _trace_path(trace: Path) -> Path:
     return (Path(folder) if folder else Path("..") / "shared" / "data" / "traces") / name
 
 
+def parse_truth_bias(text: str) -> TruthBias:
+    """``DECODE,PREFILL`` -> one bias rule for every replica."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        decode, prefill = (float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected two factors DECODE,PREFILL (e.g. 1.25,1.5), got {text!r}",
+            param_hint="--truth-bias",
+        ) from None
+    return TruthBias.fixed(decode, prefill)
+
+
+def read_truth_bias(path: Path) -> TruthBias:
+    """Bias rules from a YAML file (``SimError``/``SpecError`` name the file and field)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BIAS_FILE_BYTES:
+            raise SpecError(
+                [SpecIssue(f"{size} bytes; at most {MAX_BIAS_FILE_BYTES}", file=str(path))]
+            )
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError([SpecIssue(f"cannot read it: {error}", file=str(path))]) from None
+    documents = [d for d in parse_yaml_text(text, str(path)) if d.data is not None]
+    if len(documents) != 1:
+        raise SpecError(
+            [SpecIssue(f"expected one YAML document, found {len(documents)}", file=str(path))]
+        )
+    return TruthBias.from_rules(documents[0].data, str(path))
+
+
 def _load_plan(path: Path) -> PlacementPlan:
     plans = load_bundle([path]).plans
     if len(plans) != 1:
@@ -206,6 +292,7 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
                 if math.isfinite(s.itl_p99_ms)
                 else f"{s.itl_p50_ms:.1f} / inf ({s.itl_slo_ms:g})",
                 f"{s.lost:,}",
+                f"{s.stall_share:.1%}",
                 f"{s.throughput_rps:.2f} / {s.output_tokens_per_s:,.0f}",
                 str(s.replicas),
                 f"{s.cost_per_hour:.2f}",
@@ -213,19 +300,24 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
         )
     total = result.total()
     rows.append(
-        ["all", f"{total.requests:,}", f"{total.attainment:.2%}", "", "", f"{total.lost:,}", "",
-         str(len(result.replica_labels)), f"{total.cost_per_hour:.2f}"]
+        ["all", f"{total.requests:,}", f"{total.attainment:.2%}", "", "", f"{total.lost:,}",
+         f"{total.stall_share:.1%}", "", str(len(result.replica_labels)),
+         f"{total.cost_per_hour:.2f}"]
     )  # fmt: skip
     truth = settings.truth
     layers = [n for n, on in (("efficiency", truth.efficiency), ("thermal", truth.thermal),
                               ("failures", truth.failures)) if on]  # fmt: skip
+    if truth.bias.rules:
+        layers.append(f"bias {rules_summary(truth.bias.rules)}")
+    elif truth.bias.measured or truth.bias.drawn:
+        layers.append("bias measured/drawn")
     title = (
         f"{settings.duration_s:g} s of {settings.process.value} traffic, seed {settings.seed}, "
         f"hidden truth: {', '.join(layers) or 'off'} ({result.steps:,} steps in "
         f"{result.wall_s:.1f} s)"
     )
     columns = ["workload", "requests", "in SLA", "TTFT p50 / p99 ms (SLO)",
-               "ITL p50 / p99 ms (SLO)", "lost", "done req/s / tok/s", "replicas",
+               "ITL p50 / p99 ms (SLO)", "lost", "stalled", "done req/s / tok/s", "replicas",
                "$/h"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
     if settings.cold_starts is not None:
@@ -236,6 +328,46 @@ def _print_table(result: SimResult, settings: SimSettings) -> None:
             f"{report.mean_recovery_s:.0f} s, max {report.max_recovery_s:.0f} s; failovers "
             f"to standbys: {len(report.failover_s)}, mean {report.mean_failover_s:.0f} s"
         )
+
+
+def _print_loop(
+    result: LoopResult, settings: SimSettings, every_s: float, output_format: OutputFormat
+) -> None:
+    if output_format is OutputFormat.JSON:
+        render.print_json(
+            {
+                "durationS": settings.duration_s,
+                "seed": settings.seed,
+                "recalibrateEveryS": every_s,
+                "truth": {"bias": describe(settings.truth.bias)},
+                "windows": [p.as_dict() for p in result.periods],
+                "total": {
+                    "requests": sum(p.requests for p in result.periods),
+                    "slaAttainment": round(result.attainment, 6),
+                    "costPerHour": round(result.cost_per_hour, 4),
+                    "replans": len(result.plans) - 1,
+                },
+                "calibration": result.calibration.as_dict(),
+            }
+        )
+        return
+    rows = [
+        [f"{p.start_s:g}-{p.end_s:g}", f"{p.requests:,}", f"{p.attainment:.2%}",
+         f"{p.cost_per_hour:.2f}", "-" if p.prediction_error_pct is None
+         else f"{p.prediction_error_pct:.1f}%", f"{p.stall_share:.1%}", str(p.replicas),
+         f"replan ({len(p.reasons)} reasons)" if p.replanned else ""]
+        for p in result.periods
+    ]  # fmt: skip
+    title = (
+        f"grounded loop: {settings.duration_s:g} s, recalibrating every {every_s:g} s; "
+        f"{result.attainment:.2%} in SLA at ${result.cost_per_hour:.2f}/h"
+    )
+    columns = ["window s", "requests", "in SLA", "$/h", "step error", "stalled", "replicas",
+               "then"]  # fmt: skip
+    render.stdout.print(render.table(title, columns, rows))
+    for period in result.periods:
+        for reason in period.reasons[:5]:
+            render.stderr.print(f"  after {period.end_s:g} s: {escape(reason)}", highlight=False)
 
 
 def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
@@ -249,6 +381,7 @@ def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
             "efficiency": settings.truth.efficiency,
             "thermal": settings.truth.thermal,
             "failures": settings.truth.failures,
+            "bias": describe(settings.truth.bias),
         },
         "workloads": [s.as_dict() for s in result.summary()],
         "total": {
@@ -257,6 +390,7 @@ def _as_json(result: SimResult, settings: SimSettings) -> dict[str, object]:
             "violations": total.violations,
             "lost": total.lost,
             "costPerHour": round(total.cost_per_hour, 4),
+            "stallShare": round(total.stall_share, 6),
         },
         "steps": result.steps,
         "wallSeconds": round(result.wall_s, 3),

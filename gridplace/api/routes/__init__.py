@@ -1,5 +1,6 @@
 """The API's routes, one module per resource: ``health`` (/healthz, /metrics), ``plans``
-(/v1/plans, /v1/validate, /v1/replan), ``nodes`` (/v1/nodes/...), ``probes`` (/v1/probes,
+(/v1/plans, /v1/validate, /v1/replan), ``nodes`` (/v1/nodes/...), ``observations``
+(/v1/nodes/{name}/observations, /v1/observations, /v1/calibration), ``probes`` (/v1/probes,
 /v1/topology), ``admin`` (/v1/admin/tokens) and ``demand`` (/v1/workloads/{name}/demand and
 /forecast).
 

@@ -26,11 +26,13 @@ from gridplace.api.store.errors import (
     UnsupportedDatabase,
 )
 from gridplace.api.store.records import (
+    CalibrationRecord,
     NewPlan,
     NodeAssignments,
     NodeBasis,
     NodeRecord,
     NodeTokenRecord,
+    ObservationRecord,
     PlanRecord,
     PlanSummary,
     StateRecord,
@@ -38,6 +40,7 @@ from gridplace.api.store.records import (
 from gridplace.api.store.store import Store, throttle_ratio_of
 
 __all__ = [
+    "CalibrationRecord",
     "DatabaseDamaged",
     "DatabaseUnavailable",
     "GenerationConflict",
@@ -46,6 +49,7 @@ __all__ = [
     "NodeBasis",
     "NodeRecord",
     "NodeTokenRecord",
+    "ObservationRecord",
     "PlanRecord",
     "PlanSummary",
     "StateRecord",

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gridplace.api.security import Role, TokenHash
-from gridplace.specs import Node, PlacementPlan
+from gridplace.specs import Node, ObservationWindow, PlacementPlan
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,17 @@ class NodeAssignments:
     generation: int | None  # None: no plan yet
     plan_name: str | None
     assignments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ObservationRecord:
+    id: int
+    received_at: datetime
+    window: ObservationWindow
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    id: int
+    computed_at: datetime
+    document: dict[str, Any]  # planner.recalibrate.Calibration.as_dict()

@@ -176,5 +176,34 @@ class DemandSampleRow(Base):
     requests: Mapped[int] = mapped_column(Integer)
 
 
+class ObservationRow(Base):
+    """One observation window an agent posted (revision 0005); retention in ``Store``."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        Index("ix_observations_node_end", "node", "end_s"),
+        Index("ix_observations_workload_end", "workload", "end_s"),
+        Index("ix_observations_received", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    workload: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    window: Mapped[dict[str, Any]]  # the ObservationWindow, camelCase
+
+
+class CalibrationRow(Base):
+    """A calibration computed from observations (revision 0005); the newest few are kept."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    document: Mapped[dict[str, Any]]  # planner.recalibrate.Calibration.as_dict()
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -1,4 +1,5 @@
-"""The store's queries: nodes, tokens, probes, plans with their per-node assignments, states.
+"""The store's queries: nodes, tokens, probes, plans with their per-node assignments, states,
+observation windows and calibrations.
 
 Every method is one short transaction and returns records (``records.py``). Database trouble
 (unreachable, locked past the busy timeout) becomes ``DatabaseUnavailable``; a plan written on a
@@ -15,7 +16,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select, text, update
@@ -26,25 +27,29 @@ from gridplace.api.security import Role, TokenHash
 from gridplace.api.store.engine import WRITE_OPTION, create_store_engine, migrate
 from gridplace.api.store.errors import DatabaseDamaged, DatabaseUnavailable, GenerationConflict
 from gridplace.api.store.records import (
+    CalibrationRecord,
     NewPlan,
     NodeAssignments,
     NodeBasis,
     NodeRecord,
     NodeTokenRecord,
+    ObservationRecord,
     PlanRecord,
     PlanSummary,
     StateRecord,
 )
 from gridplace.api.store.schema import (
+    CalibrationRow,
     NodeRow,
     NodeStateRow,
     NodeTokenRow,
+    ObservationRow,
     PlanAssignmentRow,
     PlanRow,
     ProbeRow,
     ServerSetting,
 )
-from gridplace.specs import LatencyProbes, Node, NodeStatus, PlacementPlan
+from gridplace.specs import LatencyProbes, Node, NodeStatus, ObservationWindow, PlacementPlan
 
 ADMIN_TOKEN_KEY = "admin_token"
 
@@ -433,6 +438,78 @@ class Store:
         with self._session(write=False) as session:
             row = session.get(NodeStateRow, node)
             return _state_record(row) if row else None
+
+    # ------------------------------------------------------------------------ observations
+
+    def add_observations(
+        self,
+        node: str,
+        windows: list[ObservationWindow],
+        now: datetime,
+        keep_per_node: int,
+        max_age_s: float,
+    ) -> int:
+        """Store ``node``'s windows, then apply retention: windows received more than
+        ``max_age_s`` ago go (every node's), and the node keeps its newest ``keep_per_node``
+        (by window end). Returns how many windows the node has stored."""
+        cutoff = now - timedelta(seconds=max_age_s)
+        with self._session(write=True) as session:
+            session.add_all(
+                ObservationRow(
+                    node=node,
+                    workload=w.workload,
+                    start_s=w.start_s,
+                    end_s=w.end_s,
+                    received_at=now,
+                    window=w.to_yaml_dict(),
+                )
+                for w in windows
+            )
+            session.flush()
+            session.execute(delete(ObservationRow).where(ObservationRow.received_at < cutoff))
+            stale = select(ObservationRow.id).where(ObservationRow.node == node)
+            stale = stale.order_by(ObservationRow.end_s.desc(), ObservationRow.id.desc())
+            ids = list(session.scalars(stale.offset(keep_per_node)))
+            if ids:
+                session.execute(delete(ObservationRow).where(ObservationRow.id.in_(ids)))
+            count = select(func.count()).select_from(ObservationRow)
+            return int(session.scalar(count.where(ObservationRow.node == node)) or 0)
+
+    def observations(
+        self, workload: str | None = None, node: str | None = None, limit: int = 1000
+    ) -> list[ObservationRecord]:
+        """The newest ``limit`` windows (by end), oldest first, optionally of one workload/node."""
+        query = select(ObservationRow).order_by(
+            ObservationRow.end_s.desc(), ObservationRow.id.desc()
+        )
+        if workload is not None:
+            query = query.where(ObservationRow.workload == workload)
+        if node is not None:
+            query = query.where(ObservationRow.node == node)
+        with self._session(write=False) as session:
+            rows = list(session.scalars(query.limit(limit)))
+        return [
+            ObservationRecord(row.id, row.received_at, ObservationWindow.model_validate(row.window))
+            for row in reversed(rows)
+        ]
+
+    # ------------------------------------------------------------------------ calibrations
+
+    def add_calibration(self, document: dict[str, Any], now: datetime, keep: int) -> int:
+        with self._session(write=True) as session:
+            row = CalibrationRow(computed_at=now, document=document)
+            session.add(row)
+            session.flush()
+            old = select(CalibrationRow.id).order_by(CalibrationRow.id.desc()).offset(keep)
+            ids = list(session.scalars(old))
+            if ids:
+                session.execute(delete(CalibrationRow).where(CalibrationRow.id.in_(ids)))
+            return row.id
+
+    def latest_calibration(self) -> CalibrationRecord | None:
+        with self._session(write=False) as session:
+            row = session.scalar(select(CalibrationRow).order_by(CalibrationRow.id.desc()).limit(1))
+            return CalibrationRecord(row.id, row.computed_at, dict(row.document)) if row else None
 
 
 def sqlite_file_of(engine: Engine) -> str | None:

@@ -1,0 +1,408 @@
+"""Learning corrections of the performance model from what the engines report, and when they call
+for a new plan. The server (``api/replan.py``) and the simulator's loop (``sim/loop.py``) run
+these same functions.
+
+Owns: the estimator (observation windows -> ``Calibration``), the replica queries a plan's
+capacity is judged by, and the replan triggers. Must not: read or write anything (no I/O), solve,
+or reach into the performance model's internals: corrections are factors on its output
+(``planner/predictor.py`` applies them).
+
+Estimator. A window of one replica gives, for each phase it has figures for, the ratio observed /
+predicted at the operating point it observed: decode = (decodeSeconds / decodeSteps) / model
+decode step at (meanRunningBatch, meanContextTokens), or the ITL (mean, else p50) over the same
+step when the engine reports no step counts; prefill = (prefillSeconds / requests) / model
+prefill of one prompt of promptTokens / requests. "Model" is the performance model for the
+node's GPU (its overrides applied), the window's model, precision, engine and TP, at the node's
+booked throttle ratio, with no correction: corrections are absolute, never compounded.
+Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
+pooled with normal shrinkage, each level towards the one above it, the top towards the prior
+(factor 1, log 0):
+
+    grid level:  a = sum_all(w x) / (sum_all(w) + type_prior_windows)
+    type level:  g = a + sum_key(w (x - a)) / (sum_key(w) + type_prior_windows)
+    node level:  n = g + sum_node(w (x - g)) / (sum_node(w) + node_prior_windows)
+
+where a key is (GPU type, model, precision, engine). So one full window moves its type by
+1 - (k / (1 + k))^2 of the way, k = type_prior_windows (11% by default), and many move it
+fully; a node departs from its type only as far as its own windows carry it. The grid level is
+the learned prior of a key nobody observed yet: without it, when the model is optimistic
+everywhere, every unobserved GPU type would look better than the observed ones and the planner
+would chase them. Factors are clamped to ``factor_bounds``. The planner books the type level,
+else the grid level (it plans node classes, not nodes); the node level is shown and used for
+node-level prediction error.
+
+Triggers (``capacity_moves``, ``slo_shortfalls``): a replan is due when a replica's predicted
+capacity under the new calibration differs by more than ``capacity_change`` (10%) from its
+capacity under the calibration its plan was made with, or when a workload's observed SLO
+attainment stayed under ``slo_target`` for ``slo_windows`` windows in a row since the plan took
+effect. Hysteresis: the reference is the plan's own calibration, not the previous estimate, so
+noise inside the band never triggers however long it lasts, drift accumulates until it crosses
+the band, and each replan resets the reference; the SLO windows counted start after the plan took
+effect, so the windows that caused a replan cannot cause the next one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gridplace.planner.compile import PredictionQuery, Predictor
+from gridplace.planner.perfmodel import Predictor as ReplicaModel
+from gridplace.planner.pools import effective_gpu
+from gridplace.specs import (
+    Catalog,
+    InferenceWorkload,
+    Node,
+    ObservationWindow,
+    PlacementPlan,
+)
+from gridplace.specs.common import Engine, Precision
+
+CalibrationKey = tuple[str, str, str, str]  # (GPU id, model id, precision, engine)
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """The estimator's parameters (see the module docstring)."""
+
+    type_prior_windows: float = 16.0
+    node_prior_windows: float = 8.0
+    full_weight_requests: int = 20
+    factor_bounds: tuple[float, float] = (0.2, 5.0)
+
+
+@dataclass(frozen=True)
+class ReplanPolicy:
+    capacity_change: float = 0.10
+    slo_target: float = 0.99
+    slo_windows: int = 2
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Step-time factors (observed / predicted) and the windows' weight behind each."""
+
+    decode: float = 1.0
+    prefill: float = 1.0
+    decode_weight: float = 0.0
+    prefill_weight: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "decodeFactor": round(self.decode, 5),
+            "prefillFactor": round(self.prefill, 5),
+            "decodeWeight": round(self.decode_weight, 3),
+            "prefillWeight": round(self.prefill_weight, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Correction:
+        return cls(
+            float(data["decodeFactor"]),
+            float(data["prefillFactor"]),
+            float(data.get("decodeWeight", 0.0)),
+            float(data.get("prefillWeight", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Corrections per GPU type (x model, precision, engine) and per node."""
+
+    gpu_types: Mapping[CalibrationKey, Correction] = field(default_factory=dict)
+    nodes: Mapping[tuple[str, CalibrationKey], Correction] = field(default_factory=dict)
+    grid: Correction | None = None  # the pooled level of every key: an unobserved key's
+    windows: int = 0  # windows used
+    ignored: int = 0  # windows with no usable figure, or of an unknown node/GPU/model
+
+    def for_type(self, key: CalibrationKey) -> Correction | None:
+        return self.gpu_types.get(key) or self.grid
+
+    def for_node(self, node: str, key: CalibrationKey) -> Correction | None:
+        return self.nodes.get((node, key)) or self.for_type(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        def keyed(key: CalibrationKey) -> dict[str, str]:
+            gpu, model, precision, engine = key
+            return {"gpu": gpu, "model": model, "precision": precision, "engine": engine}
+
+        return {
+            "windows": self.windows,
+            "ignored": self.ignored,
+            "grid": self.grid.as_dict() if self.grid else None,
+            "gpuTypes": [{**keyed(k), **c.as_dict()} for k, c in sorted(self.gpu_types.items())],
+            "nodes": [
+                {"node": n, **keyed(k), **c.as_dict()} for (n, k), c in sorted(self.nodes.items())
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        def key(row: Mapping[str, Any]) -> CalibrationKey:
+            return (row["gpu"], row["model"], row["precision"], row["engine"])
+
+        return cls(
+            gpu_types={key(r): Correction.from_dict(r) for r in data.get("gpuTypes", [])},
+            nodes={(r["node"], key(r)): Correction.from_dict(r) for r in data.get("nodes", [])},
+            grid=Correction.from_dict(data["grid"]) if data.get("grid") else None,
+            windows=int(data.get("windows", 0)),
+            ignored=int(data.get("ignored", 0)),
+        )
+
+
+class StepModel(Protocol):
+    """The uncorrected performance model of one replica configuration."""
+
+    def decode_ms(self, batch: int, context_tokens: int) -> float: ...
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> float: ...
+
+
+StepOracle = Callable[[ObservationWindow], StepModel | None]
+
+
+def key_of(window: ObservationWindow) -> CalibrationKey:
+    return (window.gpu, window.model, window.precision.value, window.engine.value)
+
+
+@dataclass(frozen=True)
+class WindowRatio:
+    """One window's observed / predicted step times (None: no figure for that phase)."""
+
+    node: str
+    key: CalibrationKey
+    decode: float | None
+    prefill: float | None
+    weight: float
+
+
+# Engines without a request counter (llama-server) report tokens only: their windows count as
+# generated tokens over this many per request (a chat reply's order of magnitude), which sets only
+# how much weight the window gets and the prompt length its prefill is compared at.
+OUTPUT_TOKENS_PER_UNCOUNTED_REQUEST = 256
+
+
+def served_requests(window: ObservationWindow) -> float:
+    """Requests the window served: counted, or estimated from its generated tokens."""
+    if window.requests is not None:
+        return float(window.requests)
+    return window.output_tokens / OUTPUT_TOKENS_PER_UNCOUNTED_REQUEST
+
+
+def window_ratio(
+    window: ObservationWindow, oracle: StepOracle, settings: EstimatorSettings
+) -> WindowRatio | None:
+    """The window's ratios at its operating point (module docstring), or None if unusable."""
+    model = oracle(window)
+    requests = served_requests(window)
+    if model is None or requests <= 0:
+        return None
+    batch = max(1, round(window.mean_running_batch or 1))
+    context = max(1, round(window.mean_context_tokens or 1))
+    decode = None
+    if window.decode_seconds and window.decode_steps:
+        decode = window.decode_seconds * 1000.0 / window.decode_steps
+    elif window.itl is not None and (window.itl.mean_ms or window.itl.p50_ms):
+        decode = window.itl.mean_ms or window.itl.p50_ms
+    prefill = None
+    if window.prefill_seconds and window.prompt_tokens:
+        prompt = max(1, round(window.prompt_tokens / requests))
+        prefill = window.prefill_seconds * 1000.0 / requests / model.prefill_ms(1, prompt)
+    if decode is not None:
+        decode /= model.decode_ms(batch, context)
+    if decode is None and prefill is None:
+        return None
+    weight = min(1.0, requests / settings.full_weight_requests)
+    return WindowRatio(window.node, key_of(window), decode, prefill, weight)
+
+
+def estimate(
+    windows: Iterable[ObservationWindow],
+    oracle: StepOracle,
+    settings: EstimatorSettings | None = None,
+) -> Calibration:
+    """Pooled corrections from ``windows`` (see the module docstring)."""
+    settings = settings or EstimatorSettings()
+    ratios: list[WindowRatio] = []
+    ignored = 0
+    for window in windows:
+        found = window_ratio(window, oracle, settings)
+        if found is None:
+            ignored += 1
+        else:
+            ratios.append(found)
+    by_key: dict[CalibrationKey, list[WindowRatio]] = defaultdict(list)
+    for ratio in ratios:
+        by_key[ratio.key].append(ratio)
+    types: dict[CalibrationKey, Correction] = {}
+    nodes: dict[tuple[str, CalibrationKey], Correction] = {}
+    decode_a, all_dw = _pool(ratios, "decode", 0.0, settings.type_prior_windows)
+    prefill_a, all_pw = _pool(ratios, "prefill", 0.0, settings.type_prior_windows)
+    grid = _correction(decode_a, prefill_a, all_dw, all_pw, settings) if ratios else None
+    for key, rows in by_key.items():
+        decode_g, decode_w = _pool(rows, "decode", decode_a, settings.type_prior_windows)
+        prefill_g, prefill_w = _pool(rows, "prefill", prefill_a, settings.type_prior_windows)
+        types[key] = _correction(decode_g, prefill_g, decode_w, prefill_w, settings)
+        by_node: dict[str, list[WindowRatio]] = defaultdict(list)
+        for row in rows:
+            by_node[row.node].append(row)
+        for node, mine in by_node.items():
+            decode_n, node_dw = _pool(mine, "decode", decode_g, settings.node_prior_windows)
+            prefill_n, node_pw = _pool(mine, "prefill", prefill_g, settings.node_prior_windows)
+            nodes[(node, key)] = _correction(decode_n, prefill_n, node_dw, node_pw, settings)
+    return Calibration(types, nodes, grid, windows=len(ratios), ignored=ignored)
+
+
+def _pool(
+    rows: Sequence[WindowRatio], phase: str, prior: float, prior_windows: float
+) -> tuple[float, float]:
+    """Shrunk mean of the rows' log ratios towards ``prior``, and the weight behind it."""
+    weight = total = 0.0
+    for row in rows:
+        ratio = getattr(row, phase)
+        if ratio is None or ratio <= 0:
+            continue
+        weight += row.weight
+        total += row.weight * (math.log(ratio) - prior)
+    return prior + total / (weight + prior_windows), weight
+
+
+def _correction(
+    log_decode: float, log_prefill: float, decode_w: float, prefill_w: float,
+    settings: EstimatorSettings,
+) -> Correction:  # fmt: skip
+    low, high = settings.factor_bounds
+    return Correction(
+        min(high, max(low, math.exp(log_decode))),
+        min(high, max(low, math.exp(log_prefill))),
+        decode_w,
+        prefill_w,
+    )
+
+
+class ModelOracle:
+    """``StepOracle`` over the performance model, for the nodes and catalog given."""
+
+    def __init__(self, nodes: Sequence[Node], catalog: Catalog) -> None:
+        self._nodes = {n.name: n for n in nodes}
+        self._catalog = catalog
+        self._found: dict[tuple[object, ...], ReplicaModel | None] = {}
+
+    def __call__(self, window: ObservationWindow) -> StepModel | None:
+        node = self._nodes.get(window.node)
+        config = (window.node, window.gpu, window.model, window.precision, window.engine,
+                  window.tensor_parallel)  # fmt: skip
+        if config in self._found:
+            return self._found[config]
+        model = None
+        group = next((g for g in node.spec.gpus if g.model == window.gpu), None) if node else None
+        arch = self._catalog.models.get(window.model)
+        gpu = self._catalog.gpus.get(window.gpu)
+        if node is not None and group is not None and arch is not None and gpu is not None:
+            model = ReplicaModel(
+                arch, effective_gpu(gpu, group), Precision(window.precision),
+                Engine(window.engine), window.tensor_parallel, node.throttle_ratio,
+                node.spec.interconnect, model_id=window.model, gpu_id=window.gpu,
+            )  # fmt: skip
+            if model.unsupported is not None:
+                model = None
+        self._found[config] = model
+        return model
+
+
+# ------------------------------------------------------------------------------ triggers
+
+
+def replica_queries(
+    plan: PlacementPlan,
+    workloads: Sequence[InferenceWorkload],
+    nodes: Sequence[Node],
+    catalog: Catalog,
+) -> list[tuple[str, PredictionQuery]]:
+    """(label, the query that predicts its capacity) for each assignment the specs still know.
+    The TTFT budget is the whole target (no RTT): the triggers compare capacities, not SLOs."""
+    by_workload = {w.name: w for w in workloads}
+    by_node = {n.name: n for n in nodes}
+    queries = []
+    for a in plan.spec.assignments:
+        workload, node = by_workload.get(a.workload), by_node.get(a.node)
+        if workload is None or node is None or not isinstance(workload.spec.model, str):
+            continue
+        groups = [g for g in node.spec.gpus for _ in range(g.count)]
+        if max(a.gpus) >= len(groups) or groups[a.gpus[0]].model not in catalog.gpus:
+            continue
+        group = groups[a.gpus[0]]
+        model_id = workload.spec.model
+        spec, traffic = workload.spec, workload.spec.traffic
+        query = PredictionQuery(
+            model=catalog.models[model_id], model_id=model_id,
+            gpu=effective_gpu(catalog.gpus[group.model], group), gpu_id=group.model,
+            precision=a.precision, engine=spec.engine, tensor_parallel=a.tensor_parallel,
+            share=a.gpu_share, interconnect=node.spec.interconnect,
+            throttle_ratio=node.throttle_ratio, ttft_budget_ms=spec.slo.ttft_ms,
+            itl_slo_ms=spec.slo.itl_ms, prompt_tokens=traffic.prompt_tokens,
+            output_tokens=traffic.output_tokens,
+        )  # fmt: skip
+        queries.append((f"{a.workload} on {a.node}:{','.join(map(str, a.gpus))}", query))
+    return queries
+
+
+def capacity_moves(
+    queries: Sequence[tuple[str, PredictionQuery]],
+    before: Predictor,
+    after: Predictor,
+    policy: ReplanPolicy | None = None,
+) -> list[str]:
+    """Replicas whose predicted capacity moved by more than the policy's band."""
+    policy = policy or ReplanPolicy()
+    reasons = []
+    for label, query in queries:
+        old, new = before(query).capacity_rps, after(query).capacity_rps
+        if old <= 0 and new <= 0:
+            continue
+        change = (new - old) / old if old > 0 else math.inf
+        if abs(change) > policy.capacity_change:
+            reasons.append(
+                f"calibration moves {label} capacity {old:.2f} -> {new:.2f} req/s "
+                f"({change:+.0%}, band {policy.capacity_change:.0%})"
+            )
+    return reasons
+
+
+def slo_shortfalls(
+    attainment: Mapping[str, Sequence[float]], policy: ReplanPolicy | None = None
+) -> list[str]:
+    """Workloads whose last ``slo_windows`` windows (oldest first, all since the plan took
+    effect) were all under the target."""
+    policy = policy or ReplanPolicy()
+    reasons = []
+    for workload, series in sorted(attainment.items()):
+        last = list(series)[-policy.slo_windows :]
+        if len(last) == policy.slo_windows and all(a < policy.slo_target for a in last):
+            shown = ", ".join(f"{a:.1%}" for a in last)
+            reasons.append(
+                f"workload {workload} SLO attainment {shown} under {policy.slo_target:.0%} "
+                f"for {policy.slo_windows} windows"
+            )
+    return reasons
+
+
+def windowed_attainment(
+    windows: Iterable[ObservationWindow], since_s: float, window_s: float
+) -> dict[str, list[float]]:
+    """Per workload, request-weighted SLO attainment of the windows reported since ``since_s``,
+    bucketed by end time into ``window_s`` windows (oldest first)."""
+    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    for window in windows:
+        if window.slo_attainment is None or window.start_s < since_s or not window.requests:
+            continue
+        bucket = sums[window.workload][int((window.end_s - since_s) // window_s)]
+        bucket[0] += window.slo_attainment * window.requests
+        bucket[1] += window.requests
+    return {
+        workload: [met / count for _, (met, count) in sorted(buckets.items())]
+        for workload, buckets in sums.items()
+    }
