@@ -16,7 +16,8 @@ Fit method (per device and precision; peaks are the GPU catalog's nameplate figu
 1. GEMM, memory side: points with m <= 16 tokens and >= 16 MB moved; least squares
    latency = k + bytes / (eta_bw x peak GB/s) gives the kernel constant k and eta_bw.
 2. GEMM, compute side: points with m >= 2048 and >= 0.2 ms of ideal compute; eta_c is the median
-   of flops / (peak x (latency - k)); its 90th percentile is kept as the tuned-kernel figure.
+   of flops / (peak x (latency - k)); its 90th percentile is kept as the tuned-kernel figure and
+   its 99th as the tuned fp8 figure (see ``ENGINE_RULES``).
 3. GEMM, overlap: alpha in time = k + max(M, C) + alpha x min(M, C) (M, C the memory and compute
    times at the fitted efficiencies) by grid search (0..1, step 0.05) minimising the RMS log error
    over every LLM-shaped point (n, k in 1024-32768). A tile-ramp form (C x (1 + m_half / m)) fits
@@ -94,12 +95,14 @@ def fit_gemm(
     efficiency = ideal_ms[compute_bound] / (latency_ms[compute_bound] - constant)
     compute = float(np.median(efficiency))
     compute_best = float(np.percentile(efficiency, 90))
+    compute_tuned = float(np.percentile(efficiency, 99))
     memory_ms = moved_bytes / (bandwidth * bandwidth_gbyte_per_s * 1e9) * 1e3
     overlap, predicted = fit_overlap(latency_ms, constant, memory_ms, ideal_ms / compute)
     figures = {
         "bandwidth": min(bandwidth, 1.0),
         "compute": min(compute, 1.0),
         "computeBest": min(compute_best, 1.0),
+        "computeTuned": min(compute_tuned, 1.0),
         "overlap": overlap,
         "kernelUs": constant * 1e3,
     }

@@ -33,7 +33,8 @@ every measurement judged here is end to end:
   llama.cpp kernel constants refitted on the other GPUs' rows, in a block of their own with the
   error per memory technology, precision and prompt/context length.
 - Published AMD figures transcribed below with their sources (RX 7900 XTX llama.cpp on ROCm,
-  MI300X x8 vLLM): judged with the shipped figures, never fitted on.
+  MI300X x8 vLLM request latency and throughput, both as the ``vllm-2024`` generation they ran
+  on): judged with the shipped figures, never fitted on.
 
 Models the catalog lacks are inline architectures here (GPT-J-6B, Falcon-180B, BLOOM-176B, the
 FasterTransformer GPT-13B), from their published configs. Their MLPs are not gated, so
@@ -414,6 +415,10 @@ RDNA3_LLAMA_CPP = [  # (test, prompt, depth, generated, tokens/s)
 # 128 tokens in and out; average latency of the whole request, s, per batch size.
 MI300X_VLLM = {1: 3.530, 2: 3.583, 4: 3.734, 8: 3.974, 16: 4.375, 32: 5.130, 64: 6.919,
                128: 10.340, 256: 17.750}  # fmt: skip
+# The same blog's benchmark_throughput.py runs (all prompts queued at once, vLLM's default 256
+# running sequences): output tokens/s for (input, output) tokens. Judged as waves of 256
+# sequences: one prefill, then output - 1 decode steps at the wave's mean context.
+MI300X_VLLM_THROUGHPUT = {(128, 128): 1993, (128, 2048): 2794}
 
 
 def calibration_check(catalog: Catalog) -> None:
@@ -465,13 +470,21 @@ def documented_amd_block() -> None:
               f"predicted {predicted:8.2f} ms  ({errors[-1] * 100:+.0f}%)")  # fmt: skip
     print(f"  llama.cpp#26284 RX 7900 XTX      {summary(errors)}")
     calibration_check(catalog)
+    # vLLM's V0 engine as AMD's ROCm builds ran it in 2024: the host bubble of every step.
     big = Predictor(catalog.models["llama-3.1-405b"], catalog.gpus["mi300x"], Precision.FP8,
-                    Engine.VLLM, 8, kv_cache_fp8=True)  # fmt: skip
+                    Engine.VLLM, 8, kv_cache_fp8=True, generation="vllm-2024")  # fmt: skip
     errors = []
     for batch, seconds in MI300X_VLLM.items():
         predicted = big.prefill_ms(batch, 128) + 127 * big.decode_ms(batch, 128 + 64)
         errors.append(predicted / (seconds * 1e3) - 1)
     print(f"  OCI MI300X x8 vLLM 405B fp8 (request latency, batch 1-256) {summary(errors)}")
+    for (prompt, output), rate in MI300X_VLLM_THROUGHPUT.items():
+        decode_ms = big.decode_ms(256, prompt + output // 2)
+        predicted = 256 * output / (big.prefill_ms(256, prompt) + (output - 1) * decode_ms) * 1e3
+        print(
+            f"  OCI MI300X x8 vLLM 405B fp8 throughput in{prompt} out{output}: measured "
+            f"{rate} tok/s  predicted {predicted:.0f} tok/s  ({(predicted / rate - 1):+.0%})"
+        )
     print()
 
 

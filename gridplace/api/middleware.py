@@ -21,12 +21,14 @@ from gridplace.api.metrics import Metrics
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 KIB = 1024
 # Bodies of the routes a node token reaches, sized to their documents: a Node is a few kilobytes
-# (16 GPU groups, 64 labels), a heartbeat less, a state report at most a few hundred replicas.
+# (16 GPU groups, 64 labels), a heartbeat less, a state report at most a few hundred replicas,
+# an observations post at most 1,000 windows of under a kilobyte each.
 # Plan submissions and probe campaigns (megabytes) keep the global ``max_body_bytes``.
 ROUTE_BODY_BYTES: dict[tuple[str, str], int] = {
     ("PUT", "/v1/nodes/{name}"): 256 * KIB,
     ("POST", "/v1/nodes/{name}/telemetry"): 64 * KIB,
     ("PUT", "/v1/nodes/{name}/state"): 1024 * KIB,
+    ("POST", "/v1/nodes/{name}/observations"): 2048 * KIB,
 }
 _ROUTE_PATTERNS = [
     (method, path, compile_path(path)[0], limit)

@@ -40,6 +40,10 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "GET /v1/nodes/{name}/assignments": ANYONE,
     "GET /v1/nodes/{name}/state": ANYONE,
     "PUT /v1/nodes/{name}/state": AGENTS,
+    "POST /v1/nodes/{name}/observations": AGENTS,
+    # engine observations and what was learned from them
+    "GET /v1/observations": PLANNERS,
+    "GET /v1/calibration": PLANNERS,
     # probes and topology
     "POST /v1/probes": ADMIN_ONLY,
     "GET /v1/topology": PLANNERS,

@@ -167,3 +167,19 @@ def test_generation_shares_must_be_within_0_1(change: dict[str, float]) -> None:
 def test_generation_record_is_public() -> None:
     assert isinstance(GENERATIONS[LEGACY], EngineGeneration)
     assert GENERATIONS[LEGACY].eager
+
+
+def test_2024_engine_pays_the_host_bubble_that_grows_with_the_batch(
+    make_predictor: PredictorFactory,
+) -> None:
+    """vLLM #6854: 5-13 ms of host time per V0 decode step (1 to 256 running sequences)."""
+    args = ("llama-3.1-405b", "mi300x", Precision.FP8)
+    v0 = make_predictor(*args, tp=8, generation="vllm-2024")
+    today = make_predictor(*args, tp=8)
+    extra = [
+        _point(v0, batch, 128, 192).itl_ms - _point(today, batch, 128, 192).itl_ms
+        for batch in (1, 256)
+    ]
+    assert extra[0] == pytest.approx(5.0 - today.traits.step_overhead_ms, abs=0.1)
+    assert extra[1] == pytest.approx(13.0 - today.traits.step_overhead_ms, abs=0.1)
+    assert not GENERATIONS["vllm-2024"].eager

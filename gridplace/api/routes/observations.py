@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from gridplace.api.bodies import parse_one
-from gridplace.api.deps import AdminDep, PrincipalDep, ServiceDep, StateDep, require_node_access
+from gridplace.api.deps import PrincipalDep, ServiceDep, StateDep, require_node_access
 from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
 from gridplace.api.models import (
     CalibrationResponse,
@@ -74,7 +74,7 @@ async def post_observations(
     responses=errors(*AUTH_ERRORS),
 )
 def list_observations(
-    _: AdminDep,
+    _: PrincipalDep,
     state: StateDep,
     workload: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     node: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
@@ -93,7 +93,7 @@ def list_observations(
     response_model_exclude_none=True,
     responses=errors(*AUTH_ERRORS, 404),
 )
-def get_calibration(_: AdminDep, service: ServiceDep) -> CalibrationResponse:
+def get_calibration(_: PrincipalDep, service: ServiceDep) -> CalibrationResponse:
     """The learned corrections: per GPU type (what the planner books) and per node. Estimated
     anew when windows arrived since the last estimate (the periodic check does the same)."""
     record = service.recalibrate()

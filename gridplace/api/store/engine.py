@@ -111,8 +111,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         raise DatabaseUnavailable(f"cannot migrate the database: {error.orig}") from error
     except DatabaseError as error:  # SQLite: "file is not a database", a damaged header
         raise DatabaseDamaged(
-            f"cannot open the database {engine.url.database or engine.url.host}: {error.orig} "
-            "(a damaged or foreign file?)"
+            f"cannot open the database {engine.url.database or engine.url.host} ({error.orig}): "
+            "it is damaged or not a gridplace database; restore it from a backup"
         ) from error
 
 

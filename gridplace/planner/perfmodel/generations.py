@@ -55,6 +55,15 @@ factor 1.0 = the host of the 30 us/op eager prior), and why each term is physica
 The figures are held out in ``bench/perfmodel_accuracy.py`` (fitted on one model, judged on the
 other; and fitted on one GPU, judged on the other).
 
+vllm-2024 (vLLM's V0 engine of mid-2024, 0.5-0.6, as AMD's ROCm builds ran it: HIP/CUDA graphs
+for decode, but every decode step synchronous with the host). Not fitted:
+vLLM's multi-step scheduling RFC (vllm-project/vllm#6854, July 2024) measured 5-13 ms of GPU
+bubble per decode step while the host copied the sampled tokens back, turned them into Python
+objects, prepared the next step's inputs and ran the scheduler, the bubble growing with the running
+batch. Booked as 5 ms per step (a small batch) plus the rest over vLLM's default 256 running
+sequences (max_num_seqs): (13 - 5) ms / 256 = 31 us per sequence. Today's engine overlaps this work
+with the GPU (async scheduling, 1.5 ms per step, ``engines``).
+
 llama.cpp generations carry the engine settings of their release (``options``; see
 ``llamacpp``): llama.cpp-2024-01 (the builds of llama.cpp's January 2024 benchmark threads: no
 CUDA graphs, no flash attention, F16 conversion + cuBLAS prompt path) and llama.cpp-2024-05
@@ -120,6 +129,18 @@ VLLM_2023 = EngineGeneration(
     weight_bandwidth_share=1.0,
 )
 
+VLLM_2024 = EngineGeneration(
+    name="vllm-2024",
+    engine=Engine.VLLM,
+    eager=False,
+    # vLLM #6854: 5-13 ms of host bubble per decode step (see the module docstring).
+    step_overhead_ms=5.0,
+    sequence_overhead_us=(13.0 - 5.0) * 1e3 / 256,
+    prefill_chunk_tokens=None,
+    allreduce_bandwidth_share=1.0,
+    weight_bandwidth_share=1.0,
+)
+
 
 def _llama_cpp(name: str, *, cuda_graphs: bool) -> EngineGeneration:
     options = EngineOptions(
@@ -145,5 +166,5 @@ LLAMA_CPP_2024_01 = _llama_cpp("llama.cpp-2024-01", cuda_graphs=False)
 LLAMA_CPP_2024_05 = _llama_cpp("llama.cpp-2024-05", cuda_graphs=True)
 
 GENERATIONS: dict[str, EngineGeneration] = {
-    g.name: g for g in (VLLM_2023, LLAMA_CPP_2024_01, LLAMA_CPP_2024_05)
+    g.name: g for g in (VLLM_2023, VLLM_2024, LLAMA_CPP_2024_01, LLAMA_CPP_2024_05)
 }

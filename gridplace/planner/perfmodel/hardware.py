@@ -13,6 +13,11 @@ slowdown, not by power capping). The sustained rate is the time-weighted mix:
 
 Links. NVLink/xGMI bandwidth in the catalog (``peerLink``) is the aggregate of both directions, so
 a ring step moves data at half of it; NCCL reaches ~80% of that (nccl-tests bus bandwidth).
+RCCL over xGMI reaches less: on 8 MI300X (ROCm 6.2, RCCL 2.20.5) its all-reduce of 1-64 MB takes
+26-426 us (the RCCL column of mk1-project/quickreduce's README), a bus bandwidth of ~290 GB/s,
+65% of the 448 GB/s one-direction peer bandwidth: each 64 GB/s xGMI link carries ~48 GB/s after
+CRC and protocol overhead (AMD ROCm blog "Understanding RCCL Bandwidth and xGMI Performance on
+AMD Instinct MI300X", 2025), and RCCL's ring moves less than that.
 PCIe moves one direction at ``pcie.bandwidth_gbps`` and GPU-to-GPU transfers reach ~60% of it
 (through the host bridge; consumer cards have peer-to-peer disabled). A ring all-reduce of S bytes
 over t GPUs sends 2 (t - 1) / t x S per GPU; its small-message latency grows with the hop count:
@@ -35,6 +40,8 @@ from gridplace.specs.gpu import GPUModelSpec
 THROTTLED_COMPUTE_SHARE = 0.70  # SM clock while capped / boost clock
 THROTTLED_BANDWIDTH_SHARE = 0.85  # memory clock while capped / nominal
 PEER_LINK_EFFICIENCY = 0.80
+# RCCL all-reduce bus bandwidth / one-direction xGMI bandwidth (8 x MI300X: 290 / 448 GB/s).
+XGMI_LINK_EFFICIENCY = 0.65
 PCIE_PEER_EFFICIENCY = 0.60
 PCIE_HOST_COPY_EFFICIENCY = 0.80
 NETWORK_GOODPUT = 0.80
@@ -83,7 +90,8 @@ def gpu_link(gpu: GPUModelSpec, interconnect: Interconnect | None) -> Link:
     wanted = interconnect if interconnect is not None else (peer.kind if peer else None)
     if peer is not None and wanted is not None and wanted is not Interconnect.PCIE:
         base, hop = _LINK_LATENCY_US[peer.kind]
-        return Link(peer.kind, peer.bandwidth_gbps / 2.0 * PEER_LINK_EFFICIENCY, base, hop)
+        share = XGMI_LINK_EFFICIENCY if peer.kind is Interconnect.XGMI else PEER_LINK_EFFICIENCY
+        return Link(peer.kind, peer.bandwidth_gbps / 2.0 * share, base, hop)
     base, hop = _LINK_LATENCY_US[Interconnect.PCIE]
     return Link(Interconnect.PCIE, gpu.pcie.bandwidth_gbps * PCIE_PEER_EFFICIENCY, base, hop)
 
