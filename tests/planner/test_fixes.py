@@ -181,3 +181,30 @@ def test_explain_json_fixes_round_trip(tmp_path: Path) -> None:
     assert raw["changes"][0]["kind"] == "allow-precision" and raw["verified"] is True
     fix = Fix.model_validate(raw)
     assert fix.model_dump(mode="json", by_alias=True) == raw
+
+
+def test_combined_fix_when_no_single_change_works(tmp_path: Path) -> None:
+    # 12 req/s of a 405B under replicas.max 16 and one replica per provider: no single change
+    # (hardware alone is held back by replicas.max and the TTFT target) places it.
+    from tests.specs import documents
+
+    docs = [d for d in yaml.safe_load_all(documents.NODE) if d]
+    big = documents.WORKLOAD.replace("llama-3.1-8b", "llama-3.1-405b")
+    docs += [d for d in yaml.safe_load_all(big.replace("[bf16, fp8, int4]", "[bf16]")) if d]
+    docs[-1]["metadata"]["name"] = "w"
+    plan = _plan(tmp_path, docs, fix_budget_s=60).plan
+    (unplaced,) = plan.status.unplaced
+    assert unplaced.fixes and len(unplaced.fixes[0].changes) > 1, unplaced.hints
+    assert unplaced.hints[0] == "no single change suffices; together:"
+    fixed, _ = _apply_by_hand(docs, unplaced.fixes[0])
+    assert _placed(tmp_path, fixed)
+
+
+def test_api_explanation_carries_fixes(tmp_path: Path) -> None:
+    from gridplace.api.models import WorkloadExplanation
+    from gridplace.api.solver_pool import explain
+
+    docs = [*_nodes(2, "rtx-3090", 1), _workload("llama-3.1-8b", ["fp8"])]
+    (entry,) = explain(_plan(tmp_path, docs, fix_budget_s=60))
+    model = WorkloadExplanation.model_validate(entry)
+    assert model.fixes and model.fixes[0].changes[0].kind == "allow-precision"
