@@ -3,14 +3,14 @@ that make it placeable, each tried before it is shown.
 
 Owns finding, applying and checking fixes; must not render reasons (``explain``) or parse their
 text: candidates come from the inputs and from compiles of relaxed copies of them (every
-precision allowed, an SLO field at its ceiling, catalog nodes added), which say which values can
-work and what the predicted figures are. A candidate is then applied to a copy of the inputs
+precision allowed, an SLO field at looser targets, catalog nodes added), which say which values
+can work and what the predicted figures are. A candidate is then applied to a copy of the inputs
 and checked: compile first, then the CP-SAT plan, within a time budget; it is shown only when the
 workload is then fully covered. Order, smallest change first: a precision, an SLO relaxation
-(the smallest predicted figure that works, found by bisection over the predicted figures),
+(the smallest value that works: bisection over the predicted figures, then between them),
 replicas.max, the budget, then hardware (the cheapest node as offered in the inputs; GPUs no
-input offers after, fewest GPU-GiB first). When no single change works, a precision together
-with nodes is tried.
+input offers after, fewest GPU-GiB first). When no single change works, two together: a
+precision with nodes, then nodes with replicas.max or an SLO value.
 """
 
 from __future__ import annotations
@@ -154,14 +154,10 @@ def _index(problem: Problem, workload: str) -> int:
 def find_fixes(
     inputs: PlannerInputs, workload: str, search: FixSearch, latency: LatencyLookup
 ) -> list[Fix]:
-    """Verified fixes for ``workload``, smallest change first (at most one per kind); a
-    precision with nodes when no single change works; [] when none was found in the budget."""
-    fixes: list[Fix] = []
-    for changes in _single_changes(inputs, workload, search, latency):
-        fixes.append(changes)
-    if not fixes:
-        fixes.extend(_combined(inputs, workload, search, latency))
-    return fixes
+    """Verified fixes for ``workload``, smallest change first (at most one per kind); two
+    changes together when no single one works; [] when none was found in the budget."""
+    fixes = list(_single_changes(inputs, workload, search, latency))
+    return fixes or _combined(inputs, workload, search, latency)
 
 
 def _single_changes(
