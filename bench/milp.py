@@ -80,6 +80,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
             h.addConstr(sum(x[o.index] * math.ceil(o.power_watts) for o in options) <= budget)
     for w in problem.workloads:
         options = problem.options_of(w.index)
+        carrying = [o for o in options if _carries_load(problem, o)]
         shares = dict(w.sources)
         groups: dict[frozenset[int], list[str]] = defaultdict(list)
         for region in shares:
@@ -97,17 +98,31 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
                     + sum(unmet[(w.index, r)] for r in regions)
                     >= sum(_demand(problem, w.index, shares[r]) for r in regions)
                 )
-        replicas = sum(x[o.index] for o in options) if options else 0
         if options:
-            h.addConstr(replicas <= w.replicas_max)
-        h.addConstr(replicas + short[w.index] >= w.replicas_min)
+            h.addConstr(sum(x[o.index] for o in options) <= w.replicas_max)
+        h.addConstr(sum(x[o.index] for o in carrying) + short[w.index] >= w.replicas_min)
         if w.spread_across and w.spread_max_per_domain is not None:
             domains: dict[str, list[Option]] = defaultdict(list)
             for o in options:
                 pool = problem.pools[o.pool]
                 domains[pool.provider if w.spread_across == "provider" else pool.region].append(o)
+            # A domain's capacity limit when replicas.min > maxPerDomain: maxPerDomain /
+            # replicas.min of the target, at least the largest replica.
+            limit = None
+            if w.spread_max_per_domain < w.replicas_min:
+                limit = max(
+                    w.spread_max_per_domain / w.replicas_min * _target(problem, w.index),
+                    max(o.capacity_rps for o in options),
+                )
             for members in domains.values():
-                h.addConstr(sum(x[o.index] for o in members) <= w.spread_max_per_domain)
+                counted = [o for o in members if _carries_load(problem, o)]
+                if counted:
+                    h.addConstr(sum(x[o.index] for o in counted) <= w.spread_max_per_domain)
+                if limit is not None:
+                    h.addConstr(
+                        sum(x[o.index] * math.floor(o.capacity_rps * RATE_SCALE) for o in members)
+                        <= math.floor(limit * RATE_SCALE)
+                    )
     uncovered = _failover_rows(h, problem, x)
     cost = sum(x[o.index] * math.ceil(o.cost_per_hour * COST_SCALE) for o in problem.options)
     if problem.budget_per_hour is not None:
@@ -137,6 +152,18 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
     )
 
 
+def _target(problem: Problem, workload: int) -> float:
+    return problem.workloads[workload].booked_rps
+
+
+def _carries_load(problem: Problem, option: Option) -> bool:
+    """A replica counts toward replicas.min, spread and failover when it carries minShare of the
+    target, or as much as the workload's largest replica when that is less."""
+    w = problem.workloads[option.workload]
+    largest = max(o.capacity_rps for o in problem.options_of(w.index))
+    return option.capacity_rps >= min(w.min_share * _target(problem, w.index), largest)
+
+
 def _demand(problem: Problem, workload: int, share: float) -> int:
     return math.ceil(problem.workloads[workload].booked_rps * share * RATE_SCALE)
 
@@ -144,11 +171,12 @@ def _demand(problem: Problem, workload: int, share: float) -> int:
 def _failover_rows(
     h: highspy.Highs, problem: Problem, x: dict[int, highspy.highs_var]
 ) -> dict[int, highspy.highs_var]:
-    """Capacity after losing the worst node of a group of identical, less reliable nodes, where
-    a node holds ceil(replicas / nodes) of each option's replicas; returns the slacks."""
+    """Capacity of replicas that carry load after losing the worst node of a group of identical
+    nodes that may fail (all, unless exemptReliability exempts some), where a node holds
+    ceil(replicas / nodes) of each option's replicas; returns the slacks."""
     uncovered = {}
     for w in problem.workloads:
-        options = problem.options_of(w.index)
+        options = [o for o in problem.options_of(w.index) if _carries_load(problem, o)]
         demand = _demand(problem, w.index, 1.0)
         if w.node_failures < 1 or demand <= 0 or not options:
             continue
@@ -156,7 +184,8 @@ def _failover_rows(
         capacity = sum(x[o.index] * math.floor(o.capacity_rps * RATE_SCALE) for o in options)
         groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)
         for o in options:
-            if problem.pools[o.pool].reliability < w.exempt_reliability:
+            reliability = problem.pools[o.pool].reliability
+            if w.exempt_reliability is None or reliability < w.exempt_reliability:
                 groups[problem.pools[o.pool].node_names].append(o)
         for nodes, members in groups.items():
             lost = 0

@@ -7,7 +7,8 @@ distance and thermal derate: it is run on a problem compiled with those rules sw
 
 ``greedy``: filter and score, one workload at a time in priority order: among the options that
 meet every rule, take the cheapest per request/s (ties: preferred precision, lower ITL) until the
-demand of each traffic source is covered, within replica bounds, spread and budget.
+demand of each traffic source is covered, within replica bounds, spread and budget; then top up
+to replicas.min with the cheapest replicas that carry load (``Problem.carries_load``).
 
 Both return option counts; de-aggregation and the plan output are shared with the CP-SAT path.
 """
@@ -18,7 +19,7 @@ import math
 from collections import defaultdict
 
 from gridplace.planner.deaggregate import _Node
-from gridplace.planner.model import power_budget_watts, power_draw_watts
+from gridplace.planner.model import RATE_SCALE, power_budget_watts, power_draw_watts
 from gridplace.planner.problem import Option, Problem
 
 
@@ -68,7 +69,10 @@ class Booking:
         self.grid = _Grid(problem)
         self.counts: dict[int, int] = defaultdict(int)
         self.replicas: dict[int, int] = defaultdict(int)
-        self.per_domain: dict[tuple[int, str], int] = defaultdict(int)
+        self.carrying: dict[int, int] = defaultdict(int)  # replicas that carry load
+        self.per_domain: dict[tuple[int, str], int] = defaultdict(int)  # carrying ones
+        # milli-requests/s per (workload, domain), as the model's spread capacity rows count it
+        self.domain_milli: dict[tuple[int, str], int] = defaultdict(int)
         self.spent = 0.0
         self.budget = problem.budget_per_hour if problem.budget_per_hour is not None else math.inf
         self.power: dict[int, int] = defaultdict(int)  # watts booked per pool
@@ -78,11 +82,18 @@ class Booking:
         """Book one more replica of ``option`` if every rule allows it."""
         workload = self.problem.workloads[option.workload]
         domain = _domain(self.problem, option)
+        key = (workload.index, domain or "")
         limit = workload.spread_max_per_domain
+        carries = self.problem.carries_load(option)
         if self.replicas[workload.index] >= workload.replicas_max:
             return False
-        at_limit = limit is not None and self.per_domain[(workload.index, domain or "")] >= limit
-        if domain is not None and at_limit:
+        at_limit = limit is not None and carries and self.per_domain[key] >= limit
+        limit_rps = self.problem.spread_limit_rps(workload.index)
+        milli = math.floor(option.capacity_rps * RATE_SCALE)
+        over_rps = limit_rps is not None and (
+            self.domain_milli[key] + milli > math.floor(limit_rps * RATE_SCALE)
+        )
+        if domain is not None and (at_limit or over_rps):
             return False
         power_budget = power_budget_watts(self.problem.pools[option.pool])
         draw = power_draw_watts(option)
@@ -94,9 +105,11 @@ class Booking:
         self.power[option.pool] += draw
         self.counts[option.index] += 1
         self.replicas[workload.index] += 1
+        self.carrying[workload.index] += carries
         self.spent += option.cost_per_hour
         if domain is not None:
-            self.per_domain[(workload.index, domain)] += 1
+            self.per_domain[key] += carries
+            self.domain_milli[key] += milli
         return True
 
 
@@ -126,8 +139,10 @@ def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
                     need -= option.capacity_rps
                 if need <= 1e-9:
                     break
-        for option in options:  # top up to replicas.min with the cheapest options
-            while booking.replicas[workload.index] < workload.replicas_min and booking.add(option):
+        for option in options:  # top up to replicas.min with the cheapest that carry load
+            if not problem.carries_load(option):
+                continue
+            while booking.carrying[workload.index] < workload.replicas_min and booking.add(option):
                 pass
     return dict(booking.counts)
 

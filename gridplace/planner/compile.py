@@ -47,6 +47,7 @@ from gridplace.planner.problem import (
     Option,
     PreviousReplica,
     Problem,
+    Queueing,
     Rejection,
     WorkloadDemand,
 )
@@ -61,7 +62,7 @@ from gridplace.specs import (
     Precision,
 )
 from gridplace.specs.common import Engine, EngineOptions, Interconnect
-from gridplace.specs.workload import TrustRequirement
+from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
 # Capacity booked above the mean demand (1.0 = twice the mean) for a workload whose traffic
 # declares no burstiness (one that does is booked for its measured peaks: booking.py). Request
@@ -90,6 +91,7 @@ class OptionPrediction:
     prefill_ms: float  # TTFT without network, at the planned load (incl. queueing)
     itl_ms: float
     capacity_rps: float  # per replica inside the SLO (TTFT budget after network), 0 if none
+    queueing: Queueing | None = None  # for latency at demand (``at_demand``), when known
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ def _demand(
         precisions=tuple(spec.precisions),
         node_failures=spec.redundancy.node_failures,
         exempt_reliability=spec.redundancy.exempt_reliability,
+        min_share=spec.replicas.min_share,
         booking=booking_factor(
             spec.traffic.burstiness, spec.slo.ttft_ms, DEFAULT_HEADROOM, headroom
         ),
@@ -313,11 +316,13 @@ class _GroupPredictor:
         values: list[tuple[float, float, float, float]] = []
         ok: list[bool] = []
         failures: list[tuple[str, str] | None] = []
+        queueing: list[Queueing | None] = []
         for config in configs:
             if config.tensor_parallel > pool.gpus_per_node:
                 values.append((0.0, 0.0, 0.0, 0.0))
                 ok.append(False)
                 failures.append(None)
+                queueing.append(None)
                 continue
             prediction = self._predictor(
                 PredictionQuery(
@@ -338,7 +343,7 @@ class _GroupPredictor:
                     engine_options=spec.engine_options,
                 )
             )
-            failure = _rule_failure(prediction, spec.slo.itl_ms, config.label)
+            failure = _rule_failure(prediction, spec.slo, budget_ms, config.label)
             values.append(
                 (
                     prediction.prefill_ms,
@@ -349,6 +354,7 @@ class _GroupPredictor:
             )
             ok.append(failure is None)
             failures.append(failure)
+            queueing.append(prediction.queueing)
         table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
         return GroupPredictions(
             ok=np.array(ok, dtype=bool),
@@ -357,13 +363,15 @@ class _GroupPredictor:
             capacity_rps=table[:, 2].copy(),
             vram_gib=table[:, 3].copy(),
             failures=tuple(failures),
+            queueing=tuple(queueing),
         )
 
 
 def _rule_failure(
-    prediction: OptionPrediction, itl_slo_ms: float, label: str
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
 ) -> tuple[str, str] | None:
-    """(family, reason) of the first compile-time rule a prediction breaks, or None."""
+    """(family, reason) of the first compile-time rule a prediction breaks, or None.
+    ``ttft_budget_ms``: what the TTFT target leaves after the nearest source's network RTT."""
     if not prediction.supported:
         return "precision-support", f"{label}: {prediction.reason}"
     if not prediction.fits:
@@ -372,14 +380,27 @@ def _rule_failure(
             f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
             f"{prediction.vram_available_gib:.1f}",
         )
-    if prediction.itl_ms > itl_slo_ms:
-        return "slo-itl", f"{label}: ITL {prediction.itl_ms:.0f} ms > {itl_slo_ms:g} ms"
+    if prediction.itl_ms > slo.itl_ms:
+        itl, target = over(prediction.itl_ms, slo.itl_ms)
+        return "slo-itl", f"{label}: ITL {itl} ms > {target} ms"
     if prediction.capacity_rps <= 0:
+        network_ms = slo.ttft_ms - ttft_budget_ms
         return (
             "slo-ttft",
-            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network: no load fits",
+            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network + {network_ms:.0f} ms "
+            f"network from the nearest source leaves no load inside the {slo.ttft_ms:g} ms target",
         )
     return None
+
+
+def over(value: float, limit: float) -> tuple[str, str]:
+    """``value`` and ``limit`` (value > limit) with as few decimals as show them apart: "25.4"
+    and "25", never "25 ms > 25 ms"."""
+    for decimals in range(4):
+        shown, bound = f"{value:.{decimals}f}", f"{limit:.{decimals}f}"
+        if shown != bound:
+            return shown, f"{limit:g}"
+    return f"{value:.6g}", f"{limit:g}"
 
 
 def _previous_keys(

@@ -14,6 +14,7 @@ from ortools.sat.python import cp_model
 from gridplace.planner.compile import COMPILE_FAMILIES
 from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel, build_model
 from gridplace.planner.problem import Problem, Rejection
+from gridplace.planner.work import limit
 
 # The further a family is in compile's order, the closer an option came to surviving.
 _ORDER = {family: rank for rank, family in enumerate(COMPILE_FAMILIES)}
@@ -50,6 +51,19 @@ def _numbers(reason: str) -> list[float]:
     return [float(n) for n in re.findall(r"(\d+(?:\.\d+)?)\s*(?:GiB|ms)", reason)]
 
 
+def _distance(rejection: Rejection) -> float:
+    """How far an option was from passing its rule (smaller is closer): for VRAM, what it needs
+    per GPU over what it has (a quarter-GPU share needs less than a whole GPU but has a quarter
+    of the memory: the whole GPU is closer); otherwise the reason's first figure."""
+    if rejection.family == "vram":
+        found = re.search(
+            r"needs (\d+(?:\.\d+)?) GiB per GPU, has (\d+(?:\.\d+)?)", rejection.reason
+        )
+        if found and float(found.group(2)) > 0:
+            return float(found.group(1)) / float(found.group(2))
+    return (_numbers(rejection.reason) or [0.0])[0]
+
+
 def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[str]]:
     """'0/63 nodes can serve chat-70b: 41 too little VRAM (int4 needs 38.1 GiB ...), ...'."""
     rejections = problem.rejections_of(workload)
@@ -77,7 +91,7 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
 
     for family in sorted(by_family, key=lambda f: -nodes(by_family[f])):
         group = by_family[family]
-        pool, example = min(group, key=lambda e: (_numbers(e[1].reason) or [0.0])[0])
+        pool, example = min(group, key=lambda e: _distance(e[1]))
         gpus = sorted({problem.pools[p].gpu_model for p, _ in group})
         parts.append(
             f"{nodes(group)} {_DESCRIPTION.get(family, family)} "
@@ -94,7 +108,7 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
 
 def _closeness(rejection: Rejection) -> tuple[int, float]:
     """Smaller is closer to surviving: later in compile's order, then a smaller first number."""
-    return -_ORDER.get(rejection.family, 0), (_numbers(rejection.reason) or [0.0])[0]
+    return -_ORDER.get(rejection.family, 0), _distance(rejection)
 
 
 def _compile_hints(
@@ -138,7 +152,8 @@ def core_families(
 ) -> list[str] | None:
     """Constraint families that together keep ``workload`` from full coverage (assumption
     core); [] when it could be fully served by taking capacity from other workloads; None when
-    the solve decided neither in ``time_limit_s``. ``base``: ``diagnosis_model(problem)``."""
+    the solve decided neither in ``time_limit_s`` (reference seconds of deterministic work,
+    ``work.py``). ``base``: ``diagnosis_model(problem)``."""
     pm = base or diagnosis_model(problem)
     model = pm.model.clone()
 
@@ -165,7 +180,7 @@ def core_families(
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1  # assumption cores need the single-worker search
     solver.parameters.random_seed = 0
-    solver.parameters.max_time_in_seconds = time_limit_s
+    limit(solver, time_limit_s)  # deterministic work: the same diagnosis on any machine load
     status = solver.solve(model)
     if status == cp_model.UNKNOWN:
         return None

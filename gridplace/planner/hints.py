@@ -79,17 +79,19 @@ def capacity_after_node_loss(
     problem: Problem, counts: dict[int, int], workload: int, plus_one: int | None = None
 ) -> float:
     """Capacity of ``workload`` left after its worst node loss, as the model's failover rows
-    count it: each option's replicas spread evenly over its group of identical nodes
-    (ceil(x / N) per node), nodes at or above the workload's exempt reliability never failing.
-    ``plus_one`` counts one more replica of that option."""
+    count it: replicas that carry load only, each option's spread evenly over its group of
+    identical nodes (ceil(x / N) per node), exempt nodes never failing. ``plus_one`` counts one
+    more replica of that option."""
     lost: dict[tuple[str, ...], float] = defaultdict(float)
     total = 0.0
-    exempt = problem.workloads[workload].exempt_reliability
+    demand = problem.workloads[workload]
     for option in problem.options_of(workload):
+        if not problem.carries_load(option):
+            continue
         count = counts.get(option.index, 0) + (option.index == plus_one)
         total += count * option.capacity_rps
         pool = problem.pools[option.pool]
-        if count and pool.reliability < exempt:
+        if count and demand.may_fail(pool.reliability):
             lost[pool.node_names] += option.capacity_rps * math.ceil(count / pool.node_count)
     return total - max(lost.values(), default=0.0)
 

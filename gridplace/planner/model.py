@@ -25,12 +25,20 @@ the family's literal is true, so a diagnosis solve can turn families into assump
     demand-coverage  Hard: for every set of a workload's traffic sources, the capacity of the
                      options that meet those sources' TTFT targets + unmet >= demand x (1 +
                      headroom) (Gale's condition: exact without routing variables).
-    replica-bounds   Hard: replicas <= max; replicas + short >= min.
-    spread           Hard: at most maxPerDomain replicas per provider / region.
+    replica-bounds   Hard: replicas <= max; replicas that carry load + short >= min.
+    spread           Hard: at most maxPerDomain replicas that carry load per provider / region;
+                     when replicas.min > maxPerDomain, each domain's capacity <= the spread
+                     limit (maxPerDomain / replicas.min of the target, at least the largest
+                     replica).
+    A replica carries load when its option's capacity >= ``Problem.load_rps`` (replicas.minShare
+    of the booked demand, or the largest replica when that is less); only such replicas
+    count toward replicas.min, spread and failover.
     budget           Hard: total cost per hour <= the budget, when one is given.
     pinned           Hard: pinned replicas of the previous plan stay (their option keeps them).
-    failover         Soft: after losing any one node that may fail, capacity - what that node
-                     held + uncovered >= demand x (1 + headroom), for redundancy.nodeFailures 1.
+    failover         Soft: after losing any one node that may fail, the capacity of replicas
+                     that carry load - what that node held of it + uncovered >= demand x (1 +
+                     headroom), for redundancy.nodeFailures 1 (every node may fail unless
+                     redundancy.exemptReliability exempts it).
 Compile-time families (options dropped before the model, with reasons): trust,
 precision-support, vram (per replica), slo-itl, slo-ttft, demand-coverage (no capacity in SLO).
 
@@ -270,33 +278,49 @@ def demand_coverage(pm: PlacementModel) -> None:
 
 
 def replica_bounds(pm: PlacementModel) -> None:
-    """Hard: replicas <= replicas.max; replicas + short >= replicas.min."""
-    for workload in pm.problem.workloads:
-        replicas = _sum(pm.x[o.index] for o in pm.problem.options_of(workload.index))
+    """Hard: replicas <= replicas.max; replicas that carry load + short >= replicas.min."""
+    problem = pm.problem
+    for workload in problem.workloads:
+        options = problem.options_of(workload.index)
+        replicas = _sum(pm.x[o.index] for o in options)
+        carrying = _sum(pm.x[o.index] for o in options if problem.carries_load(o))
         pm.add("replica-bounds", f"max,workload={workload.name}", replicas <= workload.replicas_max)
         pm.add(
             "replica-bounds",
             f"min,workload={workload.name}",
-            replicas + pm.short[workload.index] >= workload.replicas_min,
+            carrying + pm.short[workload.index] >= workload.replicas_min,
         )
 
 
 def spread(pm: PlacementModel) -> None:
-    """Hard: at most maxPerDomain replicas of a workload per provider (or region)."""
-    for workload in pm.problem.workloads:
+    """Hard: at most maxPerDomain replicas of a workload that carry load per provider (or
+    region), and when replicas.min exceeds maxPerDomain, at most ``Problem.spread_limit_rps`` of
+    capacity per domain (a count alone let one domain hold nearly all of it)."""
+    problem = pm.problem
+    for workload in problem.workloads:
         if workload.spread_across is None or workload.spread_max_per_domain is None:
             continue
+        limit_rps = problem.spread_limit_rps(workload.index)
         by_domain: dict[str, list[Option]] = defaultdict(list)
-        for option in pm.problem.options_of(workload.index):
-            pool = pm.problem.pools[option.pool]
+        for option in problem.options_of(workload.index):
+            pool = problem.pools[option.pool]
             domain = pool.provider if workload.spread_across == "provider" else pool.region
             by_domain[domain].append(option)
         for domain, options in sorted(by_domain.items()):
+            name = f"workload={workload.name},{workload.spread_across}={domain}"
             pm.add(
                 "spread",
-                f"workload={workload.name},{workload.spread_across}={domain}",
-                _sum(pm.x[o.index] for o in options) <= workload.spread_max_per_domain,
+                name,
+                _sum(pm.x[o.index] for o in options if problem.carries_load(o))
+                <= workload.spread_max_per_domain,
             )
+            if limit_rps is not None:
+                pm.add(
+                    "spread",
+                    f"capacity,{name}",
+                    _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+                    <= math.floor(limit_rps * RATE_SCALE),
+                )
 
 
 def budget(pm: PlacementModel) -> None:
@@ -323,11 +347,12 @@ def pinned(pm: PlacementModel) -> None:
 
 def failover(pm: PlacementModel) -> None:
     """Soft: after losing any one node that may fail, a workload keeps capacity >= its demand
-    with headroom (N+1: the capacity target holds with any one such node down).
+    with headroom (N+1: the capacity target holds with any one such node down). Only replicas
+    that carry load (``Problem.carries_load``) count, lost or left.
 
-    Pools whose node lists are equal form a node group g of N identical nodes; only groups less
-    reliable than the workload's redundancy.exemptReliability (compared at the node classes'
-    0.01 resolution, rounded down) count as ones that may fail. De-aggregation spreads each
+    Pools whose node lists are equal form a node group g of N identical nodes; every group may
+    fail unless redundancy.exemptReliability is set and the group is at least that reliable
+    (compared at the node classes' 0.01 resolution, rounded down). De-aggregation spreads each
     option's replicas evenly over its group, so one node holds ceil(x[o]/N) of them at most.
     With per_node[o] integer and x[o] <= N x per_node[o] (minimization makes it the ceiling),
     and worst_loss[w] >= sum over o in g of capacity[o] x per_node[o] for every group g of w:
@@ -344,14 +369,14 @@ def failover(pm: PlacementModel) -> None:
     """
     problem = pm.problem
     for workload in problem.workloads:
-        options = problem.options_of(workload.index)
+        options = [o for o in problem.options_of(workload.index) if problem.carries_load(o)]
         demand = pm.demand_milli(workload.index, 1.0)
         if workload.node_failures < 1 or demand <= 0 or not options:
             continue
         groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)
         for option in options:
             pool = problem.pools[option.pool]
-            if pool.reliability < workload.exempt_reliability:
+            if workload.may_fail(pool.reliability):
                 groups[pool.node_names].append(option)
         if not groups:
             continue

@@ -28,6 +28,7 @@ from gridplace.planner.problem import (
     SLOTS_PER_GPU,
     GpuPool,
     Option,
+    Queueing,
     Rejection,
     WorkloadDemand,
 )
@@ -79,6 +80,7 @@ class GroupPredictions:
     capacity_rps: FloatArray
     vram_gib: FloatArray
     failures: tuple[tuple[str, str] | None, ...]  # (family, reason) where not ok
+    queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
 
 
 class PoolGrid:
@@ -149,6 +151,7 @@ class CandidateRows:
     cost_per_hour: FloatArray  # per replica
     ttft_ms: FloatArray  # rows x regions, network included
     servable: BoolArray  # rows x regions: meets that source's TTFT target
+    queueing: tuple[Queueing | None, ...] = ()  # per row
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -174,6 +177,7 @@ class CandidateRows:
             power_watts=pool.tdp_watts * config.tensor_parallel / config.share,
             precision_rank=config.rank,
             servable_sources=servable,
+            queueing=self.queueing[row] if self.queueing else None,
         )
 
 
@@ -242,6 +246,10 @@ def enumerate_candidates(
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
         ttft_ms=ttft[position, config],
         servable=servable[position, config],
+        queueing=tuple(
+            predictions[g].queueing[c] if predictions[g].queueing else None
+            for g, c in zip(row_group.tolist(), config.tolist(), strict=True)
+        ),
     )
     rejections = _rejections(
         demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill

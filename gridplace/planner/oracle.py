@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from gridplace.planner.model import power_budget_watts, power_draw_watts
+from gridplace.planner.model import RATE_SCALE, power_budget_watts, power_draw_watts
 from gridplace.planner.problem import SLOTS_PER_GPU, Problem
 from gridplace.specs import PlacementPlan
 
@@ -27,7 +27,8 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
     replicas: dict[str, int] = defaultdict(int)
     capacity: dict[str, float] = defaultdict(float)
     on_node: dict[tuple[str, str], float] = defaultdict(float)
-    per_domain: dict[tuple[str, str], int] = defaultdict(int)
+    per_domain: dict[tuple[str, str], int] = defaultdict(int)  # replicas that carry load
+    domain_milli: dict[tuple[str, str], int] = defaultdict(int)
     draw: dict[int, int] = defaultdict(int)  # pool -> watts
     cost = 0.0
     for a in plan.spec.assignments:
@@ -59,12 +60,12 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
             slots_used[(a.node, gpu)] += SLOTS_PER_GPU if option.share == 1 else option.slots
         replicas[a.workload] += 1
         capacity[a.workload] += option.capacity_rps
-        if problem.pools[pool_index].reliability < workload.exempt_reliability:
-            on_node[(a.workload, a.node)] += option.capacity_rps
+        on_node[(a.workload, a.node)] += option.capacity_rps  # every node may be lost
         pool = problem.pools[pool_index]
         if workload.spread_across:
             domain = pool.provider if workload.spread_across == "provider" else pool.region
-            per_domain[(a.workload, domain)] += 1
+            per_domain[(a.workload, domain)] += problem.carries_load(option)
+            domain_milli[(a.workload, domain)] += int(option.capacity_rps * RATE_SCALE)
         cost += option.cost_per_hour
         draw[pool_index] += power_draw_watts(option)
         if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
@@ -84,7 +85,16 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
         if workload.spread_max_per_domain is not None:
             for (w, domain), count in per_domain.items():
                 if w == name and count > workload.spread_max_per_domain:
-                    violations.append(f"spread: {name} has {count} replicas in {domain}")
+                    violations.append(
+                        f"spread: {name} has {count} replicas that carry load in {domain}"
+                    )
+        limit_rps = problem.spread_limit_rps(workload.index)
+        for (w, domain), milli in domain_milli.items():
+            if w == name and limit_rps is not None and milli > int(limit_rps * RATE_SCALE):
+                violations.append(
+                    f"spread: {name} has {milli / RATE_SCALE:.3f} req/s of capacity in {domain}"
+                    f" > {limit_rps:.3f}"
+                )
     if problem.budget_per_hour is not None and cost > problem.budget_per_hour + 1e-6:
         violations.append(f"budget: {cost:.2f} USD/h > {problem.budget_per_hour:.2f}")
     if plan.status is not None:

@@ -25,6 +25,7 @@ from gridplace.planner.compile import OptionPrediction, PredictionQuery, Predict
 from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.predict import NotSupported
+from gridplace.planner.problem import Queueing
 from gridplace.planner.recalibrate import Calibration, Correction
 from gridplace.specs import (
     Catalog,
@@ -170,10 +171,12 @@ def _predict(
         return OptionPrediction(True, "", False, full.vram_gib, full.memory_gib, 0.0, 0.0, 0.0)
     targets = _Targets(max(ttft_budget_ms, 0.0), itl_slo_ms)
     traffic = _Traffic(prompt_tokens, output_tokens)
+    steps: ReplicaModel | CorrectedSteps = replica
     if correction is None:
         capacity = replica.capacity(targets, traffic)
     else:
-        capacity = estimate_capacity(CorrectedSteps(replica, correction), targets, traffic)
+        steps = CorrectedSteps(replica, correction)
+        capacity = estimate_capacity(steps, targets, traffic)
     if capacity.rps <= 0:
         # Report the single-stream figures: what a user compares with the SLO.
         return OptionPrediction(
@@ -190,4 +193,31 @@ def _predict(
     return OptionPrediction(
         True, "", True, min(planned.vram_gib, planned.memory_gib), planned.memory_gib,
         capacity.ttft_ms, capacity.itl_ms, capacity.rps,
+        _queueing(steps, capacity.ttft_ms, capacity.max_batch, prompt_tokens, output_tokens),
     )  # fmt: skip
+
+
+def _queueing(
+    replica: ReplicaModel | CorrectedSteps,
+    booked_ttft_ms: float,
+    batch: int,
+    prompt_tokens: int,
+    output: int,
+) -> Queueing:
+    """The figures ``at_demand`` needs, from the step model as ``perfmodel.capacity`` states
+    them: TTFT at zero load = one prefill + half a step + a step per further prefill chunk (at
+    the booked batch: conservative below it), and the prefill queue's service time = the
+    prefill's GPU work + a step per chunk."""
+    context = prompt_tokens + output // 2
+    prefill_ms = replica.prefill_ms(1, prompt_tokens)
+    work_ms = max(prefill_ms - replica.step_overhead_ms, 1e-3)
+    decode_ms = replica.decode_ms(max(batch, 1), context)
+    step_ms = decode_ms + max(batch, 1) * work_ms / max(output, 1)
+    chunks = math.ceil(prompt_tokens / replica.prefill_chunk_tokens)
+    single_itl_ms = replica.decode_ms(1, context) + work_ms / max(output, 1)
+    return Queueing(
+        booked_ttft_ms=booked_ttft_ms,
+        unloaded_ttft_ms=prefill_ms + step_ms / 2 + (chunks - 1) * decode_ms,
+        service_ms=work_ms + chunks * decode_ms,
+        unloaded_itl_ms=single_itl_ms,
+    )

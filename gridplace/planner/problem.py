@@ -67,13 +67,31 @@ class WorkloadDemand:
     spread_max_per_domain: int | None
     precisions: tuple[Precision, ...]  # preferred first
     node_failures: int  # node losses the capacity must survive (0 or 1)
-    exempt_reliability: float  # only nodes less reliable than this count as ones that may fail
     booking: float  # capacity booked per request/s of demand (compile sets it: booking.py)
+    # Only nodes less reliable than this count as ones that may fail (None: every node may).
+    exempt_reliability: float | None = None
+    min_share: float = 0.0  # of the booked demand, for a replica to carry load (replicas.minShare)
 
     @property
     def booked_rps(self) -> float:
         """The capacity the demand is covered with: demand x booking factor."""
         return self.demand_rps * self.booking
+
+    def may_fail(self, reliability: float) -> bool:
+        """Whether the failover rule counts a node of this reliability as one that may fail."""
+        return self.exempt_reliability is None or reliability < self.exempt_reliability
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """What one replica's latency at a load below its capacity needs (``at_demand``), ms,
+    network excluded: the TTFT it was booked at (full load), its TTFT at zero load, the service
+    time of its prefill queue, and its ITL at batch 1."""
+
+    booked_ttft_ms: float
+    unloaded_ttft_ms: float
+    service_ms: float
+    unloaded_itl_ms: float
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,7 @@ class Option:
     power_watts: float  # sustained draw per replica at planned load
     precision_rank: int  # 0 = the workload's preferred precision
     servable_sources: tuple[str, ...]  # sources whose TTFT target this option meets
+    queueing: Queueing | None = None  # None when the predictor gives no queueing figures
 
     @property
     def slots(self) -> int:
@@ -170,3 +189,33 @@ class Problem:
 
     def options_on(self, pool: int) -> list[Option]:
         return self._by_pool.get(pool, [])
+
+    @cached_property
+    def _load_rps(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for w in self.workloads:
+            largest = max((o.capacity_rps for o in self.options_of(w.index)), default=0.0)
+            found[w.index] = min(w.min_share * w.booked_rps, largest)
+        return found
+
+    def load_rps(self, workload: int) -> float:
+        """What a replica of ``workload`` must carry to count toward replicas.min, spread and
+        failover: replicas.minShare of the target, or the largest replica any of its options
+        offers when that is less (a workload larger than any replica still has replicas that
+        count)."""
+        return self._load_rps[workload]
+
+    def carries_load(self, option: Option) -> bool:
+        """Whether a replica of ``option`` counts toward replicas.min, spread and failover."""
+        return option.capacity_rps >= self.load_rps(option.workload)
+
+    def spread_limit_rps(self, workload: int) -> float | None:
+        """The capacity one spread domain may hold: maxPerDomain / replicas.min of the target
+        (at least one replica of the largest kind), when replicas.min exceeds maxPerDomain;
+        None when no such limit applies."""
+        w = self.workloads[workload]
+        per_domain = w.spread_max_per_domain
+        if w.spread_across is None or per_domain is None or per_domain >= w.replicas_min:
+            return None
+        largest = max((o.capacity_rps for o in self.options_of(workload)), default=0.0)
+        return max(per_domain / w.replicas_min * w.booked_rps, largest)

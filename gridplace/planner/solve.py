@@ -9,6 +9,11 @@ without a previous plan) is skipped. A replan's first stage breaks its ties by m
 that stage's solution when it is within the cost tolerance. An infeasible first stage is
 re-checked (a fresh solve with one worker) before anyone is told. The result is a ``Solution``
 (counts per option, unmet demand) — never an exception for a problem that cannot be fully served.
+
+Every time here (the limit, stage shares, window budgets, the time a skipped stage passes on) is
+deterministic work in reference seconds, counted by a ``work.WorkClock`` from CP-SAT's
+deterministic time: with one worker and a fixed seed the same problem gives the same plan on an
+idle and on a loaded machine. Wall time is only measured and reported.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from gridplace.planner.windows import (
     solve_window,
     unsettled_workloads,
 )
+from gridplace.planner.work import WorkClock, limit
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
@@ -68,6 +74,7 @@ RELAXED_SHARE = 0.3
 class SolverSettings:
     """CP-SAT parameters; defaults suit a 2-core machine and give reproducible plans."""
 
+    # Deterministic work, in reference seconds (``work.py``): the same plan on any machine load.
     time_limit_s: float = 10.0
     num_workers: int = 1
     random_seed: int = 0
@@ -120,7 +127,8 @@ class Solution:
     short: dict[int, int] = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
     wall_s: float = 0.0
-    first_solution_s: float | None = None  # from the start of solving
+    work_s: float = 0.0  # deterministic work spent, reference seconds (``work.py``)
+    first_solution_s: float | None = None  # from the start of solving (wall clock)
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.name == name), None)
@@ -133,7 +141,7 @@ def _solver(settings: SolverSettings, time_limit_s: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = settings.num_workers
     solver.parameters.random_seed = settings.random_seed
-    solver.parameters.max_time_in_seconds = max(0.05, time_limit_s)
+    limit(solver, time_limit_s)
     solver.parameters.linearization_level = settings.linearization_level
     solver.parameters.cp_model_presolve = settings.presolve
     solver.parameters.cp_model_probing_level = settings.probing_level
@@ -148,13 +156,14 @@ def solve_problem(
     """Solve ``problem`` stage by stage; see the module docstring."""
     settings = settings or SolverSettings()
     started = time.perf_counter()
+    clock = WorkClock()
     pm = build_model(problem)
     for family, literal in sorted(pm.enforce.items()):
         pm.model.add(literal == 1).with_name(f"enforce[{family}]")
     solution = Solution(status="UNKNOWN")
     skipped = False
     stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
-    values, hinted = _start(pm, settings)
+    values, hinted = _start(pm, settings, clock)
     # A first plan's valid hint is hinted in full (slacks and failover counts too): CP-SAT then
     # starts from it instead of completing a partial hint its own way. A replan hints only the
     # previous counts: hinted in full, its first stage settled farther from the previous plan
@@ -202,9 +211,10 @@ def solve_problem(
         pm.model.minimize(searched)
         pm.model.clear_hints()  # type: ignore[no-untyped-call]
         # Time a stage does not use passes on to the stages after it.
-        left_s = settings.time_limit_s - (time.perf_counter() - started)
+        left_s = settings.time_limit_s - clock.spent_s
         budget_s = left_s * shares[number] / sum(shares[number : len(stages)])
         stage_started = time.perf_counter()
+        stage_work = clock.spent_s
         search = None
         if windows and full_hint and number > 0:
             # The first stage searches the full model from its (full) hint. Only a first plan's
@@ -214,11 +224,11 @@ def solve_problem(
             share = 1.0  # a replan's cost stage, and the stages after the cost stage
             if name == "cost" and not pm.moved:
                 share = FAILOVER_WINDOW_SHARE if pm.uncovered else WINDOW_SHARE
-            deadline = stage_started + budget_s * share
+            deadline = stage_work + budget_s * share
             start = Assignment({var.index: value for var, value in full_hint})
             if name == "moves":
-                limit_s = min(KEEP_PREVIOUS_LIMIT_S, (deadline - stage_started) / 2)
-                start = _keep_previous(pm, start, settings, limit_s)
+                limit_s = min(KEEP_PREVIOUS_LIMIT_S, (deadline - stage_work) / 2)
+                start = _keep_previous(pm, start, settings, limit_s, clock)
             else:
                 start = drop_spare_replicas(pm, start)
             search = search_windows(
@@ -227,6 +237,7 @@ def solve_problem(
                 _goal(pm, name, objective),
                 start,
                 deadline=deadline,
+                clock=clock,
                 window_workloads=window_workloads,
                 random_seed=settings.random_seed + number,
                 make_solver=lambda limit_s: _solver(settings, limit_s),
@@ -256,13 +267,14 @@ def solve_problem(
         else:
             for index, var in pm.x.items():
                 pm.model.add_hint(var, values.get(index, 0))
-        solver = _solver(settings, budget_s - (time.perf_counter() - stage_started))
+        solver = _solver(settings, budget_s - (clock.spent_s - stage_work))
         if number == 0:  # a callback slows the search: only the first stage times its start
             first = _FirstSolution(started)
             status = solver.solve(pm.model, first)
             solution.first_solution_s = first.at_s
         else:
             status = solver.solve(pm.model)
+        clock.charge(solver)
         status_name = solver.status_name(status)
         found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
         if search is not None and (not found or round(solver.objective_value) > search.objective):
@@ -295,7 +307,7 @@ def solve_problem(
             and solver.objective_value > hinted.objective_value
         ):
             if number == 0 and status == cp_model.INFEASIBLE:
-                status_name = _recheck_infeasible(pm, settings)
+                status_name = _recheck_infeasible(pm, settings, clock)
             solution.status = status_name
             if number == 0 and hinted is not None:
                 # Nothing of its own in time that beats the (valid) hint: the hint stands for
@@ -313,6 +325,7 @@ def solve_problem(
                 continue
             if number == 0:
                 solution.wall_s = time.perf_counter() - started
+                solution.work_s = clock.spent_s
                 return solution
             skipped = True
             break  # keep the previous stage's solution
@@ -341,11 +354,16 @@ def solve_problem(
     optimal = not skipped and all(s.status == "OPTIMAL" for s in solution.stages)
     solution.status = "OPTIMAL" if optimal else "FEASIBLE"
     solution.wall_s = time.perf_counter() - started
+    solution.work_s = clock.spent_s
     return solution
 
 
 def _keep_previous(
-    pm: PlacementModel, incumbent: Assignment, settings: SolverSettings, limit_s: float
+    pm: PlacementModel,
+    incumbent: Assignment,
+    settings: SolverSettings,
+    limit_s: float,
+    clock: WorkClock,
 ) -> Assignment:
     """Where the moves stage of a large model starts: the previous plan's replicas where they
     are, with only some workloads planned anew around them, within the rows of the earlier
@@ -372,14 +390,16 @@ def _keep_previous(
         for o, n in counts.items()
         if n and problem.options[o].pool in scarce
     }
+    solver = _solver(settings, limit_s)
     found = solve_window(
         pm,
         _all_variables(pm),
         counts,
         free,
         {pm.x[option].index: count for option, count in counts.items()},
-        _solver(settings, limit_s),
+        solver,
     )
+    clock.charge(solver)
     moves = dict(pm.objectives)["moves"]
     if found is None or evaluate(moves, found) >= evaluate(moves, incumbent):
         return incumbent
@@ -454,7 +474,7 @@ def _all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
 
 
 def _solve_hint(
-    pm: PlacementModel, counts: dict[int, int], settings: SolverSettings
+    pm: PlacementModel, counts: dict[int, int], settings: SolverSettings, clock: WorkClock
 ) -> cp_model.CpSolver | None:
     """Solve the first stage with every replica count fixed to the hint: a cheap check that the
     hint is valid, and its unmet demand. None when the hint breaks a rule (or time ran out)."""
@@ -466,6 +486,7 @@ def _solve_hint(
     solver = _solver(settings, min(2.0, settings.time_limit_s / 10))
     solver.parameters.fix_variables_to_their_hinted_value = True
     status = solver.solve(pm.model)
+    clock.charge(solver)
     return solver if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
 
 
@@ -483,7 +504,7 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
 
 
 def _start(
-    pm: PlacementModel, settings: SolverSettings
+    pm: PlacementModel, settings: SolverSettings, clock: WorkClock
 ) -> tuple[dict[int, int], cp_model.CpSolver | None]:
     """Where the search starts (``hints``): the candidate whose first-stage objective, then
     cost, is lowest among those valid on the full model (the solver holds every variable's
@@ -496,14 +517,18 @@ def _start(
         relaxed_settings = dataclasses.replace(
             settings, time_limit_s=settings.time_limit_s * RELAXED_SHARE, stages=2
         )
-        repaired = relaxed_and_repaired(
-            problem, lambda relaxed: solve_problem(relaxed, relaxed_settings).counts
-        )
+
+        def solve_relaxed(relaxed: Problem) -> dict[int, int]:
+            inner = solve_problem(relaxed, relaxed_settings)
+            clock.add(inner.work_s)  # the stages share what the relaxed solve left
+            return inner.counts
+
+        repaired = relaxed_and_repaired(problem, solve_relaxed)
         if repaired is not None:
             candidates.append(repaired)
     best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
     for counts in candidates:
-        hinted = _solve_hint(pm, counts, settings)
+        hinted = _solve_hint(pm, counts, settings, clock)
         if hinted is None:
             continue
         cost = sum(problem.options[i].cost_per_hour * n for i, n in counts.items())
@@ -521,11 +546,13 @@ def _record(pm: PlacementModel, solver: cp_model.CpSolver | Assignment, solution
     solution.short = {w: v for w, var in pm.short.items() if (v := solver.value(var)) > 0}
 
 
-def _recheck_infeasible(pm: PlacementModel, settings: SolverSettings) -> str:
+def _recheck_infeasible(pm: PlacementModel, settings: SolverSettings, clock: WorkClock) -> str:
     """Solve again with one worker and no objective; only a confirmed INFEASIBLE is reported."""
     pm.model.clear_objective()  # type: ignore[no-untyped-call]
     solver = _solver(SolverSettings(num_workers=1, random_seed=settings.random_seed), 5.0)
-    return solver.status_name(solver.solve(pm.model))
+    status = solver.solve(pm.model)
+    clock.charge(solver)
+    return solver.status_name(status)
 
 
 def model_size(problem: Problem) -> dict[str, int]:

@@ -24,7 +24,6 @@ and a lower linearization level made windows slower.
 from __future__ import annotations
 
 import random
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,10 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel
+from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
 # A window that does not finish in this time keeps the best it found (CP-SAT returns FEASIBLE).
+# Times here are reference seconds of deterministic work (``work.py``), not wall time.
 # Measured at 10,000 x 1,000, high utilization: cost windows take 1-2 s, and 1 s lets a pass
 # finish in the cost stage's time; moves windows need longer to find anything (Goal.window_s).
 WINDOW_TIME_LIMIT_S = 1.0
@@ -80,12 +81,14 @@ def search_windows(
     goal: Goal,
     start: Assignment,
     deadline: float,
+    clock: WorkClock,
     window_workloads: int,
     random_seed: int,
     make_solver: Callable[[float], cp_model.CpSolver],
 ) -> WindowSearch:
     """Improve ``start`` for ``goal`` (within the rows ``pm.model`` has now), window by window,
-    until ``deadline`` (a ``time.perf_counter()`` value). ``variables`` are all the model's
+    until ``clock`` reaches ``deadline`` (reference seconds of work: the windows drawn, and the
+    plan, do not depend on machine load). ``variables`` are all the model's
     variables (hinted in each window, so a window starts from the incumbent);
     ``make_solver(limit_s)`` gives a solver with the stage's parameters."""
     window_objective = goal.objective
@@ -109,7 +112,7 @@ def search_windows(
             focus = goal.focus(incumbent)
             order = [w for w in order if w in focus] + [w for w in order if w not in focus]
         for first in range(0, len(order), max(1, window_workloads)):
-            left_s = deadline - time.perf_counter()
+            left_s = deadline - clock.spent_s
             if left_s < MIN_WINDOW_TIME_S:
                 return WindowSearch(incumbent, best[0], windows, improved)
             free = set(order[first : first + window_workloads])
@@ -117,6 +120,7 @@ def search_windows(
             hint = {var.index: incumbent.value(var) for var in variables}
             solver = make_solver(min(goal.window_s, left_s))
             found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
+            clock.charge(solver, MIN_CHARGE_S)
             windows += 1
             if found is None:
                 continue

@@ -17,13 +17,28 @@ from gridplace.specs.common import (
 )
 
 
+class LatencyAtDemand(StrictModel):
+    """Expected latency of one replica at the load the demand puts on it (the workload's demand
+    routed in proportion to capacity), from the queueing model."""
+
+    load_rps: float = Field(ge=0, description="Requests/s the demand routes to this replica.")
+    ttft_p50_ms: float = Field(ge=0, description="Median TTFT incl. network RTT, ms.")
+    ttft_p99_ms: float = Field(ge=0, description="99th percentile TTFT incl. network RTT, ms.")
+    itl_ms: float = Field(ge=0, description="Mean inter-token latency, ms.")
+
+
 class Prediction(StrictModel):
     """What the performance model expects of one replica."""
 
-    ttft_ms: float = Field(ge=0, description="Time to first token incl. network RTT, ms.")
-    itl_ms: float = Field(ge=0, description="Inter-token latency at planned load, ms.")
+    ttft_ms: float = Field(
+        ge=0, description="Time to first token incl. network RTT at full booked load, ms."
+    )
+    itl_ms: float = Field(ge=0, description="Inter-token latency at full booked load, ms.")
     capacity_rps: float = Field(ge=0, description="Requests/s one replica sustains in SLO.")
     vram_gib: float = Field(ge=0, description="VRAM per GPU it occupies, GiB.")
+    at_demand: LatencyAtDemand | None = Field(
+        default=None, description="Expected latency at the demand's load (absent if unknown)."
+    )
 
 
 class Assignment(StrictModel):
@@ -120,12 +135,19 @@ class WorkloadCoverage(StrictModel):
         default=None,
         ge=0,
         description=(
-            "Capacity left after losing the worst node that may fail (reliability below "
-            "redundancy.exemptReliability); absent when redundancy.nodeFailures is 0."
+            "Capacity left after losing the one node, exempt or not, whose loss takes the most; "
+            "absent when redundancy.nodeFailures is 0."
         ),
     )
     worst_node: Name | None = Field(
-        default=None, description="The node that may fail whose loss takes the most capacity."
+        default=None, description="The node whose loss takes the most capacity."
+    )
+    worst_node_exempt: bool | None = Field(
+        default=None,
+        description=(
+            "Whether that node is exempt from the failover rule (redundancy.exemptReliability): "
+            "the planner did not plan for its loss."
+        ),
     )
 
 

@@ -90,9 +90,23 @@ class Traffic(StrictModel):
         return sources
 
 
+DEFAULT_MIN_SHARE = 0.25  # a replica carries a quarter of the target to count (ReplicaBounds)
+
+
 class ReplicaBounds(StrictModel):
     min: int = Field(default=1, ge=0, le=10_000)
     max: int = Field(default=64, ge=1, le=10_000)
+    min_share: float = Field(
+        default=DEFAULT_MIN_SHARE,
+        ge=0,
+        le=1,
+        description=(
+            "The share of the workload's booked demand (what the plan covers) a replica must carry "
+            "to count toward replicas.min, spread and failover (or the largest replica any "
+            "option offers, when that is less): a replica that serves 1% of the load does not "
+            "survive a domain's loss. Smaller replicas may still add capacity."
+        ),
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaBounds:
@@ -107,7 +121,10 @@ class SpreadDomain(StrEnum):
 
 
 class Spread(StrictModel):
-    """Anti-affinity: at most ``max_per_domain`` replicas per provider (or region)."""
+    """Anti-affinity: at most ``max_per_domain`` replicas that carry load (replicas.minShare)
+    per provider (or region). When replicas.min is larger, a domain also holds at most
+    maxPerDomain / replicas.min of the target capacity (or one replica of the largest kind): the
+    share a domain would hold if replicas.min equal replicas served the workload."""
 
     across: SpreadDomain
     max_per_domain: int = Field(ge=1, le=10_000)
@@ -126,14 +143,15 @@ class Redundancy(StrictModel):
             "covered: 1 keeps N+1 capacity on distinct nodes, 0 (the default) turns it off."
         ),
     )
-    exempt_reliability: float = Field(
-        default=0.99,
+    exempt_reliability: float | None = Field(
+        default=None,
         ge=0,
         le=1,
         description=(
             "Nodes whose observed availability (reliability) is at least this are trusted to "
-            "stay up and need no standby (compared to 0.01, rounded down); 1 counts every "
-            "node short of perfect availability as one that may fail."
+            "stay up and need no standby (compared to 0.01, rounded down). Unset (the default), "
+            "every node may fail. The plan's capacity after a node loss always counts every "
+            "node, and names an exempt one whose loss the N+1 rule did not cover."
         ),
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gridplace.api.cli import app
+from gridplace.planner.compile import DEFAULT_HEADROOM
 from gridplace.specs import load_bundle
 from tests.conftest import EXAMPLES
 
@@ -23,7 +26,8 @@ FAST = ["--time-limit", "4"]
 @pytest.fixture(scope="module")
 def example_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     out = tmp_path_factory.mktemp("plan") / "plan.yaml"
-    result = runner.invoke(app, ["plan", *EXAMPLE, *FAST, "--format", "json", "-o", str(out)])
+    # The default work limit: the plan `gridplace plan` prints for the example (deterministic).
+    result = runner.invoke(app, ["plan", *EXAMPLE, "--format", "json", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -44,6 +48,45 @@ def test_plan_places_every_example_workload_inside_its_slo(
         slo = targets[assignment["workload"]]
         assert assignment["predicted"]["ttftMs"] <= slo.ttft_ms
         assert assignment["predicted"]["itlMs"] <= slo.itl_ms
+
+
+def test_example_plan_hides_no_exempt_node_and_has_no_token_replica(
+    example_plan: tuple[Path, dict[str, object]],
+) -> None:
+    """Every workload's "after node loss" counts every node (none is exempt by default), and
+    every replica carries replicas.minShare of its workload's target (demand x 2 by default)."""
+    _, plan = example_plan
+    status, spec = plan["status"], plan["spec"]
+    assert isinstance(status, dict) and isinstance(spec, dict)
+    for coverage in status["workloads"]:
+        assert coverage["capacityAfterNodeLossRps"] is not None
+        assert coverage["worstNodeExempt"] is False, coverage
+    workloads = {w.name: w.spec for w in load_bundle([EXAMPLES / "workloads"]).workloads}
+    for assignment in spec["assignments"]:
+        workload = workloads[assignment["workload"]]
+        target = workload.traffic.requests_per_second * (1 + DEFAULT_HEADROOM)
+        share = assignment["predicted"]["capacityRps"] / target
+        assert share >= workload.replicas.min_share - 1e-3, (assignment, share)
+
+
+def test_example_plan_gives_latency_at_demand_beside_full_load(
+    example_plan: tuple[Path, dict[str, object]],
+) -> None:
+    _, plan = example_plan
+    spec, status = plan["spec"], plan["status"]
+    assert isinstance(spec, dict) and isinstance(status, dict)
+    routed: dict[str, float] = {}
+    for assignment in spec["assignments"]:
+        predicted = assignment["predicted"]
+        at_demand = predicted["atDemand"]
+        routed[assignment["workload"]] = (
+            routed.get(assignment["workload"], 0) + at_demand["loadRps"]
+        )
+        assert at_demand["ttftP50Ms"] <= at_demand["ttftP99Ms"]
+        assert at_demand["ttftP50Ms"] < predicted["ttftMs"]  # below the booked load
+        assert at_demand["itlMs"] <= predicted["itlMs"]
+    for coverage in status["workloads"]:
+        assert routed[coverage["name"]] == pytest.approx(coverage["demandRps"], abs=0.01)
 
 
 def test_written_plan_loads_and_replans_with_few_moves(
@@ -74,6 +117,7 @@ def test_plan_table_and_baselines() -> None:
     table = runner.invoke(app, ["plan", *EXAMPLE, *FAST])
     assert table.exit_code == 0
     assert "SLO met" in table.stdout and "chat-70b" in table.stdout
+    assert "TTFT ms: demand" in table.stdout and "p50/p99 | full/SLO" in table.stdout
     for strategy in ("greedy", "capacity-only"):
         result = runner.invoke(app, ["plan", *EXAMPLE, "--strategy", strategy, "--format", "json"])
         assert result.exit_code in (0, 3), result.output
@@ -124,3 +168,25 @@ def test_plan_with_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "-n", str(EXAMPLES / "grid"), "-w", str(bad)])
     assert result.exit_code == 1
     assert "spec" in result.stderr and "Traceback" not in result.output
+
+
+def test_plan_is_the_same_with_a_cpu_burner_beside_it() -> None:
+    """Deterministic work limits: the same inputs give the same plan (and table) on any load."""
+    args = ["plan", *EXAMPLE, "--time-limit", "3"]
+    quiet = runner.invoke(app, [*args, "--format", "json"])
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = runner.invoke(app, [*args, "--format", "json"])
+        busy_table = runner.invoke(app, args)
+    finally:
+        burner.kill()
+        burner.wait()
+    quiet_table = runner.invoke(app, args)
+
+    def plan(output: str) -> dict[str, object]:
+        document = json.loads(output)
+        del document["status"]["solver"]["wallSeconds"]  # a measurement, not part of the plan
+        return dict(document)
+
+    assert plan(quiet.stdout) == plan(busy.stdout)
+    assert quiet_table.stdout == busy_table.stdout

@@ -164,7 +164,7 @@ def _candidates(
                         )
                     )
                     label = f"{precision.value} tp{tp}" + (f" 1/{share} GPU" if share > 1 else "")
-                    failure = _rule_failure(prediction, spec.slo.itl_ms, label)
+                    failure = _rule_failure(prediction, spec.slo, budget, label)
                     if failure is not None:
                         reject(*failure)
                         continue
@@ -194,6 +194,7 @@ def _candidates(
                                 power_watts=pool.tdp_watts * tp / share,
                                 precision_rank=rank,
                                 servable_sources=servable,
+                                queueing=prediction.queueing,
                             )
                         )
                     if unservable:

@@ -46,11 +46,28 @@ def test_without_failover_one_replica_is_enough() -> None:
     assert coverage(result).capacity_after_node_loss_rps is None
 
 
-def test_nodes_at_the_exempt_reliability_need_no_standby() -> None:
+def test_every_node_may_fail_unless_an_exemption_is_set() -> None:
+    # Both nodes are 99.9% available: by default one of them may still fail (the old default
+    # exemptReliability 0.99 exempted them, and one replica passed for N+1).
     steady = [node("a", reliability=0.999), node("b", reliability=0.999)]
-    assert len(nodes_of(run(steady, [workload("w", rps=1.0, redundancy=N_PLUS_1)]))) == 1
-    strict = {**N_PLUS_1, "exemptReliability": 1.0}
-    assert nodes_of(run(steady, [workload("w", rps=1.0, redundancy=strict)])) == ["a", "b"]
+    assert nodes_of(run(steady, [workload("w", rps=1.0, redundancy=N_PLUS_1)])) == ["a", "b"]
+    exempting = {**N_PLUS_1, "exemptReliability": 0.99}
+    assert len(nodes_of(run(steady, [workload("w", rps=1.0, redundancy=exempting)]))) == 1
+
+
+def test_node_loss_counts_an_exempt_node_marks_it_and_warns() -> None:
+    steady = [node("a", reliability=0.999), node("b", reliability=0.999)]
+    exempting = {**N_PLUS_1, "exemptReliability": 0.99}
+    result = run(steady, [workload("w", rps=1.0, redundancy=exempting)])
+    [held] = nodes_of(result)
+    covered = coverage(result)
+    # The old figure was the full capacity: the exempt node's loss was not counted.
+    assert covered.capacity_after_node_loss_rps == 0.0
+    assert covered.worst_node == held and covered.worst_node_exempt is True
+    assert result.plan.status is not None
+    [warning] = result.plan.status.warnings
+    assert warning.startswith(f"failover: w: N+1 holds only through exemptions: losing {held}")
+    assert "exemptReliability 0.99" in warning
 
 
 def test_a_grid_too_small_for_failover_still_serves_and_says_so() -> None:
@@ -59,6 +76,7 @@ def test_a_grid_too_small_for_failover_still_serves_and_says_so() -> None:
     assert result.plan.status.unplaced == []
     assert nodes_of(result) == ["a"]
     assert coverage(result).worst_node == "a"
+    assert coverage(result).worst_node_exempt is False
     assert coverage(result).capacity_after_node_loss_rps == 0.0
     [warning] = result.plan.status.warnings
     assert warning.startswith("failover: w: losing a leaves 0.00 of the 1.1 req/s it needs")

@@ -14,7 +14,7 @@ from rich.markup import escape
 from gridplace.api import render
 from gridplace.api.wiring import PlanRequest, run_plan
 from gridplace.planner.planning import PlanResult, Strategy
-from gridplace.specs import PlacementPlan, SpecError
+from gridplace.specs import PlacementPlan, Prediction, SpecError
 from gridplace.specs.plan import WorkloadCoverage
 
 EXIT_INVALID = 1
@@ -43,7 +43,14 @@ StrategyOption = Annotated[
     Strategy, typer.Option("--strategy", help="cpsat (default), greedy or capacity-only.")
 ]
 TimeLimitOption = Annotated[
-    float, typer.Option("--time-limit", min=0.1, max=3600, help="Solver time limit, seconds.")
+    float,
+    typer.Option(
+        "--time-limit",
+        min=0.1,
+        max=3600,
+        help="Solver work limit in reference seconds: deterministic work (the same plan on any "
+        "machine load), about a second each of an unloaded core of a 2-core machine.",
+    ),
 ]
 BudgetOption = Annotated[
     float | None, typer.Option("--budget", min=0, help="Maximum cost, USD per hour.")
@@ -156,24 +163,21 @@ def _plan_or_exit(request: PlanRequest) -> PlanResult:
 
 
 def print_plan_table(result: PlanResult) -> None:
-    """Per workload: replicas, precisions, nodes, predicted TTFT/ITL vs SLO, coverage, cost."""
+    """Per workload: replicas, precisions, nodes, predicted TTFT/ITL (expected at the demand's
+    load, p50/p99, and at full booked load against the SLO; the worst replica of each), coverage,
+    cost."""
     plan: PlacementPlan = result.plan
     assert plan.status is not None
-    by_workload: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
+    by_workload: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    predicted: dict[str, list[Prediction]] = defaultdict(list)
     for a in plan.spec.assignments:
         label = f"{a.node}:{','.join(map(str, a.gpus))}" + (
             f"(1/{a.gpu_share})" if a.gpu_share > 1 else ""
         )
-        predicted = a.predicted
-        by_workload[a.workload].append(
-            (
-                label,
-                f"{a.precision.value}"
-                + (f" tp{a.tensor_parallel}" if a.tensor_parallel > 1 else ""),
-                predicted.ttft_ms if predicted else 0.0,
-                predicted.itl_ms if predicted else 0.0,
-            )
-        )
+        precision = a.precision.value + (f" tp{a.tensor_parallel}" if a.tensor_parallel > 1 else "")
+        by_workload[a.workload].append((label, precision))
+        if a.predicted is not None:
+            predicted[a.workload].append(a.predicted)
     rows = []
     demands = {w.name: w for w in result.problem.workloads}
     for coverage in plan.status.workloads:
@@ -181,16 +185,15 @@ def print_plan_table(result: PlanResult) -> None:
         demand = demands[coverage.name]
         nodes = sorted({p[0] for p in placed})
         precisions = sorted({p[1] for p in placed})
-        worst_ttft = max((p[2] for p in placed), default=0.0)
-        worst_itl = max((p[3] for p in placed), default=0.0)
+        ttft, itl = _latencies(predicted.get(coverage.name, []))
         rows.append(
             [
                 coverage.name,
                 str(coverage.replicas or 0),
                 ", ".join(precisions) or "-",
                 ", ".join(nodes[:4]) + (f" +{len(nodes) - 4}" if len(nodes) > 4 else ""),
-                f"{worst_ttft:.0f} / {demand.ttft_slo_ms:g}",
-                f"{worst_itl:.1f} / {demand.itl_slo_ms:g}",
+                f"{ttft}/{demand.ttft_slo_ms:g}",
+                f"{itl}/{demand.itl_slo_ms:g}",
                 f"{coverage.capacity_rps:.1f} / {coverage.demand_rps:g}",
                 _after_node_loss(coverage, demand.booked_rps),
                 f"{coverage.cost_per_hour or 0:.2f}",
@@ -198,14 +201,16 @@ def print_plan_table(result: PlanResult) -> None:
             ]
         )
     solver = plan.status.solver
+    # The wall time goes to stderr: stdout is the plan, the same for the same inputs.
     title = (
         f"{plan.metadata.name} (generation {plan.metadata.generation}): "
         f"{len(plan.spec.assignments)} replicas, ${plan.status.cost_per_hour or 0:.2f}/h, "
-        f"{solver.status if solver else ''} in {solver.wall_seconds if solver else 0:.2f}s"
+        f"{solver.status if solver else ''}"
     )
-    columns = ["workload", "replicas", "precision", "nodes:gpus", "TTFT ms / SLO",
-               "ITL ms / SLO", "req/s cap / demand", "after node loss", "$/h",
-               "SLO met"]  # fmt: skip
+    columns = ["workload", "replicas", "precision", "nodes:gpus",
+               "TTFT ms: demand\np50/p99 | full/SLO", "ITL ms: demand\nmean | full/SLO",
+               "req/s cap / demand", "after node loss",
+               "$/h", "SLO met"]  # fmt: skip
     render.stdout.print(render.table(title, columns, rows))
     for unplaced in plan.status.unplaced:
         render.stdout.print(f"[bold red]unplaced {unplaced.workload}[/]")
@@ -215,15 +220,34 @@ def print_plan_table(result: PlanResult) -> None:
             render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
     for warning in plan.status.warnings:
         render.stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if solver is not None:
+        render.stderr.print(f"solved in {solver.wall_seconds:.2f} s (wall clock)", highlight=False)
     for released in result.problem.released:
         render.stderr.print(f"released: {escape(released)}", highlight=False)
 
 
+def _latencies(predicted: list[Prediction]) -> tuple[str, str]:
+    """The worst replica's TTFT and ITL: expected at the demand's load (TTFT p50/p99) and at
+    full booked load (what the SLO is checked against), as table cells without the SLO."""
+    if not predicted:
+        return "-", "-"
+    full_ttft = max(p.ttft_ms for p in predicted)
+    full_itl = max(p.itl_ms for p in predicted)
+    at_demand = [p.at_demand for p in predicted if p.at_demand is not None]
+    if len(at_demand) < len(predicted):
+        return f"- | {full_ttft:.0f}", f"- | {full_itl:.1f}"
+    p50 = max(d.ttft_p50_ms for d in at_demand)
+    p99 = max(d.ttft_p99_ms for d in at_demand)
+    itl = max(d.itl_ms for d in at_demand)
+    return f"{p50:.0f}/{p99:.0f} | {full_ttft:.0f}", f"{itl:.1f} | {full_itl:.1f}"
+
+
 def _after_node_loss(coverage: WorkloadCoverage, booked_rps: float) -> str:
-    """Capacity left after the worst node loss, yellow when it no longer covers the booked
-    demand (the failover rule's target)."""
+    """Capacity left after the worst node loss (every node counted; an exempt one named), yellow
+    when it no longer covers the booked demand (the failover rule's target)."""
     left = coverage.capacity_after_node_loss_rps
     if left is None:
         return "-"
     colour = "green" if left + 1e-6 >= booked_rps else "yellow"
-    return f"[{colour}]{left:.1f}[/]"
+    exempt = f" ({coverage.worst_node} exempt)" if coverage.worst_node_exempt else ""
+    return f"[{colour}]{left:.1f}{escape(exempt)}[/]"
