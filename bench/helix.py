@@ -40,7 +40,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridplace.planner.pipeline import NodeClass, SplitProblem, solve_split
+from gridplace.planner.pipeline import NodeClass, SplitProblem, solve_split, swap_within_classes
 from gridplace.planner.pipeline_flow import Endpoint, PlacedNode, served_tokens_per_s
 
 MODEL = "llama2_70b"
@@ -298,7 +298,9 @@ def run_instance(data: Path, name: str, time_limit_s: float, workers: int) -> Ro
         counts[gpu] += 1
     helix = load_helix(data, dict(counts))
     started = time.perf_counter()
-    result = solve_split(split_problem(helix, cluster), time_limit_s=time_limit_s, workers=workers)
+    problem = split_problem(helix, cluster)
+    result = solve_split(problem, time_limit_s=time_limit_s, workers=workers)
+    layers = swap_within_classes(problem, result.layers, lambda t: evaluate(helix, cluster, t))
     seconds = time.perf_counter() - started
     baselines = {
         kind: round(evaluate(helix, cluster, shipped_layout(data, INSTANCES[name], kind)), 2)
@@ -306,11 +308,11 @@ def run_instance(data: Path, name: str, time_limit_s: float, workers: int) -> Ro
     }
     layout: list[dict[str, object]] = []
     for node in sorted(cluster.types):
-        first, last = result.layers.get(node, (None, None))
+        first, last = layers.get(node, (None, None))
         layout.append({"node": node, "gpu": cluster.types[node], "first": first, "last": last})
     return Row(
         instance=name,
-        tokens_per_s=round(evaluate(helix, cluster, result.layers), 2),
+        tokens_per_s=round(evaluate(helix, cluster, layers), 2),
         gurobi_tokens_per_s=gurobi_objectives(data)[name],
         seconds=round(seconds, 1),
         model_tokens_per_s=result.tokens_per_s,

@@ -19,10 +19,12 @@ result exactly (per-node links, Helix's rules) is ``pipeline_flow``'s job.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
@@ -92,14 +94,20 @@ def solve_split(
         _one_segment_per_region(m, problem, count, regions, layer_flow, top)
         for b in range(1, num_layers):
             _crossings(m, problem, count, regions, layer_flow, b, top)
-    hint = best_lane(problem)
+    lane_level, hint = best_lane(problem)
     for key, n in count.items():
         m.add_hint(n, hint.get(key, 0))
-    return _solve(m, problem, served, count, time_limit_s, workers, seed, started)
+    result = _solve(m, problem, served, count, time_limit_s, workers, seed, started)
+    if result.tokens_per_s < lane_level:
+        # the solver did not even complete its hint in time: the lane is the answer
+        return dataclasses.replace(
+            result, tokens_per_s=lane_level, layers=disaggregate(problem, hint), status="LANE"
+        )
+    return result
 
 
-def best_lane(problem: SplitProblem) -> dict[tuple[int, int, int], int]:
-    """The best single lane over region orders and levels: a hint for the solver (counts)."""
+def best_lane(problem: SplitProblem) -> tuple[float, dict[tuple[int, int, int], int]]:
+    """The best single lane over region orders and levels (tokens/s, counts): the hint."""
     regions = sorted({c.region for c in problem.classes})
     levels = sorted({cap for c in problem.classes for cap in c.capacity_tokens_per_s}, reverse=True)
     best: tuple[float, dict[tuple[int, int, int], int]] = (0.0, {})
@@ -115,7 +123,7 @@ def best_lane(problem: SplitProblem) -> dict[tuple[int, int, int], int]:
                 found, high = (levels[mid], lane), mid - 1
         if found is not None and found[0] > best[0]:
             best = found
-    return best[1]
+    return best
 
 
 def _lane(
@@ -307,3 +315,31 @@ def disaggregate(
             for _ in range(n):
                 layers[free.pop(0)] = (s, s + k)
     return layers
+
+
+def swap_within_classes(
+    problem: SplitProblem,
+    layers: dict[int, tuple[int, int]],
+    score: Callable[[dict[int, tuple[int, int]]], float],
+) -> dict[int, tuple[int, int]]:
+    """Exchange the ranges of two nodes of one class while ``score`` (an exact evaluation with
+    every link's own figure) improves: the model sees a class's links as one mean figure."""
+    best, best_score = dict(layers), score(layers)
+    improved = True
+    while improved:
+        improved = False
+        for c in problem.classes:
+            for a, b in itertools.combinations(c.nodes, 2):
+                if best.get(a) == best.get(b):
+                    continue
+                trial = dict(best)
+                trial.pop(a, None)
+                trial.pop(b, None)
+                if a in best:
+                    trial[b] = best[a]
+                if b in best:
+                    trial[a] = best[b]
+                trial_score = score(trial)
+                if trial_score > best_score + 1e-9:
+                    best, best_score, improved = trial, trial_score, True
+    return best

@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from gridplace.planner.pipeline import NodeClass, SplitProblem, best_lane, disaggregate, solve_split
+from gridplace.planner.pipeline import (
+    NodeClass,
+    SplitProblem,
+    best_lane,
+    disaggregate,
+    solve_split,
+    swap_within_classes,
+)
 from gridplace.planner.pipeline_flow import Endpoint, PlacedNode, served_tokens_per_s
 
 FAST = 1e9
@@ -98,11 +105,28 @@ def test_a_slow_link_between_regions_caps_the_pipeline() -> None:
 
 def test_best_lane_is_a_feasible_single_pipeline() -> None:
     problem = SplitProblem(4, (NodeClass("a", "r", (0, 1, 2), (10.0, 4.0)),), {("r", "r"): FAST})
-    counts = best_lane(problem)
+    level, counts = best_lane(problem)
     layers = disaggregate(problem, counts)
+    assert level == 4.0
     assert _evaluate(problem, layers, _links([0, 1, 2])) == 4.0
 
 
 def test_disaggregate_gives_each_node_one_range() -> None:
     problem = SplitProblem(4, (NodeClass("a", "r", (5, 7), (1.0, 1.0)),), {})
     assert disaggregate(problem, {(0, 0, 2): 1, (0, 2, 2): 1}) == {5: (0, 2), 7: (2, 4)}
+
+
+def test_swaps_within_a_class_find_the_better_link() -> None:
+    problem = SplitProblem(
+        2,
+        (NodeClass("a", "east", (0,), (10.0,)), NodeClass("b", "west", (1, 2), (10.0,))),
+        {("east", "west"): 4.0},
+    )
+    links: dict[tuple[Endpoint, Endpoint], float] = {**_links([0, 1, 2]), (0, 1): 3.0, (0, 2): 5.0}
+
+    def score(layers: dict[int, tuple[int, int]]) -> float:
+        return _evaluate(problem, layers, links)
+
+    better = swap_within_classes(problem, {0: (0, 1), 1: (1, 2)}, score)
+    assert better == {0: (0, 1), 2: (1, 2)}
+    assert score(better) == 5.0
