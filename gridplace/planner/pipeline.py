@@ -1,20 +1,25 @@
 """Splitting one model's layers over nodes as pipelines, for maximum served throughput.
 
-The formulation works on node *classes* (nodes of one GPU kind in one region are interchangeable)
-instead of single nodes, which removes the node symmetry that makes a per-node MILP slow:
+The CP-SAT model works on node *classes* (nodes of one GPU kind in one region are
+interchangeable) instead of single nodes, which removes the node symmetry that makes a per-node
+MILP slow:
 
-- ``count[c, s, k]``: how many nodes of class ``c`` hold layers ``[s, s + k)``;
-- ``flow[c, s, k] <= count[c, s, k] x capacity_c(k)``: tokens/s those nodes serve (a node's
+- ``count[c, s, k]``: how many nodes of class ``c`` hold layers ``[s, s + k)`` (a node's
   capacity depends on how many layers it holds: more layers, less KV room, smaller batches);
-- at every layer boundary ``b`` the flow leaving stages that end at ``b`` in region ``r`` reaches
-  stages that start at ``b`` in region ``r'`` (``cross[r, r', b]``); a region pair's links carry at
-  most ``link capacity x min(stages ending, stages starting)`` — a conservative bound of the
-  ``ending x starting`` links between them, linear where the true one is not;
-- the flow entering layer 0 equals the flow leaving the last layer, and is maximized.
+- ``flow[r, l]``: tokens/s at layer ``l`` in region ``r``; over all regions it is the served
+  throughput, at every layer (every token passes each layer once);
+- coverage: the capacity of region ``r``'s stages over layer ``l`` is at least ``flow[r, l]``.
+  With partial inference (a stage may take tokens mid-range, as Helix allows) covering every
+  layer is enough for the flow; the exact max flow checks it afterwards;
+- with several regions: a region is passed once, in one run of layers, and tokens change region
+  only where a stage ends, over at most ``link x (stages ending there) x (stages over the next
+  layer in the other region)`` (one link per pair), from stages with the capacity to send them.
 
-Every unit of flow crosses each layer once, so the objective is the served throughput of the
-pipelines; ``disaggregate`` turns the counts back into one layer range per node. Evaluating the
-result exactly (per-node links, Helix's rules) is ``pipeline_flow``'s job.
+The hint is the best single *lane* over region orders and levels (``best_lane``: each node holds
+the most layers at which it still serves the level; entering a region, as many nodes in parallel
+as the links need); when the solver cannot even complete it in time, the lane is the answer.
+``disaggregate`` hands the counts to nodes; ``swap_within_classes`` then exchanges nodes of one
+class against an exact score, since the model sees a class's links as one mean figure.
 """
 
 from __future__ import annotations
