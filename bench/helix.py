@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import csv
+import io
 import json
 import re
 import sys
@@ -52,7 +53,7 @@ INSTANCES = {
 BASELINES = ("ilp", "petals", "swarm")
 UNITS = {"kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "GB": 1e9, "MB": 1e6, "KB": 1e3, "MilliSec": 1e-3}
 FAST_LINK_BPS = 100e6  # links at least this fast join one region
-MAX_INI_BYTES = 1 << 20
+MAX_FILE_BYTES = 1 << 20  # every Helix file read is far smaller
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,15 @@ def _quantity(text: str) -> float:
     return float(match.group(1)) * (UNITS[match.group(2)] if match.group(2) else 1.0)
 
 
+def _text(path: Path) -> str:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    return path.read_text()
+
+
 def _ini(path: Path) -> configparser.ConfigParser:
-    if path.stat().st_size > MAX_INI_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_INI_BYTES} bytes")
     parser = configparser.ConfigParser()
-    parser.read_string(path.read_text())
+    parser.read_string(_text(path), source=str(path))
     return parser
 
 
@@ -108,14 +113,13 @@ def load_cluster(data: Path, cluster_ini: str) -> Cluster:
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return list(csv.DictReader(io.StringIO(_text(path))))
 
 
 def _profile(path: Path) -> dict[int, float]:
     """batch tokens -> seconds for one layer (the CSV is in ms, no header)."""
-    with path.open(newline="") as f:
-        return {int(row[0]): float(row[1]) * 1e-3 for row in csv.reader(f) if row}
+    rows = csv.reader(io.StringIO(_text(path)))
+    return {int(row[0]): float(row[1]) * 1e-3 for row in rows if row}
 
 
 def _interpolate(profile: dict[int, float], x: int) -> float:
@@ -362,10 +366,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "derived").is_dir():
         print(f"helix: no Helix data at {args.data} (--data)", file=sys.stderr)
         return 2
-    rows = [
-        run_instance(args.data, n, args.time_limit_s, args.workers)
-        for n in args.instance or INSTANCES
-    ]
+    try:
+        rows = [
+            run_instance(args.data, n, args.time_limit_s, args.workers)
+            for n in args.instance or INSTANCES
+        ]
+    except (OSError, KeyError, ValueError, configparser.Error) as error:
+        print(f"helix: cannot read the Helix data under {args.data}: {error!r}", file=sys.stderr)
+        return 2
     if args.layout_out:
         args.layout_out.mkdir(parents=True, exist_ok=True)
         for row in rows:

@@ -45,3 +45,14 @@ def test_helix_milp_layouts_score_gurobis_objective(instance: str) -> None:
     layout = helix.shipped_layout(data, helix.INSTANCES[instance], "ilp")
     ours = helix.evaluate(model, cluster, layout)
     assert ours == pytest.approx(helix.gurobi_objectives(data)[instance], abs=0.01)
+
+
+def test_missing_or_broken_data_is_refused_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    helix = _helix()
+    assert helix.main(["--data", str(tmp_path)]) == 2
+    assert "no Helix data" in capsys.readouterr().err
+    (tmp_path / "derived").mkdir()
+    assert helix.main(["--data", str(tmp_path), "--instance", "single_cluster"]) == 2
+    assert "cannot read the Helix data" in capsys.readouterr().err
