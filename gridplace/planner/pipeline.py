@@ -102,8 +102,16 @@ def solve_split(
     lane_level, hint = best_lane(problem)
     for key, n in count.items():
         m.add_hint(n, hint.get(key, 0))
+    # the flows too: the lane serves its level at every layer, in the region that holds it
+    lane_served = int(lane_level * FLOW_SCALE) - 1 if hint else 0
+    m.add_hint(served, max(0, lane_served))
+    lane_region = {
+        layer: problem.classes[ci].region for (ci, s, k) in hint for layer in range(s, s + k)
+    }
+    for (r, layer), v in layer_flow.items():
+        m.add_hint(v, max(0, lane_served) if lane_region.get(layer) == r else 0)
     result = _solve(m, problem, served, count, time_limit_s, workers, seed, started)
-    if result.tokens_per_s < lane_level:
+    if result.tokens_per_s < lane_level - 2 / FLOW_SCALE:  # the hint's rounding aside
         # the solver did not even complete its hint in time: the lane is the answer
         return dataclasses.replace(
             result, tokens_per_s=lane_level, layers=disaggregate(problem, hint), status="LANE"
