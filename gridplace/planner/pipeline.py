@@ -62,7 +62,7 @@ class SplitProblem:
 
 @dataclass(frozen=True)
 class SplitResult:
-    tokens_per_s: float  # the model's objective (a lower bound of the layout's exact max flow)
+    tokens_per_s: float  # the model's objective (a region pair's links at their mean figure)
     bound_tokens_per_s: float
     status: str
     seconds: float

@@ -69,9 +69,10 @@ def _arc_ends(
         return (source, 2 * index[head]) if nodes[head].first == 0 else None
     if head == "sink" and isinstance(tail, int) and tail in nodes:
         return (2 * index[tail] + 1, sink) if nodes[tail].last == num_layers else None
-    both = isinstance(tail, int) and isinstance(head, int) and tail in nodes and head in nodes
-    if both and _continues(nodes[tail], nodes[head], partial):  # type: ignore[index]
-        return (2 * index[tail] + 1, 2 * index[head])  # type: ignore[index]
+    if not (isinstance(tail, int) and isinstance(head, int)):
+        return None
+    if tail in nodes and head in nodes and _continues(nodes[tail], nodes[head], partial):
+        return (2 * index[tail] + 1, 2 * index[head])
     return None
 
 
