@@ -14,9 +14,10 @@ the core to itself (the example grid's solves: 3.0 units in 6.4 s of the solving
 time; their wall time was 14 s with five other engineers' work beside them). So a reference
 second is a second of wall time on an unloaded core, as the old wall-clock limits were measured;
 a faster machine finishes the same work sooner and a loaded one later, and the plan is the same.
-Each solve also
-gets a wall-clock cap, ``WALL_CAP_FACTOR`` x its budget, only as a safety net against a
-machine so slow that the work would not end: should one fire, the plan may differ.
+Each solve also gets a wall-clock cap, ``WALL_CAP_FACTOR`` x its budget plus ``WALL_CAP_FLOOR_S``,
+only as a safety net against a machine so slow that the work would not end: should one fire, the
+plan may differ. The floor matters for the many small window solves: a cap of 10 x 0.05 s fired
+on a loaded machine (presolve alone took longer) and changed the example's plan.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ortools.sat.python import cp_model
 
 UNITS_PER_SECOND = 0.45  # CP-SAT deterministic time units per reference second
 MIN_SOLVE_S = 0.05  # the least a solve is given (reference seconds)
-WALL_CAP_FACTOR = 10.0  # safety net: a solve's wall-clock cap, x its budget
+WALL_CAP_FACTOR = 10.0  # safety net: a solve's wall-clock cap, x its budget ...
+WALL_CAP_FLOOR_S = 60.0  # ... plus this, so that load alone never reaches it
 # What a window solve costs the clock at least (reference seconds): a window that presolve
 # settles reports almost no deterministic time, and a budget only in those units would let
 # passes of such windows run on for as long as Python takes to build them.
@@ -38,7 +40,7 @@ def limit(solver: cp_model.CpSolver, budget_s: float) -> None:
     """Give ``solver`` a budget of ``budget_s`` reference seconds of deterministic work."""
     budget_s = max(MIN_SOLVE_S, budget_s)
     solver.parameters.max_deterministic_time = budget_s * UNITS_PER_SECOND
-    solver.parameters.max_time_in_seconds = budget_s * WALL_CAP_FACTOR
+    solver.parameters.max_time_in_seconds = budget_s * WALL_CAP_FACTOR + WALL_CAP_FLOOR_S
 
 
 @dataclass
