@@ -32,6 +32,7 @@ from gridplace.planner.problem import (
     Rejection,
     WorkloadDemand,
 )
+from gridplace.planner.rules import Reason
 from gridplace.specs import GPUModelSpec, InferenceWorkload, Precision
 
 FloatArray = npt.NDArray[np.float64]
@@ -79,7 +80,7 @@ class GroupPredictions:
     itl_ms: FloatArray
     capacity_rps: FloatArray
     vram_gib: FloatArray
-    failures: tuple[tuple[str, str] | None, ...]  # (family, reason) where not ok
+    failures: tuple[tuple[str, Reason] | None, ...]  # (rule id, reason) where not ok
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
 
 
@@ -309,9 +310,7 @@ def _rejections(
             continue
         dropped = unservable_of[(g, c)]
         worst = float(prefill[g, c]) + best_rtt[dropped[0]]
-        reason = (
-            f"{configs[c].label}: TTFT {worst:.0f} ms incl. network > {demand.ttft_slo_ms:g} ms"
-        )
+        reason = Reason(configs[c].label, "ttft", worst, demand.ttft_slo_ms, "ms")
         count = sum(node_count[p] for p in dropped)
         found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, tuple(dropped)))
     return found

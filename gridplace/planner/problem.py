@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from gridplace.planner.rules import Reason
 from gridplace.specs import ClaimLevel, Interconnect, Precision
 
 SLOTS_PER_GPU = 4
@@ -128,8 +129,8 @@ class Rejection:
 
     workload: int
     pool: int
-    family: str  # the constraint family id, e.g. "vram", "slo-itl"
-    reason: str  # with numbers: "int4 needs 38.1 GiB per GPU, has 24.0"
+    family: str  # the compile-time rule's id (``rules.RULES``), e.g. "vram-per-gpu", "slo-itl"
+    reason: Reason  # its numbers; ``rules.describe`` words them
     nodes: int  # how many nodes this covers
     pools: tuple[int, ...] = ()  # every pool it covers (pools predicted alike share one)
 

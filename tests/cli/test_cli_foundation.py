@@ -83,7 +83,9 @@ def test_validate_reports_a_workload_no_node_can_hold(tmp_path: Path) -> None:
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["placeable"] is False
     summary = workload["reasons"][0]
-    assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram]"), summary
+    assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram-per-gpu]"), (
+        summary
+    )
     assert "needs" in summary and "GiB per GPU, has 24.0" in summary
     assert any(r.startswith("hint: add nodes with >=") for r in workload["reasons"])
 

@@ -42,6 +42,7 @@ from gridplace.planner.problem import (
     Rejection,
     WorkloadDemand,
 )
+from gridplace.planner.rules import Reason
 from gridplace.specs import GPUModelSpec, InferenceWorkload, ModelArchitectureSpec
 
 OptionKey = tuple[int, int, object, int, int]
@@ -137,7 +138,7 @@ def _candidates(
         covered = tuple(p.index for p in members)
         budget = float(key[-1])  # type: ignore[arg-type]
 
-        def reject(family: str, reason: str, covered: tuple[int, ...] = covered) -> None:
+        def reject(family: str, reason: Reason, covered: tuple[int, ...] = covered) -> None:
             count = sum(pools[i].node_count for i in covered)
             rejections.append(Rejection(demand.index, covered[0], family, reason, count, covered))
 
@@ -203,7 +204,7 @@ def _candidates(
                         )
                         reject(
                             "slo-ttft",
-                            f"{label}: TTFT {worst:.0f} ms incl. network > {spec.slo.ttft_ms:g} ms",
+                            Reason(label, "ttft", worst, spec.slo.ttft_ms, "ms"),
                             tuple(unservable),
                         )
     return found, rejections
