@@ -13,11 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridplace.planner.compile import (
-    PlannerInputs,
-    Predictor,
-    compile_problem,
-)
+from gridplace.planner import OptionPredictor, PlannerInputs, compile_problem
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
@@ -57,7 +53,7 @@ def _planner_parts(
     budget_per_hour: float | None,
     headroom: float | None = None,
     calibration: Calibration | None = None,
-) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
+) -> tuple[PlannerInputs, OptionPredictor, NetworkLatency]:
     regions = {s.region for w in bundle.workloads for s in w.spec.traffic.sources}
     topology = Topology.build(bundle.nodes, bundle.probes)
     latency = NetworkLatency(topology.latency_lookup(regions))

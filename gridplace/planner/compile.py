@@ -1,7 +1,7 @@
 """Compile specs into a ``Problem``: node classes, candidate options and recorded rejections.
 
-Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from a ``Predictor`` (the
-performance model) and network RTTs from a ``LatencyLookup`` (topology); both are passed in.
+Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from an ``OptionPredictor``
+(the performance model) and network RTTs from an ``RttLookup`` (topology): the ports, passed in.
 
 Node classes (``pools.build_pools``): healthy nodes that are alike are one class; each GPU group
 of a class is a ``GpuPool``. For every workload x pool x precision x TP degree (powers of two up
@@ -12,15 +12,13 @@ leaves a ``Rejection`` with its numbers (a ``rules.Reason``). Options no better 
 on any axis are dropped.
 
 The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools; predictions
-cached per question across workloads); this module orders the steps and owns the predictor and
-latency protocols.
+cached per question across workloads); this module orders the steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +39,13 @@ from gridplace.planner.options import (
     enumerate_candidates,
 )
 from gridplace.planner.pools import build_pools
+from gridplace.planner.ports import (
+    OptionPrediction,
+    OptionPredictor,
+    PlannerInputs,
+    PredictionQuery,
+    RttLookup,
+)
 from gridplace.planner.problem import (
     GpuPool,
     Option,
@@ -53,15 +58,10 @@ from gridplace.planner.problem import (
 from gridplace.planner.rules import COMPILE_RULES, Reason, implements
 from gridplace.specs import (
     Catalog,
-    ClaimLevel,
-    GPUModelSpec,
     InferenceWorkload,
     ModelArchitectureSpec,
-    Node,
-    PlacementPlan,
     Precision,
 )
-from gridplace.specs.common import Engine, EngineOptions, Interconnect
 from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
 # Capacity booked above the mean demand (1.0 = twice the mean) for a workload whose traffic
@@ -69,64 +69,6 @@ from gridplace.specs.workload import ServiceLevel, TrustRequirement
 # rates are bursty: in the Azure LLM inference traces the per-minute rate runs 0.6-1.5x its
 # hourly mean, and a node that fails takes one of a workload's few replicas with it.
 DEFAULT_HEADROOM = 1.0
-
-
-@dataclass(frozen=True)
-class OptionPrediction:
-    """What the performance model says about one replica (network RTT not included)."""
-
-    supported: bool
-    reason: str  # why not supported / why it does not fit; "" otherwise
-    fits: bool
-    vram_gib: float  # per GPU
-    vram_available_gib: float  # per GPU (or per share of it)
-    prefill_ms: float  # TTFT without network, at the planned load (incl. queueing)
-    itl_ms: float
-    capacity_rps: float  # per replica inside the SLO (TTFT budget after network), 0 if none
-    queueing: Queueing | None = None  # for latency at demand (``at_demand``), when known
-
-
-@dataclass(frozen=True)
-class PredictionQuery:
-    """One replica configuration to predict, and the SLO and traffic it must serve."""
-
-    model: ModelArchitectureSpec
-    model_id: str
-    gpu: GPUModelSpec  # after the node's overrides, whole GPU
-    gpu_id: str
-    precision: Precision
-    engine: Engine
-    tensor_parallel: int
-    share: int  # replicas per GPU: the replica gets 1/share of it
-    interconnect: Interconnect
-    throttle_ratio: float
-    ttft_budget_ms: float  # the TTFT target minus the best network RTT
-    itl_slo_ms: float
-    prompt_tokens: int
-    output_tokens: int
-    engine_options: EngineOptions | None = None  # the workload's engine settings
-
-
-class Predictor(Protocol):
-    def __call__(self, query: PredictionQuery) -> OptionPrediction: ...
-
-
-class LatencyLookup(Protocol):
-    def rtt_p99_ms(self, region: str, node: str) -> float:
-        """p99 round trip from clients in ``region`` to ``node``, ms (estimated if not probed)."""
-        ...
-
-
-@dataclass(frozen=True)
-class PlannerInputs:
-    """The validated specs a plan is made from."""
-
-    nodes: Sequence[Node]
-    workloads: Sequence[InferenceWorkload]
-    catalog: Catalog
-    previous: PlacementPlan | None = None
-    budget_per_hour: float | None = None
-    headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
 
 
 def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArchitectureSpec]:
@@ -148,7 +90,9 @@ def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> Reason | No
     return None
 
 
-def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup) -> Problem:
+def compile_problem(
+    inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
+) -> Problem:
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
@@ -271,7 +215,7 @@ class _GroupPredictor:
     grids 1,000 workloads come down to a few dozen such kinds.
     """
 
-    def __init__(self, predictor: Predictor, grid: PoolGrid) -> None:
+    def __init__(self, predictor: OptionPredictor, grid: PoolGrid) -> None:
         self._predictor = predictor
         self._grid = grid
         self._cache: dict[tuple[object, ...], GroupPredictions] = {}
@@ -489,10 +433,9 @@ def _previous_replicas(
 
 
 __all__ = [
-    "ClaimLevel",
-    "LatencyLookup",
-    "OptionPrediction",
+    "DEFAULT_HEADROOM",
+    "OptionPrediction",  # the ports' value types, still importable from here for older callers
     "PlannerInputs",
-    "Predictor",
+    "PredictionQuery",
     "compile_problem",
 ]

@@ -60,14 +60,19 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, Problem
+from gridplace.planner.core import (
+    RATE_SCALE,
+    SLOTS_PER_GPU,
+    failure_domain,
+    power_budget_watts,
+    power_draw_watts,
+)
+from gridplace.planner.problem import Option, Problem
 from gridplace.planner.rules import MODEL_RULES, implements
 
-RATE_SCALE = 1000  # requests/s -> integer milli-requests/s
 COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
 VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
 SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
-MIN_POWER_FRACTION = 0.5  # a hot node still runs half of its GPUs at full draw
 MAX_SOURCE_GROUPS = 8  # 255 coverage rows per workload at most
 UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
 
@@ -216,18 +221,6 @@ def vram_pool(pm: PlacementModel) -> None:
         )
 
 
-def power_budget_watts(pool: GpuPool) -> int | None:
-    """A pool's sustained power budget (None when it does not throttle: no budget applies)."""
-    if pool.throttle_ratio <= 0:
-        return None
-    fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
-    return math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
-
-
-def power_draw_watts(option: Option) -> int:
-    return math.ceil(option.power_watts)
-
-
 @implements("thermal-power")
 def thermal_power(pm: PlacementModel) -> None:
     """Hard: sustained power draw within the pool's budget, derated by its throttle ratio.
@@ -242,7 +235,7 @@ def thermal_power(pm: PlacementModel) -> None:
         pm.add(
             "thermal-power",
             f"pool={pool_index}",
-            _sum(pm.x[o.index] * power_draw_watts(o) for o in options) <= budget,
+            _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options) <= budget,
         )
 
 
@@ -312,7 +305,7 @@ def spread(pm: PlacementModel) -> None:
         by_domain: dict[str, list[Option]] = defaultdict(list)
         for option in problem.options_of(workload.index):
             pool = problem.pools[option.pool]
-            domain = pool.provider if workload.spread_across == "provider" else pool.region
+            domain = failure_domain(pool, workload.spread_across)
             by_domain[domain].append(option)
         for domain, options in sorted(by_domain.items()):
             name = f"workload={workload.name},{workload.spread_across}={domain}"

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from gridplace.planner.model import RATE_SCALE, power_budget_watts, power_draw_watts
-from gridplace.planner.problem import SLOTS_PER_GPU, Problem
+from gridplace.planner.core import (
+    RATE_SCALE,
+    SLOTS_PER_GPU,
+    failure_domain,
+    power_budget_watts,
+    power_draw_watts,
+    slots_per_gpu,
+)
+from gridplace.planner.problem import Problem
 from gridplace.specs import PlacementPlan
 
 
@@ -57,17 +64,17 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
             )
             continue
         for gpu in a.gpus:
-            slots_used[(a.node, gpu)] += SLOTS_PER_GPU if option.share == 1 else option.slots
+            slots_used[(a.node, gpu)] += slots_per_gpu(option.share)
         replicas[a.workload] += 1
         capacity[a.workload] += option.capacity_rps
         on_node[(a.workload, a.node)] += option.capacity_rps  # every node may be lost
         pool = problem.pools[pool_index]
         if workload.spread_across:
-            domain = pool.provider if workload.spread_across == "provider" else pool.region
+            domain = failure_domain(pool, workload.spread_across)
             per_domain[(a.workload, domain)] += problem.carries_load(option)
             domain_milli[(a.workload, domain)] += int(option.capacity_rps * RATE_SCALE)
         cost += option.cost_per_hour
-        draw[pool_index] += power_draw_watts(option)
+        draw[pool_index] += power_draw_watts(option.power_watts)
         if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
             violations.append(f"slo-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
     for (node, gpu), used in sorted(slots_used.items()):

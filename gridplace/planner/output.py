@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from gridplace.planner.at_demand import latency_at
+from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import diagnosis_model, explain_workload
 from gridplace.planner.model import PlacementModel
@@ -91,7 +92,9 @@ def build_plan(
     for workload in problem.workloads:
         left_rps, worst_node, worst_exempt = None, None, None
         if workload.node_failures > 0 and replicas[workload.index] > 0:
-            left_rps, worst_node = _node_loss(capacity[workload.index], on_node[workload.index])
+            left_rps, worst_node = worst_node_loss(
+                capacity[workload.index], on_node[workload.index]
+            )
             if worst_node is not None:
                 worst_exempt = not workload.may_fail(reliability[worst_node])
         covered = is_covered[workload.index]
@@ -171,12 +174,3 @@ def _failover_warning(
         f"failover: {demand.name}: {loses}; add nodes that can serve it, or set "
         "redundancy.nodeFailures: 0"
     )
-
-
-def _node_loss(capacity_rps: float, on_node: dict[str, float]) -> tuple[float, str | None]:
-    """Capacity left after the worst loss of one node, exempt or not, and that node (ties:
-    first by name)."""
-    if not on_node:
-        return round(capacity_rps, 3), None
-    worst = min(on_node, key=lambda node: (-on_node[node], node))
-    return round(max(0.0, capacity_rps - on_node[worst]), 3), worst

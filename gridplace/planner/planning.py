@@ -11,16 +11,16 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gridplace.planner.baselines import capacity_only, greedy
-from gridplace.planner.compile import (
-    LatencyLookup,
-    OptionPrediction,
-    PlannerInputs,
-    PredictionQuery,
-    Predictor,
-    compile_problem,
-)
+from gridplace.planner.compile import compile_problem
 from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.output import build_plan
+from gridplace.planner.ports import (
+    OptionPrediction,
+    OptionPredictor,
+    PlannerInputs,
+    PredictionQuery,
+    RttLookup,
+)
 from gridplace.planner.prewarm import choose_prewarm
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
@@ -42,7 +42,7 @@ class PlanResult:
     solve_s: float
 
 
-def _naive(predictor: Predictor) -> Predictor:
+def _naive(predictor: OptionPredictor) -> OptionPredictor:
     """What a VRAM-only matcher believes: nameplate speed, no latency targets."""
 
     def predict(query: PredictionQuery) -> OptionPrediction:
@@ -57,7 +57,7 @@ class _NoNetwork:
 
 
 def compile_for(
-    strategy: Strategy, inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup
+    strategy: Strategy, inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
 ) -> Problem:
     """The problem a strategy plans on: capacity-only sees what a VRAM-only matcher believes
     (nameplate speed, no latency targets, no network, no headroom); the others see it all."""
@@ -80,8 +80,8 @@ def compile_for(
 
 def make_plan(
     inputs: PlannerInputs,
-    predictor: Predictor,
-    latency: LatencyLookup,
+    predictor: OptionPredictor,
+    latency: RttLookup,
     strategy: Strategy = Strategy.CPSAT,
     settings: SolverSettings | None = None,
     name: str = "plan",

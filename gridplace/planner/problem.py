@@ -6,8 +6,7 @@ Units: rates in requests/s, latency in ms, cost in USD/hour, VRAM in GiB. Capaci
 counted in *slots*: a whole GPU is ``SLOTS_PER_GPU`` slots; a replica sharing a GPU with others
 takes ``SLOTS_PER_GPU / share`` of them (share 2 or 4), a tensor-parallel replica ``tp`` whole GPUs.
 Slot sizes are powers of two that divide each other, which is what makes class-level counting
-exact: any counts that satisfy the per-threshold capacity rows pack onto concrete GPUs (largest
-first).
+exact (``core``).
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from gridplace.planner.core import replica_slots
 from gridplace.planner.rules import Reason
 from gridplace.specs import ClaimLevel, Interconnect, Precision
-
-SLOTS_PER_GPU = 4
-SHARE_FACTORS = (1, 2, 4)  # replicas per GPU: exclusive, half, quarter
 
 
 @dataclass(frozen=True)
@@ -118,9 +115,7 @@ class Option:
     @property
     def slots(self) -> int:
         """GPU slots one replica occupies."""
-        if self.share > 1:
-            return SLOTS_PER_GPU // self.share
-        return SLOTS_PER_GPU * self.tensor_parallel
+        return replica_slots(self.share, self.tensor_parallel)
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner.core import RATE_SCALE
 from gridplace.planner.hints import (
     greedy_with_failover,
     previous_counts,
     previous_then_greedy,
     relaxed_and_repaired,
 )
-from gridplace.planner.model import RATE_SCALE, PlacementModel, build_model
+from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.windows import (
     Assignment,
