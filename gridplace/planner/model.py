@@ -67,14 +67,12 @@ from gridplace.planner.core import (
     power_budget_watts,
     power_draw_watts,
 )
+from gridplace.planner.objectives import COST_SCALE, build_objectives, scaled_cost
 from gridplace.planner.problem import Option, Problem
 from gridplace.planner.rules import MODEL_RULES, implements
 
-COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
 VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
-SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
 MAX_SOURCE_GROUPS = 8  # 255 coverage rows per workload at most
-UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
 
 
 @dataclass
@@ -332,7 +330,7 @@ def budget(pm: PlacementModel) -> None:
     pm.add(
         "budget",
         "total",
-        _sum(pm.x[o.index] * _cost(o) for o in pm.problem.options)
+        _sum(pm.x[o.index] * scaled_cost(o) for o in pm.problem.options)
         <= math.floor(pm.problem.budget_per_hour * COST_SCALE),
     )
 
@@ -416,52 +414,6 @@ def failover(pm: PlacementModel) -> None:
             f"after-loss,workload={workload.name}",
             capacity - worst + uncovered >= demand,
         )
-
-
-# -- objectives ---------------------------------------------------------------------------------
-
-
-def _cost(option: Option) -> int:
-    return math.ceil(option.cost_per_hour * COST_SCALE)
-
-
-def _preference(problem: Problem, option: Option) -> int:
-    workload = problem.workloads[option.workload]
-    mean_ttft = sum(option.ttft_ms.values()) / len(option.ttft_ms)
-    return (
-        option.precision_rank * 1000
-        + round(1000 * option.itl_ms / workload.itl_slo_ms) // 10
-        + round(1000 * mean_ttft / workload.ttft_slo_ms) // 10
-    )
-
-
-def build_objectives(pm: PlacementModel) -> None:
-    problem = pm.problem
-    unmet_terms = (
-        [
-            UNMET_WEIGHT * problem.workloads[w].priority * var
-            for (w, _), var in sorted(pm.unmet.items())
-        ]
-        + [
-            UNMET_WEIGHT * problem.workloads[w].priority * SHORT_PENALTY * var
-            for w, var in sorted(pm.short.items())
-        ]
-        + [problem.workloads[w].priority * var for w, var in sorted(pm.uncovered.items())]
-    )
-    pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
-    pm.objectives.append(("cost", _sum(pm.x[o.index] * _cost(o) for o in problem.options)))
-    previous: dict[int, int] = defaultdict(int)
-    for replica in problem.previous:
-        if replica.option is not None:
-            previous[replica.option] += 1
-    for option, count in sorted(previous.items()):
-        var = pm.model.new_int_var(0, count, f"moved[{option}]")
-        pm.model.add(var >= count - pm.x[option]).with_name(f"moves[option={option}]")
-        pm.moved[option] = var
-    pm.objectives.append(("moves", _sum(pm.moved.values())))
-    pm.objectives.append(
-        ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
-    )
 
 
 def build_model(

@@ -13,7 +13,8 @@ from enum import StrEnum
 from gridplace.planner.baselines import capacity_only, greedy
 from gridplace.planner.compile import compile_problem
 from gridplace.planner.deaggregate import deaggregate
-from gridplace.planner.output import build_plan
+from gridplace.planner.explain import Explanation, diagnosis_model, explain_workload
+from gridplace.planner.output import Explain, Shortfall, build_plan
 from gridplace.planner.ports import (
     OptionPrediction,
     OptionPredictor,
@@ -26,6 +27,8 @@ from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
 from gridplace.specs import PlacementPlan
 from gridplace.specs.plan import SolverSummary
+
+MAX_DIAGNOSES = 5  # assumption-core solves per plan (highest priority unplaced workloads first)
 
 
 class Strategy(StrEnum):
@@ -146,8 +149,27 @@ def plan_problem(
         name=name,
         generation=generation,
         placement_failures=failures,
-        explain=strategy is Strategy.CPSAT,
+        explain=explain_unplaced(problem) if strategy is Strategy.CPSAT else None,
     )
+
+
+def explain_unplaced(problem: Problem) -> Explain:
+    """Why each workload short of its target is: compile-time reasons for all of them, and the
+    assumption-core diagnosis (one small solve each, on one model built for the first) for the
+    ``MAX_DIAGNOSES`` of highest priority."""
+
+    def explain(shortfalls: list[Shortfall]) -> dict[int, Explanation]:
+        by_priority = sorted(shortfalls, key=lambda s: -problem.workloads[s.workload].priority)
+        diagnosed = {s.workload for s in by_priority[:MAX_DIAGNOSES]}
+        base = diagnosis_model(problem) if diagnosed else None
+        return {
+            s.workload: explain_workload(
+                problem, s.workload, s.missing_rps, s.short_replicas, s.workload in diagnosed, base
+            )
+            for s in shortfalls
+        }
+
+    return explain
 
 
 def proved_bound(objective: float, bound: float) -> float | None:

@@ -164,13 +164,6 @@ class Problem:
         return index
 
     @cached_property
-    def _by_pool(self) -> dict[int, list[Option]]:
-        index: dict[int, list[Option]] = {p.index: [] for p in self.pools}
-        for option in self.options:
-            index[option.pool].append(option)
-        return index
-
-    @cached_property
     def _rejections_by_workload(self) -> dict[int, list[Rejection]]:
         index: dict[int, list[Rejection]] = {w.index: [] for w in self.workloads}
         for rejection in self.rejections:
@@ -182,9 +175,6 @@ class Problem:
 
     def options_of(self, workload: int) -> list[Option]:
         return self._by_workload.get(workload, [])
-
-    def options_on(self, pool: int) -> list[Option]:
-        return self._by_pool.get(pool, [])
 
     @cached_property
     def _load_rps(self) -> dict[int, float]:

@@ -178,4 +178,4 @@ def _violations(problem: Problem, counts: dict[int, int]) -> list[str]:
     placements, failures = deaggregate(problem, counts)
     assert failures == []
     summary = SolverSummary(status="hint", wall_seconds=0.0, strategy="cpsat")
-    return validate_plan(problem, build_plan(problem, placements, summary, explain=False))
+    return validate_plan(problem, build_plan(problem, placements, summary))
