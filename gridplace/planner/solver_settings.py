@@ -18,23 +18,19 @@ from gridplace.planner.work import limit
 
 @dataclass(frozen=True)
 class SolverSettings:
-    """CP-SAT parameters; defaults suit a 2-core machine and give reproducible plans."""
+    """CP-SAT parameters; the defaults give reproducible plans (one worker, fixed seed)."""
 
     # Deterministic work, in reference seconds (``work.py``): the same plan on any machine load.
     time_limit_s: float = 10.0
     num_workers: int = 1
     random_seed: int = 0
-    # Measured on this 2-core machine (bench/solver_scale.py prints the comparison): CP-SAT's
-    # 2-worker portfolios stall far from the optimum of these covering models (1,000 x 100,
-    # cost stage, 8 s: $93-99/h against the MILP's $45.65), while one worker searching with
-    # the full LP relaxation (linearization level 2) reaches $47.25; on the example grid it
-    # proves the optimum in 0.9 s. Subsolvers only apply with num_workers > 1.
+    # One worker with the full LP relaxation (linearization level 2): on these covering models
+    # 2-worker portfolios stalled far from the optimum that it reaches (bench/solver_scale.py
+    # prints the comparison against the MILP). Subsolvers only apply with num_workers > 1.
     subsolvers: tuple[str, ...] = ()
     linearization_level: int = 2
-    # CP-SAT's presolve as it comes, measured against switching it off and lighter probing
-    # (bench/solver_scale.py prints the comparison): at 1,000 x 100, two stages to the proven
-    # optimum took 1.8 / 3.9 s (moderate / high) with it, 1.3 / 5.5 s without presolve,
-    # 1.7 / 8.4 s with probing level 0, and probing level 1 did not prove the high optimum in 10 s.
+    # CP-SAT's presolve as it comes: switching it off or lighter probing proved the optimum of
+    # high utilization later or not at all (bench/solver_scale.py prints the comparison).
     presolve: bool = True
     probing_level: int = 2
     stages: int = 4  # how many objectives to optimize in order (1-4)
@@ -42,13 +38,10 @@ class SolverSettings:
     # found, so that a replan may keep replicas where they are for up to 5% more per hour.
     move_tolerance: float = 0.05
     # Models with at least this many options improve stages 2-4 by windows of this many
-    # workloads first (windows.py): one worker on the whole 10,000 x 1,000 model (23,000
-    # options) ended the cost stage 66-71% above its bound; with windows it ends within 1-2%.
-    # 1,000 x 100 (5,000 options) solves to optimality without them. A model with failover
-    # rows uses windows at any size (one worker stalls at its start: example grid, 10 s, cost
-    # stage 6.5% above the MILP optimum without windows, 0.9% with windows of 2 workloads),
-    # with windows of a quarter of its workloads (at least 2), at most
-    # ``FAILOVER_WINDOW_WORKLOADS``.
+    # workloads first (windows.py): one worker on a whole model that large ends the cost stage
+    # far above its bound, and smaller models solve to optimality without them. A model with
+    # failover rows uses windows at any size (one worker stalls at its start), of a quarter of
+    # its workloads (at least 2), at most ``stages.FAILOVER_WINDOW_WORKLOADS``.
     window_min_options: int = 10_000
     window_workloads: int = 100
 
