@@ -16,15 +16,10 @@ from dataclasses import dataclass, field
 
 import highspy
 
-from gridplace.planner.model import (
-    COST_SCALE,
-    MAX_SOURCE_GROUPS,
-    MIN_POWER_FRACTION,
-    RATE_SCALE,
-    SHORT_PENALTY,
-    UNMET_WEIGHT,
-)
-from gridplace.planner.problem import SLOTS_PER_GPU, Option, Problem
+from gridplace.planner.core import MIN_POWER_FRACTION, RATE_SCALE, SLOTS_PER_GPU
+from gridplace.planner.model import MAX_SOURCE_GROUPS
+from gridplace.planner.objectives import COST_SCALE, SHORT_PENALTY, UNMET_WEIGHT
+from gridplace.planner.problem import Option, Problem
 
 
 @dataclass(frozen=True)

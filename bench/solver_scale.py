@@ -231,7 +231,7 @@ def make_plan_from(problem: Problem, counts: dict[int, int]) -> PlacementPlan:
 
     placements, failures = deaggregate(problem, counts)
     summary = SolverSummary(status="bench", wall_seconds=0.0)
-    return build_plan(problem, placements, summary, placement_failures=failures, explain=False)
+    return build_plan(problem, placements, summary, placement_failures=failures)
 
 
 def compare_settings(problem: Problem, limit_s: float, runs: int) -> None:

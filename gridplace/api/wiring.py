@@ -13,11 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gridplace.planner.compile import (
-    PlannerInputs,
-    Predictor,
-    compile_problem,
-)
+from gridplace.planner import OptionPredictor, PlannerInputs, compile_problem
 from gridplace.planner.fixes import (
     DEFAULT_BUDGET_S,
     find_fixes,
@@ -66,7 +62,7 @@ def _planner_parts(
     budget_per_hour: float | None,
     headroom: float | None = None,
     calibration: Calibration | None = None,
-) -> tuple[PlannerInputs, Predictor, NetworkLatency]:
+) -> tuple[PlannerInputs, OptionPredictor, NetworkLatency]:
     latency = latency_for(bundle)(bundle.nodes)
     inputs = PlannerInputs(
         nodes=bundle.nodes,

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from gridplace.planner.deaggregate import _Node
-from gridplace.planner.model import RATE_SCALE, power_budget_watts, power_draw_watts
+from gridplace.planner.core import RATE_SCALE, power_budget_watts, power_draw_watts
+from gridplace.planner.deaggregate import NodeSlots
 from gridplace.planner.problem import Option, Problem
 
 
@@ -29,7 +29,7 @@ class _Grid:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.nodes = {
-            (pool.index, name): _Node(name, pool.gpu_indices)
+            (pool.index, name): NodeSlots(name, pool.gpu_indices)
             for pool in problem.pools
             for name in pool.node_names
         }
@@ -96,7 +96,7 @@ class Booking:
         if domain is not None and (at_limit or over_rps):
             return False
         power_budget = power_budget_watts(self.problem.pools[option.pool])
-        draw = power_draw_watts(option)
+        draw = power_draw_watts(option.power_watts)
         over_power = power_budget is not None and self.power[option.pool] + draw > power_budget
         if self.respect_power and over_power:
             return False

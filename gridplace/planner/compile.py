@@ -1,27 +1,24 @@
 """Compile specs into a ``Problem``: node classes, candidate options and recorded rejections.
 
-Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from a ``Predictor`` (the
-performance model) and network RTTs from a ``LatencyLookup`` (topology); both are passed in.
+Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from an ``OptionPredictor``
+(the performance model) and network RTTs from an ``RttLookup`` (topology): the ports, passed in.
 
 Node classes (``pools.build_pools``): healthy nodes that are alike are one class; each GPU group
 of a class is a ``GpuPool``. For every workload x pool x precision x TP degree (powers of two up
 to the node's GPU count) x GPU share (1, 2 or 4 replicas per GPU, TP 1 only) the predictor is
 asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every compile-time
-rule holds. The rule families checked here, in order, are ``trust``, ``precision-support``,
-``vram``, ``slo-itl``, ``slo-ttft`` and ``demand-coverage`` (an option with no capacity inside the
-SLO); a dropped option leaves a ``Rejection`` with its numbers. Options no better than another
+compile-time rule of ``rules.RULES`` holds, checked in the registry's order; a dropped option
+leaves a ``Rejection`` with its numbers (a ``rules.Reason``). Options no better than another
 on any axis are dropped.
 
 The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools; predictions
-cached per question across workloads); this module orders the steps and owns the predictor and
-latency protocols.
+cached per question across workloads); this module orders the steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +39,13 @@ from gridplace.planner.options import (
     enumerate_candidates,
 )
 from gridplace.planner.pools import build_pools
+from gridplace.planner.ports import (
+    OptionPrediction,
+    OptionPredictor,
+    PlannerInputs,
+    PredictionQuery,
+    RttLookup,
+)
 from gridplace.planner.problem import (
     GpuPool,
     Option,
@@ -51,17 +55,13 @@ from gridplace.planner.problem import (
     Rejection,
     WorkloadDemand,
 )
+from gridplace.planner.rules import COMPILE_RULES, Reason, implements
 from gridplace.specs import (
     Catalog,
-    ClaimLevel,
-    GPUModelSpec,
     InferenceWorkload,
     ModelArchitectureSpec,
-    Node,
-    PlacementPlan,
     Precision,
 )
-from gridplace.specs.common import Engine, EngineOptions, Interconnect
 from gridplace.specs.workload import ServiceLevel, TrustRequirement
 
 # Capacity booked above the mean demand (1.0 = twice the mean) for a workload whose traffic
@@ -69,72 +69,6 @@ from gridplace.specs.workload import ServiceLevel, TrustRequirement
 # rates are bursty: in the Azure LLM inference traces the per-minute rate runs 0.6-1.5x its
 # hourly mean, and a node that fails takes one of a workload's few replicas with it.
 DEFAULT_HEADROOM = 1.0
-COMPILE_FAMILIES = (
-    "trust",
-    "precision-support",
-    "vram",
-    "slo-itl",
-    "slo-ttft",
-    "demand-coverage",
-)
-
-
-@dataclass(frozen=True)
-class OptionPrediction:
-    """What the performance model says about one replica (network RTT not included)."""
-
-    supported: bool
-    reason: str  # why not supported / why it does not fit; "" otherwise
-    fits: bool
-    vram_gib: float  # per GPU
-    vram_available_gib: float  # per GPU (or per share of it)
-    prefill_ms: float  # TTFT without network, at the planned load (incl. queueing)
-    itl_ms: float
-    capacity_rps: float  # per replica inside the SLO (TTFT budget after network), 0 if none
-    queueing: Queueing | None = None  # for latency at demand (``at_demand``), when known
-
-
-@dataclass(frozen=True)
-class PredictionQuery:
-    """One replica configuration to predict, and the SLO and traffic it must serve."""
-
-    model: ModelArchitectureSpec
-    model_id: str
-    gpu: GPUModelSpec  # after the node's overrides, whole GPU
-    gpu_id: str
-    precision: Precision
-    engine: Engine
-    tensor_parallel: int
-    share: int  # replicas per GPU: the replica gets 1/share of it
-    interconnect: Interconnect
-    throttle_ratio: float
-    ttft_budget_ms: float  # the TTFT target minus the best network RTT
-    itl_slo_ms: float
-    prompt_tokens: int
-    output_tokens: int
-    engine_options: EngineOptions | None = None  # the workload's engine settings
-
-
-class Predictor(Protocol):
-    def __call__(self, query: PredictionQuery) -> OptionPrediction: ...
-
-
-class LatencyLookup(Protocol):
-    def rtt_p99_ms(self, region: str, node: str) -> float:
-        """p99 round trip from clients in ``region`` to ``node``, ms (estimated if not probed)."""
-        ...
-
-
-@dataclass(frozen=True)
-class PlannerInputs:
-    """The validated specs a plan is made from."""
-
-    nodes: Sequence[Node]
-    workloads: Sequence[InferenceWorkload]
-    catalog: Catalog
-    previous: PlacementPlan | None = None
-    budget_per_hour: float | None = None
-    headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
 
 
 def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArchitectureSpec]:
@@ -144,17 +78,21 @@ def _model(workload: InferenceWorkload, catalog: Catalog) -> tuple[str, ModelArc
     return f"inline:{workload.name}", reference
 
 
-def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> str | None:
+@implements("trust")
+def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> Reason | None:
+    """Hard: the pool's claims and reliability meet the workload's trust requirement."""
     if trust is None:
         return None
     if pool.claims.rank < trust.min_claims.rank:
-        return f"claims {pool.claims.value} < required {trust.min_claims.value}"
+        return Reason("", "claims", pool.claims.value, trust.min_claims.value)
     if pool.reliability < trust.min_reliability:
-        return f"reliability {pool.reliability:.2f} < required {trust.min_reliability:.2f}"
+        return Reason("", "reliability", pool.reliability, trust.min_reliability)
     return None
 
 
-def compile_problem(inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup) -> Problem:
+def compile_problem(
+    inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
+) -> Problem:
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
@@ -277,7 +215,7 @@ class _GroupPredictor:
     grids 1,000 workloads come down to a few dozen such kinds.
     """
 
-    def __init__(self, predictor: Predictor, grid: PoolGrid) -> None:
+    def __init__(self, predictor: OptionPredictor, grid: PoolGrid) -> None:
         self._predictor = predictor
         self._grid = grid
         self._cache: dict[tuple[object, ...], GroupPredictions] = {}
@@ -315,7 +253,7 @@ class _GroupPredictor:
         pool = self._grid.pools[first]
         values: list[tuple[float, float, float, float]] = []
         ok: list[bool] = []
-        failures: list[tuple[str, str] | None] = []
+        failures: list[tuple[str, Reason] | None] = []
         queueing: list[Queueing | None] = []
         for config in configs:
             if config.tensor_parallel > pool.gpus_per_node:
@@ -369,38 +307,60 @@ class _GroupPredictor:
 
 def _rule_failure(
     prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
-) -> tuple[str, str] | None:
-    """(family, reason) of the first compile-time rule a prediction breaks, or None.
-    ``ttft_budget_ms``: what the TTFT target leaves after the nearest source's network RTT."""
-    if not prediction.supported:
-        return "precision-support", f"{label}: {prediction.reason}"
-    if not prediction.fits:
-        return (
-            "vram",
-            f"{label}: needs {prediction.vram_gib:.1f} GiB per GPU, has "
-            f"{prediction.vram_available_gib:.1f}",
-        )
-    if prediction.itl_ms > slo.itl_ms:
-        itl, target = over(prediction.itl_ms, slo.itl_ms)
-        return "slo-itl", f"{label}: ITL {itl} ms > {target} ms"
-    if prediction.capacity_rps <= 0:
-        network_ms = slo.ttft_ms - ttft_budget_ms
-        return (
-            "slo-ttft",
-            f"{label}: TTFT {prediction.prefill_ms:.0f} ms before network + {network_ms:.0f} ms "
-            f"network from the nearest source leaves no load inside the {slo.ttft_ms:g} ms target",
-        )
+) -> tuple[str, Reason] | None:
+    """(rule id, reason) of the first compile-time rule a prediction breaks, in the registry's
+    order, or None. Trust is checked per pool before any prediction (``_trust_failure``)."""
+    for rule in COMPILE_RULES:
+        if rule.id != "trust":
+            reason = rule.function(prediction, slo, ttft_budget_ms, label)
+            if reason is not None:
+                return rule.id, reason
     return None
 
 
-def over(value: float, limit: float) -> tuple[str, str]:
-    """``value`` and ``limit`` (value > limit) with as few decimals as show them apart: "25.4"
-    and "25", never "25 ms > 25 ms"."""
-    for decimals in range(4):
-        shown, bound = f"{value:.{decimals}f}", f"{limit:.{decimals}f}"
-        if shown != bound:
-            return shown, f"{limit:g}"
-    return f"{value:.6g}", f"{limit:g}"
+@implements("precision-support")
+def _precision_support(
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
+) -> Reason | None:
+    """Hard: the GPU and engine support the precision."""
+    if prediction.supported:
+        return None
+    return Reason(label, "support", "", "", detail=prediction.reason)
+
+
+@implements("vram-per-gpu")
+def _vram_per_gpu(
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
+) -> Reason | None:
+    """Hard: one replica's weights, KV cache and runtime fit its GPU (or its share of one)."""
+    if prediction.fits:
+        return None
+    return Reason(label, "vram", prediction.vram_gib, prediction.vram_available_gib, "GiB")
+
+
+@implements("slo-itl")
+def _slo_itl(
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
+) -> Reason | None:
+    """Hard: the predicted inter-token latency is within the workload's target."""
+    if prediction.itl_ms <= slo.itl_ms:
+        return None
+    return Reason(label, "itl", prediction.itl_ms, slo.itl_ms, "ms")
+
+
+@implements("slo-ttft")
+def _slo_ttft(
+    prediction: OptionPrediction, slo: ServiceLevel, ttft_budget_ms: float, label: str
+) -> Reason | None:
+    """Hard: some load fits inside the TTFT target after the nearest source's network RTT
+    (``ttft_budget_ms`` is what the target leaves); per-source TTFT is checked in
+    ``options``."""
+    if prediction.capacity_rps > 0:
+        return None
+    network_ms = slo.ttft_ms - ttft_budget_ms
+    return Reason(
+        label, "ttft-no-load", prediction.prefill_ms, slo.ttft_ms, "ms", network_ms=network_ms
+    )
 
 
 def _previous_keys(
@@ -473,11 +433,9 @@ def _previous_replicas(
 
 
 __all__ = [
-    "COMPILE_FAMILIES",
-    "ClaimLevel",
-    "LatencyLookup",
-    "OptionPrediction",
+    "DEFAULT_HEADROOM",
+    "OptionPrediction",  # the ports' value types, still importable from here for older callers
     "PlannerInputs",
-    "Predictor",
+    "PredictionQuery",
     "compile_problem",
 ]

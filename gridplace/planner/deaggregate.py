@@ -22,8 +22,13 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from gridplace.planner.model import power_budget_watts, power_draw_watts
-from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, PreviousReplica, Problem
+from gridplace.planner.core import (
+    SLOTS_PER_GPU,
+    power_budget_watts,
+    power_draw_watts,
+    slots_per_gpu,
+)
+from gridplace.planner.problem import GpuPool, Option, PreviousReplica, Problem
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ class Placement:
     gpus: tuple[int, ...]
 
 
-class _Node:
+class NodeSlots:
+    """One node's free GPU slots, power left and replicas, as placement fills it."""
+
     def __init__(
         self, name: str, gpu_indices: tuple[int, ...], power_budget: float = math.inf
     ) -> None:
@@ -61,18 +68,18 @@ class _Node:
         return (min(fitting)[1],) if fitting else None
 
     def fits_at(self, option: Option, gpus: tuple[int, ...]) -> bool:
-        need = SLOTS_PER_GPU if option.share == 1 else option.slots
+        need = slots_per_gpu(option.share)
         return len(gpus) == option.tensor_parallel and all(
             self.free.get(g, -1) >= need for g in gpus
         )
 
     def take(self, option: Option, gpus: tuple[int, ...]) -> None:
-        need = SLOTS_PER_GPU if option.share == 1 else option.slots
+        need = slots_per_gpu(option.share)
         for gpu in gpus:
             self.free[gpu] -= need
         self.replicas_of[option.workload] += 1
         self.option_replicas[option.index] += 1
-        self.power_left -= power_draw_watts(option)
+        self.power_left -= power_draw_watts(option.power_watts)
 
 
 def deaggregate(problem: Problem, counts: dict[int, int]) -> tuple[list[Placement], list[str]]:
@@ -105,7 +112,7 @@ def _place_pool(
 ) -> tuple[list[Placement], list[str]]:
     budget = power_budget_watts(pool)
     per_node = math.inf if budget is None else budget / pool.node_count
-    nodes = {name: _Node(name, pool.gpu_indices, per_node) for name in pool.node_names}
+    nodes = {name: NodeSlots(name, pool.gpu_indices, per_node) for name in pool.node_names}
     remaining = dict(wanted)
     placed: list[Placement] = []
     for replica in sorted(previous, key=lambda r: (not r.pinned, r.node, r.gpus)):
@@ -123,7 +130,7 @@ def _place_pool(
         for _ in range(count):
             candidates = [
                 (
-                    node.power_left < power_draw_watts(option),
+                    node.power_left < power_draw_watts(option.power_watts),
                     node.option_replicas[option_index],
                     node.replicas_of[option.workload],
                     -node.used,

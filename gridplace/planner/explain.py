@@ -5,39 +5,18 @@ use them. Each reason comes with a hint saying what would fix it.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.compile import COMPILE_FAMILIES
-from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel, build_model
+from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem, Rejection
+from gridplace.planner.rules import BY_ID, COMPILE_RULES, MODEL_RULES, describe
 from gridplace.planner.work import limit
 
-# The further a family is in compile's order, the closer an option came to surviving.
-_ORDER = {family: rank for rank, family in enumerate(COMPILE_FAMILIES)}
-_DESCRIPTION = {
-    "trust": "below the trust requirement",
-    "precision-support": "no supported precision",
-    "vram": "too little VRAM",
-    "slo-itl": "ITL over target",
-    "slo-ttft": "TTFT over target",
-    "demand-coverage": "no capacity inside the SLO",
-}
-_CORE_HINTS = {
-    "gpu-count": "add GPUs (nodes) that can serve it, or free some by lowering other workloads' "
-    "replicas",
-    "gpu-sharing": "add GPUs, or allow a precision small enough to share a GPU",
-    "vram": "add GPUs with more memory",
-    "thermal-power": "cool the hot nodes (their throttling caps the power they can sustain)",
-    "replica-bounds": "raise replicas.max",
-    "spread": "raise spread.maxPerDomain, or add nodes of other providers/regions",
-    "budget": "raise the budget",
-    "pinned": "unpin replicas of the previous plan",
-    "demand-coverage": "lower requestsPerSecond or add capacity",
-}
+# The further a rule is in compile's order, the closer an option came to surviving.
+_ORDER = {rule.id: rank for rank, rule in enumerate(COMPILE_RULES)}
 
 
 @dataclass(frozen=True)
@@ -45,23 +24,6 @@ class Explanation:
     workload: str
     reasons: list[str]
     hints: list[str]
-
-
-def _numbers(reason: str) -> list[float]:
-    return [float(n) for n in re.findall(r"(\d+(?:\.\d+)?)\s*(?:GiB|ms)", reason)]
-
-
-def _distance(rejection: Rejection) -> float:
-    """How far an option was from passing its rule (smaller is closer): for VRAM, what it needs
-    per GPU over what it has (a quarter-GPU share needs less than a whole GPU but has a quarter
-    of the memory: the whole GPU is closer); otherwise the reason's first figure."""
-    if rejection.family == "vram":
-        found = re.search(
-            r"needs (\d+(?:\.\d+)?) GiB per GPU, has (\d+(?:\.\d+)?)", rejection.reason
-        )
-        if found and float(found.group(2)) > 0:
-            return float(found.group(1)) / float(found.group(2))
-    return (_numbers(rejection.reason) or [0.0])[0]
 
 
 def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[str]]:
@@ -89,13 +51,14 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
     def nodes(entries: list[tuple[int, Rejection]]) -> int:
         return sum(problem.pools[pool].node_count for pool, _ in entries)
 
-    for family in sorted(by_family, key=lambda f: -nodes(by_family[f])):
+    order = sorted(by_family, key=lambda f: -nodes(by_family[f]))  # most nodes first
+    for family in order:
         group = by_family[family]
-        pool, example = min(group, key=lambda e: _distance(e[1]))
+        pool, example = min(group, key=lambda e: e[1].reason.distance)
         gpus = sorted({problem.pools[p].gpu_model for p, _ in group})
         parts.append(
-            f"{nodes(group)} {_DESCRIPTION.get(family, family)} "
-            f"[{family}] (best: {problem.pools[pool].gpu_model} {example.reason}; "
+            f"{nodes(group)} {BY_ID[family].description} "
+            f"[{family}] (best: {problem.pools[pool].gpu_model} {describe(example.reason)}; "
             f"GPUs: {', '.join(gpus[:6])}{'...' if len(gpus) > 6 else ''})"
         )
     reasons = [
@@ -103,39 +66,26 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
         + (": " if parts else "")
         + "; ".join(parts)
     ]
-    return reasons, _compile_hints(problem, workload, by_family)
+    return reasons, _compile_hints(problem, workload, {f: by_family[f] for f in order})
 
 
 def _closeness(rejection: Rejection) -> tuple[int, float]:
     """Smaller is closer to surviving: later in compile's order, then a smaller first number."""
-    return -_ORDER.get(rejection.family, 0), _distance(rejection)
+    return -_ORDER[rejection.family], rejection.reason.distance
 
 
 def _compile_hints(
     problem: Problem, workload: int, by_family: dict[str, list[tuple[int, Rejection]]]
 ) -> list[str]:
+    """The fix hint of each rule that rejected options, filled in with the workload's sources,
+    the smallest VRAM need and whether int4 is allowed yet, in ``by_family``'s order."""
     demand = problem.workloads[workload]
     regions = ", ".join(region for region, _ in demand.sources)
+    or_int4 = "" if demand.precisions[-1].value == "int4" else ", or allow int4"
     hints = []
-    if "vram" in by_family:
-        needs = [
-            float(m.group(1))
-            for _, r in by_family["vram"]
-            if (m := re.search(r"needs (\d+(?:\.\d+)?) GiB", r.reason))
-        ]
-        smallest = min(needs) if needs else 0.0
-        hint = f"add nodes with >= {smallest:.0f} GiB per GPU in {regions}"
-        if demand.precisions[-1].value != "int4":
-            hint += ", or allow int4"
-        hints.append(hint)
-    if "slo-itl" in by_family:
-        hints.append(f"add faster-memory GPUs in {regions}, or relax itlMs")
-    if "slo-ttft" in by_family:
-        hints.append(f"add capacity close to {regions}, or relax ttftMs")
-    if "precision-support" in by_family:
-        hints.append("allow a precision the grid's GPUs support (fp8 needs Ada/Hopper/CDNA3)")
-    if "trust" in by_family:
-        hints.append("benchmark or attest more nodes, or lower trust.minClaims/minReliability")
+    for family, rejected in by_family.items():
+        needed = min((float(r.reason.needed) for _, r in rejected if r.reason.unit), default=0.0)
+        hints.append(BY_ID[family].hint.format(regions=regions, needed=needed, or_int4=or_int4))
     return hints
 
 
@@ -173,7 +123,7 @@ def core_families(
             domain.clear()
             domain.extend([0, 0])
     model.clear_objective()  # type: ignore[no-untyped-call]
-    families = [f for f, _ in CONSTRAINT_FAMILIES if f in pm.enforce]
+    families = [rule.id for rule in MODEL_RULES if rule.id in pm.enforce]
     model.add_assumptions(
         [model.get_bool_var_from_proto_index(pm.enforce[f].index) for f in families]
     )
@@ -218,7 +168,7 @@ def explain_workload(
             reasons.append(
                 f"{missing} unserved: the options that exist are blocked by {', '.join(families)}"
             )
-            hints.extend(_CORE_HINTS[f] for f in families if f in _CORE_HINTS)
+            hints.extend(BY_ID[f].hint for f in families)
         else:
             reasons.append(
                 f"{unmet_rps:.2f} req/s unserved: other workloads of higher priority took the "

@@ -22,8 +22,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from gridplace.planner.compile import LatencyLookup, PlannerInputs, Predictor, compile_problem
+from gridplace.planner.compile import compile_problem
 from gridplace.planner.planning import PlanResult, Strategy, plan_problem
+from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import GPUModelSpec, InferenceWorkload, Node, PlacementPlan, Precision
@@ -60,8 +61,8 @@ class FixSearch:
     """What checking a fix needs besides the inputs: the predictor, the network lookup for a
     node list (added nodes need their own RTTs) and a deadline (``time.perf_counter``)."""
 
-    predictor: Predictor
-    latency_for: Callable[[Sequence[Node]], LatencyLookup]
+    predictor: OptionPredictor
+    latency_for: Callable[[Sequence[Node]], RttLookup]
     deadline: float
     checks: int = 0
 
@@ -119,12 +120,12 @@ def _new_nodes(inputs: PlannerInputs, workload: str, change: AddNodes) -> list[N
     return nodes
 
 
-def _compile(search: FixSearch, inputs: PlannerInputs, latency: LatencyLookup | None) -> Problem:
+def _compile(search: FixSearch, inputs: PlannerInputs, latency: RttLookup | None) -> Problem:
     return compile_problem(inputs, search.predictor, latency or search.latency_for(inputs.nodes))
 
 
 def check(
-    search: FixSearch, inputs: PlannerInputs, workload: str, latency: LatencyLookup | None = None
+    search: FixSearch, inputs: PlannerInputs, workload: str, latency: RttLookup | None = None
 ) -> float | None:
     """The workload's planned capacity when ``inputs`` place it fully; None otherwise (or when
     the budget is spent). ``latency``: the lookup when the nodes are the original ones."""
@@ -152,7 +153,7 @@ def _index(problem: Problem, workload: str) -> int:
 
 
 def find_fixes(
-    inputs: PlannerInputs, workload: str, search: FixSearch, latency: LatencyLookup
+    inputs: PlannerInputs, workload: str, search: FixSearch, latency: RttLookup
 ) -> list[Fix]:
     """Verified fixes for ``workload``, smallest change first (at most one per kind); two
     changes together when no single one works; [] when none was found in the budget."""
@@ -161,7 +162,7 @@ def find_fixes(
 
 
 def _single_changes(
-    inputs: PlannerInputs, workload: str, search: FixSearch, latency: LatencyLookup
+    inputs: PlannerInputs, workload: str, search: FixSearch, latency: RttLookup
 ) -> Iterator[Fix]:
     finders = (
         _precision_fix,
@@ -184,7 +185,7 @@ def _try(
     inputs: PlannerInputs,
     workload: str,
     changes: list[Change],
-    latency: LatencyLookup | None,
+    latency: RttLookup | None,
 ) -> Fix | None:
     changed = inputs
     for change in changes:
@@ -201,7 +202,7 @@ def _workload(inputs: PlannerInputs, workload: str) -> InferenceWorkload:
 
 
 def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
-                     latency: LatencyLookup | None) -> list[Precision]:  # fmt: skip
+                     latency: RttLookup | None) -> list[Precision]:  # fmt: skip
     """Precisions not allowed yet that compile keeps an option for (least lossy first)."""
     allowed = _workload(inputs, workload).spec.precisions
     extra = [p for p in GENERIC_PRECISIONS if p not in allowed]
@@ -216,7 +217,7 @@ def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                   latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
+                   latency: RttLookup | None) -> Fix | None:  # fmt: skip
     for precision in _open_precisions(inputs, workload, search, latency):
         fix = _try(search, inputs, workload, [AllowPrecision(precision=precision)], latency)
         if fix is not None:
@@ -224,7 +225,7 @@ def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     return None
 
 
-Finder = Callable[[PlannerInputs, str, FixSearch, LatencyLookup | None], Fix | None]
+Finder = Callable[[PlannerInputs, str, FixSearch, RttLookup | None], Fix | None]
 
 
 def _slo_fix(field: SloField) -> Finder:
@@ -235,7 +236,7 @@ def _slo_fix(field: SloField) -> Finder:
     that worked."""
 
     def find(inputs: PlannerInputs, workload: str, search: FixSearch,
-             latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
+             latency: RttLookup | None) -> Fix | None:  # fmt: skip
         current = _workload(inputs, workload).spec.slo
         failed = current.itl_ms if field == "itlMs" else current.ttft_ms
         ceiling = SLO_CEILING_MS[field]
@@ -260,7 +261,7 @@ def _slo_fix(field: SloField) -> Finder:
 
 
 def _first_working(search: FixSearch, inputs: PlannerInputs, workload: str,
-                   latency: LatencyLookup | None, field: SloField,
+                   latency: RttLookup | None, field: SloField,
                    values: list[float]) -> tuple[Fix | None, float]:  # fmt: skip
     """Bisection for the smallest of ``values`` that places the workload, and the value below
     it (0 when none is)."""
@@ -277,7 +278,7 @@ def _first_working(search: FixSearch, inputs: PlannerInputs, workload: str,
     return best, values[high] if high >= 0 else 0.0
 
 
-def _refine(search: FixSearch, inputs: PlannerInputs, workload: str, latency: LatencyLookup | None,
+def _refine(search: FixSearch, inputs: PlannerInputs, workload: str, latency: RttLookup | None,
             best: Fix, failed: float) -> Fix:  # fmt: skip
     """Bisection between a value that failed and ``best``'s, to SLO_RESOLUTION."""
     (change,) = best.changes
@@ -301,7 +302,7 @@ def _figure(itl_ms: float, ttft_ms: dict[str, float], field: str) -> float:
 
 
 def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                  latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
+                  latency: RttLookup | None) -> Fix | None:  # fmt: skip
     """replicas.max raised to what a plan without the bound uses."""
     bounds = _workload(inputs, workload).spec.replicas
     if bounds.max >= 10_000:
@@ -322,7 +323,7 @@ def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-                latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
+                latency: RttLookup | None) -> Fix | None:  # fmt: skip
     """The budget raised to the cost of the plan made without one."""
     if inputs.budget_per_hour is None:
         return None
@@ -339,7 +340,7 @@ def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
-               latency: LatencyLookup | None) -> Fix | None:  # fmt: skip
+               latency: RttLookup | None) -> Fix | None:  # fmt: skip
     for change in _node_candidates(inputs, workload, search)[:MAX_NODE_TRIES]:
         for count in (change.count, change.count + 1):
             bigger = change.model_copy(update={"count": count})
@@ -350,7 +351,7 @@ def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 
 def _combined(inputs: PlannerInputs, workload: str, search: FixSearch,
-              latency: LatencyLookup | None) -> list[Fix]:  # fmt: skip
+              latency: RttLookup | None) -> list[Fix]:  # fmt: skip
     """No single change worked: a precision (the most compact first) with nodes, then nodes
     with a raised replicas.max or a relaxed SLO."""
     allowed = _workload(inputs, workload).spec.precisions
@@ -450,7 +451,7 @@ def with_fixes(
     plan: PlacementPlan,
     inputs: PlannerInputs,
     search: FixSearch,
-    latency: LatencyLookup,
+    latency: RttLookup,
     limit: int = 5,
 ) -> PlacementPlan:
     """``plan`` with each unplaced workload's hints replaced by its verified fixes (the first
@@ -483,8 +484,8 @@ def fix_budget(result: PlanResult) -> float:
 
 
 def search_for(
-    predictor: Predictor,
-    latency_for: Callable[[Sequence[Node]], LatencyLookup],
+    predictor: OptionPredictor,
+    latency_for: Callable[[Sequence[Node]], RttLookup],
     budget_s: float = DEFAULT_BUDGET_S,
 ) -> FixSearch:
     return FixSearch(predictor, latency_for, time.perf_counter() + budget_s)

@@ -20,7 +20,7 @@ the family's literal is true, so a diagnosis solve can turn families into assump
     gpu-count        Hard: whole-GPU replicas (TP x GPUs) pack into each pool's nodes.
     gpu-sharing      Hard: replicas sharing a GPU (1/2, 1/4) fit in the GPU slots left; each one's
                      capacity was computed with its share of memory bandwidth and VRAM.
-    vram             Hard: VRAM booked in a pool stays within the pool's VRAM.
+    vram-pool        Hard: VRAM booked in a pool stays within the pool's VRAM.
     thermal-power    Hard: sustained draw within the pool's power budget, derated by throttling.
     demand-coverage  Hard: for every set of a workload's traffic sources, the capacity of the
                      options that meet those sources' TTFT targets + unmet >= demand x (1 +
@@ -39,8 +39,8 @@ the family's literal is true, so a diagnosis solve can turn families into assump
                      that carry load - what that node held of it + uncovered >= demand x (1 +
                      headroom), for redundancy.nodeFailures 1 (every node may fail unless
                      redundancy.exemptReliability exempts it).
-Compile-time families (options dropped before the model, with reasons): trust,
-precision-support, vram (per replica), slo-itl, slo-ttft, demand-coverage (no capacity in SLO).
+The families are listed once, in ``rules.RULES`` (with the compile-time rules that drop options
+before the model); ``build_model`` adds them in that order.
 
 Objectives, lexicographic, solved in stages with the earlier optimum fixed and hinted:
     1. unmet demand x priority x 2  (+ replicas short of min x priority x 1000 x 2)
@@ -55,20 +55,24 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.problem import SLOTS_PER_GPU, GpuPool, Option, Problem
+from gridplace.planner.core import (
+    RATE_SCALE,
+    SLOTS_PER_GPU,
+    failure_domain,
+    power_budget_watts,
+    power_draw_watts,
+)
+from gridplace.planner.objectives import COST_SCALE, build_objectives, scaled_cost
+from gridplace.planner.problem import Option, Problem
+from gridplace.planner.rules import MODEL_RULES, implements
 
-RATE_SCALE = 1000  # requests/s -> integer milli-requests/s
-COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
 VRAM_SCALE = 100  # GiB -> integer 1/100 GiB
-SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
-MIN_POWER_FRACTION = 0.5  # a hot node still runs half of its GPUs at full draw
 MAX_SOURCE_GROUPS = 8  # 255 coverage rows per workload at most
-UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
 
 
 @dataclass
@@ -158,6 +162,7 @@ def build_variables(pm: PlacementModel) -> None:
 # -- constraint families ------------------------------------------------------------------------
 
 
+@implements("gpu-count")
 def gpu_count(pm: PlacementModel) -> None:
     """Hard: whole-GPU replicas pack into each pool's nodes.
 
@@ -178,6 +183,7 @@ def gpu_count(pm: PlacementModel) -> None:
             )
 
 
+@implements("gpu-sharing")
 def gpu_sharing(pm: PlacementModel) -> None:
     """Hard: replicas sharing a GPU fit in the slots whole-GPU replicas leave free.
 
@@ -196,13 +202,14 @@ def gpu_sharing(pm: PlacementModel) -> None:
             )
 
 
-def vram(pm: PlacementModel) -> None:
+@implements("vram-pool")
+def vram_pool(pm: PlacementModel) -> None:
     """Hard: the VRAM booked on a pool stays within the pool's total VRAM."""
     for pool_index, options in _options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         total = math.floor(pool.memory_gib * VRAM_SCALE) * pool.node_count * pool.gpus_per_node
         pm.add(
-            "vram",
+            "vram-pool",
             f"pool={pool_index}",
             _sum(
                 pm.x[o.index] * math.ceil(o.vram_gib * VRAM_SCALE) * o.tensor_parallel
@@ -212,18 +219,7 @@ def vram(pm: PlacementModel) -> None:
         )
 
 
-def power_budget_watts(pool: GpuPool) -> int | None:
-    """A pool's sustained power budget (None when it does not throttle: no budget applies)."""
-    if pool.throttle_ratio <= 0:
-        return None
-    fraction = max(MIN_POWER_FRACTION, 1 - pool.throttle_ratio)
-    return math.floor(pool.node_count * pool.gpus_per_node * pool.tdp_watts * fraction)
-
-
-def power_draw_watts(option: Option) -> int:
-    return math.ceil(option.power_watts)
-
-
+@implements("thermal-power")
 def thermal_power(pm: PlacementModel) -> None:
     """Hard: sustained power draw within the pool's budget, derated by its throttle ratio.
 
@@ -237,10 +233,11 @@ def thermal_power(pm: PlacementModel) -> None:
         pm.add(
             "thermal-power",
             f"pool={pool_index}",
-            _sum(pm.x[o.index] * power_draw_watts(o) for o in options) <= budget,
+            _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options) <= budget,
         )
 
 
+@implements("demand-coverage")
 def demand_coverage(pm: PlacementModel) -> None:
     """Hard: every group of traffic sources gets the capacity of the options that can serve it.
 
@@ -277,6 +274,7 @@ def demand_coverage(pm: PlacementModel) -> None:
                 )
 
 
+@implements("replica-bounds")
 def replica_bounds(pm: PlacementModel) -> None:
     """Hard: replicas <= replicas.max; replicas that carry load + short >= replicas.min."""
     problem = pm.problem
@@ -292,6 +290,7 @@ def replica_bounds(pm: PlacementModel) -> None:
         )
 
 
+@implements("spread")
 def spread(pm: PlacementModel) -> None:
     """Hard: at most maxPerDomain replicas of a workload that carry load per provider (or
     region), and when replicas.min exceeds maxPerDomain, at most ``Problem.spread_limit_rps`` of
@@ -304,7 +303,7 @@ def spread(pm: PlacementModel) -> None:
         by_domain: dict[str, list[Option]] = defaultdict(list)
         for option in problem.options_of(workload.index):
             pool = problem.pools[option.pool]
-            domain = pool.provider if workload.spread_across == "provider" else pool.region
+            domain = failure_domain(pool, workload.spread_across)
             by_domain[domain].append(option)
         for domain, options in sorted(by_domain.items()):
             name = f"workload={workload.name},{workload.spread_across}={domain}"
@@ -323,6 +322,7 @@ def spread(pm: PlacementModel) -> None:
                 )
 
 
+@implements("budget")
 def budget(pm: PlacementModel) -> None:
     """Hard: total cost per hour <= the budget, when one is given."""
     if pm.problem.budget_per_hour is None:
@@ -330,11 +330,12 @@ def budget(pm: PlacementModel) -> None:
     pm.add(
         "budget",
         "total",
-        _sum(pm.x[o.index] * _cost(o) for o in pm.problem.options)
+        _sum(pm.x[o.index] * scaled_cost(o) for o in pm.problem.options)
         <= math.floor(pm.problem.budget_per_hour * COST_SCALE),
     )
 
 
+@implements("pinned")
 def pinned(pm: PlacementModel) -> None:
     """Hard: an option keeps at least the pinned replicas the previous plan had in it."""
     counts: dict[int, int] = defaultdict(int)
@@ -345,6 +346,7 @@ def pinned(pm: PlacementModel) -> None:
         pm.add("pinned", f"option={option}", pm.x[option] >= count)
 
 
+@implements("failover")
 def failover(pm: PlacementModel) -> None:
     """Soft: after losing any one node that may fail, a workload keeps capacity >= its demand
     with headroom (N+1: the capacity target holds with any one such node down). Only replicas
@@ -414,75 +416,15 @@ def failover(pm: PlacementModel) -> None:
         )
 
 
-CONSTRAINT_FAMILIES: tuple[tuple[str, Callable[[PlacementModel], None]], ...] = (
-    ("gpu-count", gpu_count),
-    ("gpu-sharing", gpu_sharing),
-    ("vram", vram),
-    ("thermal-power", thermal_power),
-    ("demand-coverage", demand_coverage),
-    ("replica-bounds", replica_bounds),
-    ("spread", spread),
-    ("budget", budget),
-    ("pinned", pinned),
-    ("failover", failover),
-)
-
-
-# -- objectives ---------------------------------------------------------------------------------
-
-
-def _cost(option: Option) -> int:
-    return math.ceil(option.cost_per_hour * COST_SCALE)
-
-
-def _preference(problem: Problem, option: Option) -> int:
-    workload = problem.workloads[option.workload]
-    mean_ttft = sum(option.ttft_ms.values()) / len(option.ttft_ms)
-    return (
-        option.precision_rank * 1000
-        + round(1000 * option.itl_ms / workload.itl_slo_ms) // 10
-        + round(1000 * mean_ttft / workload.ttft_slo_ms) // 10
-    )
-
-
-def build_objectives(pm: PlacementModel) -> None:
-    problem = pm.problem
-    unmet_terms = (
-        [
-            UNMET_WEIGHT * problem.workloads[w].priority * var
-            for (w, _), var in sorted(pm.unmet.items())
-        ]
-        + [
-            UNMET_WEIGHT * problem.workloads[w].priority * SHORT_PENALTY * var
-            for w, var in sorted(pm.short.items())
-        ]
-        + [problem.workloads[w].priority * var for w, var in sorted(pm.uncovered.items())]
-    )
-    pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
-    pm.objectives.append(("cost", _sum(pm.x[o.index] * _cost(o) for o in problem.options)))
-    previous: dict[int, int] = defaultdict(int)
-    for replica in problem.previous:
-        if replica.option is not None:
-            previous[replica.option] += 1
-    for option, count in sorted(previous.items()):
-        var = pm.model.new_int_var(0, count, f"moved[{option}]")
-        pm.model.add(var >= count - pm.x[option]).with_name(f"moves[option={option}]")
-        pm.moved[option] = var
-    pm.objectives.append(("moves", _sum(pm.moved.values())))
-    pm.objectives.append(
-        ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
-    )
-
-
 def build_model(
     problem: Problem, families: tuple[str, ...] | None = None, tight_bounds: bool = True
 ) -> PlacementModel:
     """The full model; ``families`` (ids) limits which constraint families are added."""
     pm = PlacementModel(problem, tight_bounds=tight_bounds)
     build_variables(pm)
-    for family, add_family in CONSTRAINT_FAMILIES:
-        if families is None or family in families:
-            add_family(pm)
+    for rule in MODEL_RULES:
+        if families is None or rule.id in families:
+            rule.function(pm)
     build_objectives(pm)
     return pm
 

@@ -13,7 +13,7 @@ from gridplace.topology.lookup import LatencyLookup
 
 
 class NetworkLatency:
-    """Implements ``compile.LatencyLookup`` over topology's table, memoized per pair."""
+    """Implements ``ports.RttLookup`` over topology's table, memoized per pair."""
 
     def __init__(self, lookup: LatencyLookup) -> None:
         self._lookup = lookup

@@ -23,22 +23,26 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gridplace.planner.problem import (
+from gridplace.planner.core import (
     SHARE_FACTORS,
     SLOTS_PER_GPU,
+    TTFT_BUDGET_STEP_MS,
+    replica_slots,
+)
+from gridplace.planner.problem import (
     GpuPool,
     Option,
     Queueing,
     Rejection,
     WorkloadDemand,
 )
+from gridplace.planner.rules import Reason
 from gridplace.specs import GPUModelSpec, InferenceWorkload, Precision
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-BUDGET_STEP_MS = 25.0  # TTFT budgets are rounded down to this step (conservative)
 MAX_TENSOR_PARALLEL = 8
 _TP_DEGREES = (1, 2, 4, 8)  # powers of two up to MAX_TENSOR_PARALLEL
 
@@ -79,7 +83,7 @@ class GroupPredictions:
     itl_ms: FloatArray
     capacity_rps: FloatArray
     vram_gib: FloatArray
-    failures: tuple[tuple[str, str] | None, ...]  # (family, reason) where not ok
+    failures: tuple[tuple[str, Reason] | None, ...]  # (rule id, reason) where not ok
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
 
 
@@ -200,7 +204,7 @@ def enumerate_candidates(
     pools = np.asarray(eligible, dtype=np.int64)
     rtt = np.column_stack([grid.rtt_ms(region)[pools] for region in regions])  # pools x sources
     best_rtt = rtt.min(axis=1)
-    budget = np.floor((ttft_slo_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
+    budget = np.floor((ttft_slo_ms - best_rtt) / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
     # Groups in order of their first pool: (signature, budget) -> group number.
     group_of_key: dict[tuple[int, float], int] = {}
     group = np.array(
@@ -309,9 +313,7 @@ def _rejections(
             continue
         dropped = unservable_of[(g, c)]
         worst = float(prefill[g, c]) + best_rtt[dropped[0]]
-        reason = (
-            f"{configs[c].label}: TTFT {worst:.0f} ms incl. network > {demand.ttft_slo_ms:g} ms"
-        )
+        reason = Reason(configs[c].label, "ttft", worst, demand.ttft_slo_ms, "ms")
         count = sum(node_count[p] for p in dropped)
         found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, tuple(dropped)))
     return found
@@ -321,11 +323,7 @@ def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> fl
     """What the whole pool could serve with this option alone (capacity x replicas it holds)."""
     config = rows.configs[int(rows.config[row])]
     pool = pools[int(rows.pool[row])]
-    slots = (
-        SLOTS_PER_GPU // config.share
-        if config.share > 1
-        else SLOTS_PER_GPU * config.tensor_parallel
-    )
+    slots = replica_slots(config.share, config.tensor_parallel)
     # Same expression, same order as Option.slots-based selection: the floats must agree.
     return (
         float(rows.capacity_rps[row])
@@ -335,7 +333,6 @@ def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> fl
 
 
 __all__ = [
-    "BUDGET_STEP_MS",
     "MAX_TENSOR_PARALLEL",
     "CandidateRows",
     "Config",

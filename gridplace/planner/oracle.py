@@ -7,14 +7,45 @@ each prefixed with the family it breaks; an empty list means the plan is valid.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
-from gridplace.planner.model import RATE_SCALE, power_budget_watts, power_draw_watts
-from gridplace.planner.problem import SLOTS_PER_GPU, Problem
+from gridplace.planner.core import (
+    RATE_SCALE,
+    SLOTS_PER_GPU,
+    failure_domain,
+    power_budget_watts,
+    power_draw_watts,
+    slots_per_gpu,
+)
+from gridplace.planner.problem import Problem
 from gridplace.specs import PlacementPlan
 
 
 def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
+    """Every hard rule the plan breaks, each prefixed with its family; [] when it is valid."""
+    booked, violations = _book(problem, plan)
+    return violations + _totals(problem, plan, booked)
+
+
+@dataclass
+class _Booked:
+    """What a plan's assignments book, per node GPU, workload, domain and pool."""
+
+    slots_used: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    replicas: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    capacity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    on_node: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    # replicas that carry load, and milli-requests/s, per (workload, domain)
+    per_domain: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    domain_milli: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    draw: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # pool -> watts
+    cost: float = 0.0
+
+
+def _book(problem: Problem, plan: PlacementPlan) -> tuple[_Booked, list[str]]:
+    """Book each assignment on its option; the assignments that match no option or GPU."""
     violations: list[str] = []
+    booked = _Booked()
     workloads = {w.name: w for w in problem.workloads}
     pools_of_node: dict[str, list[int]] = defaultdict(list)
     for pool in problem.pools:
@@ -23,14 +54,6 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
     options = {
         (o.workload, o.pool, o.precision, o.tensor_parallel, o.share): o for o in problem.options
     }
-    slots_used: dict[tuple[str, int], int] = defaultdict(int)
-    replicas: dict[str, int] = defaultdict(int)
-    capacity: dict[str, float] = defaultdict(float)
-    on_node: dict[tuple[str, str], float] = defaultdict(float)
-    per_domain: dict[tuple[str, str], int] = defaultdict(int)  # replicas that carry load
-    domain_milli: dict[tuple[str, str], int] = defaultdict(int)
-    draw: dict[int, int] = defaultdict(int)  # pool -> watts
-    cost = 0.0
     for a in plan.spec.assignments:
         where = f"{a.workload} on {a.node} gpus {a.gpus}"
         workload = workloads.get(a.workload)
@@ -57,23 +80,33 @@ def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
             )
             continue
         for gpu in a.gpus:
-            slots_used[(a.node, gpu)] += SLOTS_PER_GPU if option.share == 1 else option.slots
-        replicas[a.workload] += 1
-        capacity[a.workload] += option.capacity_rps
-        on_node[(a.workload, a.node)] += option.capacity_rps  # every node may be lost
+            booked.slots_used[(a.node, gpu)] += slots_per_gpu(option.share)
+        booked.replicas[a.workload] += 1
+        booked.capacity[a.workload] += option.capacity_rps
+        booked.on_node[(a.workload, a.node)] += option.capacity_rps  # every node may be lost
         pool = problem.pools[pool_index]
         if workload.spread_across:
-            domain = pool.provider if workload.spread_across == "provider" else pool.region
-            per_domain[(a.workload, domain)] += problem.carries_load(option)
-            domain_milli[(a.workload, domain)] += int(option.capacity_rps * RATE_SCALE)
-        cost += option.cost_per_hour
-        draw[pool_index] += power_draw_watts(option)
+            domain = failure_domain(pool, workload.spread_across)
+            booked.per_domain[(a.workload, domain)] += problem.carries_load(option)
+            booked.domain_milli[(a.workload, domain)] += int(option.capacity_rps * RATE_SCALE)
+        booked.cost += option.cost_per_hour
+        booked.draw[pool_index] += power_draw_watts(option.power_watts)
         if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
             violations.append(f"slo-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
-    for (node, gpu), used in sorted(slots_used.items()):
+    return booked, violations
+
+
+def _totals(problem: Problem, plan: PlacementPlan, booked: _Booked) -> list[str]:
+    """The rules on totals: slots per GPU, power per pool, replicas, spread, budget and what the
+    plan's status claims."""
+    violations: list[str] = []
+    workloads = {w.name: w for w in problem.workloads}
+    replicas, capacity, on_node = booked.replicas, booked.capacity, booked.on_node
+    per_domain, domain_milli, cost = booked.per_domain, booked.domain_milli, booked.cost
+    for (node, gpu), used in sorted(booked.slots_used.items()):
         if used > SLOTS_PER_GPU:
             violations.append(f"gpu-sharing: {node} GPU {gpu} booked {used}/{SLOTS_PER_GPU} slots")
-    for pool_index, watts in sorted(draw.items()):
+    for pool_index, watts in sorted(booked.draw.items()):
         budget = power_budget_watts(problem.pools[pool_index])
         if budget is not None and watts > budget:
             violations.append(

@@ -1,13 +1,19 @@
-"""Turning a solution (option counts + concrete placements) into a ``PlacementPlan`` document."""
+"""Turning a solution (option counts + concrete placements) into a ``PlacementPlan`` document.
+
+Diagnosis is not done here: the caller passes an ``Explain`` (``planning.explain_unplaced``) that
+words why the workloads short of their target are; without one they get their shortfall only.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from gridplace.planner.at_demand import latency_at
+from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
-from gridplace.planner.explain import diagnosis_model, explain_workload
-from gridplace.planner.model import PlacementModel
+from gridplace.planner.explain import Explanation
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.plan import (
@@ -19,7 +25,31 @@ from gridplace.specs.plan import (
 )
 
 COVERAGE_TOLERANCE = 1e-6
-MAX_DIAGNOSES = 5  # assumption-core solves per plan (highest priority unplaced workloads first)
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A workload short of its target: req/s missing, and replicas that carry load missing."""
+
+    workload: int
+    missing_rps: float
+    short_replicas: int
+
+
+Explain = Callable[[list[Shortfall]], dict[int, Explanation]]
+
+
+@dataclass
+class _Tally:
+    """What the placements give each workload (by index)."""
+
+    capacity: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    replicas: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    carrying: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minShare
+    cost: dict[int, float] = field(default_factory=lambda: defaultdict(float))
+    on_node: dict[int, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
 
 
 def build_plan(
@@ -29,15 +59,32 @@ def build_plan(
     name: str = "plan",
     generation: int = 1,
     placement_failures: list[str] | None = None,
-    explain: bool = True,
+    explain: Explain | None = None,
 ) -> PlacementPlan:
-    """The plan document: assignments sorted by workload, node and GPUs; per-workload coverage."""
+    """The plan document: assignments sorted by workload, node and GPUs; per-workload coverage;
+    ``explain`` words the reasons of workloads short of their target."""
+    tally = _Tally()
+    assignments = _assignments(problem, placements, tally)
+    coverage, unplaced, warnings = _coverage(problem, tally, explain)
+    failures = placement_failures or []
+    if failures:
+        solver = solver.model_copy(update={"status": f"{solver.status} (placement failures)"})
+    return PlacementPlan(
+        metadata=Metadata(name=name, generation=generation),
+        spec=PlacementPlanSpec(assignments=assignments),
+        status=PlacementPlanStatus(
+            solver=solver,
+            workloads=coverage,
+            unplaced=unplaced,
+            warnings=warnings,
+            cost_per_hour=round(sum(tally.cost.values()), 4),
+        ),
+    )
+
+
+def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -> list[Assignment]:
+    """One assignment per placement, sorted by workload, node and GPUs; ``tally`` counts them."""
     assignments = []
-    capacity: dict[int, float] = defaultdict(float)
-    replicas: dict[int, int] = defaultdict(int)
-    carrying: dict[int, int] = defaultdict(int)  # replicas that carry load (replicas.minShare)
-    cost: dict[int, float] = defaultdict(float)
-    on_node: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pinned = {(r.node, r.gpus) for r in problem.previous if r.pinned}
     placed_rps: dict[int, float] = defaultdict(float)
     for placement in placements:
@@ -51,11 +98,11 @@ def build_plan(
         load_rps = (
             workload.demand_rps * option.capacity_rps / max(placed_rps[option.workload], 1e-9)
         )
-        capacity[option.workload] += option.capacity_rps
-        on_node[option.workload][placement.node] += option.capacity_rps
-        replicas[option.workload] += 1
-        carrying[option.workload] += problem.carries_load(option)
-        cost[option.workload] += option.cost_per_hour
+        tally.capacity[option.workload] += option.capacity_rps
+        tally.on_node[option.workload][placement.node] += option.capacity_rps
+        tally.replicas[option.workload] += 1
+        tally.carrying[option.workload] += problem.carries_load(option)
+        tally.cost[option.workload] += option.cost_per_hour
         assignments.append(
             Assignment(
                 workload=workload.name,
@@ -75,6 +122,14 @@ def build_plan(
             )
         )
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))
+    return assignments
+
+
+def _coverage(
+    problem: Problem, tally: _Tally, explain: Explain | None
+) -> tuple[list[WorkloadCoverage], list[Unplaced], list[str]]:
+    """Per-workload coverage, the workloads short of their target with reasons, and warnings."""
+    capacity, replicas, carrying = tally.capacity, tally.replicas, tally.carrying
     coverage = []
     unplaced = []
     warnings = []
@@ -84,14 +139,23 @@ def build_plan(
         and carrying[w.index] >= w.replicas_min
         for w in problem.workloads
     }
-    uncovered = [w for w in problem.workloads if not is_covered[w.index]]
-    diagnosed = {w.index for w in sorted(uncovered, key=lambda w: -w.priority)[:MAX_DIAGNOSES]}
-    base: PlacementModel | None = None  # the diagnoses' model, built for the first one
+    shortfalls = [
+        Shortfall(
+            w.index,
+            max(0.0, target[w.index] - capacity[w.index]),
+            max(0, w.replicas_min - carrying[w.index]),
+        )
+        for w in problem.workloads
+        if not is_covered[w.index]
+    ]
+    explained = explain(shortfalls) if explain is not None and shortfalls else {}
     reliability = {node: pool.reliability for pool in problem.pools for node in pool.node_names}
     for workload in problem.workloads:
         left_rps, worst_node, worst_exempt = None, None, None
         if workload.node_failures > 0 and replicas[workload.index] > 0:
-            left_rps, worst_node = _node_loss(capacity[workload.index], on_node[workload.index])
+            left_rps, worst_node = worst_node_loss(
+                capacity[workload.index], tally.on_node[workload.index]
+            )
             if worst_node is not None:
                 worst_exempt = not workload.may_fail(reliability[worst_node])
         covered = is_covered[workload.index]
@@ -102,7 +166,7 @@ def build_plan(
                 capacity_rps=round(capacity[workload.index], 3),
                 slo_met=covered,
                 replicas=replicas[workload.index],
-                cost_per_hour=round(cost[workload.index], 4),
+                cost_per_hour=round(tally.cost[workload.index], 4),
                 capacity_after_node_loss_rps=left_rps,
                 worst_node=worst_node,
                 worst_node_exempt=worst_exempt,
@@ -115,14 +179,9 @@ def build_plan(
             )
         if not covered:
             missing = max(0.0, target_rps - capacity[workload.index])
-            if explain:
-                short = max(0, workload.replicas_min - carrying[workload.index])
-                if base is None and workload.index in diagnosed:
-                    base = diagnosis_model(problem)
-                why = explain_workload(
-                    problem, workload.index, missing, short, workload.index in diagnosed, base
-                )
-                reasons, hints = why.reasons, why.hints
+            if workload.index in explained:
+                why = explained[workload.index]
+                reasons, hints = list(why.reasons), list(why.hints)
             else:
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]
                 hints = []
@@ -133,20 +192,7 @@ def build_plan(
                     f"replicas.min {workload.replicas_min}"
                 )
             unplaced.append(Unplaced(workload=workload.name, reasons=reasons, hints=hints))
-    failures = placement_failures or []
-    if failures:
-        solver = solver.model_copy(update={"status": f"{solver.status} (placement failures)"})
-    return PlacementPlan(
-        metadata=Metadata(name=name, generation=generation),
-        spec=PlacementPlanSpec(assignments=assignments),
-        status=PlacementPlanStatus(
-            solver=solver,
-            workloads=coverage,
-            unplaced=unplaced,
-            warnings=warnings,
-            cost_per_hour=round(sum(cost.values()), 4),
-        ),
-    )
+    return coverage, unplaced, warnings
 
 
 def _failover_warning(
@@ -171,12 +217,3 @@ def _failover_warning(
         f"failover: {demand.name}: {loses}; add nodes that can serve it, or set "
         "redundancy.nodeFailures: 0"
     )
-
-
-def _node_loss(capacity_rps: float, on_node: dict[str, float]) -> tuple[float, str | None]:
-    """Capacity left after the worst loss of one node, exempt or not, and that node (ties:
-    first by name)."""
-    if not on_node:
-        return round(capacity_rps, 3), None
-    worst = min(on_node, key=lambda node: (-on_node[node], node))
-    return round(max(0.0, capacity_rps - on_node[worst]), 3), worst

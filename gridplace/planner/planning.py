@@ -11,21 +11,24 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gridplace.planner.baselines import capacity_only, greedy
-from gridplace.planner.compile import (
-    LatencyLookup,
+from gridplace.planner.compile import compile_problem
+from gridplace.planner.deaggregate import deaggregate
+from gridplace.planner.explain import Explanation, diagnosis_model, explain_workload
+from gridplace.planner.output import Explain, Shortfall, build_plan
+from gridplace.planner.ports import (
     OptionPrediction,
+    OptionPredictor,
     PlannerInputs,
     PredictionQuery,
-    Predictor,
-    compile_problem,
+    RttLookup,
 )
-from gridplace.planner.deaggregate import deaggregate
-from gridplace.planner.output import build_plan
 from gridplace.planner.prewarm import choose_prewarm
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
 from gridplace.specs import PlacementPlan
 from gridplace.specs.plan import SolverSummary
+
+MAX_DIAGNOSES = 5  # assumption-core solves per plan (highest priority unplaced workloads first)
 
 
 class Strategy(StrEnum):
@@ -42,7 +45,7 @@ class PlanResult:
     solve_s: float
 
 
-def _naive(predictor: Predictor) -> Predictor:
+def _naive(predictor: OptionPredictor) -> OptionPredictor:
     """What a VRAM-only matcher believes: nameplate speed, no latency targets."""
 
     def predict(query: PredictionQuery) -> OptionPrediction:
@@ -57,7 +60,7 @@ class _NoNetwork:
 
 
 def compile_for(
-    strategy: Strategy, inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup
+    strategy: Strategy, inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
 ) -> Problem:
     """The problem a strategy plans on: capacity-only sees what a VRAM-only matcher believes
     (nameplate speed, no latency targets, no network, no headroom); the others see it all."""
@@ -80,8 +83,8 @@ def compile_for(
 
 def make_plan(
     inputs: PlannerInputs,
-    predictor: Predictor,
-    latency: LatencyLookup,
+    predictor: OptionPredictor,
+    latency: RttLookup,
     strategy: Strategy = Strategy.CPSAT,
     settings: SolverSettings | None = None,
     name: str = "plan",
@@ -147,8 +150,27 @@ def plan_problem(
         name=name,
         generation=generation,
         placement_failures=failures,
-        explain=explain and strategy is Strategy.CPSAT,
+        explain=explain_unplaced(problem) if explain and strategy is Strategy.CPSAT else None,
     )
+
+
+def explain_unplaced(problem: Problem) -> Explain:
+    """Why each workload short of its target is: compile-time reasons for all of them, and the
+    assumption-core diagnosis (one small solve each, on one model built for the first) for the
+    ``MAX_DIAGNOSES`` of highest priority."""
+
+    def explain(shortfalls: list[Shortfall]) -> dict[int, Explanation]:
+        by_priority = sorted(shortfalls, key=lambda s: -problem.workloads[s.workload].priority)
+        diagnosed = {s.workload for s in by_priority[:MAX_DIAGNOSES]}
+        base = diagnosis_model(problem) if diagnosed else None
+        return {
+            s.workload: explain_workload(
+                problem, s.workload, s.missing_rps, s.short_replicas, s.workload in diagnosed, base
+            )
+            for s in shortfalls
+        }
+
+    return explain
 
 
 def proved_bound(objective: float, bound: float) -> float | None:

@@ -1,4 +1,4 @@
-"""The bridge from compile's ``Predictor`` protocol to the performance model.
+"""The bridge from the ``ports.OptionPredictor`` protocol to the performance model.
 
 For one replica configuration it asks ``perfmodel`` for support, VRAM, single-stream latency and
 the capacity inside the SLO (with the TTFT budget left after network RTT), and returns compile's
@@ -21,10 +21,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gridplace.planner.compile import OptionPrediction, PredictionQuery, Predictor
+from gridplace.planner.core import ttft_budget_ms
 from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.predict import NotSupported
+from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
 from gridplace.planner.problem import Queueing
 from gridplace.planner.recalibrate import Calibration, Correction
 from gridplace.specs import (
@@ -34,8 +35,6 @@ from gridplace.specs import (
     TensorThroughput,
     builtin_catalog,
 )
-
-TTFT_BUDGET_STEP_MS = 25.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def make_predictor(
     profiles: Sequence[PerformanceProfile] = (),
     catalog: Catalog | None = None,
     calibration: Calibration | None = None,
-) -> Predictor:
+) -> OptionPredictor:
     """A memoizing predictor over the calibrated performance model, the given profiles and the
     learned corrections."""
     book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
@@ -107,7 +106,7 @@ def make_predictor(
     memo: dict[tuple[object, ...], OptionPrediction] = {}
 
     def predict(query: PredictionQuery) -> OptionPrediction:
-        budget = math.floor(query.ttft_budget_ms / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
+        budget = ttft_budget_ms(query.ttft_budget_ms)
         gpu = query.gpu
         config = (
             query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,

@@ -6,8 +6,7 @@ Units: rates in requests/s, latency in ms, cost in USD/hour, VRAM in GiB. Capaci
 counted in *slots*: a whole GPU is ``SLOTS_PER_GPU`` slots; a replica sharing a GPU with others
 takes ``SLOTS_PER_GPU / share`` of them (share 2 or 4), a tensor-parallel replica ``tp`` whole GPUs.
 Slot sizes are powers of two that divide each other, which is what makes class-level counting
-exact: any counts that satisfy the per-threshold capacity rows pack onto concrete GPUs (largest
-first).
+exact (``core``).
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from gridplace.planner.core import replica_slots
+from gridplace.planner.rules import Reason
 from gridplace.specs import ClaimLevel, Interconnect, Precision
-
-SLOTS_PER_GPU = 4
-SHARE_FACTORS = (1, 2, 4)  # replicas per GPU: exclusive, half, quarter
 
 
 @dataclass(frozen=True)
@@ -117,9 +115,7 @@ class Option:
     @property
     def slots(self) -> int:
         """GPU slots one replica occupies."""
-        if self.share > 1:
-            return SLOTS_PER_GPU // self.share
-        return SLOTS_PER_GPU * self.tensor_parallel
+        return replica_slots(self.share, self.tensor_parallel)
 
 
 @dataclass(frozen=True)
@@ -128,8 +124,8 @@ class Rejection:
 
     workload: int
     pool: int
-    family: str  # the constraint family id, e.g. "vram", "slo-itl"
-    reason: str  # with numbers: "int4 needs 38.1 GiB per GPU, has 24.0"
+    family: str  # the compile-time rule's id (``rules.RULES``), e.g. "vram-per-gpu", "slo-itl"
+    reason: Reason  # its numbers; ``rules.describe`` words them
     nodes: int  # how many nodes this covers
     pools: tuple[int, ...] = ()  # every pool it covers (pools predicted alike share one)
 
@@ -168,13 +164,6 @@ class Problem:
         return index
 
     @cached_property
-    def _by_pool(self) -> dict[int, list[Option]]:
-        index: dict[int, list[Option]] = {p.index: [] for p in self.pools}
-        for option in self.options:
-            index[option.pool].append(option)
-        return index
-
-    @cached_property
     def _rejections_by_workload(self) -> dict[int, list[Rejection]]:
         index: dict[int, list[Rejection]] = {w.index: [] for w in self.workloads}
         for rejection in self.rejections:
@@ -186,9 +175,6 @@ class Problem:
 
     def options_of(self, workload: int) -> list[Option]:
         return self._by_workload.get(workload, [])
-
-    def options_on(self, pool: int) -> list[Option]:
-        return self._by_pool.get(pool, [])
 
     @cached_property
     def _load_rps(self) -> dict[int, float]:

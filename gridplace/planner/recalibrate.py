@@ -49,9 +49,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gridplace.planner.compile import PredictionQuery, Predictor
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.pools import effective_gpu
+from gridplace.planner.ports import OptionPredictor, PredictionQuery
 from gridplace.specs import (
     Catalog,
     InferenceWorkload,
@@ -352,8 +352,8 @@ def replica_queries(
 
 def capacity_moves(
     queries: Sequence[tuple[str, PredictionQuery]],
-    before: Predictor,
-    after: Predictor,
+    before: OptionPredictor,
+    after: OptionPredictor,
     policy: ReplanPolicy | None = None,
 ) -> list[str]:
     """Replicas whose predicted capacity moved by more than the policy's band."""

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.model import CONSTRAINT_FAMILIES, PlacementModel
+from gridplace.planner.model import PlacementModel
+from gridplace.planner.rules import MODEL_RULES
 from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
 # A window that does not finish in this time keeps the best it found (CP-SAT returns FEASIBLE).
@@ -338,7 +339,7 @@ def unsettled_workloads(pm: PlacementModel, counts: dict[int, int]) -> set[int]:
     replicas in a constraint family row that the counts break (with every slack at 0: demand
     not covered, replicas short of the minimum), or, for a broken row none of whose options has
     replicas, every workload in it. Rows of the stages (``stage[...]``) are not looked at."""
-    families = {family for family, _ in CONSTRAINT_FAMILIES}
+    families = {rule.id for rule in MODEL_RULES}
     workload_of = {pm.x[o.index].index: o.workload for o in pm.problem.options}
     value = {pm.x[o].index: n for o, n in counts.items()}
     unsettled: set[int] = set()

@@ -83,7 +83,9 @@ def test_validate_reports_a_workload_no_node_can_hold(tmp_path: Path) -> None:
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["placeable"] is False
     summary = workload["reasons"][0]
-    assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram]"), summary
+    assert summary.startswith("0/1 nodes can serve chat-8b: 1 too little VRAM [vram-per-gpu]"), (
+        summary
+    )
     assert "needs" in summary and "GiB per GPU, has 24.0" in summary
     # The hint is a fix that was tried: nodes of a catalog GPU that hold it (#23).
     assert any(r.startswith("hint: add ") and "tried: placed" in r for r in workload["reasons"])

@@ -159,7 +159,7 @@ def test_unplaced_workload_exits_3_with_reasons_and_plan_still_written(
     assert out.is_file()
     explained = runner.invoke(app, ["explain", *args, *FAST, "--workload", "huge-405b"])
     assert explained.exit_code == 3
-    assert "too little VRAM [vram]" in explained.stdout
+    assert "too little VRAM [vram-per-gpu]" in explained.stdout
 
 
 def test_plan_with_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:

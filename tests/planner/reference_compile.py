@@ -20,10 +20,6 @@ from gridplace.planner.candidates import (
     drop_dominated,
 )
 from gridplace.planner.compile import (
-    LatencyLookup,
-    PlannerInputs,
-    PredictionQuery,
-    Predictor,
     _demand,
     _model,
     _previous_keys,
@@ -31,17 +27,23 @@ from gridplace.planner.compile import (
     _trust_failure,
     assemble_problem,
 )
-from gridplace.planner.options import BUDGET_STEP_MS, MAX_TENSOR_PARALLEL, _signature
+from gridplace.planner.core import SHARE_FACTORS, SLOTS_PER_GPU, TTFT_BUDGET_STEP_MS
+from gridplace.planner.options import MAX_TENSOR_PARALLEL, _signature
 from gridplace.planner.pools import build_pools
+from gridplace.planner.ports import (
+    OptionPredictor,
+    PlannerInputs,
+    PredictionQuery,
+    RttLookup,
+)
 from gridplace.planner.problem import (
-    SHARE_FACTORS,
-    SLOTS_PER_GPU,
     GpuPool,
     Option,
     Problem,
     Rejection,
     WorkloadDemand,
 )
+from gridplace.planner.rules import Reason
 from gridplace.specs import GPUModelSpec, InferenceWorkload, ModelArchitectureSpec
 
 OptionKey = tuple[int, int, object, int, int]
@@ -56,7 +58,7 @@ def _tensor_parallel_degrees(gpus_per_node: int) -> list[int]:
 
 
 def reference_compile(
-    inputs: PlannerInputs, predictor: Predictor, latency: LatencyLookup
+    inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
 ) -> Problem:
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
@@ -86,7 +88,7 @@ def reference_compile(
 class _PoolNetwork:
     """p99 RTT from each client region to each pool (its worst node), computed once per pair."""
 
-    def __init__(self, pools: list[GpuPool], latency: LatencyLookup) -> None:
+    def __init__(self, pools: list[GpuPool], latency: RttLookup) -> None:
         self._pools = pools
         self._latency = latency
         self._rtt: dict[tuple[int, str], float] = {}
@@ -105,7 +107,7 @@ def _candidates(
     model: ModelArchitectureSpec,
     pools: list[GpuPool],
     pool_gpus: list[GPUModelSpec],
-    predictor: Predictor,
+    predictor: OptionPredictor,
     network: _PoolNetwork,
 ) -> tuple[list[Option], list[Rejection]]:
     """Every option of one workload that meets the compile-time rules, and why others do not.
@@ -124,7 +126,9 @@ def _candidates(
             )
             continue
         best_rtt = min(network.rtt_ms(pool.index, region) for region, _ in demand.sources)
-        budget = math.floor((spec.slo.ttft_ms - best_rtt) / BUDGET_STEP_MS) * BUDGET_STEP_MS
+        budget = (
+            math.floor((spec.slo.ttft_ms - best_rtt) / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
+        )
         groups[(*_signature(pool, pool_gpus[pool.index]), budget)].append(pool)
     rtts = {
         pool.index: {region: network.rtt_ms(pool.index, region) for region, _ in demand.sources}
@@ -137,7 +141,7 @@ def _candidates(
         covered = tuple(p.index for p in members)
         budget = float(key[-1])  # type: ignore[arg-type]
 
-        def reject(family: str, reason: str, covered: tuple[int, ...] = covered) -> None:
+        def reject(family: str, reason: Reason, covered: tuple[int, ...] = covered) -> None:
             count = sum(pools[i].node_count for i in covered)
             rejections.append(Rejection(demand.index, covered[0], family, reason, count, covered))
 
@@ -203,7 +207,7 @@ def _candidates(
                         )
                         reject(
                             "slo-ttft",
-                            f"{label}: TTFT {worst:.0f} ms incl. network > {spec.slo.ttft_ms:g} ms",
+                            Reason(label, "ttft", worst, spec.slo.ttft_ms, "ms"),
                             tuple(unservable),
                         )
     return found, rejections

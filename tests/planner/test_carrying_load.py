@@ -91,12 +91,10 @@ def test_the_oracle_rejects_a_domain_over_its_capacity_limit() -> None:
     result = run(three_providers(), [PHI])
     problem = result.problem
     x = next(p for p in problem.pools if p.provider == "x")
-    whole, half = sorted((o for o in problem.options_on(x.index)), key=lambda o: o.share)
+    whole, half = sorted((o for o in problem.options if o.pool == x.index), key=lambda o: o.share)
     counts = {whole.index: 1, half.index: 5}  # 12.2 + 5 x 2.9 = 26.7 req/s > 22 on provider x
     placements, _ = deaggregate(problem, counts)
-    plan = build_plan(
-        problem, placements, SolverSummary(status="test", wall_seconds=0.0), explain=False
-    )
+    plan = build_plan(problem, placements, SolverSummary(status="test", wall_seconds=0.0))
     assert any(v.startswith("spread: w has 26.") for v in validate_plan(problem, plan))
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gridplace.planner.core import power_budget_watts, power_draw_watts
 from gridplace.planner.deaggregate import deaggregate
-from gridplace.planner.model import power_budget_watts, power_draw_watts
 from gridplace.planner.problem import Problem
 from tests.planner.grids import node, run, workload
 
@@ -31,7 +31,7 @@ def test_replicas_stay_within_each_nodes_share_of_a_throttled_pools_power() -> N
     placements, failures = deaggregate(problem, _one_whole_gpu_replica_each(problem))
     assert failures == []
     for p in placements:
-        draw[p.node] = draw.get(p.node, 0) + power_draw_watts(problem.options[p.option])
+        draw[p.node] = draw.get(p.node, 0) + power_draw_watts(problem.options[p.option].power_watts)
     assert sorted(draw) == ["n0", "n1"]
     assert max(draw.values()) <= budget / pool.node_count
 

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from gridplace.planner.compile import over
 from gridplace.planner.explain import compile_summary
 from gridplace.planner.problem import Rejection
+from gridplace.planner.rules import Reason, describe, over
 from tests.planner.grids import node, run, workload
 
 
@@ -32,15 +32,17 @@ def test_the_itl_reason_never_reads_as_equal_figures() -> None:
     # A whole L40S predicts 25.2 ms on the fake predictor.
     result = run([node("a", gpu="l40s")], [workload("w", itl_ms=25)])
     rejections = [r for r in result.problem.rejections if r.family == "slo-itl"]
-    [reason] = [r.reason for r in rejections if r.reason.startswith("bf16 tp1: ")]
+    [reason] = [describe(r.reason) for r in rejections if r.reason.option == "bf16 tp1"]
     assert reason == "bf16 tp1: ITL 25.2 ms > 25 ms"
 
 
 def test_a_vram_rejection_names_the_whole_gpu_as_best_not_a_quarter_share() -> None:
     result = run([node("a")], [workload("w")])
     problem = result.problem
-    whole = Rejection(0, 0, "vram", "bf16 tp1: needs 30.0 GiB per GPU, has 24.0", 1)
-    quarter = Rejection(0, 0, "vram", "bf16 tp1 1/4 GPU: needs 20.0 GiB per GPU, has 6.0", 1)
+    whole = Rejection(0, 0, "vram-per-gpu", Reason("bf16 tp1", "vram", 30.0, 24.0, "GiB"), 1)
+    quarter = Rejection(
+        0, 0, "vram-per-gpu", Reason("bf16 tp1 1/4 GPU", "vram", 20.0, 6.0, "GiB"), 1
+    )
     rejected = dataclasses.replace(problem, options=(), rejections=(quarter, whole))
     [summary], _ = compile_summary(rejected, 0)
     assert "best: rtx-4090 bf16 tp1: needs 30.0 GiB per GPU, has 24.0" in summary, summary
@@ -49,6 +51,6 @@ def test_a_vram_rejection_names_the_whole_gpu_as_best_not_a_quarter_share() -> N
 def test_a_ttft_rejection_names_the_network_figure() -> None:
     # 200 ms from ap-southeast to eu-west clients leaves 100 ms of a 300 ms target.
     result = run([node("a", region="ap-southeast")], [workload("w", ttft_ms=300)])
-    [reason] = {r.reason for r in result.problem.rejections if r.family == "slo-ttft"}
+    [reason] = {describe(r.reason) for r in result.problem.rejections if r.family == "slo-ttft"}
     assert "before network + 200 ms network from the nearest source" in reason, reason
     assert "300 ms target" in reason

@@ -1,15 +1,21 @@
-"""Paired allow/reject tests per constraint family: the reject names the family."""
+"""Paired allow/reject tests per rule of ``rules.RULES``: the reject names the rule. The table
+holds the rules a plan's unplaced reasons name; pinned, failover (soft: a warning, not an unplaced
+workload) and vram-pool (implied by the GPU slots on any compiled problem) have their pair below."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ortools.sat.python import cp_model
 
-from gridplace.planner.compile import PlannerInputs
+from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.model import build_model
 from gridplace.planner.planning import PlanResult
-from gridplace.specs import InferenceWorkload, Node, builtin_catalog
+from gridplace.planner.rules import BY_ID, RULES
+from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
 from tests.planner.fakes import FakeLatency, fake_predictor
 from tests.planner.grids import node, run, workload
 
@@ -71,7 +77,7 @@ CASES = [
         ([node("a", price=1.0)], [workload("w")], {"budget_per_hour": 0.5}),
     ),
     Case(
-        "vram",
+        "vram-per-gpu",
         ([node("a", count=2)], [workload("w", model="llama-3.1-70b", precisions=("int4",))], {}),
         ([node("a", count=2)], [workload("w", model="llama-3.1-70b", precisions=("bf16",))], {}),
     ),
@@ -153,5 +159,72 @@ def test_every_constraint_in_the_model_is_named() -> None:
     unnamed = [c for c in constraints if not c.name]
     assert unnamed == []
     families = {c.name.split("[")[0] for c in constraints}
-    assert {"gpu-count", "gpu-sharing", "vram", "thermal-power", "demand-coverage"} <= families
+    assert {"gpu-count", "gpu-sharing", "vram-pool", "thermal-power", "demand-coverage"} <= families
     assert {"replica-bounds", "spread", "budget"} <= families
+
+
+def pinned_previous(nodes: list[Node], pinned: bool) -> PlacementPlan:
+    """A previous plan with v's replica on node a, pinned or not."""
+    first = run(nodes, [workload("v", rps=0.5, replicas=(1, 1))])
+    [replica] = first.plan.spec.assignments
+    spec = first.plan.spec.model_copy(
+        update={"assignments": [replica.model_copy(update={"pinned": pinned})]}
+    )
+    return first.plan.model_copy(update={"spec": spec})
+
+
+def test_pinned_allows_a_pinned_replica_that_leaves_room() -> None:
+    nodes = [node("a"), node("b")]
+    previous = pinned_previous([node("a")], pinned=True)
+    both = [workload("v", rps=0.5, replicas=(1, 1)), workload("w", priority=1000)]
+    result = run(nodes, both, previous=previous)
+    assert result.plan.status is not None and result.plan.status.unplaced == [], reasons(result)
+
+
+def test_pinned_rejects_and_names_itself() -> None:
+    # One GPU, held by v's pinned replica: w of higher priority cannot take it.
+    previous = pinned_previous([node("a")], pinned=True)
+    both = [workload("v", rps=0.5, replicas=(1, 1)), workload("w", priority=1000)]
+    result = run([node("a")], both, previous=previous)
+    assert result.plan.status is not None
+    assert [u.workload for u in result.plan.status.unplaced] == ["w"]
+    assert "pinned" in reasons(result)
+
+
+def test_failover_allows_two_nodes_and_warns_on_one() -> None:
+    n_plus_1 = [workload("w", rps=1.0, redundancy={"nodeFailures": 1})]
+    flaky = {"reliability": 0.95}
+    allowed = run([node("a", **flaky), node("b", **flaky)], n_plus_1)
+    assert allowed.plan.status is not None and allowed.plan.status.warnings == []
+    rejected = run([node("a", **flaky)], n_plus_1)
+    assert rejected.plan.status is not None
+    [warning] = rejected.plan.status.warnings
+    assert warning.startswith("failover: w:")
+
+
+def test_vram_pool_allows_what_fits_and_rejects_what_does_not() -> None:
+    nodes = [node("a")]
+    problem = compile_problem(
+        PlannerInputs(nodes, [workload("w")], builtin_catalog()),
+        fake_predictor,
+        FakeLatency({"a": nodes[0].spec.region}),
+    )
+    [option] = [o for o in problem.options if o.share == 1 and o.tensor_parallel == 1]
+    memory = problem.pools[option.pool].memory_gib
+
+    def feasible(vram_gib: float) -> bool:
+        larger = dataclasses.replace(option, vram_gib=vram_gib)
+        pm = build_model(dataclasses.replace(problem, options=(larger,)), families=("vram-pool",))
+        pm.model.add(pm.x[option.index] >= 1)
+        pm.model.add(pm.literal("vram-pool") == 1)  # the family on, as solve sets it
+        return cp_model.CpSolver().solve(pm.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+
+    assert feasible(memory)
+    assert not feasible(memory + 1)
+
+
+def test_every_rule_has_one_function_and_a_pair() -> None:
+    paired = {c.family for c in CASES} | {"pinned", "failover", "vram-pool"}
+    assert paired == set(BY_ID)
+    assert len(BY_ID) == len(RULES)  # no id twice: a compile-time rule and a family never share
+    assert all(callable(rule.function) for rule in RULES)

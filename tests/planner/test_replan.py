@@ -138,7 +138,7 @@ def test_explanation_summarizes_nodes_with_numbers_and_a_hint() -> None:
     assert result.plan.status is not None
     (unplaced,) = result.plan.status.unplaced
     summary = unplaced.reasons[0]
-    assert summary.startswith("0/4 nodes can serve big: 4 too little VRAM [vram]")
+    assert summary.startswith("0/4 nodes can serve big: 4 too little VRAM [vram-per-gpu]")
     assert "GiB" in summary
     assert any("GiB per GPU" in hint and "allow int4" in hint for hint in unplaced.hints)
 
@@ -178,4 +178,4 @@ def _violations(problem: Problem, counts: dict[int, int]) -> list[str]:
     placements, failures = deaggregate(problem, counts)
     assert failures == []
     summary = SolverSummary(status="hint", wall_seconds=0.0, strategy="cpsat")
-    return validate_plan(problem, build_plan(problem, placements, summary, explain=False))
+    return validate_plan(problem, build_plan(problem, placements, summary))

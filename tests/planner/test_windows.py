@@ -9,10 +9,12 @@ from ortools.sat.python import cp_model
 
 from gridplace.planner.baselines import greedy
 from gridplace.planner.compile import PlannerInputs, compile_problem
-from gridplace.planner.model import COST_SCALE, build_model
+from gridplace.planner.model import build_model
+from gridplace.planner.objectives import COST_SCALE
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan, plan_problem
-from gridplace.planner.solve import SolverSettings, _all_variables, solve_problem
+from gridplace.planner.solve import SolverSettings, solve_problem
+from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.windows import Assignment, evaluate, solve_window
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
 from gridplace.specs.workload import Redundancy
@@ -167,7 +169,7 @@ def test_a_small_window_reaches_the_optimum_of_the_full_model_with_the_rest_fixe
     assert solver.solve(pm.model) == cp_model.OPTIMAL
     pm.model.add(unmet <= round(solver.objective_value))
     pm.model.minimize(cost)
-    variables = _all_variables(pm)
+    variables = all_variables(pm)
     incumbent = {var.index: solver.value(var) for var in variables}
     counts = {option: solver.value(var) for option, var in pm.x.items()}
     checked = 0

@@ -1,0 +1,70 @@
+"""The placement model's objectives, minimized in stages in this order (``stages``): unmet
+demand (weighted by priority; replicas short of replicas.min and capacity uncovered after a node
+loss with it), cost per hour, replicas moved from the previous plan, preference (precision rank,
+then ITL and TTFT as per-mille of their targets)."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ortools.sat.python import cp_model
+
+from gridplace.planner.problem import Option, Problem
+
+if TYPE_CHECKING:
+    from gridplace.planner.model import PlacementModel
+
+COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
+SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
+UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
+
+
+def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:
+    return cp_model.LinearExpr.sum(list(terms))
+
+
+def scaled_cost(option: Option) -> int:
+    """A replica's cost per hour in integer units of ``COST_SCALE``, rounded up."""
+    return math.ceil(option.cost_per_hour * COST_SCALE)
+
+
+def _preference(problem: Problem, option: Option) -> int:
+    workload = problem.workloads[option.workload]
+    mean_ttft = sum(option.ttft_ms.values()) / len(option.ttft_ms)
+    return (
+        option.precision_rank * 1000
+        + round(1000 * option.itl_ms / workload.itl_slo_ms) // 10
+        + round(1000 * mean_ttft / workload.ttft_slo_ms) // 10
+    )
+
+
+def build_objectives(pm: PlacementModel) -> None:
+    problem = pm.problem
+    unmet_terms = (
+        [
+            UNMET_WEIGHT * problem.workloads[w].priority * var
+            for (w, _), var in sorted(pm.unmet.items())
+        ]
+        + [
+            UNMET_WEIGHT * problem.workloads[w].priority * SHORT_PENALTY * var
+            for w, var in sorted(pm.short.items())
+        ]
+        + [problem.workloads[w].priority * var for w, var in sorted(pm.uncovered.items())]
+    )
+    pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
+    pm.objectives.append(("cost", _sum(pm.x[o.index] * scaled_cost(o) for o in problem.options)))
+    previous: dict[int, int] = defaultdict(int)
+    for replica in problem.previous:
+        if replica.option is not None:
+            previous[replica.option] += 1
+    for option, count in sorted(previous.items()):
+        var = pm.model.new_int_var(0, count, f"moved[{option}]")
+        pm.model.add(var >= count - pm.x[option]).with_name(f"moves[option={option}]")
+        pm.moved[option] = var
+    pm.objectives.append(("moves", _sum(pm.moved.values())))
+    pm.objectives.append(
+        ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
+    )
