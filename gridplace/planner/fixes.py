@@ -16,19 +16,18 @@ precision with nodes, then nodes with replicas.max or an SLO value.
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from gridplace.planner.compile import compile_problem
+from gridplace.planner.fix_changes import apply_change, offer_prices, peer_link
 from gridplace.planner.planning import PlanResult, Strategy, plan_problem
 from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
-from gridplace.specs import GPUModelSpec, InferenceWorkload, Node, PlacementPlan, Precision
-from gridplace.specs.common import Interconnect, Metadata
+from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
 from gridplace.specs.fixes import (
     AddNodes,
     AllowPrecision,
@@ -39,7 +38,6 @@ from gridplace.specs.fixes import (
     RelaxSlo,
     SloField,
 )
-from gridplace.specs.node import GPUGroup, NodeSpec
 from gridplace.specs.plan import Unplaced
 
 # Precisions a hint may allow, the least lossy first (GGUF types only for llama.cpp workloads).
@@ -52,7 +50,6 @@ CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
 DEFAULT_BUDGET_S = 20.0  # all checks of one plan together, at most (validate: this)
 MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few seconds
 MAX_NODE_TRIES = 3
-FIX_NODE_PREFIX = "fix-"
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
 
 
@@ -68,56 +65,6 @@ class FixSearch:
 
     def left_s(self) -> float:
         return self.deadline - time.perf_counter()
-
-
-def apply_change(inputs: PlannerInputs, workload: str, change: Change) -> PlannerInputs:
-    """A copy of ``inputs`` with ``change`` made for ``workload``."""
-    if isinstance(change, RaiseBudget):
-        return replace(inputs, budget_per_hour=change.per_hour)
-    if isinstance(change, AddNodes):
-        return replace(inputs, nodes=[*inputs.nodes, *_new_nodes(inputs, workload, change)])
-    workloads = [_changed(w, change) if w.name == workload else w for w in inputs.workloads]
-    return replace(inputs, workloads=workloads)
-
-
-def _changed(workload: InferenceWorkload, change: Change) -> InferenceWorkload:
-    spec = workload.spec
-    update: dict[str, object]
-    if isinstance(change, AllowPrecision):
-        update = {"precisions": [*spec.precisions, change.precision]}
-    elif isinstance(change, RelaxSlo):
-        name = "itl_ms" if change.field == "itlMs" else "ttft_ms"
-        update = {"slo": spec.slo.model_copy(update={name: change.value})}
-    elif isinstance(change, RaiseReplicasMax):
-        update = {"replicas": spec.replicas.model_copy(update={"max": change.value})}
-    else:
-        raise ValueError(f"not a workload change: {change.kind}")
-    return workload.model_copy(update={"spec": spec.model_copy(update=update)})
-
-
-def _new_nodes(inputs: PlannerInputs, workload: str, change: AddNodes) -> list[Node]:
-    """The nodes an ``AddNodes`` buys: trusted as far as the workload asks (a node bought for it
-    is one the operator can attest), linked as its GPU's peer link allows."""
-    trust = next(w.spec.trust for w in inputs.workloads if w.name == workload)
-    taken = {n.name for n in inputs.nodes}
-    nodes = []
-    for i in range(change.count):
-        name = f"{FIX_NODE_PREFIX}{change.gpu}x{change.gpus_per_node}-{i}"
-        while name in taken:
-            name += "x"
-        trusted = (
-            {"reliability": trust.min_reliability, "claims": trust.min_claims} if trust else {}
-        )
-        spec = NodeSpec(
-            region=change.region,
-            provider=f"fix-{i}" if change.distinct_providers else "fix",
-            price_per_hour=change.price_per_hour or 0.0,
-            gpus=[GPUGroup(model=change.gpu, count=change.gpus_per_node)],
-            interconnect=change.interconnect,
-            **trusted,
-        )
-        nodes.append(Node(metadata=Metadata(name=name), spec=spec))
-    return nodes
 
 
 def _compile(search: FixSearch, inputs: PlannerInputs, latency: RttLookup | None) -> Problem:
@@ -374,16 +321,6 @@ def _combined(inputs: PlannerInputs, workload: str, search: FixSearch,
     return []
 
 
-def offer_prices(inputs: PlannerInputs) -> dict[str, float]:
-    """USD per GPU-hour per catalog GPU: the median over the inputs' single-model nodes."""
-    prices: dict[str, list[float]] = defaultdict(list)
-    for node in inputs.nodes:
-        models = {inputs.catalog.gpu_id(g.model) for g in node.spec.gpus}
-        if len(models) == 1 and None not in models:
-            prices[str(models.pop())].append(node.spec.price_per_hour / node.spec.gpu_count)
-    return {gpu: statistics.median(p) for gpu, p in prices.items()}
-
-
 def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) -> list[AddNodes]:
     """One node of every catalog GPU x GPUs per node, added at once in the workload's main
     traffic region and compiled: the kinds compile keeps an option on, each with the count its
@@ -398,7 +335,7 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
             gpus_per_node=k,
             count=1,
             region=region,
-            interconnect=_link(inputs.catalog.gpus[gpu], k),
+            interconnect=peer_link(inputs.catalog.gpus[gpu], k),
             distinct_providers=spread,
         )
         for gpu in sorted(inputs.catalog.gpus)
@@ -440,11 +377,6 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
         return 1, memory * change.gpus_per_node * change.count
 
     return sorted(candidates, key=lambda c: (cost(c), c.gpu, c.gpus_per_node))
-
-
-def _link(gpu: GPUModelSpec, gpus: int) -> Interconnect:
-    """The peer link a node of ``gpus`` of this GPU is sold with (PCIe for one GPU or none)."""
-    return gpu.peer_link.kind if gpu.peer_link and gpus > 1 else Interconnect.PCIE
 
 
 def with_fixes(
