@@ -104,12 +104,6 @@ async def read_documents(
     return await run_in_threadpool(parse_body, body, max_documents, kinds, max_list_items)
 
 
-def parse_one(body: bytes, kind: str) -> Any:
-    """The single document of ``kind`` in ``body`` (its validated object)."""
-    documents = parse_body(body, 1, {kind})
-    return documents[0].obj
-
-
 def reparse(documents: list[dict[str, Any]], source: str) -> list[LoadedDocument]:
     """Documents stored as JSON (a plan's inputs) validated again, for a replan."""
     loaded = []

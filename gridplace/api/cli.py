@@ -7,8 +7,6 @@ never prints a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -80,16 +78,6 @@ ProbesOption = Annotated[
     list[Path] | None,
     typer.Option("--probes", "-p", help="LatencyProbes YAML file or directory (repeatable)."),
 ]
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn input errors into a readable message and exit 1 — never a traceback."""
-    try:
-        yield
-    except SpecError as error:
-        render.print_issues(error.issues)
-        raise typer.Exit(EXIT_INVALID) from None
 
 
 def load_inputs(*groups: list[Path] | None) -> SpecBundle:

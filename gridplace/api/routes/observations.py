@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from gridplace.api.bodies import parse_one
+from gridplace.api.bodies import read_documents
 from gridplace.api.deps import PrincipalDep, ServiceDep, StateDep, require_node_access
 from gridplace.api.errors import Forbidden, InvalidRequest, NotFound
 from gridplace.api.models import (
@@ -28,6 +28,7 @@ from gridplace.api.models import (
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.routes.nodes import NodeName
 from gridplace.specs import Observations
+from gridplace.specs.observation import MAX_WINDOWS_PER_DOCUMENT
 
 router = APIRouter(prefix="/v1", tags=["observations"])
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"  # specs.common.Name
@@ -44,7 +45,9 @@ async def post_observations(
 ) -> ObservationsAccepted:
     """Store this node's observation windows (what its engines served, and how fast)."""
     require_node_access(principal, name)
-    observations: Observations = parse_one(await request.body(), "Observations")
+    # Parsed in a worker thread: a node's 2 MiB of windows must not stall the event loop.
+    documents = await read_documents(request, 1, {"Observations"}, MAX_WINDOWS_PER_DOCUMENT)
+    observations: Observations = documents[0].obj
     foreign = sorted({w.node for w in observations.spec.windows if w.node != name})
     if foreign:
         message = f"windows of node {', '.join(foreign[:5])}, not of node {name!r}"
