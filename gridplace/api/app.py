@@ -38,6 +38,7 @@ from gridplace.api.routes import admin, demand, health, nodes, observations, pla
 from gridplace.api.security import VerifiedTokens, hash_secret, new_admin_token
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
+from gridplace.api.shared import SharedState
 from gridplace.api.solver_pool import SolverPool
 from gridplace.api.store import DatabaseDamaged, DatabaseUnavailable, GenerationConflict, Store
 from gridplace.api.store.schema import utc_now
@@ -74,6 +75,9 @@ def create_app(
     metrics = Metrics()
     solver = SolverPool(settings.max_concurrent_solves if settings.solve_in_subprocess else 0)
     service = PlanService(store, settings, metrics, clock, started_at=clock(), solver=solver)
+    verified = VerifiedTokens(settings.token_cache_s)
+    shared = SharedState(store, verified)
+    shared.sync()
     state = AppState(
         settings=settings,
         store=store,
@@ -84,7 +88,8 @@ def create_app(
         admin=admin_credential,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         failed_logins=RateLimiter(FAILED_LOGIN_RATE_PER_S, FAILED_LOGIN_BURST),
-        verified=VerifiedTokens(settings.token_cache_s),
+        verified=verified,
+        shared=shared,
         planning=anyio.CapacityLimiter(settings.max_concurrent_solves),
     )
 
@@ -95,15 +100,17 @@ def create_app(
         # while bounding database connections and GIL contention.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         solver.warm()
-        task = None
+        shared.start_listening()
+        tasks = [asyncio.create_task(_sync_periodically(state))]
         if settings.replan_interval_s > 0:
-            task = asyncio.create_task(_check_periodically(state))
+            tasks.append(asyncio.create_task(_check_periodically(state)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            shared.stop()
             solver.close()
             store.close()
 
@@ -141,6 +148,15 @@ def _admin_credential(
     if kept == candidate:  # not beaten to it by another server on the same database
         announce(token)
     return AdminCredential(stored=kept)
+
+
+async def _sync_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.sync_interval_s)
+        try:
+            await anyio.to_thread.run_sync(state.shared.sync)
+        except Exception:  # the database may be back at the next tick
+            log.warning("comparing with the database's latest plan and revocations failed")
 
 
 async def _check_periodically(state: AppState) -> None:

@@ -35,6 +35,7 @@ from gridplace.api.security import (
 )
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
+from gridplace.api.shared import SharedState
 from gridplace.api.store import Store
 
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class AppState:
     limiter: RateLimiter
     failed_logins: RateLimiter
     verified: VerifiedTokens
+    shared: SharedState
     # Plan work (solve, validate, replan) waits for its turn here, on the event loop, so that a
     # queue of planners never holds the worker threads the agents' requests need.
     planning: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
@@ -151,6 +153,8 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
         raise Unauthorized("an Authorization: Bearer <token> header is required")
     token = credentials.credentials
     principal = state.verified.get(token)
+    if principal is not None and principal.token_id in state.shared.revoked:
+        principal = None  # revoked by another server since it was cached here
     if principal is None:
         # A wrong token costs a slow hash check: charge the caller's address for each failure,
         # and refuse before hashing once its bucket is empty.
@@ -165,12 +169,22 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
             raise Unauthorized("the token is not valid (unknown, revoked or mistyped)")
         state.verified.put(token, principal)
     if not principal.is_admin:
-        wait_s = state.limiter.take(principal.rate_key)
+        wait_s = await _take_rate(state, principal.rate_key)
         if wait_s > 0:
             state.metrics.limited()
             raise RateLimited(f"{principal.rate_key} is over its request rate", wait_s)
     _authorize(request, principal)
     return principal
+
+
+async def _take_rate(state: AppState, key: str) -> float:
+    """A token of ``key``'s bucket: in this process's memory on SQLite (one process), in the
+    database on PostgreSQL, where every server of the database must count the same requests."""
+    if state.store.backend != "postgresql":
+        return state.limiter.take(key)
+    return await run_in_threadpool(
+        state.store.take_shared_token, key, state.limiter.rate_per_s, state.limiter.burst
+    )
 
 
 def _authorize(request: Request, principal: Principal) -> None:

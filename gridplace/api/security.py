@@ -169,7 +169,7 @@ class VerifiedTokens:
                 self._entries.clear()  # rare; the next requests simply pay the hash again
             self._entries[self._key(token)] = (principal, time.monotonic() + self._ttl_s)
 
-    def forget_token_id(self, token_id: str) -> None:
+    def forget_token_ids(self, token_ids: set[str]) -> None:
         with self._lock:
-            for key in [k for k, (p, _) in self._entries.items() if p.token_id == token_id]:
+            for key in [k for k, (p, _) in self._entries.items() if p.token_id in token_ids]:
                 del self._entries[key]

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         default=8, ge=1, le=256, description="Threads that run blocking request work."
     )
+    sync_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a server compares the latest plan generation and the revoked "
+        "tokens with the database: the longest another server's plan or revocation goes unseen "
+        "(on PostgreSQL a notification makes it immediate).",
+    )
     token_cache_s: float = Field(
         default=60.0,
         ge=0,

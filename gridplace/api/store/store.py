@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from gridplace.api.store.records import (
     NodeRecord,
     NodeTokenRecord,
     ObservationRecord,
+    PlanAssignmentIndex,
     PlanRecord,
     PlanSummary,
     StateRecord,
@@ -52,6 +53,19 @@ from gridplace.api.store.schema import (
 from gridplace.specs import LatencyProbes, Node, NodeStatus, ObservationWindow, PlacementPlan
 
 ADMIN_TOKEN_KEY = "admin_token"
+# Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
+# others look at the shared marks (``sync_marks``) at once instead of at their next poll.
+NOTIFY_CHANNEL = "gridplace_changes"
+# Shared token buckets: one statement decides and takes, with the database's clock, so servers
+# with skewed clocks still agree. Every SET expression sees the row as it was.
+_LEVEL = "LEAST(:burst, b.tokens + (:now - b.at_s) * :rate)"
+TAKE_SHARED_TOKEN = text(
+    "INSERT INTO rate_buckets AS b (key, tokens, at_s, granted) "
+    "VALUES (:key, :burst - 1, :now, true) ON CONFLICT (key) DO UPDATE SET "
+    f"granted = {_LEVEL} >= 1, "
+    f"tokens = {_LEVEL} - CASE WHEN {_LEVEL} >= 1 THEN 1 ELSE 0 END, at_s = :now "
+    "RETURNING tokens, granted"
+)
 
 
 class Store:
@@ -69,6 +83,9 @@ class Store:
         self._sqlite_file = sqlite_file_of(engine)
         self._sqlite_identity = _identity(self._sqlite_file) if self._sqlite_file else None
         self._damage: str | None = None  # once found damaged, refused until restarted
+        # Called after a plan or a revocation commits here: this server sees its own writes at
+        # once (other servers through NOTIFY or their poll).
+        self.change_hooks: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -213,9 +230,14 @@ class Store:
             row = session.get(NodeTokenRow, token_id)
             if row is None:
                 return None
-            if row.revoked_at is None:
+            changed = row.revoked_at is None
+            if changed:
                 row.revoked_at = now
-            return _token_record(row)
+                self._notify(session)
+            record = _token_record(row)
+        if changed:
+            self._changed()
+        return record
 
     # ------------------------------------------------------------------------------- nodes
 
@@ -394,10 +416,12 @@ class Store:
                     )
                     for position, assignment in enumerate(plan.spec.assignments)
                 )
+                self._notify(session)
                 summary = _plan_summary(row)
         except IntegrityError as error:
             current = self.latest_generation()
             raise GenerationConflict(new.base_generation, current) from error
+        self._changed()
         return summary
 
     def assignments_for(self, node: str) -> NodeAssignments:
@@ -417,6 +441,80 @@ class Store:
                 .order_by(PlanAssignmentRow.position)
             ).all()
         return NodeAssignments(generation=generation, plan_name=name, assignments=list(documents))
+
+    def latest_assignments(self) -> PlanAssignmentIndex:
+        """The latest plan's assignments by node (each node's in plan order)."""
+        with self._session(write=False) as session:
+            latest = session.execute(
+                select(PlanRow.generation, PlanRow.name)
+                .order_by(PlanRow.generation.desc())
+                .limit(1)
+            ).first()
+            if latest is None:
+                return PlanAssignmentIndex(generation=None, plan_name=None)
+            generation, name = latest
+            rows = session.execute(
+                select(PlanAssignmentRow.node, PlanAssignmentRow.assignment)
+                .where(PlanAssignmentRow.generation == generation)
+                .order_by(PlanAssignmentRow.position)
+            ).all()
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for node, assignment in rows:
+            by_node.setdefault(node, []).append(assignment)
+        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+
+    # ------------------------------------------------------------- shared between servers
+
+    def sync_marks(self) -> tuple[int, int]:
+        """(latest plan generation, revoked tokens): what each server compares every second to
+        see another server's new plan or revocation."""
+        with self._session(write=False) as session:
+            generation = session.scalar(select(func.max(PlanRow.generation)))
+            revoked = session.scalar(
+                select(func.count()).where(NodeTokenRow.revoked_at.is_not(None))
+            )
+        return int(generation or 0), int(revoked or 0)
+
+    def revoked_token_ids(self) -> set[str]:
+        query = select(NodeTokenRow.token_id).where(NodeTokenRow.revoked_at.is_not(None))
+        with self._session(write=False) as session:
+            return set(session.scalars(query))
+
+    def take_shared_token(self, key: str, rate_per_s: float, burst: float) -> float:
+        """A token from ``key``'s bucket in the database (PostgreSQL only): 0.0 when taken,
+        else the seconds until one is there."""
+        values = {"key": key, "rate": rate_per_s, "burst": burst}
+        with self._session(write=True) as session:
+            now = session.scalar(text("SELECT extract(epoch FROM clock_timestamp())"))
+            tokens, granted = session.execute(TAKE_SHARED_TOKEN, {**values, "now": now}).one()
+        return 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
+
+    @contextmanager
+    def exclusive(self, lock_id: int) -> Iterator[bool]:
+        """Whether this server holds ``lock_id`` among all servers of the database, held for the
+        block (a PostgreSQL advisory lock; SQLite serves one process, which always holds it)."""
+        if self.backend != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            held = bool(
+                connection.scalar(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id})
+            )
+            connection.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                    connection.commit()
+
+    def _changed(self) -> None:
+        for hook in self.change_hooks:
+            hook()
+
+    def _notify(self, session: Session) -> None:
+        if self.backend == "postgresql":  # delivered at commit, to every listening server
+            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
     # ------------------------------------------------------------------------------ states
 
