@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, case, delete, func, select, text, update
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +53,7 @@ from gridplace.api.store.schema import (
 from gridplace.specs import LatencyProbes, Node, NodeStatus, ObservationWindow, PlacementPlan
 
 ADMIN_TOKEN_KEY = "admin_token"
+_STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "updated_at")
 # Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
@@ -288,14 +289,8 @@ class Store:
         """A heartbeat. The hottest write of the service: one UPDATE ... RETURNING, with the
         documents built before and after the transaction, so that the write lock is short."""
         values = _status_values(status, now)
-        statement = (
-            update(NodeRow)
-            .where(NodeRow.name == name)
-            .values(**values)
-            .returning(NodeRow.document, NodeRow.created_at)
-        )
         with self._session(write=True) as session:
-            found = session.execute(statement).first()
+            found = session.execute(REPORT_STATUS, {"node_name": name, **values}).first()
         if found is None:
             return None
         document, created_at = found
@@ -648,6 +643,17 @@ def _upsert_row(session: Session, node: Node, now: datetime) -> tuple[NodeRow, b
     if node.status is not None:
         _apply_status(row, node.status, now)
     return row, created
+
+
+# Built once, on the table rather than the mapped class: the ORM's bulk-update bookkeeping (session
+# synchronization, statement coercion) cost more than the UPDATE itself per heartbeat.
+_NODES = cast(Table, NodeRow.__table__)
+REPORT_STATUS = (
+    update(_NODES)
+    .where(_NODES.c.name == bindparam("node_name"))
+    .values({column: bindparam(column) for column in _STATUS_COLUMNS})
+    .returning(_NODES.c.document, _NODES.c.created_at)
+)
 
 
 def _status_values(status: NodeStatus, now: datetime) -> dict[str, Any]:
