@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridplace.api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from gridplace.api.metrics import Metrics
-from gridplace.api.ratelimit import RateLimiter
+from gridplace.api.ratelimit import LeasedRateLimiter, RateLimiter
 from gridplace.api.replan import Replanner
 from gridplace.api.roles import DRY_RUN_PARAM, accepted_roles
 from gridplace.api.security import (
@@ -69,6 +69,7 @@ class AppState:
     failed_logins: RateLimiter
     verified: VerifiedTokens
     shared: SharedState
+    shared_limiter: LeasedRateLimiter | None  # PostgreSQL: every server's buckets in one place
     # Plan work (solve, validate, replan) waits for its turn here, on the event loop, so that a
     # queue of planners never holds the worker threads the agents' requests need.
     planning: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
@@ -178,13 +179,15 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
 
 
 async def _take_rate(state: AppState, key: str) -> float:
-    """A token of ``key``'s bucket: in this process's memory on SQLite (one process), in the
-    database on PostgreSQL, where every server of the database must count the same requests."""
-    if state.store.backend != "postgresql":
+    """A token of ``key``'s bucket: in this process's memory on SQLite (one process), leased
+    from the database on PostgreSQL, where every server must count the same requests."""
+    shared = state.shared_limiter
+    if shared is None:
         return state.limiter.take(key)
-    return await run_in_threadpool(
-        state.store.take_shared_token, key, state.limiter.rate_per_s, state.limiter.burst
-    )
+    wait_s = shared.take_held(key)
+    if wait_s is None:
+        wait_s = await run_in_threadpool(shared.take_leased, key)
+    return wait_s
 
 
 def _authorize(request: Request, principal: Principal) -> None:

@@ -144,7 +144,7 @@ class RateBucketRow(Base):
     key: Mapped[str] = mapped_column(String(160), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at_s: Mapped[float] = mapped_column(Float)
-    granted: Mapped[bool] = mapped_column(Boolean)
+    granted: Mapped[int] = mapped_column(Integer)  # tokens the last lease handed out
 
 
 class ProbeRow(Base):

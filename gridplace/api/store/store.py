@@ -57,14 +57,17 @@ _STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "upd
 # Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
-# Shared token buckets: one statement decides and takes, with the database's clock, so servers
-# with skewed clocks still agree. Every SET expression sees the row as it was.
+# Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
+# database's clock, so servers with skewed clocks still agree. Every SET expression sees the row
+# as it was.
+_GRANT = "LEAST(:want, GREATEST(0, floor({level})))"
 _LEVEL = "LEAST(:burst, b.tokens + (:now - b.at_s) * :rate)"
-TAKE_SHARED_TOKEN = text(
+LEASE_SHARED_TOKENS = text(
     "INSERT INTO rate_buckets AS b (key, tokens, at_s, granted) "
-    "VALUES (:key, :burst - 1, :now, true) ON CONFLICT (key) DO UPDATE SET "
-    f"granted = {_LEVEL} >= 1, "
-    f"tokens = {_LEVEL} - CASE WHEN {_LEVEL} >= 1 THEN 1 ELSE 0 END, at_s = :now "
+    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, :now, "
+    f"{_GRANT.format(level=':burst')}) ON CONFLICT (key) DO UPDATE SET "
+    f"granted = {_GRANT.format(level=_LEVEL)}, "
+    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = :now "
     "RETURNING tokens, granted"
 )
 
@@ -287,9 +290,16 @@ class Store:
 
     def report_status(self, name: str, status: NodeStatus, now: datetime) -> NodeRecord | None:
         """A heartbeat. The hottest write of the service: one UPDATE ... RETURNING, with the
-        documents built before and after the transaction, so that the write lock is short."""
+        documents built before and after the transaction, so that the write lock is short.
+
+        Committed before the agent's answer, so a killed server loses no acknowledged heartbeat.
+        On PostgreSQL the commit does not wait for its WAL flush: a crash of PostgreSQL itself
+        may lose the last ~0.6 s (3 x ``wal_writer_delay``) of heartbeats, never part of one,
+        and the next heartbeat replaces them anyway; plans and tokens keep synchronous commits."""
         values = _status_values(status, now)
         with self._session(write=True) as session:
+            if self.backend == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit = off"))
             found = session.execute(REPORT_STATUS, {"node_name": name, **values}).first()
         if found is None:
             return None
@@ -475,14 +485,16 @@ class Store:
         with self._session(write=False) as session:
             return set(session.scalars(query))
 
-    def take_shared_token(self, key: str, rate_per_s: float, burst: float) -> float:
-        """A token from ``key``'s bucket in the database (PostgreSQL only): 0.0 when taken,
-        else the seconds until one is there."""
-        values = {"key": key, "rate": rate_per_s, "burst": burst}
+    def lease_shared_tokens(
+        self, key: str, want: int, rate_per_s: float, burst: float
+    ) -> tuple[int, float]:
+        """Up to ``want`` tokens from ``key``'s bucket in the database (PostgreSQL only): (how
+        many were handed out, the seconds until one is there when none was)."""
+        values = {"key": key, "want": want, "rate": rate_per_s, "burst": burst}
         with self._session(write=True) as session:
             now = session.scalar(text("SELECT extract(epoch FROM clock_timestamp())"))
-            tokens, granted = session.execute(TAKE_SHARED_TOKEN, {**values, "now": now}).one()
-        return 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
+            tokens, granted = session.execute(LEASE_SHARED_TOKENS, {**values, "now": now}).one()
+        return int(granted), 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
 
     @contextmanager
     def exclusive(self, lock_id: int) -> Iterator[bool]:

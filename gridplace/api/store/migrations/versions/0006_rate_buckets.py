@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(160), primary_key=True),
         sa.Column("tokens", sa.Float(), nullable=False),
         sa.Column("at_s", sa.Float(), nullable=False),
-        sa.Column("granted", sa.Boolean(), nullable=False),
+        sa.Column("granted", sa.Integer(), nullable=False),
         prefixes=prefixes,
     )
 
