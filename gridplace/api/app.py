@@ -126,7 +126,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gridplace = state
-    for module in (health, plans, nodes, observations, probes, admin, demand):
+    # Routes match in order: the agents' routes (nodes) first, as they are nearly every request.
+    for module in (nodes, health, plans, observations, probes, admin, demand):
         app.include_router(module.router)
     _install_error_handlers(app)
     # The body limit is outermost and reads the whole body first, so request latency is timed

@@ -50,6 +50,7 @@ NodeName = Annotated[
         description="The node's name (metadata.name of its Node document).",
     ),
 ]
+JSON = "application/json"
 # What an agent can establish about its own machine; stronger claims need the admin.
 NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
 
@@ -203,14 +204,16 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
 )
 def post_telemetry(
     name: NodeName, report: TelemetryReport, principal: PrincipalDep, service: ServiceDep
-) -> NodeResponse:
+) -> Response:
     """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
     require_node_access(principal, name)
     status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
     record = service.store.report_status(name, status, service.clock())
     if record is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
-    return node_response(service.view_of(record))
+    # Serialized here, once: the response model would validate the whole Node again.
+    answer = node_response(service.view_of(record))
+    return Response(answer.model_dump_json(by_alias=True, exclude_none=True), media_type=JSON)
 
 
 @router.post(
@@ -291,7 +294,7 @@ async def get_assignments(
     if found is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     generation, body = found
-    return Response(body, media_type="application/json", headers={"ETag": f'"{generation}"'})
+    return Response(body, media_type=JSON, headers={"ETag": f'"{generation}"'})
 
 
 def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
