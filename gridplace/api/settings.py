@@ -123,8 +123,9 @@ class Settings(BaseSettings):
         "(on PostgreSQL a notification makes it immediate).",
     )
     token_cache_s: float = Field(
-        default=60.0,
+        default=3_600.0,
         ge=0,
         le=3_600,
-        description="How long a verified token skips the (deliberately slow) hash check.",
+        description="How long a verified token skips the (deliberately slow) hash check; "
+        "revocations are honoured within sync_interval_s regardless.",
     )
