@@ -55,6 +55,7 @@ LUA = """
 local names = {%(names)s}
 local tokens = {%(tokens)s}
 local kind = "%(kind)s"
+local minimal = %(minimal)s
 local etag = '%(etag)s'
 local body = '{"healthy": true, "thermal": {"throttleRatio": 0.1}}'
 local i = 0
@@ -68,6 +69,7 @@ request = function()
     return wrk.format("GET", "/v1/nodes/" .. names[k] .. "/assignments", headers, nil)
   end
   headers["Content-Type"] = "application/json"
+  if minimal then headers["Prefer"] = "return=minimal" end
   return wrk.format("POST", "/v1/nodes/" .. names[k] .. "/telemetry", headers, body)
 end
 """
@@ -127,7 +129,9 @@ def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str
     }
 
 
-def script(workdir: Path, kind: str, names: list[str], tokens: list[str], etag: str) -> Path:
+def script(
+    workdir: Path, kind: str, names: list[str], tokens: list[str], etag: str, minimal: bool
+) -> Path:
     path = workdir / f"{kind}.lua"
     path.write_text(
         LUA
@@ -136,6 +140,7 @@ def script(workdir: Path, kind: str, names: list[str], tokens: list[str], etag: 
             "tokens": ",".join(json.dumps(t) for t in tokens),
             "kind": kind,
             "etag": etag,
+            "minimal": "true" if minimal else "false",
         }
     )
     return path
@@ -203,12 +208,20 @@ def measure(
         f"{url}/v1/nodes/{names[0]}/assignments", headers={"Authorization": f"Bearer {tokens[0]}"}
     ).headers.get("ETag", '"1"')
     # Every worker process verifies each token once (a deliberately slow hash): not measured.
-    wrk(url, script(workdir, "assignments", names, tokens, etag), args.warmup, args.connections)
+    wrk(
+        url,
+        script(workdir, "assignments", names, tokens, etag, args.minimal),
+        args.warmup,
+        args.connections,
+    )
     results = {}
     for kind in ("telemetry", "assignments", "mixed"):
         thread = submit_plan_soon(url, args.duration / 3) if plans and kind == "mixed" else None
         results[kind] = wrk(
-            url, script(workdir, kind, names, tokens, etag), args.duration, args.connections
+            url,
+            script(workdir, kind, names, tokens, etag, args.minimal),
+            args.duration,
+            args.connections,
         )
         if thread is not None:
             thread.join()
@@ -227,6 +240,11 @@ def main() -> int:
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="Telemetry with 'Prefer: return=minimal' (204, no node document back).",
+    )
     args = parser.parse_args()
     if args.warmup is None:  # each process hashes each token once (~4 ms): not measured
         args.warmup = max(5.0, 0.01 * args.agents * 2)
@@ -234,7 +252,8 @@ def main() -> int:
     names = [n["metadata"]["name"] for n in nodes]
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
-        f" --connections {args.connections}  (wrk -t1, a separate process)"
+        f" --connections {args.connections}{' --minimal' * args.minimal}"
+        "  (wrk -t1, a separate process)"
     )
     with tempfile.TemporaryDirectory(prefix="gridplace-wrk-") as tmp:
         workdir = Path(tmp)

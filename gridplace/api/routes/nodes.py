@@ -51,6 +51,7 @@ NodeName = Annotated[
     ),
 ]
 JSON = "application/json"
+MINIMAL = "return=minimal"
 # What an agent can establish about its own machine; stronger claims need the admin.
 NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
 
@@ -200,14 +201,32 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
     "/{name}/telemetry",
     response_model=NodeResponse,
     response_model_exclude_none=True,
-    responses=errors(*AUTH_ERRORS, 400, 404, 413),
+    responses={
+        **errors(*AUTH_ERRORS, 400, 404, 413),
+        204: {"description": "Recorded; asked for with 'Prefer: return=minimal'."},
+    },
 )
 def post_telemetry(
-    name: NodeName, report: TelemetryReport, principal: PrincipalDep, service: ServiceDep
+    name: NodeName,
+    report: TelemetryReport,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=256,
+            description="'return=minimal': answer 204 without the node (RFC 7240); an agent "
+            "reporting every few seconds needs nothing back.",
+        ),
+    ] = None,
 ) -> Response:
     """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
     require_node_access(principal, name)
     status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
+    if prefer is not None and MINIMAL in prefer.lower():
+        if not service.store.record_heartbeat(name, status, service.clock()):
+            raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+        return Response(status_code=204, headers={"Preference-Applied": MINIMAL})
     record = service.store.report_status(name, status, service.clock())
     if record is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")

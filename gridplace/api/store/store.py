@@ -297,15 +297,27 @@ class Store:
         may lose the last ~0.6 s (3 x ``wal_writer_delay``) of heartbeats, never part of one,
         and the next heartbeat replaces them anyway; plans and tokens keep synchronous commits."""
         values = _status_values(status, now)
-        with self._session(write=True) as session:
-            if self.backend == "postgresql":
-                session.execute(text("SET LOCAL synchronous_commit = off"))
+        with self._heartbeat_session() as session:
             found = session.execute(REPORT_STATUS, {"node_name": name, **values}).first()
         if found is None:
             return None
         document, created_at = found
         node = Node.model_validate({**document, "status": values["status"]})
         return NodeRecord(node=node, created_at=created_at, updated_at=now, last_heartbeat=now)
+
+    def record_heartbeat(self, name: str, status: NodeStatus, now: datetime) -> bool:
+        """``report_status`` without reading the node back: whether the node is registered."""
+        values = _status_values(status, now)
+        with self._heartbeat_session() as session:
+            result = session.execute(RECORD_HEARTBEAT, {"node_name": name, **values})
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    @contextmanager
+    def _heartbeat_session(self) -> Iterator[Session]:
+        with self._session(write=True) as session:
+            if self.backend == "postgresql":  # see report_status
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            yield session
 
     def delete_node(self, name: str) -> bool:
         with self._session(write=True) as session:
@@ -660,12 +672,12 @@ def _upsert_row(session: Session, node: Node, now: datetime) -> tuple[NodeRow, b
 # Built once, on the table rather than the mapped class: the ORM's bulk-update bookkeeping (session
 # synchronization, statement coercion) cost more than the UPDATE itself per heartbeat.
 _NODES = cast(Table, NodeRow.__table__)
-REPORT_STATUS = (
+RECORD_HEARTBEAT = (
     update(_NODES)
     .where(_NODES.c.name == bindparam("node_name"))
     .values({column: bindparam(column) for column in _STATUS_COLUMNS})
-    .returning(_NODES.c.document, _NODES.c.created_at)
 )
+REPORT_STATUS = RECORD_HEARTBEAT.returning(_NODES.c.document, _NODES.c.created_at)
 
 
 def _status_values(status: NodeStatus, now: datetime) -> dict[str, Any]:
