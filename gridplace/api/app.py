@@ -5,7 +5,9 @@ Building an app opens the store (migrating it to the head revision), settles the
 limit, request metrics) and the error handlers that turn every error into an ``ErrorResponse``:
 ``ApiError`` subclasses by their status, ``SpecError`` as 422 with one issue per field,
 ``GenerationConflict`` as 409, ``DatabaseUnavailable`` as 503. While the app runs (its lifespan),
-a background task runs the change check every ``replan_interval_s``.
+a background task runs the change check every ``replan_interval_s`` (one server of a database at
+a time) and another keeps the plan generation and revoked tokens in step with the database every
+``sync_interval_s`` (``shared.py``; on PostgreSQL also at once, on NOTIFY).
 """
 
 from __future__ import annotations
