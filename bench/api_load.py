@@ -89,7 +89,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(database_url: str, workdir: Path, rate_unlimited: bool) -> Iterator[str]:
+def server(
+    database_url: str, workdir: Path, rate_unlimited: bool, workers: int = 1
+) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
     env["GRIDPLACE_ADMIN_TOKEN"] = ADMIN_TOKEN
@@ -112,6 +114,8 @@ def server(database_url: str, workdir: Path, rate_unlimited: bool) -> Iterator[s
                 database_url,
                 "--log-level",
                 "warning",
+                "--workers",
+                str(workers),
             ],
             cwd=workdir,
             env=env,

@@ -5,7 +5,9 @@ Building an app opens the store (migrating it to the head revision), settles the
 limit, request metrics) and the error handlers that turn every error into an ``ErrorResponse``:
 ``ApiError`` subclasses by their status, ``SpecError`` as 422 with one issue per field,
 ``GenerationConflict`` as 409, ``DatabaseUnavailable`` as 503. While the app runs (its lifespan),
-a background task runs the change check every ``replan_interval_s``.
+a background task runs the change check every ``replan_interval_s`` (one server of a database at
+a time) and another keeps the plan generation and revoked tokens in step with the database every
+``sync_interval_s`` (``shared.py``; on PostgreSQL also at once, on NOTIFY).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -32,12 +35,13 @@ from gridplace.api.errors import ApiError, Issue, RateLimited, Unauthorized
 from gridplace.api.metrics import Metrics
 from gridplace.api.middleware import BodyLimit, RequestMetrics
 from gridplace.api.models import ErrorResponse, IssueOut
-from gridplace.api.ratelimit import RateLimiter
+from gridplace.api.ratelimit import LeasedRateLimiter, RateLimiter
 from gridplace.api.replan import Replanner
 from gridplace.api.routes import admin, demand, health, nodes, observations, plans, probes
 from gridplace.api.security import VerifiedTokens, hash_secret, new_admin_token
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
+from gridplace.api.shared import SharedState
 from gridplace.api.solver_pool import SolverPool
 from gridplace.api.store import DatabaseDamaged, DatabaseUnavailable, GenerationConflict, Store
 from gridplace.api.store.schema import utc_now
@@ -47,6 +51,9 @@ log = logging.getLogger("gridplace.api")
 # Failed logins per client address: a few typos are fine, a scan is slowed to one try a second.
 FAILED_LOGIN_RATE_PER_S = 1.0
 FAILED_LOGIN_BURST = 10
+# Tokens a server leases from a node's shared bucket at once (PostgreSQL): an agent on a 15 s
+# schedule costs one database write per ~75 s instead of one per request.
+RATE_LEASE_TOKENS = 10
 
 
 def announce_to_stderr(token: str) -> None:
@@ -74,6 +81,9 @@ def create_app(
     metrics = Metrics()
     solver = SolverPool(settings.max_concurrent_solves if settings.solve_in_subprocess else 0)
     service = PlanService(store, settings, metrics, clock, started_at=clock(), solver=solver)
+    verified = VerifiedTokens(settings.token_cache_s)
+    shared = SharedState(store, verified)
+    shared.sync()
     state = AppState(
         settings=settings,
         store=store,
@@ -84,7 +94,9 @@ def create_app(
         admin=admin_credential,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         failed_logins=RateLimiter(FAILED_LOGIN_RATE_PER_S, FAILED_LOGIN_BURST),
-        verified=VerifiedTokens(settings.token_cache_s),
+        verified=verified,
+        shared=shared,
+        shared_limiter=_shared_limiter(store, settings),
         planning=anyio.CapacityLimiter(settings.max_concurrent_solves),
     )
 
@@ -95,15 +107,17 @@ def create_app(
         # while bounding database connections and GIL contention.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         solver.warm()
-        task = None
+        shared.start_listening()
+        tasks = [asyncio.create_task(_sync_periodically(state))]
         if settings.replan_interval_s > 0:
-            task = asyncio.create_task(_check_periodically(state))
+            tasks.append(asyncio.create_task(_check_periodically(state)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            shared.stop()
             solver.close()
             store.close()
 
@@ -114,7 +128,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gridplace = state
-    for module in (health, plans, nodes, observations, probes, admin, demand):
+    # Routes match in order: the agents' routes (nodes) first, as they are nearly every request.
+    for module in (nodes, health, plans, observations, probes, admin, demand):
         app.include_router(module.router)
     _install_error_handlers(app)
     # The body limit is outermost and reads the whole body first, so request latency is timed
@@ -122,6 +137,17 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _shared_limiter(store: Store, settings: Settings) -> LeasedRateLimiter | None:
+    if store.backend != "postgresql":
+        return None
+    lease = partial(
+        store.lease_shared_tokens,
+        rate_per_s=settings.rate_limit_per_s,
+        burst=float(settings.rate_limit_burst),
+    )
+    return LeasedRateLimiter(lease, min(RATE_LEASE_TOKENS, settings.rate_limit_burst))
 
 
 def _admin_credential(
@@ -141,6 +167,15 @@ def _admin_credential(
     if kept == candidate:  # not beaten to it by another server on the same database
         announce(token)
     return AdminCredential(stored=kept)
+
+
+async def _sync_periodically(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.sync_interval_s)
+        try:
+            await anyio.to_thread.run_sync(state.shared.sync)
+        except Exception:  # the database may be back at the next tick
+            log.warning("comparing with the database's latest plan and revocations failed")
 
 
 async def _check_periodically(state: AppState) -> None:

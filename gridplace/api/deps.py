@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gridplace.api.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from gridplace.api.metrics import Metrics
-from gridplace.api.ratelimit import RateLimiter
+from gridplace.api.ratelimit import LeasedRateLimiter, RateLimiter
 from gridplace.api.replan import Replanner
 from gridplace.api.roles import DRY_RUN_PARAM, accepted_roles
 from gridplace.api.security import (
@@ -35,6 +35,7 @@ from gridplace.api.security import (
 )
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
+from gridplace.api.shared import SharedState
 from gridplace.api.store import Store
 
 T = TypeVar("T")
@@ -67,6 +68,8 @@ class AppState:
     limiter: RateLimiter
     failed_logins: RateLimiter
     verified: VerifiedTokens
+    shared: SharedState
+    shared_limiter: LeasedRateLimiter | None  # PostgreSQL: every server's buckets in one place
     # Plan work (solve, validate, replan) waits for its turn here, on the event loop, so that a
     # queue of planners never holds the worker threads the agents' requests need.
     planning: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
@@ -151,6 +154,8 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
         raise Unauthorized("an Authorization: Bearer <token> header is required")
     token = credentials.credentials
     principal = state.verified.get(token)
+    if principal is not None and principal.token_id in state.shared.revoked:
+        principal = None  # revoked by another server since it was cached here
     if principal is None:
         # A wrong token costs a slow hash check: charge the caller's address for each failure,
         # and refuse before hashing once its bucket is empty.
@@ -165,12 +170,24 @@ async def authenticate(request: Request, state: StateDep, credentials: Credentia
             raise Unauthorized("the token is not valid (unknown, revoked or mistyped)")
         state.verified.put(token, principal)
     if not principal.is_admin:
-        wait_s = state.limiter.take(principal.rate_key)
+        wait_s = await _take_rate(state, principal.rate_key)
         if wait_s > 0:
             state.metrics.limited()
             raise RateLimited(f"{principal.rate_key} is over its request rate", wait_s)
     _authorize(request, principal)
     return principal
+
+
+async def _take_rate(state: AppState, key: str) -> float:
+    """A token of ``key``'s bucket: in this process's memory on SQLite (one process), leased
+    from the database on PostgreSQL, where every server must count the same requests."""
+    shared = state.shared_limiter
+    if shared is None:
+        return state.limiter.take(key)
+    wait_s = shared.take_held(key)
+    if wait_s is None:
+        wait_s = await run_in_threadpool(shared.take_leased, key)
+    return wait_s
 
 
 def _authorize(request: Request, principal: Principal) -> None:

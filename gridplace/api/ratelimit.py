@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+Lease = Callable[[str, int], tuple[int, float]]  # (key, want) -> (granted, wait s when none)
+
 MAX_BUCKETS = 100_000  # past this, full (idle) buckets are dropped; they would refill anyway
 
 
@@ -51,3 +53,40 @@ class RateLimiter:
         full = [k for k in self._buckets if self._level(k, now) >= self.burst]
         for key in full:
             del self._buckets[key]
+
+
+class LeasedRateLimiter:
+    """Token buckets in the database, leased ``lease`` tokens at a time (module docstring)."""
+
+    def __init__(self, lease: Lease, size: int, clock: Callable[[], float] = time.monotonic):
+        self._lease = lease
+        self.size = size
+        self._clock = clock
+        self._held: dict[str, int] = {}
+        self._refused_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def take_held(self, key: str) -> float | None:
+        """From memory: 0.0 when a held token was taken, the wait when refused lately, None
+        when the database must be asked (``take_leased``)."""
+        with self._lock:
+            held = self._held.get(key, 0)
+            if held > 0:
+                self._held[key] = held - 1
+                return 0.0
+            wait_s = self._refused_until.get(key, 0.0) - self._clock()
+            return wait_s if wait_s > 0 else None
+
+    def take_leased(self, key: str) -> float:
+        """Lease from the database and take one (blocking: run it in a worker thread)."""
+        granted, wait_s = self._lease(key, self.size)
+        with self._lock:
+            if len(self._held) + len(self._refused_until) > MAX_BUCKETS:
+                self._held.clear()  # rare; forgotten leases only make a node wait a little
+                self._refused_until.clear()
+            if granted > 0:
+                self._held[key] = self._held.get(key, 0) + granted - 1
+                self._refused_until.pop(key, None)
+                return 0.0
+            self._refused_until[key] = self._clock() + wait_s
+            return wait_s

@@ -49,6 +49,9 @@ from gridplace.planner.recalibrate import (
 from gridplace.specs import build_bundle
 
 log = logging.getLogger("gridplace.api")
+# The advisory lock the periodic check holds: with several servers on one PostgreSQL, one checks
+# and the others skip that round (a plan conflict would refuse the second plan anyway).
+REPLAN_LOCK_ID = 0x7265706C  # "repl"
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,14 @@ class Replanner:
         self.metrics = metrics
 
     def check(self) -> ReplanOutcome:
-        """Replan if the grid changed in a way that matters (the periodic check)."""
+        """Replan if the grid changed in a way that matters (the periodic check); skipped while
+        another server of the database runs its own."""
+        with self.service.store.exclusive(REPLAN_LOCK_ID) as alone:
+            if not alone:
+                return ReplanOutcome(replanned=False, reasons=[], skipped="another-server")
+            return self._check()
+
+    def _check(self) -> ReplanOutcome:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")

@@ -12,7 +12,8 @@ the id finds the stored record without trying every hash; the prefix must match 
 Only a salted scrypt hash of the secret is stored. Secrets are 256 random bits, so the hash's cost
 protects nothing (no guessing reaches them) and is kept small (~4 ms): a restarted server
 re-verifies 10,000 agents in seconds, not minutes. A token that verified is remembered for
-``token_cache_s`` under a SHA-256 of the token (never the token itself); revoking clears it.
+``token_cache_s`` under a SHA-256 of the token (never the token itself). Revocation does not wait
+for that: every request is checked against the revoked set (``shared.SharedState``).
 
 Must not: talk HTTP (``deps`` turns outcomes into 401/403) or keep a token in clear anywhere.
 """
@@ -47,7 +48,7 @@ ADMIN_TOKEN_PREFIX = "gpa"
 SCRYPT_N = 2**11
 SCRYPT_R = 8
 SCRYPT_P = 1
-CACHE_MAX_ENTRIES = 10_000
+CACHE_MAX_ENTRIES = 200_000  # a grid of 10,000 agents and its viewers, many times over
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class VerifiedTokens:
                 self._entries.clear()  # rare; the next requests simply pay the hash again
             self._entries[self._key(token)] = (principal, time.monotonic() + self._ttl_s)
 
-    def forget_token_id(self, token_id: str) -> None:
+    def forget_token_ids(self, token_ids: set[str]) -> None:
         with self._lock:
-            for key in [k for k, (p, _) in self._entries.items() if p.token_id == token_id]:
+            for key in [k for k, (p, _) in self._entries.items() if p.token_id in token_ids]:
                 del self._entries[key]

@@ -114,9 +114,18 @@ class Settings(BaseSettings):
     worker_threads: int = Field(
         default=8, ge=1, le=256, description="Threads that run blocking request work."
     )
+    sync_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often a server compares the latest plan generation and the revoked "
+        "tokens with the database: the longest another server's plan or revocation goes unseen "
+        "(on PostgreSQL a notification makes it immediate).",
+    )
     token_cache_s: float = Field(
-        default=60.0,
+        default=3_600.0,
         ge=0,
         le=3_600,
-        description="How long a verified token skips the (deliberately slow) hash check.",
+        description="How long a verified token skips the (deliberately slow) hash check; "
+        "revocations are honoured within sync_interval_s regardless.",
     )

@@ -277,3 +277,22 @@ def test_agents_pull_assignments_and_report_state(client: TestClient) -> None:
 def test_state_of_a_node_that_never_reported_is_404(client: TestClient) -> None:
     register(client, node_doc("a"))
     assert client.get("/v1/nodes/a/state", headers=ADMIN).status_code == 404
+
+
+def test_a_minimal_heartbeat_is_recorded_and_answered_204(
+    client: TestClient, clock: FakeClock
+) -> None:
+    register(client, node_doc("a"))
+    token = node_token(client, "a") | {"Prefer": "return=minimal"}
+    clock.advance(30)
+    report = {"healthy": False, "thermal": {"throttleRatio": 0.3}}
+    answer = client.post("/v1/nodes/a/telemetry", json=report, headers=token)
+    assert answer.status_code == 204 and answer.content == b""
+    assert answer.headers["Preference-Applied"] == "return=minimal"
+    node = client.get("/v1/nodes/a", headers=ADMIN).json()
+    assert node["healthy"] is False and node["lastHeartbeat"].startswith("2026-11-27T12:00:30")
+    assert node["node"]["status"]["thermal"]["throttleRatio"] == 0.3
+    missing = client.post(
+        "/v1/nodes/b/telemetry", json=report, headers=ADMIN | {"Prefer": "return=minimal"}
+    )
+    assert missing.status_code == 404

@@ -1,7 +1,9 @@
 """``gridplace serve``: run the HTTP API (uvicorn) on an SQLite file or a PostgreSQL database.
 
 With no configuration at all it serves on 127.0.0.1:8700 with ``gridplace.db`` in the working
-directory and prints a generated admin token once. Every other knob is a ``GRIDPLACE_*``
+directory and prints a generated admin token once. ``--workers N`` runs N processes over one
+PostgreSQL (what they share goes through it: ``shared.py``, ``Store.take_shared_token``); SQLite
+is served by one process and says so. Every other knob is a ``GRIDPLACE_*``
 environment variable (``gridplace.api.settings``). Exit codes: 0 after a clean shutdown, 1 when
 the settings or the database are unusable (a message, no traceback).
 """
@@ -9,7 +11,8 @@ the settings or the database are unusable (a message, no traceback).
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+import os
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -33,6 +36,15 @@ def command(
             "postgresql+psycopg://USER:PASSWORD@HOST/DB; also GRIDPLACE_DATABASE_URL.",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes, all on one PostgreSQL (SQLite: 1, its single writer).",
+        ),
+    ] = 1,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -63,9 +75,34 @@ def command(
     except StoreError as error:
         render.stderr.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
+    backend = app.state.gridplace.store.backend
+    if workers > 1 and backend != "postgresql":
+        app.state.gridplace.store.close()
+        render.stderr.print(
+            f"[bold red]error:[/] --workers {workers}: an SQLite database is served by one "
+            "process (it has a single writer); several processes need PostgreSQL "
+            "(--database-url postgresql+psycopg://...)",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INVALID)
     render.stderr.print(
-        f"gridplace API on http://{host}:{port} (database: {app.state.gridplace.store.backend}); "
-        "OpenAPI at /docs",
+        f"gridplace API on http://{host}:{port} (database: {backend}, {workers} "
+        f"process{'es' * (workers > 1)}); OpenAPI at /docs",
         highlight=False,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    options: dict[str, Any] = {"log_level": log_level.lower(), "access_log": False}
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, **options)
+        return
+    # The app built here migrated the database and settled the admin token; each worker process
+    # builds its own from the same settings, passed down through the environment.
+    app.state.gridplace.store.close()
+    os.environ["GRIDPLACE_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "gridplace.api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        **options,
+    )

@@ -90,9 +90,8 @@ def list_tokens(
     responses=errors(*AUTH_ERRORS, 404),
 )
 def revoke_token(token_id: TokenId, _: AdminDep, state: StateDep) -> Response:
-    """Revoke an issued token: refused from now on by this server (by others within
-    ``token_cache_s``)."""
+    """Revoke an issued token: refused from now on by this server, by the others on the same
+    PostgreSQL at once (notified) or within ``sync_interval_s`` at worst."""
     if state.store.revoke_node_token(token_id, state.clock()) is None:
         raise NotFound(f"no token {token_id}")
-    state.verified.forget_token_id(token_id)
     return Response(status_code=204)

@@ -8,6 +8,7 @@ act for any node.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -16,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from gridplace.api.bodies import read_documents
 from gridplace.api.deps import (
     AdminDep,
+    AppState,
     PrincipalDep,
     ServiceDep,
     SettingsDep,
@@ -37,6 +39,7 @@ from gridplace.api.models import (
 from gridplace.api.ownership import merge_agent_registration
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.security import Principal
+from gridplace.api.store import PlanAssignmentIndex
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
@@ -47,6 +50,8 @@ NodeName = Annotated[
         description="The node's name (metadata.name of its Node document).",
     ),
 ]
+JSON = "application/json"
+MINIMAL = "return=minimal"
 # What an agent can establish about its own machine; stronger claims need the admin.
 NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
 
@@ -196,18 +201,38 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
     "/{name}/telemetry",
     response_model=NodeResponse,
     response_model_exclude_none=True,
-    responses=errors(*AUTH_ERRORS, 400, 404, 413),
+    responses={
+        **errors(*AUTH_ERRORS, 400, 404, 413),
+        204: {"description": "Recorded; asked for with 'Prefer: return=minimal'."},
+    },
 )
 def post_telemetry(
-    name: NodeName, report: TelemetryReport, principal: PrincipalDep, service: ServiceDep
-) -> NodeResponse:
+    name: NodeName,
+    report: TelemetryReport,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    prefer: Annotated[
+        str | None,
+        Header(
+            max_length=256,
+            description="'return=minimal': answer 204 without the node (RFC 7240); an agent "
+            "reporting every few seconds needs nothing back.",
+        ),
+    ] = None,
+) -> Response:
     """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
     require_node_access(principal, name)
     status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
+    if prefer is not None and MINIMAL in prefer.lower():
+        if not service.store.record_heartbeat(name, status, service.clock()):
+            raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+        return Response(status_code=204, headers={"Preference-Applied": MINIMAL})
     record = service.store.report_status(name, status, service.clock())
     if record is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
-    return node_response(service.view_of(record))
+    # Serialized here, once: the response model would validate the whole Node again.
+    answer = node_response(service.view_of(record))
+    return Response(answer.model_dump_json(by_alias=True, exclude_none=True), media_type=JSON)
 
 
 @router.post(
@@ -265,30 +290,44 @@ async def read_probes(request: Request, max_samples: int) -> LatencyProbes:
         304: {"description": "The generation in If-None-Match is still the latest."},
     },
 )
-def get_assignments(
+async def get_assignments(
     name: NodeName,
     principal: PrincipalDep,
-    store: StoreDep,
-    response: Response,
+    state: StateDep,
     if_none_match: Annotated[
         str | None, Header(description="The ETag of the last answer: 304 if unchanged.")
     ] = None,
-) -> NodeAssignmentsResponse | Response:
-    """What this node's agent should run: the latest plan's replicas on it, and its generation."""
+) -> Response:
+    """What this node's agent should run: the latest plan's replicas on it, and its generation.
+
+    Answered from memory: a current ETag gets 304 without touching the database, and a node's
+    answer is read and serialized once per generation (``shared.PlanCache``)."""
     require_node_access(principal, name)
-    found = store.assignments_for(name)
-    if not found.assignments and store.node(name) is None:
-        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
-    etag = f'"{found.generation or 0}"'
+    plans = state.shared.plans
+    etag = f'"{plans.generation}"'
     if if_none_match is not None and if_none_match.strip() == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return NodeAssignmentsResponse(
+    found = plans.cached(name)
+    if found is None:
+        found = await run_in_threadpool(plans.answer, name, partial(_render_assignments, state))
+    if found is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    generation, body = found
+    return Response(body, media_type=JSON, headers={"ETag": f'"{generation}"'})
+
+
+def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
+    """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
+    documents = index.by_node.get(name, [])
+    if not documents and state.store.node(name) is None:
+        return None
+    answer = NodeAssignmentsResponse(
         node=name,
-        generation=found.generation,
-        plan=found.plan_name,
-        assignments=[Assignment.model_validate(a) for a in found.assignments],
+        generation=index.generation,
+        plan=index.plan_name,
+        assignments=[Assignment.model_validate(a) for a in documents],
     )
+    return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
 @router.put(

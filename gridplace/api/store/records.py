@@ -110,6 +110,16 @@ class NodeAssignments:
 
 
 @dataclass(frozen=True)
+class PlanAssignmentIndex:
+    """The latest plan's assignments grouped by node, read at once to serve every agent's pull
+    from memory."""
+
+    generation: int | None  # None: no plan yet
+    plan_name: str | None
+    by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ObservationRecord:
     id: int
     received_at: datetime

@@ -136,6 +136,17 @@ class PlanAssignmentRow(Base):
     assignment: Mapped[dict[str, Any]]
 
 
+class RateBucketRow(Base):
+    """A token bucket shared by the servers on one PostgreSQL (revision 0006; unlogged there)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at_s: Mapped[float] = mapped_column(Float)
+    granted: Mapped[int] = mapped_column(Integer)  # tokens the last lease handed out
+
+
 class ProbeRow(Base):
     """A LatencyProbes document as received (revision 0002); the newest few per submitter."""
 

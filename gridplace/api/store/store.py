@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, case, delete, func, select, text, update
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +34,7 @@ from gridplace.api.store.records import (
     NodeRecord,
     NodeTokenRecord,
     ObservationRecord,
+    PlanAssignmentIndex,
     PlanRecord,
     PlanSummary,
     StateRecord,
@@ -52,6 +53,23 @@ from gridplace.api.store.schema import (
 from gridplace.specs import LatencyProbes, Node, NodeStatus, ObservationWindow, PlacementPlan
 
 ADMIN_TOKEN_KEY = "admin_token"
+_STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "updated_at")
+# Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
+# others look at the shared marks (``sync_marks``) at once instead of at their next poll.
+NOTIFY_CHANNEL = "gridplace_changes"
+# Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
+# database's clock, so servers with skewed clocks still agree. Every SET expression sees the row
+# as it was.
+_GRANT = "LEAST(:want, GREATEST(0, floor({level})))"
+_LEVEL = "LEAST(:burst, b.tokens + (:now - b.at_s) * :rate)"
+LEASE_SHARED_TOKENS = text(
+    "INSERT INTO rate_buckets AS b (key, tokens, at_s, granted) "
+    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, :now, "
+    f"{_GRANT.format(level=':burst')}) ON CONFLICT (key) DO UPDATE SET "
+    f"granted = {_GRANT.format(level=_LEVEL)}, "
+    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = :now "
+    "RETURNING tokens, granted"
+)
 
 
 class Store:
@@ -69,6 +87,9 @@ class Store:
         self._sqlite_file = sqlite_file_of(engine)
         self._sqlite_identity = _identity(self._sqlite_file) if self._sqlite_file else None
         self._damage: str | None = None  # once found damaged, refused until restarted
+        # Called after a plan or a revocation commits here: this server sees its own writes at
+        # once (other servers through NOTIFY or their poll).
+        self.change_hooks: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -213,9 +234,14 @@ class Store:
             row = session.get(NodeTokenRow, token_id)
             if row is None:
                 return None
-            if row.revoked_at is None:
+            changed = row.revoked_at is None
+            if changed:
                 row.revoked_at = now
-            return _token_record(row)
+                self._notify(session)
+            record = _token_record(row)
+        if changed:
+            self._changed()
+        return record
 
     # ------------------------------------------------------------------------------- nodes
 
@@ -264,21 +290,34 @@ class Store:
 
     def report_status(self, name: str, status: NodeStatus, now: datetime) -> NodeRecord | None:
         """A heartbeat. The hottest write of the service: one UPDATE ... RETURNING, with the
-        documents built before and after the transaction, so that the write lock is short."""
+        documents built before and after the transaction, so that the write lock is short.
+
+        Committed before the agent's answer, so a killed server loses no acknowledged heartbeat.
+        On PostgreSQL the commit does not wait for its WAL flush: a crash of PostgreSQL itself
+        may lose the last ~0.6 s (3 x ``wal_writer_delay``) of heartbeats, never part of one,
+        and the next heartbeat replaces them anyway; plans and tokens keep synchronous commits."""
         values = _status_values(status, now)
-        statement = (
-            update(NodeRow)
-            .where(NodeRow.name == name)
-            .values(**values)
-            .returning(NodeRow.document, NodeRow.created_at)
-        )
-        with self._session(write=True) as session:
-            found = session.execute(statement).first()
+        with self._heartbeat_session() as session:
+            found = session.execute(REPORT_STATUS, {"node_name": name, **values}).first()
         if found is None:
             return None
         document, created_at = found
         node = Node.model_validate({**document, "status": values["status"]})
         return NodeRecord(node=node, created_at=created_at, updated_at=now, last_heartbeat=now)
+
+    def record_heartbeat(self, name: str, status: NodeStatus, now: datetime) -> bool:
+        """``report_status`` without reading the node back: whether the node is registered."""
+        values = _status_values(status, now)
+        with self._heartbeat_session() as session:
+            result = session.execute(RECORD_HEARTBEAT, {"node_name": name, **values})
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    @contextmanager
+    def _heartbeat_session(self) -> Iterator[Session]:
+        with self._session(write=True) as session:
+            if self.backend == "postgresql":  # see report_status
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            yield session
 
     def delete_node(self, name: str) -> bool:
         with self._session(write=True) as session:
@@ -394,10 +433,12 @@ class Store:
                     )
                     for position, assignment in enumerate(plan.spec.assignments)
                 )
+                self._notify(session)
                 summary = _plan_summary(row)
         except IntegrityError as error:
             current = self.latest_generation()
             raise GenerationConflict(new.base_generation, current) from error
+        self._changed()
         return summary
 
     def assignments_for(self, node: str) -> NodeAssignments:
@@ -417,6 +458,82 @@ class Store:
                 .order_by(PlanAssignmentRow.position)
             ).all()
         return NodeAssignments(generation=generation, plan_name=name, assignments=list(documents))
+
+    def latest_assignments(self) -> PlanAssignmentIndex:
+        """The latest plan's assignments by node (each node's in plan order)."""
+        with self._session(write=False) as session:
+            latest = session.execute(
+                select(PlanRow.generation, PlanRow.name)
+                .order_by(PlanRow.generation.desc())
+                .limit(1)
+            ).first()
+            if latest is None:
+                return PlanAssignmentIndex(generation=None, plan_name=None)
+            generation, name = latest
+            rows = session.execute(
+                select(PlanAssignmentRow.node, PlanAssignmentRow.assignment)
+                .where(PlanAssignmentRow.generation == generation)
+                .order_by(PlanAssignmentRow.position)
+            ).all()
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for node, assignment in rows:
+            by_node.setdefault(node, []).append(assignment)
+        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+
+    # ------------------------------------------------------------- shared between servers
+
+    def sync_marks(self) -> tuple[int, int]:
+        """(latest plan generation, revoked tokens): what each server compares every second to
+        see another server's new plan or revocation."""
+        with self._session(write=False) as session:
+            generation = session.scalar(select(func.max(PlanRow.generation)))
+            revoked = session.scalar(
+                select(func.count()).where(NodeTokenRow.revoked_at.is_not(None))
+            )
+        return int(generation or 0), int(revoked or 0)
+
+    def revoked_token_ids(self) -> set[str]:
+        query = select(NodeTokenRow.token_id).where(NodeTokenRow.revoked_at.is_not(None))
+        with self._session(write=False) as session:
+            return set(session.scalars(query))
+
+    def lease_shared_tokens(
+        self, key: str, want: int, rate_per_s: float, burst: float
+    ) -> tuple[int, float]:
+        """Up to ``want`` tokens from ``key``'s bucket in the database (PostgreSQL only): (how
+        many were handed out, the seconds until one is there when none was)."""
+        values = {"key": key, "want": want, "rate": rate_per_s, "burst": burst}
+        with self._session(write=True) as session:
+            now = session.scalar(text("SELECT extract(epoch FROM clock_timestamp())"))
+            tokens, granted = session.execute(LEASE_SHARED_TOKENS, {**values, "now": now}).one()
+        return int(granted), 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
+
+    @contextmanager
+    def exclusive(self, lock_id: int) -> Iterator[bool]:
+        """Whether this server holds ``lock_id`` among all servers of the database, held for the
+        block (a PostgreSQL advisory lock; SQLite serves one process, which always holds it)."""
+        if self.backend != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            held = bool(
+                connection.scalar(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id})
+            )
+            connection.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                    connection.commit()
+
+    def _changed(self) -> None:
+        for hook in self.change_hooks:
+            hook()
+
+    def _notify(self, session: Session) -> None:
+        if self.backend == "postgresql":  # delivered at commit, to every listening server
+            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
     # ------------------------------------------------------------------------------ states
 
@@ -550,6 +667,17 @@ def _upsert_row(session: Session, node: Node, now: datetime) -> tuple[NodeRow, b
     if node.status is not None:
         _apply_status(row, node.status, now)
     return row, created
+
+
+# Built once, on the table rather than the mapped class: the ORM's bulk-update bookkeeping (session
+# synchronization, statement coercion) cost more than the UPDATE itself per heartbeat.
+_NODES = cast(Table, NodeRow.__table__)
+RECORD_HEARTBEAT = (
+    update(_NODES)
+    .where(_NODES.c.name == bindparam("node_name"))
+    .values({column: bindparam(column) for column in _STATUS_COLUMNS})
+)
+REPORT_STATUS = RECORD_HEARTBEAT.returning(_NODES.c.document, _NODES.c.created_at)
 
 
 def _status_values(status: NodeStatus, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Throughput of the agents' two hot routes under ``wrk``, beside a bare FastAPI app.
+
+Run from the repository root (needs ``wrk``, Debian's package)::
+
+    .venv/bin/python bench/api_wrk.py --agents 2000 --duration 10
+
+For each setup — gridplace on SQLite (1 process) and on PostgreSQL (``--workers 2``; the URL from
+``GRIDPLACE_TEST_POSTGRES_URL``, else a throwaway cluster as in ``api_load.py``) — a real
+``gridplace serve`` gets ``--agents`` nodes (the example grid's nodes, cloned under new names past
+104), a token each and a first plan. ``wrk`` (1 thread, ``--connections`` keep-alive connections,
+a separate process) then sends, for ``--duration`` seconds each: telemetry posts, assignment
+pulls with the current ETag (304s, as agents on a 15 s schedule mostly get), and the two mixed
+while a plan is submitted; every request rotates to the next node's own token (a Lua script).
+The bare app (``bare_app.py``: telemetry inserted into SQLite, a small JSON answer) runs with the
+same process count and the same wrk scripts in the same run: the ratio is the figure that
+survives a noisy machine. Printed: requests/s, p50/p99 (wrk's), non-2xx/3xx answers, and wrk's own
+CPU seconds per wall second. Rate limits are lifted (wrk sends as fast as the server answers).
+Loopback only; client and server share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_load import (  # a sibling script, not a package
+    ADMIN_TOKEN,
+    EXAMPLES,
+    example_nodes,
+    free_port,
+    postgres,
+    server,
+    setup,
+)
+
+LUA = """
+local names = {%(names)s}
+local tokens = {%(tokens)s}
+local kind = "%(kind)s"
+local minimal = %(minimal)s
+local etag = '%(etag)s'
+local body = '{"healthy": true, "thermal": {"throttleRatio": 0.1}}'
+local i = 0
+request = function()
+  i = i + 1
+  local k = (i %% #names) + 1
+  local headers = {["Authorization"] = "Bearer " .. tokens[k]}
+  local pull = kind == "assignments" or (kind == "mixed" and i %% 2 == 0)
+  if pull then
+    headers["If-None-Match"] = etag
+    return wrk.format("GET", "/v1/nodes/" .. names[k] .. "/assignments", headers, nil)
+  end
+  headers["Content-Type"] = "application/json"
+  if minimal then headers["Prefer"] = "return=minimal" end
+  return wrk.format("POST", "/v1/nodes/" .. names[k] .. "/telemetry", headers, body)
+end
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def nodes_for(agents: int) -> list[dict[str, Any]]:
+    base = example_nodes()
+    nodes = []
+    for i in range(agents):
+        node = copy.deepcopy(base[i % len(base)])
+        if i >= len(base):
+            node["metadata"]["name"] = f"{node['metadata']['name'][:50]}-x{i}"
+        nodes.append(node)
+    return nodes
+
+
+def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration_s:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration_s + 60,
+    ).stdout
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(found.group(1)) * UNITS[found.group(2)] if found else float("nan")
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "bad": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 0.0
+        if errors is None
+        else float(sum(map(int, re.findall(r"\d+", errors.group(1))))),
+        "wrk_cpu": cpu / wall,
+    }
+
+
+def script(
+    workdir: Path, kind: str, names: list[str], tokens: list[str], etag: str, minimal: bool
+) -> Path:
+    path = workdir / f"{kind}.lua"
+    path.write_text(
+        LUA
+        % {
+            "names": ",".join(json.dumps(n) for n in names),
+            "tokens": ",".join(json.dumps(t) for t in tokens),
+            "kind": kind,
+            "etag": etag,
+            "minimal": "true" if minimal else "false",
+        }
+    )
+    return path
+
+
+@contextlib.contextmanager
+def bare(workdir: Path, workers: int) -> Iterator[str]:
+    port = free_port()
+    env = dict(os.environ, BARE_DB=str(workdir / f"bare-{port}.db"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        cwd=Path(__file__).resolve().parent,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/v1/nodes/a/assignments", timeout=1.0)
+                break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def submit_plan_soon(url: str, delay_s: float) -> threading.Thread:
+    def submit() -> None:
+        time.sleep(delay_s)
+        httpx.post(
+            f"{url}/v1/plans",
+            content=(EXAMPLES / "workloads" / "workloads.yaml").read_text(),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/yaml"},
+            params={"timeLimitSeconds": 2},
+            timeout=120,
+        )
+
+    thread = threading.Thread(target=submit)
+    thread.start()
+    return thread
+
+
+def measure(
+    url: str,
+    workdir: Path,
+    names: list[str],
+    tokens: list[str],
+    args: argparse.Namespace,
+    plans: bool,
+) -> dict[str, dict[str, float]]:
+    etag = httpx.get(
+        f"{url}/v1/nodes/{names[0]}/assignments", headers={"Authorization": f"Bearer {tokens[0]}"}
+    ).headers.get("ETag", '"1"')
+    # Every worker process verifies each token once (a deliberately slow hash): not measured.
+    wrk(
+        url,
+        script(workdir, "assignments", names, tokens, etag, args.minimal),
+        args.warmup,
+        args.connections,
+    )
+    results = {}
+    for kind in ("telemetry", "assignments", "mixed"):
+        thread = submit_plan_soon(url, args.duration / 3) if plans and kind == "mixed" else None
+        results[kind] = wrk(
+            url,
+            script(workdir, kind, names, tokens, etag, args.minimal),
+            args.duration,
+            args.connections,
+        )
+        if thread is not None:
+            thread.join()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=2000)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="Seconds before measuring (default: 10 ms per agent and process, at least 5 s).",
+    )
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--minimal",
+        action="store_true",
+        help="Telemetry with 'Prefer: return=minimal' (204, no node document back).",
+    )
+    args = parser.parse_args()
+    if args.warmup is None:  # each process hashes each token once (~4 ms): not measured
+        args.warmup = max(5.0, 0.01 * args.agents * 2)
+    nodes = nodes_for(args.agents)
+    names = [n["metadata"]["name"] for n in nodes]
+    print(
+        f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
+        f" --connections {args.connections}{' --minimal' * args.minimal}"
+        "  (wrk -t1, a separate process)"
+    )
+    with tempfile.TemporaryDirectory(prefix="gridplace-wrk-") as tmp:
+        workdir = Path(tmp)
+        for backend in args.backends.split(","):
+            workers = 1 if backend == "sqlite" else 2
+            with contextlib.ExitStack() as stack:
+                if backend == "sqlite":
+                    database = f"sqlite:///{workdir / 'bench.db'}"
+                else:
+                    database = stack.enter_context(postgres(workdir))
+                    if database is None:
+                        print("postgresql: skipped (no GRIDPLACE_TEST_POSTGRES_URL, no initdb)")
+                        continue
+                url = stack.enter_context(server(database, workdir, True, workers))
+                tokens = asyncio.run(setup(url, nodes, 3.0))
+                mine = measure(url, workdir, names, tokens, args, plans=True)
+            with bare(workdir, workers) as url:
+                base = measure(url, workdir, names, tokens, args, plans=False)
+            report(f"{backend}, {workers} process{'es' * (workers > 1)}", mine, base)
+    return 0
+
+
+def report(
+    title: str, mine: dict[str, dict[str, float]], base: dict[str, dict[str, float]]
+) -> None:
+    print(f"\n{title}")
+    header = ("route", "req/s", "p50 ms", "p99 ms", "non-2xx/3xx", "wrk cpu", "bare req/s")
+    print("{:<12} {:>8} {:>7} {:>7} {:>11} {:>7} | {:>10}".format(*header), "bare p99  ratio")
+    for kind, m in mine.items():
+        b = base[kind]
+        ratio = m["rps"] / b["rps"] if b["rps"] else float("nan")
+        bad = m["bad"] + m["socket_errors"]
+        print(
+            f"{kind:<12} {m['rps']:>8.0f} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {bad:>11.0f} "
+            f"{m['wrk_cpu']:>7.2f} | {b['rps']:>10.0f} {b['p99_ms']:>8.1f} {ratio:>6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
