@@ -81,7 +81,13 @@ class ApiClient:
             body["thermal"] = thermal
         if message:
             body["message"] = message[:1000]
-        self._send("POST", f"/v1/nodes/{self.node}/telemetry", json=body)
+        # The agent reads nothing back: the server answers 204 from one UPDATE (RFC 7240).
+        self._send(
+            "POST",
+            f"/v1/nodes/{self.node}/telemetry",
+            json=body,
+            headers={"Prefer": "return=minimal"},
+        )
 
     def assignments(self) -> Desired:
         """The desired replicas; the cached answer when the API says 304 (unchanged)."""
