@@ -117,7 +117,7 @@ def plan_bundle(
         bundle, previous, budget_per_hour, headroom, calibration
     )
     result = make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
-    budget_s = fix_budget(result) if fix_budget_s is None else fix_budget_s
+    budget_s = fix_budget(settings) if fix_budget_s is None else fix_budget_s
     if strategy is not Strategy.CPSAT or budget_s <= 0:
         return result
     if progress and result.plan.status and result.plan.status.unplaced:

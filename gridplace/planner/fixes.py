@@ -16,17 +16,17 @@ precision with nodes, then nodes with replicas.max or an SLO value.
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gridplace.planner.compile import compile_problem
 from gridplace.planner.fix_changes import apply_change, offer_prices, peer_link
-from gridplace.planner.planning import PlanResult, Strategy, plan_problem
+from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings
+from gridplace.planner.work import WorkClock
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
 from gridplace.specs.fixes import (
     AddNodes,
@@ -49,6 +49,10 @@ SLO_RESOLUTION_MS, SLO_RESOLUTION = 0.1, 0.01  # how close to the smallest worki
 CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
 DEFAULT_BUDGET_S = 20.0  # all checks of one plan together, at most (validate: this)
 MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few seconds
+# The budget is counted in work, not on the clock, so that the fixes a plan lists are the same
+# on an idle and on a loaded machine: a compile is charged this much, a plan check the
+# deterministic CP-SAT work (reference seconds: ``planner.work``).
+COMPILE_CHARGE_S = 0.05
 MAX_NODE_TRIES = 3
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
 
@@ -56,18 +60,26 @@ NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) 
 @dataclass
 class FixSearch:
     """What checking a fix needs besides the inputs: the predictor, the network lookup for a
-    node list (added nodes need their own RTTs) and a deadline (``time.perf_counter``)."""
+    node list (added nodes need their own RTTs) and a budget of work (reference seconds,
+    charged per compile and per plan check: the same on any machine load)."""
 
     predictor: OptionPredictor
     latency_for: Callable[[Sequence[Node]], RttLookup]
-    deadline: float
+    budget_s: float
+    work: WorkClock = field(default_factory=WorkClock)
     checks: int = 0
 
     def left_s(self) -> float:
-        return self.deadline - time.perf_counter()
+        return self.budget_s - self.work.spent_s
+
+    def plan(self, problem: Problem) -> PlacementPlan:
+        """A plan check within what is left of the budget, its solver work charged."""
+        settings = SolverSettings(time_limit_s=max(0.1, min(CHECK_TIME_LIMIT_S, self.left_s())))
+        return plan_problem(problem, Strategy.CPSAT, settings, explain=False, work=self.work)
 
 
 def _compile(search: FixSearch, inputs: PlannerInputs, latency: RttLookup | None) -> Problem:
+    search.work.add(COMPILE_CHARGE_S)
     return compile_problem(inputs, search.predictor, latency or search.latency_for(inputs.nodes))
 
 
@@ -83,8 +95,7 @@ def check(
     index = _index(problem, workload)
     if not problem.options_of(index):
         return None
-    limit = max(0.1, min(CHECK_TIME_LIMIT_S, search.left_s()))
-    plan = plan_problem(problem, Strategy.CPSAT, SolverSettings(time_limit_s=limit), explain=False)
+    plan = search.plan(problem)
     return _covered(plan, workload)
 
 
@@ -277,8 +288,7 @@ def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     problem = _compile(search, replace(inputs, budget_per_hour=None), latency)
     if not problem.options_of(_index(problem, workload)) or search.left_s() <= 0:
         return None
-    limit = max(0.1, min(CHECK_TIME_LIMIT_S, search.left_s()))
-    plan = plan_problem(problem, Strategy.CPSAT, SolverSettings(time_limit_s=limit), explain=False)
+    plan = search.plan(problem)
     assert plan.status is not None
     cost = math.ceil((plan.status.cost_per_hour or 0.0) * 100) / 100
     if cost <= inputs.budget_per_hour:
@@ -409,10 +419,11 @@ def _fixed(unplaced: Unplaced, fixes: list[Fix]) -> Unplaced:
     return unplaced.model_copy(update={"hints": hints, "fixes": fixes})
 
 
-def fix_budget(result: PlanResult) -> float:
-    """The time the checks get after a plan: its own planning time (so that explain takes at
-    most about twice as long), at least MIN_BUDGET_S and at most DEFAULT_BUDGET_S."""
-    return min(DEFAULT_BUDGET_S, max(MIN_BUDGET_S, result.compile_s + result.solve_s))
+def fix_budget(settings: SolverSettings | None) -> float:
+    """The work the checks get after a plan: the plan's own solver budget (so that explain
+    takes about twice as long), at least MIN_BUDGET_S and at most DEFAULT_BUDGET_S."""
+    planned_s = settings.time_limit_s if settings is not None else SolverSettings().time_limit_s
+    return min(DEFAULT_BUDGET_S, max(MIN_BUDGET_S, planned_s))
 
 
 def search_for(
@@ -420,4 +431,4 @@ def search_for(
     latency_for: Callable[[Sequence[Node]], RttLookup],
     budget_s: float = DEFAULT_BUDGET_S,
 ) -> FixSearch:
-    return FixSearch(predictor, latency_for, time.perf_counter() + budget_s)
+    return FixSearch(predictor, latency_for, budget_s)

@@ -25,6 +25,7 @@ from gridplace.planner.ports import (
 from gridplace.planner.prewarm import choose_prewarm
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import Progress, SolverSettings, solve_problem
+from gridplace.planner.work import WorkClock
 from gridplace.specs import PlacementPlan
 from gridplace.specs.plan import SolverSummary
 
@@ -115,12 +116,15 @@ def plan_problem(
     generation: int = 1,
     progress: Progress | None = None,
     explain: bool = True,
+    work: WorkClock | None = None,
 ) -> PlacementPlan:
     """Solve (or run a baseline on) a problem ``compile_for(strategy, ...)`` made, de-aggregate
-    and build the plan document."""
+    and build the plan document; the solver's deterministic work is charged to ``work``."""
     started = time.perf_counter()
     if strategy is Strategy.CPSAT:
         solution = solve_problem(problem, settings or SolverSettings(), progress)
+        if work is not None:
+            work.add(solution.work_s)
         counts = solution.counts
         cost_stage = solution.stage("cost")
         bound = proved_bound(cost_stage.objective, cost_stage.bound) if cost_stage else None

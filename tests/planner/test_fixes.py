@@ -208,3 +208,37 @@ def test_api_explanation_carries_fixes(tmp_path: Path) -> None:
     (entry,) = explain(_plan(tmp_path, docs, fix_budget_s=60))
     model = WorkloadExplanation.model_validate(entry)
     assert model.fixes and model.fixes[0].changes[0].kind == "allow-precision"
+
+
+def test_the_fixes_a_plan_lists_do_not_depend_on_machine_load(tmp_path: Path) -> None:
+    """The checks' budget is counted in deterministic work, not on the clock: a CPU burner
+    beside the search changes nothing in the plan (unplaced reasons, hints and fixes included)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.specs import documents
+
+    docs = [d for d in yaml.safe_load_all(documents.NODE) if d]
+    big = documents.WORKLOAD.replace("llama-3.1-8b", "llama-3.1-405b")
+    docs += [d for d in yaml.safe_load_all(big.replace("[bf16, fp8, int4]", "[bf16]")) if d]
+    docs[-1]["metadata"]["name"] = "w"
+
+    def listed() -> str:
+        # A budget that runs out mid-search (the combined fix needs ~100 compiles and 50 checks):
+        # on the clock, how far it got depended on the machine's load.
+        plan = _plan(tmp_path, docs, fix_budget_s=1.5).plan
+        status = plan.model_dump(mode="json", by_alias=True)["status"]
+        del status["solver"]["wallSeconds"]
+        return json.dumps([plan.model_dump(mode="json")["spec"], status], sort_keys=True)
+
+    quiet = listed()
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        busy = listed()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert quiet == busy
+    assert '"hints"' in quiet
