@@ -444,11 +444,7 @@ class Store:
     def assignments_for(self, node: str) -> NodeAssignments:
         """The latest plan's assignments on ``node`` (in plan order) and that plan's generation."""
         with self._session(write=False) as session:
-            latest = session.execute(
-                select(PlanRow.generation, PlanRow.name)
-                .order_by(PlanRow.generation.desc())
-                .limit(1)
-            ).first()
+            latest = _latest_plan_key(session)
             if latest is None:
                 return NodeAssignments(generation=None, plan_name=None)
             generation, name = latest
@@ -462,11 +458,7 @@ class Store:
     def latest_assignments(self) -> PlanAssignmentIndex:
         """The latest plan's assignments by node (each node's in plan order)."""
         with self._session(write=False) as session:
-            latest = session.execute(
-                select(PlanRow.generation, PlanRow.name)
-                .order_by(PlanRow.generation.desc())
-                .limit(1)
-            ).first()
+            latest = _latest_plan_key(session)
             if latest is None:
                 return PlanAssignmentIndex(generation=None, plan_name=None)
             generation, name = latest
@@ -762,3 +754,11 @@ def _state_record(row: NodeStateRow) -> StateRecord:
         report=dict(row.report),
         reported_at=row.reported_at,
     )
+
+
+def _latest_plan_key(session: Session) -> tuple[int, str] | None:
+    """The latest plan's (generation, name), or None before the first plan."""
+    row = session.execute(
+        select(PlanRow.generation, PlanRow.name).order_by(PlanRow.generation.desc()).limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
