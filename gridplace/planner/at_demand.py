@@ -15,8 +15,7 @@ replicas in proportion to their capacity. At a replica's load lambda, with the f
 
 from __future__ import annotations
 
-import math
-
+from gridplace.planner.perfmodel import capacity
 from gridplace.planner.problem import Option
 from gridplace.specs.plan import LatencyAtDemand
 
@@ -24,12 +23,9 @@ MAX_RHO = 0.999
 
 
 def wait_quantile_ms(rho: float, service_ms: float, quantile: float) -> float:
-    """The ``quantile`` of the wait in an M/M/1 queue at load ``rho``."""
-    miss = 1.0 - quantile
-    rho = min(rho, MAX_RHO)
-    if rho <= miss:
-        return 0.0
-    return service_ms / (1.0 - rho) * math.log(rho / miss)
+    """The ``quantile`` of the wait at load ``rho`` (capacity's M/M/1 tail), ``rho`` held
+    below 1 (a replica at full booked load)."""
+    return capacity.wait_quantile_ms(min(rho, MAX_RHO), service_ms, quantile)
 
 
 def latency_at(option: Option, load_rps: float) -> LatencyAtDemand | None:

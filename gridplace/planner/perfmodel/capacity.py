@@ -89,10 +89,10 @@ class Capacity:
     reason: str  # why it is not higher, with numbers
 
 
-def _wait_quantile(rho: float, service_ms: float) -> float:
-    """The TTFT_QUANTILE of the wait in queue, M/M/1 tail (conservative against M/D/1):
-    P(wait > t) = rho exp(-(1 - rho) t / s)."""
-    miss = 1.0 - TTFT_QUANTILE
+def wait_quantile_ms(rho: float, service_ms: float, quantile: float = TTFT_QUANTILE) -> float:
+    """The ``quantile`` of the wait in queue at load ``rho`` < 1, M/M/1 tail (conservative
+    against M/D/1): P(wait > t) = rho exp(-(1 - rho) t / s)."""
+    miss = 1.0 - quantile
     if rho <= miss:
         return 0.0
     return service_ms / (1.0 - rho) * math.log(rho / miss)
@@ -176,7 +176,7 @@ def estimate_capacity(
 
     def ttft_quantile(rps: float) -> float:
         rho = min(rps * service_ms / 1e3, 0.999)
-        return unloaded_ttft_ms + (chunks - 1) * decode_ms + _wait_quantile(rho, service_ms)
+        return unloaded_ttft_ms + (chunks - 1) * decode_ms + wait_quantile_ms(rho, service_ms)
 
     # Largest rate whose TTFT quantile fits the budget (the quantile grows with the rate).
     if ttft_quantile(throughput_rps) <= budget_ms:
