@@ -42,6 +42,26 @@ class Prediction(StrictModel):
     )
 
 
+class PipelineStage(StrictModel):
+    """One stage of a pipeline replica: a contiguous, half-open layer range ``[first, last)`` on
+    GPUs of one node (tensor parallel inside the node when several)."""
+
+    node: Name
+    gpus: list[int] = Field(min_length=1, max_length=64, description="GPU indices on the node.")
+    layers: tuple[int, int] = Field(description="[first, last) layer range, half-open.")
+
+    @model_validator(mode="after")
+    def _range(self) -> PipelineStage:
+        first, last = self.layers
+        if first < 0 or last <= first:
+            raise ValueError(
+                f"layers {list(self.layers)} is not a range [first, last) with first < last"
+            )
+        if len(set(self.gpus)) != len(self.gpus) or any(i < 0 for i in self.gpus):
+            raise ValueError(f"gpus {self.gpus} lists a GPU twice or a negative index")
+        return self
+
+
 class Assignment(StrictModel):
     """One replica of a workload on GPUs of one node."""
 
@@ -56,6 +76,14 @@ class Assignment(StrictModel):
     )
     predicted: Prediction | None = None
     pinned: bool = Field(default=False, description="Replanning keeps it where it is.")
+    stages: list[PipelineStage] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "A pipeline replica's stages in order (absent: the replica lives on one node). The "
+            "first stage is on ``node``/``gpus``, where the replica's endpoint runs."
+        ),
+    )
 
     @model_validator(mode="after")
     def _gpus(self) -> Assignment:
@@ -70,7 +98,31 @@ class Assignment(StrictModel):
                 f"tensorParallel ({self.tensor_parallel}) must equal the number of gpus "
                 f"({len(self.gpus)})"
             )
+        if self.stages is not None:
+            _check_stages(self)
         return self
+
+
+def _check_stages(assignment: Assignment) -> None:
+    """A pipeline: at least two stages on distinct nodes, contiguous from layer 0, the first on
+    the assignment's own node and GPUs, whole GPUs only."""
+    stages = assignment.stages or []
+    if len(stages) < 2:
+        raise ValueError(f"a pipeline has at least 2 stages, got {len(stages)}")
+    if stages[0].node != assignment.node or stages[0].gpus != assignment.gpus:
+        raise ValueError("the first stage must be on the assignment's node and gpus")
+    if assignment.gpu_share != 1:
+        raise ValueError("a pipeline replica takes whole GPUs (gpuShare must be 1)")
+    nodes = [s.node for s in stages]
+    if len(set(nodes)) != len(nodes):
+        raise ValueError(f"stages list a node twice: {nodes}")
+    expected = 0
+    for i, stage in enumerate(stages):
+        if stage.layers[0] != expected:
+            raise ValueError(
+                f"stage {i} starts at layer {stage.layers[0]}, expected {expected} (contiguous)"
+            )
+        expected = stage.layers[1]
 
 
 class PrewarmLevel(StrEnum):
