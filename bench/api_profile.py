@@ -37,7 +37,7 @@ from gridplace.api.app import create_app
 from gridplace.api.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_wrk import nodes_for  # a sibling script, not a package
+from api_load import nodes_for  # a sibling script, not a package
 
 ADMIN = "profile-admin-token-0123456789"
 BODY = b'{"healthy": true, "thermal": {"throttleRatio": 0.1}}'

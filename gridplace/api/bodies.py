@@ -8,6 +8,7 @@ requests). Must not: touch the store; the size limit is the middleware's (``midd
 
 from __future__ import annotations
 
+import json as json_module
 from collections.abc import Collection
 from email.message import Message
 from typing import Any, TypeVar
@@ -118,18 +119,33 @@ def reparse(documents: list[dict[str, Any]], source: str) -> list[LoadedDocument
 
 def json_body(body: bytes, content_type: str | None, adapter: TypeAdapter[T]) -> T:
     """``body`` validated as FastAPI validates a model body parameter (the same 422 issues, each
-    under ``body``; JSON unless the content type says otherwise), for the agents' lean routes."""
+    under ``body``; JSON unless the content type says otherwise), for the agents' lean routes.
+
+    A valid body is validated straight from its bytes; an invalid one again, as FastAPI does
+    (parsed, then validated), so that its issues read exactly as on every other route."""
     if not body:
         missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
         raise RequestValidationError([missing])
+    json = not content_type or _is_json(content_type)
+    if json:
+        try:
+            return adapter.validate_json(body)
+        except ValidationError:
+            pass
     try:
-        if content_type and not _is_json(content_type):
-            return adapter.validate_python(body)  # refused: bytes are no object
-        return adapter.validate_json(body)
+        return adapter.validate_python(_loads(body) if json else body)  # bytes are refused
     except ValidationError as error:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json_module.loads(body)
+    except json_module.JSONDecodeError as error:
+        issue = {"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error"}
+        raise RequestValidationError([issue | {"input": {}, "ctx": {"error": error.msg}}]) from None
 
 
 def _is_json(content_type: str) -> bool:

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     heartbeat_flush_s: float = Field(
         default=0.1,
         ge=0,
-        le=1,
+        le=60,
         description="Heartbeats answered 204 ('Prefer: return=minimal', as the agent sends) are "
         "written in batches this often: a killed server loses at most this long of them (a clean "
         "shutdown writes them all). 0: each is committed before its answer.",
