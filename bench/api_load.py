@@ -144,6 +144,9 @@ def server(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        errors = [line for line in log_path.read_text().splitlines() if "ERROR" in line]
+        if errors:
+            print(f"server log ({len(errors)} errors): " + "\n".join(errors[:10]), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- PostgreSQL

@@ -346,7 +346,7 @@ async def get_assignments(
 def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
     """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
     documents = index.by_node.get(name, [])
-    if not documents and state.store.node(name) is None:
+    if not documents and not state.store.is_node(name):
         return None
     answer = NodeAssignmentsResponse(
         node=name,

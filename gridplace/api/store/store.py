@@ -325,7 +325,7 @@ class Store:
         node is looked up once, then remembered); otherwise written before this returns."""
         values = _status_values(status, now)
         if self._heartbeats is not None:
-            if not self._is_node(name):
+            if not self.is_node(name):
                 return False
             self._heartbeats.add(name, values)
             return True
@@ -353,7 +353,9 @@ class Store:
         if self._heartbeats is not None and len(self._heartbeats):
             self._heartbeats.flush()
 
-    def _is_node(self, name: str) -> bool:
+    def is_node(self, name: str) -> bool:
+        """Whether ``name`` is registered: from memory once seen (forgotten when this server
+        deletes it, or a heartbeat batch finds it gone), else one indexed read."""
         if name in self._known_nodes:
             return True
         with self._session(write=False) as session:
