@@ -9,7 +9,8 @@ For each setup — gridplace on SQLite (1 process) and on PostgreSQL (``--worker
 ``GRIDPLACE_TEST_POSTGRES_URL``, else a throwaway cluster as in ``api_load.py``) — a real
 ``gridplace serve`` gets ``--agents`` nodes (the example grid's nodes, cloned under new names past
 104), a token each and a first plan. ``wrk`` (1 thread, ``--connections`` keep-alive connections,
-a separate process) then sends, for ``--duration`` seconds each: telemetry posts, assignment
+a separate process) then sends, for ``--duration`` seconds each: telemetry posts (with
+``Prefer: return=minimal``, as the agent sends them; ``--full`` without), assignment
 pulls with the current ETag (304s, as agents on a 15 s schedule mostly get), and the two mixed
 while a plan is submitted; every request rotates to the next node's own token (a Lua script).
 The bare app (``bare_app.py``: telemetry inserted into SQLite, a small JSON answer) runs with the
@@ -242,7 +243,7 @@ def main() -> int:
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
         f" --connections {args.connections}{' --full' * (not args.minimal)}"
-        "  (wrk -t1, a separate process)"
+        f"  (wrk -t1, a separate process); load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory(prefix="gridplace-wrk-") as tmp:
         workdir = Path(tmp)
