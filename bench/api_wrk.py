@@ -71,6 +71,13 @@ request = function()
   if minimal then headers["Prefer"] = "return=minimal" end
   return wrk.format("POST", "/v1/nodes/" .. names[k] .. "/telemetry", headers, body)
 end
+local shown = 0
+response = function(status, headers, body)
+  if status >= 400 and shown < 5 then
+    shown = shown + 1
+    io.write("answer " .. status .. " " .. string.sub(body or "", 1, 300) .. "\\n")
+  end
+end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -102,6 +109,8 @@ def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str
         found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         return float(found.group(1)) * UNITS[found.group(2)] if found else float("nan")
 
+    for line in re.findall(r"^answer .*$", out, re.M):  # the first few errors, as wrk saw them
+        print(f"  {line}", file=sys.stderr)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
