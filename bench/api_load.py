@@ -18,6 +18,12 @@ last answer (304 while the plan is unchanged), and every fourth round ``PUT /v1/
 At the start ``--plans`` submissions of the example workloads are sent at once; they queue for
 the solver (one at a time, the default) and each builds on the previous plan.
 
+With ``--schedule 15`` each agent behaves as a real one: a heartbeat (``Prefer: return=minimal``)
+and a pull with its ETag every 15 s at a random phase, over ``--connections`` pooled connections
+(one client process, so that 10,000 agents cost it tens of MiB), the plans spread over the window;
+``--agents 2000 --schedule 3`` offers the same request rate as 10,000 agents on 15 s. SQLite is
+served by one process, PostgreSQL by ``--workers 2``.
+
 PostgreSQL is used from ``GRIDPLACE_TEST_POSTGRES_URL`` (a fresh schema, dropped after), else a
 throwaway cluster is made with the local ``initdb``/``pg_ctl`` (run as the ``postgres`` user when
 this runs as root) on a unix socket in a temporary directory; without either it is skipped.
@@ -561,14 +567,15 @@ def main() -> int:
                         continue
                 else:
                     parser.error(f"unknown backend {backend!r}")
-                api = stack.enter_context(server(url, workdir, rate_unlimited=True))
+                workers = 1 if backend == "sqlite" else 2  # SQLite serves one process
+                api = stack.enter_context(server(url, workdir, True, workers))
                 tokens = asyncio.run(setup(api, nodes, args.plan_time_limit))
                 results = asyncio.run(
                     load_scheduled(api, names, tokens, args)
                     if args.schedule
                     else load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
                 )
-                report(backend, results)
+                report(f"{backend} ({workers} process{'es' * (workers > 1)})", results)
     print(
         f"\nreproduce: .venv/bin/python bench/api_load.py --backends {args.backends} "
         f"--agents {args.agents} --duration {args.duration:g} --plans {args.plans} "
