@@ -467,10 +467,7 @@ class Store:
                 .where(PlanAssignmentRow.generation == generation)
                 .order_by(PlanAssignmentRow.position)
             ).all()
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for node, assignment in rows:
-            by_node.setdefault(node, []).append(assignment)
-        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+        return PlanAssignmentIndex.build(generation, name, [(n, a) for n, a in rows])
 
     # ------------------------------------------------------------- shared between servers
 
