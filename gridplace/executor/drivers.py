@@ -95,6 +95,7 @@ class VllmDriver:
 
     executable: str = "vllm"
     kind: DriverKind = DriverKind.VLLM
+    ray_executable: str = "ray"  # a pipeline's stages (``pipeline``)
 
     def launch_spec(self, target: Target) -> LaunchSpec:
         model = str(target.weights_path) if target.weights_path else target.model
@@ -125,6 +126,7 @@ class LlamaCppDriver:
 
     executable: str = "llama-server"
     kind: DriverKind = DriverKind.LLAMA_CPP
+    rpc_executable: str = "rpc-server"  # a pipeline's later stages (``pipeline``)
 
     def launch_spec(self, target: Target) -> LaunchSpec:
         if target.weights_path is None:
