@@ -31,6 +31,8 @@ from typing import Any
 from gridplace.executor.diff import ReplicaSpec
 from gridplace.executor.drivers import (
     LLAMA_CPP_INFLIGHT,
+    PROBE_ALIVE,
+    PROBE_TCP,
     VLLM_INFLIGHT,
     LaunchSpec,
     LlamaCppDriver,
@@ -52,9 +54,6 @@ from gridplace.specs import Assignment
 STAGE = "stage"  # ReplicaSpec.part of a stage's own process; "" is the server
 READY = "ready"
 DOWN_PHASES = frozenset({"failed", "lost"})
-# Health probes that are not HTTP paths (``process.ProcessRuntime.healthy``).
-PROBE_TCP = "tcp:"  # the port accepts a connection (rpc-server, the Ray head)
-PROBE_ALIVE = "alive:"  # running is all there is to see (a Ray worker has no port of its own)
 
 
 @dataclass(frozen=True)
