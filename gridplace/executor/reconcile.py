@@ -495,13 +495,17 @@ class Reconciler:
         previous: ReplicaRecord | None,
         actions: list[str],
     ) -> None:
-        """Pending while under ``pipeline_wait_s``; past it, failed (retried after the backoff)."""
+        """Pending while under ``pipeline_wait_s``; past it, failed (retried after the backoff;
+        a failed row waiting again keeps its phase, and says what it waits for)."""
         now = self.clock()
         since = self._waiting_since.setdefault(spec, now)
         limit_s = self.config.pipeline_wait_s
         if now - since < limit_s:
             waited = f"{now - since:.0f}s of {limit_s:g}s"
-            self._pending[spec] = f"waiting for the pipeline's stages ({waited}): {gate.why}"
+            why = f"waiting for the pipeline's stages ({waited}): {gate.why}"
+            self._pending[spec] = why
+            if previous is not None and previous.message != why:
+                self.state.update(previous, now, message=why)
             return
         del self._waiting_since[spec]
         attempts = previous.attempts if previous else 0
