@@ -19,6 +19,7 @@ from gridplace.executor.diff import ReplicaSpec, desired_replicas
 from gridplace.executor.drivers import PROBE_ALIVE, PROBE_TCP, LlamaCppDriver, VllmDriver
 from gridplace.executor.errors import ApiAnswerRefused
 from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
+from gridplace.executor.observe import Observer
 from gridplace.executor.pipeline import Pipeline, StagePeer, StageRole, stage_specs
 from gridplace.executor.process import ProcessRuntime
 from gridplace.executor.reconcile import Launcher, Reconciler
@@ -237,3 +238,21 @@ def test_the_pull_lists_later_stages_and_refuses_another_nodes() -> None:
     wrong = dict(role, stage=1)  # stage 1 is b's
     with pytest.raises(ApiAnswerRefused, match=f"{KEY} stage 1"):
         pull({"node": "c", "generation": 1, "assignments": [], "stages": [wrong]}).assignments()
+
+
+def test_pipeline_parts_are_not_scraped(tmp_path: Path, clock: Clock, runtime: FakeRuntime) -> None:
+    scraped: list[str] = []
+
+    def metrics(request: httpx.Request) -> httpx.Response:
+        scraped.append(request.url.host)
+        return httpx.Response(200, text="")
+
+    reconciler = make(tmp_path, DriverKind.LLAMA_CPP, clock, runtime)
+    up = {KEY: peers("ready", "ready")}
+    reconciler.step(head(), 1, up)
+    reconciler.step(head(), 1, up)
+    http = httpx.Client(transport=httpx.MockTransport(metrics))
+    manifest = Manifest.model_validate({"workloads": {"big": {"catalogModel": "llama-3.1-70b"}}})
+    observer = Observer("a", manifest, DriverKind.LLAMA_CPP, http=http, clock=clock)
+    assert observer.sample(reconciler.state.records(), ["rtx-4090"]) == []
+    assert scraped == []  # its windows would be booked on the first stage's GPUs alone

@@ -118,6 +118,14 @@ def command(
     log_dir: Annotated[Path, typer.Option("--log-dir", help="Server logs.")] = Path(
         "gridplace-agent-logs"
     ),
+    pipeline_wait_s: Annotated[
+        float,
+        typer.Option(
+            "--pipeline-wait",
+            min=1,
+            help="Seconds a pipeline's first stage waits for the other stages before it fails.",
+        ),
+    ] = 600.0,
     observe_window_s: Annotated[
         float,
         typer.Option(
@@ -168,6 +176,7 @@ def command(
                 listen_host=listen_host,
                 advertise_host=advertise_host or listen_host,
                 log_dir=log_dir,
+                pipeline_wait_s=pipeline_wait_s,
             )
             launcher = Launcher(manifest, drivers, driver, gpu_ids, vendor)
             reconciler = Reconciler(state, ProcessRuntime(), launcher, config, prewarmer)
