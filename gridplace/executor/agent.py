@@ -149,7 +149,8 @@ class Agent:
 
     def _pipelines(self, desired: Desired | None) -> dict[str, Pipeline]:
         """The pipelines this node holds a stage of, with every stage's phase as the API judges
-        it now (asked only when there are any; ``peers`` None when the API did not answer)."""
+        it now (asked only when there are any; ``peers`` None when the API did not answer, or
+        does not list the pipeline: its plan moved on, and the next pull says so)."""
         replicas = {pipeline_id(a): a for a in (desired.assignments if desired else []) if a.stages}
         replicas.update(
             {role.pipeline: role.assignment for role in desired.stages} if desired else {}
@@ -164,7 +165,7 @@ class Agent:
             except ApiError as error:
                 log.warning("pipeline stages not read, keeping what runs: %s", error.message)
         return {
-            key: Pipeline(key, assignment, None if peers is None else peers.get(key, ()))
+            key: Pipeline(key, assignment, None if peers is None else peers.get(key))
             for key, assignment in replicas.items()
             if key is not None
         }

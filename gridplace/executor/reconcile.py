@@ -287,7 +287,8 @@ class Reconciler:
 
     def _begin_drain(self, record: ReplicaRecord, why: str, actions: list[str]) -> None:
         now = self.clock()
-        if record.phase is not Phase.RUNNING:  # never served: nothing to drain
+        # Never served, or a pipeline stage's own process (no requests of its own): stop now.
+        if record.phase is not Phase.RUNNING or record.spec.part:
             self._stop(record)
             self.state.delete(record.replica_id)
             actions.append(f"stopped {record.spec.key}")

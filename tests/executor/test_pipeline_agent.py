@@ -256,3 +256,16 @@ def test_pipeline_parts_are_not_scraped(tmp_path: Path, clock: Clock, runtime: F
     observer = Observer("a", manifest, DriverKind.LLAMA_CPP, http=http, clock=clock)
     assert observer.sample(reconciler.state.records(), ["rtx-4090"]) == []
     assert scraped == []  # its windows would be booked on the first stage's GPUs alone
+
+
+def test_a_stage_no_longer_planned_here_stops_without_draining(
+    tmp_path: Path, clock: Clock, runtime: FakeRuntime
+) -> None:
+    reconciler = make(tmp_path, DriverKind.LLAMA_CPP, clock, runtime)
+    role = stage_specs([StageRole(KEY, 2, REPLICA)])
+    known = {KEY: Pipeline(KEY, REPLICA, None)}
+    reconciler.step(role, 1, known)
+    assert reconciler.step(role, 1, known).applied
+    outcome = reconciler.step([], 2, {})
+    assert outcome.actions == [f"stopped {role[0].key}"]  # no drain grace: it serves no requests
+    assert runtime.live() == [] and reconciler.state.records() == []
