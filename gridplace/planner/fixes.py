@@ -74,6 +74,7 @@ class FixSearch:
     base_plan: PlacementPlan | None = None
     work: WorkClock = field(default_factory=WorkClock)
     checks: int = 0
+    whole_checks: int = 0  # of ``checks``, those of the whole problem
     _bases: dict[str, BasePlan] = field(default_factory=dict)
 
     def left_s(self) -> float:
@@ -127,6 +128,7 @@ def check_whole(
     unmet-demand stage (the later stages keep its optimum, so they cannot uncover it), with the
     full check's budget even when the search's is spent; None when it does not."""
     search.checks += 1
+    search.whole_checks += 1
     problem = _compile(search, inputs, latency)
     if not problem.options_of(_index(problem, workload)):
         return None
@@ -149,6 +151,7 @@ def find_fixes(
 ) -> list[Fix]:
     """Verified fixes for ``workload``, smallest change first (at most one per kind); two
     changes together when no single one works; [] when none was found in the budget."""
+
     def verified(found: Iterable[Fix]) -> list[Fix]:
         checked = (_verified(search, inputs, workload, fix, latency) for fix in found)
         return [fix for fix in checked if fix is not None]
