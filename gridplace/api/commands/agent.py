@@ -37,6 +37,7 @@ from gridplace.executor import (
 )
 from gridplace.executor.drivers import Driver
 from gridplace.executor.observe import DEFAULT_WINDOW_S, Observer
+from gridplace.executor.standby import StandbyKeeper
 from gridplace.hal import BackendKind, HALError, NodeOptions, open_backend
 
 EXIT_INVALID = 1
@@ -175,8 +176,9 @@ def command(
             options = NodeOptions(region=region, provider=provider, price_per_hour=price_per_hour)
             observer = Observer(node, manifest, driver, observe_window_s)
             agent = Agent(
-                AgentConfig(node, interval_s, options), client, gpus, reconciler, observer=observer
-            )
+                AgentConfig(node, interval_s, options), client, gpus, reconciler,
+                observer=observer, standbys=StandbyKeeper(manifest.weights_for, prewarmer),
+            )  # fmt: skip
             agent.run(stop)
             observer.close()
             prewarmer.close()
