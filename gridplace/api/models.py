@@ -33,6 +33,7 @@ from gridplace.specs import (
 )
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
 from gridplace.specs.fixes import Fix
+from gridplace.specs.plan import Prewarm, PrewarmLevel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
 # (0: none), so that a client diffs against exactly that plan.
@@ -224,6 +225,9 @@ class NodeAssignmentsResponse(StrictModel):
     generation: int | None = Field(default=None, description="None: no plan exists yet.")
     plan: str | None = None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] = Field(
+        default_factory=list, description="The plan's warm standbys on this node."
+    )
 
 
 class ReplicaPhase(StrEnum):
@@ -265,6 +269,25 @@ class Condition(StrictModel):
     last_transition_time: datetime | None = None
 
 
+class StandbyPhase(StrEnum):
+    WAITING = "waiting"  # the node's assigned replicas start first
+    FETCHING = "fetching"
+    READY = "ready"  # weights verified on the node's disk
+    SKIPPED = "skipped"  # the cache is full of weights in use
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # the agent's manifest has no weights for it
+
+
+class StandbyState(StrictModel):
+    """One of the plan's warm standbys on the node, as its agent keeps it."""
+
+    workload: Name
+    precision: Precision
+    level: PrewarmLevel = Field(description="The level the plan asked for.")
+    state: StandbyPhase
+    message: str | None = Field(default=None, max_length=1000)
+
+
 class NodeStateReport(StrictModel):
     """What an agent reports it actually runs, and how applying its assignments goes."""
 
@@ -275,6 +298,7 @@ class NodeStateReport(StrictModel):
         description="The plan generation the agent is applying.",
     )
     replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
+    standbys: list[StandbyState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
 
 

@@ -11,13 +11,14 @@ The transport is injectable (``httpx.MockTransport`` in unit tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from gridplace.executor.errors import ApiAnswerRefused, ApiRejected, ApiUnavailable
 from gridplace.specs import Assignment
+from gridplace.specs.plan import Prewarm
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -29,6 +30,7 @@ class Desired:
     generation: int | None
     plan: str | None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] = field(default_factory=list)  # this node's warm standbys
 
 
 class ApiClient:
@@ -97,14 +99,19 @@ class ApiClient:
             return self._desired
         data = response.json()
         assignments = [Assignment.model_validate(a) for a in data.get("assignments", [])]
-        foreign = sorted({a.node for a in assignments if a.node != self.node})
+        prewarm = [Prewarm.model_validate(p) for p in data.get("prewarm", [])]
+        nodes = {a.node for a in assignments} | {p.node for p in prewarm}
+        foreign = sorted(nodes - {self.node})
         if foreign:  # a server bug or an impostor: running another node's replicas is never right
             raise ApiAnswerRefused(
                 f"the assignments for node {self.node!r} name node(s) {', '.join(foreign)}; "
                 "the whole answer is refused and the last known plan kept"
             )
         desired = Desired(
-            generation=data.get("generation"), plan=data.get("plan"), assignments=assignments
+            generation=data.get("generation"),
+            plan=data.get("plan"),
+            assignments=assignments,
+            prewarm=prewarm,
         )
         self._etag = response.headers.get("ETag")
         self._desired = desired

@@ -149,6 +149,10 @@ def assemble_problem(
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
     previous, released = _previous_replicas(inputs, pools, options, workloads)
+    healthy = {n.name for n in inputs.nodes if n.healthy}
+    index = {w.name: w.index for w in workloads}
+    standbys = inputs.previous.spec.prewarm if inputs.previous is not None else []
+    held = [(p.workload, p.node) for p in standbys] + list(inputs.warm)
     return Problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
@@ -158,6 +162,7 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
+        warm=frozenset((index[w], n) for w, n in held if w in index and n in healthy),
     )
 
 

@@ -39,6 +39,7 @@ from gridplace.executor import (
 from gridplace.executor.drivers import Driver
 from gridplace.executor.manifest import Manifest
 from gridplace.executor.observe import DEFAULT_WINDOW_S, Observer
+from gridplace.executor.standby import StandbyKeeper
 from gridplace.hal import BackendKind, GPUBackend, HALError, NodeOptions, open_backend
 
 EXIT_INVALID = 1
@@ -248,7 +249,8 @@ def _run_agent(
             reconciler = Reconciler(parts.state, ProcessRuntime(), launcher, reconcile, prewarmer)
             client = ApiClient(api, config.node, token)
             observer = Observer(config.node, parts.manifest, parts.default_driver, observe_window_s)
-            agent = Agent(config, client, gpus, reconciler, observer=observer)
+            standbys = StandbyKeeper(parts.manifest.weights_for, prewarmer)
+            agent = Agent(config, client, gpus, reconciler, observer=observer, standbys=standbys)
             agent.run(stop)
             observer.close()
             prewarmer.close()

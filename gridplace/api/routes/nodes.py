@@ -41,6 +41,7 @@ from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.security import Principal
 from gridplace.api.store import PlanAssignmentIndex
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
+from gridplace.specs.plan import Prewarm
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 NodeName = Annotated[
@@ -319,13 +320,15 @@ async def get_assignments(
 def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
     """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
     documents = index.by_node.get(name, [])
-    if not documents and state.store.node(name) is None:
+    standbys = index.prewarm_by_node.get(name, [])
+    if not documents and not standbys and state.store.node(name) is None:
         return None
     answer = NodeAssignmentsResponse(
         node=name,
         generation=index.generation,
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
+        prewarm=[Prewarm.model_validate(p) for p in standbys],
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 

@@ -117,6 +117,7 @@ class PlanAssignmentIndex:
     generation: int | None  # None: no plan yet
     plan_name: str | None
     by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    prewarm_by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # standbys
 
 
 @dataclass(frozen=True)

@@ -467,10 +467,17 @@ class Store:
                 .where(PlanAssignmentRow.generation == generation)
                 .order_by(PlanAssignmentRow.position)
             ).all()
+            # Only the standbys of the plan's document are read (a JSON path), not all of it.
+            standbys = session.scalar(
+                select(PlanRow.document["spec"]["prewarm"]).where(PlanRow.generation == generation)
+            )
         by_node: dict[str, list[dict[str, Any]]] = {}
         for node, assignment in rows:
             by_node.setdefault(node, []).append(assignment)
-        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+        prewarm: dict[str, list[dict[str, Any]]] = {}
+        for standby in standbys or []:
+            prewarm.setdefault(standby["node"], []).append(standby)
+        return PlanAssignmentIndex(generation, name, by_node, prewarm)
 
     # ------------------------------------------------------------- shared between servers
 
