@@ -17,6 +17,7 @@ from gridplace.planner.explain import Explanation
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.plan import (
+    PipelineStage,
     PlacementPlanSpec,
     PlacementPlanStatus,
     SolverSummary,
@@ -99,7 +100,8 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
             workload.demand_rps * option.capacity_rps / max(placed_rps[option.workload], 1e-9)
         )
         tally.capacity[option.workload] += option.capacity_rps
-        tally.on_node[option.workload][placement.node] += option.capacity_rps
+        for node in [s.node for s in option.stages] or [placement.node]:  # any stage's loss
+            tally.on_node[option.workload][node] += option.capacity_rps
         tally.replicas[option.workload] += 1
         tally.carrying[option.workload] += problem.carries_load(option)
         tally.cost[option.workload] += option.cost_per_hour
@@ -119,6 +121,11 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
                     at_demand=latency_at(option, min(load_rps, option.capacity_rps)),
                 ),
                 pinned=(placement.node, placement.gpus) in pinned,
+                stages=[
+                    PipelineStage(node=s.node, gpus=list(s.gpus), layers=(s.first, s.last))
+                    for s in option.stages
+                ]
+                or None,
             )
         )
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))
