@@ -14,6 +14,7 @@ from gridplace.planner.at_demand import latency_at
 from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import Explanation
+from gridplace.planner.pipeline_options import pipeline_notes
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.plan import (
@@ -78,6 +79,7 @@ def build_plan(
             workloads=coverage,
             unplaced=unplaced,
             warnings=warnings,
+            notes=pipeline_notes(problem, [problem.options[p.option] for p in placements]),
             cost_per_hour=round(sum(tally.cost.values()), 4),
         ),
     )

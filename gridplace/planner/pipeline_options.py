@@ -49,8 +49,15 @@ from gridplace.planner.pipeline_predict import (
     stage_vram_gib,
 )
 from gridplace.planner.ports import PredictionQuery, RttLookup, StageFigures, StagePredictor
-from gridplace.planner.problem import GpuPool, Option, Rejection, StagePart, WorkloadDemand
-from gridplace.planner.rules import Reason, implements
+from gridplace.planner.problem import (
+    GpuPool,
+    Option,
+    Problem,
+    Rejection,
+    StagePart,
+    WorkloadDemand,
+)
+from gridplace.planner.rules import Reason, describe, implements
 from gridplace.specs import GPUModelSpec, InferenceWorkload, ModelArchitectureSpec, Node, Precision
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)  # sequences in flight per micro-batch
@@ -122,31 +129,49 @@ class PipelineEnumerator:
         policy = workload.spec.pipeline
         if policy is None or not eligible:
             return [], []
+        best_single = min(
+            (o.cost_per_hour / o.capacity_rps for o in single if o.capacity_rps > 0),
+            default=math.inf,
+        )
         found: list[Option] = []
         misses: list[Rejection] = []
         for rank, precision in enumerate(workload.spec.precisions):
             ask = _Ask(workload, demand, model[0], model[1], precision, rank)
-            tuples, short = self._tuples(ask, eligible, policy.max_stages)
+            groups, short = self._tuples(ask, eligible, policy.max_stages)
             misses.extend(short)
-            for nodes in tuples:
-                result = self._best_point(ask, nodes)
-                if isinstance(result, Option):
-                    found.append(result)
-                else:
-                    misses.append(result)
+            for group in groups:
+                made, missed = self._group(ask, group, best_single)
+                found.extend(o for o in made if o.stages not in {f.stages for f in found})
+                misses.extend(missed)
         if found:
-            best_single = min(
-                (o.cost_per_hour / o.capacity_rps for o in single if o.capacity_rps > 0),
-                default=math.inf,
-            )
-            kept = [o for o in found if o.cost_per_hour / o.capacity_rps < best_single]
-            kept.sort(key=lambda o: (o.cost_per_hour / o.capacity_rps, o.itl_ms))
-            return kept[:MAX_PIPELINES], []
+            found.sort(key=lambda o: (o.cost_per_hour / o.capacity_rps, o.itl_ms))
+            return found[:MAX_PIPELINES], []
         if single or not misses:
             return [], []
         # No pipeline over any of the eligible nodes made it: the closest miss speaks for them.
         count = sum(self.pools[p].node_count for p in eligible)
         return [], [replace(min(misses, key=_closeness), nodes=count, pools=tuple(eligible))]
+
+    def _group(
+        self, ask: _Ask, group: Sequence[NodeTuple], best_single: float
+    ) -> tuple[list[Option], list[Rejection]]:
+        """The options of a group's tuples, in its order, as many as the demand needs (with its
+        node failures); the group stops at its first tuple that misses the rules or is not
+        cheaper per request/s than ``best_single``: later tuples take the same or worse-ranked
+        pools."""
+        made: list[Option] = []
+        for nodes in group:
+            result = self._best_point(ask, nodes)
+            if not isinstance(result, Option):
+                return made, [result]
+            if result.cost_per_hour / result.capacity_rps >= best_single:
+                break
+            made.append(result)
+            demand = ask.demand
+            needed = math.ceil(demand.booked_rps / result.capacity_rps) + demand.node_failures
+            if len(made) >= needed:
+                break
+        return made, []
 
     def _load(self, ask: _Ask, pools: Sequence[int], batch: int) -> ModelLoad | None:
         """The model at ``batch`` as the stages' pools see it (the largest figures of them)."""
@@ -174,9 +199,9 @@ class PipelineEnumerator:
 
     def _tuples(
         self, ask: _Ask, eligible: Sequence[int], max_stages: int
-    ) -> tuple[list[NodeTuple], list[Rejection]]:
-        """Node tuples that hold the model at batch 1 (see the module), and a rejection per
-        region that cannot."""
+    ) -> tuple[list[list[NodeTuple]], list[Rejection]]:
+        """Groups of node tuples that hold the model at batch 1 (per region and order: see the
+        module), and a rejection per region that cannot."""
         usable = [p for p in eligible if self._figures(ask, p, 1) is not None]
         held = {}
         for p in usable:
@@ -187,23 +212,24 @@ class PipelineEnumerator:
         by_region: dict[str, list[int]] = defaultdict(list)
         for p in usable:
             by_region[self.pools[p].region].append(p)
-        tuples: list[NodeTuple] = []
+        groups: list[list[NodeTuple]] = []
         short: list[Rejection] = []
         layers = ask.model.layers
         for region, pools in sorted(by_region.items()):
             for order in (_cheapest_per_layer, _fewest_stages):
                 ranked = sorted(pools, key=lambda p: order(self.pools[p], held[p], layers))
                 made, missing = _fill(self.pools, ranked, held, layers, max_stages, PER_GROUP)
-                tuples.extend(t for t in made if t not in tuples)
+                if made and made not in groups:
+                    groups.append(made)
                 if missing is not None and not made:
                     short.append(self._vram_rejection(ask, ranked, missing, region))
-        if not tuples and len(by_region) > 1:
+        if not groups and len(by_region) > 1:
             ranked = sorted(usable, key=lambda p: (self._client_rtt(ask, p), -held[p]))
             made, missing = _fill(self.pools, ranked, held, layers, max_stages, 1)
-            tuples.extend(made)
+            groups.extend([made] if made else [])
             if missing is not None and not made:
                 short.append(self._vram_rejection(ask, ranked, missing, "all regions"))
-        return tuples, short
+        return groups, short
 
     def _client_rtt(self, ask: _Ask, pool: int) -> float:
         source = ask.demand.sources[0][0]
@@ -247,6 +273,8 @@ class PipelineEnumerator:
             )  # fmt: skip
             if closest is None or prediction.itl_ms < closest.itl_ms:
                 closest = prediction
+            if prediction.itl_ms > spec.slo.itl_ms:
+                break  # a step only gets longer with a larger batch
             option = self._option(ask, nodes, load, stage_nodes, prediction, batch)
             if option is not None and (best is None or option.capacity_rps > best[0]):
                 best = (option.capacity_rps, option)
@@ -314,6 +342,7 @@ class PipelineEnumerator:
             ),
             power_watts=sum(p.power_watts for p in parts), precision_rank=ask.rank,
             servable_sources=servable, stages=tuple(parts), load=load,
+            handoff_ms=prediction.network_ms_per_token,
         )  # fmt: skip
 
 
@@ -337,6 +366,38 @@ def pipeline_itl(label: str, prediction: PipelinePrediction, itl_ms: float) -> R
         label, "pipeline-itl", prediction.itl_ms, itl_ms, "ms",
         network_ms=prediction.network_ms_per_token, detail=", ".join(prediction.regions),
     )  # fmt: skip
+
+
+def pipeline_notes(problem: Problem, placed: Sequence[Option]) -> list[str]:
+    """What a plan says of its pipeline replicas: per workload, why it was split (the closest
+    single-node rejection, or cost), and per replica its stages, ITL with hand-offs and
+    throughput."""
+    notes: list[str] = []
+    for workload in problem.workloads:
+        mine = [o for o in placed if o.workload == workload.index and o.stages]
+        if not mine:
+            continue
+        single = [o for o in problem.options_of(workload.index) if not o.stages]
+        vram = [r for r in problem.rejections_of(workload.index) if r.family == "vram-per-gpu"]
+        if single:
+            why = "cheaper per req/s than any replica on one node"
+        elif vram:
+            closest = min(vram, key=lambda r: r.reason.distance)
+            why = f"no node holds it ({describe(closest.reason)}) [vram-per-gpu]"
+        else:
+            why = "no replica on one node meets its rules"
+        stages = sorted({len(o.stages) for o in mine})
+        notes.append(
+            f"{workload.name}: placed as {len(mine)} pipeline{'s' * (len(mine) > 1)} of "
+            f"{'/'.join(map(str, stages))} stages: {why}"
+        )
+        for option in mine:
+            layout = " > ".join(f"{s.node}[{s.first},{s.last})" for s in option.stages)
+            notes.append(
+                f"{workload.name} pipeline {layout}: ITL {option.itl_ms:.1f} ms incl. "
+                f"{option.handoff_ms:.1f} ms of hand-offs, {option.capacity_rps:.3f} req/s"
+            )
+    return notes
 
 
 def _cheapest_per_layer(pool: GpuPool, held: int, layers: int) -> tuple[float, int, str]:

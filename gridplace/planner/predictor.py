@@ -153,28 +153,33 @@ def make_stage_predictor(
     """A memoizing ``StagePredictor`` over the performance model and the given profiles (no
     learned corrections: they are fitted to whole replicas)."""
     book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    replicas: dict[tuple[object, ...], ReplicaModel | None] = {}
     memo: dict[tuple[object, ...], StageFigures | None] = {}
 
     def predict(query: PredictionQuery, batch: int) -> StageFigures | None:
         gpu = query.gpu
-        key = (
+        config = (
             query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
             gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
-            query.interconnect, query.throttle_ratio, query.engine_options, batch,
-            query.prompt_tokens, query.output_tokens,
+            query.interconnect, query.throttle_ratio, query.engine_options,
         )  # fmt: skip
+        key = (*config, batch, query.prompt_tokens, query.output_tokens)
         if key not in memo:
-            memo[key] = _stage_figures(query, book, batch)
+            if config not in replicas:
+                try:
+                    replicas[config] = _replica(query, book)
+                except InvalidQuery:
+                    replicas[config] = None
+            replica = replicas[config]
+            memo[key] = None if replica is None else _stage_figures(query, replica, batch)
         return memo[key]
 
     return predict
 
 
-def _stage_figures(query: PredictionQuery, book: ProfileBook, batch: int) -> StageFigures | None:
-    try:
-        replica = _replica(query, book)
-    except InvalidQuery:
-        return None
+def _stage_figures(
+    query: PredictionQuery, replica: ReplicaModel, batch: int
+) -> StageFigures | None:
     context = query.prompt_tokens + query.output_tokens
     at_batch = replica.predict(
         batch=batch, prompt_tokens=query.prompt_tokens, context_tokens=context

@@ -130,6 +130,7 @@ class Option:
     # ``pool``; the model it splits. Empty for a replica on one node.
     stages: tuple[StagePart, ...] = ()
     load: ModelLoad | None = None
+    handoff_ms: float = 0.0  # of the ITL: the hand-offs between stages, per token
 
     @property
     def slots(self) -> int:
