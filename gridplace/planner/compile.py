@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +32,7 @@ from gridplace.planner.candidates import (
     drop_dominated,
     select_candidates,
 )
-from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, digest
+from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
 from gridplace.planner.options import (
     CandidateRows,
     Config,
@@ -97,13 +98,11 @@ def compile_problem(
     latency: RttLookup,
     cache: CompileCache | None = PROCESS_CACHE,
 ) -> Problem:
-    """Build the Problem: pools, surviving options, rejections with reasons, previous replicas.
-
-    Predictions of a predictor with a content key are kept in ``cache`` across compiles
-    (``compile_cache``; None: none kept beyond this compile)."""
+    """Build the Problem: pools, surviving options, rejections with reasons, previous replicas
+    (predictions kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
-    group_predictor = _GroupPredictor(predictor, grid, cache)
+    group_predictor = _GroupPredictor(predictor, grid, CompileView.open(cache, predictor, grid))
     keep = _previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
@@ -222,34 +221,11 @@ class _GroupPredictor:
     grids 1,000 workloads come down to a few dozen such kinds.
     """
 
-    def __init__(
-        self, predictor: OptionPredictor, grid: PoolGrid, shared: CompileCache | None = None
-    ) -> None:
+    def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
         self._predictor = predictor
         self._grid = grid
         self._cache: dict[tuple[object, ...], GroupPredictions] = {}
-        # Across compiles only for a predictor whose answers are keyed by its inputs' content.
-        predictor_key: str | None = getattr(predictor, "cache_key", None)
-        self._shared = shared if predictor_key is not None else None
-        self._predictor_key = predictor_key or ""
-        self._class_keys: dict[tuple[int, int], str] = {}
-        if self._shared is not None:
-            self._shared.begin()
-            self._shared.note_classes([self._class_key(p) for p in range(len(grid.pools))])
-
-    def _class_key(self, pool: int) -> str:
-        """Digest of what a prediction reads of a pool (its node class's signature)."""
-        grid = self._grid
-        key = (int(grid.signature[pool]), grid.gpu_variant[pool])
-        found = self._class_keys.get(key)
-        if found is None:
-            p = grid.pools[pool]
-            found = digest(
-                grid.pool_gpus[pool].model_dump_json(), p.gpu_model, str(p.gpus_per_node),
-                p.interconnect.value, repr(p.throttle_ratio),
-            )  # fmt: skip
-            self._class_keys[key] = found
-        return found
+        self._view = view
 
     def for_workload(
         self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
@@ -259,29 +235,15 @@ class _GroupPredictor:
             model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
             spec.traffic.prompt_tokens, spec.traffic.output_tokens,
         )  # fmt: skip
-        question = ""
-        if self._shared is not None:
-            question = digest(
-                self._predictor_key, model_id, model.model_dump_json(), spec.engine.value,
-                ",".join(p.value for p in spec.precisions), repr(spec.slo.itl_ms),
-                str(spec.traffic.prompt_tokens), str(spec.traffic.output_tokens),
-                spec.engine_options.model_dump_json() if spec.engine_options else "",
-            )  # fmt: skip
+        question = self._view.question(spec, model_id, model)
 
         def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
             grid = self._grid
             key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
             found = self._cache.get(key)
             if found is None:
-
-                def compute() -> GroupPredictions:
-                    return self._predict(first, budget_ms, configs, workload, model_id, model)
-
-                if self._shared is None:
-                    found = compute()
-                else:
-                    shared_key = digest(question, self._class_key(first), repr(budget_ms))
-                    found = self._shared.answer(shared_key, compute)
+                run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)
+                found = self._view.answer(question, first, budget_ms, run)
                 self._cache[key] = found
             return found
 

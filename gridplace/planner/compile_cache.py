@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 from gridplace.planner.ports import OptionPrediction, PredictionQuery
 
 if TYPE_CHECKING:
-    from gridplace.planner.options import GroupPredictions
+    from gridplace.planner.options import GroupPredictions, PoolGrid
+    from gridplace.specs import ModelArchitectureSpec
+    from gridplace.specs.workload import InferenceWorkloadSpec
 
 # About 40 KB an answer (a few dozen configurations): 200,000 answers stay well under 1 GiB,
 # and a 10,000-node x 1,000-workload grid asks ~33,000 questions.
@@ -110,6 +112,63 @@ class CompileCache:
         self.last = CacheCounts()
 
 
+class CompileView:
+    """One compile's keys into a ``CompileCache`` (or none: every answer computed): node-class
+    digests computed once per signature, a question's digest once per workload."""
+
+    def __init__(self, cache: CompileCache | None, predictor_key: str, grid: PoolGrid) -> None:
+        self._cache = cache
+        self._predictor_key = predictor_key
+        self._grid = grid
+        self._class_keys: dict[tuple[int, int], str] = {}
+        if cache is not None:
+            cache.begin()
+            cache.note_classes([self.class_key(p) for p in range(len(grid.pools))])
+
+    @classmethod
+    def open(cls, cache: CompileCache | None, predictor: object, grid: PoolGrid) -> CompileView:
+        """The view for a compile; one without a cache for a predictor with no content key
+        (its answers could change under the same question)."""
+        key: str | None = getattr(predictor, "cache_key", None)
+        return cls(cache if key is not None else None, key or "", grid)
+
+    def class_key(self, pool: int) -> str:
+        """Digest of what a prediction reads of a pool (its node class's signature)."""
+        grid = self._grid
+        key = (int(grid.signature[pool]), grid.gpu_variant[pool])
+        found = self._class_keys.get(key)
+        if found is None:
+            p = grid.pools[pool]
+            found = digest(
+                grid.pool_gpus[pool].model_dump_json(), p.gpu_model, str(p.gpus_per_node),
+                p.interconnect.value, repr(p.throttle_ratio),
+            )  # fmt: skip
+            self._class_keys[key] = found
+        return found
+
+    def question(
+        self, spec: InferenceWorkloadSpec, model_id: str, model: ModelArchitectureSpec
+    ) -> str:
+        """Digest of what a workload asks of every node class (the predictor's inputs too)."""
+        if self._cache is None:
+            return ""
+        return digest(
+            self._predictor_key, model_id, model.model_dump_json(), spec.engine.value,
+            ",".join(p.value for p in spec.precisions), repr(spec.slo.itl_ms),
+            str(spec.traffic.prompt_tokens), str(spec.traffic.output_tokens),
+            spec.engine_options.model_dump_json() if spec.engine_options else "",
+        )  # fmt: skip
+
+    def answer(
+        self, question: str, first: int, budget_ms: float, compute: Callable[[], GroupPredictions]
+    ) -> GroupPredictions:
+        """The answer to ``question`` about the class of pool ``first`` at a TTFT budget."""
+        if self._cache is None:
+            return compute()
+        key = digest(question, self.class_key(first), repr(budget_ms))
+        return self._cache.answer(key, compute)
+
+
 # The process's cache: plans made in one process (the API's solver worker, the simulator, a
 # benchmark) share it.
 PROCESS_CACHE = CompileCache()
@@ -120,6 +179,7 @@ __all__ = [
     "PROCESS_CACHE",
     "CacheCounts",
     "CompileCache",
+    "CompileView",
     "KeyedPredictor",
     "digest",
 ]
