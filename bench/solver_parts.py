@@ -114,6 +114,11 @@ def replan(
     )
 
 
+def continent(region: str) -> str:
+    prefix = region.split("-")[0]
+    return {"us": "na", "ca": "na"}.get(prefix, prefix)
+
+
 def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Namespace) -> None:
     nodes = generate_nodes(nodes_n, seed=nodes_n)
     regions = sorted({n.spec.region for n in nodes})
@@ -131,8 +136,9 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Na
         f"nodeFailures {args.node_failures}"
     )
     problem = compile_twice(inputs, latency)
-    # Sites: one per declared region (what topology's sites are without probes).
-    site_of = {r: r for r in regions}
+    # Sites: one per declared region (what topology's sites are without probes), or with
+    # --continents the regions of one continent together (fewer, larger parts).
+    site_of = {r: continent(r) if args.continents else r for r in regions}
     sites = tuple(sorted(site_of.items()))
     restricted = by_site(problem, site_of)
     parts = split(restricted.problem)
@@ -149,7 +155,8 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Na
         "| solve | cost $/h | bound $/h | gap | unmet req/s | work ref s | wall s |\n"
         "|---|---|---|---|---|---|---|"
     )
-    solve_row("whole model", problem, dataclasses.replace(base, decompose=False))
+    if not args.skip_whole:
+        solve_row("whole model", problem, dataclasses.replace(base, decompose=False))
     plan = solve_row("by site, then whole", problem, dataclasses.replace(base, sites=sites))
     greedy = plan_problem(problem, Strategy.GREEDY)
     cost, unmet, _ = evaluate(problem, greedy)
@@ -167,6 +174,10 @@ def main() -> None:
     parser.add_argument("--node-failures", type=int, choices=(0, 1), default=0)
     parser.add_argument("--workers", type=int, default=1, help="local processes for the parts")
     parser.add_argument("--ray-address", default=None, help="run the parts on this Ray cluster")
+    parser.add_argument("--continents", action="store_true", help="sites: one per continent")
+    parser.add_argument(
+        "--skip-whole", action="store_true", help="do not solve the whole model (large grids)"
+    )
     args = parser.parse_args()
     print(f"# gridplace large-grid planning ({load()}, {os.cpu_count()} CPUs)")
     print("reproduce: python bench/solver_parts.py " + " ".join(sys.argv[1:]))

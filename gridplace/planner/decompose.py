@@ -142,9 +142,10 @@ def by_site(problem: Problem, site_of_region: Mapping[str, str]) -> Restricted:
 
 
 def part_settings(settings: SolverSettings, part: Part, total_options: int) -> SolverSettings:
-    """The part's share of the work budget: in proportion to its options, at least
-    ``MIN_PART_SHARE``."""
-    share = len(part.options) / max(1, total_options)
+    """The part's share of the work budget: in proportion to its options, times the parts
+    solved at once (``workers``: each has the wall time of the whole), at least
+    ``MIN_PART_SHARE``, at most all of it. Settings alone decide it, never the machine."""
+    share = len(part.options) / max(1, total_options) * max(1, settings.workers)
     return dataclasses.replace(
         settings, time_limit_s=settings.time_limit_s * max(MIN_PART_SHARE, min(1.0, share))
     )
