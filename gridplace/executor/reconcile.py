@@ -1,9 +1,8 @@
 """The reconcile step: observe the replicas, diff them against the desired ones, act, report.
 
 Owns: the life cycle of replicas (``state`` phases), make before break, the start deadline and
-the retry backoff, drain before stop, and the node's state report (the API's ``NodeStateReport``
-as camelCase JSON; ``executor`` must not import ``api``, so the dict is built here and a test
-checks it against the API's model).
+the retry backoff, drain before stop, and what is pending and why (the report on it is built by
+``report``).
 Must not: talk to the API (``agent`` does) or block on a start: a start is launched in one step
 and found healthy (or past its deadline) in a later one, so heartbeats keep flowing.
 
@@ -30,7 +29,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,16 +37,10 @@ from gridplace.executor.drivers import Driver, LaunchSpec, Target
 from gridplace.executor.errors import DriverError, LaunchFailed
 from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
 from gridplace.executor.process import ProcessId, Runtime
+from gridplace.executor.report import WEIGHTS_DOWNLOADING, StateReporter
 from gridplace.executor.state import Phase, ReplicaRecord, StateFile
 
 log = logging.getLogger("gridplace.executor")
-REPORTED_PHASE = {
-    Phase.LAUNCHING: "starting",
-    Phase.STARTING: "starting",
-    Phase.RUNNING: "running",
-    Phase.DRAINING: "draining",
-    Phase.FAILED: "failed",
-}
 
 
 @dataclass(frozen=True)
@@ -142,7 +134,7 @@ class Reconciler:
         self.clock = clock
         self.port_allocator = port_allocator
         self._adoption_checked = False
-        self._conditions: dict[str, tuple[str, str]] = {}  # type -> (status, transition time)
+        self.reporter = StateReporter(config.advertise_host, clock)
         self._pending: dict[ReplicaSpec, str] = {}  # desired, not launched: why
 
     # ------------------------------------------------------------------------------- observe
@@ -411,7 +403,7 @@ class Reconciler:
                 continue
             ready, path = self._weights_ready(start.spec, pinned)
             if not ready:
-                self._pending[start.spec] = "weights downloading"
+                self._pending[start.spec] = WEIGHTS_DOWNLOADING
                 continue
             retried = previous_failed.get(start.spec) or []
             previous = retried.pop(0) if retried else None
@@ -454,103 +446,11 @@ class Reconciler:
         sources = [self.launcher.weights(spec) for spec in specs]
         return sorted({s.sha256 for s in sources if s is not None})
 
-    # --------------------------------------------------------------------------------- report
-
-    def _condition(self, kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
-        value = "True" if status else "False"
-        previous = self._conditions.get(kind)
-        if previous is None or previous[0] != value:
-            stamp = datetime.fromtimestamp(self.clock(), UTC).isoformat()
-            self._conditions[kind] = (value, stamp)
-        return {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message[:1000],
-            "lastTransitionTime": self._conditions[kind][1],
-        }
-
     def _outcome(
         self, desired: Sequence[ReplicaSpec] | None, generation: int | None, actions: list[str]
     ) -> StepOutcome:
-        records = self.state.records()
-        replicas: list[dict[str, Any]] = []
-        for record in records:
-            item: dict[str, Any] = {
-                "workload": record.spec.workload,
-                "gpus": list(record.spec.gpus),
-                "precision": record.spec.precision,
-                "phase": REPORTED_PHASE[record.phase],
-            }
-            if record.port is not None and record.phase is not Phase.FAILED:
-                item["endpoint"] = f"{self.config.advertise_host}:{record.port}"
-            if record.message:
-                item["message"] = record.message[:1000]
-            replicas.append(item)
-        launched = Counter(r.spec for r in records if r.phase is not Phase.FAILED)
-        for spec, why in sorted(self._pending.items()):
-            if launched[spec] == 0 and not any(r.spec == spec for r in records):
-                replicas.append(
-                    {
-                        "workload": spec.workload,
-                        "gpus": list(spec.gpus),
-                        "precision": spec.precision,
-                        "phase": "starting",
-                        "message": why,
-                    }
-                )
-        running = Counter(r.spec for r in records if r.phase is Phase.RUNNING)
-        wanted = Counter(desired or [])
-        applied = desired is not None and running == wanted and len(records) == sum(wanted.values())
-        failed = [r for r in records if r.phase is Phase.FAILED]
         fetch_errors = list(self.prewarmer.errors.values()) if self.prewarmer else []
-        starting = [r for r in records if r.phase in (Phase.LAUNCHING, Phase.STARTING)]
-        draining = [r for r in records if r.phase is Phase.DRAINING]
-        downloading = [s for s, why in self._pending.items() if why == "weights downloading"]
-        if desired is None:
-            applied_condition = self._condition("Applied", False, "NoPlan", "no plan yet")
-        elif applied:
-            applied_condition = self._condition(
-                "Applied",
-                True,
-                "AllReplicasRunning",
-                f"{sum(wanted.values())} replica(s) of generation {generation} running",
-            )
-        else:
-            missing = sum((wanted - running).values())
-            extra = len(records) - sum((running & wanted).values())
-            applied_condition = self._condition(
-                "Applied",
-                False,
-                "Reconciling",
-                f"{missing} desired replica(s) not running, {extra} other(s) still here",
-            )
-        if downloading:
-            progressing = ("WeightsDownloading", f"{len(downloading)} replica(s) wait for weights")
-        elif starting:
-            progressing = ("StartingReplicas", ", ".join(r.spec.key for r in starting))
-        elif draining:
-            progressing = ("DrainingReplicas", ", ".join(r.spec.key for r in draining))
-        else:
-            progressing = ("Idle" if applied else "Waiting", "")
-        degraded_messages = [f"{r.spec.key}: {r.message}" for r in failed] + fetch_errors
-        report: dict[str, Any] = {
-            "replicas": replicas,
-            "conditions": [
-                applied_condition,
-                self._condition(
-                    "Progressing", bool(downloading or starting or draining), *progressing
-                ),
-                self._condition(
-                    "Degraded",
-                    bool(degraded_messages),
-                    ("ReplicaFailed" if failed else "WeightsFetchFailed")
-                    if degraded_messages
-                    else "AsExpected",
-                    "; ".join(degraded_messages),
-                ),
-            ],
-        }
-        if generation is not None:
-            report["observedGeneration"] = generation
-        return StepOutcome(report=report, actions=actions, applied=applied)
+        report = self.reporter.report(
+            self.state.records(), self._pending, desired, generation, fetch_errors
+        )
+        return StepOutcome(report=report.body, actions=actions, applied=report.applied)
