@@ -38,6 +38,7 @@ from gridplace.specs import (
 )
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
 from gridplace.specs.fixes import Fix
+from gridplace.specs.plan import Prewarm, PrewarmLevel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
 # (0: none), so that a client diffs against exactly that plan.
@@ -242,6 +243,9 @@ class NodeAssignmentsResponse(StrictModel):
     generation: int | None = Field(default=None, description="None: no plan exists yet.")
     plan: str | None = None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] | None = Field(
+        default=None, description="The plan's warm standbys on this node (absent: none)."
+    )
     stages: list[PipelineStageRole] | None = Field(
         default=None, description="Absent when the node holds no later stage of a pipeline."
     )
@@ -286,6 +290,25 @@ class Condition(StrictModel):
     last_transition_time: datetime | None = None
 
 
+class StandbyPhase(StrEnum):
+    WAITING = "waiting"  # the node's assigned replicas start first
+    FETCHING = "fetching"
+    READY = "ready"  # weights verified on the node's disk
+    SKIPPED = "skipped"  # the cache is full of weights in use
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # the agent's manifest has no weights for it
+
+
+class StandbyState(StrictModel):
+    """One of the plan's warm standbys on the node, as its agent keeps it."""
+
+    workload: Name
+    precision: Precision
+    level: PrewarmLevel = Field(description="The level the plan asked for.")
+    state: StandbyPhase
+    message: str | None = Field(default=None, max_length=1000)
+
+
 class ReportedStagePhase(StrEnum):
     """A pipeline stage as its node reports it."""
 
@@ -324,6 +347,7 @@ class NodeStateReport(StrictModel):
         description="The plan generation the agent is applying.",
     )
     replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
+    standbys: list[StandbyState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
     stages: list[StageState] = Field(default_factory=list, max_length=MAX_STAGES_REPORTED)
 

@@ -1,5 +1,5 @@
-"""The node agent's loop: register, heartbeat, pull, reconcile, report, observe — every
-``interval_s``.
+"""The node agent's loop: register, heartbeat, pull, reconcile, keep standbys, report, observe —
+every ``interval_s``.
 
 Owns: the order of one iteration (a node holding pipeline stages also reads their phases,
 ``GET /v1/nodes/{name}/pipelines``, for the reconciler's gates), what the agent does when the
@@ -27,6 +27,7 @@ from gridplace.executor.errors import ApiError, ApiRejected
 from gridplace.executor.observe import Observer
 from gridplace.executor.pipeline import Pipeline, StagePeer, stage_specs
 from gridplace.executor.reconcile import Reconciler, StepOutcome
+from gridplace.executor.standby import StandbyKeeper
 from gridplace.hal import (
     GPUBackend,
     HALError,
@@ -69,6 +70,7 @@ class Agent:
         reconciler: Reconciler,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        standbys: StandbyKeeper | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -79,6 +81,7 @@ class Agent:
         self.desired: Desired | None = None
         self._samples: deque[Telemetry] = deque(maxlen=MAX_SAMPLES)
         self.observer = observer
+        self.standbys = standbys
         self.gpu_models: list[str] = []  # catalog GPU id per assignment GPU index
         self._windows: deque[ObservationWindow] = deque(maxlen=MAX_WINDOWS_PER_DOCUMENT)
 
@@ -139,9 +142,15 @@ class Agent:
         outcome = self.reconciler.step(specs, desired.generation if desired else None, pipelines)
         for action in outcome.actions:
             log.debug("action: %s", action)
+        report = outcome.report
+        if self.standbys is not None and desired is not None and specs is not None:
+            # After the reconcile step: standbys only fetch once the assigned replicas run.
+            pinned = self.reconciler.pinned(specs)
+            items = self.standbys.step(desired.prewarm, outcome.applied, pinned)
+            report = {**report, "standbys": items} if items else report
         if self.registered:
             try:
-                self.client.report(outcome.report)
+                self.client.report(report)
             except ApiError as error:
                 log.warning("state report failed: %s", error.message)
         self._observe()

@@ -19,6 +19,7 @@ import httpx
 from gridplace.executor.errors import ApiAnswerRefused, ApiRejected, ApiUnavailable
 from gridplace.executor.pipeline import StagePeer, StageRole, peers_of
 from gridplace.specs import Assignment
+from gridplace.specs.plan import Prewarm
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -30,6 +31,7 @@ class Desired:
     generation: int | None
     plan: str | None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] = field(default_factory=list)  # this node's warm standbys
     stages: list[StageRole] = field(default_factory=list)
 
 
@@ -99,6 +101,7 @@ class ApiClient:
             return self._desired
         data = response.json()
         assignments = [Assignment.model_validate(a) for a in data.get("assignments", [])]
+        prewarm = [Prewarm.model_validate(p) for p in data.get("prewarm") or []]
         stages = [
             StageRole(
                 str(role["pipeline"]),
@@ -107,7 +110,8 @@ class ApiClient:
             )
             for role in data.get("stages") or []
         ]
-        foreign = sorted({a.node for a in assignments if a.node != self.node})
+        nodes = {a.node for a in assignments} | {p.node for p in prewarm}
+        foreign = sorted(nodes - {self.node})
         foreign += sorted(
             f"{role.pipeline} stage {role.stage}"
             for role in stages
@@ -123,6 +127,7 @@ class ApiClient:
             generation=data.get("generation"),
             plan=data.get("plan"),
             assignments=assignments,
+            prewarm=prewarm,
             stages=stages,
         )
         self._etag = response.headers.get("ETag")

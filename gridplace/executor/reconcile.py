@@ -441,7 +441,7 @@ class Reconciler:
             startable,
             [Actual(r.replica_id, r.spec, stopping=r.phase is Phase.DRAINING) for r in live],
         )
-        pinned = self._pinned(desired)
+        pinned = self.pinned(desired)
         for spec in desired:  # pre-warm everything this generation wants here
             source = self.launcher.weights(spec)
             if source and self.prewarmer and self.prewarmer.ready(source) is None:
@@ -572,7 +572,7 @@ class Reconciler:
                     continue
             self._begin_drain(record, "no longer in the plan for this node", actions)
 
-    def _pinned(self, desired: Sequence[ReplicaSpec]) -> list[str]:
+    def pinned(self, desired: Sequence[ReplicaSpec]) -> list[str]:
         """Weights that must not be evicted: those of desired and of live replicas."""
         specs = set(desired) | {r.spec for r in self.state.records()}
         sources = [self.launcher.weights(spec) for spec in specs]
@@ -581,7 +581,10 @@ class Reconciler:
     def _outcome(
         self, desired: Sequence[ReplicaSpec] | None, generation: int | None, actions: list[str]
     ) -> StepOutcome:
-        fetch_errors = list(self.prewarmer.errors.values()) if self.prewarmer else []
+        # A standby's failed fetch is its own report's (``standby``), not the node's degradation.
+        wanted = set(self.pinned(desired or []))
+        errors = self.prewarmer.errors.items() if self.prewarmer else []
+        fetch_errors = [message for sha256, message in errors if sha256 in wanted]
         report = self.reporter.report(
             self.state.records(), self._pending, desired, generation, fetch_errors
         )

@@ -240,6 +240,11 @@ class PlacementPlanStatus(StrictModel):
         max_length=1000,
         description="Placed workloads at risk, e.g. short of their failover capacity.",
     )
+    notes: list[Reason] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="How placed workloads were placed where it needs saying (pipelines, and why).",
+    )
     cost_per_hour: float | None = Field(default=None, ge=0)
 
 

@@ -128,14 +128,20 @@ class PlanAssignmentIndex:
     generation: int | None  # None: no plan yet
     plan_name: str | None
     by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    prewarm_by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # standbys
     pipelines: dict[str, PipelineEntry] = field(default_factory=dict)
     stages_by_node: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
     @classmethod
     def build(
-        cls, generation: int, plan_name: str, rows: list[tuple[str, dict[str, Any]]]
+        cls,
+        generation: int,
+        plan_name: str,
+        rows: list[tuple[str, dict[str, Any]]],
+        standbys: list[dict[str, Any]],
     ) -> PlanAssignmentIndex:
-        """From (node, assignment) rows in plan order; only pipeline rows are parsed."""
+        """From (node, assignment) rows in plan order and the plan's standbys; only pipeline
+        rows are parsed."""
         by_node: dict[str, list[dict[str, Any]]] = {}
         pipelines: dict[str, PipelineEntry] = {}
         stages_by_node: dict[str, list[tuple[str, int]]] = {}
@@ -150,7 +156,10 @@ class PlanAssignmentIndex:
             pipelines[key] = PipelineEntry(assignment, nodes)
             for index, stage_node in enumerate(nodes):
                 stages_by_node.setdefault(stage_node, []).append((key, index))
-        return cls(generation, plan_name, by_node, pipelines, stages_by_node)
+        prewarm: dict[str, list[dict[str, Any]]] = {}
+        for standby in standbys:
+            prewarm.setdefault(standby["node"], []).append(standby)
+        return cls(generation, plan_name, by_node, prewarm, pipelines, stages_by_node)
 
 
 @dataclass(frozen=True)
