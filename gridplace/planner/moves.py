@@ -10,7 +10,13 @@ from ortools.sat.python import cp_model
 from gridplace.planner.hints import previous_counts
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.solver_settings import SolverSettings, all_variables, make_solver
-from gridplace.planner.windows import Assignment, Goal, evaluate, solve_window, unsettled_workloads
+from gridplace.planner.windows import (
+    Goal,
+    VariableValues,
+    evaluate,
+    solve_window,
+    unsettled_workloads,
+)
 from gridplace.planner.work import WorkClock
 
 # Windows of the moves stage get this long (at high utilization 1 s windows found nothing and
@@ -22,11 +28,11 @@ KEEP_PREVIOUS_LIMIT_S = 1.5
 
 def keep_previous(
     pm: PlacementModel,
-    incumbent: Assignment,
+    incumbent: VariableValues,
     settings: SolverSettings,
     limit_s: float,
     clock: WorkClock,
-) -> Assignment:
+) -> VariableValues:
     """Where the moves stage of a large model starts: the previous plan's replicas where they
     are, with only some workloads planned anew around them, within the rows of the earlier
     stages: those that cannot stay as they were (demand no longer covered, or replicas in a row
@@ -84,7 +90,7 @@ def moves_tie_break(pm: PlacementModel, objective: cp_model.LinearExprT) -> cp_m
 
 
 def fewer_moves_within_cost(
-    pm: PlacementModel, candidate: Assignment, incumbent: Assignment
+    pm: PlacementModel, candidate: VariableValues, incumbent: VariableValues
 ) -> bool:
     """Whether a replan's first-stage solution may start the moves stage instead: it keeps the
     rows of every stage so far (the cost row is the only one added after it) and moves fewer
@@ -105,7 +111,7 @@ def goal(pm: PlacementModel, name: str, objective: cp_model.LinearExprT) -> Goal
     if name != "moves" or not pm.moved:
         return Goal(objective)
 
-    def moved_workloads(incumbent: Assignment) -> set[int]:
+    def moved_workloads(incumbent: VariableValues) -> set[int]:
         return {
             pm.problem.options[option].workload
             for option, var in pm.moved.items()

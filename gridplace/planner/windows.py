@@ -43,7 +43,7 @@ MIN_WINDOW_TIME_S = 0.2  # below this, a window cannot even presolve: stop
 
 
 @dataclass
-class Assignment:
+class VariableValues:
     """A value for every variable of the model, by proto index (what a solver would return)."""
 
     values: dict[int, int]
@@ -56,7 +56,7 @@ class Assignment:
 class WindowSearch:
     """What the windows achieved: the incumbent, its objective value, windows solved."""
 
-    incumbent: Assignment
+    incumbent: VariableValues
     objective: int
     windows: int
     improved: int
@@ -72,7 +72,7 @@ class Goal:
     objective: cp_model.LinearExprT
     tie_break: cp_model.LinearExprT | None = None
     tie_scale: int = 1
-    focus: Callable[[Assignment], set[int]] | None = None
+    focus: Callable[[VariableValues], set[int]] | None = None
     window_s: float = WINDOW_TIME_LIMIT_S
 
 
@@ -80,7 +80,7 @@ def search_windows(
     pm: PlacementModel,
     variables: Sequence[cp_model.IntVar],
     goal: Goal,
-    start: Assignment,
+    start: VariableValues,
     deadline: float,
     clock: WorkClock,
     window_workloads: int,
@@ -98,7 +98,7 @@ def search_windows(
             [goal.objective, goal.tie_break], [goal.tie_scale, 1]
         )
 
-    def score(assignment: Assignment) -> tuple[int, int]:
+    def score(assignment: VariableValues) -> tuple[int, int]:
         tie = evaluate(goal.tie_break, assignment) if goal.tie_break is not None else 0
         return evaluate(goal.objective, assignment), tie
 
@@ -142,7 +142,7 @@ def solve_window(
     hint: dict[int, int],
     solver: cp_model.CpSolver,
     objective: cp_model.LinearExprT | None = None,
-) -> Assignment | None:
+) -> VariableValues | None:
     """The best the full model (rows as ``pm.model`` has them now; its objective unless
     ``objective`` is given) can do when every option of a workload outside ``free`` keeps its
     replica count from ``counts`` (by option index; 0 if absent); ``hint`` (by proto index) is
@@ -169,7 +169,7 @@ def solve_window(
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    return Assignment({var.index: solver.value(var) for var in variables})
+    return VariableValues({var.index: solver.value(var) for var in variables})
 
 
 @dataclass
@@ -214,7 +214,7 @@ def _small_window(
     incumbent: dict[int, int],
     solver: cp_model.CpSolver,
     objective: cp_model.LinearExprT | None,
-) -> Assignment | None:
+) -> VariableValues | None:
     """``solve_window`` from an incumbent, as a model of only the free workloads' variables:
     every row that holds one of them, with the other variables' incumbent values moved into its
     bounds. The same optimum as the full model with the other counts fixed, except that the
@@ -267,7 +267,7 @@ def _small_window(
     values = {var.index: incumbent[var.index] for var in variables}
     for ref, var in local.items():
         values[ref] = solver.value(var)
-    return Assignment(values)
+    return VariableValues(values)
 
 
 def _shift(bound: int, by: int) -> int:
@@ -277,7 +277,7 @@ def _shift(bound: int, by: int) -> int:
     return max(cp_model.INT_MIN + 1, min(cp_model.INT_MAX - 1, bound - by))
 
 
-def evaluate(expression: cp_model.LinearExprT, assignment: Assignment) -> int:
+def evaluate(expression: cp_model.LinearExprT, assignment: VariableValues) -> int:
     """The value of a linear expression of the model's variables at ``assignment``."""
     scratch = cp_model.CpModel()  # only to read the expression's terms, as a proto objective
     scratch.minimize(expression)
@@ -289,7 +289,7 @@ def evaluate(expression: cp_model.LinearExprT, assignment: Assignment) -> int:
     return round(total + terms.offset)
 
 
-def drop_spare_replicas(pm: PlacementModel, start: Assignment) -> Assignment:
+def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableValues:
     """``start`` with replicas removed, most expensive first, wherever every row of the model
     (as it is now, stage rows included, with every other variable as it is) still holds.
 
@@ -331,7 +331,7 @@ def drop_spare_replicas(pm: PlacementModel, start: Assignment) -> Assignment:
             values[ref] -= 1
             for r, coeff in touched:
                 activities[r] -= coeff
-    return Assignment(values)
+    return VariableValues(values)
 
 
 def unsettled_workloads(pm: PlacementModel, counts: dict[int, int]) -> set[int]:
