@@ -9,8 +9,8 @@ rule (``model``). Candidates, each a replica count per option:
 - relaxed-and-repaired: the model solved without its soft failover rows (the cost optimum of the
   plain covering problem, which CP-SAT finds quickly), then topped up greedily until losing any
   node that may fail leaves the demand covered. Failover rows make CP-SAT's own search slow to
-  leave an expensive start (measured: 1,000 x 100, 10 s, from greedy's start the cost stage
-  ends at 2.3x the MILP optimum), while the relaxed optimum is one top-up away from a good plan.
+  leave an expensive start (from greedy's, the cost stage ends far above the MILP optimum:
+  ``docs/solver-tuning.md``), while the relaxed optimum is one top-up away from a good plan.
 ``choose_start`` checks each candidate on the full model (every replica count fixed, the first
 stage's objective) and starts from the best.
 """

@@ -49,13 +49,12 @@ STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
 REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
 # On a large model, the share of the cost stage's time spent improving its incumbent window by
 # window (windows.py) before the full-model solve, which proves the bound and polishes. The
-# full-model solve needs its time: on 10,000 x 1,000 its root LP takes 5-8 s to reach the bound.
+# full-model solve needs its time: on the largest grids its root LP alone takes seconds.
 # The stages after it spend all their time in windows (their bounds are not reported).
 WINDOW_SHARE = 0.6
 # A model with failover rows: its cost stage gives windows this share (its full-model solve
-# never improved on them; it still proves a bound), in windows of at most this many workloads.
-# Measured at 1,000 x 100, moderate, every workload N+1, 10 s (HiGHS optimum $74.62/h): windows
-# of 25 with 0.6 ended at $84.19/h, of 5 at $81.78/h, of 5 with 0.85 at $75.14/h.
+# never improved on them; it still proves a bound), in windows of at most this many workloads:
+# smaller windows with more of the time came closest to the optimum (docs/solver-tuning.md).
 FAILOVER_WINDOW_SHARE = 0.85
 FAILOVER_WINDOW_WORKLOADS = 5
 
@@ -188,7 +187,7 @@ class StageRunner:
         time it had. The first stage searches the full model from its (full) hint. Only a first
         plan's cost stage proves its bound; later stages, and the cost stage of a replan (it only
         sets what the move tolerance is measured from, and at high utilization one pass of
-        windows takes ~11 s), give windows all their time."""
+        windows takes longer than its share), give windows all their time."""
         pm = self.pm
         share = 1.0  # a replan's cost stage, and the stages after the cost stage
         if name == "cost" and not pm.moved:

@@ -5,20 +5,16 @@ means: every window is the full model (earlier stages' rows included), with the 
 of all workloads outside the window fixed at the incumbent's — built as a model of the window's
 own variables, the others' values moved into the bounds of the rows they share. Workloads only
 interact through shared pools and the rows fixed by earlier stages, so a window of ~100
-workloads is a small model that CP-SAT usually solves to optimality in well under a second (at
-10,000 x 1,000, 0.7 s a window, where presolving the whole model for each took 1-2 s), and
-the incumbent only
-ever gets better (a window's solution is accepted when it is at least as good). Windows are
+workloads is a small model that CP-SAT usually solves to optimality in well under a second, and
+the incumbent only ever gets better (a window's solution is accepted when it is at least as
+good). Windows are
 drawn from a seeded shuffle of the workloads, a new one for each pass, so every workload is
 revisited once per pass.
 
-Why: one CP-SAT worker on the whole 10,000-node x 1,000-workload model (23,000 options) spends
-its time on the root LP and ended the cost stage 66-71% above its bound (1,275 vs 745 and
-1,881 vs 1,134 $/h at moderate and high utilization). Measured on this 2-core machine (shared),
-one pass of 100-workload windows from the unmet stage's solution reaches 1.5% above the HiGHS
-MILP optimum (745.06 $/h) in about 5 s and 0.8% in 14 s at moderate utilization; at high
-utilization a pass takes ~11 s (1.9 s a window). Smaller windows (25, 50) made no pass faster,
-and a lower linearization level made windows slower.
+Why: one CP-SAT worker on a whole 10,000-node x 1,000-workload model spends its time on the root
+LP and ends the cost stage far above its bound, while one pass of 100-workload windows from the
+unmet stage's solution comes within a few percent of the MILP optimum (the figures, and the
+window sizes tried: ``docs/solver-tuning.md``).
 """
 
 from __future__ import annotations
@@ -36,8 +32,8 @@ from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
 # A window that does not finish in this time keeps the best it found (CP-SAT returns FEASIBLE).
 # Times here are reference seconds of deterministic work (``work.py``), not wall time.
-# Measured at 10,000 x 1,000, high utilization: cost windows take 1-2 s, and 1 s lets a pass
-# finish in the cost stage's time; moves windows need longer to find anything (Goal.window_s).
+# 1 s lets a pass of cost windows finish in the cost stage's time on the largest grids (measured:
+# docs/solver-tuning.md); moves windows need longer to find anything (Goal.window_s).
 WINDOW_TIME_LIMIT_S = 1.0
 MIN_WINDOW_TIME_S = 0.2  # below this, a window cannot even presolve: stop
 
@@ -219,8 +215,8 @@ def _small_window(
     every row that holds one of them, with the other variables' incumbent values moved into its
     bounds. The same optimum as the full model with the other counts fixed, except that the
     other workloads' slacks and counters also stay at their incumbent values. Presolving the
-    full model for every window cost ~0.2 s (1,000 x 100) to 1-2 s (10,000 x 1,000) whatever
-    the window's size; this model costs what the window holds."""
+    full model for every window costs what the whole model holds, whatever the window's size;
+    this model costs what the window holds."""
     rows = _rows(pm)
     proto = pm.model.proto
     model = cp_model.CpModel()
@@ -293,9 +289,9 @@ def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableVa
     """``start`` with replicas removed, most expensive first, wherever every row of the model
     (as it is now, stage rows included, with every other variable as it is) still holds.
 
-    The unmet stage has no reason to place few replicas, and its solution costs 2.5-3x the
-    optimum on 10,000 x 1,000; windows that run out of time before a full pass leave that
-    waste where they did not reach. Trimming first costs ~0.5 s and leaves less to do.
+    The unmet stage has no reason to place few replicas, and its solution costs several times
+    the optimum on large grids; windows that run out of time before a full pass leave that
+    waste where they did not reach. Trimming first is cheap and leaves less to do.
     """
     values = dict(start.values)
     rows: list[tuple[int, int, int]] = []  # (activity, low, high) per row
