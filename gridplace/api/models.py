@@ -243,8 +243,8 @@ class NodeAssignmentsResponse(StrictModel):
     generation: int | None = Field(default=None, description="None: no plan exists yet.")
     plan: str | None = None
     assignments: list[Assignment]
-    prewarm: list[Prewarm] = Field(
-        default_factory=list, description="The plan's warm standbys on this node."
+    prewarm: list[Prewarm] | None = Field(
+        default=None, description="The plan's warm standbys on this node (absent: none)."
     )
     stages: list[PipelineStageRole] | None = Field(
         default=None, description="Absent when the node holds no later stage of a pipeline."
@@ -306,6 +306,7 @@ class StandbyState(StrictModel):
     precision: Precision
     level: PrewarmLevel = Field(description="The level the plan asked for.")
     state: StandbyPhase
+    message: str | None = Field(default=None, max_length=1000)
 
 
 class ReportedStagePhase(StrEnum):

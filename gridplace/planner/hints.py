@@ -107,12 +107,18 @@ def choose_start(
     settings: SolverSettings,
     clock: WorkClock,
     solve: Callable[[Problem, SolverSettings], Solution],
+    given: dict[int, int] | None = None,
 ) -> tuple[dict[int, int], cp_model.CpSolver | None]:
-    """Where the search starts: the candidate whose first-stage objective, then
-    cost, is lowest among those valid on the full model (the solver holds every variable's
-    value); greedy's plan and no solver when none is valid. ``solve`` solves the relaxed problem."""
+    """Where the search starts: the candidate whose first-stage objective, then cost, is lowest
+    among those valid on the full model (the solver holds every variable's value); greedy's plan
+    and no solver when none is valid. A ``given`` start competes with greedy's plan (with a
+    previous plan's candidates on a replan); ``solve`` solves the relaxed problem."""
     problem = pm.problem
-    if problem.previous:
+    if given is not None:
+        candidates = [given, greedy_with_failover(problem)]
+        if problem.previous:
+            candidates += [previous_counts(problem), previous_then_greedy(problem)]
+    elif problem.previous:
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
         candidates = [greedy_with_failover(problem)]

@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gridplace.planner.compile_cache import KeyedPredictor, digest
 from gridplace.planner.core import ttft_budget_ms
 from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
@@ -86,8 +87,10 @@ def make_predictor(
     calibration: Calibration | None = None,
 ) -> OptionPredictor:
     """A memoizing predictor over the calibrated performance model, the given profiles and the
-    learned corrections."""
-    book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    learned corrections, keyed by their content (``compile_cache``: compiles across plans reuse
+    its answers only while all three are unchanged)."""
+    catalog = catalog or builtin_catalog()
+    book = ProfileBook.from_documents(profiles, catalog)
     learned = calibration or Calibration()
     replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
@@ -125,7 +128,13 @@ def make_predictor(
             memo[key] = found
         return found
 
-    return predict
+    entries = [*sorted(catalog.gpus.items()), *sorted(catalog.models.items())]
+    key = digest(
+        *(f"{name}={entry.model_dump_json()}" for name, entry in entries),
+        *(p.model_dump_json() for p in profiles),
+        repr(learned),
+    )
+    return KeyedPredictor(predict, key)
 
 
 def make_stage_predictor(

@@ -8,13 +8,15 @@ act for any node.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
 
-from gridplace.api.bodies import read_documents
+from gridplace.api.bodies import json_body, read_documents
 from gridplace.api.deps import (
     AdminDep,
     AppState,
@@ -23,6 +25,8 @@ from gridplace.api.deps import (
     SettingsDep,
     StateDep,
     StoreDep,
+    bearer_token,
+    principal_of,
     require_node_access,
 )
 from gridplace.api.errors import Conflict, Forbidden, InvalidRequest, Issue, NotFound
@@ -39,7 +43,7 @@ from gridplace.api.models import (
 )
 from gridplace.api.ownership import merge_agent_registration
 from gridplace.api.pipelines import foreign_stages, later_stages, pipeline_statuses
-from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
+from gridplace.api.routes import AUTH_ERRORS, BEARER, errors, json_body_schema, raw_body
 from gridplace.api.security import Principal
 from gridplace.api.store import PlanAssignmentIndex
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
@@ -55,6 +59,7 @@ NodeName = Annotated[
 ]
 JSON = "application/json"
 MINIMAL = "return=minimal"
+MINIMAL_APPLIED = {"Preference-Applied": MINIMAL}
 # What an agent can establish about its own machine; stronger claims need the admin.
 NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
 
@@ -200,6 +205,9 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
     return Response(status_code=204)
 
 
+TELEMETRY = TypeAdapter(TelemetryReport)
+
+
 @router.post(
     "/{name}/telemetry",
     response_model=NodeResponse,
@@ -208,12 +216,11 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
         **errors(*AUTH_ERRORS, 400, 404, 413),
         204: {"description": "Recorded; asked for with 'Prefer: return=minimal'."},
     },
+    openapi_extra=json_body_schema(TelemetryReport, "A heartbeat.") | BEARER,
 )
-def post_telemetry(
+async def post_telemetry(
     name: NodeName,
-    report: TelemetryReport,
-    principal: PrincipalDep,
-    service: ServiceDep,
+    request: Request,
     prefer: Annotated[
         str | None,
         Header(
@@ -223,19 +230,36 @@ def post_telemetry(
         ),
     ] = None,
 ) -> Response:
-    """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
+    """A heartbeat: health, thermal summary, message. The server's clock stamps it.
+
+    A lean route (an agent's every few seconds): the token, the body and the answer are handled
+    here rather than by dependencies, a body model and a response model. With 'Prefer:
+    return=minimal' the heartbeat is held in memory and written with the next batch
+    (``heartbeat_flush_s``); without it, it is committed before the node is read back."""
+    state: AppState = request.app.state.gridplace
+    principal = await principal_of(request, state, bearer_token(request))
     require_node_access(principal, name)
+    report = json_body(await request.body(), request.headers.get("content-type"), TELEMETRY)
     status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
+    store, now = state.store, state.clock()
     if prefer is not None and MINIMAL in prefer.lower():
-        if not service.store.record_heartbeat(name, status, service.clock()):
+        known = store.buffer_known_heartbeat(name, status, now) or await run_in_threadpool(
+            store.record_heartbeat, name, status, now
+        )
+        if not known:
             raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
-        return Response(status_code=204, headers={"Preference-Applied": MINIMAL})
-    record = service.store.report_status(name, status, service.clock())
+        return Response(status_code=204, headers=MINIMAL_APPLIED)
+    answer = await run_in_threadpool(_report_status, state, name, status, now)
+    return Response(answer, media_type=JSON)
+
+
+def _report_status(state: AppState, name: str, status: NodeStatus, now: datetime) -> bytes:
+    record = state.store.report_status(name, status, now)
     if record is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     # Serialized here, once: the response model would validate the whole Node again.
-    answer = node_response(service.view_of(record))
-    return Response(answer.model_dump_json(by_alias=True, exclude_none=True), media_type=JSON)
+    answer = node_response(state.service.view_of(record))
+    return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
 @router.post(
@@ -292,11 +316,11 @@ async def read_probes(request: Request, max_samples: int) -> LatencyProbes:
         **errors(*AUTH_ERRORS, 404),
         304: {"description": "The generation in If-None-Match is still the latest."},
     },
+    openapi_extra=BEARER,
 )
 async def get_assignments(
     name: NodeName,
-    principal: PrincipalDep,
-    state: StateDep,
+    request: Request,
     if_none_match: Annotated[
         str | None, Header(description="The ETag of the last answer: 304 if unchanged.")
     ] = None,
@@ -304,7 +328,10 @@ async def get_assignments(
     """What this node's agent should run: the latest plan's replicas on it, and its generation.
 
     Answered from memory: a current ETag gets 304 without touching the database, and a node's
-    answer is read and serialized once per generation (``shared.PlanCache``)."""
+    answer is read and serialized once per generation (``shared.PlanCache``). A lean route,
+    like telemetry's."""
+    state: AppState = request.app.state.gridplace
+    principal = await principal_of(request, state, bearer_token(request))
     require_node_access(principal, name)
     plans = state.shared.plans
     etag = f'"{plans.generation}"'
@@ -324,14 +351,14 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
     documents = index.by_node.get(name, [])
     standbys = index.prewarm_by_node.get(name, [])
     stages = later_stages(index, name)
-    if not documents and not standbys and not stages and state.store.node(name) is None:
+    if not documents and not standbys and not stages and not state.store.is_node(name):
         return None
     answer = NodeAssignmentsResponse(
         node=name,
         generation=index.generation,
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
-        prewarm=[Prewarm.model_validate(p) for p in standbys],
+        prewarm=[Prewarm.model_validate(p) for p in standbys] or None,
         stages=stages or None,
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
