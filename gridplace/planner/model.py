@@ -380,9 +380,8 @@ def failover(pm: PlacementModel) -> None:
     and worst_loss[w] >= sum over o in g of capacity[o] x per_node[o] for every group g of w:
         capacity of all options of w - worst_loss[w] + uncovered[w]
             >= demand of w x (1 + headroom)
-    (one row per group with every option of w in it states the same rule densely; at 1,000 x
-    100 with every workload N+1, 10 s, the cost stage ended at $99.69/h with those rows and at
-    $84.19/h with these, same search).
+    (one row per group with every option of w in it states the same rule densely, and the same
+    search ends costlier with it: ``docs/solver-tuning.md``).
     A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
     and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
     penalized in the first objective) because a grid too small for N+1 should still serve its
