@@ -77,7 +77,7 @@ def _refusal(problem: Problem, workload: int, group: list[tuple[int, Rejection]]
         tensor_parallel=config.tensor_parallel if config else None,
         gpu_share=config.share if config else None,
     )
-    numbers = _numbers(reason)
+    numbers = {k: round(v, 3) if isinstance(v, float) else v for k, v in _numbers(reason).items()}
     return Refusal(
         family="compile",
         rule=example.family,
