@@ -4,8 +4,7 @@ plan predicted afterwards, and a ``Refusal`` (why a workload is not, or not full
 rule of the planner's registry, how many nodes it refused, the numbers of the closest option).
 
 Rendered to text only at the edge (``Fix.text``; the planner's ``explain`` words refusals); the
-planner's ``fixes`` module finds and checks fixes. A pipeline across nodes gets its own change
-kind once pipelines exist.
+planner's ``fixes`` module finds and checks fixes.
 """
 
 from __future__ import annotations
@@ -55,6 +54,14 @@ class RaiseBudget(StrictModel):
         return f"raise the budget to {self.per_hour:.2f} USD/h"
 
 
+class AllowPipeline(StrictModel):
+    kind: Literal["allow-pipeline"] = "allow-pipeline"
+    max_stages: int = Field(ge=2, le=16, description="pipeline.maxStages it sets.")
+
+    def text(self) -> str:
+        return f"allow a pipeline over up to {self.max_stages} nodes (pipeline.maxStages)"
+
+
 class AddNodes(StrictModel):
     kind: Literal["add-nodes"] = "add-nodes"
     gpu: CatalogRef
@@ -85,7 +92,7 @@ class AddNodes(StrictModel):
 
 
 Change = Annotated[
-    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AddNodes,
+    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AllowPipeline | AddNodes,
     Field(discriminator="kind"),
 ]
 
