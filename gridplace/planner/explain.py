@@ -1,6 +1,8 @@
 """Why a workload is not (fully) placed: compile-time reasons summarized over nodes, and the
 constraint families of a CP-SAT assumption core when options exist but the coupled model cannot
-use them. Each reason comes with a hint saying what would fix it.
+use them. Each reason comes with a hint saying what would fix it. The reasons are data first
+(``specs.fixes.Refusal``: rule, nodes, the closest option's numbers); the text is worded from the
+same rejections (``rules.describe``).
 """
 
 from __future__ import annotations
