@@ -17,6 +17,7 @@ from gridplace.planner.explain import Explanation
 from gridplace.planner.pipeline_options import pipeline_notes
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
+from gridplace.specs.fixes import Refusal
 from gridplace.specs.plan import (
     PipelineStage,
     PlacementPlanSpec,
@@ -191,17 +192,34 @@ def _coverage(
             if workload.index in explained:
                 why = explained[workload.index]
                 reasons, hints = list(why.reasons), list(why.hints)
+                refusals = list(why.refusals)
             else:
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]
                 hints = []
+                refusals = [Refusal(family="coverage", unmet_rps=round(missing, 3))]
             if carrying[workload.index] < workload.replicas_min:
                 reasons.append(
                     f"{carrying[workload.index]} replicas carry load (>= "
                     f"{problem.load_rps(workload.index):.2f} req/s each, replicas.minShare) < "
                     f"replicas.min {workload.replicas_min}"
                 )
-            unplaced.append(Unplaced(workload=workload.name, reasons=reasons, hints=hints))
+                refusals.append(_carrying(problem, workload.index, carrying[workload.index]))
+            unplaced.append(
+                Unplaced(workload=workload.name, reasons=reasons, hints=hints, refusals=refusals)
+            )
     return coverage, unplaced, warnings
+
+
+def _carrying(problem: Problem, workload: int, carrying: int) -> Refusal:
+    """Fewer replicas carry load than replicas.min asks for (as data)."""
+    return Refusal(
+        family="coverage",
+        rule="replica-bounds",
+        measure="carrying-replicas",
+        needed=float(problem.workloads[workload].replicas_min),
+        available=float(carrying),
+        unit="replicas",
+    )
 
 
 def _failover_warning(
