@@ -1,9 +1,10 @@
 """The hands of gridplace: the node agent that makes a node run its part of the latest plan.
 
-Owns: the reconcile loop (``agent``, ``reconcile``, ``diff``), runtime drivers (``drivers``:
-vllm, llama.cpp, a command template), server processes (``process``), the crash-safe local state
-file (``state``), the weights cache and pre-warmer (``cache``), the per-workload model manifest
-(``manifest``) and the agent's HTTP client (``client``).
+Owns: the reconcile loop (``agent``, ``reconcile``, ``diff``), the node's state report
+(``report``), runtime drivers (``drivers``: vllm, llama.cpp, a command template), server processes
+(``process``), the crash-safe local state file (``state``), the weights cache and pre-warmer
+(``cache``), the per-workload model manifest (``manifest``) and the agent's HTTP client
+(``client``).
 Must not: import ``gridplace.api`` (imports flow executor <- api), plan anything, or map errors
 to exit codes (the CLI does).
 
