@@ -30,6 +30,7 @@ from gridplace.api.grid import NodeView
 from gridplace.api.models import (
     NodeAssignmentsResponse,
     NodeListResponse,
+    NodePipelinesResponse,
     NodeResponse,
     NodeStateReport,
     NodeStateResponse,
@@ -37,6 +38,7 @@ from gridplace.api.models import (
     TelemetryReport,
 )
 from gridplace.api.ownership import merge_agent_registration
+from gridplace.api.pipelines import foreign_stages, later_stages, pipeline_statuses
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.security import Principal
 from gridplace.api.store import PlanAssignmentIndex
@@ -321,7 +323,8 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
     """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
     documents = index.by_node.get(name, [])
     standbys = index.prewarm_by_node.get(name, [])
-    if not documents and not standbys and state.store.node(name) is None:
+    stages = later_stages(index, name)
+    if not documents and not standbys and not stages and state.store.node(name) is None:
         return None
     answer = NodeAssignmentsResponse(
         node=name,
@@ -329,6 +332,7 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
         prewarm=[Prewarm.model_validate(p) for p in standbys],
+        stages=stages or None,
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
@@ -340,10 +344,22 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
     responses=errors(*AUTH_ERRORS, 400, 404, 413),
 )
 def put_state(
-    name: NodeName, report: NodeStateReport, principal: PrincipalDep, service: ServiceDep
+    name: NodeName,
+    report: NodeStateReport,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    state: StateDep,
 ) -> NodeStateResponse:
-    """The agent's report of what actually runs and how applying the plan goes."""
+    """The agent's report of what actually runs and how applying the plan goes, with the
+    pipeline stages it holds (each one the latest plan gives this node)."""
     require_node_access(principal, name)
+    if report.stages:
+        foreign = foreign_stages(state.shared.plans.index(), name, report.stages)
+        if foreign:
+            message = f"node {name!r} reports stages it does not hold: {'; '.join(foreign[:5])}"
+            if not principal.is_admin:
+                raise Forbidden(message)
+            raise InvalidRequest.field("stages", message)
     if service.store.node(name) is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     record = service.store.put_state(
@@ -368,3 +384,24 @@ def get_state(name: NodeName, principal: PrincipalDep, store: StoreDep) -> NodeS
         reported_at=record.reported_at,
         report=NodeStateReport.model_validate(record.report),
     )
+
+
+@router.get(
+    "/{name}/pipelines",
+    response_model=NodePipelinesResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_pipelines(
+    name: NodeName, principal: PrincipalDep, state: StateDep
+) -> NodePipelinesResponse:
+    """Every pipeline replica this node holds a stage of, with each stage's phase and address as
+    its node reported them (``lost`` when that node is unhealthy or silent): what the first
+    stage's agent waits on before it starts the server, and what tells it to stop."""
+    require_node_access(principal, name)
+    service = state.service
+    if service.store.node(name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    index = state.shared.plans.index()
+    statuses = pipeline_statuses(index, name, service.node_view, service.store.state)
+    return NodePipelinesResponse(node=name, generation=index.generation, pipelines=statuses)

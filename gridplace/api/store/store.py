@@ -471,13 +471,8 @@ class Store:
             standbys = session.scalar(
                 select(PlanRow.document["spec"]["prewarm"]).where(PlanRow.generation == generation)
             )
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for node, assignment in rows:
-            by_node.setdefault(node, []).append(assignment)
-        prewarm: dict[str, list[dict[str, Any]]] = {}
-        for standby in standbys or []:
-            prewarm.setdefault(standby["node"], []).append(standby)
-        return PlanAssignmentIndex(generation, name, by_node, prewarm)
+        pairs = [(n, a) for n, a in rows]
+        return PlanAssignmentIndex.build(generation, name, pairs, standbys or [])
 
     # ------------------------------------------------------------- shared between servers
 
