@@ -306,6 +306,7 @@ class StandbyState(StrictModel):
     precision: Precision
     level: PrewarmLevel = Field(description="The level the plan asked for.")
     state: StandbyPhase
+    message: str | None = Field(default=None, max_length=1000)
 
 
 class ReportedStagePhase(StrEnum):
