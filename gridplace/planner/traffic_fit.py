@@ -35,10 +35,10 @@ IntArray = npt.NDArray[np.int64]
 # of seconds (what a queue cannot absorb) and minutes (the slow swings of demand).
 DEFAULT_WINDOWS_S = (1.0, 10.0, 60.0, 300.0)
 PEAK_PERCENTILE = 99.0  # the share of requests the peak covers (the SLA's 99%)
-# A window length is measured only with this many whole windows in the span (so its p99 is a
-# real tail) and this many requests per window on average (below it a count's p99 moves in
+# A window length is measured only with this many whole windows in the span (so its peak is a
+# real tail) and this many requests per window on average (below it a count's peak moves in
 # steps of half the mean or more, too coarse to take the Poisson noise out of; the code trace's
-# one-second clumps, 10x its mean at 2.6 requests a second, are still seen).
+# one-second clumps, 10-25x its mean at 2.6 requests a second, are still seen).
 MIN_WINDOWS = 100
 MIN_MEAN_COUNT = 2.0
 
