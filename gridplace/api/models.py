@@ -243,8 +243,8 @@ class NodeAssignmentsResponse(StrictModel):
     generation: int | None = Field(default=None, description="None: no plan exists yet.")
     plan: str | None = None
     assignments: list[Assignment]
-    prewarm: list[Prewarm] = Field(
-        default_factory=list, description="The plan's warm standbys on this node."
+    prewarm: list[Prewarm] | None = Field(
+        default=None, description="The plan's warm standbys on this node (absent: none)."
     )
     stages: list[PipelineStageRole] | None = Field(
         default=None, description="Absent when the node holds no later stage of a pipeline."

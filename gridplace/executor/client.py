@@ -101,7 +101,7 @@ class ApiClient:
             return self._desired
         data = response.json()
         assignments = [Assignment.model_validate(a) for a in data.get("assignments", [])]
-        prewarm = [Prewarm.model_validate(p) for p in data.get("prewarm", [])]
+        prewarm = [Prewarm.model_validate(p) for p in data.get("prewarm") or []]
         stages = [
             StageRole(
                 str(role["pipeline"]),

@@ -331,7 +331,7 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
         generation=index.generation,
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
-        prewarm=[Prewarm.model_validate(p) for p in standbys],
+        prewarm=[Prewarm.model_validate(p) for p in standbys] or None,
         stages=stages or None,
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
