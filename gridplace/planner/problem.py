@@ -131,6 +131,7 @@ class Option:
     stages: tuple[StagePart, ...] = ()
     load: ModelLoad | None = None
     handoff_ms: float = 0.0  # of the ITL: the hand-offs between stages, per token
+    tokens_per_s: float = 0.0  # output tokens/s at its capacity (pipelines: what notes print)
 
     @property
     def slots(self) -> int:
