@@ -31,6 +31,7 @@ from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
+from gridplace.api.standbys import held_standbys
 from gridplace.api.store import (
     CalibrationRecord,
     GenerationConflict,
@@ -39,9 +40,10 @@ from gridplace.api.store import (
     PlanRecord,
     Store,
 )
+from gridplace.api.wiring import planning_input_issues
 from gridplace.planner.planning import Strategy
 from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
-from gridplace.specs import PlacementPlan, SpecBundle, build_bundle, builtin_catalog
+from gridplace.specs import PlacementPlan, SpecBundle, SpecError, build_bundle, builtin_catalog
 from gridplace.specs.loader import LoadedDocument
 
 log = logging.getLogger("gridplace.api")
@@ -253,7 +255,7 @@ class PlanService:
             self._bundle(documents, view),
             options.strategy,
             options.time_limit_s,
-            latest.plan if latest else None,
+            held_standbys(latest.plan, self.store.state) if latest else None,
             options.budget_per_hour,
             learned,
         )
@@ -311,12 +313,16 @@ class PlanService:
 
     def validate(self, documents: list[LoadedDocument]) -> Validation:
         """The CLI's checks: against the nodes in the body, or the stored grid when it has none.
-        ``SpecError`` when the documents themselves are invalid."""
+        ``SpecError`` when the documents themselves are invalid, or when the CLI would refuse
+        them: no workload, no node (in the body or the grid), an unknown traffic region."""
         bundle = build_bundle(documents)
         if not bundle.nodes:
             bundle = replace(bundle, nodes=self.grid().planner_nodes())
         if not bundle.probes:
             bundle = replace(bundle, probes=self.store.probes())
+        issues = planning_input_issues(bundle)
+        if issues:
+            raise SpecError(issues)
         with self._solver_slot():
             return Validation(checks=self.solver.check(bundle))
 

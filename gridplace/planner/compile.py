@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ from gridplace.planner.candidates import (
     drop_dominated,
     select_candidates,
 )
+from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
 from gridplace.planner.options import (
     CandidateRows,
     Config,
@@ -97,13 +99,15 @@ def compile_problem(
     predictor: OptionPredictor,
     latency: RttLookup,
     stage_predictor: StagePredictor | None = None,
+    cache: CompileCache | None = PROCESS_CACHE,
 ) -> Problem:
     """Build the Problem: pools, surviving options (pipelines among them where a workload
-    allows them: ``pipeline_options``), rejections with reasons, previous replicas."""
+    allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
+    kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
-    group_predictor = _GroupPredictor(predictor, grid)
+    group_predictor = _GroupPredictor(predictor, grid, CompileView.open(cache, predictor, grid))
     keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
@@ -160,6 +164,10 @@ def assemble_problem(
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
     previous, released = previous_replicas(inputs, pools, options, workloads)
+    healthy = {n.name for n in inputs.nodes if n.healthy}
+    index = {w.name: w.index for w in workloads}
+    standbys = inputs.previous.spec.prewarm if inputs.previous is not None else []
+    held = [(p.workload, p.node) for p in standbys] + list(inputs.warm)
     return Problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
@@ -169,6 +177,7 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
+        warm=frozenset((index[w], n) for w, n in held if w in index and n in healthy),
     )
 
 
@@ -226,10 +235,11 @@ class _GroupPredictor:
     grids 1,000 workloads come down to a few dozen such kinds.
     """
 
-    def __init__(self, predictor: OptionPredictor, grid: PoolGrid) -> None:
+    def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
         self._predictor = predictor
         self._grid = grid
         self._cache: dict[tuple[object, ...], GroupPredictions] = {}
+        self._view = view
 
     def for_workload(
         self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
@@ -239,13 +249,15 @@ class _GroupPredictor:
             model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
             spec.traffic.prompt_tokens, spec.traffic.output_tokens,
         )  # fmt: skip
+        question = self._view.question(spec, model_id, model)
 
         def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
             grid = self._grid
             key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
             found = self._cache.get(key)
             if found is None:
-                found = self._predict(first, budget_ms, configs, workload, model_id, model)
+                run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)
+                found = self._view.answer(question, first, budget_ms, run)
                 self._cache[key] = found
             return found
 

@@ -7,8 +7,9 @@ The rule, per pool:
      that stays within its share of a throttled pool's power budget (the model's thermal-power
      row is pool-wide; a node past its own budget throttles), then holds the fewest replicas of
      the same option, then of the same workload (spreading each option evenly over the pool's
-     nodes is what the model's failover rows count on), then the most used one (packing keeps
-     whole nodes free), ties by node name; on a node,
+     nodes is what the model's failover rows count on), then one that holds the workload's
+     weights (``Problem.warm``: its start skips the download), then the most used one (packing
+     keeps whole nodes free), ties by node name; on a node,
      whole-GPU replicas take the lowest free GPU indices, shared replicas the fullest GPU they
      still fit on (best fit), then the lowest index.
 If step 1 fragmented a pool so that step 2 cannot place everything, the pool is redone without
@@ -148,6 +149,7 @@ def _place_pool(
                     node.power_left < power_draw_watts(option.power_watts),
                     node.option_replicas[option_index],
                     node.replicas_of[option.workload],
+                    not problem.is_warm(option.workload, node.name),
                     -node.used,
                     node.name,
                     gpus,

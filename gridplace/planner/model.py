@@ -11,6 +11,7 @@ Variables (integers):
     unmet[w,s]  requests/s x 1000 of source s not covered   (penalized slack: never INFEASIBLE)
     short[w]    replicas missing below replicas.min          (penalized slack)
     moved[o]    replicas the previous plan had in option o that o no longer has
+    warm_starts[w,p] replicas of w added in pool p on its nodes that hold w's weights (replans)
     uncovered[w] milli-requests/s of w's demand not covered after that loss (penalized slack)
     per_node[o] replicas of option o on the fullest node of its pool (failover)
     worst_loss[w] milli-requests/s of w's capacity on the node whose loss costs it most (failover)
@@ -49,7 +50,8 @@ Objectives, lexicographic, solved in stages with the earlier optimum fixed and h
     1. unmet demand x priority x 2  (+ replicas short of min x priority x 1000 x 2)
        + failover capacity uncovered x priority (demand met now outranks demand after a loss)
     2. cost per hour             (USD x 10^4)
-    3. replicas moved from the previous plan
+    3. replicas moved from the previous plan x 2 - replicas added where their weights are
+       (a move to a warm node costs 1, to a cold one 2)
     4. preference: precision rank x 1000 + ITL and TTFT as per-mille of their targets
 """
 
@@ -88,12 +90,19 @@ class PlacementModel:
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)
     moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    warm_starts: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
     uncovered: dict[int, cp_model.IntVar] = field(default_factory=dict)
     per_node: dict[int, cp_model.IntVar] = field(default_factory=dict)
     worst_loss: dict[int, cp_model.IntVar] = field(default_factory=dict)
     enforce: dict[str, cp_model.IntVar] = field(default_factory=dict)
     objectives: list[tuple[str, cp_model.LinearExprT]] = field(default_factory=list)
     tight_bounds: bool = True
+
+    @property
+    def weighs_moves(self) -> bool:
+        """Whether the moves objective can differ between plans (previous replicas with an
+        option, or nodes holding a workload's weights)."""
+        return bool(self.moved or self.warm_starts)
 
     def owners(self) -> dict[int, int]:
         """The workload each variable belongs to, by proto index (family literals belong to
@@ -103,7 +112,7 @@ class PlacementModel:
         for by_option in (self.x, self.moved, self.per_node):
             for option, var in by_option.items():
                 owned[var.index] = option_workload[option]
-        for (workload, _), var in self.unmet.items():
+        for (workload, _), var in (*self.unmet.items(), *self.warm_starts.items()):
             owned[var.index] = workload
         for by_workload in (self.short, self.uncovered, self.worst_loss):
             for workload, var in by_workload.items():

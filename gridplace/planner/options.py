@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -65,13 +66,18 @@ class Config:
 def configs_of(precisions: Sequence[Precision]) -> list[Config]:
     """Every configuration in enumeration order: precision, then TP degree, then GPU share
     (shares only at TP 1). A pool uses those with TP <= its GPUs per node."""
-    return [
+    return list(_configs(tuple(precisions)))
+
+
+@cache
+def _configs(precisions: tuple[Precision, ...]) -> tuple[Config, ...]:
+    return tuple(
         Config(rank, precision, tp, share)
         for rank, precision in enumerate(precisions)
         for tp in _TP_DEGREES
         if tp <= MAX_TENSOR_PARALLEL
         for share in (SHARE_FACTORS if tp == 1 else (1,))
-    ]
+    )
 
 
 @dataclass(frozen=True)
@@ -155,10 +161,19 @@ class CandidateRows:
     cost_per_hour: FloatArray  # per replica
     ttft_ms: FloatArray  # rows x regions, network included
     servable: BoolArray  # rows x regions: meets that source's TTFT target
-    queueing: tuple[Queueing | None, ...] = ()  # per row
+    # Per group, per config; a row's is read through ``group`` when it becomes an Option (only
+    # the few rows kept do: a tuple per row cost a tenth of a 10,000-node compile).
+    queueing: tuple[tuple[Queueing | None, ...], ...] = ()
+    group: IntArray | None = None  # per row: its group of pools
 
     def __len__(self) -> int:
         return len(self.pool)
+
+    def _queueing(self, row: int) -> Queueing | None:
+        if self.group is None:
+            return None
+        found = self.queueing[int(self.group[row])]
+        return found[int(self.config[row])] if found else None
 
     def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
         """The ``Option`` of ``row``, indexed by its row number."""
@@ -181,7 +196,7 @@ class CandidateRows:
             power_watts=pool.tdp_watts * config.tensor_parallel / config.share,
             precision_rank=config.rank,
             servable_sources=servable,
-            queueing=self.queueing[row] if self.queueing else None,
+            queueing=self._queueing(row),
         )
 
 
@@ -250,10 +265,8 @@ def enumerate_candidates(
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
         ttft_ms=ttft[position, config],
         servable=servable[position, config],
-        queueing=tuple(
-            predictions[g].queueing[c] if predictions[g].queueing else None
-            for g, c in zip(row_group.tolist(), config.tolist(), strict=True)
-        ),
+        queueing=tuple(p.queueing for p in predictions),
+        group=row_group,
     )
     rejections = _rejections(
         demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill

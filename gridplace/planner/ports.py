@@ -105,3 +105,6 @@ class PlannerInputs:
     previous: PlacementPlan | None = None
     budget_per_hour: float | None = None
     headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
+    # (workload, node) pairs whose node holds the workload's weights (its agent reported them
+    # cached or loaded), besides the previous plan's standbys: a replica started there is warm.
+    warm: Sequence[tuple[str, str]] = ()

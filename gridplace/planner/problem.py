@@ -176,6 +176,16 @@ class Problem:
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
     budget_per_hour: float | None = None
+    # (workload, node): the node holds the workload's weights (a standby of the previous plan,
+    # or reported cached), so a replica started there skips the download
+    warm: frozenset[tuple[int, str]] = frozenset()
+
+    def is_warm(self, workload: int, node: str) -> bool:
+        return (workload, node) in self.warm
+
+    def warm_nodes(self, workload: int, pool: GpuPool) -> int:
+        """How many of ``pool``'s nodes hold ``workload``'s weights."""
+        return sum(1 for node in pool.node_names if (workload, node) in self.warm)
 
     @cached_property
     def _by_workload(self) -> dict[int, list[Option]]:

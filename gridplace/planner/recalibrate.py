@@ -7,13 +7,24 @@ capacity is judged by, and the replan triggers. Must not: read or write anything
 or reach into the performance model's internals: corrections are factors on its output
 (``planner/predictor.py`` applies them).
 
+Units. A correction is a factor on the GPU part of a step: the model's step time minus the
+engine's host overhead per step (``step_overhead_ms``: scheduling, input preparation, launches the
+GPU waits for), so a corrected step is overhead + (step - overhead) x factor (``corrected``).
+That is the physical quantity: what a model misses on unprofiled hardware is kernel time (clocks,
+kernels, memory), while the host's per-step time does not scale with the GPU, so a factor on the
+whole step would also scale the overhead and mispredict other batch sizes. It is the quantity
+the simulator's truth biases (``sim/steps.py`` applies ``corrected`` too), so a learned factor
+converges to the truth's.
+
 Estimator. A window of one replica gives, for each phase it has figures for, the ratio observed /
-predicted at the operating point it observed: decode = (decodeSeconds / decodeSteps) / model
-decode step at (meanRunningBatch, meanContextTokens), or the ITL (mean, else p50) over the same
-step when the engine reports no step counts; prefill = (prefillSeconds / requests) / model
-prefill of one prompt of promptTokens / requests. "Model" is the performance model for the
-node's GPU (its overrides applied), the window's model, precision, engine and TP, at the node's
-booked throttle ratio, with no correction: corrections are absolute, never compounded.
+predicted of the GPU part at the operating point it observed (``gpu_part_ratio``): decode =
+(decodeSeconds / decodeSteps) against the model's decode step at (meanRunningBatch,
+meanContextTokens), or the ITL (mean, else p50) against the same step when the engine reports no
+step counts; prefill = (prefillSeconds / requests) against the model's prefill of one prompt of
+promptTokens / requests. "Model" is the performance model for the node's GPU (its overrides
+applied; a replica on 1/gpuShare of a GPU on that slice), the window's model, precision, engine
+and TP, at the node's booked throttle ratio, with no correction: corrections are absolute, never
+compounded.
 Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
 pooled with normal shrinkage, each level towards the one above it, the top towards the prior
 (factor 1, log 0):
@@ -50,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
-from gridplace.planner.pools import effective_gpu
+from gridplace.planner.pools import effective_gpu, share_of
 from gridplace.planner.ports import OptionPredictor, PredictionQuery
 from gridplace.specs import (
     Catalog,
@@ -153,8 +164,25 @@ class Calibration:
         )
 
 
+def corrected(step_ms: float, overhead_ms: float, factor: float) -> float:
+    """A step's time with its GPU part (the step minus the host overhead) times ``factor``."""
+    return overhead_ms + max(step_ms - overhead_ms, 0.0) * factor
+
+
+def gpu_part_ratio(observed_ms: float, predicted_ms: float, overhead_ms: float) -> float:
+    """The factor ``corrected`` needs to turn ``predicted_ms`` into ``observed_ms`` (observed /
+    predicted GPU part; an observed step at or below the overhead gives the floor 0)."""
+    return max(observed_ms - overhead_ms, 0.0) / max(predicted_ms - overhead_ms, MIN_GPU_PART_MS)
+
+
+MIN_GPU_PART_MS = 1e-3  # a step the model predicts as all overhead still has some GPU work
+
+
 class StepModel(Protocol):
     """The uncorrected performance model of one replica configuration."""
+
+    @property
+    def step_overhead_ms(self) -> float: ...
 
     def decode_ms(self, batch: int, context_tokens: int) -> float: ...
 
@@ -207,15 +235,19 @@ def window_ratio(
         decode = window.decode_seconds * 1000.0 / window.decode_steps
     elif window.itl is not None and (window.itl.mean_ms or window.itl.p50_ms):
         decode = window.itl.mean_ms or window.itl.p50_ms
+    overhead = model.step_overhead_ms
     prefill = None
     if window.prefill_seconds and window.prompt_tokens:
         prompt = max(1, round(window.prompt_tokens / requests))
-        prefill = window.prefill_seconds * 1000.0 / requests / model.prefill_ms(1, prompt)
+        observed = window.prefill_seconds * 1000.0 / requests
+        prefill = gpu_part_ratio(observed, model.prefill_ms(1, prompt), overhead)
     if decode is not None:
-        decode /= model.decode_ms(batch, context)
+        decode = gpu_part_ratio(decode, model.decode_ms(batch, context), overhead)
     if decode is None and prefill is None:
         return None
     weight = min(1.0, requests / settings.full_weight_requests)
+    low, high = settings.factor_bounds  # one window's wild figure cannot dominate the pool
+    decode, prefill = (None if r is None else min(high, max(low, r)) for r in (decode, prefill))
     return WindowRatio(window.node, key_of(window), decode, prefill, weight)
 
 
@@ -293,8 +325,9 @@ class ModelOracle:
 
     def __call__(self, window: ObservationWindow) -> StepModel | None:
         node = self._nodes.get(window.node)
+        share = window.gpu_share
         config = (window.node, window.gpu, window.model, window.precision, window.engine,
-                  window.tensor_parallel)  # fmt: skip
+                  window.tensor_parallel, share)  # fmt: skip
         if config in self._found:
             return self._found[config]
         model = None
@@ -302,10 +335,11 @@ class ModelOracle:
         arch = self._catalog.models.get(window.model)
         gpu = self._catalog.gpus.get(window.gpu)
         if node is not None and group is not None and arch is not None and gpu is not None:
-            model = ReplicaModel(
-                arch, effective_gpu(gpu, group), Precision(window.precision),
+            model = ReplicaModel(  # on its slice of the GPU, as the planner predicted it
+                arch, share_of(effective_gpu(gpu, group), share), Precision(window.precision),
                 Engine(window.engine), window.tensor_parallel, node.throttle_ratio,
-                node.spec.interconnect, model_id=window.model, gpu_id=window.gpu,
+                node.spec.interconnect, model_id=window.model,
+                gpu_id=window.gpu if share == 1 else None,
             )  # fmt: skip
             if model.unsupported is not None:
                 model = None

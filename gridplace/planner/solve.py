@@ -16,6 +16,7 @@ import time
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner.decompose import by_site, merge, part_settings, split
 from gridplace.planner.hints import (
     greedy_with_failover,
     previous_counts,
@@ -23,6 +24,7 @@ from gridplace.planner.hints import (
     relaxed_and_repaired,
 )
 from gridplace.planner.model import PlacementModel, build_model
+from gridplace.planner.parts import run_parts
 from gridplace.planner.problem import Problem
 from gridplace.planner.solver_settings import (
     Progress,
@@ -37,20 +39,64 @@ from gridplace.planner.work import WorkClock
 # Share of the time limit the relaxed solve of the first hint (``hints``) may take, when some
 # workload has failover rows; the stages share what is left.
 RELAXED_SHARE = 0.3
+# Share of the time limit the sites' parts get when ``SolverSettings.sites`` is set; the whole
+# model's solve from their merged plan (the reconciliation across sites) gets what they leave.
+SITE_SHARE = 0.5
 
 
 def solve_problem(
     problem: Problem, settings: SolverSettings | None = None, progress: Progress | None = None
 ) -> Solution:
-    """Solve ``problem`` stage by stage from the best valid start; see the module docstring."""
+    """Solve ``problem`` stage by stage from the best valid start; see the module docstring.
+    Independent parts (``decompose``) are solved apart (``parts``) and merged."""
     settings = settings or SolverSettings()
+    if settings.sites:
+        return _solve_by_site(problem, settings, progress)
+    parts = split(problem) if settings.decompose else []
+    if len(parts) > 1:
+        started = time.perf_counter()
+        jobs = [(p.problem, part_settings(settings, p, len(problem.options))) for p in parts]
+        solutions = run_parts(solve_whole, jobs, settings)
+        return merge(parts, solutions, time.perf_counter() - started)
+    return solve_whole(problem, settings, progress)
+
+
+def _solve_by_site(
+    problem: Problem, settings: SolverSettings, progress: Progress | None
+) -> Solution:
+    """Solve each site's part of the problem (``decompose.by_site``) apart, then the whole model
+    from their merged plan, in what the parts left of the budget."""
+    started = time.perf_counter()
+    restricted = by_site(problem, dict(settings.sites))
+    first = solve_problem(
+        restricted.problem,
+        dataclasses.replace(settings, sites=(), time_limit_s=settings.time_limit_s * SITE_SHARE),
+    )
+    start = {restricted.options[o]: n for o, n in first.counts.items()}
+    rest = max(settings.time_limit_s * SITE_SHARE, settings.time_limit_s - first.work_s)
+    whole = solve_whole(
+        problem, dataclasses.replace(settings, sites=(), time_limit_s=rest), progress, start
+    )
+    whole.work_s += first.work_s
+    whole.wall_s = time.perf_counter() - started
+    return whole
+
+
+def solve_whole(
+    problem: Problem,
+    settings: SolverSettings,
+    progress: Progress | None = None,
+    start: dict[int, int] | None = None,
+) -> Solution:
+    """Solve ``problem`` as one model (``solve_problem`` without decomposition), from ``start``
+    (replicas per option) when it is given and valid, else from ``hints``' best."""
     started = time.perf_counter()
     clock = WorkClock()
     pm = build_model(problem)
     for family, literal in sorted(pm.enforce.items()):
         pm.model.add(literal == 1).with_name(f"enforce[{family}]")
-    start = _start(pm, settings, clock)
-    return StageRunner(pm, settings, clock, start, started, progress).run()
+    begin = _start(pm, settings, clock, start)
+    return StageRunner(pm, settings, clock, begin, started, progress).run()
 
 
 def _solve_hint(
@@ -71,13 +117,21 @@ def _solve_hint(
 
 
 def _start(
-    pm: PlacementModel, settings: SolverSettings, clock: WorkClock
+    pm: PlacementModel,
+    settings: SolverSettings,
+    clock: WorkClock,
+    given: dict[int, int] | None = None,
 ) -> tuple[dict[int, int], cp_model.CpSolver | None]:
     """Where the search starts (``hints``): the candidate whose first-stage objective, then
     cost, is lowest among those valid on the full model (the solver holds every variable's
-    value); greedy's plan and no solver when none is valid."""
+    value); greedy's plan and no solver when none is valid. A ``given`` start competes with
+    greedy's plan (with a previous plan's candidates on a replan)."""
     problem = pm.problem
-    if problem.previous:
+    if given is not None:
+        candidates = [given, greedy_with_failover(problem)]
+        if problem.previous:
+            candidates += [previous_counts(problem), previous_then_greedy(problem)]
+    elif problem.previous:
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
         candidates = [greedy_with_failover(problem)]

@@ -17,11 +17,11 @@ period follows a replan, the new replicas load first: until the slowest new repl
 plan serves (make before break) and both are paid for; then the new plan serves.
 
 Observations: one window per replica and ``observation_window_s`` (60 s), the figures an engine's
-metrics give (``replica.WindowStats``), its SLO attainment from the requests it served. Replicas
-on a shared GPU (``gpuShare`` > 1) report nothing: an observation names no share, so it would be
-predicted on the whole GPU. Prediction error of a period: over its windows, the mean of
-|predicted / observed - 1| of the decode step and of the prefill, predicted by the model times
-the node's correction in force during the period (the node level of the calibration).
+metrics give (``replica.WindowStats``), its SLO attainment from the requests it served, and its
+``gpuShare`` (a replica on a shared GPU is predicted on its slice). Prediction error of a
+period: over its windows, the mean of |predicted / observed - 1| of the decode step and of the
+prefill, predicted by the model with the node's correction in force during the period (the node
+level of the calibration) on the GPU part of the step (``recalibrate.corrected``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from gridplace.planner.recalibrate import (
     ModelOracle,
     ReplanPolicy,
     capacity_moves,
+    corrected,
     estimate,
     key_of,
     replica_queries,
@@ -287,7 +288,7 @@ def observations(
     windows = []
     workloads = {w.name: w for w in inputs.workloads}
     for index, assignment in enumerate(plan.spec.assignments):
-        if assignment.gpu_share > 1 or index >= len(result.replica_windows):
+        if index >= len(result.replica_windows):
             continue
         workload = workloads[assignment.workload]
         mine = result.replica == index
@@ -312,7 +313,7 @@ def _window(
     return ObservationWindow(
         node=assignment.node, workload=workload.name, model=model_of(workload, inputs.catalog)[0],
         gpu=gpu, precision=assignment.precision, engine=workload.spec.engine,
-        tensor_parallel=assignment.tensor_parallel,
+        tensor_parallel=assignment.tensor_parallel, gpu_share=assignment.gpu_share,
         start_s=start_s, end_s=end_s, requests=stats.prompts, prompt_tokens=stats.prompt_tokens,
         prefill_seconds=stats.prefill_ms / 1000.0,
         decode_seconds=stats.decode_ms / 1000.0 if steps else None,
@@ -337,12 +338,16 @@ def prediction_error_pct(
             observed = window.decode_seconds * 1000.0 / window.decode_steps
             batch = max(1, round(window.mean_running_batch))
             context = max(1, round(window.mean_context_tokens or 1))
-            predicted = model.decode_ms(batch, context) * correction.decode
+            predicted = corrected(
+                model.decode_ms(batch, context), model.step_overhead_ms, correction.decode
+            )
             errors.append(abs(predicted / observed - 1))
         if window.prefill_seconds and window.prompt_tokens:
             observed = window.prefill_seconds * 1000.0 / window.requests
             prompt = max(1, round(window.prompt_tokens / window.requests))
-            predicted = model.prefill_ms(1, prompt) * correction.prefill
+            predicted = corrected(
+                model.prefill_ms(1, prompt), model.step_overhead_ms, correction.prefill
+            )
             errors.append(abs(predicted / observed - 1))
     return 100.0 * float(np.mean(errors)) if errors else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -123,6 +125,22 @@ def _check_stages(assignment: Assignment) -> None:
                 f"stage {i} starts at layer {stage.layers[0]}, expected {expected} (contiguous)"
             )
         expected = stage.layers[1]
+
+
+def pipeline_id(assignment: Assignment) -> str | None:
+    """A pipeline replica's identity, the same on every stage's node and in the API: the
+    workload and a digest of what the replica is (precision, tensor parallel, stages). None for a
+    replica on one node. A replan that changes any stage makes a new pipeline (a new id)."""
+    if not assignment.stages:
+        return None
+    what = {
+        "workload": assignment.workload,
+        "precision": assignment.precision.value,
+        "tensorParallel": assignment.tensor_parallel,
+        "stages": [[s.node, s.gpus, list(s.layers)] for s in assignment.stages],
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{assignment.workload}.{digest[:12]}"
 
 
 class PrewarmLevel(StrEnum):

@@ -261,3 +261,81 @@ def test_the_fixes_a_plan_lists_do_not_depend_on_machine_load(tmp_path: Path) ->
             burner.wait()
     assert quiet == busy
     assert '"hints"' in quiet
+
+
+def _search(tmp: Path, docs: Docs) -> tuple[Any, Any, Any, Any]:
+    """(inputs, search, latency, plan) for ``docs``: the plan made, its fix search not run."""
+    from gridplace.api.wiring import latency_for
+    from gridplace.planner import PlannerInputs
+    from gridplace.planner.fixes import search_for
+    from gridplace.planner.planning import make_plan
+    from gridplace.planner.predictor import make_predictor
+
+    path = tmp / "search.yaml"
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    bundle = load_bundle([path])
+    inputs = PlannerInputs(nodes=bundle.nodes, workloads=bundle.workloads, catalog=bundle.catalog)
+    predictor, lookup = make_predictor(bundle.profiles, bundle.catalog), latency_for(bundle)
+    plan = make_plan(inputs, predictor, lookup(bundle.nodes)).plan
+    return inputs, search_for(predictor, lookup, 20.0, plan), lookup(bundle.nodes), plan
+
+
+def test_the_search_runs_on_the_reduced_problem_and_each_fix_shown_on_the_whole(
+    tmp_path: Path,
+) -> None:
+    """An ITL bisection takes many checks: they run on the workload alone on what the base plan
+    leaves it; the whole problem is planned once, for the value it settles on."""
+    from gridplace.planner.fixes import find_fixes
+
+    tight = _workload("llama-3.1-8b", ["int4"], slo={"ttftMs": 3000, "itlMs": 4})
+    inputs, search, latency, _ = _search(tmp_path, [*_nodes(2, "rtx-3090", 1), tight])
+    fixes = find_fixes(inputs, "w", search, latency)
+    assert fixes and all(f.verified for f in fixes)
+    assert search.whole_checks == len(fixes)
+    assert search.checks - search.whole_checks > 2 * search.whole_checks
+
+
+def test_a_fix_the_whole_problem_refuses_is_not_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridplace.planner import fixes
+
+    docs = [*_nodes(2, "rtx-3090", 1), _workload("llama-3.1-8b", ["fp8"])]
+    inputs, search, latency, _ = _search(tmp_path, docs)
+    monkeypatch.setattr(fixes, "check_whole", lambda *_, **__: None)
+    assert fixes.find_fixes(inputs, "w", search, latency) == []
+
+
+def test_the_reduced_problem_is_what_the_other_workloads_leave(tmp_path: Path) -> None:
+    """GPUs other workloads' replicas hold are taken (the workload's own are free again), a
+    node with none left is gone, a partly taken one keeps its price per GPU, and the budget is
+    less what the others cost."""
+    from dataclasses import replace
+
+    from gridplace.planner.fix_reduced import base_for, reduced_inputs
+
+    other = _workload("llama-3.1-8b", ["int4"])
+    other["metadata"]["name"] = "other"
+    other["spec"]["traffic"]["requestsPerSecond"] = 6
+    docs = [*_nodes(3, "rtx-3090", 2, price=1.0), _workload("llama-3.1-8b", ["int4"]), other]
+    inputs, _, _, plan = _search(tmp_path, docs)
+    held: dict[str, set[int]] = {}
+    for a in plan.spec.assignments:
+        if a.workload == "other":
+            held.setdefault(a.node, set()).update(a.gpus)
+    assert held and any(a.workload == "w" for a in plan.spec.assignments)
+    base = base_for(plan, "w")
+    assert base.taken == held
+    cost = next(c.cost_per_hour for c in plan.status.workloads if c.name == "other")
+    assert base.others_cost == pytest.approx(cost)
+    reduced = reduced_inputs(replace(inputs, budget_per_hour=10.0), base, "w")
+    assert [w.name for w in reduced.workloads] == ["w"]
+    assert reduced.budget_per_hour == pytest.approx(10.0 - cost)
+    left = {n.metadata.name: n.spec for n in reduced.nodes}
+    for node in inputs.nodes:
+        name, free = node.metadata.name, 2 - len(held.get(node.metadata.name, set()))
+        if free == 0:
+            assert name not in left
+        else:
+            assert left[name].gpu_count == free
+            assert left[name].price_per_hour == pytest.approx(0.5 * free)

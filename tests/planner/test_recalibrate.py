@@ -17,6 +17,7 @@ from gridplace.planner.recalibrate import (
     ModelOracle,
     ReplanPolicy,
     capacity_moves,
+    corrected,
     estimate,
     slo_shortfalls,
     windowed_attainment,
@@ -27,11 +28,14 @@ from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, 
 
 CATALOG = builtin_catalog()
 KEY = ("rtx-4090", "llama-3.1-8b", "fp8", "vllm")
-DECODE_MS, PREFILL_MS_PER_TOKEN = 10.0, 0.1
+DECODE_MS, PREFILL_MS_PER_TOKEN, OVERHEAD_MS = 10.0, 0.1, 2.0
 
 
 class FlatModel:
-    """Step times the tests know: decode constant, prefill linear in the prompt."""
+    """Step times the tests know: decode constant, prefill linear in the prompt, both including
+    the host overhead."""
+
+    step_overhead_ms = OVERHEAD_MS
 
     def decode_ms(self, batch: int, context_tokens: int) -> float:
         return DECODE_MS
@@ -48,14 +52,16 @@ def window(
     node: str, decode: float, prefill: float, start_s: float = 0.0, requests: int = 100,
     gpu: str = "rtx-4090", attainment: float | None = None,
 ) -> ObservationWindow:  # fmt: skip
+    """A window whose steps' GPU parts are ``decode`` and ``prefill`` times the model's."""
     steps = 3000
+    prefill_ms = corrected(500 * PREFILL_MS_PER_TOKEN, OVERHEAD_MS, prefill)
     return ObservationWindow(
         node=node, workload="chat", model="llama-3.1-8b", gpu=gpu, precision=Precision.FP8,
         engine=Engine.VLLM, start_s=start_s, end_s=start_s + 60, requests=requests,
         prompt_tokens=500 * requests, output_tokens=100 * requests,
-        decode_seconds=steps * DECODE_MS * decode / 1000, decode_steps=steps,
-        mean_running_batch=8, mean_context_tokens=600,
-        prefill_seconds=requests * 500 * PREFILL_MS_PER_TOKEN * prefill / 1000,
+        decode_seconds=steps * corrected(DECODE_MS, OVERHEAD_MS, decode) / 1000,
+        decode_steps=steps, mean_running_batch=8, mean_context_tokens=600,
+        prefill_seconds=requests * prefill_ms / 1000,
         slo_attainment=attainment,
     )  # fmt: skip
 
