@@ -134,6 +134,11 @@ class Option:
     tokens_per_s: float = 0.0  # output tokens/s at its capacity (pipelines: what notes print)
 
     @property
+    def pools(self) -> tuple[int, ...]:
+        """Every pool a replica of it takes GPUs of (a pipeline's stages' too)."""
+        return tuple(dict.fromkeys((self.pool, *(s.pool for s in self.stages))))
+
+    @property
     def slots(self) -> int:
         """GPU slots one replica occupies."""
         return replica_slots(self.share, self.tensor_parallel)
