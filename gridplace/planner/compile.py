@@ -98,8 +98,9 @@ def compile_problem(
     inputs: PlannerInputs,
     predictor: OptionPredictor,
     latency: RttLookup,
-    stage_predictor: StagePredictor | None = None,
     cache: CompileCache | None = PROCESS_CACHE,
+    *,
+    stage_predictor: StagePredictor | None = None,
 ) -> Problem:
     """Build the Problem: pools, surviving options (pipelines among them where a workload
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
