@@ -347,6 +347,7 @@ class Reconciler:
         if desired is None:
             return self._outcome(None, generation, actions)
         desired = self.launcher.expand(desired)
+        self._waiting_since = {s: t for s, t in self._waiting_since.items() if s in set(desired)}
         records = {r.replica_id: r for r in self.state.records()}
         live = [r for r in records.values() if r.phase is not Phase.FAILED]
         covered = Counter(r.spec for r in live if r.phase is not Phase.DRAINING)
