@@ -165,7 +165,6 @@ def test_the_openapi_document_is_3_1_and_covers_every_route(client: TestClient) 
         "/v1/nodes/{name}/state",
         "/v1/nodes/{name}/pipelines",
         "/v1/nodes/{name}/observations",
-        "/v1/nodes/{name}/pipelines",
         "/v1/observations",
         "/v1/calibration",
         "/v1/probes",
