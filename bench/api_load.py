@@ -35,9 +35,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import glob
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -59,7 +61,7 @@ from gridplace.api.store.engine import scratch_schema
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 ADMIN_TOKEN = "bench-admin-" + uuid.uuid4().hex
-STARTUP_TIMEOUT_S = 60
+STARTUP_TIMEOUT_S = 300  # several workers on a loaded 2-core machine
 SEED = 20261127
 STAGGER_S = 1.0  # agents start spread over this much time (inside the measured window)
 
@@ -72,6 +74,8 @@ class Results:
     plan_statuses: Counter[int] = field(default_factory=Counter)
     window_s: float = 0.0
     server_mean_ms: dict[str, float] = field(default_factory=dict)
+    slips_s: list[float] = field(default_factory=list)  # scheduled agents: how late each round
+    client_cpu_s: float = 0.0  # this process's CPU over the window
 
     def record(self, kind: str, started: float, status: int) -> None:
         self.latencies_s[kind].append(time.perf_counter() - started)
@@ -143,6 +147,9 @@ def server(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        errors = [line for line in log_path.read_text().splitlines() if "ERROR" in line]
+        if errors:
+            print(f"server log ({len(errors)} errors): " + "\n".join(errors[:10]), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
@@ -210,20 +217,43 @@ def example_nodes() -> list[dict[str, Any]]:
     return [d for d in documents if d and d.get("kind") == "Node"]
 
 
+def nodes_for(agents: int) -> list[dict[str, Any]]:
+    """``agents`` Node documents: the example grid's, cloned under new names past its 104."""
+    base = example_nodes()
+    nodes = []
+    for i in range(agents):
+        node = copy.deepcopy(base[i % len(base)])
+        if i >= len(base):
+            node["metadata"]["name"] = f"{node['metadata']['name'][:50]}-x{i}"
+        nodes.append(node)
+    return nodes
+
+
+REGISTER_BATCH = 1000  # nodes per POST /v1/nodes (the server takes up to 2,000 documents)
+SETUP_CONCURRENCY = 8  # token requests in flight: each costs the server a hash
+
+
 async def setup(url: str, nodes: list[dict[str, Any]], plan_time_limit_s: float) -> list[str]:
-    """Register nodes, issue their tokens, post the probes, store a first plan."""
+    """Register nodes (in batches), issue their tokens and use each once (its hash check, not
+    measured), post the probes, store a first plan."""
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    tokens = []
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        for node in nodes:
-            name = node["metadata"]["name"]
-            (await client.put(f"/v1/nodes/{name}", json=node, headers=admin)).raise_for_status()
-            issued = await client.post(f"/v1/admin/nodes/{name}/tokens", headers=admin)
-            issued.raise_for_status()
-            tokens.append(issued.json()["token"])
-            # The first use of a token pays its hash check; do it here, outside the window.
-            mine = {"Authorization": f"Bearer {tokens[-1]}"}
-            (await client.get(f"/v1/nodes/{name}", headers=mine)).raise_for_status()
+    names = [node["metadata"]["name"] for node in nodes]
+    limits = httpx.Limits(max_connections=SETUP_CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        for first in range(0, len(nodes), REGISTER_BATCH):
+            batch = nodes[first : first + REGISTER_BATCH]
+            (await client.post("/v1/nodes", json=batch, headers=admin)).raise_for_status()
+        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+        async def token_of(name: str) -> str:
+            async with gate:
+                issued = await client.post(f"/v1/admin/nodes/{name}/tokens", headers=admin)
+                token: str = issued.raise_for_status().json()["token"]
+                mine = {"Authorization": f"Bearer {token}"}
+                (await client.get(f"/v1/nodes/{name}", headers=mine)).raise_for_status()
+                return token
+
+        tokens = list(await asyncio.gather(*(token_of(name) for name in names)))
         probes = (EXAMPLES / "probes" / "probes.yaml").read_text()
         yaml_type = {"Content-Type": "application/yaml"}
         (
@@ -291,6 +321,92 @@ async def _agent_rounds(
             started = time.perf_counter()
             answer = await client.put(f"/v1/nodes/{name}/state", json=report, headers=headers)
             results.record("state", started, answer.status_code)
+
+
+MINIMAL = {"Prefer": "return=minimal"}  # as the agent sends its heartbeats
+
+
+async def scheduled_agent(
+    client: httpx.AsyncClient,
+    name: str,
+    token: str,
+    deadline: float,
+    period_s: float,
+    results: Results,
+    rng: random.Random,
+) -> None:
+    """A real agent's schedule: every ``period_s`` (at a random phase) a heartbeat, then a pull
+    with the ETag of its last answer. Its requests share the client's pooled connections."""
+    headers = {"Authorization": f"Bearer {token}"}
+    etag: str | None = None
+    due = time.perf_counter() + rng.uniform(0.0, period_s)
+    while due < deadline:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        results.slips_s.append(time.perf_counter() - due)
+        telemetry = {"healthy": True, "thermal": {"throttleRatio": round(rng.uniform(0, 0.3), 4)}}
+        started = time.perf_counter()
+        answer = await client.post(
+            f"/v1/nodes/{name}/telemetry", json=telemetry, headers=headers | MINIMAL
+        )
+        results.record("telemetry", started, answer.status_code)
+        started = time.perf_counter()
+        pull_headers = headers | ({"If-None-Match": etag} if etag else {})
+        answer = await client.get(f"/v1/nodes/{name}/assignments", headers=pull_headers)
+        results.record("assignments", started, answer.status_code)
+        if answer.status_code == 200:
+            etag = answer.headers.get("ETag")
+        due += period_s
+
+
+async def load_scheduled(
+    url: str,
+    names: list[str],
+    tokens: list[str],
+    args: argparse.Namespace,
+) -> Results:
+    """``--schedule``: every agent on its period, over ``--connections`` pooled connections, and
+    ``--plans`` submissions spread over the window."""
+    results = Results()
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections
+    )
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client,
+        httpx.AsyncClient(base_url=url, timeout=300) as planner,
+    ):
+        rng = random.Random(SEED)
+        cpu = time.process_time()
+        started = time.perf_counter()
+        deadline = started + args.duration
+        agents = asyncio.gather(
+            *(
+                scheduled_agent(
+                    client,
+                    name,
+                    token,
+                    deadline,
+                    args.schedule,
+                    results,
+                    random.Random(rng.random()),
+                )
+                for name, token in zip(names, tokens, strict=True)
+            )
+        )
+        plans = asyncio.create_task(submit_spread(planner, args, results))
+        await agents
+        results.window_s = time.perf_counter() - started
+        results.client_cpu_s = time.process_time() - cpu
+        await plans
+        results.server_mean_ms = server_means_ms((await planner.get("/metrics")).text)
+    return results
+
+
+async def submit_spread(
+    client: httpx.AsyncClient, args: argparse.Namespace, results: Results
+) -> None:
+    for _ in range(args.plans):
+        await asyncio.sleep(args.duration / (args.plans + 1))
+        await submit_plan(client, args.plan_time_limit, results)
 
 
 async def submit_plan(client: httpx.AsyncClient, time_limit_s: float, results: Results) -> None:
@@ -377,12 +493,19 @@ def report(backend: str, results: Results) -> None:
             f"{percentile_ms(values, 0.5):>9.1f}{percentile_ms(values, 0.99):>9.1f}"
             f"{inside:>20.1f}"
         )
-    unexpected = {k: n for k, n in results.statuses.items() if k[1] not in (200, 304)}
+    unexpected = {k: n for k, n in results.statuses.items() if k[1] not in (200, 204, 304)}
     not_modified = sum(n for (kind, status), n in results.statuses.items() if status == 304)
     print(
         f"  assignments answered 304 (unchanged): {not_modified:,}; other answers than "
-        f"200/304: {dict(unexpected) or 'none'}"
+        f"200/204/304: {dict(unexpected) or 'none'}"
     )
+    if results.slips_s:
+        print(
+            f"  schedule: rounds started late by p50 {percentile_ms(results.slips_s, 0.5):.1f} ms,"
+            f" p99 {percentile_ms(results.slips_s, 0.99):.1f} ms; load generator (this process) "
+            f"{results.client_cpu_s / results.window_s:.2f} CPU s per s, max RSS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
     plans = ", ".join(f"{s:.1f}" for s in sorted(results.plan_latencies_s))
     print(
         f"  plan submissions ({len(results.plan_latencies_s)} in parallel, queued for the "
@@ -393,19 +516,37 @@ def report(backend: str, results: Results) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--agents", type=int, default=104, help="Nodes with an agent (<= 104).")
+    parser.add_argument(
+        "--agents", type=int, default=104, help="Agents (the example's 104 nodes, then clones)."
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="Seconds of load.")
     parser.add_argument("--plans", type=int, default=3, help="Plan submissions in parallel.")
     parser.add_argument("--plan-time-limit", type=float, default=3.0, help="Solver limit, s.")
+    parser.add_argument(
+        "--schedule",
+        type=float,
+        default=0.0,
+        help="Period of each agent's heartbeat and pull, s (15: a real agent); the plans are "
+        "then spread over the window. 0: agents loop without pause, each on its own connection.",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=64, help="Pooled connections (with --schedule)."
+    )
     args = parser.parse_args()
-    if not 1 <= args.agents <= 104 or args.duration <= 0 or args.plans < 0:
-        parser.error("--agents must be 1..104, --duration > 0, --plans >= 0")
-    nodes = example_nodes()[: args.agents]
+    if not 1 <= args.agents <= 100_000 or args.duration <= 0 or args.plans < 0:
+        parser.error("--agents must be 1..100000, --duration > 0, --plans >= 0")
+    nodes = nodes_for(args.agents)
     names = [n["metadata"]["name"] for n in nodes]
+    how = (
+        f"each every {args.schedule:g} s over {args.connections} connections, {args.plans} plan "
+        "submissions spread over the window"
+        if args.schedule
+        else f"looping, {args.plans} plan submissions in parallel"
+    )
     print(
-        f"gridplace API load: {len(names)} agents x {args.duration:g} s, {args.plans} plan "
-        f"submissions in parallel (example grid, solver limit {args.plan_time_limit:g} s), "
-        f"{os.cpu_count()} cores shared by client and server"
+        f"gridplace API load: {len(names)} agents x {args.duration:g} s, {how} (example "
+        f"workloads, solver limit {args.plan_time_limit:g} s), {os.cpu_count()} cores shared by "
+        f"client and server; load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory(prefix="gridplace-bench-") as temporary:
         workdir = Path(temporary)
@@ -423,13 +564,16 @@ def main() -> int:
                 api = stack.enter_context(server(url, workdir, rate_unlimited=True))
                 tokens = asyncio.run(setup(api, nodes, args.plan_time_limit))
                 results = asyncio.run(
-                    load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
+                    load_scheduled(api, names, tokens, args)
+                    if args.schedule
+                    else load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
                 )
                 report(backend, results)
     print(
         f"\nreproduce: .venv/bin/python bench/api_load.py --backends {args.backends} "
         f"--agents {args.agents} --duration {args.duration:g} --plans {args.plans} "
         f"--plan-time-limit {args.plan_time_limit:g}"
+        + (f" --schedule {args.schedule:g} --connections {args.connections}" * bool(args.schedule))
     )
     return 0
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import json
 import os
 import re
@@ -36,7 +35,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -44,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import (  # a sibling script, not a package
     ADMIN_TOKEN,
     EXAMPLES,
-    example_nodes,
     free_port,
+    nodes_for,
     postgres,
     server,
     setup,
@@ -74,17 +72,6 @@ request = function()
 end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def nodes_for(agents: int) -> list[dict[str, Any]]:
-    base = example_nodes()
-    nodes = []
-    for i in range(agents):
-        node = copy.deepcopy(base[i % len(base)])
-        if i >= len(base):
-            node["metadata"]["name"] = f"{node['metadata']['name'][:50]}-x{i}"
-        nodes.append(node)
-    return nodes
 
 
 def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str, float]:
@@ -241,9 +228,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
-        "--minimal",
-        action="store_true",
-        help="Telemetry with 'Prefer: return=minimal' (204, no node document back).",
+        "--full",
+        dest="minimal",
+        action="store_false",
+        help="Telemetry without 'Prefer: return=minimal' (the node read back, 200); by default "
+        "it is sent as the agent sends it (204, buffered and written in batches).",
     )
     args = parser.parse_args()
     if args.warmup is None:  # each process hashes each token once (~4 ms): not measured
@@ -252,7 +241,7 @@ def main() -> int:
     names = [n["metadata"]["name"] for n in nodes]
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
-        f" --connections {args.connections}{' --minimal' * args.minimal}"
+        f" --connections {args.connections}{' --full' * (not args.minimal)}"
         "  (wrk -t1, a separate process)"
     )
     with tempfile.TemporaryDirectory(prefix="gridplace-wrk-") as tmp:

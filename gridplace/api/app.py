@@ -77,6 +77,7 @@ def create_app(
     """A ready app: store open and migrated, admin token settled, routes wired."""
     settings = settings or Settings()
     store = Store.open(settings.database_url)
+    store.buffer_heartbeats(settings.heartbeat_flush_s)
     admin_credential = _admin_credential(store, settings, clock, announce_admin_token)
     metrics = Metrics()
     solver = SolverPool(settings.max_concurrent_solves if settings.solve_in_subprocess else 0)

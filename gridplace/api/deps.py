@@ -144,15 +144,30 @@ def _verify(state: AppState, token: str) -> Principal | None:
 
 
 async def authenticate(request: Request, state: StateDep, credentials: CredentialsDep) -> Principal:
+    """``principal_of`` as a dependency (the bearer scheme shows in the OpenAPI document)."""
+    return await principal_of(request, state, credentials.credentials if credentials else None)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, read as ``HTTPBearer`` reads it; for
+    the agents' lean routes, which skip the dependency machinery."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
+
+
+async def principal_of(request: Request, state: AppState, token: str | None) -> Principal:
     """The principal behind the bearer token; 401 without a valid one, 429 over the rate, 403
     when the route does not accept its role.
 
     A token verified recently is answered from memory, on the event loop; only the slow path
     (a database read and a deliberately slow hash) goes to a worker thread.
     """
-    if credentials is None:
+    if token is None:
         raise Unauthorized("an Authorization: Bearer <token> header is required")
-    token = credentials.credentials
     principal = state.verified.get(token)
     if principal is not None and principal.token_id in state.shared.revoked:
         principal = None  # revoked by another server since it was cached here

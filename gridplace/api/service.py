@@ -31,6 +31,7 @@ from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
+from gridplace.api.standbys import held_standbys
 from gridplace.api.store import (
     CalibrationRecord,
     GenerationConflict,
@@ -254,7 +255,7 @@ class PlanService:
             self._bundle(documents, view),
             options.strategy,
             options.time_limit_s,
-            latest.plan if latest else None,
+            held_standbys(latest.plan, self.store.state) if latest else None,
             options.budget_per_hour,
             learned,
         )

@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         "tokens with the database: the longest another server's plan or revocation goes unseen "
         "(on PostgreSQL a notification makes it immediate).",
     )
+    heartbeat_flush_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="Heartbeats answered 204 ('Prefer: return=minimal', as the agent sends) are "
+        "written in batches this often: a killed server loses at most this long of them (a clean "
+        "shutdown writes them all). 0: each is committed before its answer.",
+    )
     token_cache_s: float = Field(
         default=3_600.0,
         ge=0,

@@ -362,7 +362,12 @@ class Observer:
     ) -> list[ObservationWindow]:
         """Scrape every running or draining replica; the windows that closed with this scrape.
         ``gpu_models``: the catalog GPU id of each assignment GPU index."""
-        serving = {r.replica_id: r for r in records if r.endpoint and r.phase in SERVING}
+        serving = {
+            r.replica_id: r
+            for r in records
+            # A pipeline's windows would be booked on the first stage's GPUs alone: not observed.
+            if r.endpoint and r.phase in SERVING and not r.spec.pipeline
+        }
         for gone in set(self._open) - set(serving):
             del self._open[gone]
         windows = []

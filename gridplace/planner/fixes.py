@@ -10,9 +10,9 @@ first, then CP-SAT), and the one a kind settles on is checked once on the whole 
 workload, the unmet-demand stage of the CP-SAT plan: whether all demand can be covered); it is
 shown only when both place the workload fully. Order, smallest change first: a precision, an
 SLO relaxation (the smallest value that works: bisection over the predicted figures, then
-between them), replicas.max, the budget, then hardware (the cheapest node as offered in the
-inputs; GPUs no input offers after, fewest GPU-GiB first). When no single change works, two
-together: a precision with nodes, then nodes with replicas.max or an SLO value.
+between them), replicas.max, the budget, a pipeline over the nodes, then hardware (the cheapest
+node as offered in the inputs; GPUs no input offers after, fewest GPU-GiB first). When no single
+change works, two together: a precision with nodes, then nodes with replicas.max or an SLO value.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from gridplace.planner.work import WorkClock
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
 from gridplace.specs.fixes import (
     AddNodes,
+    AllowPipeline,
     AllowPrecision,
     Change,
     Fix,
@@ -58,6 +59,7 @@ MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few secon
 # fix found runs even when the budget is spent: at most one per kind of change.
 COMPILE_CHARGE_S = 0.05
 MAX_NODE_TRIES = 3
+PIPELINE_STAGES = (4, 16)  # pipeline.maxStages tried: the default, then the most allowed
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
 
 
@@ -188,6 +190,7 @@ def _single_changes(
         _slo_fix("ttftMs"),
         _replicas_fix,
         _budget_fix,
+        _pipeline_fix,
         _nodes_fix,
     )
     for finder in finders:
@@ -366,6 +369,19 @@ def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     if cost <= inputs.budget_per_hour:
         return None
     return _try(search, inputs, workload, [RaiseBudget(per_hour=cost)], latency)
+
+
+def _pipeline_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+                  latency: RttLookup | None) -> Fix | None:  # fmt: skip
+    """A pipeline over the grid's nodes, when the workload allows none yet (the default number
+    of stages, then the most)."""
+    if _workload(inputs, workload).spec.pipeline is not None:
+        return None
+    for stages in PIPELINE_STAGES:
+        fix = _try(search, inputs, workload, [AllowPipeline(max_stages=stages)], latency)
+        if fix is not None:
+            return fix
+    return None
 
 
 def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,

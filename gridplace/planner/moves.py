@@ -1,6 +1,11 @@
 """What a replan's stages do about moved replicas: the moves stage's start from the previous
 plan (``keep_previous``), the first stage's tie-break by moves, when its solution may start the
 moves stage, and what the moves stage's windows look at first.
+
+The moves stage's objective (``objectives``): 2 per moved replica, less 1 per replica added on a
+node that holds its weights (``Problem.warm``: the previous plan's standbys and what agents
+report cached), so of two equal destinations the replan takes the warm one; de-aggregation
+then puts the pool's new replicas on its warm nodes first.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def moves_tie_break(pm: PlacementModel, objective: cp_model.LinearExprT) -> cp_m
     above its optimum unmet demand in its time.)"""
     if not pm.moved:
         return objective
-    return cp_model.LinearExpr.sum([objective, dict(pm.objectives)["moves"]])
+    return cp_model.LinearExpr.sum([objective, *pm.moved.values()])
 
 
 def fewer_moves_within_cost(

@@ -14,9 +14,11 @@ from gridplace.planner.at_demand import latency_at
 from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import Explanation
+from gridplace.planner.pipeline_options import pipeline_notes
 from gridplace.planner.problem import Problem
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.plan import (
+    PipelineStage,
     PlacementPlanSpec,
     PlacementPlanStatus,
     SolverSummary,
@@ -77,6 +79,7 @@ def build_plan(
             workloads=coverage,
             unplaced=unplaced,
             warnings=warnings,
+            notes=pipeline_notes(problem, [problem.options[p.option] for p in placements]),
             cost_per_hour=round(sum(tally.cost.values()), 4),
         ),
     )
@@ -99,7 +102,8 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
             workload.demand_rps * option.capacity_rps / max(placed_rps[option.workload], 1e-9)
         )
         tally.capacity[option.workload] += option.capacity_rps
-        tally.on_node[option.workload][placement.node] += option.capacity_rps
+        for node in [s.node for s in option.stages] or [placement.node]:  # any stage's loss
+            tally.on_node[option.workload][node] += option.capacity_rps
         tally.replicas[option.workload] += 1
         tally.carrying[option.workload] += problem.carries_load(option)
         tally.cost[option.workload] += option.cost_per_hour
@@ -119,6 +123,11 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
                     at_demand=latency_at(option, min(load_rps, option.capacity_rps)),
                 ),
                 pinned=(placement.node, placement.gpus) in pinned,
+                stages=[
+                    PipelineStage(node=s.node, gpus=list(s.gpus), layers=(s.first, s.last))
+                    for s in option.stages
+                ]
+                or None,
             )
         )
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))

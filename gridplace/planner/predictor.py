@@ -28,7 +28,13 @@ from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capa
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.predict import NotSupported
 from gridplace.planner.pools import share_of
-from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
+from gridplace.planner.ports import (
+    OptionPrediction,
+    OptionPredictor,
+    PredictionQuery,
+    StageFigures,
+    StagePredictor,
+)
 from gridplace.planner.problem import Queueing
 from gridplace.planner.recalibrate import Calibration, Correction, corrected
 from gridplace.specs import Catalog, PerformanceProfile, builtin_catalog
@@ -129,6 +135,57 @@ def make_predictor(
         repr(learned),
     )
     return KeyedPredictor(predict, key)
+
+
+def make_stage_predictor(
+    profiles: Sequence[PerformanceProfile] = (), catalog: Catalog | None = None
+) -> StagePredictor:
+    """A memoizing ``StagePredictor`` over the performance model and the given profiles (no
+    learned corrections: they are fitted to whole replicas)."""
+    book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    replicas: dict[tuple[object, ...], ReplicaModel | None] = {}
+    memo: dict[tuple[object, ...], StageFigures | None] = {}
+
+    def predict(query: PredictionQuery, batch: int) -> StageFigures | None:
+        gpu = query.gpu
+        config = (
+            query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
+            gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
+            query.interconnect, query.throttle_ratio, query.engine_options,
+        )  # fmt: skip
+        key = (*config, batch, query.prompt_tokens, query.output_tokens)
+        if key not in memo:
+            if config not in replicas:
+                try:
+                    replicas[config] = _replica(query, book)
+                except InvalidQuery:
+                    replicas[config] = None
+            replica = replicas[config]
+            memo[key] = None if replica is None else _stage_figures(query, replica, batch)
+        return memo[key]
+
+    return predict
+
+
+def _stage_figures(
+    query: PredictionQuery, replica: ReplicaModel, batch: int
+) -> StageFigures | None:
+    context = query.prompt_tokens + query.output_tokens
+    at_batch = replica.predict(
+        batch=batch, prompt_tokens=query.prompt_tokens, context_tokens=context
+    )
+    one = replica.predict(batch=1, prompt_tokens=query.prompt_tokens, context_tokens=context)
+    if isinstance(at_batch, NotSupported) or isinstance(one, NotSupported):
+        return None
+    tp = query.tensor_parallel
+    return StageFigures(
+        weights_gib=at_batch.weights_gib * tp,
+        kv_cache_gib=at_batch.kv_cache_gib * tp,
+        reserve_gib=at_batch.reserve_gib,
+        memory_gib=at_batch.memory_gib,
+        decode_ms=at_batch.decode.total_ms,
+        prefill_ms=one.prefill.total_ms,
+    )
 
 
 def _replica(query: PredictionQuery, book: ProfileBook) -> ReplicaModel:

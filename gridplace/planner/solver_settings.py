@@ -103,6 +103,7 @@ def all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
         *pm.unmet.values(),
         *pm.short.values(),
         *pm.moved.values(),
+        *pm.warm_starts.values(),
         *pm.uncovered.values(),
         *pm.per_node.values(),
         *pm.worst_loss.values(),

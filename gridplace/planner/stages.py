@@ -98,7 +98,7 @@ class StageRunner:
             quarter = max(2, len(pm.problem.workloads) // 4)
             self.window_workloads = min(self.window_workloads, FAILOVER_WINDOW_WORKLOADS, quarter)
         shares = REPLAN_WINDOW_STAGE_SHARES if self.windows and pm.moved else STAGE_SHARES
-        if not pm.moved:  # the moves stage is skipped: its share goes to the others
+        if not pm.weighs_moves:  # the moves stage is skipped: its share goes to the others
             shares = (shares[0], shares[1], 0.0, shares[3])
         self.shares = shares
         self.stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
@@ -134,8 +134,8 @@ class StageRunner:
     def _stage(self, number: int, name: str, objective: cp_model.LinearExprT) -> bool:
         """Run one stage; True when the solve ends here (the first stage found nothing)."""
         pm, hinted = self.pm, self.hinted
-        if name == "moves" and not pm.moved:
-            # No previous replica has an option: the objective is 0 whatever is placed.
+        if name == "moves" and not pm.weighs_moves:
+            # No previous replica has an option, no node is warm: the objective is 0.
             self.solution.stages.append(StageResult(name, "OPTIMAL", 0.0, 0.0, 0.0))
             return False
         if number == 0 and hinted is not None and round(hinted.objective_value) == 0:

@@ -2,7 +2,7 @@
 with whether applying it was tried and worked, and the capacity the plan predicted afterwards.
 
 Rendered to text only at the edge (``Fix.text``); the planner's ``fixes`` module finds and
-checks them. A pipeline across nodes gets its own change kind once pipelines exist.
+checks them.
 """
 
 from __future__ import annotations
@@ -50,6 +50,14 @@ class RaiseBudget(StrictModel):
         return f"raise the budget to {self.per_hour:.2f} USD/h"
 
 
+class AllowPipeline(StrictModel):
+    kind: Literal["allow-pipeline"] = "allow-pipeline"
+    max_stages: int = Field(ge=2, le=16, description="pipeline.maxStages it sets.")
+
+    def text(self) -> str:
+        return f"allow a pipeline over up to {self.max_stages} nodes (pipeline.maxStages)"
+
+
 class AddNodes(StrictModel):
     kind: Literal["add-nodes"] = "add-nodes"
     gpu: CatalogRef
@@ -80,7 +88,7 @@ class AddNodes(StrictModel):
 
 
 Change = Annotated[
-    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AddNodes,
+    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AllowPipeline | AddNodes,
     Field(discriminator="kind"),
 ]
 

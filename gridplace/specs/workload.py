@@ -177,6 +177,15 @@ class TrustRequirement(StrictModel):
     min_reliability: float = Field(default=0.0, ge=0, le=1)
 
 
+class PipelinePolicy(StrictModel):
+    """A replica may be split over nodes as a pipeline of stages (contiguous layer ranges, one
+    node each): the planner then weighs pipelines beside single-node replicas."""
+
+    max_stages: int = Field(
+        default=4, ge=2, le=16, description="Most nodes one pipeline replica may span."
+    )
+
+
 class InferenceWorkloadSpec(StrictModel):
     model: CatalogRef | ModelArchitectureSpec = Field(
         description="Model catalog id / Hugging Face repo, or an inline architecture."
@@ -198,6 +207,10 @@ class InferenceWorkloadSpec(StrictModel):
     trust: TrustRequirement | None = None
     prewarm: PrewarmBudget | None = Field(
         default=None, description="Warm standbys for failover; none unless a budget is given."
+    )
+    pipeline: PipelinePolicy | None = Field(
+        default=None,
+        description="Allow pipeline replicas over several nodes; absent: one node per replica.",
     )
     priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
 

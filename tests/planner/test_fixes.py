@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 from gridplace.api.cli import app
 from gridplace.api.wiring import plan_bundle
 from gridplace.specs import load_bundle
-from gridplace.specs.fixes import AddNodes, AllowPrecision, Fix, RaiseBudget, RelaxSlo
+from gridplace.specs.fixes import (
+    AddNodes,
+    AllowPipeline,
+    AllowPrecision,
+    Fix,
+    RaiseBudget,
+    RelaxSlo,
+)
 
 Docs = list[dict[str, Any]]
 
@@ -89,6 +96,8 @@ def _apply_by_hand(docs: Docs, fix: Fix) -> tuple[Docs, float | None]:
             spec["slo"][change.field] = change.value
         elif isinstance(change, RaiseBudget):
             budget = change.per_hour
+        elif isinstance(change, AllowPipeline):
+            spec["pipeline"] = {"maxStages": change.max_stages}
         elif isinstance(change, AddNodes):
             added = _nodes(change.count, change.gpu, change.gpus_per_node, change.region)
             for node in added:
@@ -167,6 +176,16 @@ def test_no_fix_found_in_no_time_shows_none(tmp_path: Path) -> None:
     (unplaced,) = plan.status.unplaced
     assert unplaced.fixes == []
     assert unplaced.hints == [pytest.importorskip("gridplace.planner.fixes").NO_FIX]
+
+
+def test_a_model_no_node_holds_gets_a_pipeline(tmp_path: Path) -> None:
+    split = _workload("llama-3.1-70b", ["int4"])
+    split["spec"]["traffic"]["requestsPerSecond"] = 0.1
+    fix = _check(tmp_path, [*_nodes(6, "rtx-4090", 1), split])
+    assert fix.changes == [AllowPipeline(max_stages=4)]
+    assert fix.text() == "allow a pipeline over up to 4 nodes (pipeline.maxStages)" + (
+        f" (tried: placed, {fix.capacity_rps:g} req/s)"
+    )
 
 
 def test_explain_json_fixes_round_trip(tmp_path: Path) -> None:

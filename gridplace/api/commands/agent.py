@@ -39,6 +39,7 @@ from gridplace.executor import (
 from gridplace.executor.drivers import Driver
 from gridplace.executor.manifest import Manifest
 from gridplace.executor.observe import DEFAULT_WINDOW_S, Observer
+from gridplace.executor.standby import StandbyKeeper
 from gridplace.hal import BackendKind, GPUBackend, HALError, NodeOptions, open_backend
 
 EXIT_INVALID = 1
@@ -115,6 +116,14 @@ BackoffOption = Annotated[
     float, typer.Option("--backoff", min=0.01, help="First retry delay of a failed start.")
 ]
 LogDirOption = Annotated[Path, typer.Option("--log-dir", help="Server logs.")]
+PipelineWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--pipeline-wait",
+        min=1,
+        help="Seconds a pipeline's first stage waits for the other stages before it fails.",
+    ),
+]
 ObserveWindowOption = Annotated[
     float,
     typer.Option("--observe-window", min=1, help="Seconds per engine observation window posted."),
@@ -147,6 +156,7 @@ def command(
     handover_s: HandoverOption = 30.0,
     backoff_s: BackoffOption = 5.0,
     log_dir: LogDirOption = Path("gridplace-agent-logs"),
+    pipeline_wait_s: PipelineWaitOption = 600.0,
     observe_window_s: ObserveWindowOption = DEFAULT_WINDOW_S,
     log_level: LogLevelOption = "info",
 ) -> None:
@@ -166,6 +176,7 @@ def command(
         listen_host=listen_host,
         advertise_host=advertise_host or listen_host,
         log_dir=log_dir,
+        pipeline_wait_s=pipeline_wait_s,
     )
     node_options = NodeOptions(region=region, provider=provider, price_per_hour=price_per_hour)
     parts = _open_parts(
@@ -248,7 +259,8 @@ def _run_agent(
             reconciler = Reconciler(parts.state, ProcessRuntime(), launcher, reconcile, prewarmer)
             client = ApiClient(api, config.node, token)
             observer = Observer(config.node, parts.manifest, parts.default_driver, observe_window_s)
-            agent = Agent(config, client, gpus, reconciler, observer=observer)
+            standbys = StandbyKeeper(parts.manifest.weights_for, prewarmer)
+            agent = Agent(config, client, gpus, reconciler, observer=observer, standbys=standbys)
             agent.run(stop)
             observer.close()
             prewarmer.close()

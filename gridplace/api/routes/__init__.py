@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from gridplace.api.models import ErrorResponse
 
 Responses = dict[int | str, dict[str, Any]]
@@ -37,6 +39,27 @@ def errors(*statuses: int) -> Responses:
 
 # Every authenticated route can answer these.
 AUTH_ERRORS = (401, 403, 422, 429, 503)
+# ``openapi_extra`` of a lean route, which reads the bearer token itself (``deps.bearer_token``).
+BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+
+
+def json_body_schema(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """``openapi_extra`` for a JSON body a lean route validates itself (``bodies.json_body``):
+    the model's schema, nested models inlined."""
+    schema = model.model_json_schema(by_alias=True)
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "description": description, "content": content}}
 
 
 def raw_body(description: str, array: bool) -> dict[str, Any]:

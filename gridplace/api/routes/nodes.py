@@ -8,13 +8,15 @@ act for any node.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
 
-from gridplace.api.bodies import read_documents
+from gridplace.api.bodies import json_body, read_documents
 from gridplace.api.deps import (
     AdminDep,
     AppState,
@@ -23,6 +25,8 @@ from gridplace.api.deps import (
     SettingsDep,
     StateDep,
     StoreDep,
+    bearer_token,
+    principal_of,
     require_node_access,
 )
 from gridplace.api.errors import Conflict, Forbidden, InvalidRequest, Issue, NotFound
@@ -30,6 +34,7 @@ from gridplace.api.grid import NodeView
 from gridplace.api.models import (
     NodeAssignmentsResponse,
     NodeListResponse,
+    NodePipelinesResponse,
     NodeResponse,
     NodeStateReport,
     NodeStateResponse,
@@ -37,10 +42,12 @@ from gridplace.api.models import (
     TelemetryReport,
 )
 from gridplace.api.ownership import merge_agent_registration
-from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
+from gridplace.api.pipelines import foreign_stages, later_stages, pipeline_statuses
+from gridplace.api.routes import AUTH_ERRORS, BEARER, errors, json_body_schema, raw_body
 from gridplace.api.security import Principal
 from gridplace.api.store import PlanAssignmentIndex
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
+from gridplace.specs.plan import Prewarm
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 NodeName = Annotated[
@@ -52,6 +59,7 @@ NodeName = Annotated[
 ]
 JSON = "application/json"
 MINIMAL = "return=minimal"
+MINIMAL_APPLIED = {"Preference-Applied": MINIMAL}
 # What an agent can establish about its own machine; stronger claims need the admin.
 NODE_CLAIM_CEILING = ClaimLevel.BENCHMARKED
 
@@ -197,6 +205,9 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
     return Response(status_code=204)
 
 
+TELEMETRY = TypeAdapter(TelemetryReport)
+
+
 @router.post(
     "/{name}/telemetry",
     response_model=NodeResponse,
@@ -205,12 +216,11 @@ def delete_node(name: NodeName, _: AdminDep, store: StoreDep) -> Response:
         **errors(*AUTH_ERRORS, 400, 404, 413),
         204: {"description": "Recorded; asked for with 'Prefer: return=minimal'."},
     },
+    openapi_extra=json_body_schema(TelemetryReport, "A heartbeat.") | BEARER,
 )
-def post_telemetry(
+async def post_telemetry(
     name: NodeName,
-    report: TelemetryReport,
-    principal: PrincipalDep,
-    service: ServiceDep,
+    request: Request,
     prefer: Annotated[
         str | None,
         Header(
@@ -220,19 +230,36 @@ def post_telemetry(
         ),
     ] = None,
 ) -> Response:
-    """A heartbeat: health, thermal summary, message. The server's clock stamps it."""
+    """A heartbeat: health, thermal summary, message. The server's clock stamps it.
+
+    A lean route (an agent's every few seconds): the token, the body and the answer are handled
+    here rather than by dependencies, a body model and a response model. With 'Prefer:
+    return=minimal' the heartbeat is held in memory and written with the next batch
+    (``heartbeat_flush_s``); without it, it is committed before the node is read back."""
+    state: AppState = request.app.state.gridplace
+    principal = await principal_of(request, state, bearer_token(request))
     require_node_access(principal, name)
+    report = json_body(await request.body(), request.headers.get("content-type"), TELEMETRY)
     status = NodeStatus(healthy=report.healthy, thermal=report.thermal, message=report.message)
+    store, now = state.store, state.clock()
     if prefer is not None and MINIMAL in prefer.lower():
-        if not service.store.record_heartbeat(name, status, service.clock()):
+        known = store.buffer_known_heartbeat(name, status, now) or await run_in_threadpool(
+            store.record_heartbeat, name, status, now
+        )
+        if not known:
             raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
-        return Response(status_code=204, headers={"Preference-Applied": MINIMAL})
-    record = service.store.report_status(name, status, service.clock())
+        return Response(status_code=204, headers=MINIMAL_APPLIED)
+    answer = await run_in_threadpool(_report_status, state, name, status, now)
+    return Response(answer, media_type=JSON)
+
+
+def _report_status(state: AppState, name: str, status: NodeStatus, now: datetime) -> bytes:
+    record = state.store.report_status(name, status, now)
     if record is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     # Serialized here, once: the response model would validate the whole Node again.
-    answer = node_response(service.view_of(record))
-    return Response(answer.model_dump_json(by_alias=True, exclude_none=True), media_type=JSON)
+    answer = node_response(state.service.view_of(record))
+    return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
 @router.post(
@@ -289,11 +316,11 @@ async def read_probes(request: Request, max_samples: int) -> LatencyProbes:
         **errors(*AUTH_ERRORS, 404),
         304: {"description": "The generation in If-None-Match is still the latest."},
     },
+    openapi_extra=BEARER,
 )
 async def get_assignments(
     name: NodeName,
-    principal: PrincipalDep,
-    state: StateDep,
+    request: Request,
     if_none_match: Annotated[
         str | None, Header(description="The ETag of the last answer: 304 if unchanged.")
     ] = None,
@@ -301,7 +328,10 @@ async def get_assignments(
     """What this node's agent should run: the latest plan's replicas on it, and its generation.
 
     Answered from memory: a current ETag gets 304 without touching the database, and a node's
-    answer is read and serialized once per generation (``shared.PlanCache``)."""
+    answer is read and serialized once per generation (``shared.PlanCache``). A lean route,
+    like telemetry's."""
+    state: AppState = request.app.state.gridplace
+    principal = await principal_of(request, state, bearer_token(request))
     require_node_access(principal, name)
     plans = state.shared.plans
     etag = f'"{plans.generation}"'
@@ -319,13 +349,17 @@ async def get_assignments(
 def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
     """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
     documents = index.by_node.get(name, [])
-    if not documents and state.store.node(name) is None:
+    standbys = index.prewarm_by_node.get(name, [])
+    stages = later_stages(index, name)
+    if not documents and not standbys and not stages and not state.store.is_node(name):
         return None
     answer = NodeAssignmentsResponse(
         node=name,
         generation=index.generation,
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
+        prewarm=[Prewarm.model_validate(p) for p in standbys] or None,
+        stages=stages or None,
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
@@ -337,10 +371,22 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
     responses=errors(*AUTH_ERRORS, 400, 404, 413),
 )
 def put_state(
-    name: NodeName, report: NodeStateReport, principal: PrincipalDep, service: ServiceDep
+    name: NodeName,
+    report: NodeStateReport,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    state: StateDep,
 ) -> NodeStateResponse:
-    """The agent's report of what actually runs and how applying the plan goes."""
+    """The agent's report of what actually runs and how applying the plan goes, with the
+    pipeline stages it holds (each one the latest plan gives this node)."""
     require_node_access(principal, name)
+    if report.stages:
+        foreign = foreign_stages(state.shared.plans.index(), name, report.stages)
+        if foreign:
+            message = f"node {name!r} reports stages it does not hold: {'; '.join(foreign[:5])}"
+            if not principal.is_admin:
+                raise Forbidden(message)
+            raise InvalidRequest.field("stages", message)
     if service.store.node(name) is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     record = service.store.put_state(
@@ -365,3 +411,24 @@ def get_state(name: NodeName, principal: PrincipalDep, store: StoreDep) -> NodeS
         reported_at=record.reported_at,
         report=NodeStateReport.model_validate(record.report),
     )
+
+
+@router.get(
+    "/{name}/pipelines",
+    response_model=NodePipelinesResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_pipelines(
+    name: NodeName, principal: PrincipalDep, state: StateDep
+) -> NodePipelinesResponse:
+    """Every pipeline replica this node holds a stage of, with each stage's phase and address as
+    its node reported them (``lost`` when that node is unhealthy or silent): what the first
+    stage's agent waits on before it starts the server, and what tells it to stop."""
+    require_node_access(principal, name)
+    service = state.service
+    if service.store.node(name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    index = state.shared.plans.index()
+    statuses = pipeline_statuses(index, name, service.node_view, service.store.state)
+    return NodePipelinesResponse(node=name, generation=index.generation, pipelines=statuses)

@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, case, delete, func, select, text, update
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.exc import DatabaseError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridplace.api.security import Role, TokenHash
 from gridplace.api.store.engine import WRITE_OPTION, create_store_engine, migrate
 from gridplace.api.store.errors import DatabaseDamaged, DatabaseUnavailable, GenerationConflict
+from gridplace.api.store.heartbeats import HeartbeatBuffer
 from gridplace.api.store.records import (
     CalibrationRecord,
     NewPlan,
@@ -90,6 +91,10 @@ class Store:
         # Called after a plan or a revocation commits here: this server sees its own writes at
         # once (other servers through NOTIFY or their poll).
         self.change_hooks: list[Callable[[], None]] = []
+        # Heartbeats held in memory and written in batches (``buffer_heartbeats``), and the nodes
+        # known to exist, so that a buffered heartbeat of an unknown node is still refused.
+        self._heartbeats: HeartbeatBuffer | None = None
+        self._known_nodes: set[str] = set()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -100,6 +105,8 @@ class Store:
         return store
 
     def close(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.close()  # a clean shutdown writes every heartbeat it answered
         self.engine.dispose()
 
     @property
@@ -264,6 +271,7 @@ class Store:
         raise AssertionError("unreachable")
 
     def node(self, name: str) -> NodeRecord | None:
+        self.flush_heartbeats()
         with self._session(write=False) as session:
             row = session.get(NodeRow, name)
             return _node_record(row) if row else None
@@ -272,6 +280,7 @@ class Store:
         query = select(NodeRow).order_by(NodeRow.name).offset(offset)
         if limit is not None:
             query = query.limit(limit)
+        self.flush_heartbeats()
         with self._session(write=False) as session:
             return [_node_record(row) for row in session.scalars(query)]
 
@@ -282,6 +291,7 @@ class Store:
     def quiet_count(self, cutoff: datetime) -> tuple[int, int]:
         """(nodes not heard from since ``cutoff``, all nodes); registration counts as heard."""
         heard = func.coalesce(NodeRow.last_heartbeat, NodeRow.created_at)
+        self.flush_heartbeats()
         with self._session(write=False) as session:
             row = session.execute(
                 select(func.count(case((heard < cutoff, 1))), func.count()).select_from(NodeRow)
@@ -289,28 +299,81 @@ class Store:
         return int(row[0]), int(row[1])
 
     def report_status(self, name: str, status: NodeStatus, now: datetime) -> NodeRecord | None:
-        """A heartbeat. The hottest write of the service: one UPDATE ... RETURNING, with the
-        documents built before and after the transaction, so that the write lock is short.
+        """A heartbeat, read back: one UPDATE ... RETURNING, with the documents built before and
+        after the transaction, so that the write lock is short.
 
         Committed before the agent's answer, so a killed server loses no acknowledged heartbeat.
         On PostgreSQL the commit does not wait for its WAL flush: a crash of PostgreSQL itself
         may lose the last ~0.6 s (3 x ``wal_writer_delay``) of heartbeats, never part of one,
         and the next heartbeat replaces them anyway; plans and tokens keep synchronous commits."""
         values = _status_values(status, now)
+        if self._heartbeats is not None:
+            self._heartbeats.discard(name)  # older than this one, which is written now
         with self._heartbeat_session() as session:
             found = session.execute(REPORT_STATUS, {"node_name": name, **values}).first()
         if found is None:
             return None
+        self._known_nodes.add(name)
         document, created_at = found
         node = Node.model_validate({**document, "status": values["status"]})
         return NodeRecord(node=node, created_at=created_at, updated_at=now, last_heartbeat=now)
 
     def record_heartbeat(self, name: str, status: NodeStatus, now: datetime) -> bool:
-        """``report_status`` without reading the node back: whether the node is registered."""
+        """A heartbeat without reading the node back: whether the node is registered.
+
+        With ``buffer_heartbeats`` on, it is held in memory and written with the next batch (a
+        node is looked up once, then remembered); otherwise written before this returns."""
         values = _status_values(status, now)
+        if self._heartbeats is not None:
+            if not self.is_node(name):
+                return False
+            self._heartbeats.add(name, values)
+            return True
         with self._heartbeat_session() as session:
             result = session.execute(RECORD_HEARTBEAT, {"node_name": name, **values})
             return bool(getattr(result, "rowcount", 0) == 1)
+
+    def buffer_known_heartbeat(self, name: str, status: NodeStatus, now: datetime) -> bool:
+        """``record_heartbeat`` when it needs no I/O (buffering on, the node known): whether it
+        was taken. Cheap enough for the event loop; otherwise call ``record_heartbeat``."""
+        if self._heartbeats is None or name not in self._known_nodes:
+            return False
+        self._heartbeats.add(name, _status_values(status, now))
+        return True
+
+    def buffer_heartbeats(self, interval_s: float) -> None:
+        """Write ``record_heartbeat``'s heartbeats in batches every ``interval_s`` (see
+        ``heartbeats.py``: a killed server loses at most that long); 0 writes each at once."""
+        self._heartbeats = (
+            HeartbeatBuffer(self._write_heartbeats, interval_s) if interval_s > 0 else None
+        )
+
+    def flush_heartbeats(self) -> None:
+        """Write the heartbeats held in memory now (before reading what they change)."""
+        if self._heartbeats is not None and len(self._heartbeats):
+            self._heartbeats.flush()
+
+    def is_node(self, name: str) -> bool:
+        """Whether ``name`` is registered: from memory once seen (forgotten when this server
+        deletes it, or a heartbeat batch finds it gone), else one indexed read."""
+        if name in self._known_nodes:
+            return True
+        with self._session(write=False) as session:
+            found = session.scalar(select(NodeRow.name).where(NodeRow.name == name)) is not None
+        if found:
+            self._known_nodes.add(name)
+        return found
+
+    def _write_heartbeats(self, batch: list[dict[str, Any]]) -> None:
+        """One transaction for a batch; a node deleted meanwhile (by any server) is forgotten,
+        so that its next heartbeat is refused."""
+        names = [values["node_name"] for values in batch]
+        rows = [{**values, "heard_at": values["last_heartbeat"]} for values in batch]
+        with self._heartbeat_session() as session:
+            written = session.connection().execute(BATCH_HEARTBEAT, rows).rowcount
+            if written != len(batch):  # some vanished, or were written newer by another way
+                query = select(NodeRow.name).where(NodeRow.name.in_(names))
+                self._known_nodes.difference_update(set(names) - set(session.scalars(query)))
 
     @contextmanager
     def _heartbeat_session(self) -> Iterator[Session]:
@@ -320,6 +383,9 @@ class Store:
             yield session
 
     def delete_node(self, name: str) -> bool:
+        self._known_nodes.discard(name)  # its next heartbeat looks it up again: 404
+        if self._heartbeats is not None:
+            self._heartbeats.discard(name)
         with self._session(write=True) as session:
             row = session.get(NodeRow, name)
             if row is None:
@@ -467,10 +533,12 @@ class Store:
                 .where(PlanAssignmentRow.generation == generation)
                 .order_by(PlanAssignmentRow.position)
             ).all()
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for node, assignment in rows:
-            by_node.setdefault(node, []).append(assignment)
-        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+            # Only the standbys of the plan's document are read (a JSON path), not all of it.
+            standbys = session.scalar(
+                select(PlanRow.document["spec"]["prewarm"]).where(PlanRow.generation == generation)
+            )
+        pairs = [(n, a) for n, a in rows]
+        return PlanAssignmentIndex.build(generation, name, pairs, standbys or [])
 
     # ------------------------------------------------------------- shared between servers
 
@@ -670,6 +738,13 @@ RECORD_HEARTBEAT = (
     .values({column: bindparam(column) for column in _STATUS_COLUMNS})
 )
 REPORT_STATUS = RECORD_HEARTBEAT.returning(_NODES.c.document, _NODES.c.created_at)
+# A batch of buffered heartbeats (executemany), never over a newer one written directly.
+BATCH_HEARTBEAT = RECORD_HEARTBEAT.where(
+    or_(
+        _NODES.c.last_heartbeat.is_(None),
+        _NODES.c.last_heartbeat <= bindparam("heard_at", type_=_NODES.c.last_heartbeat.type),
+    )
+)
 
 
 def _status_values(status: NodeStatus, now: datetime) -> dict[str, Any]:

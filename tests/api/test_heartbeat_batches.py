@@ -1,0 +1,91 @@
+"""Heartbeats answered 204 are held in memory and written in batches (``store/heartbeats.py``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from gridplace.api.store import Store
+from gridplace.api.store.heartbeats import HeartbeatBuffer
+from gridplace.specs import Node, NodeStatus, ThermalStatus
+from tests.api.conftest import FakeClock, node_doc
+
+
+def _status(ratio: float) -> NodeStatus:
+    return NodeStatus(healthy=True, thermal=ThermalStatus(throttle_ratio=ratio))
+
+
+def _ratio(store: Store, name: str) -> float | None:
+    record = store.node(name)
+    assert record is not None
+    status = record.node.status
+    return status.thermal.throttle_ratio if status and status.thermal else None
+
+
+@pytest.fixture
+def stores(database_url: str) -> Any:
+    """Two stores on one database (two servers); the first buffers heartbeats for a minute."""
+    one, two = Store.open(database_url), Store.open(database_url)
+    one.buffer_heartbeats(60)
+    yield one, two
+    one.close()
+    two.close()
+
+
+def test_buffered_heartbeats_wait_for_a_flush_and_this_server_reads_its_own(
+    stores: tuple[Store, Store], clock: FakeClock
+) -> None:
+    one, two = stores
+    for name in ("a", "b"):
+        one.upsert_node(Node.model_validate(node_doc(name)), clock())
+    assert one.record_heartbeat("a", _status(0.25), clock())
+    assert one.buffer_known_heartbeat("a", _status(0.3), clock())  # known now: no lookup
+    assert not one.buffer_known_heartbeat("b", _status(0.3), clock())  # never looked up yet
+    assert _ratio(two, "a") is None  # not written yet: the other server sees nothing
+    assert _ratio(one, "a") == 0.3  # a read of this server writes what it holds first
+    assert _ratio(two, "a") == 0.3
+
+
+def test_a_heartbeat_of_a_node_deleted_by_another_server_is_refused_after_a_flush(
+    stores: tuple[Store, Store], clock: FakeClock
+) -> None:
+    one, two = stores
+    one.upsert_node(Node.model_validate(node_doc("a")), clock())
+    assert not one.record_heartbeat("missing", _status(0.1), clock())
+    assert one.record_heartbeat("a", _status(0.1), clock())
+    assert two.delete_node("a")
+    assert one.record_heartbeat("a", _status(0.2), clock())  # still known here
+    one.flush_heartbeats()  # writes nothing for "a", and learns that it is gone
+    assert not one.record_heartbeat("a", _status(0.3), clock())
+
+
+def test_a_buffered_heartbeat_never_overwrites_a_newer_one(
+    stores: tuple[Store, Store], clock: FakeClock
+) -> None:
+    one, two = stores
+    one.upsert_node(Node.model_validate(node_doc("a")), clock())
+    assert one.record_heartbeat("a", _status(0.1), clock())
+    assert two.report_status("a", _status(0.4), clock() + timedelta(seconds=5)) is not None
+    one.flush_heartbeats()
+    assert _ratio(two, "a") == 0.4
+
+
+def test_a_failed_batch_is_kept_and_newer_heartbeats_win() -> None:
+    written: list[list[dict[str, Any]]] = []
+    failures = [RuntimeError("database away")]
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        if failures:
+            raise failures.pop()
+        written.append(batch)
+
+    buffer = HeartbeatBuffer(write, interval_s=60)
+    buffer.add("a", {"v": 1})
+    buffer.add("b", {"v": 1})
+    with pytest.raises(RuntimeError):
+        buffer.flush()
+    buffer.add("a", {"v": 2})
+    buffer.close()  # writes what is left
+    assert written == [[{"node_name": "a", "v": 2}, {"node_name": "b", "v": 1}]]
