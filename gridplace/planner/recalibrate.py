@@ -58,7 +58,8 @@ workloads unplaced. A replan starts from the plan in force and may keep replicas
 tolerance, but a plan made from one made with very different numbers (the first calibration
 after a large bias) can stay well above what the corrected numbers call for, and then neither
 the capacity band (the calibration has settled) nor the SLO (the plan is over-provisioned) ever
-fires again. Its hysteresis is the tolerance itself: a dry run within it changes nothing.
+fires again. Its hysteresis is the tolerance itself: a dry run within it changes nothing. The
+simulator's loop runs it; the server's periodic check does not yet (it would solve every check).
 """
 
 from __future__ import annotations
