@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -37,7 +37,7 @@ from gridplace.specs import (
     ThermalStatus,
 )
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
-from gridplace.specs.fixes import Fix
+from gridplace.specs.fixes import Fix, Refusal
 from gridplace.specs.plan import Prewarm, PrewarmLevel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
@@ -195,9 +195,19 @@ class WorkloadExplanation(StrictModel):
     demand_rps: float | None = None
     capacity_rps: float | None = None
     slo_met: bool
-    reasons: list[str]
+    reasons: list[Refusal] = Field(description="Why it is not (fully) placed, as data.")
+    summary: list[str] = Field(default_factory=list, description="The reasons as text.")
     hints: list[str]
     fixes: list[Fix] = Field(default_factory=list, description="Changes tried that place it.")
+
+
+def stored_explanation(entry: dict[str, Any]) -> WorkloadExplanation:
+    """An explanation entry as a plan stored it; one stored before the reasons were data has
+    their text in ``reasons``: it becomes the summary."""
+    reasons = entry.get("reasons", [])
+    if any(isinstance(reason, str) for reason in reasons):
+        entry = {**entry, "reasons": [], "summary": reasons}
+    return WorkloadExplanation.model_validate(entry)
 
 
 class ExplanationResponse(StrictModel):

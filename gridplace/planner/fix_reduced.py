@@ -48,6 +48,14 @@ def base_for(plan: PlacementPlan | None, workload: str) -> BasePlan:
     return BasePlan(dict(taken), cost)
 
 
+def others_plan(plan: PlacementPlan, workload: str) -> PlacementPlan:
+    """``plan`` without ``workload``'s replicas: where a whole-problem check starts (as a
+    replan does from its previous plan), its pins kept."""
+    kept = [a for a in plan.spec.assignments if a.workload != workload]
+    spec = plan.spec.model_copy(update={"assignments": kept})
+    return plan.model_copy(update={"spec": spec})
+
+
 def free_node(node: Node, taken: set[int]) -> Node | None:
     """``node`` with only the GPUs not in ``taken`` (indices run over its GPU groups in order),
     priced per GPU as before; None when none is free."""

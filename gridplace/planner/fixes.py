@@ -24,7 +24,13 @@ from dataclasses import dataclass, field, replace
 
 from gridplace.planner.compile import compile_problem
 from gridplace.planner.fix_changes import apply_change, offer_prices, peer_link
-from gridplace.planner.fix_reduced import BasePlan, alone, base_for, reduced_inputs
+from gridplace.planner.fix_reduced import (
+    BasePlan,
+    alone,
+    base_for,
+    others_plan,
+    reduced_inputs,
+)
 from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
 from gridplace.planner.problem import Option, Problem
@@ -128,9 +134,13 @@ def check_whole(
 ) -> float | None:
     """The workload's capacity when a plan of all of ``inputs`` covers its demand: the
     unmet-demand stage (the later stages keep its optimum, so they cannot uncover it), with the
-    full check's budget even when the search's is spent; None when it does not."""
+    full check's budget even when the search's is spent; None when it does not. The solve
+    starts from the base plan's other replicas, as a replan would (not from a relaxed solve of
+    its own: that took most of a check's time on the example grid)."""
     search.checks += 1
     search.whole_checks += 1
+    if search.base_plan is not None:
+        inputs = replace(inputs, previous=others_plan(search.base_plan, workload))
     problem = _compile(search, inputs, latency)
     if not problem.options_of(_index(problem, workload)):
         return None

@@ -17,7 +17,7 @@ from gridplace.specs.common import (
     ShortText,
     StrictModel,
 )
-from gridplace.specs.fixes import Fix
+from gridplace.specs.fixes import Fix, Refusal
 
 
 class LatencyAtDemand(StrictModel):
@@ -228,6 +228,9 @@ class Unplaced(StrictModel):
     hints: list[Reason] = Field(default_factory=list, max_length=50)
     fixes: list[Fix] = Field(
         default_factory=list, max_length=20, description="Changes tried and found to place it."
+    )
+    refusals: list[Refusal] = Field(
+        default_factory=list, max_length=200, description="The reasons as data."
     )
 
 

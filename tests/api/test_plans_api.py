@@ -85,7 +85,8 @@ def test_read_plans_back(client: TestClient) -> None:
     entries = {w["name"]: w for w in explanation["workloads"]}
     assert entries["chat"]["placed"] and entries["chat"]["replicas"] >= 1
     assert not entries["huge"]["placed"] and entries["huge"]["hints"]
-    assert any("GiB" in reason for reason in entries["huge"]["reasons"])
+    assert any(reason["unit"] == "GiB" for reason in entries["huge"]["reasons"])
+    assert any("GiB" in line for line in entries["huge"]["summary"])
     assert client.get("/v1/plans/5/explanation", headers=ADMIN).status_code == 404
 
 

@@ -339,3 +339,52 @@ def test_the_reduced_problem_is_what_the_other_workloads_leave(tmp_path: Path) -
         else:
             assert left[name].gpu_count == free
             assert left[name].price_per_hour == pytest.approx(0.5 * free)
+
+
+def test_explain_json_reasons_are_data(tmp_path: Path) -> None:
+    """Per unplaced workload, its reasons as objects (rule, nodes, the closest option's
+    numbers), beside the text; they round-trip through the API's model."""
+    from gridplace.api.models import WorkloadExplanation
+    from gridplace.specs.fixes import Refusal
+
+    docs = [*_nodes(10, "rtx-3090", 2), _workload("llama-3.1-405b", ["bf16"])]
+    path = tmp_path / "specs.yaml"
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    result = CliRunner().invoke(app, ["explain", "-n", str(path), "-w", str(path), "--format",
+                                      "json"])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    (entry,) = json.loads(result.stdout)
+    vram = entry["reasons"][0]
+    assert vram["family"] == "compile" and vram["rule"] == "vram-per-gpu"
+    assert vram["nodes"] == 10 and vram["unit"] == "GiB" and vram["available"] == 24.0
+    assert vram["needed"] > 300 and vram["gpus"] == ["rtx-3090"]
+    assert vram["best"] == {"node": "box-0", "gpu": "rtx-3090", "precision": "bf16",
+                            "tensorParallel": 2, "gpuShare": 1}  # fmt: skip
+    # The text is rendered from the same numbers.
+    assert f"needs {vram['needed']:.1f} GiB per GPU, has 24.0" in entry["summary"][0]
+    carrying = entry["reasons"][-1]
+    assert carrying["rule"] == "replica-bounds" and carrying["needed"] == 1
+    assert Refusal.model_validate(vram).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    ) == {k: v for k, v in vram.items() if v is not None}
+    assert WorkloadExplanation.model_validate(entry).reasons[0].rule == "vram-per-gpu"
+
+
+def test_a_budget_refusal_names_the_model_family(tmp_path: Path) -> None:
+    from gridplace.api.solver_pool import explain
+
+    docs = [*_nodes(2, "rtx-3090", 1, price=1.0), _workload("llama-3.1-8b", ["int4"])]
+    (entry,) = explain(_plan(tmp_path, docs, budget=0.5))
+    assert not entry["placed"]
+    rules = {(r["family"], r["rule"]) for r in entry["reasons"]}
+    assert ("model", "budget") in rules, entry["reasons"]
+    assert all(r["unmetRps"] > 0 for r in entry["reasons"] if r["family"] == "model")
+
+
+def test_an_explanation_stored_with_text_reasons_still_reads() -> None:
+    from gridplace.api.models import stored_explanation
+
+    old = {"name": "w", "placed": False, "replicas": 0, "sloMet": False,
+           "reasons": ["0/2 nodes can serve w"], "hints": [], "fixes": []}  # fmt: skip
+    read = stored_explanation(old)
+    assert read.reasons == [] and read.summary == ["0/2 nodes can serve w"]
