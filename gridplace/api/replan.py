@@ -14,7 +14,7 @@ what that plan was based on (its *basis*):
 - the calibration learned from the engines' observations (``PlanService.recalibrate``) moves a
   replica's predicted capacity by more than ``calibration_capacity_change`` from what the plan's
   own calibration predicted, or a workload's observed SLO attainment stayed under
-  ``slo_attainment_target`` for two windows since the plan was made (``planner.recalibrate``:
+  ``slo_attainment_target`` for two windows since the plan was made (``planner.replan_triggers``:
   the same triggers the simulator's loop runs, with their hysteresis).
 
 Anything else — a node without replicas going away, a throttle ratio wobbling under the
@@ -41,6 +41,8 @@ from gridplace.api.store import CalibrationRecord, GenerationConflict, PlanRecor
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.recalibrate import (
     Calibration,
+)
+from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
     replica_queries,

@@ -1,14 +1,14 @@
 """The grounded loop in simulated time: replicas report observation windows from the truth, the
-server's estimator and replan triggers (``planner.recalibrate``, the functions ``api/replan.py``
-runs) decide, the planner makes the next plan with the learned corrections, and the simulator
-applies it with each new replica's cold start.
+server's estimator and replan triggers (``planner.recalibrate``, ``planner.replan_triggers``: the
+functions the server runs) decide, the planner makes the next plan with the learned corrections,
+and the simulator applies it with each new replica's cold start.
 
 Owns: ``LoopSettings``, cutting a run into recalibration periods, turning each replica's engine
 accounting into ``ObservationWindow``s, the per-period report (``PeriodRecord``), and
 ``known_calibration`` (the corrections a planner that knew a set bias would use). Must not: read
 files or print; judge by the planner's figures (the truth is ``truth``'s).
 
-At each period's end the triggers of ``planner.recalibrate`` decide (capacity band, SLO
+At each period's end the triggers of ``planner.replan_triggers`` decide (capacity band, SLO
 shortfall, and, when neither fires, the cost trigger's dry-run replan, which becomes the next
 plan when it fires). Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own,
 with absolute times (the truth's throttling episodes and outages fall where they fall): the
@@ -46,12 +46,14 @@ from gridplace.planner.recalibrate import (
     Calibration,
     Correction,
     ModelOracle,
-    ReplanPolicy,
-    capacity_moves,
     corrected,
-    cost_savings,
     estimate,
     key_of,
+)
+from gridplace.planner.replan_triggers import (
+    ReplanPolicy,
+    capacity_moves,
+    cost_savings,
     replica_queries,
     slo_shortfalls,
     windowed_attainment,

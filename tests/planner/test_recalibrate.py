@@ -15,11 +15,13 @@ from gridplace.planner.recalibrate import (
     Correction,
     EstimatorSettings,
     ModelOracle,
+    corrected,
+    estimate,
+)
+from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
-    corrected,
     cost_savings,
-    estimate,
     slo_shortfalls,
     windowed_attainment,
 )

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gridplace.api.cli import app
-from gridplace.planner.recalibrate import ReplanPolicy
+from gridplace.planner.replan_triggers import (
+    ReplanPolicy,
+)
 from gridplace.planner.solve import SolverSettings
 from gridplace.sim import SimInputs, SimSettings, TruthBias, TruthSettings
 from gridplace.sim.errors import SimSettingsError
