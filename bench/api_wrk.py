@@ -9,7 +9,8 @@ For each setup — gridplace on SQLite (1 process) and on PostgreSQL (``--worker
 ``GRIDPLACE_TEST_POSTGRES_URL``, else a throwaway cluster as in ``api_load.py``) — a real
 ``gridplace serve`` gets ``--agents`` nodes (the example grid's nodes, cloned under new names past
 104), a token each and a first plan. ``wrk`` (1 thread, ``--connections`` keep-alive connections,
-a separate process) then sends, for ``--duration`` seconds each: telemetry posts, assignment
+a separate process) then sends, for ``--duration`` seconds each: telemetry posts (with
+``Prefer: return=minimal``, as the agent sends them; ``--full`` without), assignment
 pulls with the current ETag (304s, as agents on a 15 s schedule mostly get), and the two mixed
 while a plan is submitted; every request rotates to the next node's own token (a Lua script).
 The bare app (``bare_app.py``: telemetry inserted into SQLite, a small JSON answer) runs with the
@@ -70,6 +71,13 @@ request = function()
   if minimal then headers["Prefer"] = "return=minimal" end
   return wrk.format("POST", "/v1/nodes/" .. names[k] .. "/telemetry", headers, body)
 end
+local shown = 0
+response = function(status, headers, body)
+  if status >= 400 and shown < 5 then
+    shown = shown + 1
+    io.write("answer " .. status .. " " .. string.sub(body or "", 1, 300) .. "\\n")
+  end
+end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -101,6 +109,8 @@ def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str
         found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         return float(found.group(1)) * UNITS[found.group(2)] if found else float("nan")
 
+    for line in re.findall(r"^answer .*$", out, re.M):  # the first few errors, as wrk saw them
+        print(f"  {line}", file=sys.stderr)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
@@ -242,7 +252,7 @@ def main() -> int:
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
         f" --connections {args.connections}{' --full' * (not args.minimal)}"
-        "  (wrk -t1, a separate process)"
+        f"  (wrk -t1, a separate process); load average {os.getloadavg()[0]:.1f}"
     )
     with tempfile.TemporaryDirectory(prefix="gridplace-wrk-") as tmp:
         workdir = Path(tmp)

@@ -38,7 +38,14 @@ import yaml
 from gridplace.api.wiring import plan_bundle
 from gridplace.planner.planning import PlanResult
 from gridplace.specs import load_bundle
-from gridplace.specs.fixes import AddNodes, AllowPrecision, Fix, RaiseBudget, RelaxSlo
+from gridplace.specs.fixes import (
+    AddNodes,
+    AllowPipeline,
+    AllowPrecision,
+    Fix,
+    RaiseBudget,
+    RelaxSlo,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 Docs = list[dict[str, Any]]
@@ -137,6 +144,8 @@ def apply_by_hand(
             spec["slo"][change.field] = change.value
         elif isinstance(change, RaiseBudget):
             budget = change.per_hour
+        elif isinstance(change, AllowPipeline):
+            spec["pipeline"] = {"maxStages": change.max_stages}
         elif isinstance(change, AddNodes):
             for i in range(change.count):
                 provider = f"bought-{i}" if change.distinct_providers else "bought"

@@ -41,11 +41,12 @@ def allowing(workloads: Sequence[InferenceWorkload]) -> list[InferenceWorkload]:
 
 def compile_once(nodes: Sequence[Node], workloads: Sequence[InferenceWorkload],
                  latency: NetworkLatency) -> tuple[Problem, float]:  # fmt: skip
-    """A compile with fresh predictors (no memo carried between runs), and its seconds."""
+    """A compile with fresh predictors and no compile cache (nothing carried between runs),
+    and its seconds."""
     started = time.perf_counter()
     problem = compile_problem(
-        PlannerInputs(nodes, workloads, builtin_catalog()), make_predictor(), latency,
-        make_stage_predictor(),
+        PlannerInputs(nodes, workloads, builtin_catalog()), make_predictor(), latency, None,
+        stage_predictor=make_stage_predictor(),
     )  # fmt: skip
     return problem, time.perf_counter() - started
 

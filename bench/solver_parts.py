@@ -34,6 +34,7 @@ from gridplace.planner.compile_cache import PROCESS_CACHE
 from gridplace.planner.decompose import by_site, split
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.oracle import validate_plan
+from gridplace.planner.parts import RayMissing
 from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
@@ -184,7 +185,10 @@ def main() -> None:
     for size in args.sizes.split(","):
         nodes_n, workloads_n = (int(v) for v in size.split("x"))
         for utilization in args.utilization.split(","):
-            run_size(nodes_n, workloads_n, utilization, args)
+            try:
+                run_size(nodes_n, workloads_n, utilization, args)
+            except RayMissing as error:
+                raise SystemExit(f"solver_parts.py: {error}") from None
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ class ObservationListResponse(StrictModel):
 
 
 class CorrectionOut(StrictModel):
-    """A learned correction: observed / predicted step time, and the windows' weight behind it."""
+    """A learned correction: observed / predicted GPU part of a step (host overhead excluded),
+    and the windows' weight behind it."""
 
     gpu: str
     model: str

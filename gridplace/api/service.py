@@ -11,7 +11,7 @@ Also owns the calibration's life: estimated from the stored observation windows 
 ``planner.recalibrate``, the simulator's loop runs the same estimator) when new windows arrived,
 stored, and handed to the planner; a plan's provenance (``options["calibration"]`` and the plan's
 ``calibration`` label) names the calibration it was made with.
-Must not: plan by itself (the planner does), speak HTTP beyond raising ``ApiError``s.
+Must not: plan by itself (the planner does), speak HTTP beyond raising ``ServiceError``s.
 """
 
 from __future__ import annotations

@@ -164,9 +164,8 @@ class Agent:
         replicas.update(
             {role.pipeline: role.assignment for role in desired.stages} if desired else {}
         )
-        running = {r.spec.pipeline for r in self.reconciler.state.records() if r.spec.pipeline}
-        if not replicas and not running:
-            return {}
+        if not replicas:
+            return {}  # a pipeline part no longer planned here is stopped without its peers
         peers: dict[str, tuple[StagePeer, ...]] | None = None
         if self.registered:
             try:

@@ -47,13 +47,13 @@ from gridplace.executor.pipeline_commands import (
     ray_head,
     ray_worker,
     rpc_worker,
+    same_gpus,
     vllm_serve,
 )
 from gridplace.specs import Assignment
 
 STAGE = "stage"  # ReplicaSpec.part of a stage's own process; "" is the server
 READY = "ready"
-DOWN_PHASES = frozenset({"failed", "lost"})
 
 
 @dataclass(frozen=True)
@@ -139,13 +139,12 @@ class Gate:
 
     go: bool
     workers: tuple[str, ...] = ()  # the later stages' addresses, in order
-    why: str = ""  # when not: what it waits for, or what went down
-    down: bool = False  # a later stage failed or its node is lost
+    why: str = ""  # when not: the stages not ready, each with its phase
 
 
 def head_gate(pipeline: Pipeline | None) -> Gate:
-    """Every later stage ready with an address: go; otherwise wait (``down`` when one failed or
-    was lost: a running server must stop)."""
+    """Every later stage ready with an address: go (a server not yet running starts, with the
+    addresses in stage order); otherwise not (one not running waits, one running is stopped)."""
     if pipeline is None or pipeline.peers is None:
         return Gate(False, why="the stages' phases are not known (the API did not answer)")
     later = [p for p in pipeline.peers if p.stage >= 1]
@@ -154,8 +153,7 @@ def head_gate(pipeline: Pipeline | None) -> Gate:
         return Gate(False, why="the API lists no later stage")
     if not missing:
         return Gate(True, workers=tuple(str(p.address) for p in later))
-    down = any(p.phase in DOWN_PHASES for p in missing)
-    return Gate(False, why="; ".join(p.describe() for p in missing), down=down)
+    return Gate(False, why="; ".join(p.describe() for p in missing))
 
 
 def ray_head_address(pipeline: Pipeline | None) -> str | None:
@@ -202,9 +200,7 @@ def stage_launch(
             argv = ray_worker(driver.ray_executable, head, advertise)
             return LaunchSpec(argv, env, (PROBE_ALIVE,), (), endpoint=endpoint)
         model = str(target.weights_path) if target.weights_path else target.model
-        tp = {len(s.gpus) for s in pipeline.assignment.stages or []}
-        if len(tp) != 1:
-            raise DriverError(f"vLLM needs the same GPUs on every stage, got {sorted(tp)}")
+        tp = same_gpus(len(s.gpus) for s in pipeline.assignment.stages or [])
         serve = vllm_serve(
             driver.executable,
             model,
@@ -212,7 +208,7 @@ def stage_launch(
             target.port,
             spec.workload,
             pipeline.layers,
-            tp.pop(),
+            tp,
         )
         return LaunchSpec(
             serve.argv,

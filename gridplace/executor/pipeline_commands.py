@@ -23,6 +23,7 @@ is plain data).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gridplace.executor.errors import DriverError
@@ -130,7 +131,7 @@ def vllm_ray(
 ) -> list[NodeCommand]:
     """``ray start`` on every stage's node, then ``vllm serve`` on the head (see the module)."""
     _check(stages)
-    tp = same_gpus(stages)
+    tp = same_gpus(s.gpus for s in stages)
     head = stages[0]
     commands = [NodeCommand(head.node, ray_head("ray", head.address, RAY_PORT), {})]
     head_address = f"{head.address}:{RAY_PORT}"
@@ -142,9 +143,9 @@ def vllm_ray(
     return commands
 
 
-def same_gpus(stages: list[StageHost]) -> int:
+def same_gpus(gpus_per_stage: Iterable[int]) -> int:
     """vLLM's one tensor parallel degree: every stage must have as many GPUs."""
-    tp = {s.gpus for s in stages}
+    tp = set(gpus_per_stage)
     if len(tp) != 1:
         raise DriverError(f"vLLM needs the same GPUs on every stage, got {sorted(tp)}")
     return tp.pop()

@@ -27,7 +27,6 @@ Guarantees the agent gives alone, on its node:
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from collections import Counter
@@ -37,16 +36,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gridplace.executor.diff import Actual, ReplicaSpec, compute_diff
-from gridplace.executor.drivers import Driver, LaunchSpec, Target
 from gridplace.executor.errors import DriverError, LaunchFailed
-from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
+from gridplace.executor.launcher import Launcher, free_port
+from gridplace.executor.manifest import DriverKind, WeightSource
 from gridplace.executor.pipeline import (
     Gate,
     Pipeline,
     head_gate,
-    head_parts,
     ray_head_address,
-    stage_launch,
 )
 from gridplace.executor.process import ProcessId, Runtime
 from gridplace.executor.report import WEIGHTS_DOWNLOADING, StateReporter
@@ -67,71 +64,6 @@ class ReconcileConfig:
     advertise_host: str = "127.0.0.1"
     log_dir: Path = Path("gridplace-agent-logs")
     pipeline_wait_s: float = 600.0  # a pipeline's server waits this long for its stages
-
-
-@dataclass(frozen=True)
-class Launcher:
-    """Turns a replica into a ``LaunchSpec``: the manifest picks model, driver and weights."""
-
-    manifest: Manifest
-    drivers: Mapping[DriverKind, Driver]
-    default_driver: DriverKind
-    gpu_ids: Mapping[int, str]
-    vendor: str = "nvidia"
-
-    def weights(self, spec: ReplicaSpec) -> WeightSource | None:
-        if spec.part:  # a pipeline stage's own process (rpc-server, Ray) loads no weights file
-            return None
-        return self.manifest.weights_for(spec.workload, spec.precision)
-
-    def kind(self, spec: ReplicaSpec) -> DriverKind:
-        return self.manifest.entry(spec.workload).driver or self.default_driver
-
-    def expand(self, desired: Sequence[ReplicaSpec]) -> list[ReplicaSpec]:
-        """The processes behind ``desired``: a vLLM pipeline's first stage is two."""
-        return [part for spec in desired for part in head_parts(spec, self.kind(spec))]
-
-    def launch_spec(
-        self,
-        spec: ReplicaSpec,
-        replica_id: str,
-        host: str,
-        port: int,
-        weights: Path | None,
-        pipeline: Pipeline | None = None,
-        advertise: str = "",
-        workers: tuple[str, ...] = (),
-    ) -> LaunchSpec:
-        """The server of ``spec``; for a pipeline's part, rendered from ``pipeline`` (its stages,
-        ``workers``: the later stages' addresses, ``advertise``: where peers reach this node)."""
-        entry = self.manifest.entry(spec.workload)
-        kind = entry.driver or self.default_driver
-        driver = self.drivers.get(kind)
-        if driver is None:
-            raise DriverError(f"no {kind.value} driver is configured on this agent")
-        target = Target(
-            spec=spec,
-            replica_id=replica_id,
-            model=self.manifest.model_for(spec.workload),
-            host=host,
-            port=port,
-            gpu_ids=dict(self.gpu_ids),
-            vendor=self.vendor,
-            weights_path=weights,
-            quantization=entry.quantization,
-        )
-        if spec.pipeline:
-            if pipeline is None:
-                raise DriverError(f"{spec.key}: the pipeline's stages are not known")
-            return stage_launch(driver, target, pipeline, advertise, workers)
-        return driver.launch_spec(target)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Prewarming(Protocol):
@@ -415,6 +347,7 @@ class Reconciler:
         if desired is None:
             return self._outcome(None, generation, actions)
         desired = self.launcher.expand(desired)
+        self._waiting_since = {s: t for s, t in self._waiting_since.items() if s in set(desired)}
         records = {r.replica_id: r for r in self.state.records()}
         live = [r for r in records.values() if r.phase is not Phase.FAILED]
         covered = Counter(r.spec for r in live if r.phase is not Phase.DRAINING)

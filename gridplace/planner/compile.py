@@ -50,7 +50,7 @@ from gridplace.planner.ports import (
     RttLookup,
     StagePredictor,
 )
-from gridplace.planner.previous import previous_keys, previous_replicas
+from gridplace.planner.previous import previous_keys, previous_replicas, warm_nodes
 from gridplace.planner.problem import (
     GpuPool,
     Option,
@@ -98,8 +98,9 @@ def compile_problem(
     inputs: PlannerInputs,
     predictor: OptionPredictor,
     latency: RttLookup,
-    stage_predictor: StagePredictor | None = None,
     cache: CompileCache | None = PROCESS_CACHE,
+    *,
+    stage_predictor: StagePredictor | None = None,
 ) -> Problem:
     """Build the Problem: pools, surviving options (pipelines among them where a workload
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
@@ -164,10 +165,6 @@ def assemble_problem(
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
     previous, released = previous_replicas(inputs, pools, options, workloads)
-    healthy = {n.name for n in inputs.nodes if n.healthy}
-    index = {w.name: w.index for w in workloads}
-    standbys = inputs.previous.spec.prewarm if inputs.previous is not None else []
-    held = [(p.workload, p.node) for p in standbys] + list(inputs.warm)
     return Problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
@@ -177,7 +174,7 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
-        warm=frozenset((index[w], n) for w, n in held if w in index and n in healthy),
+        warm=warm_nodes(inputs, workloads),
     )
 
 

@@ -58,9 +58,10 @@ def split(problem: Problem) -> list[Part]:
 
     offset = len(problem.workloads)
     for option in problem.options:
-        a, b = find(option.workload), find(offset + option.pool)
-        if a != b:
-            parent[max(a, b)] = min(a, b)  # the root is the smallest member: a workload first
+        for pool in option.pools:  # a pipeline links every pool it has a stage on
+            a, b = find(option.workload), find(offset + pool)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the root is the smallest member: a workload first
     members: dict[int, list[int]] = {}
     for w in problem.workloads:
         members.setdefault(find(w.index), []).append(w.index)
@@ -76,7 +77,7 @@ def _part(problem: Problem, workloads: Sequence[int]) -> Part:
         return Part(problem, tuple(workloads), tuple(o.index for o in problem.options))
     chosen = set(workloads)
     options = [o for o in problem.options if o.workload in chosen]
-    pool_ids = sorted({o.pool for o in options})
+    pool_ids = sorted({p for o in options for p in o.pools})
     new_pool = {old: new for new, old in enumerate(pool_ids)}
     new_workload = {old: new for new, old in enumerate(workloads)}
     new_option = {o.index: new for new, o in enumerate(options)}
@@ -87,6 +88,7 @@ def _part(problem: Problem, workloads: Sequence[int]) -> Part:
             index=new_option[option.index],
             workload=new_workload[option.workload],
             pool=new_pool[option.pool],
+            stages=tuple(dataclasses.replace(s, pool=new_pool[s.pool]) for s in option.stages),
         )
 
     def previous(replica: PreviousReplica) -> PreviousReplica:

@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner import pipeline_model as pipes
 from gridplace.planner.core import (
     RATE_SCALE,
     SLOTS_PER_GPU,
@@ -72,7 +73,6 @@ from gridplace.planner.core import (
     power_draw_watts,
 )
 from gridplace.planner.objectives import COST_SCALE, build_objectives, scaled_cost
-from gridplace.planner.pipeline_model import nodes_taken, pipeline_losses, stage_draw, stage_vram
 from gridplace.planner.problem import Option, Problem
 from gridplace.planner.rules import MODEL_RULES, implements
 
@@ -184,7 +184,7 @@ def gpu_count(pm: PlacementModel) -> None:
     floor(GPUs per node x 4 / t) x t. Slot sizes divide each other, so these rows are exactly
     the condition for packing largest-first onto concrete nodes.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         node_slots = pool.gpus_per_node * SLOTS_PER_GPU
         for size in sorted({o.slots for o in options if o.slots >= SLOTS_PER_GPU}):
@@ -194,7 +194,7 @@ def gpu_count(pm: PlacementModel) -> None:
                 "gpu-count",
                 f"pool={pool_index},slots>={size}",
                 _sum(pm.x[o.index] * o.slots for o in large)
-                + nodes_taken(pm, pool_index) * per_node
+                + pipes.nodes_taken(pm, pool_index) * per_node
                 <= pool.node_count * per_node,
             )
 
@@ -206,7 +206,7 @@ def gpu_sharing(pm: PlacementModel) -> None:
     Each shared replica's capacity was predicted with 1/share of the GPU's memory bandwidth,
     compute and VRAM, so keeping a GPU's slots <= 4 keeps its bandwidth booked <= 100%.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         per_node = pool.gpus_per_node * SLOTS_PER_GPU
         for size in sorted({o.slots for o in options if o.slots < SLOTS_PER_GPU}):
@@ -215,7 +215,7 @@ def gpu_sharing(pm: PlacementModel) -> None:
                 "gpu-sharing",
                 f"pool={pool_index},slots>={size}",
                 _sum(pm.x[o.index] * o.slots for o in large)
-                + nodes_taken(pm, pool_index) * per_node
+                + pipes.nodes_taken(pm, pool_index) * per_node
                 <= pool.node_count * per_node,
             )
 
@@ -223,7 +223,7 @@ def gpu_sharing(pm: PlacementModel) -> None:
 @implements("vram-pool")
 def vram_pool(pm: PlacementModel) -> None:
     """Hard: the VRAM booked on a pool stays within the pool's total VRAM."""
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         total = math.floor(pool.memory_gib * VRAM_SCALE) * pool.node_count * pool.gpus_per_node
         pm.add(
@@ -233,7 +233,7 @@ def vram_pool(pm: PlacementModel) -> None:
                 pm.x[o.index] * math.ceil(o.vram_gib * VRAM_SCALE) * o.tensor_parallel
                 for o in options
             )
-            + stage_vram(pm, pool_index)
+            + pipes.stage_vram(pm, pool_index)
             <= total,
         )
 
@@ -245,7 +245,7 @@ def thermal_power(pm: PlacementModel) -> None:
     Budget = GPUs x TDP x max(0.5, 1 - throttle ratio): a card capped X of the time cannot
     sustain its nameplate draw; a replica draws TDP x its GPU fraction at planned load.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         budget = power_budget_watts(pm.problem.pools[pool_index])
         if budget is None:
             continue
@@ -253,7 +253,7 @@ def thermal_power(pm: PlacementModel) -> None:
             "thermal-power",
             f"pool={pool_index}",
             _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options)
-            + stage_draw(pm, pool_index)
+            + pipes.stage_draw(pm, pool_index)
             <= budget,
         )
 
@@ -380,9 +380,8 @@ def failover(pm: PlacementModel) -> None:
     and worst_loss[w] >= sum over o in g of capacity[o] x per_node[o] for every group g of w:
         capacity of all options of w - worst_loss[w] + uncovered[w]
             >= demand of w x (1 + headroom)
-    (one row per group with every option of w in it states the same rule densely; at 1,000 x
-    100 with every workload N+1, 10 s, the cost stage ended at $99.69/h with those rows and at
-    $84.19/h with these, same search).
+    (one row per group with every option of w in it states the same rule densely, and the same
+    search ends costlier with it: ``docs/solver-tuning.md``).
     A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
     and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
     penalized in the first objective) because a grid too small for N+1 should still serve its
@@ -416,7 +415,7 @@ def failover(pm: PlacementModel) -> None:
             lost = _sum(pm.per_node[o.index] * _capacity_milli(o) for o in members)
             losses.append((f"nodes={nodes[0]}+{len(nodes) - 1}", lost, most_lost))
             lost_by_group[nodes] = (lost, most_lost)
-        losses += pipeline_losses(pm, workload.index, lost_by_group)
+        losses += pipes.pipeline_losses(pm, workload.index, lost_by_group)
         if not losses:
             continue
         uncovered = pm.model.new_int_var(0, demand, f"uncovered[{workload.index}]")
@@ -446,12 +445,3 @@ def build_model(
             rule.function(pm)
     build_objectives(pm)
     return pm
-
-
-def _options_by_pool(problem: Problem) -> dict[int, list[Option]]:
-    """Single-node options per pool, and every pool a pipeline has a stage on."""
-    by_pool: dict[int, list[Option]] = defaultdict(list, {p: [] for p in problem.pipeline_pools})
-    for option in problem.options:
-        if not option.stages:
-            by_pool[option.pool].append(option)
-    return dict(sorted(by_pool.items()))

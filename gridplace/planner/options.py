@@ -16,7 +16,6 @@ it. ``tests/planner/reference_compile.py`` keeps the per-pool loop as the oracle
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -297,19 +296,13 @@ def _rejections(
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
     members = pools[by_group].tolist()
-    covered = [tuple(members[a:b]) for a, b in itertools.pairwise(bounds)]
-    node_count = grid.node_count.tolist()
+
+    def covered(g: int) -> tuple[int, ...]:  # only the few groups a rule fails for ask
+        return tuple(members[bounds[g] : bounds[g + 1]])
+
     nodes = np.bincount(group, weights=grid.node_count[pools], minlength=len(predictions))
     nodes_of = [int(n) for n in nodes.tolist()]
-    # Unservable pools of each (group, config), in pool order.
-    position, config = np.nonzero(unservable)
-    order = np.lexsort((position, config, group[position]))
-    position, config = position[order], config[order]
-    unservable_of: dict[tuple[int, int], list[int]] = {}
-    for g, c, p in zip(
-        group[position].tolist(), config.tolist(), pools[position].tolist(), strict=True
-    ):
-        unservable_of.setdefault((g, c), []).append(p)
+    unservable_of = _unservable_runs(unservable, group, pools, grid)
     best_rtt = dict(zip(pools.tolist(), rtt.min(axis=1).tolist(), strict=True))
     events = failed.copy()
     for g, c in unservable_of:
@@ -320,16 +313,35 @@ def _rejections(
             failure = predictions[g].failures[c]
             assert failure is not None
             family, reason = failure
-            found.append(
-                Rejection(demand.index, covered[g][0], family, reason, nodes_of[g], covered[g])
-            )
+            every = covered(g)
+            found.append(Rejection(demand.index, every[0], family, reason, nodes_of[g], every))
             continue
-        dropped = unservable_of[(g, c)]
+        dropped, count = unservable_of[(g, c)]
         worst = float(prefill[g, c]) + best_rtt[dropped[0]]
         reason = Reason(configs[c].label, "ttft", worst, demand.ttft_slo_ms, "ms")
-        count = sum(node_count[p] for p in dropped)
-        found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, tuple(dropped)))
+        found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, dropped))
     return found
+
+
+def _unservable_runs(
+    unservable: BoolArray, group: IntArray, pools: IntArray, grid: PoolGrid
+) -> dict[tuple[int, int], tuple[tuple[int, ...], int]]:
+    """(group, config) -> (its unservable pools in pool order, their nodes), cut from one sorted
+    array (a 10,000-node grid has tens of thousands of such cells per workload)."""
+    position, config = np.nonzero(unservable)
+    if not len(position):
+        return {}
+    order = np.lexsort((position, config, group[position]))
+    position, config = position[order], config[order]
+    cell_group, cell_pool = group[position], pools[position]
+    cuts = np.flatnonzero((np.diff(cell_group) != 0) | (np.diff(config) != 0)) + 1
+    starts = np.concatenate(([0], cuts))
+    nodes = np.add.reduceat(grid.node_count[cell_pool], starts).tolist()
+    runs = np.split(cell_pool, cuts)
+    keys = zip(cell_group[starts].tolist(), config[starts].tolist(), strict=True)
+    return {
+        key: (tuple(run.tolist()), int(n)) for key, run, n in zip(keys, runs, nodes, strict=True)
+    }
 
 
 def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> float:

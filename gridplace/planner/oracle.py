@@ -115,11 +115,12 @@ def _book_pipeline(
     alike = [o for o in alike if o.precision == a.precision]
     if not alike:
         return [f"pipeline-vram/pipeline-itl: {where}: no pipeline of it meets the rules"]
-    load = alike[0].load
-    assert load is not None
     option = next(
         (o for o in alike if tuple((s.node, s.first, s.last) for s in o.stages) == layout), None
     )
+    # Its own operating point's load; for a layout no option has, the smallest (batch) one.
+    load = (option or min(alike, key=lambda o: o.load.kv_cache_gib if o.load else 0.0)).load
+    assert load is not None
     violations: list[str] = []
     nodes: dict[str, StageNode] = {}
     for stage in stages:

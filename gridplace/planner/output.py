@@ -7,15 +7,15 @@ words why the workloads short of their target are; without one they get their sh
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gridplace.planner.at_demand import latency_at
 from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import Explanation
-from gridplace.planner.pipeline_options import pipeline_notes
-from gridplace.planner.problem import Problem
+from gridplace.planner.problem import Option, Problem
+from gridplace.planner.rules import describe
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
 from gridplace.specs.fixes import Refusal
 from gridplace.specs.plan import (
@@ -244,3 +244,36 @@ def _failover_warning(
         f"failover: {demand.name}: {loses}; add nodes that can serve it, or set "
         "redundancy.nodeFailures: 0"
     )
+
+
+def pipeline_notes(problem: Problem, placed: Sequence[Option]) -> list[str]:
+    """What a plan says of its pipeline replicas: per workload, why it was split (the closest
+    single-node rejection, or cost), and per replica its stages, ITL with hand-offs and
+    throughput."""
+    notes: list[str] = []
+    for workload in problem.workloads:
+        mine = [o for o in placed if o.workload == workload.index and o.stages]
+        if not mine:
+            continue
+        single = [o for o in problem.options_of(workload.index) if not o.stages]
+        vram = [r for r in problem.rejections_of(workload.index) if r.family == "vram-per-gpu"]
+        if single:
+            why = "cheaper per req/s than any replica on one node"
+        elif vram:
+            closest = min(vram, key=lambda r: r.reason.distance)
+            why = f"no node holds it ({describe(closest.reason)}) [vram-per-gpu]"
+        else:
+            why = "no replica on one node meets its rules"
+        stages = sorted({len(o.stages) for o in mine})
+        notes.append(
+            f"{workload.name}: placed as {len(mine)} pipeline{'s' * (len(mine) > 1)} of "
+            f"{'/'.join(map(str, stages))} stages: {why}"
+        )
+        for option in mine:
+            layout = " > ".join(f"{s.node}[{s.first},{s.last})" for s in option.stages)
+            notes.append(
+                f"{workload.name} pipeline {layout}: ITL {option.itl_ms:.1f} ms incl. "
+                f"{option.handoff_ms:.1f} ms of hand-offs, {option.capacity_rps:.3f} req/s "
+                f"({option.tokens_per_s:.0f} tokens/s)"
+            )
+    return notes

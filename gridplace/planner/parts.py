@@ -12,6 +12,7 @@ in-process local mode). Ray is an optional extra
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -38,7 +39,10 @@ def run_parts(solve: SolveOne, jobs: Sequence[Job], settings: SolverSettings) ->
     if settings.ray_address:
         return _on_ray(solve, jobs, settings.ray_address)
     if settings.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(settings.workers, len(jobs))) as pool:
+        workers = min(settings.workers, len(jobs))
+        # spawn, not fork: the API's solver worker has threads (a watchdog), and a forked
+        # child of a threaded process may inherit a held lock.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(solve, problem, s) for problem, s in jobs]
             return [f.result() for f in futures]
     return [solve(problem, s) for problem, s in jobs]

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 VRAM_SCALE = 100  # GiB -> integer 1/100 GiB, as the model's vram-pool rows
 
 
+def options_by_pool(problem: Problem) -> dict[int, list[Option]]:
+    """Single-node options per pool (the pool families' rows), and every pool a pipeline has a
+    stage on (its terms join those rows)."""
+    by_pool: dict[int, list[Option]] = defaultdict(list, {p: [] for p in problem.pipeline_pools})
+    for option in problem.options:
+        if not option.stages:
+            by_pool[option.pool].append(option)
+    return dict(sorted(by_pool.items()))
+
+
 def _pipelines(problem: Problem) -> list[Option]:
     return [o for o in problem.options if o.stages]
 

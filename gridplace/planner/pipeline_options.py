@@ -6,13 +6,16 @@ tuples, each predicted as a pipeline (``pipeline_predict``); the ones that meet 
 ``pipeline-itl``). Must not: state a model constraint (``pipeline_model``) or do I/O.
 
 Candidates, and why the bound is safe:
-- per precision, the eligible pools (trust met, precision supported) are grouped by region; in a
-  group, nodes are taken in two orders, cheapest per layer held (the price of the node's GPUs /
-  the layers they hold) and fewest stages (most layers per node) first; a tuple ends when it
-  holds every layer, and holds at most ``pipeline.maxStages`` nodes. Nodes of a pool are
-  interchangeable (same GPUs, price, region, provider, reliability), so which of them a tuple
-  takes changes no rule: disjoint tuples, ``PER_GROUP`` per order and region, are all the model
-  needs to place that many pipelines there.
+- per precision, the eligible pools (trust met, precision supported) are grouped by region; a
+  tuple holds the model with the KV cache of batch 1 (the fewest nodes) or of batch 8 (room to
+  batch: ``SIZING_BATCHES``); nodes are taken in two orders, cheapest per layer held (the price
+  of the node's GPUs / the layers they hold) and fewest stages (most layers per node) first; a
+  tuple ends when it holds every layer, and holds at most ``pipeline.maxStages`` nodes. Nodes of
+  a pool are interchangeable (same GPUs, price, region, provider, reliability), so which of
+  them a tuple takes changes no rule: disjoint tuples, ``PER_GROUP`` per order and region, are
+  all the model needs to place that many pipelines there. A group stops at its first tuple that
+  misses the rules or is not cheaper than one node, or once it holds what the demand needs
+  (later tuples take the same or worse-ranked pools).
 - one tuple across regions (regions nearest the first traffic source first) only when no region
   alone holds the model: every region crossed adds its latency to every token.
 - a pipeline is kept only when the workload has no single-node option or it costs less per
@@ -52,15 +55,17 @@ from gridplace.planner.ports import PredictionQuery, RttLookup, StageFigures, St
 from gridplace.planner.problem import (
     GpuPool,
     Option,
-    Problem,
     Rejection,
     StagePart,
     WorkloadDemand,
 )
-from gridplace.planner.rules import Reason, describe, implements
+from gridplace.planner.rules import Reason, implements
 from gridplace.specs import GPUModelSpec, InferenceWorkload, ModelArchitectureSpec, Node, Precision
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64)  # sequences in flight per micro-batch
+# Tuples are sized to hold the model with the KV cache of these batches: the fewest nodes, and
+# enough for a batch that fills the pipe (a tuple with no KV room left runs at batch 1).
+SIZING_BATCHES = (1, 8)
 PER_GROUP = 6  # disjoint node tuples per region and order
 MAX_PIPELINES = 16  # pipeline options per workload
 UTILIZATION = 0.7  # of a pipeline's saturated rate booked as its capacity
@@ -197,38 +202,44 @@ class PipelineEnumerator:
             figures.prefill_ms,
         )  # fmt: skip
 
+    def _held(self, ask: _Ask, pools: Sequence[int], batch: int) -> dict[int, int]:
+        """Layers one node of each pool holds with the KV cache of ``batch`` (0: unsupported)."""
+        held = {}
+        for p in pools:
+            load = self._load(ask, [p], batch)
+            node = self.pools[p].node_names[0]
+            held[p] = 0 if load is None else most_layers(load, self._stage_node(ask, p, node, 1))
+        return held
+
     def _tuples(
         self, ask: _Ask, eligible: Sequence[int], max_stages: int
     ) -> tuple[list[list[NodeTuple]], list[Rejection]]:
-        """Groups of node tuples that hold the model at batch 1 (per region and order: see the
-        module), and a rejection per region that cannot."""
-        usable = [p for p in eligible if self._figures(ask, p, 1) is not None]
-        held = {}
-        for p in usable:
-            load = self._load(ask, [p], 1)
-            assert load is not None
-            held[p] = most_layers(load, self._stage_node(ask, p, self.pools[p].node_names[0], 1))
-        usable = [p for p in usable if held[p] > 0]
-        by_region: dict[str, list[int]] = defaultdict(list)
-        for p in usable:
-            by_region[self.pools[p].region].append(p)
+        """Groups of node tuples (per region, sizing batch and order: see the module), and a
+        rejection per region whose nodes cannot hold the model even at batch 1."""
         groups: list[list[NodeTuple]] = []
         short: list[Rejection] = []
         layers = ask.model.layers
-        for region, pools in sorted(by_region.items()):
-            for order in (_cheapest_per_layer, _fewest_stages):
-                ranked = sorted(pools, key=lambda p: order(self.pools[p], held[p], layers))
-                made, missing = _fill(self.pools, ranked, held, layers, max_stages, PER_GROUP)
-                if made and made not in groups:
-                    groups.append(made)
-                if missing is not None and not made:
-                    short.append(self._vram_rejection(ask, ranked, missing, region))
-        if not groups and len(by_region) > 1:
-            ranked = sorted(usable, key=lambda p: (self._client_rtt(ask, p), -held[p]))
-            made, missing = _fill(self.pools, ranked, held, layers, max_stages, 1)
-            groups.extend([made] if made else [])
-            if missing is not None and not made:
-                short.append(self._vram_rejection(ask, ranked, missing, "all regions"))
+        by_region: dict[str, list[int]] = defaultdict(list)
+        for sizing in SIZING_BATCHES:
+            held = self._held(ask, eligible, sizing)
+            usable = [p for p in eligible if held[p] > 0]
+            by_region = defaultdict(list)
+            for p in usable:
+                by_region[self.pools[p].region].append(p)
+            for region, pools in sorted(by_region.items()):
+                for order in (_cheapest_per_layer, _fewest_stages):
+                    ranked = sorted(pools, key=lambda p: order(self.pools[p], held[p], layers))
+                    made, missing = _fill(self.pools, ranked, held, layers, max_stages, PER_GROUP)
+                    if made and made not in groups:
+                        groups.append(made)
+                    if missing is not None and not made and sizing == 1:
+                        short.append(self._vram_rejection(ask, ranked, missing, region))
+            if not groups and len(by_region) > 1:
+                ranked = sorted(usable, key=lambda p: (self._client_rtt(ask, p), -held[p]))
+                made, missing = _fill(self.pools, ranked, held, layers, max_stages, 1)
+                groups.extend([made] if made else [])
+                if missing is not None and not made and sizing == 1:
+                    short.append(self._vram_rejection(ask, ranked, missing, "all regions"))
         return groups, short
 
     def _client_rtt(self, ask: _Ask, pool: int) -> float:
@@ -343,6 +354,7 @@ class PipelineEnumerator:
             power_watts=sum(p.power_watts for p in parts), precision_rank=ask.rank,
             servable_sources=servable, stages=tuple(parts), load=load,
             handoff_ms=prediction.network_ms_per_token,
+            tokens_per_s=UTILIZATION * saturated * output,
         )  # fmt: skip
 
 
@@ -366,38 +378,6 @@ def pipeline_itl(label: str, prediction: PipelinePrediction, itl_ms: float) -> R
         label, "pipeline-itl", prediction.itl_ms, itl_ms, "ms",
         network_ms=prediction.network_ms_per_token, detail=", ".join(prediction.regions),
     )  # fmt: skip
-
-
-def pipeline_notes(problem: Problem, placed: Sequence[Option]) -> list[str]:
-    """What a plan says of its pipeline replicas: per workload, why it was split (the closest
-    single-node rejection, or cost), and per replica its stages, ITL with hand-offs and
-    throughput."""
-    notes: list[str] = []
-    for workload in problem.workloads:
-        mine = [o for o in placed if o.workload == workload.index and o.stages]
-        if not mine:
-            continue
-        single = [o for o in problem.options_of(workload.index) if not o.stages]
-        vram = [r for r in problem.rejections_of(workload.index) if r.family == "vram-per-gpu"]
-        if single:
-            why = "cheaper per req/s than any replica on one node"
-        elif vram:
-            closest = min(vram, key=lambda r: r.reason.distance)
-            why = f"no node holds it ({describe(closest.reason)}) [vram-per-gpu]"
-        else:
-            why = "no replica on one node meets its rules"
-        stages = sorted({len(o.stages) for o in mine})
-        notes.append(
-            f"{workload.name}: placed as {len(mine)} pipeline{'s' * (len(mine) > 1)} of "
-            f"{'/'.join(map(str, stages))} stages: {why}"
-        )
-        for option in mine:
-            layout = " > ".join(f"{s.node}[{s.first},{s.last})" for s in option.stages)
-            notes.append(
-                f"{workload.name} pipeline {layout}: ITL {option.itl_ms:.1f} ms incl. "
-                f"{option.handoff_ms:.1f} ms of hand-offs, {option.capacity_rps:.3f} req/s"
-            )
-    return notes
 
 
 def _cheapest_per_layer(pool: GpuPool, held: int, layers: int) -> tuple[float, int, str]:

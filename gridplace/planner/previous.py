@@ -1,7 +1,7 @@
 """The previous plan's replicas matched to today's compiled options (a replan keeps what it
 can), or released when their node or workload is gone. A pipeline replica matches the pipeline
 option over the same stages; a replica on one node the option of its pool, precision, TP degree
-and GPU share."""
+and GPU share. Also the nodes that hold a workload's weights (``warm_nodes``)."""
 
 from __future__ import annotations
 
@@ -96,3 +96,15 @@ def _pipeline_key(
     else:
         parts = tuple((s.node, s.first, s.last) for s in stages)
     return (workload, precision, parts)
+
+
+def warm_nodes(
+    inputs: PlannerInputs, workloads: list[WorkloadDemand]
+) -> frozenset[tuple[int, str]]:
+    """(workload, node) where a healthy node holds a workload's weights: the previous plan's
+    standbys and ``inputs.warm`` (what agents reported)."""
+    healthy = {n.name for n in inputs.nodes if n.healthy}
+    index = {w.name: w.index for w in workloads}
+    standbys = inputs.previous.spec.prewarm if inputs.previous is not None else []
+    held = [(p.workload, p.node) for p in standbys] + list(inputs.warm)
+    return frozenset((index[w], n) for w, n in held if w in index and n in healthy)

@@ -131,6 +131,12 @@ class Option:
     stages: tuple[StagePart, ...] = ()
     load: ModelLoad | None = None
     handoff_ms: float = 0.0  # of the ITL: the hand-offs between stages, per token
+    tokens_per_s: float = 0.0  # output tokens/s at its capacity (pipelines: what notes print)
+
+    @property
+    def pools(self) -> tuple[int, ...]:
+        """Every pool a replica of it takes GPUs of (a pipeline's stages' too)."""
+        return tuple(dict.fromkeys((self.pool, *(s.pool for s in self.stages))))
 
     @property
     def slots(self) -> int:

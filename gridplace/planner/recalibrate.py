@@ -50,6 +50,15 @@ effect. Hysteresis: the reference is the plan's own calibration, not the previou
 noise inside the band never triggers however long it lasts, drift accumulates until it crosses
 the band, and each replan resets the reference; the SLO windows counted start after the plan took
 effect, so the windows that caused a replan cannot cause the next one.
+
+A third trigger (``cost_savings``) needs a solve: a replan from the plan in force under the
+current calibration (a dry run) is adopted when it costs less by more than ``cost_saving`` (5%,
+the planner's own ``move_tolerance``: the saving for which it moves replicas) and leaves no more
+workloads unplaced. A replan starts from the plan in force and may keep replicas for up to that
+tolerance, but a plan made from one made with very different numbers (the first calibration
+after a large bias) can stay well above what the corrected numbers call for, and then neither
+the capacity band (the calibration has settled) nor the SLO (the plan is over-provisioned) ever
+fires again. Its hysteresis is the tolerance itself: a dry run within it changes nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +99,7 @@ class ReplanPolicy:
     capacity_change: float = 0.10
     slo_target: float = 0.99
     slo_windows: int = 2
+    cost_saving: float = 0.05  # as the planner's move_tolerance (module docstring)
 
 
 @dataclass(frozen=True)
@@ -422,6 +432,31 @@ def slo_shortfalls(
                 f"for {policy.slo_windows} windows"
             )
     return reasons
+
+
+def cost_savings(
+    in_force: PlacementPlan,
+    candidate: PlacementPlan,
+    cost_per_hour: Callable[[PlacementPlan], float],
+    policy: ReplanPolicy | None = None,
+) -> list[str]:
+    """Why ``candidate`` (a dry-run replan from ``in_force`` under the current calibration)
+    should replace the plan in force: it costs less by more than the policy's ``cost_saving``
+    and leaves no workload unplaced that ``in_force`` places."""
+    policy = policy or ReplanPolicy()
+    if _unplaced(candidate) - _unplaced(in_force):
+        return []
+    old, new = cost_per_hour(in_force), cost_per_hour(candidate)
+    if old <= 0 or (old - new) / old <= policy.cost_saving:
+        return []
+    return [
+        f"a replan under the current calibration costs ${new:.2f}/h instead of ${old:.2f}/h "
+        f"({(new - old) / old:+.0%}, band {policy.cost_saving:.0%})"
+    ]
+
+
+def _unplaced(plan: PlacementPlan) -> set[str]:
+    return {u.workload for u in plan.status.unplaced} if plan.status else set()
 
 
 def windowed_attainment(

@@ -12,7 +12,7 @@ from ortools.sat.python import cp_model
 
 from gridplace.planner.core import RATE_SCALE
 from gridplace.planner.model import PlacementModel
-from gridplace.planner.windows import Assignment
+from gridplace.planner.windows import VariableValues
 from gridplace.planner.work import limit
 
 
@@ -110,7 +110,9 @@ def all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
     ]
 
 
-def record(pm: PlacementModel, solver: cp_model.CpSolver | Assignment, solution: Solution) -> None:
+def record(
+    pm: PlacementModel, solver: cp_model.CpSolver | VariableValues, solution: Solution
+) -> None:
     solution.counts = {i: v for i, var in pm.x.items() if (v := solver.value(var)) > 0}
     solution.unmet_rps = {key: solver.value(var) / RATE_SCALE for key, var in pm.unmet.items()}
     solution.short = {w: v for w, var in pm.short.items() if (v := solver.value(var)) > 0}

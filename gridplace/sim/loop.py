@@ -8,10 +8,13 @@ accounting into ``ObservationWindow``s, the per-period report (``PeriodRecord``)
 ``known_calibration`` (the corrections a planner that knew a set bias would use). Must not: read
 files or print; judge by the planner's figures (the truth is ``truth``'s).
 
-Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own, with absolute times (the
-truth's throttling episodes and outages fall where they fall): the requests sent in the period,
-drained for up to ``DRAIN_S``. Requests queued at a period's end are not carried into the next
-(each period starts empty), the price of periods that can each run a different plan. When a
+At each period's end the triggers of ``planner.recalibrate`` decide (capacity band, SLO
+shortfall, and, when neither fires, the cost trigger's dry-run replan, which becomes the next
+plan when it fires). Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own,
+with absolute times (the truth's throttling episodes and outages fall where they fall): the
+requests sent in the period, drained for up to ``DRAIN_S``. Requests queued at a period's end
+are not carried into the next (each period starts empty), the price of periods that can each
+run a different plan. When a
 period follows a replan, the new replicas load first: until the slowest new replica's cold start
 (``perfmodel`` cold start, weights not cached, at the node's network speed) has passed, the old
 plan serves (make before break) and both are paid for; then the new plan serves.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -45,6 +49,7 @@ from gridplace.planner.recalibrate import (
     ReplanPolicy,
     capacity_moves,
     corrected,
+    cost_savings,
     estimate,
     key_of,
     replica_queries,
@@ -199,6 +204,7 @@ def run_loop(
         observed.extend(windows)
         calibration = estimate(observed, oracle)
         reasons: list[str] = []
+        candidate: PlacementPlan | None = None
         if end_s < duration_s:
             queries = replica_queries(plan, inputs.workloads, inputs.nodes, inputs.catalog)
             before = make_predictor(inputs.profiles, inputs.catalog, made_with)
@@ -206,9 +212,14 @@ def run_loop(
             reasons = capacity_moves(queries, before, after, loop.policy)
             attainment = windowed_attainment(observed, plan_since_s, loop.observation_window_s)
             reasons += slo_shortfalls(attainment, loop.policy)
+            if not reasons:  # the dry run of the cost trigger becomes the plan if it fires
+                candidate = planner.plan(plan, calibration)
+                cost = partial(plan_cost_per_hour, inputs)
+                reasons = cost_savings(plan, candidate, cost, loop.policy)
         periods.append(_record(results, start_s, end_s, error, plan, reasons))
         if reasons:
-            previous, plan = plan, planner.plan(plan, calibration)
+            new_plan = candidate if candidate is not None else planner.plan(plan, calibration)
+            previous, plan = plan, new_plan
             made_with, plan_since_s = calibration, end_s
             plans.append(plan)
         else:
@@ -267,6 +278,11 @@ def _cold_start_s(inputs: SimInputs, assignment: Assignment) -> float:
     )  # fmt: skip
     cold = predictor.cold_start(network_gbit_per_s=node.spec.network_gbps, cached=False)
     return cold.total_s
+
+
+def plan_cost_per_hour(inputs: SimInputs, plan: PlacementPlan) -> float:
+    """What the simulator charges for the plan's replicas per hour."""
+    return sum(_cost_per_hour(inputs, a) for a in plan.spec.assignments)
 
 
 def _cost_per_hour(inputs: SimInputs, assignment: Assignment) -> float:

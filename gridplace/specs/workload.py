@@ -43,7 +43,8 @@ class BurstWindow(StrictModel):
     peak_to_mean: float = Field(
         ge=1,
         le=10_000,
-        description="99th percentile of the request rate over windows of this length / mean rate.",
+        description="The request rate over windows of this length that leaves 1% of the "
+        "requests above it / mean rate (Poisson noise taken out).",
     )
 
 

@@ -4,6 +4,7 @@ silent), and a silent stage node triggers the replan."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gridplace.api.grid import judge
@@ -109,3 +110,31 @@ def test_a_silent_stage_node_triggers_the_replan(clock: FakeClock) -> None:
     assert detect_changes(latest, view, 0.1) == [
         "node b silent (1 replicas): silent for 61 s (grace period 60 s)"
     ]
+
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "pipeline"
+
+
+def test_a_planned_pipeline_reaches_every_stage_node(client: TestClient) -> None:
+    """The planner's pipelines (``examples/pipeline``, 70B int4 on 24 GB cards) in each stage
+    node's pull, under the id the first stage's agent computes."""
+    yaml_type = ADMIN | {"Content-Type": "application/yaml"}
+    nodes = (EXAMPLE / "one-region" / "nodes.yaml").read_text()
+    assert client.post("/v1/nodes", content=nodes, headers=yaml_type).status_code == 200
+    probes = (EXAMPLE / "one-region" / "probes.yaml").read_text()
+    assert client.post("/v1/probes", content=probes, headers=yaml_type).status_code < 300
+    workload = (EXAMPLE / "workload.yaml").read_text()
+    plan = client.post("/v1/plans", content=workload, headers=yaml_type)
+    assert plan.status_code == 200, plan.text
+    replicas = [Assignment.model_validate(a) for a in plan.json()["spec"]["assignments"]]
+    pipelines = [a for a in replicas if a.stages]
+    assert pipelines  # no node holds the model: it is split
+    for replica in pipelines:
+        for index, stage in enumerate(replica.stages or []):
+            pull = client.get(f"/v1/nodes/{stage.node}/assignments", headers=ADMIN).json()
+            if index == 0:  # the first stage is an assignment of its node
+                held = [pipeline_id(Assignment.model_validate(a)) for a in pull["assignments"]]
+                assert pipeline_id(replica) in held
+                continue
+            roles = [(r["pipeline"], r["stage"]) for r in pull["stages"]]
+            assert (pipeline_id(replica), index) in roles

@@ -24,12 +24,13 @@ def _inputs(grid: str) -> list[str]:
 def test_one_region_places_a_pipeline_and_prints_its_itl_and_throughput() -> None:
     result = runner.invoke(app, ["plan", *_inputs("one-region")])
     assert result.exit_code == 0, result.output
-    assert "placed as 2 pipelines of 2 stages: no node holds it" in result.stdout
+    placed = re.search(r"placed as (\d+) pipelines? of [\d/]+ stages: no node holds", result.stdout)
+    assert placed
     found = re.findall(
-        r"pipeline (\S+\[0,\d+\) > \S+\[\d+,80\)): ITL ([\d.]+) ms incl", result.stdout
+        r"pipeline (\S+\[0,\d+\) > .*\[\d+,80\)): ITL ([\d.]+) ms incl", result.stdout
     )
-    assert len(found) == 2 and all(float(itl) <= 80 for _, itl in found)
-    assert re.search(r"[\d.]+ req/s", result.stdout)
+    assert len(found) == int(placed[1]) and all(float(itl) <= 80 for _, itl in found)
+    assert re.search(r"[\d.]+ req/s \(\d+ tokens/s\)", result.stdout)
     as_json = runner.invoke(app, ["plan", *_inputs("one-region"), "--format", "json"])
     plan = json.loads(as_json.stdout)
     for assignment in plan["spec"]["assignments"]:

@@ -18,11 +18,12 @@ from gridplace.executor.client import ApiClient
 from gridplace.executor.diff import ReplicaSpec, desired_replicas
 from gridplace.executor.drivers import PROBE_ALIVE, PROBE_TCP, LlamaCppDriver, VllmDriver
 from gridplace.executor.errors import ApiAnswerRefused
+from gridplace.executor.launcher import Launcher
 from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
 from gridplace.executor.observe import Observer
 from gridplace.executor.pipeline import Pipeline, StagePeer, StageRole, stage_specs
 from gridplace.executor.process import ProcessRuntime
-from gridplace.executor.reconcile import Launcher, Reconciler
+from gridplace.executor.reconcile import Reconciler
 from gridplace.executor.state import Phase, StateFile
 from gridplace.specs import Assignment
 from gridplace.specs.plan import pipeline_id

@@ -29,9 +29,10 @@ from gridplace.executor.agent import Agent, AgentConfig
 from gridplace.executor.cache import Prewarmer, WeightCache
 from gridplace.executor.client import ApiClient
 from gridplace.executor.drivers import LlamaCppDriver
+from gridplace.executor.launcher import Launcher
 from gridplace.executor.manifest import DriverKind, Manifest
 from gridplace.executor.process import ProcessId, ProcessRuntime
-from gridplace.executor.reconcile import Launcher, ReconcileConfig, Reconciler
+from gridplace.executor.reconcile import ReconcileConfig, Reconciler
 from gridplace.executor.state import Phase, ReplicaRecord, StateFile
 from gridplace.hal.fake import FakeBackend, load_fleet
 from gridplace.hal.inventory import NodeOptions

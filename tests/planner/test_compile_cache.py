@@ -30,7 +30,7 @@ def compile_with(
 ) -> Problem:
     inputs = PlannerInputs(nodes, WORKLOADS, builtin_catalog(), headroom=0.1)
     latency = FakeLatency({n.name: n.spec.region for n in nodes}, default_ms=120)
-    return compile_problem(inputs, make_predictor(calibration=calibration), latency, cache)
+    return compile_problem(inputs, make_predictor(calibration=calibration), latency, cache=cache)
 
 
 def test_cached_compiles_give_the_uncached_problem() -> None:

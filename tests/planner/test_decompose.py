@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import pytest
 
@@ -13,6 +14,7 @@ from gridplace.planner.deaggregate import deaggregate
 from gridplace.planner.decompose import by_site, split
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.output import build_plan
+from gridplace.planner.parts import RayMissing
 from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
@@ -147,3 +149,10 @@ def plan_from(problem: Problem, counts: dict[int, int]) -> PlacementPlan:
     placements, failures = deaggregate(problem, counts)
     summary = SolverSummary(status="test", wall_seconds=0.0)
     return build_plan(problem, placements, summary, placement_failures=failures)
+
+
+def test_ray_asked_for_without_ray_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    settings = dataclasses.replace(SETTINGS, ray_address="head:6379")
+    with pytest.raises(RayMissing, match=r"pip install 'gridplace\[scale\]'"):
+        solve_problem(two_continents(), settings)

@@ -12,6 +12,7 @@ import pytest
 from ortools.sat.python import cp_model
 
 from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.decompose import split as split_parts
 from gridplace.planner.model import build_model
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult
@@ -95,8 +96,13 @@ def test_losing_a_stage_node_loses_the_pipeline() -> None:
 
 def test_pipeline_nodes_lets_disjoint_pipelines_be_and_shared_ones_not() -> None:
     problem = compiled([node(f"n{i}") for i in range(4)], [big(pipeline=PIPELINE)])
-    first, second = problem.options[:2]
-    assert not {s.node for s in first.stages} & {s.node for s in second.stages}
+
+    def nodes(option: Any) -> set[str]:
+        return {s.node for s in option.stages}
+
+    pairs = [(a, b) for a in problem.options for b in problem.options if a.index < b.index]
+    disjoint = next((a, b) for a, b in pairs if not nodes(a) & nodes(b))
+    first, second = disjoint
     shared = dataclasses.replace(second, stages=(first.stages[0], *second.stages[1:]))
 
     def feasible(options: tuple[Any, ...]) -> bool:
@@ -179,3 +185,18 @@ def test_a_pipeline_refused_for_itl_names_the_network() -> None:
     assert "[pipeline-itl]" in text
     assert re.search(r"stages over [a-z-]+, [a-z-]+ need \d+ ms of network per token", text)
     assert "> 80 ms ITL" in text and text.startswith("0/3 nodes can serve w: 3 pipeline ITL")
+
+
+def test_a_pipeline_links_every_stage_pool_when_the_problem_splits() -> None:
+    # v may use only b (trust); w's pipeline starts on a and ends on b: one part, not two that
+    # both take b.
+    nodes = [node("a", price=0.5), node("b", price=0.6, claims="probed")]
+    split = big(rps=0.1, pipeline=PIPELINE, priority=1000)
+    trusted = workload("v", rps=0.2, trust={"minClaims": "probed"})
+    problem = compiled(nodes, [split, trusted])
+    [pipeline] = [o for o in problem.options if o.stages]
+    assert [s.node for s in pipeline.stages] == ["a", "b"]
+    assert len(split_parts(problem)) == 1
+    result = run(nodes, [split, trusted])
+    assert result.plan.status is not None
+    assert [u.workload for u in result.plan.status.unplaced] == ["v"]

@@ -18,11 +18,12 @@ from gridplace.planner.recalibrate import (
     ReplanPolicy,
     capacity_moves,
     corrected,
+    cost_savings,
     estimate,
     slo_shortfalls,
     windowed_attainment,
 )
-from gridplace.specs import Node, ObservationWindow, builtin_catalog
+from gridplace.specs import Node, ObservationWindow, PlacementPlan, builtin_catalog
 from gridplace.specs.common import Engine, Metadata, Precision
 from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, ProfilePoint
 
@@ -186,3 +187,26 @@ def test_slo_shortfall_needs_two_windows_in_a_row_since_the_plan() -> None:
     ]
     series = windowed_attainment(windows, since_s=600.0, window_s=60.0)
     assert series["chat"] == pytest.approx([0.975, 0.97])
+
+
+def _plan(replicas: int, unplaced: tuple[str, ...] = ()) -> PlacementPlan:
+    rows = [{"workload": "chat", "node": "a", "gpus": [0], "precision": "fp8"}] * replicas
+    status = {"unplaced": [{"workload": w, "reasons": ["no capacity"]}
+                           for w in unplaced]}  # fmt: skip
+    return PlacementPlan.model_validate(
+        {"metadata": {"name": "p"}, "spec": {"assignments": rows}, "status": status}
+    )
+
+
+def test_a_dry_run_replan_is_adopted_only_when_it_saves_more_than_the_band() -> None:
+    def cost(plan: PlacementPlan) -> float:
+        return float(len(plan.spec.assignments))
+
+    policy = ReplanPolicy(cost_saving=0.05)
+    assert cost_savings(_plan(100), _plan(96), cost, policy) == []  # inside the band
+    assert cost_savings(_plan(100), _plan(101), cost, policy) == []
+    (reason,) = cost_savings(_plan(100), _plan(90), cost, policy)
+    assert "$90.00/h instead of $100.00/h" in reason and "band 5%" in reason
+    # Cheaper by leaving a workload unplaced is no saving.
+    assert cost_savings(_plan(100), _plan(50, ("code",)), cost, policy) == []
+    assert len(cost_savings(_plan(100, ("code",)), _plan(50, ("code",)), cost, policy)) == 1

@@ -10,6 +10,7 @@ the settings or the database are unusable (a message, no traceback).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # the app and its settings are imported when the command runs
     from gridplace.api.settings import Settings
 
 EXIT_INVALID = 1
+# How long uvicorn waits for a worker's answer to its health ping (its default, 5 s, is shorter
+# than a worker's start on a loaded machine); also how long a hung worker goes unnoticed.
+WORKER_STARTUP_S = 60
 DEFAULT_PORT = 8700
 
 
@@ -98,6 +102,11 @@ def _serve(
     # builds its own from the same settings, passed down through the environment.
     app.state.gridplace.store.close()
     os.environ["GRIDPLACE_DATABASE_URL"] = database_url
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # uvicorn kills a worker that does not answer its ping within 5 s, and a worker builds
+        # the whole app (imports, migrations check, solver pool) before it answers: on a loaded
+        # machine that takes longer, and the workers were killed and restarted without end.
+        options["timeout_worker_healthcheck"] = WORKER_STARTUP_S
     uvicorn.run(
         "gridplace.api.app:create_app",
         factory=True,
