@@ -10,6 +10,7 @@ countries; providers own fleets of identical machines.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,11 @@ from typing import Any
 
 from gridplace.specs import InferenceWorkload, Node
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+# ../shared/data beside the repository, or where GRIDPLACE_SHARED_DATA points (a worktree).
+SHARED_DATA = Path(
+    os.environ.get("GRIDPLACE_SHARED_DATA")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+)
 OFFERS_CSV = SHARED_DATA / "offers" / "gpu_offer_prices.csv"
 
 # Marketplace accelerator names -> catalog ids (A4000/A4500/A5000 have no catalog entry).

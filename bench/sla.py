@@ -539,10 +539,11 @@ def main() -> None:
     headroom = FLAT_HEADROOM if flat else None
     conditions = CONDITIONS[-1:] if args.reference_only else CONDITIONS
     print(f"# booking: {'flat, demand x 2' if flat else 'per workload, the trace burstiness'}")
+    booked = example if flat else with_trace_burstiness(example, trace)
     runs = [
         run_grid(
-            "example grid (examples/)", example if flat else with_trace_burstiness(example, trace),
-            trace, args.duration, args.seed, args.time_limit, conditions, headroom,
+            "example grid (examples/)", booked, trace, args.duration, args.seed, args.time_limit,
+            conditions, headroom,
         )
     ]  # fmt: skip
     headrooms = [float(h) for h in args.headrooms.split(",") if h.strip()]
@@ -559,8 +560,8 @@ def main() -> None:
     loops = []
     if biases:
         print("# grounded loop (example grid)", flush=True)
-        loops = loop_runs(
-            example, runs[0].plans[Strategy.CPSAT.value], trace, args.duration, args.seed,
+        loops = loop_runs(  # replans and the truth-known plan booked like the first plan
+            booked, runs[0].plans[Strategy.CPSAT.value], trace, args.duration, args.seed,
             args.time_limit, args.recalibrate_every, biases,
         )  # fmt: skip
     if not args.skip_large:

@@ -3,7 +3,7 @@
 Building an app opens the store (migrating it to the head revision), settles the admin token
 (configured, stored, or generated now and announced once), and wires routes, middleware (body
 limit, request metrics) and the error handlers that turn every error into an ``ErrorResponse``:
-``ApiError`` subclasses by their status, ``SpecError`` as 422 with one issue per field,
+``ServiceError`` subclasses by their status, ``SpecError`` as 422 with one issue per field,
 ``GenerationConflict`` as 409, ``DatabaseUnavailable`` as 503. While the app runs (its lifespan),
 a background task runs the change check every ``replan_interval_s`` (one server of a database at
 a time) and another keeps the plan generation and revoked tokens in step with the database every
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridplace import __version__
 from gridplace.api.deps import AdminCredential, AppState, run_planning
-from gridplace.api.errors import ApiError, Issue, RateLimited, Unauthorized
+from gridplace.api.errors import Issue, RateLimited, ServiceError, Unauthorized
 from gridplace.api.metrics import Metrics
 from gridplace.api.middleware import BodyLimit, RequestMetrics
 from gridplace.api.models import ErrorResponse, IssueOut
@@ -215,8 +215,8 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, error: ServiceError) -> JSONResponse:
         headers = {}
         if isinstance(error, RateLimited):
             headers["Retry-After"] = error.retry_after_header

@@ -1,6 +1,6 @@
 """Errors of the HTTP service and the one place they become HTTP answers.
 
-    ApiError                    base; carries .status, .code, .message, .issues
+    ServiceError                base; carries .status, .code, .message, .issues
         Unauthorized            401 no token, or one nobody issued
         Forbidden               403 a valid token that may not touch this resource
         NotFound                404 no such node, plan or token
@@ -38,7 +38,7 @@ class Issue:
         )
 
 
-class ApiError(Exception):
+class ServiceError(Exception):
     """An answer other than success; the subclass fixes the status and the code."""
 
     status = 500
@@ -50,22 +50,22 @@ class ApiError(Exception):
         self.issues = issues or []
 
 
-class Unauthorized(ApiError):
+class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
 
 
-class Forbidden(ApiError):
+class Forbidden(ServiceError):
     status = 403
     code = "forbidden"
 
 
-class NotFound(ApiError):
+class NotFound(ServiceError):
     status = 404
     code = "not_found"
 
 
-class Conflict(ApiError):
+class Conflict(ServiceError):
     status = 409
     code = "conflict"
 
@@ -76,12 +76,12 @@ class Conflict(ApiError):
         self.current_generation = current_generation
 
 
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
 
 
-class InvalidRequest(ApiError):
+class InvalidRequest(ServiceError):
     status = 422
     code = "invalid"
 
@@ -90,7 +90,7 @@ class InvalidRequest(ApiError):
         return cls(message, [Issue(message=message, field=field)])
 
 
-class RateLimited(ApiError):
+class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
 
@@ -103,6 +103,6 @@ class RateLimited(ApiError):
         return str(max(1, math.ceil(self.retry_after_s)))  # Retry-After takes whole seconds
 
 
-class Unavailable(ApiError):
+class Unavailable(ServiceError):
     status = 503
     code = "unavailable"

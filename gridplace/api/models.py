@@ -11,14 +11,19 @@ The agent contract (the executor issue builds on it):
 - ``PUT /v1/nodes/{name}/state`` <- ``NodeStateReport``: what runs (``ReplicaState`` per replica)
   and Kubernetes-style conditions: ``Applied`` (the observed generation is fully in place),
   ``Progressing`` (starting or draining replicas), ``Degraded`` (a replica failed), each with
-  status True/False/Unknown, a CamelCase ``reason`` and a ``message`` for people.
+  status True/False/Unknown, a CamelCase ``reason`` and a ``message`` for people; ``stages``:
+  the agent's pipeline stages (``StageState``: starting, ready with the address its peers use,
+  failed), each one it holds in the latest plan (403 for a stage the plan gives another node).
+- ``GET /v1/nodes/{name}/pipelines`` -> ``NodePipelinesResponse``: for each pipeline replica the
+  node holds a stage of, every stage's phase and address as its node last reported them, or
+  ``lost`` when that node is unhealthy, silent past the grace period or gone.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -32,7 +37,8 @@ from gridplace.specs import (
     ThermalStatus,
 )
 from gridplace.specs.common import MAX_GENERATION, Name, StrictModel
-from gridplace.specs.fixes import Fix
+from gridplace.specs.fixes import Fix, Refusal
+from gridplace.specs.plan import Prewarm, PrewarmLevel
 
 # On a dry run (``POST /v1/plans?dryRun=true``): the generation the answer was computed from
 # (0: none), so that a client diffs against exactly that plan.
@@ -41,6 +47,9 @@ BASE_GENERATION_HEADER = "X-Gridplace-Base-Generation"
 Reason = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
 MAX_REPLICAS_REPORTED = 4_096
 MAX_CONDITIONS = 16
+MAX_STAGES_REPORTED = 256  # pipeline stages one node holds (a node holds one per pipeline)
+PipelineId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class IssueOut(StrictModel):
@@ -118,7 +127,8 @@ class ObservationListResponse(StrictModel):
 
 
 class CorrectionOut(StrictModel):
-    """A learned correction: observed / predicted step time, and the windows' weight behind it."""
+    """A learned correction: observed / predicted GPU part of a step (host overhead excluded),
+    and the windows' weight behind it."""
 
     gpu: str
     model: str
@@ -185,9 +195,19 @@ class WorkloadExplanation(StrictModel):
     demand_rps: float | None = None
     capacity_rps: float | None = None
     slo_met: bool
-    reasons: list[str]
+    reasons: list[Refusal] = Field(description="Why it is not (fully) placed, as data.")
+    summary: list[str] = Field(default_factory=list, description="The reasons as text.")
     hints: list[str]
     fixes: list[Fix] = Field(default_factory=list, description="Changes tried that place it.")
+
+
+def stored_explanation(entry: dict[str, Any]) -> WorkloadExplanation:
+    """An explanation entry as a plan stored it; one stored before the reasons were data has
+    their text in ``reasons``: it becomes the summary."""
+    reasons = entry.get("reasons", [])
+    if any(isinstance(reason, str) for reason in reasons):
+        entry = {**entry, "reasons": [], "summary": reasons}
+    return WorkloadExplanation.model_validate(entry)
 
 
 class ExplanationResponse(StrictModel):
@@ -217,13 +237,29 @@ class ReplanResponse(StrictModel):
     plan: PlacementPlan | None = None
 
 
+class PipelineStageRole(StrictModel):
+    """A later stage (index >= 1) this node runs of a pipeline replica whose endpoint, the first
+    stage, is on another node."""
+
+    pipeline: PipelineId = Field(description="The pipeline's id (``specs.plan.pipeline_id``).")
+    stage: int = Field(ge=1, le=63, description="This node's stage, 0 being the first.")
+    assignment: Assignment = Field(description="The whole replica; its stages name the peers.")
+
+
 class NodeAssignmentsResponse(StrictModel):
-    """What the agent on ``node`` should run: the latest plan's replicas there."""
+    """What the agent on ``node`` should run: the latest plan's replicas there (a pipeline
+    replica's first stage among them), and the later stages it holds of pipelines."""
 
     node: Name
     generation: int | None = Field(default=None, description="None: no plan exists yet.")
     plan: str | None = None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] | None = Field(
+        default=None, description="The plan's warm standbys on this node (absent: none)."
+    )
+    stages: list[PipelineStageRole] | None = Field(
+        default=None, description="Absent when the node holds no later stage of a pipeline."
+    )
 
 
 class ReplicaPhase(StrEnum):
@@ -265,6 +301,53 @@ class Condition(StrictModel):
     last_transition_time: datetime | None = None
 
 
+class StandbyPhase(StrEnum):
+    WAITING = "waiting"  # the node's assigned replicas start first
+    FETCHING = "fetching"
+    READY = "ready"  # weights verified on the node's disk
+    SKIPPED = "skipped"  # the cache is full of weights in use
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # the agent's manifest has no weights for it
+
+
+class StandbyState(StrictModel):
+    """One of the plan's warm standbys on the node, as its agent keeps it."""
+
+    workload: Name
+    precision: Precision
+    level: PrewarmLevel = Field(description="The level the plan asked for.")
+    state: StandbyPhase
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class ReportedStagePhase(StrEnum):
+    """A pipeline stage as its node reports it."""
+
+    STARTING = "starting"
+    READY = "ready"  # its process answers at ``address``
+    FAILED = "failed"
+
+
+class StagePhase(StrEnum):
+    """A pipeline stage as the API judges it (``NodePipelinesResponse``)."""
+
+    PENDING = "pending"  # its node has not reported it
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    LOST = "lost"  # its node is unhealthy, silent or gone: its report is not believed
+
+
+class StageState(StrictModel):
+    """One pipeline stage the reporting node holds."""
+
+    pipeline: PipelineId
+    stage: int = Field(ge=0, le=63)
+    phase: ReportedStagePhase
+    address: Address | None = Field(default=None, description="host:port its peers reach.")
+    message: str | None = Field(default=None, max_length=1000)
+
+
 class NodeStateReport(StrictModel):
     """What an agent reports it actually runs, and how applying its assignments goes."""
 
@@ -275,13 +358,39 @@ class NodeStateReport(StrictModel):
         description="The plan generation the agent is applying.",
     )
     replicas: list[ReplicaState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
+    standbys: list[StandbyState] = Field(default_factory=list, max_length=MAX_REPLICAS_REPORTED)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+    stages: list[StageState] = Field(default_factory=list, max_length=MAX_STAGES_REPORTED)
 
 
 class NodeStateResponse(StrictModel):
     node: Name
     reported_at: datetime
     report: NodeStateReport
+
+
+class PipelineStageStatus(StrictModel):
+    stage: int = Field(ge=0)
+    node: Name
+    phase: StagePhase
+    address: Address | None = None
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class PipelineStatus(StrictModel):
+    """Every stage of one pipeline replica, first to last."""
+
+    pipeline: PipelineId
+    workload: Name
+    stages: list[PipelineStageStatus]
+
+
+class NodePipelinesResponse(StrictModel):
+    """The pipelines ``node`` holds a stage of, in the latest plan."""
+
+    node: Name
+    generation: int | None = None
+    pipelines: list[PipelineStatus]
 
 
 class TopologyNode(StrictModel):

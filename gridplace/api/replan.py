@@ -4,16 +4,17 @@ A new generation is computed from the latest plan — its inputs re-solved on to
 latest plan as ``previous``, so replicas that can stay, stay (minimal moves) — when, compared with
 what that plan was based on (its *basis*):
 
-- a node that holds replicas is gone: deregistered, reported unhealthy, or silent past the
-  heartbeat grace period (``grid.py``: a short blip inside the grace period is not silence, and
-  a grid-wide silence is blamed on the server's network, never acted on);
+- a node that holds replicas (a pipeline replica's later stages included) is gone:
+  deregistered, reported unhealthy, or silent past the heartbeat grace period (``grid.py``: a
+  short blip inside the grace period is not silence, and a grid-wide silence is blamed on the
+  server's network, never acted on);
 - a node's throttle ratio moved by at least ``derate_threshold`` (either way: a hot node loses
   capacity, a cooled one gains it);
 - a node became available again (or joined) while the plan leaves some workload unplaced;
 - the calibration learned from the engines' observations (``PlanService.recalibrate``) moves a
   replica's predicted capacity by more than ``calibration_capacity_change`` from what the plan's
   own calibration predicted, or a workload's observed SLO attainment stayed under
-  ``slo_attainment_target`` for two windows since the plan was made (``planner.recalibrate``:
+  ``slo_attainment_target`` for two windows since the plan was made (``planner.replan_triggers``:
   the same triggers the simulator's loop runs, with their hysteresis).
 
 Anything else — a node without replicas going away, a throttle ratio wobbling under the
@@ -40,6 +41,8 @@ from gridplace.api.store import CalibrationRecord, GenerationConflict, PlanRecor
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.recalibrate import (
     Calibration,
+)
+from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
     replica_queries,
@@ -70,7 +73,10 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
     nodes = view.by_name()
     replicas_on: dict[str, int] = {}
     for assignment in latest.plan.spec.assignments:
-        replicas_on[assignment.node] = replicas_on.get(assignment.node, 0) + 1
+        # A pipeline replica is on every stage's node: losing any of them loses the replica.
+        holders = [s.node for s in assignment.stages] if assignment.stages else [assignment.node]
+        for holder in holders:
+            replicas_on[holder] = replicas_on.get(holder, 0) + 1
     for name in sorted(replicas_on):
         count = replicas_on[name]
         current = nodes.get(name)

@@ -39,7 +39,8 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "POST /v1/nodes/{name}/probes": AGENTS,
     "GET /v1/nodes/{name}/assignments": ANYONE,
     "GET /v1/nodes/{name}/state": ANYONE,
-    "PUT /v1/nodes/{name}/state": AGENTS,
+    "PUT /v1/nodes/{name}/state": AGENTS,  # with the node's pipeline stages
+    "GET /v1/nodes/{name}/pipelines": ANYONE,
     "POST /v1/nodes/{name}/observations": AGENTS,
     # engine observations and what was learned from them
     "GET /v1/observations": PLANNERS,

@@ -11,7 +11,7 @@ Also owns the calibration's life: estimated from the stored observation windows 
 ``planner.recalibrate``, the simulator's loop runs the same estimator) when new windows arrived,
 stored, and handed to the planner; a plan's provenance (``options["calibration"]`` and the plan's
 ``calibration`` label) names the calibration it was made with.
-Must not: plan by itself (the planner does), speak HTTP beyond raising ``ApiError``s.
+Must not: plan by itself (the planner does), speak HTTP beyond raising ``ServiceError``s.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
+from gridplace.api.standbys import held_standbys
 from gridplace.api.store import (
     CalibrationRecord,
     GenerationConflict,
@@ -39,9 +40,10 @@ from gridplace.api.store import (
     PlanRecord,
     Store,
 )
+from gridplace.api.wiring import planning_input_issues
 from gridplace.planner.planning import Strategy
 from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
-from gridplace.specs import PlacementPlan, SpecBundle, build_bundle, builtin_catalog
+from gridplace.specs import PlacementPlan, SpecBundle, SpecError, build_bundle, builtin_catalog
 from gridplace.specs.loader import LoadedDocument
 
 log = logging.getLogger("gridplace.api")
@@ -253,7 +255,7 @@ class PlanService:
             self._bundle(documents, view),
             options.strategy,
             options.time_limit_s,
-            latest.plan if latest else None,
+            held_standbys(latest.plan, self.store.state) if latest else None,
             options.budget_per_hour,
             learned,
         )
@@ -311,12 +313,16 @@ class PlanService:
 
     def validate(self, documents: list[LoadedDocument]) -> Validation:
         """The CLI's checks: against the nodes in the body, or the stored grid when it has none.
-        ``SpecError`` when the documents themselves are invalid."""
+        ``SpecError`` when the documents themselves are invalid, or when the CLI would refuse
+        them: no workload, no node (in the body or the grid), an unknown traffic region."""
         bundle = build_bundle(documents)
         if not bundle.nodes:
             bundle = replace(bundle, nodes=self.grid().planner_nodes())
         if not bundle.probes:
             bundle = replace(bundle, probes=self.store.probes())
+        issues = planning_input_issues(bundle)
+        if issues:
+            raise SpecError(issues)
         with self._solver_slot():
             return Validation(checks=self.solver.check(bundle))
 

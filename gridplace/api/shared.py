@@ -53,16 +53,21 @@ class PlanCache:
             return None
         return self._bodies.get(node)
 
-    def answer(self, node: str, render: Render) -> tuple[int, bytes] | None:
-        """(generation, ``node``'s answer) for the latest generation, reading the plan once per
-        generation; None when ``render`` says the node is unknown. Blocking: run it in a worker
-        thread."""
+    def index(self) -> PlanAssignmentIndex:
+        """The latest generation's assignments (read once per generation). Blocking."""
         index = self._index
         if index is None or (index.generation or 0) != self.generation:
             index = self._store.latest_assignments()
             with self._lock:
                 self._index, self._bodies = index, {}
                 self.generation = max(self.generation, index.generation or 0)
+        return index
+
+    def answer(self, node: str, render: Render) -> tuple[int, bytes] | None:
+        """(generation, ``node``'s answer) for the latest generation, reading the plan once per
+        generation; None when ``render`` says the node is unknown. Blocking: run it in a worker
+        thread."""
+        index = self.index()
         found = self._bodies.get(node)
         if found is None:
             body = render(node, index)

@@ -30,11 +30,12 @@ from typing import Any, TypeVar
 from gridplace.api.checks import WorkloadCheck, check_workloads
 from gridplace.api.errors import Unavailable
 from gridplace.api.wiring import plan_bundle
-from gridplace.planner.explain import compile_summary
+from gridplace.planner.explain import compile_refusals, compile_summary
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.planner.recalibrate import Calibration
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import PlacementPlan, SpecBundle
+from gridplace.specs.fixes import Fix
 
 T = TypeVar("T")
 
@@ -70,18 +71,20 @@ def check(bundle: SpecBundle) -> list[WorkloadCheck]:
 
 
 def explain(result: PlanResult) -> list[dict[str, Any]]:
-    """Per workload: placed or not, replicas and coverage, the reasons with numbers and hints."""
+    """Per workload: placed or not, replicas and coverage, the reasons as data (``reasons``)
+    and as text (``summary``), hints and fixes."""
     status = result.plan.status
     unplaced = {u.workload: u for u in status.unplaced} if status else {}
     coverage = {c.name: c for c in status.workloads} if status else {}
     entries = []
     for demand in result.problem.workloads:
-        reasons, hints = compile_summary(result.problem, demand.index)
-        fixes: list[dict[str, Any]] = []
+        summary, hints = compile_summary(result.problem, demand.index)
+        refusals = compile_refusals(result.problem, demand.index)
+        fixes: list[Fix] = []
         missing = unplaced.get(demand.name)
         if missing is not None:
-            reasons, hints = list(missing.reasons), list(missing.hints)
-            fixes = [fix.model_dump(mode="json", by_alias=True) for fix in missing.fixes]
+            summary, hints = list(missing.reasons), list(missing.hints)
+            refusals, fixes = list(missing.refusals), list(missing.fixes)
         covered = coverage.get(demand.name)
         entries.append(
             {
@@ -91,9 +94,10 @@ def explain(result: PlanResult) -> list[dict[str, Any]]:
                 "demandRps": covered.demand_rps if covered else None,
                 "capacityRps": covered.capacity_rps if covered else None,
                 "sloMet": covered.slo_met if covered else False,
-                "reasons": reasons,
+                "reasons": [r.model_dump(mode="json", by_alias=True) for r in refusals],
+                "summary": summary,
                 "hints": hints,
-                "fixes": fixes,
+                "fixes": [fix.model_dump(mode="json", by_alias=True) for fix in fixes],
             }
         )
     return entries

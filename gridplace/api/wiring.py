@@ -122,7 +122,7 @@ def plan_bundle(
         return result
     if progress and result.plan.status and result.plan.status.unplaced:
         progress("trying fixes for the unplaced workloads")
-    search = search_for(predictor, latency_for(bundle), budget_s)
+    search = search_for(predictor, latency_for(bundle), budget_s, result.plan)
     return replace(result, plan=with_fixes(result.plan, inputs, search, latency))
 
 

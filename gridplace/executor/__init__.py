@@ -1,10 +1,10 @@
 """The hands of gridplace: the node agent that makes a node run its part of the latest plan.
 
 Owns: the reconcile loop (``agent``, ``reconcile``, ``diff``), the node's state report
-(``report``), runtime drivers (``drivers``: vllm, llama.cpp, a command template), server processes
-(``process``), the crash-safe local state file (``state``), the weights cache and pre-warmer
-(``cache``), the per-workload model manifest (``manifest``) and the agent's HTTP client
-(``client``).
+(``report``), turning a replica into a launch (``launcher``), runtime drivers (``drivers``: vllm,
+llama.cpp, a command template), server processes (``process``), the crash-safe local state file
+(``state``), the weights cache and pre-warmer (``cache``), the per-workload model manifest
+(``manifest``) and the agent's HTTP client (``client``).
 Must not: import ``gridplace.api`` (imports flow executor <- api), plan anything, or map errors
 to exit codes (the CLI does).
 
@@ -45,9 +45,10 @@ from gridplace.executor.errors import (
     LaunchFailed,
     StateFileError,
 )
+from gridplace.executor.launcher import Launcher
 from gridplace.executor.manifest import DriverKind, Manifest, WeightSource, load_manifest
 from gridplace.executor.process import ProcessRuntime, Runtime
-from gridplace.executor.reconcile import Launcher, ReconcileConfig, Reconciler
+from gridplace.executor.reconcile import ReconcileConfig, Reconciler
 from gridplace.executor.state import Phase, StateFile
 
 __all__ = [

@@ -1,11 +1,13 @@
-"""The node agent's loop: register, heartbeat, pull, reconcile, report, observe — every
-``interval_s``.
+"""The node agent's loop: register, heartbeat, pull, reconcile, keep standbys, report, observe —
+every ``interval_s``.
 
-Owns: the order of one iteration, what the agent does when the API is away (keeps what runs,
-retries next time: an outage never stops a server), re-registering when the API forgot the
-node (404), telemetry (HAL samples -> the thermal summary of the heartbeat), and posting the
-observation windows the ``Observer`` closes (kept for the next loop while the API is away, at most
-``MAX_WINDOWS_PER_DOCUMENT``; a failed scrape or post never stops the loop).
+Owns: the order of one iteration (a node holding pipeline stages also reads their phases,
+``GET /v1/nodes/{name}/pipelines``, for the reconciler's gates), what the agent does when the
+API is away (keeps what runs, retries next time: an outage never stops a server), re-registering
+when the API forgot the node (404), telemetry (HAL samples -> the thermal summary of the
+heartbeat), and posting the observation windows the ``Observer`` closes (kept for the next loop
+while the API is away, at most ``MAX_WINDOWS_PER_DOCUMENT``; a failed scrape or post never stops
+the loop).
 Must not: decide what runs (``reconcile``) or talk HTTP itself (``client``).
 """
 
@@ -23,7 +25,9 @@ from gridplace.executor.client import ApiClient, Desired
 from gridplace.executor.diff import desired_replicas
 from gridplace.executor.errors import ApiError, ApiRejected
 from gridplace.executor.observe import Observer
+from gridplace.executor.pipeline import Pipeline, StagePeer, stage_specs
 from gridplace.executor.reconcile import Reconciler, StepOutcome
+from gridplace.executor.standby import StandbyKeeper
 from gridplace.hal import (
     GPUBackend,
     HALError,
@@ -34,6 +38,7 @@ from gridplace.hal import (
 )
 from gridplace.specs import ObservationWindow
 from gridplace.specs.observation import MAX_WINDOWS_PER_DOCUMENT
+from gridplace.specs.plan import pipeline_id
 
 log = logging.getLogger("gridplace.executor")
 TELEMETRY_WINDOW_HOURS = 1.0  # the heartbeat's thermal summary: the last hour of samples
@@ -65,6 +70,7 @@ class Agent:
         reconciler: Reconciler,
         clock: Callable[[], float] = time.time,
         observer: Observer | None = None,
+        standbys: StandbyKeeper | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -75,6 +81,7 @@ class Agent:
         self.desired: Desired | None = None
         self._samples: deque[Telemetry] = deque(maxlen=MAX_SAMPLES)
         self.observer = observer
+        self.standbys = standbys
         self.gpu_models: list[str] = []  # catalog GPU id per assignment GPU index
         self._windows: deque[ObservationWindow] = deque(maxlen=MAX_WINDOWS_PER_DOCUMENT)
 
@@ -128,17 +135,48 @@ class Agent:
         desired = self.desired
         # No plan at all (generation None) changes nothing: a wiped API must not stop servers.
         known = desired is not None and desired.generation is not None
-        specs = desired_replicas(desired.assignments) if desired and known else None
-        outcome = self.reconciler.step(specs, desired.generation if desired else None)
+        specs = None
+        if desired and known:
+            specs = desired_replicas(desired.assignments) + stage_specs(desired.stages)
+        pipelines = self._pipelines(desired)
+        outcome = self.reconciler.step(specs, desired.generation if desired else None, pipelines)
         for action in outcome.actions:
             log.debug("action: %s", action)
+        report = outcome.report
+        if self.standbys is not None and desired is not None and specs is not None:
+            # After the reconcile step: standbys only fetch once the assigned replicas run.
+            pinned = self.reconciler.pinned(specs)
+            items = self.standbys.step(desired.prewarm, outcome.applied, pinned)
+            report = {**report, "standbys": items} if items else report
         if self.registered:
             try:
-                self.client.report(outcome.report)
+                self.client.report(report)
             except ApiError as error:
                 log.warning("state report failed: %s", error.message)
         self._observe()
         return outcome
+
+    def _pipelines(self, desired: Desired | None) -> dict[str, Pipeline]:
+        """The pipelines this node holds a stage of, with every stage's phase as the API judges
+        it now (asked only when there are any; ``peers`` None when the API did not answer, or
+        does not list the pipeline: its plan moved on, and the next pull says so)."""
+        replicas = {pipeline_id(a): a for a in (desired.assignments if desired else []) if a.stages}
+        replicas.update(
+            {role.pipeline: role.assignment for role in desired.stages} if desired else {}
+        )
+        if not replicas:
+            return {}  # a pipeline part no longer planned here is stopped without its peers
+        peers: dict[str, tuple[StagePeer, ...]] | None = None
+        if self.registered:
+            try:
+                peers = self.client.pipelines()
+            except ApiError as error:
+                log.warning("pipeline stages not read, keeping what runs: %s", error.message)
+        return {
+            key: Pipeline(key, assignment, None if peers is None else peers.get(key))
+            for key, assignment in replicas.items()
+            if key is not None
+        }
 
     def _observe(self) -> None:
         """Scrape the serving replicas; post the windows that closed (kept while the API is

@@ -1,7 +1,8 @@
 """The local weights cache: fetch (resumable), verify (sha256), evict least recently used.
 
 Owns: the cache directory's layout, its size limit and eviction order, fetching from a local path
-or an http(s) URL with ``Range`` resume, and the background pre-warmer.
+or an http(s) URL with ``Range`` resume, and the background pre-warmer (assigned replicas' weights
+and standbys' in separate lanes).
 Must not: know about plans or processes; what is pinned is told by the caller.
 
 Layout: ``<root>/<sha256>/<file name>`` for verified files, ``<root>/.partial/<sha256>`` for an
@@ -81,6 +82,13 @@ class WeightCache:
         now = self._clock()
         os.utime(path, (now, now))
         return path
+
+    def fits(self, need_bytes: int, pinned: Collection[str]) -> bool:
+        """Whether ``need_bytes`` more could fit by evicting only files outside ``pinned`` (and
+        nothing partial): what a standby asks before it may evict anything."""
+        held = sum(e.size_bytes for e in self.entries() if e.sha256 in pinned)
+        partial = sum(p.stat().st_size for p in (self.root / ".partial").iterdir())
+        return held + partial + need_bytes <= self.max_bytes
 
     def evict(self, need_bytes: int, pinned: Collection[str]) -> list[str]:
         """Delete least recently used files, never a pinned sha256, until ``need_bytes`` more
@@ -181,18 +189,27 @@ def _sha256(path: Path) -> str:
 
 
 class Prewarmer:
-    """Fetches in the background (one at a time), so the agent keeps heartbeating meanwhile."""
+    """Fetches in the background, so the agent keeps heartbeating meanwhile: the weights of
+    assigned replicas one at a time, and a standby's (``standby=True``) one at a time in a lane
+    of their own, so a standby's download never holds up an assigned replica's."""
 
     def __init__(self, cache: WeightCache, background: bool = True) -> None:
         self.cache = cache
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="prewarm") if background else None
+        self._standby_pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="standby") if background else None
+        )
         self._jobs: dict[str, Future[Path | None]] = {}
         self.errors: dict[str, str] = {}  # sha256 -> why its last fetch failed
 
     def ready(self, source: WeightSource) -> Path | None:
         return self.cache.get(source)
 
-    def request(self, source: WeightSource, pinned: Collection[str]) -> None:
+    def fetching(self, source: WeightSource) -> bool:
+        job = self._jobs.get(source.sha256)
+        return job is not None and not job.done()
+
+    def request(self, source: WeightSource, pinned: Collection[str], standby: bool = False) -> None:
         """Start fetching ``source`` unless cached or already under way."""
         job = self._jobs.get(source.sha256)
         if job is not None and not job.done():
@@ -201,10 +218,11 @@ class Prewarmer:
             del self._jobs[source.sha256]
         if self.cache.get(source) is not None:
             return
-        if self._pool is None:
+        pool = self._standby_pool if standby else self._pool
+        if pool is None:
             self._run(source, tuple(pinned))
             return
-        self._jobs[source.sha256] = self._pool.submit(self._run, source, tuple(pinned))
+        self._jobs[source.sha256] = pool.submit(self._run, source, tuple(pinned))
 
     def _run(self, source: WeightSource, pinned: tuple[str, ...]) -> Path | None:
         try:
@@ -217,5 +235,6 @@ class Prewarmer:
         return path
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._standby_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)

@@ -11,24 +11,28 @@ The transport is injectable (``httpx.MockTransport`` in unit tests).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from gridplace.executor.errors import ApiAnswerRefused, ApiRejected, ApiUnavailable
+from gridplace.executor.pipeline import StagePeer, StageRole, peers_of
 from gridplace.specs import Assignment
+from gridplace.specs.plan import Prewarm
 
 DEFAULT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
 class Desired:
-    """The latest plan's replicas on this node."""
+    """The latest plan's replicas on this node, and the later pipeline stages it holds."""
 
     generation: int | None
     plan: str | None
     assignments: list[Assignment]
+    prewarm: list[Prewarm] = field(default_factory=list)  # this node's warm standbys
+    stages: list[StageRole] = field(default_factory=list)
 
 
 class ApiClient:
@@ -97,18 +101,46 @@ class ApiClient:
             return self._desired
         data = response.json()
         assignments = [Assignment.model_validate(a) for a in data.get("assignments", [])]
-        foreign = sorted({a.node for a in assignments if a.node != self.node})
+        prewarm = [Prewarm.model_validate(p) for p in data.get("prewarm") or []]
+        stages = [
+            StageRole(
+                str(role["pipeline"]),
+                int(role["stage"]),
+                Assignment.model_validate(role["assignment"]),
+            )
+            for role in data.get("stages") or []
+        ]
+        nodes = {a.node for a in assignments} | {p.node for p in prewarm}
+        foreign = sorted(nodes - {self.node})
+        foreign += sorted(
+            f"{role.pipeline} stage {role.stage}"
+            for role in stages
+            if not 0 < role.stage < len(role.assignment.stages or [])
+            or (role.assignment.stages or [])[role.stage].node != self.node
+        )
         if foreign:  # a server bug or an impostor: running another node's replicas is never right
             raise ApiAnswerRefused(
                 f"the assignments for node {self.node!r} name node(s) {', '.join(foreign)}; "
                 "the whole answer is refused and the last known plan kept"
             )
         desired = Desired(
-            generation=data.get("generation"), plan=data.get("plan"), assignments=assignments
+            generation=data.get("generation"),
+            plan=data.get("plan"),
+            assignments=assignments,
+            prewarm=prewarm,
+            stages=stages,
         )
         self._etag = response.headers.get("ETag")
         self._desired = desired
         return desired
+
+    def pipelines(self) -> dict[str, tuple[StagePeer, ...]]:
+        """Every stage, as the API judges it now, of the pipelines this node holds a stage of."""
+        response = self._send("GET", f"/v1/nodes/{self.node}/pipelines")
+        return {
+            str(status["pipeline"]): peers_of(status)
+            for status in response.json().get("pipelines", [])
+        }
 
     def report(self, report: dict[str, Any]) -> None:
         self._send("PUT", f"/v1/nodes/{self.node}/state", json=report)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from gridplace.specs import Assignment
+from gridplace.specs.plan import pipeline_id
 
 
 @dataclass(frozen=True, order=True)
@@ -33,6 +34,9 @@ class ReplicaSpec:
     tensor_parallel: int = 1
     gpu_share: int = 1
     ordinal: int = 0  # tells equal assignments on one node apart
+    pipeline: str = ""  # a pipeline replica's id (``specs.plan.pipeline_id``); "" for one node
+    stage: int = 0  # this node's stage of the pipeline
+    part: str = ""  # "" the server; "stage" the stage's own process (``executor.pipeline``)
 
     @classmethod
     def from_assignment(cls, assignment: Assignment, ordinal: int = 0) -> ReplicaSpec:
@@ -43,16 +47,23 @@ class ReplicaSpec:
             tensor_parallel=assignment.tensor_parallel,
             gpu_share=assignment.gpu_share,
             ordinal=ordinal,
+            pipeline=pipeline_id(assignment) or "",
         )
 
     @property
     def key(self) -> str:
-        """A stable text identity, e.g. ``chat-8b/gpus=0,1/fp8/tp2/share1/#0``."""
+        """A stable text identity, e.g. ``chat-8b/gpus=0,1/fp8/tp2/share1/#0`` (a pipeline's
+        parts add ``/pipeline=ID/stage1`` and the part)."""
         gpus = ",".join(str(g) for g in self.gpus)
-        return (
+        key = (
             f"{self.workload}/gpus={gpus}/{self.precision}/tp{self.tensor_parallel}"
             f"/share{self.gpu_share}/#{self.ordinal}"
         )
+        if self.pipeline:
+            key += f"/pipeline={self.pipeline}/stage{self.stage}" + (
+                f"/{self.part}" * bool(self.part)
+            )
+        return key
 
     @property
     def gpu_fraction(self) -> Fraction:

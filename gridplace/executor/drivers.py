@@ -26,6 +26,10 @@ GPU_MEMORY_UTILIZATION_WHOLE = 0.9
 # In-flight request gauges: vLLM's names (the stub server uses them too) and llama.cpp's.
 VLLM_INFLIGHT = ("vllm:num_requests_running", "vllm:num_requests_waiting")
 LLAMA_CPP_INFLIGHT = ("llamacpp:requests_processing", "llamacpp:requests_deferred")
+# Health probes that are not HTTP paths (``process.ProcessRuntime.healthy``): a pipeline's stage
+# processes speak no HTTP.
+PROBE_TCP = "tcp:"  # the port accepts a connection (rpc-server, the Ray head)
+PROBE_ALIVE = "alive:"  # running is all there is to see (a Ray worker has no port of its own)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class VllmDriver:
 
     executable: str = "vllm"
     kind: DriverKind = DriverKind.VLLM
+    ray_executable: str = "ray"  # a pipeline's stages (``pipeline``)
 
     def launch_spec(self, target: Target) -> LaunchSpec:
         model = str(target.weights_path) if target.weights_path else target.model
@@ -125,6 +130,7 @@ class LlamaCppDriver:
 
     executable: str = "llama-server"
     kind: DriverKind = DriverKind.LLAMA_CPP
+    rpc_executable: str = "rpc-server"  # a pipeline's later stages (``pipeline``)
 
     def launch_spec(self, target: Target) -> LaunchSpec:
         if target.weights_path is None:

@@ -209,6 +209,7 @@ class Identity:
     precision: str
     engine: Engine
     tensor_parallel: int = 1
+    gpu_share: int = 1
 
 
 def _count(value: float | None) -> int | None:
@@ -242,6 +243,7 @@ def observation_window(
         precision=identity.precision,
         engine=identity.engine,
         tensor_parallel=identity.tensor_parallel,
+        gpu_share=identity.gpu_share,
         start_s=before.at_s,
         end_s=after.at_s,
         requests=_count(counter_delta(before, after, metrics.requests)),
@@ -350,8 +352,9 @@ class Observer:
             return None
         engine, metrics = found
         identity = Identity(
-            self.node, spec.workload, model, gpus[0], spec.precision, engine, spec.tensor_parallel
-        )
+            self.node, spec.workload, model, gpus[0], spec.precision, engine, spec.tensor_parallel,
+            spec.gpu_share,
+        )  # fmt: skip
         return identity, metrics
 
     def sample(
@@ -359,7 +362,12 @@ class Observer:
     ) -> list[ObservationWindow]:
         """Scrape every running or draining replica; the windows that closed with this scrape.
         ``gpu_models``: the catalog GPU id of each assignment GPU index."""
-        serving = {r.replica_id: r for r in records if r.endpoint and r.phase in SERVING}
+        serving = {
+            r.replica_id: r
+            for r in records
+            # A pipeline's windows would be booked on the first stage's GPUs alone: not observed.
+            if r.endpoint and r.phase in SERVING and not r.spec.pipeline
+        }
         for gone in set(self._open) - set(serving):
             del self._open[gone]
         windows = []

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Protocol
 
 import httpx
 
-from gridplace.executor.drivers import LaunchSpec
+from gridplace.executor.drivers import PROBE_ALIVE, PROBE_TCP, LaunchSpec
 from gridplace.executor.errors import LaunchFailed
 
 log = logging.getLogger("gridplace.executor")
@@ -73,6 +74,15 @@ def _environ_has(pid: int, marker: bytes) -> bool:
     except OSError:
         return False
     return marker in environ.split(b"\0")
+
+
+def _accepts(endpoint: str) -> bool:
+    host, _, port = endpoint.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _marker(replica_id: str) -> bytes:
@@ -194,7 +204,15 @@ class ProcessRuntime:
                 os.kill(pid, signum)
 
     def healthy(self, endpoint: str, paths: tuple[str, ...]) -> bool:
+        """Any HTTP path answering 200, the port accepting a connection (``PROBE_TCP``), or
+        nothing to probe (``PROBE_ALIVE``: the caller checked the process is alive)."""
         for path in paths:
+            if path == PROBE_ALIVE:
+                return True
+            if path == PROBE_TCP:
+                if _accepts(endpoint):
+                    return True
+                continue
             try:
                 if self._http.get(f"http://{endpoint}{path}").status_code == 200:
                     return True

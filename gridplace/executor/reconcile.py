@@ -17,13 +17,16 @@ Guarantees the agent gives alone, on its node:
 - never a duplicate: a launch is written to the state file before the process exists, and a row
   whose pid is unknown is resolved by finding the process by its marker;
 - a start not healthy by its deadline is stopped, reported (Degraded) and retried after
-  ``backoff_initial_s * 2**(attempts-1)`` seconds, capped at ``backoff_max_s``.
+  ``backoff_initial_s * 2**(attempts-1)`` seconds, capped at ``backoff_max_s``;
+- a pipeline replica's server (its first stage) starts only once every later stage is ready,
+  waits at most ``pipeline_wait_s`` (then fails like a start, and waits again after the backoff),
+  and is stopped and reported failed when a later stage is not ready any more
+  (``pipeline.head_gate``, on the stages' phases the agent read from the API this step).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from collections import Counter
@@ -33,9 +36,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gridplace.executor.diff import Actual, ReplicaSpec, compute_diff
-from gridplace.executor.drivers import Driver, LaunchSpec, Target
 from gridplace.executor.errors import DriverError, LaunchFailed
-from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
+from gridplace.executor.launcher import Launcher, free_port
+from gridplace.executor.manifest import DriverKind, WeightSource
+from gridplace.executor.pipeline import (
+    Gate,
+    Pipeline,
+    head_gate,
+    ray_head_address,
+)
 from gridplace.executor.process import ProcessId, Runtime
 from gridplace.executor.report import WEIGHTS_DOWNLOADING, StateReporter
 from gridplace.executor.state import Phase, ReplicaRecord, StateFile
@@ -54,48 +63,7 @@ class ReconcileConfig:
     listen_host: str = "127.0.0.1"
     advertise_host: str = "127.0.0.1"
     log_dir: Path = Path("gridplace-agent-logs")
-
-
-@dataclass(frozen=True)
-class Launcher:
-    """Turns a replica into a ``LaunchSpec``: the manifest picks model, driver and weights."""
-
-    manifest: Manifest
-    drivers: Mapping[DriverKind, Driver]
-    default_driver: DriverKind
-    gpu_ids: Mapping[int, str]
-    vendor: str = "nvidia"
-
-    def weights(self, spec: ReplicaSpec) -> WeightSource | None:
-        return self.manifest.weights_for(spec.workload, spec.precision)
-
-    def launch_spec(
-        self, spec: ReplicaSpec, replica_id: str, host: str, port: int, weights: Path | None
-    ) -> LaunchSpec:
-        entry = self.manifest.entry(spec.workload)
-        kind = entry.driver or self.default_driver
-        driver = self.drivers.get(kind)
-        if driver is None:
-            raise DriverError(f"no {kind.value} driver is configured on this agent")
-        target = Target(
-            spec=spec,
-            replica_id=replica_id,
-            model=self.manifest.model_for(spec.workload),
-            host=host,
-            port=port,
-            gpu_ids=dict(self.gpu_ids),
-            vendor=self.vendor,
-            weights_path=weights,
-            quantization=entry.quantization,
-        )
-        return driver.launch_spec(target)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    pipeline_wait_s: float = 600.0  # a pipeline's server waits this long for its stages
 
 
 class Prewarming(Protocol):
@@ -136,6 +104,8 @@ class Reconciler:
         self._adoption_checked = False
         self.reporter = StateReporter(config.advertise_host, clock)
         self._pending: dict[ReplicaSpec, str] = {}  # desired, not launched: why
+        self.pipelines: Mapping[str, Pipeline] = {}  # this step's, by id
+        self._waiting_since: dict[ReplicaSpec, float] = {}  # pipeline parts waiting for peers
 
     # ------------------------------------------------------------------------------- observe
 
@@ -249,7 +219,8 @@ class Reconciler:
 
     def _begin_drain(self, record: ReplicaRecord, why: str, actions: list[str]) -> None:
         now = self.clock()
-        if record.phase is not Phase.RUNNING:  # never served: nothing to drain
+        # Never served, or a pipeline stage's own process (no requests of its own): stop now.
+        if record.phase is not Phase.RUNNING or record.spec.part:
             self._stop(record)
             self.state.delete(record.replica_id)
             actions.append(f"stopped {record.spec.key}")
@@ -273,8 +244,10 @@ class Reconciler:
         weights: Path | None,
         previous: ReplicaRecord | None,
         actions: list[str],
+        workers: tuple[str, ...] = (),
     ) -> None:
         now = self.clock()
+        self._waiting_since.pop(spec, None)
         replica_id = f"{spec.workload}-{uuid.uuid4().hex[:10]}"
         used = {r.port for r in self.state.records() if r.port is not None}
         port = self.port_allocator(self.config.listen_host)
@@ -286,7 +259,14 @@ class Reconciler:
         attempts = previous.attempts if previous else 0
         try:
             launch = self.launcher.launch_spec(
-                spec, replica_id, self.config.listen_host, port, weights
+                spec,
+                replica_id,
+                self.config.listen_host,
+                port,
+                weights,
+                self.pipelines.get(spec.pipeline),
+                self.config.advertise_host,
+                workers,
             )
         except DriverError as error:
             record = ReplicaRecord(replica_id, spec, generation, Phase.FAILED, attempts=attempts)
@@ -350,13 +330,24 @@ class Reconciler:
             path = self.prewarmer.ready(source)  # a synchronous pre-warmer is done already
         return path is not None, path
 
-    def step(self, desired: Sequence[ReplicaSpec] | None, generation: int | None) -> StepOutcome:
-        """One pass; ``desired`` None means no plan is known yet (nothing is changed)."""
+    def step(
+        self,
+        desired: Sequence[ReplicaSpec] | None,
+        generation: int | None,
+        pipelines: Mapping[str, Pipeline] | None = None,
+    ) -> StepOutcome:
+        """One pass; ``desired`` None means no plan is known yet (nothing is changed).
+        ``pipelines``: the pipeline replicas this node holds a stage of, with their stages'
+        phases as the API judged them (``peers`` None when it did not answer)."""
         actions: list[str] = []
+        self.pipelines = pipelines or {}
         self.observe(actions)
+        self._take_down_pipelines(actions)
         self._pending = {}
         if desired is None:
             return self._outcome(None, generation, actions)
+        desired = self.launcher.expand(desired)
+        self._waiting_since = {s: t for s, t in self._waiting_since.items() if s in set(desired)}
         records = {r.replica_id: r for r in self.state.records()}
         live = [r for r in records.values() if r.phase is not Phase.FAILED]
         covered = Counter(r.spec for r in live if r.phase is not Phase.DRAINING)
@@ -382,7 +373,7 @@ class Reconciler:
             startable,
             [Actual(r.replica_id, r.spec, stopping=r.phase is Phase.DRAINING) for r in live],
         )
-        pinned = self._pinned(desired)
+        pinned = self.pinned(desired)
         for spec in desired:  # pre-warm everything this generation wants here
             source = self.launcher.weights(spec)
             if source and self.prewarmer and self.prewarmer.ready(source) is None:
@@ -407,9 +398,82 @@ class Reconciler:
                 continue
             retried = previous_failed.get(start.spec) or []
             previous = retried.pop(0) if retried else None
-            self._launch(start.spec, generation, path, previous, actions)
+            gate = self._pipeline_gate(start.spec)
+            if gate is not None and not gate.go:
+                self._wait_for_stages(start.spec, gate, generation, previous, actions)
+                continue
+            workers = gate.workers if gate else ()
+            self._launch(start.spec, generation, path, previous, actions, workers)
         self._stop_undesired(desired, diff.stops, records, actions)
         return self._outcome(desired, generation, actions)
+
+    # ------------------------------------------------------------------------------ pipelines
+
+    def _pipeline_gate(self, spec: ReplicaSpec) -> Gate | None:
+        """What a pipeline part waits for before it starts (None: nothing)."""
+        if not spec.pipeline:
+            return None
+        pipeline = self.pipelines.get(spec.pipeline)
+        if spec.part == "":
+            return head_gate(pipeline)
+        vllm_worker = spec.stage >= 1 and self.launcher.kind(spec) is DriverKind.VLLM
+        if vllm_worker and ray_head_address(pipeline) is None:
+            return Gate(False, why="the first stage's Ray head is not ready")
+        return None
+
+    def _wait_for_stages(
+        self,
+        spec: ReplicaSpec,
+        gate: Gate,
+        generation: int | None,
+        previous: ReplicaRecord | None,
+        actions: list[str],
+    ) -> None:
+        """Pending while under ``pipeline_wait_s``; past it, failed (retried after the backoff;
+        a failed row waiting again keeps its phase, and says what it waits for)."""
+        now = self.clock()
+        since = self._waiting_since.setdefault(spec, now)
+        limit_s = self.config.pipeline_wait_s
+        if now - since < limit_s:
+            waited = f"{now - since:.0f}s of {limit_s:g}s"
+            why = f"waiting for the pipeline's stages ({waited}): {gate.why}"
+            self._pending[spec] = why
+            if previous is not None and previous.message != why:
+                self.state.update(previous, now, message=why)
+            return
+        del self._waiting_since[spec]
+        attempts = previous.attempts if previous else 0
+        record = ReplicaRecord(
+            f"{spec.workload}-{uuid.uuid4().hex[:10]}",
+            spec,
+            generation,
+            Phase.FAILED,
+            attempts=attempts,
+        )
+        if previous is not None:
+            self.state.delete(previous.replica_id)
+        self._fail(
+            record, now, f"the pipeline's stages were not ready within {limit_s:g}s: {gate.why}"
+        )
+        actions.append(f"pipeline-timeout {spec.key}")
+
+    def _take_down_pipelines(self, actions: list[str]) -> None:
+        """Stop a pipeline's server whose later stages are not all ready (when they are known)."""
+        now = self.clock()
+        for record in self.state.records():
+            if not record.spec.pipeline or record.spec.part or not record.has_process:
+                continue
+            if record.phase is Phase.DRAINING:
+                continue
+            pipeline = self.pipelines.get(record.spec.pipeline)
+            if pipeline is None or pipeline.peers is None:
+                continue  # not known this step: keep what runs
+            gate = head_gate(pipeline)
+            if gate.go:
+                continue
+            self._stop(record)
+            self._fail(record, now, f"pipeline down: {gate.why}")
+            actions.append(f"pipeline-down {record.spec.key}")
 
     def _stop_undesired(
         self,
@@ -440,7 +504,7 @@ class Reconciler:
                     continue
             self._begin_drain(record, "no longer in the plan for this node", actions)
 
-    def _pinned(self, desired: Sequence[ReplicaSpec]) -> list[str]:
+    def pinned(self, desired: Sequence[ReplicaSpec]) -> list[str]:
         """Weights that must not be evicted: those of desired and of live replicas."""
         specs = set(desired) | {r.spec for r in self.state.records()}
         sources = [self.launcher.weights(spec) for spec in specs]
@@ -449,7 +513,10 @@ class Reconciler:
     def _outcome(
         self, desired: Sequence[ReplicaSpec] | None, generation: int | None, actions: list[str]
     ) -> StepOutcome:
-        fetch_errors = list(self.prewarmer.errors.values()) if self.prewarmer else []
+        # A standby's failed fetch is its own report's (``standby``), not the node's degradation.
+        wanted = set(self.pinned(desired or []))
+        errors = self.prewarmer.errors.items() if self.prewarmer else []
+        fetch_errors = [message for sha256, message in errors if sha256 in wanted]
         report = self.reporter.report(
             self.state.records(), self._pending, desired, generation, fetch_errors
         )

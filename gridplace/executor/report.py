@@ -3,8 +3,10 @@
 Owns: the API's ``NodeStateReport`` as camelCase JSON — one item per replica (its reported phase,
 endpoint and message, and the desired replicas not launched yet with why), the conditions
 ``Applied``, ``Progressing`` and ``Degraded`` with the time each last changed status, and
-``observedGeneration``. ``executor`` must not import ``api``, so the dict is built here and a test
-checks it against the API's model.
+``observedGeneration``, and the pipeline stages this node holds (``stages``: one per pipeline
+and stage, from the stage's own process when it has one, else from the server: ``ready`` with the
+address peers use once it runs, ``failed``, else ``starting``). ``executor`` must not import
+``api``, so the dict is built here and a test checks it against the API's model.
 Must not: change the state file or a process (``reconcile`` does) or talk to the API (``agent``
 does).
 """
@@ -67,6 +69,34 @@ def replica_items(
                 }
             )
     return replicas
+
+
+STAGE_PHASE = {Phase.RUNNING: "ready", Phase.FAILED: "failed"}  # any other: starting
+
+
+def stage_items(records: Sequence[ReplicaRecord], advertise_host: str) -> list[dict[str, Any]]:
+    """The report's pipeline stages (see the module docstring)."""
+    chosen: dict[tuple[str, int], ReplicaRecord] = {}
+    for record in records:
+        spec = record.spec
+        if not spec.pipeline:
+            continue
+        held = chosen.get((spec.pipeline, spec.stage))
+        if held is None or (spec.part and not held.spec.part):  # the stage's process wins
+            chosen[(spec.pipeline, spec.stage)] = record
+    items = []
+    for (pipeline, stage), record in sorted(chosen.items()):
+        item: dict[str, Any] = {
+            "pipeline": pipeline,
+            "stage": stage,
+            "phase": STAGE_PHASE.get(record.phase, "starting"),
+        }
+        if record.phase is Phase.RUNNING and record.port is not None:
+            item["address"] = f"{advertise_host}:{record.port}"
+        if record.message:
+            item["message"] = record.message[:MESSAGE_CHARS]
+        items.append(item)
+    return items
 
 
 class StateReporter:
@@ -162,4 +192,7 @@ class StateReporter:
         }
         if generation is not None:
             body["observedGeneration"] = generation
+        stages = stage_items(records, self.advertise_host)
+        if stages:
+            body["stages"] = stages
         return StateReport(body=body, applied=applied)

@@ -146,10 +146,3 @@ class StateFile:
     def records(self) -> list[ReplicaRecord]:
         rows = self._db.execute("SELECT * FROM replicas ORDER BY replica_id").fetchall()
         return [_decode(row) for row in rows]
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

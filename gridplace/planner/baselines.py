@@ -80,6 +80,8 @@ class Booking:
 
     def add(self, option: Option) -> bool:
         """Book one more replica of ``option`` if every rule allows it."""
+        if option.stages:  # the baselines place replicas on one node; the solver, pipelines
+            return False
         workload = self.problem.workloads[option.workload]
         domain = _domain(self.problem, option)
         key = (workload.index, domain or "")

@@ -9,12 +9,13 @@ ca² describes a renewal process and is blind to how arrivals cluster over time.
 conversation trace has ca² near 1 (Poisson-like gaps) yet its rate swings 0.6x-1.5x over minutes;
 the code trace has ca² over 100 mostly from requests submitted in the same millisecond, which a
 batching server absorbs, while what breaks the TTFT target is tens of seconds above capacity.
-The rate's percentile over windows of several lengths (its arrival envelope) sees both.
+The rate's peak over windows of several lengths (its arrival envelope) sees both.
 
 The rule (a fluid G/G/c bound, the deterministic arrival-curve argument of network calculus):
-over a window of length W the rate runs at up to p_W x the mean λ (p_W: the 99th percentile
-of window rates / λ). Capacity C serves C x W in it and the excess waits; a request may wait up to
-the TTFT slack s (half the TTFT target: the other half is prefill and network), so
+over a window of length W the rate runs at up to p_W x the mean λ (p_W: the window rate that
+leaves 1% of the requests above it, over λ: ``traffic_fit``). Capacity C serves C x W in it and
+the excess waits; a request may wait up to the TTFT slack s (half the TTFT target: the other half
+is prefill and network), so
     C >= λ p_W / (1 + s / W)   for every measured window W.
 Short windows are forgiven by the slack (a one-second spike queues for under a second); long ones
 need their peak served. Queueing inside a replica at its booked load (Poisson arrivals, prompt

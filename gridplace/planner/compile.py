@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ from gridplace.planner.candidates import (
     drop_dominated,
     select_candidates,
 )
+from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
 from gridplace.planner.options import (
     CandidateRows,
     Config,
@@ -38,6 +40,7 @@ from gridplace.planner.options import (
     PoolGrid,
     enumerate_candidates,
 )
+from gridplace.planner.pipeline_options import PipelineEnumerator
 from gridplace.planner.pools import build_pools
 from gridplace.planner.ports import (
     OptionPrediction,
@@ -45,17 +48,18 @@ from gridplace.planner.ports import (
     PlannerInputs,
     PredictionQuery,
     RttLookup,
+    StagePredictor,
 )
+from gridplace.planner.previous import previous_keys, previous_replicas, warm_nodes
 from gridplace.planner.problem import (
     GpuPool,
     Option,
-    PreviousReplica,
     Problem,
     Queueing,
     Rejection,
     WorkloadDemand,
 )
-from gridplace.planner.rules import COMPILE_RULES, Reason, implements
+from gridplace.planner.rules import COMPILE_RULES, PIPELINE_RULES, Reason, implements
 from gridplace.specs import (
     Catalog,
     InferenceWorkload,
@@ -91,13 +95,21 @@ def _trust_failure(trust: TrustRequirement | None, pool: GpuPool) -> Reason | No
 
 
 def compile_problem(
-    inputs: PlannerInputs, predictor: OptionPredictor, latency: RttLookup
+    inputs: PlannerInputs,
+    predictor: OptionPredictor,
+    latency: RttLookup,
+    cache: CompileCache | None = PROCESS_CACHE,
+    *,
+    stage_predictor: StagePredictor | None = None,
 ) -> Problem:
-    """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
+    """Build the Problem: pools, surviving options (pipelines among them where a workload
+    allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
+    kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
-    group_predictor = _GroupPredictor(predictor, grid)
-    keep = _previous_keys(inputs, pools)
+    pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
+    group_predictor = _GroupPredictor(predictor, grid, CompileView.open(cache, predictor, grid))
+    keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )
@@ -134,6 +146,10 @@ def compile_problem(
         candidates = drop_dominated(
             [rows.option(r, demand, pools) for r in selected.tolist()], keep
         )
+        split, refused = pipelines.options(
+            workload, demand, (model_id, model), eligible, candidates
+        )
+        candidates, rejections = [*candidates, *split], [*rejections, *refused]
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     return assemble_problem(inputs, workloads, pools, options, rejections)
@@ -148,7 +164,7 @@ def assemble_problem(
 ) -> Problem:
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
-    previous, released = _previous_replicas(inputs, pools, options, workloads)
+    previous, released = previous_replicas(inputs, pools, options, workloads)
     return Problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
@@ -158,6 +174,7 @@ def assemble_problem(
         previous=tuple(previous),
         released=tuple(released),
         budget_per_hour=inputs.budget_per_hour,
+        warm=warm_nodes(inputs, workloads),
     )
 
 
@@ -215,10 +232,11 @@ class _GroupPredictor:
     grids 1,000 workloads come down to a few dozen such kinds.
     """
 
-    def __init__(self, predictor: OptionPredictor, grid: PoolGrid) -> None:
+    def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
         self._predictor = predictor
         self._grid = grid
         self._cache: dict[tuple[object, ...], GroupPredictions] = {}
+        self._view = view
 
     def for_workload(
         self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
@@ -228,13 +246,15 @@ class _GroupPredictor:
             model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
             spec.traffic.prompt_tokens, spec.traffic.output_tokens,
         )  # fmt: skip
+        question = self._view.question(spec, model_id, model)
 
         def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
             grid = self._grid
             key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
             found = self._cache.get(key)
             if found is None:
-                found = self._predict(first, budget_ms, configs, workload, model_id, model)
+                run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)
+                found = self._view.answer(question, first, budget_ms, run)
                 self._cache[key] = found
             return found
 
@@ -311,7 +331,7 @@ def _rule_failure(
     """(rule id, reason) of the first compile-time rule a prediction breaks, in the registry's
     order, or None. Trust is checked per pool before any prediction (``_trust_failure``)."""
     for rule in COMPILE_RULES:
-        if rule.id != "trust":
+        if rule.id != "trust" and rule.id not in PIPELINE_RULES:
             reason = rule.function(prediction, slo, ttft_budget_ms, label)
             if reason is not None:
                 return rule.id, reason
@@ -361,75 +381,6 @@ def _slo_ttft(
     return Reason(
         label, "ttft-no-load", prediction.prefill_ms, slo.ttft_ms, "ms", network_ms=network_ms
     )
-
-
-def _previous_keys(
-    inputs: PlannerInputs, pools: list[GpuPool]
-) -> set[tuple[int, int, Precision, int, int]]:
-    """(workload, pool, precision, tp, share) of every replica in the previous plan."""
-    if inputs.previous is None:
-        return set()
-    workload_index = {w.name: i for i, w in enumerate(inputs.workloads)}
-    pool_of = {(n, g): p.index for p in pools for n in p.node_names for g in p.gpu_indices}
-    keys: set[tuple[int, int, Precision, int, int]] = set()
-    for a in inputs.previous.spec.assignments:
-        pool = pool_of.get((a.node, a.gpus[0]))
-        if pool is not None and a.workload in workload_index:
-            keys.add(
-                (workload_index[a.workload], pool, a.precision, a.tensor_parallel, a.gpu_share)
-            )
-    return keys
-
-
-def _previous_replicas(
-    inputs: PlannerInputs,
-    pools: list[GpuPool],
-    options: list[Option],
-    workloads: list[WorkloadDemand],
-) -> tuple[list[PreviousReplica], list[str]]:
-    """Match the previous plan's replicas to today's options; list those whose node is gone."""
-    if inputs.previous is None:
-        return [], []
-    healthy = {n.name: n for n in inputs.nodes if n.healthy}
-    workload_index = {w.name: w.index for w in workloads}
-    pool_of: dict[tuple[str, int], GpuPool] = {}
-    for pool in pools:
-        for node in pool.node_names:
-            for gpu in pool.gpu_indices:
-                pool_of[(node, gpu)] = pool
-    option_of = {
-        (o.workload, o.pool, o.precision, o.tensor_parallel, o.share): o.index for o in options
-    }
-    kept: list[PreviousReplica] = []
-    released: list[str] = []
-    for assignment in inputs.previous.spec.assignments:
-        label = f"{assignment.workload} on {assignment.node} gpus {assignment.gpus}"
-        if assignment.node not in healthy:
-            released.append(f"{label}: node gone or unhealthy")
-            continue
-        if assignment.workload not in workload_index:
-            released.append(f"{label}: workload no longer requested")
-            continue
-        found = pool_of.get((assignment.node, assignment.gpus[0]))
-        w = workload_index[assignment.workload]
-        share = assignment.gpu_share
-        option = None
-        if found is not None:
-            option = option_of.get(
-                (w, found.index, assignment.precision, assignment.tensor_parallel, share)
-            )
-        kept.append(
-            PreviousReplica(
-                workload=w,
-                node=assignment.node,
-                gpus=tuple(assignment.gpus),
-                precision=assignment.precision,
-                tensor_parallel=assignment.tensor_parallel,
-                option=option,
-                pinned=assignment.pinned,
-            )
-        )
-    return kept, released
 
 
 __all__ = [

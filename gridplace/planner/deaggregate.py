@@ -7,8 +7,9 @@ The rule, per pool:
      that stays within its share of a throttled pool's power budget (the model's thermal-power
      row is pool-wide; a node past its own budget throttles), then holds the fewest replicas of
      the same option, then of the same workload (spreading each option evenly over the pool's
-     nodes is what the model's failover rows count on), then the most used one (packing keeps
-     whole nodes free), ties by node name; on a node,
+     nodes is what the model's failover rows count on), then one that holds the workload's
+     weights (``Problem.warm``: its start skips the download), then the most used one (packing
+     keeps whole nodes free), ties by node name; on a node,
      whole-GPU replicas take the lowest free GPU indices, shared replicas the fullest GPU they
      still fit on (best fit), then the lowest index.
 If step 1 fragmented a pool so that step 2 cannot place everything, the pool is redone without
@@ -83,36 +84,51 @@ class NodeSlots:
 
 
 def deaggregate(problem: Problem, counts: dict[int, int]) -> tuple[list[Placement], list[str]]:
-    """Concrete placements for ``counts``; the second list names replicas that found no room."""
+    """Concrete placements for ``counts``; the second list names replicas that found no room.
+    A pipeline is placed on its own nodes (the first stage's); single-node replicas fill the
+    rest of each pool."""
+    pipelines = sorted(i for i, n in counts.items() if n > 0 and problem.options[i].stages)
+    taken = {s.node for i in pipelines for s in problem.options[i].stages}
+    placements = [
+        Placement(i, problem.options[i].stages[0].node, problem.options[i].stages[0].gpus)
+        for i in pipelines
+    ]
     by_pool: dict[int, dict[int, int]] = defaultdict(dict)
     for option_index, count in counts.items():
-        if count > 0:
+        if count > 0 and not problem.options[option_index].stages:
             by_pool[problem.options[option_index].pool][option_index] = count
     previous_by_pool: dict[int, list[PreviousReplica]] = defaultdict(list)
     for replica in problem.previous:
-        if replica.option is not None:
+        if replica.option is not None and not problem.options[replica.option].stages:
             previous_by_pool[problem.options[replica.option].pool].append(replica)
-    placements: list[Placement] = []
     failures: list[str] = []
     for pool_index in sorted(by_pool):
         pool = problem.pools[pool_index]
         wanted = by_pool[pool_index]
         previous = previous_by_pool.get(pool_index, [])
-        placed, missing = _place_pool(problem, pool, wanted, previous)
+        placed, missing = _place_pool(problem, pool, wanted, previous, taken)
         if missing:
             pinned_only = [r for r in previous if r.pinned]
-            placed, missing = _place_pool(problem, pool, wanted, pinned_only)
+            placed, missing = _place_pool(problem, pool, wanted, pinned_only, taken)
         placements.extend(placed)
         failures.extend(missing)
     return placements, failures
 
 
 def _place_pool(
-    problem: Problem, pool: GpuPool, wanted: dict[int, int], previous: list[PreviousReplica]
+    problem: Problem,
+    pool: GpuPool,
+    wanted: dict[int, int],
+    previous: list[PreviousReplica],
+    taken: set[str],
 ) -> tuple[list[Placement], list[str]]:
     budget = power_budget_watts(pool)
     per_node = math.inf if budget is None else budget / pool.node_count
-    nodes = {name: NodeSlots(name, pool.gpu_indices, per_node) for name in pool.node_names}
+    nodes = {
+        name: NodeSlots(name, pool.gpu_indices, per_node)
+        for name in pool.node_names
+        if name not in taken  # a pipeline's stage holds the node's GPUs of this pool
+    }
     remaining = dict(wanted)
     placed: list[Placement] = []
     for replica in sorted(previous, key=lambda r: (not r.pinned, r.node, r.gpus)):
@@ -133,6 +149,7 @@ def _place_pool(
                     node.power_left < power_draw_watts(option.power_watts),
                     node.option_replicas[option_index],
                     node.replicas_of[option.workload],
+                    not problem.is_warm(option.workload, node.name),
                     -node.used,
                     node.name,
                     gpus,

@@ -1,19 +1,23 @@
 """Why a workload is not (fully) placed: compile-time reasons summarized over nodes, and the
 constraint families of a CP-SAT assumption core when options exist but the coupled model cannot
-use them. Each reason comes with a hint saying what would fix it.
+use them. Each reason comes with a hint saying what would fix it. The reasons are data first
+(``specs.fixes.Refusal``: rule, nodes, the closest option's numbers); the text is worded from the
+same rejections (``rules.describe``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
 from gridplace.planner.model import PlacementModel, build_model
+from gridplace.planner.options import configs_of
 from gridplace.planner.problem import Problem, Rejection
-from gridplace.planner.rules import BY_ID, COMPILE_RULES, MODEL_RULES, describe
+from gridplace.planner.rules import BY_ID, COMPILE_RULES, MODEL_RULES, Reason, describe
 from gridplace.planner.work import limit
+from gridplace.specs.fixes import BestOption, Refusal
 
 # The further a rule is in compile's order, the closer an option came to surviving.
 _ORDER = {rule.id: rank for rank, rule in enumerate(COMPILE_RULES)}
@@ -24,16 +28,17 @@ class Explanation:
     workload: str
     reasons: list[str]
     hints: list[str]
+    refusals: list[Refusal] = field(default_factory=list)  # the reasons as data
 
 
-def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[str]]:
-    """'0/63 nodes can serve chat-70b: 41 too little VRAM (int4 needs 38.1 GiB ...), ...'."""
-    rejections = problem.rejections_of(workload)
+Refused = dict[str, list[tuple[int, Rejection]]]  # rule id -> (pool, rejection), most nodes first
+
+
+def _refused(problem: Problem, workload: int) -> Refused:
+    """Per rule, the pools nothing serves under the rejection that came closest for each."""
     served_pools = {o.pool for o in problem.options_of(workload)}
-    total_nodes = sum(p.node_count for p in problem.pools)
-    serving_nodes = sum(problem.pools[p].node_count for p in served_pools)
     closest: dict[int, tuple[tuple[int, float], Rejection]] = {}
-    for rejection in rejections:
+    for rejection in problem.rejections_of(workload):
         key = _closeness(rejection)
         for pool in rejection.pools or (rejection.pool,):
             if pool in served_pools:
@@ -41,24 +46,80 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
             best = closest.get(pool)
             if best is None or key < best[0]:
                 closest[pool] = (key, rejection)
-    # One entry per pool that nothing serves, under the rejection that came closest for it.
-    by_family: dict[str, list[tuple[int, Rejection]]] = defaultdict(list)
+    by_family: Refused = defaultdict(list)
     for pool, (_, rejection) in closest.items():
         by_family[rejection.family].append((pool, rejection))
+
+    def nodes(family: str) -> int:
+        return sum(problem.pools[pool].node_count for pool, _ in by_family[family])
+
+    return {f: by_family[f] for f in sorted(by_family, key=lambda f: -nodes(f))}
+
+
+def compile_refusals(problem: Problem, workload: int) -> list[Refusal]:
+    """Per compile-time rule that refused nodes: how many, on which GPUs, and the numbers of
+    the option that came closest (``describe`` words them)."""
+    return [_refusal(problem, workload, group) for group in _refused(problem, workload).values()]
+
+
+def _closest(group: list[tuple[int, Rejection]]) -> tuple[int, Rejection]:
+    return min(group, key=lambda e: e[1].reason.distance)
+
+
+def _refusal(problem: Problem, workload: int, group: list[tuple[int, Rejection]]) -> Refusal:
+    pool, example = _closest(group)
+    reason = example.reason
+    config = {c.label: c for c in configs_of(problem.workloads[workload].precisions)}.get(
+        reason.option
+    )
+    best = BestOption(
+        node=problem.pools[pool].node_names[0],
+        gpu=problem.pools[pool].gpu_model,
+        precision=config.precision if config else None,
+        tensor_parallel=config.tensor_parallel if config else None,
+        gpu_share=config.share if config else None,
+    )
+    numbers = {k: round(v, 3) if isinstance(v, float) else v for k, v in _numbers(reason).items()}
+    return Refusal(
+        family="compile",
+        rule=example.family,
+        measure=reason.measure,
+        nodes=sum(problem.pools[p].node_count for p, _ in group),
+        unit=reason.unit or None,
+        network_ms=reason.network_ms or None,
+        best=best,
+        gpus=sorted({problem.pools[p].gpu_model for p, _ in group}),
+        detail=reason.detail or None,
+        **numbers,
+    )
+
+
+def _numbers(reason: Reason) -> dict[str, float | str | None]:
+    """needed / available / limit of a rejection: a target is a limit, a pool's VRAM or trust
+    level is what is available, and trust's ``needed`` is the level asked for."""
+    if reason.measure in ("claims", "reliability"):
+        return {"needed": reason.available, "available": reason.needed, "limit": None}
+    if reason.measure == "vram":
+        return {"needed": reason.needed, "available": reason.available, "limit": None}
+    if reason.measure == "support":
+        return {"needed": None, "available": None, "limit": None}
+    return {"needed": reason.needed, "available": None, "limit": reason.available}
+
+
+def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[str]]:
+    """'0/63 nodes can serve chat-70b: 41 too little VRAM (int4 needs 38.1 GiB ...), ...'."""
+    refused = _refused(problem, workload)
+    served_pools = {o.pool for o in problem.options_of(workload)}
+    total_nodes = sum(p.node_count for p in problem.pools)
+    serving_nodes = sum(problem.pools[p].node_count for p in served_pools)
     name = problem.workloads[workload].name
     parts = []
-
-    def nodes(entries: list[tuple[int, Rejection]]) -> int:
-        return sum(problem.pools[pool].node_count for pool, _ in entries)
-
-    order = sorted(by_family, key=lambda f: -nodes(by_family[f]))  # most nodes first
-    for family in order:
-        group = by_family[family]
-        pool, example = min(group, key=lambda e: e[1].reason.distance)
-        gpus = sorted({problem.pools[p].gpu_model for p, _ in group})
+    for family, group in refused.items():
+        refusal, (pool, closest) = _refusal(problem, workload, group), _closest(group)
+        gpus = refusal.gpus
         parts.append(
-            f"{nodes(group)} {BY_ID[family].description} "
-            f"[{family}] (best: {problem.pools[pool].gpu_model} {describe(example.reason)}; "
+            f"{refusal.nodes} {BY_ID[family].description} "
+            f"[{family}] (best: {problem.pools[pool].gpu_model} {describe(closest.reason)}; "
             f"GPUs: {', '.join(gpus[:6])}{'...' if len(gpus) > 6 else ''})"
         )
     reasons = [
@@ -66,7 +127,7 @@ def compile_summary(problem: Problem, workload: int) -> tuple[list[str], list[st
         + (": " if parts else "")
         + "; ".join(parts)
     ]
-    return reasons, _compile_hints(problem, workload, {f: by_family[f] for f in order})
+    return reasons, _compile_hints(problem, workload, refused)
 
 
 def _closeness(rejection: Rejection) -> tuple[int, float]:
@@ -74,9 +135,7 @@ def _closeness(rejection: Rejection) -> tuple[int, float]:
     return -_ORDER[rejection.family], rejection.reason.distance
 
 
-def _compile_hints(
-    problem: Problem, workload: int, by_family: dict[str, list[tuple[int, Rejection]]]
-) -> list[str]:
+def _compile_hints(problem: Problem, workload: int, by_family: Refused) -> list[str]:
     """The fix hint of each rule that rejected options, filled in with the workload's sources,
     the smallest VRAM need and whether int4 is allowed yet, in ``by_family``'s order."""
     demand = problem.workloads[workload]
@@ -155,6 +214,15 @@ def explain_workload(
     demand = problem.workloads[workload]
     lacking = (unmet_rps > 0 or short_replicas > 0) and bool(problem.options_of(workload))
     families = core_families(problem, workload, base=base) if lacking and diagnose else None
+    refusals = compile_refusals(problem, workload)
+    if lacking:
+        unmet, short = round(unmet_rps, 3), short_replicas or None
+        refusals += [
+            Refusal(family="model", rule=f, unmet_rps=unmet, short_replicas=short)
+            for f in families or []
+        ]
+        if not families:  # undiagnosed, or taken by workloads of higher priority
+            refusals.append(Refusal(family="coverage", unmet_rps=unmet, short_replicas=short))
     if lacking and families is None:
         reasons.append(
             f"{unmet_rps:.2f} of {demand.demand_rps:g} req/s (plus headroom) unserved; run "
@@ -175,4 +243,4 @@ def explain_workload(
                 "capacity that could serve it"
             )
             hints.append("raise its priority or add capacity")
-    return Explanation(demand.name, reasons, hints)
+    return Explanation(demand.name, reasons, hints, refusals)

@@ -16,6 +16,7 @@ from gridplace.specs import GPUModelSpec, InferenceWorkload, Node
 from gridplace.specs.common import Interconnect, Metadata
 from gridplace.specs.fixes import (
     AddNodes,
+    AllowPipeline,
     AllowPrecision,
     Change,
     RaiseBudget,
@@ -23,6 +24,7 @@ from gridplace.specs.fixes import (
     RelaxSlo,
 )
 from gridplace.specs.node import GPUGroup, NodeSpec
+from gridplace.specs.workload import PipelinePolicy
 
 FIX_NODE_PREFIX = "fix-"
 
@@ -47,6 +49,8 @@ def _changed(workload: InferenceWorkload, change: Change) -> InferenceWorkload:
         update = {"slo": spec.slo.model_copy(update={name: change.value})}
     elif isinstance(change, RaiseReplicasMax):
         update = {"replicas": spec.replicas.model_copy(update={"max": change.value})}
+    elif isinstance(change, AllowPipeline):
+        update = {"pipeline": PipelinePolicy(max_stages=change.max_stages)}
     else:
         raise ValueError(f"not a workload change: {change.kind}")
     return workload.model_copy(update={"spec": spec.model_copy(update=update)})

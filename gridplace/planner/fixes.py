@@ -1,35 +1,46 @@
 """Fixes that work: for a workload the plan leaves (partly) unplaced, the changes to the inputs
 that make it placeable, each tried before it is shown.
 
-Owns finding, applying and checking fixes; must not render reasons (``explain``) or parse their
-text: candidates come from the inputs and from compiles of relaxed copies of them (every
-precision allowed, an SLO field at looser targets, catalog nodes added), which say which values
-can work and what the predicted figures are. A candidate is then applied to a copy of the inputs
-and checked: compile first, then the CP-SAT plan, within a time budget; it is shown only when the
-workload is then fully covered. Order, smallest change first: a precision, an SLO relaxation
-(the smallest value that works: bisection over the predicted figures, then between them),
-replicas.max, the budget, then hardware (the cheapest node as offered in the inputs; GPUs no
-input offers after, fewest GPU-GiB first). When no single change works, two together: a
-precision with nodes, then nodes with replicas.max or an SLO value.
+Owns finding fixes (what to try, in which order; a check is ``fix_checks``'s); must not render
+reasons (``explain``) or parse their text: candidates come from the inputs and from compiles of
+the workload alone on relaxed copies of them (every precision allowed, an SLO field at looser
+targets, catalog nodes added), which say which values can work and what the predicted figures
+are. A candidate is searched for on the reduced problem (``fix_reduced``: the workload alone on
+the GPUs the base plan leaves it, compile first, then CP-SAT), and the one a kind settles on is
+checked once on the whole problem (every workload, the unmet-demand stage of the CP-SAT plan:
+whether all demand can be covered); it is shown only when both place the workload fully. Order,
+smallest change first: a precision, an SLO relaxation (the smallest value that works: bisection
+over the predicted figures, then between them), replicas.max, the budget, a pipeline over the
+nodes, then hardware (the cheapest node as offered in the inputs; GPUs no input offers after,
+fewest GPU-GiB first). When no single change works, two together: a precision with nodes, then
+nodes with replicas.max or an SLO value.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
-from gridplace.planner.compile import compile_problem
 from gridplace.planner.fix_changes import apply_change, offer_prices, peer_link
-from gridplace.planner.planning import Strategy, plan_problem
-from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
-from gridplace.planner.problem import Problem
-from gridplace.planner.solve import SolverSettings
-from gridplace.planner.work import WorkClock
-from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
+from gridplace.planner.fix_checks import (
+    DEFAULT_BUDGET_S,
+    FixSearch,
+    check_reduced,
+    check_whole,
+    compile_charged,
+    covered,
+    fix_budget,
+    options_alone,
+    search_for,
+)
+from gridplace.planner.fix_reduced import alone, reduced_inputs
+from gridplace.planner.ports import PlannerInputs, RttLookup
+from gridplace.specs import InferenceWorkload, PlacementPlan, Precision
 from gridplace.specs.fixes import (
     AddNodes,
+    AllowPipeline,
     AllowPrecision,
     Change,
     Fix,
@@ -40,74 +51,17 @@ from gridplace.specs.fixes import (
 )
 from gridplace.specs.plan import Unplaced
 
+__all__ = ["DEFAULT_BUDGET_S", "FixSearch", "find_fixes", "fix_budget", "search_for", "with_fixes"]
+
 # Precisions a hint may allow, the least lossy first (GGUF types only for llama.cpp workloads).
 GENERIC_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 GPUS_PER_NODE = (1, 2, 4, 8)
 SLO_CEILING_MS = {"ttftMs": 600_000.0, "itlMs": 60_000.0}
 SLO_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)  # looser targets compiled in turn
 SLO_RESOLUTION_MS, SLO_RESOLUTION = 0.1, 0.01  # how close to the smallest working value
-CHECK_TIME_LIMIT_S = 2.0  # CP-SAT time per check
-DEFAULT_BUDGET_S = 20.0  # all checks of one plan together, at most (validate: this)
-MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few seconds
-# The budget is counted in work, not on the clock, so that the fixes a plan lists are the same
-# on an idle and on a loaded machine: a compile is charged this much, a plan check the
-# deterministic CP-SAT work (reference seconds: ``planner.work``).
-COMPILE_CHARGE_S = 0.05
 MAX_NODE_TRIES = 3
+PIPELINE_STAGES = (4, 16)  # pipeline.maxStages tried: the default, then the most allowed
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
-
-
-@dataclass
-class FixSearch:
-    """What checking a fix needs besides the inputs: the predictor, the network lookup for a
-    node list (added nodes need their own RTTs) and a budget of work (reference seconds,
-    charged per compile and per plan check: the same on any machine load)."""
-
-    predictor: OptionPredictor
-    latency_for: Callable[[Sequence[Node]], RttLookup]
-    budget_s: float
-    work: WorkClock = field(default_factory=WorkClock)
-    checks: int = 0
-
-    def left_s(self) -> float:
-        return self.budget_s - self.work.spent_s
-
-    def plan(self, problem: Problem) -> PlacementPlan:
-        """A plan check within what is left of the budget, its solver work charged."""
-        settings = SolverSettings(time_limit_s=max(0.1, min(CHECK_TIME_LIMIT_S, self.left_s())))
-        return plan_problem(problem, Strategy.CPSAT, settings, explain=False, work=self.work)
-
-
-def _compile(search: FixSearch, inputs: PlannerInputs, latency: RttLookup | None) -> Problem:
-    search.work.add(COMPILE_CHARGE_S)
-    return compile_problem(inputs, search.predictor, latency or search.latency_for(inputs.nodes))
-
-
-def check(
-    search: FixSearch, inputs: PlannerInputs, workload: str, latency: RttLookup | None = None
-) -> float | None:
-    """The workload's planned capacity when ``inputs`` place it fully; None otherwise (or when
-    the budget is spent). ``latency``: the lookup when the nodes are the original ones."""
-    if search.left_s() <= 0:
-        return None
-    search.checks += 1
-    problem = _compile(search, inputs, latency)
-    index = _index(problem, workload)
-    if not problem.options_of(index):
-        return None
-    plan = search.plan(problem)
-    return _covered(plan, workload)
-
-
-def _covered(plan: PlacementPlan, workload: str) -> float | None:
-    assert plan.status is not None
-    if any(u.workload == workload for u in plan.status.unplaced):
-        return None
-    return next(c.capacity_rps for c in plan.status.workloads if c.name == workload)
-
-
-def _index(problem: Problem, workload: str) -> int:
-    return next(w.index for w in problem.workloads if w.name == workload)
 
 
 def find_fixes(
@@ -115,8 +69,32 @@ def find_fixes(
 ) -> list[Fix]:
     """Verified fixes for ``workload``, smallest change first (at most one per kind); two
     changes together when no single one works; [] when none was found in the budget."""
-    fixes = list(_single_changes(inputs, workload, search, latency))
-    return fixes or _combined(inputs, workload, search, latency)
+
+    def verified(found: Iterable[Fix]) -> list[Fix]:
+        checked = (_verified(search, inputs, workload, fix, latency) for fix in found)
+        return [fix for fix in checked if fix is not None]
+
+    fixes = verified(_single_changes(inputs, workload, search, latency))
+    return fixes or verified(_combined(inputs, workload, search, latency))
+
+
+def _verified(search: FixSearch, inputs: PlannerInputs, workload: str, fix: Fix,
+              latency: RttLookup) -> Fix | None:  # fmt: skip
+    """``fix`` (found on the reduced problem) marked verified when the whole problem with its
+    changes covers the workload too; None when it does not."""
+    if fix.verified:
+        return fix
+    changed = _applied(inputs, workload, fix.changes)
+    nodes_same = not any(isinstance(c, AddNodes) for c in fix.changes)
+    if check_whole(search, changed, workload, latency if nodes_same else None) is None:
+        return None
+    return fix.model_copy(update={"verified": True})
+
+
+def _applied(inputs: PlannerInputs, workload: str, changes: list[Change]) -> PlannerInputs:
+    for change in changes:
+        inputs = apply_change(inputs, workload, change)
+    return inputs
 
 
 def _single_changes(
@@ -128,6 +106,7 @@ def _single_changes(
         _slo_fix("ttftMs"),
         _replicas_fix,
         _budget_fix,
+        _pipeline_fix,
         _nodes_fix,
     )
     for finder in finders:
@@ -144,15 +123,19 @@ def _try(
     workload: str,
     changes: list[Change],
     latency: RttLookup | None,
+    whole: bool = False,
 ) -> Fix | None:
-    changed = inputs
-    for change in changes:
-        changed = apply_change(changed, workload, change)
-    nodes_same = not any(isinstance(c, AddNodes) for c in changes)
-    capacity = check(search, changed, workload, latency if nodes_same else None)
+    """``changes`` tried on the reduced problem (a fix still to verify), or on the whole one
+    (``whole``: verified when it works)."""
+    changed = _applied(inputs, workload, changes)
+    lookup = None if any(isinstance(c, AddNodes) for c in changes) else latency
+    if whole:
+        capacity = check_whole(search, changed, workload, lookup) if search.left_s() > 0 else None
+    else:
+        capacity = check_reduced(search, changed, workload, lookup)
     if capacity is None:
         return None
-    return Fix(changes=changes, verified=True, capacity_rps=round(capacity, 3))
+    return Fix(changes=changes, verified=whole, capacity_rps=round(capacity, 3))
 
 
 def _workload(inputs: PlannerInputs, workload: str) -> InferenceWorkload:
@@ -169,17 +152,21 @@ def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
     widened = inputs
     for precision in extra:
         widened = apply_change(widened, workload, AllowPrecision(precision=precision))
-    problem = _compile(search, widened, latency)
-    usable = {o.precision for o in problem.options_of(_index(problem, workload))}
+    usable = {o.precision for o in options_alone(search, widened, workload, latency)}
     return [p for p in extra if p in usable]
 
 
 def _precision_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
                    latency: RttLookup | None) -> Fix | None:  # fmt: skip
-    for precision in _open_precisions(inputs, workload, search, latency):
-        fix = _try(search, inputs, workload, [AllowPrecision(precision=precision)], latency)
-        if fix is not None:
-            return fix
+    """The least lossy precision that places it: on the reduced problem first, then, when none
+    does there (the GPUs it needs hold other workloads), on the whole problem."""
+    precisions = _open_precisions(inputs, workload, search, latency)
+    for whole in (False, True):
+        for precision in precisions:
+            change: list[Change] = [AllowPrecision(precision=precision)]
+            fix = _try(search, inputs, workload, change, latency, whole)
+            if fix is not None:
+                return fix
     return None
 
 
@@ -203,10 +190,9 @@ def _slo_fix(field: SloField) -> Finder:
             if search.left_s() <= 0:
                 return None
             relaxed = apply_change(inputs, workload, RelaxSlo(field=field, value=level))
-            problem = _compile(search, relaxed, latency)
             figures = {
                 math.ceil(_figure(o.itl_ms, o.ttft_ms, field) * 10) / 10
-                for o in problem.options_of(_index(problem, workload))
+                for o in options_alone(search, relaxed, workload, latency)
             }
             values = sorted({v for v in figures if failed < v < level} | {round(level, 1)})
             best, below = _first_working(search, inputs, workload, latency, field, values)
@@ -268,10 +254,10 @@ def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     unbounded = _try(search, inputs, workload, [RaiseReplicasMax(value=10_000)], latency)
     if unbounded is None:
         return None
-    problem = _compile(search, apply_change(inputs, workload, RaiseReplicasMax(value=10_000)),
-                       latency)  # fmt: skip
-    per_replica = max(o.capacity_rps for o in problem.options_of(_index(problem, workload)))
-    booked = problem.workloads[_index(problem, workload)].booked_rps
+    unbound = apply_change(inputs, workload, RaiseReplicasMax(value=10_000))
+    problem = compile_charged(search, alone(unbound, workload), latency)
+    per_replica = max(o.capacity_rps for o in problem.options)
+    booked = problem.workloads[0].booked_rps
     for value in sorted({math.ceil(booked / per_replica - 1e-9), 10_000}):
         if value > bounds.max:
             fix = _try(search, inputs, workload, [RaiseReplicasMax(value=value)], latency)
@@ -282,18 +268,36 @@ def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
 
 def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
                 latency: RttLookup | None) -> Fix | None:  # fmt: skip
-    """The budget raised to the cost of the plan made without one."""
+    """The budget raised to what the other workloads cost in the base plan plus what the
+    workload costs placed alone on what they leave, without a budget."""
     if inputs.budget_per_hour is None:
         return None
-    problem = _compile(search, replace(inputs, budget_per_hour=None), latency)
-    if not problem.options_of(_index(problem, workload)) or search.left_s() <= 0:
+    base = search.base(workload)
+    unbounded = reduced_inputs(replace(inputs, budget_per_hour=None), base, workload)
+    problem = compile_charged(search, unbounded, latency)
+    if not problem.options or search.left_s() <= 0:
         return None
     plan = search.plan(problem)
     assert plan.status is not None
-    cost = math.ceil((plan.status.cost_per_hour or 0.0) * 100) / 100
+    if covered(plan, workload) is None:
+        return None
+    cost = math.ceil((base.others_cost + (plan.status.cost_per_hour or 0.0)) * 100) / 100
     if cost <= inputs.budget_per_hour:
         return None
     return _try(search, inputs, workload, [RaiseBudget(per_hour=cost)], latency)
+
+
+def _pipeline_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
+                  latency: RttLookup | None) -> Fix | None:  # fmt: skip
+    """A pipeline over the grid's nodes, when the workload allows none yet (the default number
+    of stages, then the most)."""
+    if _workload(inputs, workload).spec.pipeline is not None:
+        return None
+    for stages in PIPELINE_STAGES:
+        fix = _try(search, inputs, workload, [AllowPipeline(max_stages=stages)], latency)
+        if fix is not None:
+            return fix
+    return None
 
 
 def _nodes_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
@@ -357,16 +361,15 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
         before = len(added.nodes)
         added = apply_change(added, workload, change)
         names[added.nodes[before].name] = change
-    problem = _compile(search, added, None)
-    index = _index(problem, workload)
+    problem = compile_charged(search, alone(added, workload), None)
     per_node: dict[str, float] = defaultdict(float)
-    for option in problem.options_of(index):
+    for option in problem.options:
         pool = problem.pools[option.pool]
         name = pool.node_names[0]
         if name in names:
             replicas = pool.gpus_per_node // option.tensor_parallel * option.share
             per_node[name] = max(per_node[name], option.capacity_rps * replicas)
-    booked = problem.workloads[index].booked_rps
+    booked = problem.workloads[0].booked_rps
     candidates = []
     for name, capacity in per_node.items():
         base = names[name]
@@ -417,18 +420,3 @@ def _fixed(unplaced: Unplaced, fixes: list[Fix]) -> Unplaced:
     if not fixes:
         hints = [NO_FIX]
     return unplaced.model_copy(update={"hints": hints, "fixes": fixes})
-
-
-def fix_budget(settings: SolverSettings | None) -> float:
-    """The work the checks get after a plan: the plan's own solver budget (so that explain
-    takes about twice as long), at least MIN_BUDGET_S and at most DEFAULT_BUDGET_S."""
-    planned_s = settings.time_limit_s if settings is not None else SolverSettings().time_limit_s
-    return min(DEFAULT_BUDGET_S, max(MIN_BUDGET_S, planned_s))
-
-
-def search_for(
-    predictor: OptionPredictor,
-    latency_for: Callable[[Sequence[Node]], RttLookup],
-    budget_s: float = DEFAULT_BUDGET_S,
-) -> FixSearch:
-    return FixSearch(predictor, latency_for, budget_s)

@@ -9,9 +9,10 @@ rule (``model``). Candidates, each a replica count per option:
 - relaxed-and-repaired: the model solved without its soft failover rows (the cost optimum of the
   plain covering problem, which CP-SAT finds quickly), then topped up greedily until losing any
   node that may fail leaves the demand covered. Failover rows make CP-SAT's own search slow to
-  leave an expensive start (measured: 1,000 x 100, 10 s, from greedy's start the cost stage
-  ends at 2.3x the MILP optimum), while the relaxed optimum is one top-up away from a good plan.
-``solve`` validates each candidate on the full model and starts from the best.
+  leave an expensive start (from greedy's, the cost stage ends far above the MILP optimum:
+  ``docs/solver-tuning.md``), while the relaxed optimum is one top-up away from a good plan.
+``choose_start`` checks each candidate on the full model (every replica count fixed, the first
+stage's objective) and starts from the best.
 """
 
 from __future__ import annotations
@@ -21,8 +22,17 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 
+from ortools.sat.python import cp_model
+
 from gridplace.planner.baselines import Booking, greedy
+from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Problem
+from gridplace.planner.solver_settings import Solution, SolverSettings, make_solver
+from gridplace.planner.work import WorkClock
+
+# Share of the time limit the relaxed solve of the first hint may take, when some workload has
+# failover rows; the stages share what is left.
+RELAXED_SHARE = 0.3
 
 
 def previous_counts(problem: Problem) -> dict[int, int]:
@@ -73,6 +83,69 @@ def relaxed_and_repaired(
             booking.add(problem.options[index])
     _top_up(problem, booking)
     return dict(booking.counts)
+
+
+def _check_hint(
+    pm: PlacementModel, counts: dict[int, int], settings: SolverSettings, clock: WorkClock
+) -> cp_model.CpSolver | None:
+    """Solve the first stage with every replica count fixed to the hint: a cheap check that the
+    hint is valid, and its unmet demand. None when the hint breaks a rule (or time ran out)."""
+    _, objective = pm.objectives[0]
+    pm.model.minimize(objective)
+    pm.model.clear_hints()  # type: ignore[no-untyped-call]
+    for index, var in pm.x.items():
+        pm.model.add_hint(var, counts.get(index, 0))
+    solver = make_solver(settings, min(2.0, settings.time_limit_s / 10))
+    solver.parameters.fix_variables_to_their_hinted_value = True
+    status = solver.solve(pm.model)
+    clock.charge(solver)
+    return solver if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+
+
+def choose_start(
+    pm: PlacementModel,
+    settings: SolverSettings,
+    clock: WorkClock,
+    solve: Callable[[Problem, SolverSettings], Solution],
+    given: dict[int, int] | None = None,
+) -> tuple[dict[int, int], cp_model.CpSolver | None]:
+    """Where the search starts: the candidate whose first-stage objective, then cost, is lowest
+    among those valid on the full model (the solver holds every variable's value); greedy's plan
+    and no solver when none is valid. A ``given`` start competes with greedy's plan (with a
+    previous plan's candidates on a replan); ``solve`` solves the relaxed problem."""
+    problem = pm.problem
+    if given is not None:
+        candidates = [given, greedy_with_failover(problem)]
+        if problem.previous:
+            candidates += [previous_counts(problem), previous_then_greedy(problem)]
+    elif problem.previous:
+        candidates = [previous_counts(problem), previous_then_greedy(problem)]
+    else:
+        candidates = [greedy_with_failover(problem)]
+        relaxed_settings = dataclasses.replace(
+            settings, time_limit_s=settings.time_limit_s * RELAXED_SHARE, stages=2
+        )
+
+        def solve_relaxed(relaxed: Problem) -> dict[int, int]:
+            inner = solve(relaxed, relaxed_settings)  # ``solve.solve_problem``
+            clock.add(inner.work_s)  # the stages share what the relaxed solve left
+            return inner.counts
+
+        repaired = relaxed_and_repaired(problem, solve_relaxed)
+        if repaired is not None:
+            candidates.append(repaired)
+    best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
+    for counts in candidates:
+        hinted = _check_hint(pm, counts, settings, clock)
+        if hinted is None:
+            continue
+        cost = sum(problem.options[i].cost_per_hour * n for i, n in counts.items())
+        key = (round(hinted.objective_value), cost)
+        if best is None or key < best[0]:
+            best = (key, counts, hinted)
+    if best is None:
+        return candidates[0], None
+    return best[1], best[2]
 
 
 def capacity_after_node_loss(

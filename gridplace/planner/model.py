@@ -11,6 +11,7 @@ Variables (integers):
     unmet[w,s]  requests/s x 1000 of source s not covered   (penalized slack: never INFEASIBLE)
     short[w]    replicas missing below replicas.min          (penalized slack)
     moved[o]    replicas the previous plan had in option o that o no longer has
+    warm_starts[w,p] replicas of w added in pool p on its nodes that hold w's weights (replans)
     uncovered[w] milli-requests/s of w's demand not covered after that loss (penalized slack)
     per_node[o] replicas of option o on the fullest node of its pool (failover)
     worst_loss[w] milli-requests/s of w's capacity on the node whose loss costs it most (failover)
@@ -21,6 +22,9 @@ the family's literal is true, so a diagnosis solve can turn families into assump
     gpu-sharing      Hard: replicas sharing a GPU (1/2, 1/4) fit in the GPU slots left; each one's
                      capacity was computed with its share of memory bandwidth and VRAM.
     vram-pool        Hard: VRAM booked in a pool stays within the pool's VRAM.
+    pipeline-nodes   Hard: a node holds at most one pipeline stage; a pipeline option (x <= 1,
+                     one node tuple) takes its stages' nodes out of their pools' rows
+                     (``pipeline_model``) and is lost whole with any stage's node (failover).
     thermal-power    Hard: sustained draw within the pool's power budget, derated by throttling.
     demand-coverage  Hard: for every set of a workload's traffic sources, the capacity of the
                      options that meet those sources' TTFT targets + unmet >= demand x (1 +
@@ -46,7 +50,8 @@ Objectives, lexicographic, solved in stages with the earlier optimum fixed and h
     1. unmet demand x priority x 2  (+ replicas short of min x priority x 1000 x 2)
        + failover capacity uncovered x priority (demand met now outranks demand after a loss)
     2. cost per hour             (USD x 10^4)
-    3. replicas moved from the previous plan
+    3. replicas moved from the previous plan x 2 - replicas added where their weights are
+       (a move to a warm node costs 1, to a cold one 2)
     4. preference: precision rank x 1000 + ITL and TTFT as per-mille of their targets
 """
 
@@ -60,10 +65,10 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner import pipeline_model as pipes
 from gridplace.planner.core import (
     RATE_SCALE,
     SLOTS_PER_GPU,
-    failure_domain,
     power_budget_watts,
     power_draw_watts,
 )
@@ -85,12 +90,19 @@ class PlacementModel:
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)
     moved: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    warm_starts: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
     uncovered: dict[int, cp_model.IntVar] = field(default_factory=dict)
     per_node: dict[int, cp_model.IntVar] = field(default_factory=dict)
     worst_loss: dict[int, cp_model.IntVar] = field(default_factory=dict)
     enforce: dict[str, cp_model.IntVar] = field(default_factory=dict)
     objectives: list[tuple[str, cp_model.LinearExprT]] = field(default_factory=list)
     tight_bounds: bool = True
+
+    @property
+    def weighs_moves(self) -> bool:
+        """Whether the moves objective can differ between plans (previous replicas with an
+        option, or nodes holding a workload's weights)."""
+        return bool(self.moved or self.warm_starts)
 
     def owners(self) -> dict[int, int]:
         """The workload each variable belongs to, by proto index (family literals belong to
@@ -100,7 +112,7 @@ class PlacementModel:
         for by_option in (self.x, self.moved, self.per_node):
             for option, var in by_option.items():
                 owned[var.index] = option_workload[option]
-        for (workload, _), var in self.unmet.items():
+        for (workload, _), var in (*self.unmet.items(), *self.warm_starts.items()):
             owned[var.index] = workload
         for by_workload in (self.short, self.uncovered, self.worst_loss):
             for workload, var in by_workload.items():
@@ -138,6 +150,8 @@ def _upper_bound(problem: Problem, option: Option, tight: bool) -> int:
     """replicas.max, tightened to what the pool could hold unless a diagnosis needs the
     capacity to be stated only by the (switchable) gpu-count family."""
     bound = problem.workloads[option.workload].replicas_max
+    if option.stages:  # a pipeline is one concrete node tuple
+        return min(bound, 1)
     if not tight:
         return bound
     pool = problem.pools[option.pool]
@@ -170,16 +184,18 @@ def gpu_count(pm: PlacementModel) -> None:
     floor(GPUs per node x 4 / t) x t. Slot sizes divide each other, so these rows are exactly
     the condition for packing largest-first onto concrete nodes.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         node_slots = pool.gpus_per_node * SLOTS_PER_GPU
         for size in sorted({o.slots for o in options if o.slots >= SLOTS_PER_GPU}):
             large = [o for o in options if o.slots >= size]
-            capacity = pool.node_count * (node_slots // size) * size
+            per_node = (node_slots // size) * size  # a pipeline's stage takes a node whole
             pm.add(
                 "gpu-count",
                 f"pool={pool_index},slots>={size}",
-                _sum(pm.x[o.index] * o.slots for o in large) <= capacity,
+                _sum(pm.x[o.index] * o.slots for o in large)
+                + pipes.nodes_taken(pm, pool_index) * per_node
+                <= pool.node_count * per_node,
             )
 
 
@@ -190,22 +206,24 @@ def gpu_sharing(pm: PlacementModel) -> None:
     Each shared replica's capacity was predicted with 1/share of the GPU's memory bandwidth,
     compute and VRAM, so keeping a GPU's slots <= 4 keeps its bandwidth booked <= 100%.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
-        total = pool.node_count * pool.gpus_per_node * SLOTS_PER_GPU
+        per_node = pool.gpus_per_node * SLOTS_PER_GPU
         for size in sorted({o.slots for o in options if o.slots < SLOTS_PER_GPU}):
             large = [o for o in options if o.slots >= size]
             pm.add(
                 "gpu-sharing",
                 f"pool={pool_index},slots>={size}",
-                _sum(pm.x[o.index] * o.slots for o in large) <= total,
+                _sum(pm.x[o.index] * o.slots for o in large)
+                + pipes.nodes_taken(pm, pool_index) * per_node
+                <= pool.node_count * per_node,
             )
 
 
 @implements("vram-pool")
 def vram_pool(pm: PlacementModel) -> None:
     """Hard: the VRAM booked on a pool stays within the pool's total VRAM."""
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         pool = pm.problem.pools[pool_index]
         total = math.floor(pool.memory_gib * VRAM_SCALE) * pool.node_count * pool.gpus_per_node
         pm.add(
@@ -215,6 +233,7 @@ def vram_pool(pm: PlacementModel) -> None:
                 pm.x[o.index] * math.ceil(o.vram_gib * VRAM_SCALE) * o.tensor_parallel
                 for o in options
             )
+            + pipes.stage_vram(pm, pool_index)
             <= total,
         )
 
@@ -226,14 +245,16 @@ def thermal_power(pm: PlacementModel) -> None:
     Budget = GPUs x TDP x max(0.5, 1 - throttle ratio): a card capped X of the time cannot
     sustain its nameplate draw; a replica draws TDP x its GPU fraction at planned load.
     """
-    for pool_index, options in _options_by_pool(pm.problem).items():
+    for pool_index, options in pipes.options_by_pool(pm.problem).items():
         budget = power_budget_watts(pm.problem.pools[pool_index])
         if budget is None:
             continue
         pm.add(
             "thermal-power",
             f"pool={pool_index}",
-            _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options) <= budget,
+            _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options)
+            + pipes.stage_draw(pm, pool_index)
+            <= budget,
         )
 
 
@@ -302,9 +323,8 @@ def spread(pm: PlacementModel) -> None:
         limit_rps = problem.spread_limit_rps(workload.index)
         by_domain: dict[str, list[Option]] = defaultdict(list)
         for option in problem.options_of(workload.index):
-            pool = problem.pools[option.pool]
-            domain = failure_domain(pool, workload.spread_across)
-            by_domain[domain].append(option)
+            for domain in problem.domains_of(option, workload.spread_across):
+                by_domain[domain].append(option)
         for domain, options in sorted(by_domain.items()):
             name = f"workload={workload.name},{workload.spread_across}={domain}"
             pm.add(
@@ -360,9 +380,8 @@ def failover(pm: PlacementModel) -> None:
     and worst_loss[w] >= sum over o in g of capacity[o] x per_node[o] for every group g of w:
         capacity of all options of w - worst_loss[w] + uncovered[w]
             >= demand of w x (1 + headroom)
-    (one row per group with every option of w in it states the same rule densely; at 1,000 x
-    100 with every workload N+1, 10 s, the cost stage ended at $99.69/h with those rows and at
-    $84.19/h with these, same search).
+    (one row per group with every option of w in it states the same rule densely, and the same
+    search ends costlier with it: ``docs/solver-tuning.md``).
     A node never holds more than its group has, so the left side without ``uncovered`` is >= 0
     and ``uncovered`` <= demand keeps the row satisfiable. The rule is soft (``uncovered`` is
     penalized in the first objective) because a grid too small for N+1 should still serve its
@@ -378,13 +397,10 @@ def failover(pm: PlacementModel) -> None:
         groups: dict[tuple[str, ...], list[Option]] = defaultdict(list)
         for option in options:
             pool = problem.pools[option.pool]
-            if workload.may_fail(pool.reliability):
+            if workload.may_fail(pool.reliability) and not option.stages:
                 groups[pool.node_names].append(option)
-        if not groups:
-            continue
-        uncovered = pm.model.new_int_var(0, demand, f"uncovered[{workload.index}]")
-        pm.uncovered[workload.index] = uncovered
-        losses: list[tuple[tuple[str, ...], cp_model.LinearExpr, int]] = []
+        lost_by_group: dict[tuple[str, ...], tuple[cp_model.LinearExpr, int]] = {}
+        losses: list[tuple[str, cp_model.LinearExpr, int]] = []
         for nodes, members in sorted(groups.items()):
             most_lost = 0
             for o in members:
@@ -397,17 +413,19 @@ def failover(pm: PlacementModel) -> None:
                 )
                 most_lost += most * _capacity_milli(o)
             lost = _sum(pm.per_node[o.index] * _capacity_milli(o) for o in members)
-            losses.append((nodes, lost, most_lost))
+            losses.append((f"nodes={nodes[0]}+{len(nodes) - 1}", lost, most_lost))
+            lost_by_group[nodes] = (lost, most_lost)
+        losses += pipes.pipeline_losses(pm, workload.index, lost_by_group)
+        if not losses:
+            continue
+        uncovered = pm.model.new_int_var(0, demand, f"uncovered[{workload.index}]")
+        pm.uncovered[workload.index] = uncovered
         worst = pm.model.new_int_var(
             0, max(most for _, _, most in losses), f"worst_loss[{workload.index}]"
         )
         pm.worst_loss[workload.index] = worst
-        for nodes, lost, _ in losses:
-            pm.add(
-                "failover",
-                f"node-loss,workload={workload.name},nodes={nodes[0]}+{len(nodes) - 1}",
-                worst >= lost,
-            )
+        for label, lost, _ in losses:
+            pm.add("failover", f"node-loss,workload={workload.name},{label}", worst >= lost)
         capacity = _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
         pm.add(
             "failover",
@@ -427,10 +445,3 @@ def build_model(
             rule.function(pm)
     build_objectives(pm)
     return pm
-
-
-def _options_by_pool(problem: Problem) -> dict[int, list[Option]]:
-    by_pool: dict[int, list[Option]] = defaultdict(list)
-    for option in problem.options:
-        by_pool[option.pool].append(option)
-    return dict(sorted(by_pool.items()))

@@ -1,6 +1,11 @@
 """What a replan's stages do about moved replicas: the moves stage's start from the previous
 plan (``keep_previous``), the first stage's tie-break by moves, when its solution may start the
 moves stage, and what the moves stage's windows look at first.
+
+The moves stage's objective (``objectives``): 2 per moved replica, less 1 per replica added on a
+node that holds its weights (``Problem.warm``: the previous plan's standbys and what agents
+report cached), so of two equal destinations the replan takes the warm one; de-aggregation
+then puts the pool's new replicas on its warm nodes first.
 """
 
 from __future__ import annotations
@@ -10,23 +15,29 @@ from ortools.sat.python import cp_model
 from gridplace.planner.hints import previous_counts
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.solver_settings import SolverSettings, all_variables, make_solver
-from gridplace.planner.windows import Assignment, Goal, evaluate, solve_window, unsettled_workloads
+from gridplace.planner.windows import (
+    Goal,
+    VariableValues,
+    evaluate,
+    solve_window,
+    unsettled_workloads,
+)
 from gridplace.planner.work import WorkClock
 
-# Windows of the moves stage get this long (at high utilization 1 s windows found nothing and
-# left 499 moves where 3 s windows left 139), and its start from the previous plan this long
-# (0.5-0.7 s when it succeeds; where it cannot, it ran into any limit given).
+# Windows of the moves stage get this long (at high utilization shorter ones found nothing), and
+# its start from the previous plan this long (where it cannot succeed, it runs into any limit
+# given); measured: docs/solver-tuning.md.
 MOVES_WINDOW_TIME_LIMIT_S = 3.0
 KEEP_PREVIOUS_LIMIT_S = 1.5
 
 
 def keep_previous(
     pm: PlacementModel,
-    incumbent: Assignment,
+    incumbent: VariableValues,
     settings: SolverSettings,
     limit_s: float,
     clock: WorkClock,
-) -> Assignment:
+) -> VariableValues:
     """Where the moves stage of a large model starts: the previous plan's replicas where they
     are, with only some workloads planned anew around them, within the rows of the earlier
     stages: those that cannot stay as they were (demand no longer covered, or replicas in a row
@@ -74,17 +85,16 @@ def moves_tie_break(pm: PlacementModel, objective: cp_model.LinearExprT) -> cp_m
     priority 1), so unmet demand still comes first to within the model's resolution, and of the
     plans that serve as much, the stage ends at one that moves few replicas. Demand left unmet
     after nodes vanish is often served by moving other replicas out of its way; without the
-    tie-break the stage moved 1,055 of 1,649 replicas (10,000 x 1,000, high utilization), more
-    than the moves stage could take back in its time (236 left); with it, 25. (Scaling the
-    objective above any number of moves instead, strictly lexicographic, left the stage 5%
-    above its optimum unmet demand in its time.)"""
+    tie-break the stage moved more replicas than the moves stage could take back in its time.
+    (Scaling the objective above any number of moves instead, strictly lexicographic, left the
+    stage above its optimum unmet demand in its time; figures: docs/solver-tuning.md.)"""
     if not pm.moved:
         return objective
-    return cp_model.LinearExpr.sum([objective, dict(pm.objectives)["moves"]])
+    return cp_model.LinearExpr.sum([objective, *pm.moved.values()])
 
 
 def fewer_moves_within_cost(
-    pm: PlacementModel, candidate: Assignment, incumbent: Assignment
+    pm: PlacementModel, candidate: VariableValues, incumbent: VariableValues
 ) -> bool:
     """Whether a replan's first-stage solution may start the moves stage instead: it keeps the
     rows of every stage so far (the cost row is the only one added after it) and moves fewer
@@ -100,12 +110,11 @@ def fewer_moves_within_cost(
 def goal(pm: PlacementModel, name: str, objective: cp_model.LinearExprT) -> Goal:
     """What a stage's windows minimize. With a previous plan, the moves stage draws the
     workloads that moved replicas first. (Breaking the cost stage's ties by moves, as cost x
-    (moves + 1) + moves, was measured: its windows ran 3x slower and the cost stage ended 45%
-    above its bound on 10,000 x 1,000.)"""
+    (moves + 1) + moves, made windows slower and the cost stage worse: docs/solver-tuning.md.)"""
     if name != "moves" or not pm.moved:
         return Goal(objective)
 
-    def moved_workloads(incumbent: Assignment) -> set[int]:
+    def moved_workloads(incumbent: VariableValues) -> set[int]:
         return {
             pm.problem.options[option].workload
             for option, var in pm.moved.items()

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 COST_SCALE = 10_000  # USD/hour -> integer 1e-4 USD/hour
 SHORT_PENALTY = 1000  # per missing replica, x priority, relative to 1 milli-rps unmet
 UNMET_WEIGHT = 2  # a milli-request/s of unmet demand outweighs one uncovered after a node loss
+# A moved replica counts this much in the moves stage, and one started on a node that holds its
+# weights (a standby of the previous plan, or reported cached) earns 1 back: its start skips the
+# download, so a move to a warm node costs half a move to a cold one.
+MOVE_WEIGHT = 2
 
 
 def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:
@@ -39,6 +43,27 @@ def _preference(problem: Problem, option: Option) -> int:
         + round(1000 * option.itl_ms / workload.itl_slo_ms) // 10
         + round(1000 * mean_ttft / workload.ttft_slo_ms) // 10
     )
+
+
+def _warm_starts(pm: PlacementModel, previous: dict[int, int]) -> None:
+    """warm_starts[w,p] <= the replicas of w added in pool p (x - previous + moved out, >= 0
+    whatever moved), at most the pool's nodes holding w's weights: the warm starts a replan may
+    count."""
+    problem = pm.problem
+    by_pair: dict[tuple[int, int], list[Option]] = defaultdict(list)
+    for option in problem.options:
+        by_pair[(option.workload, option.pool)].append(option)
+    for (workload, pool), options in sorted(by_pair.items()):
+        warm = problem.warm_nodes(workload, problem.pools[pool])
+        if not warm:
+            continue
+        var = pm.model.new_int_var(0, warm, f"warm_starts[{workload},{pool}]")
+        added = _sum(
+            [pm.x[o.index] - previous.get(o.index, 0) for o in options]
+            + [pm.moved[o.index] for o in options if o.index in pm.moved]
+        )
+        pm.model.add(var <= added).with_name(f"warm-starts[workload={workload},pool={pool}]")
+        pm.warm_starts[(workload, pool)] = var
 
 
 def build_objectives(pm: PlacementModel) -> None:
@@ -64,7 +89,9 @@ def build_objectives(pm: PlacementModel) -> None:
         var = pm.model.new_int_var(0, count, f"moved[{option}]")
         pm.model.add(var >= count - pm.x[option]).with_name(f"moves[option={option}]")
         pm.moved[option] = var
-    pm.objectives.append(("moves", _sum(pm.moved.values())))
+    _warm_starts(pm, previous)
+    moves = [MOVE_WEIGHT * var for var in pm.moved.values()]
+    pm.objectives.append(("moves", _sum([*moves, *(-v for v in pm.warm_starts.values())])))
     pm.objectives.append(
         ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
     )

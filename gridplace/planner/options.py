@@ -16,9 +16,9 @@ it. ``tests/planner/reference_compile.py`` keeps the per-pool loop as the oracle
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
@@ -65,13 +65,18 @@ class Config:
 def configs_of(precisions: Sequence[Precision]) -> list[Config]:
     """Every configuration in enumeration order: precision, then TP degree, then GPU share
     (shares only at TP 1). A pool uses those with TP <= its GPUs per node."""
-    return [
+    return list(_configs(tuple(precisions)))
+
+
+@cache
+def _configs(precisions: tuple[Precision, ...]) -> tuple[Config, ...]:
+    return tuple(
         Config(rank, precision, tp, share)
         for rank, precision in enumerate(precisions)
         for tp in _TP_DEGREES
         if tp <= MAX_TENSOR_PARALLEL
         for share in (SHARE_FACTORS if tp == 1 else (1,))
-    ]
+    )
 
 
 @dataclass(frozen=True)
@@ -155,10 +160,19 @@ class CandidateRows:
     cost_per_hour: FloatArray  # per replica
     ttft_ms: FloatArray  # rows x regions, network included
     servable: BoolArray  # rows x regions: meets that source's TTFT target
-    queueing: tuple[Queueing | None, ...] = ()  # per row
+    # Per group, per config; a row's is read through ``group`` when it becomes an Option (only
+    # the few rows kept do: a tuple per row cost a tenth of a 10,000-node compile).
+    queueing: tuple[tuple[Queueing | None, ...], ...] = ()
+    group: IntArray | None = None  # per row: its group of pools
 
     def __len__(self) -> int:
         return len(self.pool)
+
+    def _queueing(self, row: int) -> Queueing | None:
+        if self.group is None:
+            return None
+        found = self.queueing[int(self.group[row])]
+        return found[int(self.config[row])] if found else None
 
     def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
         """The ``Option`` of ``row``, indexed by its row number."""
@@ -181,7 +195,7 @@ class CandidateRows:
             power_watts=pool.tdp_watts * config.tensor_parallel / config.share,
             precision_rank=config.rank,
             servable_sources=servable,
-            queueing=self.queueing[row] if self.queueing else None,
+            queueing=self._queueing(row),
         )
 
 
@@ -250,10 +264,8 @@ def enumerate_candidates(
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
         ttft_ms=ttft[position, config],
         servable=servable[position, config],
-        queueing=tuple(
-            predictions[g].queueing[c] if predictions[g].queueing else None
-            for g, c in zip(row_group.tolist(), config.tolist(), strict=True)
-        ),
+        queueing=tuple(p.queueing for p in predictions),
+        group=row_group,
     )
     rejections = _rejections(
         demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill
@@ -284,19 +296,13 @@ def _rejections(
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
     members = pools[by_group].tolist()
-    covered = [tuple(members[a:b]) for a, b in itertools.pairwise(bounds)]
-    node_count = grid.node_count.tolist()
+
+    def covered(g: int) -> tuple[int, ...]:  # only the few groups a rule fails for ask
+        return tuple(members[bounds[g] : bounds[g + 1]])
+
     nodes = np.bincount(group, weights=grid.node_count[pools], minlength=len(predictions))
     nodes_of = [int(n) for n in nodes.tolist()]
-    # Unservable pools of each (group, config), in pool order.
-    position, config = np.nonzero(unservable)
-    order = np.lexsort((position, config, group[position]))
-    position, config = position[order], config[order]
-    unservable_of: dict[tuple[int, int], list[int]] = {}
-    for g, c, p in zip(
-        group[position].tolist(), config.tolist(), pools[position].tolist(), strict=True
-    ):
-        unservable_of.setdefault((g, c), []).append(p)
+    unservable_of = _unservable_runs(unservable, group, pools, grid)
     best_rtt = dict(zip(pools.tolist(), rtt.min(axis=1).tolist(), strict=True))
     events = failed.copy()
     for g, c in unservable_of:
@@ -307,16 +313,35 @@ def _rejections(
             failure = predictions[g].failures[c]
             assert failure is not None
             family, reason = failure
-            found.append(
-                Rejection(demand.index, covered[g][0], family, reason, nodes_of[g], covered[g])
-            )
+            every = covered(g)
+            found.append(Rejection(demand.index, every[0], family, reason, nodes_of[g], every))
             continue
-        dropped = unservable_of[(g, c)]
+        dropped, count = unservable_of[(g, c)]
         worst = float(prefill[g, c]) + best_rtt[dropped[0]]
         reason = Reason(configs[c].label, "ttft", worst, demand.ttft_slo_ms, "ms")
-        count = sum(node_count[p] for p in dropped)
-        found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, tuple(dropped)))
+        found.append(Rejection(demand.index, dropped[0], "slo-ttft", reason, count, dropped))
     return found
+
+
+def _unservable_runs(
+    unservable: BoolArray, group: IntArray, pools: IntArray, grid: PoolGrid
+) -> dict[tuple[int, int], tuple[tuple[int, ...], int]]:
+    """(group, config) -> (its unservable pools in pool order, their nodes), cut from one sorted
+    array (a 10,000-node grid has tens of thousands of such cells per workload)."""
+    position, config = np.nonzero(unservable)
+    if not len(position):
+        return {}
+    order = np.lexsort((position, config, group[position]))
+    position, config = position[order], config[order]
+    cell_group, cell_pool = group[position], pools[position]
+    cuts = np.flatnonzero((np.diff(cell_group) != 0) | (np.diff(config) != 0)) + 1
+    starts = np.concatenate(([0], cuts))
+    nodes = np.add.reduceat(grid.node_count[cell_pool], starts).tolist()
+    runs = np.split(cell_pool, cuts)
+    keys = zip(cell_group[starts].tolist(), config[starts].tolist(), strict=True)
+    return {
+        key: (tuple(run.tolist()), int(n)) for key, run, n in zip(keys, runs, nodes, strict=True)
+    }
 
 
 def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> float:

@@ -17,8 +17,9 @@ from gridplace.planner.core import (
     power_draw_watts,
     slots_per_gpu,
 )
-from gridplace.planner.problem import Problem
-from gridplace.specs import PlacementPlan
+from gridplace.planner.pipeline_predict import Stage, StageNode, stage_errors
+from gridplace.planner.problem import GpuPool, Problem, WorkloadDemand
+from gridplace.specs import Assignment, PlacementPlan
 
 
 def validate_plan(problem: Problem, plan: PlacementPlan) -> list[str]:
@@ -52,7 +53,9 @@ def _book(problem: Problem, plan: PlacementPlan) -> tuple[_Booked, list[str]]:
         for node in pool.node_names:
             pools_of_node[node].append(pool.index)
     options = {
-        (o.workload, o.pool, o.precision, o.tensor_parallel, o.share): o for o in problem.options
+        (o.workload, o.pool, o.precision, o.tensor_parallel, o.share): o
+        for o in problem.options
+        if not o.stages
     }
     for a in plan.spec.assignments:
         where = f"{a.workload} on {a.node} gpus {a.gpus}"
@@ -62,6 +65,9 @@ def _book(problem: Problem, plan: PlacementPlan) -> tuple[_Booked, list[str]]:
             continue
         if a.node not in problem.node_gpu_counts:
             violations.append(f"gpu-count: {where}: node unknown or unhealthy")
+            continue
+        if a.stages:
+            violations.extend(_book_pipeline(problem, a, workload, booked))
             continue
         pool_index = next(
             (p for p in pools_of_node[a.node] if a.gpus[0] in problem.pools[p].gpu_indices), None
@@ -94,6 +100,64 @@ def _book(problem: Problem, plan: PlacementPlan) -> tuple[_Booked, list[str]]:
         if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
             violations.append(f"slo-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
     return booked, violations
+
+
+def _book_pipeline(
+    problem: Problem, a: Assignment, workload: WorkloadDemand, booked: _Booked
+) -> list[str]:
+    """Book a pipeline replica: every stage's whole GPUs, power and node loss; its stages
+    checked by ``pipeline_predict.stage_errors`` (contiguous, every layer once, VRAM per stage,
+    nodes distinct) against the nodes' pools."""
+    stages = a.stages or []
+    where = f"{a.workload} pipeline over {', '.join(s.node for s in stages)}"
+    layout = tuple((s.node, *s.layers) for s in stages)
+    alike = [o for o in problem.options_of(workload.index) if o.stages and o.load is not None]
+    alike = [o for o in alike if o.precision == a.precision]
+    if not alike:
+        return [f"pipeline-vram/pipeline-itl: {where}: no pipeline of it meets the rules"]
+    option = next(
+        (o for o in alike if tuple((s.node, s.first, s.last) for s in o.stages) == layout), None
+    )
+    # Its own operating point's load; for a layout no option has, the smallest (batch) one.
+    load = (option or min(alike, key=lambda o: o.load.kv_cache_gib if o.load else 0.0)).load
+    assert load is not None
+    violations: list[str] = []
+    nodes: dict[str, StageNode] = {}
+    for stage in stages:
+        pool = _pool_of(problem, stage.node, stage.gpus)
+        if pool is None:
+            violations.append(f"gpu-count: {where}: {stage.node} gpus {stage.gpus} not free GPUs")
+            continue
+        nodes[stage.node] = StageNode(
+            stage.node, pool.region, len(stage.gpus), pool.memory_gib, 0, 0
+        )
+        for gpu in stage.gpus:
+            booked.slots_used[(stage.node, gpu)] += SLOTS_PER_GPU
+        booked.draw[pool.index] += power_draw_watts(pool.tdp_watts * len(stage.gpus))
+    steps = [Stage(s.node, len(s.gpus), *s.layers) for s in stages]
+    violations += [f"pipeline-vram: {where}: {e}" for e in stage_errors(load, steps, nodes)]
+    if option is None:
+        return [*violations, f"pipeline-itl: {where}: its layout is no compiled pipeline option"]
+    for node in nodes:
+        booked.on_node[(a.workload, node)] += option.capacity_rps
+    booked.replicas[a.workload] += 1
+    booked.capacity[a.workload] += option.capacity_rps
+    booked.cost += option.cost_per_hour
+    if workload.spread_across:
+        for domain in problem.domains_of(option, workload.spread_across):
+            booked.per_domain[(a.workload, domain)] += problem.carries_load(option)
+            booked.domain_milli[(a.workload, domain)] += int(option.capacity_rps * RATE_SCALE)
+    if a.predicted and a.predicted.itl_ms > workload.itl_slo_ms + 1e-6:
+        violations.append(f"pipeline-itl: {where}: predicted ITL {a.predicted.itl_ms} ms")
+    return violations
+
+
+def _pool_of(problem: Problem, node: str, gpus: list[int]) -> GpuPool | None:
+    """The pool that holds every one of ``gpus`` on ``node`` (None: unknown node or GPUs)."""
+    for pool in problem.pools:
+        if node in pool.node_names and all(g in pool.gpu_indices for g in gpus):
+            return pool
+    return None
 
 
 def _totals(problem: Problem, plan: PlacementPlan, booked: _Booked) -> list[str]:

@@ -7,16 +7,19 @@ words why the workloads short of their target are; without one they get their sh
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gridplace.planner.at_demand import latency_at
 from gridplace.planner.core import worst_node_loss
 from gridplace.planner.deaggregate import Placement
 from gridplace.planner.explain import Explanation
-from gridplace.planner.problem import Problem
+from gridplace.planner.problem import Option, Problem
+from gridplace.planner.rules import describe
 from gridplace.specs import Assignment, Metadata, PlacementPlan, Prediction
+from gridplace.specs.fixes import Refusal
 from gridplace.specs.plan import (
+    PipelineStage,
     PlacementPlanSpec,
     PlacementPlanStatus,
     SolverSummary,
@@ -77,6 +80,7 @@ def build_plan(
             workloads=coverage,
             unplaced=unplaced,
             warnings=warnings,
+            notes=pipeline_notes(problem, [problem.options[p.option] for p in placements]),
             cost_per_hour=round(sum(tally.cost.values()), 4),
         ),
     )
@@ -99,7 +103,8 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
             workload.demand_rps * option.capacity_rps / max(placed_rps[option.workload], 1e-9)
         )
         tally.capacity[option.workload] += option.capacity_rps
-        tally.on_node[option.workload][placement.node] += option.capacity_rps
+        for node in [s.node for s in option.stages] or [placement.node]:  # any stage's loss
+            tally.on_node[option.workload][node] += option.capacity_rps
         tally.replicas[option.workload] += 1
         tally.carrying[option.workload] += problem.carries_load(option)
         tally.cost[option.workload] += option.cost_per_hour
@@ -119,6 +124,11 @@ def _assignments(problem: Problem, placements: list[Placement], tally: _Tally) -
                     at_demand=latency_at(option, min(load_rps, option.capacity_rps)),
                 ),
                 pinned=(placement.node, placement.gpus) in pinned,
+                stages=[
+                    PipelineStage(node=s.node, gpus=list(s.gpus), layers=(s.first, s.last))
+                    for s in option.stages
+                ]
+                or None,
             )
         )
     assignments.sort(key=lambda a: (a.workload, a.node, a.gpus))
@@ -182,17 +192,34 @@ def _coverage(
             if workload.index in explained:
                 why = explained[workload.index]
                 reasons, hints = list(why.reasons), list(why.hints)
+                refusals = list(why.refusals)
             else:
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]
                 hints = []
+                refusals = [Refusal(family="coverage", unmet_rps=round(missing, 3))]
             if carrying[workload.index] < workload.replicas_min:
                 reasons.append(
                     f"{carrying[workload.index]} replicas carry load (>= "
                     f"{problem.load_rps(workload.index):.2f} req/s each, replicas.minShare) < "
                     f"replicas.min {workload.replicas_min}"
                 )
-            unplaced.append(Unplaced(workload=workload.name, reasons=reasons, hints=hints))
+                refusals.append(_carrying(problem, workload.index, carrying[workload.index]))
+            unplaced.append(
+                Unplaced(workload=workload.name, reasons=reasons, hints=hints, refusals=refusals)
+            )
     return coverage, unplaced, warnings
+
+
+def _carrying(problem: Problem, workload: int, carrying: int) -> Refusal:
+    """Fewer replicas carry load than replicas.min asks for (as data)."""
+    return Refusal(
+        family="coverage",
+        rule="replica-bounds",
+        measure="carrying-replicas",
+        needed=float(problem.workloads[workload].replicas_min),
+        available=float(carrying),
+        unit="replicas",
+    )
 
 
 def _failover_warning(
@@ -217,3 +244,36 @@ def _failover_warning(
         f"failover: {demand.name}: {loses}; add nodes that can serve it, or set "
         "redundancy.nodeFailures: 0"
     )
+
+
+def pipeline_notes(problem: Problem, placed: Sequence[Option]) -> list[str]:
+    """What a plan says of its pipeline replicas: per workload, why it was split (the closest
+    single-node rejection, or cost), and per replica its stages, ITL with hand-offs and
+    throughput."""
+    notes: list[str] = []
+    for workload in problem.workloads:
+        mine = [o for o in placed if o.workload == workload.index and o.stages]
+        if not mine:
+            continue
+        single = [o for o in problem.options_of(workload.index) if not o.stages]
+        vram = [r for r in problem.rejections_of(workload.index) if r.family == "vram-per-gpu"]
+        if single:
+            why = "cheaper per req/s than any replica on one node"
+        elif vram:
+            closest = min(vram, key=lambda r: r.reason.distance)
+            why = f"no node holds it ({describe(closest.reason)}) [vram-per-gpu]"
+        else:
+            why = "no replica on one node meets its rules"
+        stages = sorted({len(o.stages) for o in mine})
+        notes.append(
+            f"{workload.name}: placed as {len(mine)} pipeline{'s' * (len(mine) > 1)} of "
+            f"{'/'.join(map(str, stages))} stages: {why}"
+        )
+        for option in mine:
+            layout = " > ".join(f"{s.node}[{s.first},{s.last})" for s in option.stages)
+            notes.append(
+                f"{workload.name} pipeline {layout}: ITL {option.itl_ms:.1f} ms incl. "
+                f"{option.handoff_ms:.1f} ms of hand-offs, {option.capacity_rps:.3f} req/s "
+                f"({option.tokens_per_s:.0f} tokens/s)"
+            )
+    return notes

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from gridplace.planner.problem import GpuPool
-from gridplace.specs import Catalog, GPUGroup, GPUModelSpec, Node
+from gridplace.specs import Catalog, GPUGroup, GPUModelSpec, Node, TensorThroughput
 
 THROTTLE_BUCKET = 0.05
 # A node that reports no observed availability: about what community nodes show (assumed), so
@@ -104,3 +104,21 @@ def _reliability(node: Node) -> float:
     reported = node.spec.reliability
     value = reported if reported is not None else ASSUMED_RELIABILITY
     return math.floor(value * 100 + 1e-9) / 100
+
+
+def share_of(gpu: GPUModelSpec, share: int) -> GPUModelSpec:
+    """The slice of ``gpu`` one of ``share`` replicas gets."""
+    if share == 1:
+        return gpu
+    tflops = {
+        name: value / share
+        for name, value in gpu.tensor_tflops.model_dump().items()
+        if value is not None
+    }
+    return gpu.model_copy(
+        update={
+            "memory_gib": gpu.memory_gib / share,
+            "memory_bandwidth_gbps": gpu.memory_bandwidth_gbps / share,
+            "tensor_tflops": TensorThroughput(**tflops),
+        }
+    )

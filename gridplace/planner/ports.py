@@ -67,6 +67,26 @@ class OptionPredictor(Protocol):
     def __call__(self, query: PredictionQuery) -> OptionPrediction: ...
 
 
+@dataclass(frozen=True)
+class StageFigures:
+    """The whole model on one node's GPUs (tensor parallel) at one batch, for splitting it into
+    pipeline stages (``pipeline_options``); it need not fit the node."""
+
+    weights_gib: float  # the whole model, all the node's GPUs together
+    kv_cache_gib: float  # the whole model's, at the batch and the traffic's context
+    reserve_gib: float  # per GPU
+    memory_gib: float  # per GPU
+    decode_ms: float  # one decode step of the whole model at the batch
+    prefill_ms: float  # the whole model's prefill of one prompt
+
+
+class StagePredictor(Protocol):
+    """What compile asks to split a model over nodes (``predictor.make_stage_predictor``):
+    None when the GPU or engine cannot run the query's precision."""
+
+    def __call__(self, query: PredictionQuery, batch: int) -> StageFigures | None: ...
+
+
 class RttLookup(Protocol):
     """Network round trips from clients to nodes (``network.NetworkLatency`` over topology)."""
 
@@ -85,3 +105,6 @@ class PlannerInputs:
     previous: PlacementPlan | None = None
     budget_per_hour: float | None = None
     headroom: float | None = None  # every workload booked at demand x (1 + this); None: booking.py
+    # (workload, node) pairs whose node holds the workload's weights (its agent reported them
+    # cached or loaded), besides the previous plan's standbys: a replica started there is warm.
+    warm: Sequence[tuple[str, str]] = ()

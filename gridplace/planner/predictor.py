@@ -6,8 +6,9 @@ the capacity inside the SLO (with the TTFT budget left after network RTT), and r
 memory, bandwidth and tensor throughput (time-sliced: each replica's steps take turns).
 
 Learned corrections (``recalibrate.Calibration``, per GPU type x model x precision x engine,
-else the grid-wide one) multiply the model's prefill and decode step times before the capacity
-search; a configuration with a hand-written ``PerformanceProfile`` keeps the profile's figures
+else the grid-wide one) multiply the GPU part of the model's prefill and decode steps (the step
+minus the engine's host overhead, ``recalibrate.corrected``) before the capacity search; a
+configuration with a hand-written ``PerformanceProfile`` keeps the profile's figures
 and no correction.
 
 Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
@@ -21,20 +22,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gridplace.planner.compile_cache import KeyedPredictor, digest
 from gridplace.planner.core import ttft_budget_ms
 from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.predict import NotSupported
-from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
-from gridplace.planner.problem import Queueing
-from gridplace.planner.recalibrate import Calibration, Correction
-from gridplace.specs import (
-    Catalog,
-    GPUModelSpec,
-    PerformanceProfile,
-    TensorThroughput,
-    builtin_catalog,
+from gridplace.planner.pools import share_of
+from gridplace.planner.ports import (
+    OptionPrediction,
+    OptionPredictor,
+    PredictionQuery,
+    StageFigures,
+    StagePredictor,
 )
+from gridplace.planner.problem import Queueing
+from gridplace.planner.recalibrate import Calibration, Correction, corrected
+from gridplace.specs import Catalog, PerformanceProfile, builtin_catalog
 
 
 @dataclass(frozen=True)
@@ -49,26 +52,9 @@ class _Traffic:
     output_tokens: int
 
 
-def share_of(gpu: GPUModelSpec, share: int) -> GPUModelSpec:
-    """The slice of ``gpu`` one of ``share`` replicas gets."""
-    if share == 1:
-        return gpu
-    tflops = {
-        name: value / share
-        for name, value in gpu.tensor_tflops.model_dump().items()
-        if value is not None
-    }
-    return gpu.model_copy(
-        update={
-            "memory_gib": gpu.memory_gib / share,
-            "memory_bandwidth_gbps": gpu.memory_bandwidth_gbps / share,
-            "tensor_tflops": TensorThroughput(**tflops),
-        }
-    )
-
-
 class CorrectedSteps:
-    """A replica model whose prefill and decode steps are multiplied by a learned correction."""
+    """A replica model whose prefill and decode steps' GPU parts are multiplied by a learned
+    correction."""
 
     def __init__(self, replica: ReplicaModel, correction: Correction) -> None:
         self._replica = replica
@@ -84,10 +70,12 @@ class CorrectedSteps:
         return self._replica.prefill_chunk_tokens
 
     def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
-        return self._replica.prefill_ms(batch, prompt_tokens) * self._prefill
+        raw = self._replica.prefill_ms(batch, prompt_tokens)
+        return corrected(raw, self.step_overhead_ms, self._prefill)
 
     def decode_ms(self, batch: int, context_tokens: int) -> float:
-        return self._replica.decode_ms(batch, context_tokens) * self._decode
+        raw = self._replica.decode_ms(batch, context_tokens)
+        return corrected(raw, self.step_overhead_ms, self._decode)
 
     def max_sequences(self, tokens_per_sequence: int) -> int:
         return self._replica.max_sequences(tokens_per_sequence)
@@ -99,8 +87,10 @@ def make_predictor(
     calibration: Calibration | None = None,
 ) -> OptionPredictor:
     """A memoizing predictor over the calibrated performance model, the given profiles and the
-    learned corrections."""
-    book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    learned corrections, keyed by their content (``compile_cache``: compiles across plans reuse
+    its answers only while all three are unchanged)."""
+    catalog = catalog or builtin_catalog()
+    book = ProfileBook.from_documents(profiles, catalog)
     learned = calibration or Calibration()
     replicas: dict[tuple[object, ...], ReplicaModel] = {}
     memo: dict[tuple[object, ...], OptionPrediction] = {}
@@ -138,7 +128,64 @@ def make_predictor(
             memo[key] = found
         return found
 
+    entries = [*sorted(catalog.gpus.items()), *sorted(catalog.models.items())]
+    key = digest(
+        *(f"{name}={entry.model_dump_json()}" for name, entry in entries),
+        *(p.model_dump_json() for p in profiles),
+        repr(learned),
+    )
+    return KeyedPredictor(predict, key)
+
+
+def make_stage_predictor(
+    profiles: Sequence[PerformanceProfile] = (), catalog: Catalog | None = None
+) -> StagePredictor:
+    """A memoizing ``StagePredictor`` over the performance model and the given profiles (no
+    learned corrections: they are fitted to whole replicas)."""
+    book = ProfileBook.from_documents(profiles, catalog or builtin_catalog())
+    replicas: dict[tuple[object, ...], ReplicaModel | None] = {}
+    memo: dict[tuple[object, ...], StageFigures | None] = {}
+
+    def predict(query: PredictionQuery, batch: int) -> StageFigures | None:
+        gpu = query.gpu
+        config = (
+            query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
+            gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
+            query.interconnect, query.throttle_ratio, query.engine_options,
+        )  # fmt: skip
+        key = (*config, batch, query.prompt_tokens, query.output_tokens)
+        if key not in memo:
+            if config not in replicas:
+                try:
+                    replicas[config] = _replica(query, book)
+                except InvalidQuery:
+                    replicas[config] = None
+            replica = replicas[config]
+            memo[key] = None if replica is None else _stage_figures(query, replica, batch)
+        return memo[key]
+
     return predict
+
+
+def _stage_figures(
+    query: PredictionQuery, replica: ReplicaModel, batch: int
+) -> StageFigures | None:
+    context = query.prompt_tokens + query.output_tokens
+    at_batch = replica.predict(
+        batch=batch, prompt_tokens=query.prompt_tokens, context_tokens=context
+    )
+    one = replica.predict(batch=1, prompt_tokens=query.prompt_tokens, context_tokens=context)
+    if isinstance(at_batch, NotSupported) or isinstance(one, NotSupported):
+        return None
+    tp = query.tensor_parallel
+    return StageFigures(
+        weights_gib=at_batch.weights_gib * tp,
+        kv_cache_gib=at_batch.kv_cache_gib * tp,
+        reserve_gib=at_batch.reserve_gib,
+        memory_gib=at_batch.memory_gib,
+        decode_ms=at_batch.decode.total_ms,
+        prefill_ms=one.prefill.total_ms,
+    )
 
 
 def _replica(query: PredictionQuery, book: ProfileBook) -> ReplicaModel:

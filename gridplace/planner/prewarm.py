@@ -36,6 +36,8 @@ def _busy_gpus(plan: PlacementPlan) -> dict[str, set[int]]:
     busy: dict[str, set[int]] = defaultdict(set)
     for assignment in plan.spec.assignments:
         busy[assignment.node].update(assignment.gpus)
+        for stage in assignment.stages or []:  # a pipeline's later stages hold GPUs too
+            busy[stage.node].update(stage.gpus)
     return busy
 
 
@@ -44,6 +46,8 @@ def _candidates(
 ) -> list[tuple[Option, GpuPool, str]]:
     found: list[tuple[Option, GpuPool, str]] = []
     for option in problem.options_of(workload):
+        if option.stages:  # a standby is one node's replica; pipelines get none yet
+            continue
         pool = problem.pools[option.pool]
         found.extend((option, pool, n) for n in pool.node_names if n not in serving)
     found.sort(

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from gridplace.planner.core import replica_slots
+from gridplace.planner.core import failure_domain, replica_slots
+from gridplace.planner.pipeline_predict import ModelLoad
 from gridplace.planner.rules import Reason
 from gridplace.specs import ClaimLevel, Interconnect, Precision
 
@@ -93,6 +94,20 @@ class Queueing:
 
 
 @dataclass(frozen=True)
+class StagePart:
+    """One stage of a pipeline option: layers ``[first, last)`` on every GPU of ``pool`` on
+    ``node`` (tensor parallel inside the node)."""
+
+    node: str
+    pool: int
+    gpus: tuple[int, ...]
+    first: int
+    last: int  # exclusive
+    vram_gib: float  # per GPU
+    power_watts: float  # sustained draw of the stage's GPUs
+
+
+@dataclass(frozen=True)
 class Option:
     """Run replicas of one workload on one pool at one precision, TP degree and GPU share."""
 
@@ -111,6 +126,17 @@ class Option:
     precision_rank: int  # 0 = the workload's preferred precision
     servable_sources: tuple[str, ...]  # sources whose TTFT target this option meets
     queueing: Queueing | None = None  # None when the predictor gives no queueing figures
+    # A pipeline replica (``pipeline_options``): its stages on concrete nodes, the first on
+    # ``pool``; the model it splits. Empty for a replica on one node.
+    stages: tuple[StagePart, ...] = ()
+    load: ModelLoad | None = None
+    handoff_ms: float = 0.0  # of the ITL: the hand-offs between stages, per token
+    tokens_per_s: float = 0.0  # output tokens/s at its capacity (pipelines: what notes print)
+
+    @property
+    def pools(self) -> tuple[int, ...]:
+        """Every pool a replica of it takes GPUs of (a pipeline's stages' too)."""
+        return tuple(dict.fromkeys((self.pool, *(s.pool for s in self.stages))))
 
     @property
     def slots(self) -> int:
@@ -155,6 +181,16 @@ class Problem:
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
     budget_per_hour: float | None = None
+    # (workload, node): the node holds the workload's weights (a standby of the previous plan,
+    # or reported cached), so a replica started there skips the download
+    warm: frozenset[tuple[int, str]] = frozenset()
+
+    def is_warm(self, workload: int, node: str) -> bool:
+        return (workload, node) in self.warm
+
+    def warm_nodes(self, workload: int, pool: GpuPool) -> int:
+        """How many of ``pool``'s nodes hold ``workload``'s weights."""
+        return sum(1 for node in pool.node_names if (workload, node) in self.warm)
 
     @cached_property
     def _by_workload(self) -> dict[int, list[Option]]:
@@ -175,6 +211,16 @@ class Problem:
 
     def options_of(self, workload: int) -> list[Option]:
         return self._by_workload.get(workload, [])
+
+    @cached_property
+    def pipeline_pools(self) -> frozenset[int]:
+        """Pools some pipeline option has a stage on."""
+        return frozenset(s.pool for o in self.options for s in o.stages)
+
+    def domains_of(self, option: Option, across: str) -> list[str]:
+        """The spread domains a replica of ``option`` is in (every stage's, for a pipeline)."""
+        pools = [s.pool for s in option.stages] or [option.pool]
+        return sorted({failure_domain(self.pools[p], across) for p in pools})
 
     @cached_property
     def _load_rps(self) -> dict[int, float]:

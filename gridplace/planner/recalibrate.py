@@ -1,19 +1,29 @@
-"""Learning corrections of the performance model from what the engines report, and when they call
-for a new plan. The server (``api/replan.py``) and the simulator's loop (``sim/loop.py``) run
-these same functions.
+"""Learning corrections of the performance model from what the engines report. The server
+(``api/service.py``) and the simulator's loop (``sim/loop.py``) run these same functions; when
+corrections call for a new plan is ``replan_triggers``' business.
 
-Owns: the estimator (observation windows -> ``Calibration``), the replica queries a plan's
-capacity is judged by, and the replan triggers. Must not: read or write anything (no I/O), solve,
-or reach into the performance model's internals: corrections are factors on its output
-(``planner/predictor.py`` applies them).
+Owns: the estimator (observation windows -> ``Calibration``) and the units of a correction.
+Must not: read or write anything (no I/O), solve, or reach into the performance model's
+internals: corrections are factors on its output (``planner/predictor.py`` applies them).
+
+Units. A correction is a factor on the GPU part of a step: the model's step time minus the
+engine's host overhead per step (``step_overhead_ms``: scheduling, input preparation, launches the
+GPU waits for), so a corrected step is overhead + (step - overhead) x factor (``corrected``).
+That is the physical quantity: what a model misses on unprofiled hardware is kernel time (clocks,
+kernels, memory), while the host's per-step time does not scale with the GPU, so a factor on the
+whole step would also scale the overhead and mispredict other batch sizes. It is the quantity
+the simulator's truth biases (``sim/steps.py`` applies ``corrected`` too), so a learned factor
+converges to the truth's.
 
 Estimator. A window of one replica gives, for each phase it has figures for, the ratio observed /
-predicted at the operating point it observed: decode = (decodeSeconds / decodeSteps) / model
-decode step at (meanRunningBatch, meanContextTokens), or the ITL (mean, else p50) over the same
-step when the engine reports no step counts; prefill = (prefillSeconds / requests) / model
-prefill of one prompt of promptTokens / requests. "Model" is the performance model for the
-node's GPU (its overrides applied), the window's model, precision, engine and TP, at the node's
-booked throttle ratio, with no correction: corrections are absolute, never compounded.
+predicted of the GPU part at the operating point it observed (``gpu_part_ratio``): decode =
+(decodeSeconds / decodeSteps) against the model's decode step at (meanRunningBatch,
+meanContextTokens), or the ITL (mean, else p50) against the same step when the engine reports no
+step counts; prefill = (prefillSeconds / requests) against the model's prefill of one prompt of
+promptTokens / requests. "Model" is the performance model for the node's GPU (its overrides
+applied; a replica on 1/gpuShare of a GPU on that slice), the window's model, precision, engine
+and TP, at the node's booked throttle ratio, with no correction: corrections are absolute, never
+compounded.
 Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
 pooled with normal shrinkage, each level towards the one above it, the top towards the prior
 (factor 1, log 0):
@@ -30,15 +40,6 @@ everywhere, every unobserved GPU type would look better than the observed ones a
 would chase them. Factors are clamped to ``factor_bounds``. The planner books the type level,
 else the grid level (it plans node classes, not nodes); the node level is shown and used for
 node-level prediction error.
-
-Triggers (``capacity_moves``, ``slo_shortfalls``): a replan is due when a replica's predicted
-capacity under the new calibration differs by more than ``capacity_change`` (10%) from its
-capacity under the calibration its plan was made with, or when a workload's observed SLO
-attainment stayed under ``slo_target`` for ``slo_windows`` windows in a row since the plan took
-effect. Hysteresis: the reference is the plan's own calibration, not the previous estimate, so
-noise inside the band never triggers however long it lasts, drift accumulates until it crosses
-the band, and each replan resets the reference; the SLO windows counted start after the plan took
-effect, so the windows that caused a replan cannot cause the next one.
 """
 
 from __future__ import annotations
@@ -50,14 +51,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
-from gridplace.planner.pools import effective_gpu
-from gridplace.planner.ports import OptionPredictor, PredictionQuery
+from gridplace.planner.pools import effective_gpu, share_of
 from gridplace.specs import (
     Catalog,
-    InferenceWorkload,
     Node,
     ObservationWindow,
-    PlacementPlan,
 )
 from gridplace.specs.common import Engine, Precision
 
@@ -72,13 +70,6 @@ class EstimatorSettings:
     node_prior_windows: float = 8.0
     full_weight_requests: int = 20
     factor_bounds: tuple[float, float] = (0.2, 5.0)
-
-
-@dataclass(frozen=True)
-class ReplanPolicy:
-    capacity_change: float = 0.10
-    slo_target: float = 0.99
-    slo_windows: int = 2
 
 
 @dataclass(frozen=True)
@@ -153,8 +144,25 @@ class Calibration:
         )
 
 
+def corrected(step_ms: float, overhead_ms: float, factor: float) -> float:
+    """A step's time with its GPU part (the step minus the host overhead) times ``factor``."""
+    return overhead_ms + max(step_ms - overhead_ms, 0.0) * factor
+
+
+def gpu_part_ratio(observed_ms: float, predicted_ms: float, overhead_ms: float) -> float:
+    """The factor ``corrected`` needs to turn ``predicted_ms`` into ``observed_ms`` (observed /
+    predicted GPU part; an observed step at or below the overhead gives the floor 0)."""
+    return max(observed_ms - overhead_ms, 0.0) / max(predicted_ms - overhead_ms, MIN_GPU_PART_MS)
+
+
+MIN_GPU_PART_MS = 1e-3  # a step the model predicts as all overhead still has some GPU work
+
+
 class StepModel(Protocol):
     """The uncorrected performance model of one replica configuration."""
+
+    @property
+    def step_overhead_ms(self) -> float: ...
 
     def decode_ms(self, batch: int, context_tokens: int) -> float: ...
 
@@ -207,15 +215,19 @@ def window_ratio(
         decode = window.decode_seconds * 1000.0 / window.decode_steps
     elif window.itl is not None and (window.itl.mean_ms or window.itl.p50_ms):
         decode = window.itl.mean_ms or window.itl.p50_ms
+    overhead = model.step_overhead_ms
     prefill = None
     if window.prefill_seconds and window.prompt_tokens:
         prompt = max(1, round(window.prompt_tokens / requests))
-        prefill = window.prefill_seconds * 1000.0 / requests / model.prefill_ms(1, prompt)
+        observed = window.prefill_seconds * 1000.0 / requests
+        prefill = gpu_part_ratio(observed, model.prefill_ms(1, prompt), overhead)
     if decode is not None:
-        decode /= model.decode_ms(batch, context)
+        decode = gpu_part_ratio(decode, model.decode_ms(batch, context), overhead)
     if decode is None and prefill is None:
         return None
     weight = min(1.0, requests / settings.full_weight_requests)
+    low, high = settings.factor_bounds  # one window's wild figure cannot dominate the pool
+    decode, prefill = (None if r is None else min(high, max(low, r)) for r in (decode, prefill))
     return WindowRatio(window.node, key_of(window), decode, prefill, weight)
 
 
@@ -293,8 +305,9 @@ class ModelOracle:
 
     def __call__(self, window: ObservationWindow) -> StepModel | None:
         node = self._nodes.get(window.node)
+        share = window.gpu_share
         config = (window.node, window.gpu, window.model, window.precision, window.engine,
-                  window.tensor_parallel)  # fmt: skip
+                  window.tensor_parallel, share)  # fmt: skip
         if config in self._found:
             return self._found[config]
         model = None
@@ -302,107 +315,13 @@ class ModelOracle:
         arch = self._catalog.models.get(window.model)
         gpu = self._catalog.gpus.get(window.gpu)
         if node is not None and group is not None and arch is not None and gpu is not None:
-            model = ReplicaModel(
-                arch, effective_gpu(gpu, group), Precision(window.precision),
+            model = ReplicaModel(  # on its slice of the GPU, as the planner predicted it
+                arch, share_of(effective_gpu(gpu, group), share), Precision(window.precision),
                 Engine(window.engine), window.tensor_parallel, node.throttle_ratio,
-                node.spec.interconnect, model_id=window.model, gpu_id=window.gpu,
+                node.spec.interconnect, model_id=window.model,
+                gpu_id=window.gpu if share == 1 else None,
             )  # fmt: skip
             if model.unsupported is not None:
                 model = None
         self._found[config] = model
         return model
-
-
-# ------------------------------------------------------------------------------ triggers
-
-
-def replica_queries(
-    plan: PlacementPlan,
-    workloads: Sequence[InferenceWorkload],
-    nodes: Sequence[Node],
-    catalog: Catalog,
-) -> list[tuple[str, PredictionQuery]]:
-    """(label, the query that predicts its capacity) for each assignment the specs still know.
-    The TTFT budget is the whole target (no RTT): the triggers compare capacities, not SLOs."""
-    by_workload = {w.name: w for w in workloads}
-    by_node = {n.name: n for n in nodes}
-    queries = []
-    for a in plan.spec.assignments:
-        workload, node = by_workload.get(a.workload), by_node.get(a.node)
-        if workload is None or node is None or not isinstance(workload.spec.model, str):
-            continue
-        groups = [g for g in node.spec.gpus for _ in range(g.count)]
-        if max(a.gpus) >= len(groups) or groups[a.gpus[0]].model not in catalog.gpus:
-            continue
-        group = groups[a.gpus[0]]
-        model_id = workload.spec.model
-        spec, traffic = workload.spec, workload.spec.traffic
-        query = PredictionQuery(
-            model=catalog.models[model_id], model_id=model_id,
-            gpu=effective_gpu(catalog.gpus[group.model], group), gpu_id=group.model,
-            precision=a.precision, engine=spec.engine, tensor_parallel=a.tensor_parallel,
-            share=a.gpu_share, interconnect=node.spec.interconnect,
-            throttle_ratio=node.throttle_ratio, ttft_budget_ms=spec.slo.ttft_ms,
-            itl_slo_ms=spec.slo.itl_ms, prompt_tokens=traffic.prompt_tokens,
-            output_tokens=traffic.output_tokens,
-        )  # fmt: skip
-        queries.append((f"{a.workload} on {a.node}:{','.join(map(str, a.gpus))}", query))
-    return queries
-
-
-def capacity_moves(
-    queries: Sequence[tuple[str, PredictionQuery]],
-    before: OptionPredictor,
-    after: OptionPredictor,
-    policy: ReplanPolicy | None = None,
-) -> list[str]:
-    """Replicas whose predicted capacity moved by more than the policy's band."""
-    policy = policy or ReplanPolicy()
-    reasons = []
-    for label, query in queries:
-        old, new = before(query).capacity_rps, after(query).capacity_rps
-        if old <= 0 and new <= 0:
-            continue
-        change = (new - old) / old if old > 0 else math.inf
-        if abs(change) > policy.capacity_change:
-            reasons.append(
-                f"calibration moves {label} capacity {old:.2f} -> {new:.2f} req/s "
-                f"({change:+.0%}, band {policy.capacity_change:.0%})"
-            )
-    return reasons
-
-
-def slo_shortfalls(
-    attainment: Mapping[str, Sequence[float]], policy: ReplanPolicy | None = None
-) -> list[str]:
-    """Workloads whose last ``slo_windows`` windows (oldest first, all since the plan took
-    effect) were all under the target."""
-    policy = policy or ReplanPolicy()
-    reasons = []
-    for workload, series in sorted(attainment.items()):
-        last = list(series)[-policy.slo_windows :]
-        if len(last) == policy.slo_windows and all(a < policy.slo_target for a in last):
-            shown = ", ".join(f"{a:.1%}" for a in last)
-            reasons.append(
-                f"workload {workload} SLO attainment {shown} under {policy.slo_target:.0%} "
-                f"for {policy.slo_windows} windows"
-            )
-    return reasons
-
-
-def windowed_attainment(
-    windows: Iterable[ObservationWindow], since_s: float, window_s: float
-) -> dict[str, list[float]]:
-    """Per workload, request-weighted SLO attainment of the windows reported since ``since_s``,
-    bucketed by end time into ``window_s`` windows (oldest first)."""
-    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
-    for window in windows:
-        if window.slo_attainment is None or window.start_s < since_s or not window.requests:
-            continue
-        bucket = sums[window.workload][int((window.end_s - since_s) // window_s)]
-        bucket[0] += window.slo_attainment * window.requests
-        bucket[1] += window.requests
-    return {
-        workload: [met / count for _, (met, count) in sorted(buckets.items())]
-        for workload, buckets in sums.items()
-    }

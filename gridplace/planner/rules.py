@@ -56,12 +56,18 @@ RULES: tuple[Rule, ...] = (
          "add faster-memory GPUs in {regions}, or relax itlMs"),
     Rule("slo-ttft", Stage.COMPILE, True, "TTFT over target",
          "add capacity close to {regions}, or relax ttftMs"),
+    Rule("pipeline-vram", Stage.COMPILE, True, "too little VRAM even as a pipeline",
+         "add nodes with more VRAM in {regions}, raise pipeline.maxStages{or_int4}"),
+    Rule("pipeline-itl", Stage.COMPILE, True, "pipeline ITL incl. network over target",
+         "add nodes in one region close to {regions}, or relax itlMs"),
     Rule("gpu-count", Stage.MODEL, True, "whole-GPU replicas pack into each pool's nodes",
          "add GPUs (nodes) that can serve it, or free some by lowering other workloads' replicas"),
     Rule("gpu-sharing", Stage.MODEL, True, "shared-GPU replicas fit in the GPU slots left",
          "add GPUs, or allow a precision small enough to share a GPU"),
     Rule("vram-pool", Stage.MODEL, True, "VRAM booked in a pool stays within the pool's VRAM",
          "add GPUs with more memory"),
+    Rule("pipeline-nodes", Stage.MODEL, True, "a node holds at most one pipeline stage",
+         "add nodes that can hold a stage, or lower other workloads' replicas"),
     Rule("thermal-power", Stage.MODEL, True, "sustained draw within the pool's power budget",
          "cool the hot nodes (their throttling caps the power they can sustain)"),
     Rule("demand-coverage", Stage.MODEL, True, "capacity inside the SLO covers the demand",
@@ -80,6 +86,8 @@ RULES: tuple[Rule, ...] = (
 BY_ID = {rule.id: rule for rule in RULES}
 COMPILE_RULES = tuple(rule for rule in RULES if rule.stage is Stage.COMPILE)
 MODEL_RULES = tuple(rule for rule in RULES if rule.stage is Stage.MODEL)
+# Compile-time rules of pipeline options (``pipeline_options``), not of one node's predictions.
+PIPELINE_RULES = frozenset({"pipeline-vram", "pipeline-itl"})
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,16 +110,18 @@ def implements(rule_id: str) -> Callable[[F], F]:
 class Reason:
     """The numbers of one rejection. ``measure`` names what was compared (``claims``,
     ``reliability``, ``support``, ``vram``, ``itl``, ``ttft``: TTFT incl. network over the
-    target, ``ttft-no-load``: no load left inside the target); ``needed`` is what the option
-    needs or shows, ``available`` what the pool has or the target allows, in ``unit``."""
+    target, ``ttft-no-load``: no load left inside the target, ``pipeline-vram``: the stage nodes
+    hold too few layers, ``pipeline-itl``: a pipeline's ITL with its hand-offs over the
+    target); ``needed`` is what the option needs or shows, ``available`` what the pool has or
+    the target allows, in ``unit``."""
 
     option: str  # the option's label, "bf16 tp2 1/2 GPU"; "" for a whole pool
     measure: str
     needed: float | str
     available: float | str
     unit: str = ""
-    network_ms: float = 0.0  # the nearest source's p99 RTT (ttft-no-load)
-    detail: str = ""  # the performance model's words (support)
+    network_ms: float = 0.0  # the nearest source's p99 RTT (ttft-no-load); hand-offs (pipeline)
+    detail: str = ""  # the performance model's words (support); the stages' regions (pipeline)
 
     @property
     def distance(self) -> float:
@@ -138,6 +148,13 @@ def describe(reason: Reason) -> str:
     if reason.measure == "itl":
         shown, target = over(float(needed), float(available))
         return f"{prefix}ITL {shown} ms > {target} ms"
+    if reason.measure == "pipeline-vram":
+        return f"{prefix}{reason.detail}"
+    if reason.measure == "pipeline-itl":
+        return (
+            f"{prefix}stages over {reason.detail} need {reason.network_ms:.0f} ms of network "
+            f"per token (ITL {float(needed):.0f} ms) > {float(available):g} ms ITL"
+        )
     if reason.measure == "ttft-no-load":
         return (
             f"{prefix}TTFT {float(needed):.0f} ms before network + {reason.network_ms:.0f} ms "

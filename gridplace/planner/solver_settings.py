@@ -12,7 +12,7 @@ from ortools.sat.python import cp_model
 
 from gridplace.planner.core import RATE_SCALE
 from gridplace.planner.model import PlacementModel
-from gridplace.planner.windows import Assignment
+from gridplace.planner.windows import VariableValues
 from gridplace.planner.work import limit
 
 
@@ -44,6 +44,14 @@ class SolverSettings:
     # its workloads (at least 2), at most ``stages.FAILOVER_WINDOW_WORKLOADS``.
     window_min_options: int = 10_000
     window_workloads: int = 100
+    # Independent parts (``decompose``) are solved apart and merged; where they run
+    # (``parts``): on this many local processes, or on the Ray cluster at ``ray_address``.
+    decompose: bool = True
+    workers: int = 1
+    ray_address: str | None = None
+    # (region, site) pairs: when given, each workload is first placed in its home site's pools
+    # only, site by site (``decompose.by_site``), and the whole model starts from that plan.
+    sites: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -95,13 +103,16 @@ def all_variables(pm: PlacementModel) -> list[cp_model.IntVar]:
         *pm.unmet.values(),
         *pm.short.values(),
         *pm.moved.values(),
+        *pm.warm_starts.values(),
         *pm.uncovered.values(),
         *pm.per_node.values(),
         *pm.worst_loss.values(),
     ]
 
 
-def record(pm: PlacementModel, solver: cp_model.CpSolver | Assignment, solution: Solution) -> None:
+def record(
+    pm: PlacementModel, solver: cp_model.CpSolver | VariableValues, solution: Solution
+) -> None:
     solution.counts = {i: v for i, var in pm.x.items() if (v := solver.value(var)) > 0}
     solution.unmet_rps = {key: solver.value(var) / RATE_SCALE for key, var in pm.unmet.items()}
     solution.short = {w: v for w, var in pm.short.items() if (v := solver.value(var)) > 0}

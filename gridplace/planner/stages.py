@@ -35,7 +35,7 @@ from gridplace.planner.solver_settings import (
     record,
 )
 from gridplace.planner.windows import (
-    Assignment,
+    VariableValues,
     WindowSearch,
     drop_spare_replicas,
     search_windows,
@@ -49,13 +49,12 @@ STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
 REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
 # On a large model, the share of the cost stage's time spent improving its incumbent window by
 # window (windows.py) before the full-model solve, which proves the bound and polishes. The
-# full-model solve needs its time: on 10,000 x 1,000 its root LP takes 5-8 s to reach the bound.
+# full-model solve needs its time: on the largest grids its root LP alone takes seconds.
 # The stages after it spend all their time in windows (their bounds are not reported).
 WINDOW_SHARE = 0.6
 # A model with failover rows: its cost stage gives windows this share (its full-model solve
-# never improved on them; it still proves a bound), in windows of at most this many workloads.
-# Measured at 1,000 x 100, moderate, every workload N+1, 10 s (HiGHS optimum $74.62/h): windows
-# of 25 with 0.6 ended at $84.19/h, of 5 at $81.78/h, of 5 with 0.85 at $75.14/h.
+# never improved on them; it still proves a bound), in windows of at most this many workloads:
+# smaller windows with more of the time came closest to the optimum (docs/solver-tuning.md).
 FAILOVER_WINDOW_SHARE = 0.85
 FAILOVER_WINDOW_WORKLOADS = 5
 
@@ -65,7 +64,7 @@ Hint = list[tuple[cp_model.IntVar, int]]
 
 class StageRunner:
     """Runs the stages of one solve; ``run`` returns the ``Solution``. ``hinted``: the solver
-    that checked the start (``solve._start``), holding every variable's value; ``values``: the
+    that checked the start (``hints.choose_start``), holding every variable's value; ``values``: the
     replica counts to hint when no full hint exists."""
 
     def __init__(
@@ -98,13 +97,13 @@ class StageRunner:
             quarter = max(2, len(pm.problem.workloads) // 4)
             self.window_workloads = min(self.window_workloads, FAILOVER_WINDOW_WORKLOADS, quarter)
         shares = REPLAN_WINDOW_STAGE_SHARES if self.windows and pm.moved else STAGE_SHARES
-        if not pm.moved:  # the moves stage is skipped: its share goes to the others
+        if not pm.weighs_moves:  # the moves stage is skipped: its share goes to the others
             shares = (shares[0], shares[1], 0.0, shares[3])
         self.shares = shares
         self.stages = pm.objectives[: max(1, min(settings.stages, len(pm.objectives)))]
         # A replan's first-stage solution: the fewest moves the search found at that stage's
         # optimum, where the moves stage may start (``moves.fewer_moves_within_cost``).
-        self.first_stage: Assignment | None = None
+        self.first_stage: VariableValues | None = None
 
     def run(self) -> Solution:
         for number, (name, objective) in enumerate(self.stages):
@@ -123,7 +122,7 @@ class StageRunner:
         self.solution.work_s = self.clock.spent_s
         return self.solution
 
-    def _hint_of(self, found: cp_model.CpSolver | Assignment) -> Hint:
+    def _hint_of(self, found: cp_model.CpSolver | VariableValues) -> Hint:
         return [(var, found.value(var)) for var in all_variables(self.pm)]
 
     def _fix(self, name: str, objective: cp_model.LinearExprT, value: int) -> None:
@@ -134,8 +133,8 @@ class StageRunner:
     def _stage(self, number: int, name: str, objective: cp_model.LinearExprT) -> bool:
         """Run one stage; True when the solve ends here (the first stage found nothing)."""
         pm, hinted = self.pm, self.hinted
-        if name == "moves" and not pm.moved:
-            # No previous replica has an option: the objective is 0 whatever is placed.
+        if name == "moves" and not pm.weighs_moves:
+            # No previous replica has an option, no node is warm: the objective is 0.
             self.solution.stages.append(StageResult(name, "OPTIMAL", 0.0, 0.0, 0.0))
             return False
         if number == 0 and hinted is not None and round(hinted.objective_value) == 0:
@@ -145,7 +144,7 @@ class StageRunner:
             self._take_hint(name, objective, 0)
             return False
         if name == "moves" and self.first_stage is not None and self.full_hint:
-            incumbent = Assignment({var.index: value for var, value in self.full_hint})
+            incumbent = VariableValues({var.index: value for var, value in self.full_hint})
             if fewer_moves_within_cost(pm, self.first_stage, incumbent):
                 self.full_hint = self._hint_of(self.first_stage)
         # A replan's first stage breaks ties by moves (``moves_tie_break``); the row it leaves
@@ -172,7 +171,7 @@ class StageRunner:
         record(self.pm, self.hinted, self.solution)
         self.full_hint = self._hint_of(self.hinted)
         if self.pm.moved:
-            self.first_stage = Assignment({var.index: value for var, value in self.full_hint})
+            self.first_stage = VariableValues({var.index: value for var, value in self.full_hint})
         self.values = {index: self.hinted.value(var) for index, var in self.pm.x.items()}
         self.pm.model.add(objective <= bound).with_name(f"stage[{name}]")
 
@@ -188,13 +187,13 @@ class StageRunner:
         time it had. The first stage searches the full model from its (full) hint. Only a first
         plan's cost stage proves its bound; later stages, and the cost stage of a replan (it only
         sets what the move tolerance is measured from, and at high utilization one pass of
-        windows takes ~11 s), give windows all their time."""
+        windows takes longer than its share), give windows all their time."""
         pm = self.pm
         share = 1.0  # a replan's cost stage, and the stages after the cost stage
         if name == "cost" and not pm.moved:
             share = FAILOVER_WINDOW_SHARE if pm.uncovered else WINDOW_SHARE
         deadline = stage_work + budget_s * share
-        start = Assignment({var.index: value for var, value in self.full_hint})
+        start = VariableValues({var.index: value for var, value in self.full_hint})
         if name == "moves":
             limit_s = min(KEEP_PREVIOUS_LIMIT_S, (deadline - stage_work) / 2)
             start = keep_previous(pm, start, self.settings, limit_s, self.clock)
@@ -343,7 +342,7 @@ class StageRunner:
         self.full_hint = self._hint_of(solver)
         if number == 0 and pm.moved:
             self.first_stage = drop_spare_replicas(
-                pm, Assignment({var.index: value for var, value in self.full_hint})
+                pm, VariableValues({var.index: value for var, value in self.full_hint})
             )
         record(pm, solver, self.solution)
         self._fix(name, objective, value)

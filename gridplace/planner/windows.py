@@ -5,20 +5,16 @@ means: every window is the full model (earlier stages' rows included), with the 
 of all workloads outside the window fixed at the incumbent's — built as a model of the window's
 own variables, the others' values moved into the bounds of the rows they share. Workloads only
 interact through shared pools and the rows fixed by earlier stages, so a window of ~100
-workloads is a small model that CP-SAT usually solves to optimality in well under a second (at
-10,000 x 1,000, 0.7 s a window, where presolving the whole model for each took 1-2 s), and
-the incumbent only
-ever gets better (a window's solution is accepted when it is at least as good). Windows are
+workloads is a small model that CP-SAT usually solves to optimality in well under a second, and
+the incumbent only ever gets better (a window's solution is accepted when it is at least as
+good). Windows are
 drawn from a seeded shuffle of the workloads, a new one for each pass, so every workload is
 revisited once per pass.
 
-Why: one CP-SAT worker on the whole 10,000-node x 1,000-workload model (23,000 options) spends
-its time on the root LP and ended the cost stage 66-71% above its bound (1,275 vs 745 and
-1,881 vs 1,134 $/h at moderate and high utilization). Measured on this 2-core machine (shared),
-one pass of 100-workload windows from the unmet stage's solution reaches 1.5% above the HiGHS
-MILP optimum (745.06 $/h) in about 5 s and 0.8% in 14 s at moderate utilization; at high
-utilization a pass takes ~11 s (1.9 s a window). Smaller windows (25, 50) made no pass faster,
-and a lower linearization level made windows slower.
+Why: one CP-SAT worker on a whole 10,000-node x 1,000-workload model spends its time on the root
+LP and ends the cost stage far above its bound, while one pass of 100-workload windows from the
+unmet stage's solution comes within a few percent of the MILP optimum (the figures, and the
+window sizes tried: ``docs/solver-tuning.md``).
 """
 
 from __future__ import annotations
@@ -36,14 +32,14 @@ from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
 # A window that does not finish in this time keeps the best it found (CP-SAT returns FEASIBLE).
 # Times here are reference seconds of deterministic work (``work.py``), not wall time.
-# Measured at 10,000 x 1,000, high utilization: cost windows take 1-2 s, and 1 s lets a pass
-# finish in the cost stage's time; moves windows need longer to find anything (Goal.window_s).
+# 1 s lets a pass of cost windows finish in the cost stage's time on the largest grids (measured:
+# docs/solver-tuning.md); moves windows need longer to find anything (Goal.window_s).
 WINDOW_TIME_LIMIT_S = 1.0
 MIN_WINDOW_TIME_S = 0.2  # below this, a window cannot even presolve: stop
 
 
 @dataclass
-class Assignment:
+class VariableValues:
     """A value for every variable of the model, by proto index (what a solver would return)."""
 
     values: dict[int, int]
@@ -56,7 +52,7 @@ class Assignment:
 class WindowSearch:
     """What the windows achieved: the incumbent, its objective value, windows solved."""
 
-    incumbent: Assignment
+    incumbent: VariableValues
     objective: int
     windows: int
     improved: int
@@ -72,7 +68,7 @@ class Goal:
     objective: cp_model.LinearExprT
     tie_break: cp_model.LinearExprT | None = None
     tie_scale: int = 1
-    focus: Callable[[Assignment], set[int]] | None = None
+    focus: Callable[[VariableValues], set[int]] | None = None
     window_s: float = WINDOW_TIME_LIMIT_S
 
 
@@ -80,7 +76,7 @@ def search_windows(
     pm: PlacementModel,
     variables: Sequence[cp_model.IntVar],
     goal: Goal,
-    start: Assignment,
+    start: VariableValues,
     deadline: float,
     clock: WorkClock,
     window_workloads: int,
@@ -98,7 +94,7 @@ def search_windows(
             [goal.objective, goal.tie_break], [goal.tie_scale, 1]
         )
 
-    def score(assignment: Assignment) -> tuple[int, int]:
+    def score(assignment: VariableValues) -> tuple[int, int]:
         tie = evaluate(goal.tie_break, assignment) if goal.tie_break is not None else 0
         return evaluate(goal.objective, assignment), tie
 
@@ -142,7 +138,7 @@ def solve_window(
     hint: dict[int, int],
     solver: cp_model.CpSolver,
     objective: cp_model.LinearExprT | None = None,
-) -> Assignment | None:
+) -> VariableValues | None:
     """The best the full model (rows as ``pm.model`` has them now; its objective unless
     ``objective`` is given) can do when every option of a workload outside ``free`` keeps its
     replica count from ``counts`` (by option index; 0 if absent); ``hint`` (by proto index) is
@@ -169,7 +165,7 @@ def solve_window(
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    return Assignment({var.index: solver.value(var) for var in variables})
+    return VariableValues({var.index: solver.value(var) for var in variables})
 
 
 @dataclass
@@ -214,13 +210,13 @@ def _small_window(
     incumbent: dict[int, int],
     solver: cp_model.CpSolver,
     objective: cp_model.LinearExprT | None,
-) -> Assignment | None:
+) -> VariableValues | None:
     """``solve_window`` from an incumbent, as a model of only the free workloads' variables:
     every row that holds one of them, with the other variables' incumbent values moved into its
     bounds. The same optimum as the full model with the other counts fixed, except that the
     other workloads' slacks and counters also stay at their incumbent values. Presolving the
-    full model for every window cost ~0.2 s (1,000 x 100) to 1-2 s (10,000 x 1,000) whatever
-    the window's size; this model costs what the window holds."""
+    full model for every window costs what the whole model holds, whatever the window's size;
+    this model costs what the window holds."""
     rows = _rows(pm)
     proto = pm.model.proto
     model = cp_model.CpModel()
@@ -267,7 +263,7 @@ def _small_window(
     values = {var.index: incumbent[var.index] for var in variables}
     for ref, var in local.items():
         values[ref] = solver.value(var)
-    return Assignment(values)
+    return VariableValues(values)
 
 
 def _shift(bound: int, by: int) -> int:
@@ -277,7 +273,7 @@ def _shift(bound: int, by: int) -> int:
     return max(cp_model.INT_MIN + 1, min(cp_model.INT_MAX - 1, bound - by))
 
 
-def evaluate(expression: cp_model.LinearExprT, assignment: Assignment) -> int:
+def evaluate(expression: cp_model.LinearExprT, assignment: VariableValues) -> int:
     """The value of a linear expression of the model's variables at ``assignment``."""
     scratch = cp_model.CpModel()  # only to read the expression's terms, as a proto objective
     scratch.minimize(expression)
@@ -289,13 +285,13 @@ def evaluate(expression: cp_model.LinearExprT, assignment: Assignment) -> int:
     return round(total + terms.offset)
 
 
-def drop_spare_replicas(pm: PlacementModel, start: Assignment) -> Assignment:
+def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableValues:
     """``start`` with replicas removed, most expensive first, wherever every row of the model
     (as it is now, stage rows included, with every other variable as it is) still holds.
 
-    The unmet stage has no reason to place few replicas, and its solution costs 2.5-3x the
-    optimum on 10,000 x 1,000; windows that run out of time before a full pass leave that
-    waste where they did not reach. Trimming first costs ~0.5 s and leaves less to do.
+    The unmet stage has no reason to place few replicas, and its solution costs several times
+    the optimum on large grids; windows that run out of time before a full pass leave that
+    waste where they did not reach. Trimming first is cheap and leaves less to do.
     """
     values = dict(start.values)
     rows: list[tuple[int, int, int]] = []  # (activity, low, high) per row
@@ -331,7 +327,7 @@ def drop_spare_replicas(pm: PlacementModel, start: Assignment) -> Assignment:
             values[ref] -= 1
             for r, coeff in touched:
                 activities[r] -= coeff
-    return Assignment(values)
+    return VariableValues(values)
 
 
 def unsettled_workloads(pm: PlacementModel, counts: dict[int, int]) -> set[int]:

@@ -5,19 +5,17 @@ not decide how a limit is shared out (``solve``, ``windows``). CP-SAT counts its
 deterministic time units (``max_deterministic_time``, ``deterministic_time`` of a response),
 which do not depend on machine load: with one worker and a fixed seed, a budget stated in them
 gives the same plan on an idle and on a busy machine. A wall-clock limit gave a loaded machine
-fewer search steps: the example plan came out at 21 replicas / $30.84/h and 24 / $31.11/h in two
-runs minutes apart.
+fewer search steps, and the example plan changed from run to run (``docs/solver-tuning.md``).
 
 Budgets are stated in *reference seconds*: ``UNITS_PER_SECOND`` deterministic units each, the
-rate one CP-SAT worker does its work at on one core of the project's 2-core machine when it has
-the core to itself (the example grid's solves: 3.0 units in 6.4 s of the solving thread's CPU
-time; their wall time was 14 s with five other engineers' work beside them). So a reference
-second is a second of wall time on an unloaded core, as the old wall-clock limits were measured;
+rate one CP-SAT worker does its work at on one core of the reference machine when it has the
+core to itself (measured on the example grid's solves, from the solving thread's CPU time:
+``docs/solver-tuning.md``). So a reference second is a second of wall time on an unloaded core;
 a faster machine finishes the same work sooner and a loaded one later, and the plan is the same.
 Each solve also gets a wall-clock cap, ``WALL_CAP_FACTOR`` x its budget plus ``WALL_CAP_FLOOR_S``,
 only as a safety net against a machine so slow that the work would not end: should one fire, the
-plan may differ. The floor matters for the many small window solves: a cap of 10 x 0.05 s fired
-on a loaded machine (presolve alone took longer) and changed the example's plan.
+plan may differ. The floor matters for the many small window solves: without it a cap fired on a
+loaded machine (presolve alone took longer than 10 x the budget) and changed the example's plan.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ performance model and the ground truth, the client-to-replica RTT table, and cos
 Must not: read an assignment's ``predicted`` figures or anything else the planner computed: a
 replica is judged by the performance model and the hidden truth alone.
 
-A replica on ``gpuShare`` s runs on 1/s of its GPU (``planner.predictor.share_of``: memory,
+A replica on ``gpuShare`` s runs on 1/s of its GPU (``planner.pools.share_of``: memory,
 bandwidth and tensor throughput), the planner's own convention. Its speed: with the thermal
 layer on, the performance model at derate 0 between episodes and derate 1 (fully capped) during
 them; with it off, at the node's booked throttle ratio (the time-weighted mix the planner uses).
@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from gridplace.planner.perfmodel import Predictor, ProfileBook
-from gridplace.planner.pools import effective_gpu
-from gridplace.planner.predictor import share_of
+from gridplace.planner.pools import effective_gpu, share_of
 from gridplace.sim.coldstart import ColdStartSettings, start_s
 from gridplace.sim.engine import ReplicaSetup, WorkloadSetup, World
 from gridplace.sim.errors import PlanReferenceError

@@ -9,10 +9,13 @@ first, then deliveries, then sends, then by sequence number, so runs are determi
 
 - send: a client sends a request. The router (at the client's side) picks the live replica of
   the workload with the lowest expected latency: p50 RTT from the client's region + the
-  replica's expected TTFT and decode time from its visible load (``Replica.expected_ms``); a
-  replica whose KV cache cannot hold the request at all is skipped. The request's RTT is drawn
-  now: lognormal around the p50 with the sigma that puts its p99 at the measured p99
-  (``rtt_z`` is the request's standard normal draw). It reaches the replica half an RTT later.
+  replica's expected TTFT and decode time from its visible load (``Replica.expected_ms``) plus
+  the requests this client region's router sent there that have not arrived yet (a gateway
+  counts what it sent itself; without them a clump sent in one millisecond all went to the
+  replica that looked idlest when it left); a replica whose KV cache cannot hold the request at
+  all is skipped. The request's RTT is drawn now: lognormal around the p50 with the sigma that
+  puts its p99 at the measured p99 (``rtt_z`` is the request's standard normal draw). It
+  reaches the replica half an RTT later.
 - deliver: the request joins the replica's queue. If the replica died meanwhile, the error
   returns to the client (half an RTT) and the request is routed again.
 - node down: replicas on the node fail; requests being prefilled or decoded are lost, waiting
@@ -50,6 +53,7 @@ from gridplace.sim.steps import ReplicaLimits, SpeedSchedule
 
 DRAIN_S = 600.0
 NODE_DOWN, NODE_UP, DELIVER, SEND, READY = 0, 1, 2, 3, 4
+NOTHING_IN_TRANSIT = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ class _Run:
         # (replica, cold start began, serving, when the node loss that caused it happened)
         self.cold_starts: list[tuple[int, float, float, float]] = []
         self.lost_at: dict[str, float] = {}  # node -> when it went down last
+        # (replica, client region) -> (requests, prompt tokens) routed there, not arrived yet
+        self.transit: dict[tuple[int, int], tuple[int, int]] = {}
         self.heap: list[tuple[float, int, int, object]] = []
         self.sequence = len(arrivals)
         self.requests = [
@@ -146,6 +152,7 @@ class _Run:
                 request.output,
                 workload.mean_prompt_tokens,
                 workload.mean_output_tokens,
+                self.transit.get((index, request.region), NOTHING_IN_TRANSIT),
             )
             # Ties go to the lower replica index (deterministic).
             if expected_ms < best_ms:
@@ -158,7 +165,15 @@ class _Run:
         p50_ms, sigma = setup.rtt_p50_ms[request.region], setup.rtt_sigma[request.region]
         request.rtt_s = p50_ms * math.exp(sigma * request.rtt_z) / 1000.0
         request.replica = best
+        sent, prompt_tokens = self.transit.get((best, request.region), NOTHING_IN_TRANSIT)
+        self.transit[best, request.region] = (sent + 1, prompt_tokens + request.prompt)
         self.push(now_s + delay_s + request.rtt_s / 2, DELIVER, request)
+
+    def arrived(self, request: Request) -> None:
+        """``request`` reached its replica (or found it dead): no longer in transit."""
+        key = (request.replica, request.region)
+        sent, prompt_tokens = self.transit[key]
+        self.transit[key] = (sent - 1, prompt_tokens - request.prompt)
 
     def cold_start(self, index: int, start_s: float, began_s: float, lost_s: float) -> None:
         """Start replica ``index`` at ``start_s``: it serves after its cold start (a standby
@@ -205,6 +220,7 @@ class _Run:
                 self.route(payload, now_s, 0.0)
             elif kind == DELIVER:
                 assert isinstance(payload, Request)
+                self.arrived(payload)
                 replica = self.replicas[payload.replica]
                 if replica.alive:
                     replica.advance(now_s)

@@ -1,27 +1,30 @@
 """The grounded loop in simulated time: replicas report observation windows from the truth, the
-server's estimator and replan triggers (``planner.recalibrate``, the functions ``api/replan.py``
-runs) decide, the planner makes the next plan with the learned corrections, and the simulator
-applies it with each new replica's cold start.
+server's estimator and replan triggers (``planner.recalibrate``, ``planner.replan_triggers``: the
+functions the server runs) decide, the planner makes the next plan with the learned corrections,
+and the simulator applies it with each new replica's cold start.
 
 Owns: ``LoopSettings``, cutting a run into recalibration periods, turning each replica's engine
 accounting into ``ObservationWindow``s, the per-period report (``PeriodRecord``), and
 ``known_calibration`` (the corrections a planner that knew a set bias would use). Must not: read
 files or print; judge by the planner's figures (the truth is ``truth``'s).
 
-Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own, with absolute times (the
-truth's throttling episodes and outages fall where they fall): the requests sent in the period,
-drained for up to ``DRAIN_S``. Requests queued at a period's end are not carried into the next
-(each period starts empty), the price of periods that can each run a different plan. When a
+At each period's end the triggers of ``planner.replan_triggers`` decide (capacity band, SLO
+shortfall, and, when neither fires, the cost trigger's dry-run replan, which becomes the next
+plan when it fires). Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own,
+with absolute times (the truth's throttling episodes and outages fall where they fall): the
+requests sent in the period, drained for up to ``DRAIN_S``. Requests queued at a period's end
+are not carried into the next (each period starts empty), the price of periods that can each
+run a different plan. When a
 period follows a replan, the new replicas load first: until the slowest new replica's cold start
 (``perfmodel`` cold start, weights not cached, at the node's network speed) has passed, the old
 plan serves (make before break) and both are paid for; then the new plan serves.
 
 Observations: one window per replica and ``observation_window_s`` (60 s), the figures an engine's
-metrics give (``replica.WindowStats``), its SLO attainment from the requests it served. Replicas
-on a shared GPU (``gpuShare`` > 1) report nothing: an observation names no share, so it would be
-predicted on the whole GPU. Prediction error of a period: over its windows, the mean of
-|predicted / observed - 1| of the decode step and of the prefill, predicted by the model times
-the node's correction in force during the period (the node level of the calibration).
+metrics give (``replica.WindowStats``), its SLO attainment from the requests it served, and its
+``gpuShare`` (a replica on a shared GPU is predicted on its slice). Prediction error of a
+period: over its windows, the mean of |predicted / observed - 1| of the decode step and of the
+prefill, predicted by the model with the node's correction in force during the period (the node
+level of the calibration) on the GPU part of the step (``recalibrate.corrected``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -42,10 +46,14 @@ from gridplace.planner.recalibrate import (
     Calibration,
     Correction,
     ModelOracle,
-    ReplanPolicy,
-    capacity_moves,
+    corrected,
     estimate,
     key_of,
+)
+from gridplace.planner.replan_triggers import (
+    ReplanPolicy,
+    capacity_moves,
+    cost_savings,
     replica_queries,
     slo_shortfalls,
     windowed_attainment,
@@ -198,6 +206,7 @@ def run_loop(
         observed.extend(windows)
         calibration = estimate(observed, oracle)
         reasons: list[str] = []
+        candidate: PlacementPlan | None = None
         if end_s < duration_s:
             queries = replica_queries(plan, inputs.workloads, inputs.nodes, inputs.catalog)
             before = make_predictor(inputs.profiles, inputs.catalog, made_with)
@@ -205,9 +214,14 @@ def run_loop(
             reasons = capacity_moves(queries, before, after, loop.policy)
             attainment = windowed_attainment(observed, plan_since_s, loop.observation_window_s)
             reasons += slo_shortfalls(attainment, loop.policy)
+            if not reasons:  # the dry run of the cost trigger becomes the plan if it fires
+                candidate = planner.plan(plan, calibration)
+                cost = partial(plan_cost_per_hour, inputs)
+                reasons = cost_savings(plan, candidate, cost, loop.policy)
         periods.append(_record(results, start_s, end_s, error, plan, reasons))
         if reasons:
-            previous, plan = plan, planner.plan(plan, calibration)
+            new_plan = candidate if candidate is not None else planner.plan(plan, calibration)
+            previous, plan = plan, new_plan
             made_with, plan_since_s = calibration, end_s
             plans.append(plan)
         else:
@@ -268,6 +282,11 @@ def _cold_start_s(inputs: SimInputs, assignment: Assignment) -> float:
     return cold.total_s
 
 
+def plan_cost_per_hour(inputs: SimInputs, plan: PlacementPlan) -> float:
+    """What the simulator charges for the plan's replicas per hour."""
+    return sum(_cost_per_hour(inputs, a) for a in plan.spec.assignments)
+
+
 def _cost_per_hour(inputs: SimInputs, assignment: Assignment) -> float:
     node = next(n for n in inputs.nodes if n.name == assignment.node)
     price = node.spec.price_per_hour / node.spec.gpu_count
@@ -287,7 +306,7 @@ def observations(
     windows = []
     workloads = {w.name: w for w in inputs.workloads}
     for index, assignment in enumerate(plan.spec.assignments):
-        if assignment.gpu_share > 1 or index >= len(result.replica_windows):
+        if index >= len(result.replica_windows):
             continue
         workload = workloads[assignment.workload]
         mine = result.replica == index
@@ -312,7 +331,7 @@ def _window(
     return ObservationWindow(
         node=assignment.node, workload=workload.name, model=model_of(workload, inputs.catalog)[0],
         gpu=gpu, precision=assignment.precision, engine=workload.spec.engine,
-        tensor_parallel=assignment.tensor_parallel,
+        tensor_parallel=assignment.tensor_parallel, gpu_share=assignment.gpu_share,
         start_s=start_s, end_s=end_s, requests=stats.prompts, prompt_tokens=stats.prompt_tokens,
         prefill_seconds=stats.prefill_ms / 1000.0,
         decode_seconds=stats.decode_ms / 1000.0 if steps else None,
@@ -337,12 +356,16 @@ def prediction_error_pct(
             observed = window.decode_seconds * 1000.0 / window.decode_steps
             batch = max(1, round(window.mean_running_batch))
             context = max(1, round(window.mean_context_tokens or 1))
-            predicted = model.decode_ms(batch, context) * correction.decode
+            predicted = corrected(
+                model.decode_ms(batch, context), model.step_overhead_ms, correction.decode
+            )
             errors.append(abs(predicted / observed - 1))
         if window.prefill_seconds and window.prompt_tokens:
             observed = window.prefill_seconds * 1000.0 / window.requests
             prompt = max(1, round(window.prompt_tokens / window.requests))
-            predicted = model.prefill_ms(1, prompt) * correction.prefill
+            predicted = corrected(
+                model.prefill_ms(1, prompt), model.step_overhead_ms, correction.prefill
+            )
             errors.append(abs(predicted / observed - 1))
     return 100.0 * float(np.mean(errors)) if errors else None
 

@@ -292,14 +292,21 @@ class Replica:
     # -- what a router estimates ----------------------------------------------------------------
 
     def expected_ms(
-        self, now_s: float, prompt: int, output: int, mean_prompt: int, mean_output: int
+        self,
+        now_s: float,
+        prompt: int,
+        output: int,
+        mean_prompt: int,
+        mean_output: int,
+        in_transit: tuple[int, int] = (0, 0),
     ) -> float:
         """Expected server-side latency of a new request (TTFT + decode), from visible load.
 
         The router sees what a replica's metrics show: requests held, prompt tokens queued and
-        its current step speed. Steps are valued with the capacity model's interleaved step
-        s(B) = decode(B) + B x prefill work / output at the workload's mean request; requests
-        beyond the batch the KV cache holds wait for slots to free.
+        its current step speed, plus what it sent there itself that has not arrived yet
+        (``in_transit``: requests, prompt tokens). Steps are valued with the capacity model's
+        interleaved step s(B) = decode(B) + B x prefill work / output at the workload's mean
+        request; requests beyond the batch the KV cache holds wait for slots to free.
         """
         speed = self.speed.at(now_s)
         overhead_ms = speed.overhead_ms
@@ -308,11 +315,12 @@ class Replica:
             1,
             min(self.limits.max_sequences, self.limits.kv_tokens // (mean_prompt + mean_output)),
         )
-        batch = self.sequences + 1
+        batch = self.sequences + in_transit[0] + 1
         in_batch = min(batch, slots)
         context = mean_prompt + mean_output // 2
         step_ms = speed.decode_ms(in_batch, context) + in_batch * mean_work_ms / mean_output
-        wait_ms = self.queued_prompt_tokens * mean_work_ms / mean_prompt
+        queued_prompt = self.queued_prompt_tokens + in_transit[1]
+        wait_ms = queued_prompt * mean_work_ms / mean_prompt
         if batch > slots:
             wait_ms += (batch - slots) / slots * mean_output * step_ms
         ttft_ms = wait_ms + speed.prefill_ms(prompt) + step_ms / 2

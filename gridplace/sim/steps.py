@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridplace.planner.perfmodel import Predictor
+from gridplace.planner.recalibrate import corrected
 from gridplace.sim.bias import NO_BIAS, StepBias
 
 CONTEXT_BUCKET = 32  # tokens
@@ -55,9 +56,10 @@ class ReplicaLimits:
 class PredictorSteps:
     """``StepTimes`` from the performance model, times the hidden factors.
 
-    The factors multiply the GPU part of a step (not the host overhead): the node's
-    ``decode_factor`` the decode step, ``prefill_factor`` the prefill work, each times the
-    systematic ``bias`` of the replica's configuration at the step's batch and tokens.
+    The factors multiply the GPU part of a step (not the host overhead), the same quantity a
+    learned correction multiplies (``recalibrate.corrected``): the node's ``decode_factor`` the
+    decode step, ``prefill_factor`` the prefill work, each times the systematic ``bias`` of the
+    replica's configuration at the step's batch and tokens.
     """
 
     def __init__(
@@ -87,7 +89,7 @@ class PredictorSteps:
             context = bucket * CONTEXT_BUCKET + CONTEXT_BUCKET // 2
             raw = self._predictor.decode_ms(batch, context)
             factor = self._decode_factor * self._bias.decode(batch, context)
-            found = self._overhead_ms + (raw - self._overhead_ms) * factor
+            found = corrected(raw, self._overhead_ms, factor)
             self._decode[key] = found
         return found
 
@@ -97,7 +99,7 @@ class PredictorSteps:
             tokens = max(prompt_tokens, 1)
             raw = self._predictor.prefill_ms(1, tokens)
             factor = self._prefill_factor * self._bias.prefill(tokens)
-            found = self._overhead_ms + (raw - self._overhead_ms) * factor
+            found = corrected(raw, self._overhead_ms, factor)
             self._prefill[prompt_tokens] = found
         return found
 

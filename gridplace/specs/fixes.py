@@ -1,8 +1,10 @@
-"""Fix hints as data: typed changes to a plan's inputs, and a fix (one change or several together)
-with whether applying it was tried and worked, and the capacity the plan predicted afterwards.
+"""Fix hints and the reasons they answer, as data: typed changes to a plan's inputs, a fix (one
+change or several together) with whether applying it was tried and worked and the capacity the
+plan predicted afterwards, and a ``Refusal`` (why a workload is not, or not fully, placed: the
+rule of the planner's registry, how many nodes it refused, the numbers of the closest option).
 
-Rendered to text only at the edge (``Fix.text``); the planner's ``fixes`` module finds and
-checks them. A pipeline across nodes gets its own change kind once pipelines exist.
+Rendered to text only at the edge (``Fix.text``; the planner's ``explain`` words refusals); the
+planner's ``fixes`` module finds and checks fixes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from gridplace.specs.common import CatalogRef, Interconnect, Name, Precision, StrictModel
+
+Figure = float | Annotated[str, Field(max_length=200)]
 
 
 class AllowPrecision(StrictModel):
@@ -50,6 +54,14 @@ class RaiseBudget(StrictModel):
         return f"raise the budget to {self.per_hour:.2f} USD/h"
 
 
+class AllowPipeline(StrictModel):
+    kind: Literal["allow-pipeline"] = "allow-pipeline"
+    max_stages: int = Field(ge=2, le=16, description="pipeline.maxStages it sets.")
+
+    def text(self) -> str:
+        return f"allow a pipeline over up to {self.max_stages} nodes (pipeline.maxStages)"
+
+
 class AddNodes(StrictModel):
     kind: Literal["add-nodes"] = "add-nodes"
     gpu: CatalogRef
@@ -80,7 +92,7 @@ class AddNodes(StrictModel):
 
 
 Change = Annotated[
-    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AddNodes,
+    AllowPrecision | RelaxSlo | RaiseReplicasMax | RaiseBudget | AllowPipeline | AddNodes,
     Field(discriminator="kind"),
 ]
 
@@ -99,3 +111,41 @@ class Fix(StrictModel):
         if self.verified and self.capacity_rps is not None:
             done += f" (tried: placed, {self.capacity_rps:g} req/s)"
         return done
+
+
+class BestOption(StrictModel):
+    """The option that came closest to passing a rule: a node of its class, the GPU, and the
+    precision, tensor-parallel degree and GPU share (absent when the rule refused the node
+    before any option, as trust does)."""
+
+    node: Name
+    gpu: CatalogRef
+    precision: Precision | None = None
+    tensor_parallel: int | None = Field(default=None, ge=1, le=64)
+    gpu_share: int | None = Field(default=None, ge=1, le=64)
+
+
+class Refusal(StrictModel):
+    """One reason a workload is not (fully) placed. ``family``: ``compile`` (a compile-time
+    rule refused every option on ``nodes`` nodes; the numbers are the closest option's),
+    ``model`` (a CP-SAT family of the assumption core blocks the options that exist),
+    ``coverage`` (what is missing: ``unmetRps`` of the demand, ``shortReplicas`` of
+    replicas.min; ``rule`` absent when no family was named). ``needed``: what the workload or
+    option needs (GiB, ms; the trust level or precision asked for); ``available``: what the node
+    has (GiB per GPU, its claims or reliability); ``limit``: the target it must stay within
+    (ms); ``unit`` names theirs."""
+
+    family: Literal["compile", "model", "coverage"]
+    rule: str | None = Field(default=None, max_length=64, description="A rules.RULES id.")
+    measure: str | None = Field(default=None, max_length=32)
+    nodes: int | None = Field(default=None, ge=0)
+    needed: Figure | None = None
+    available: Figure | None = None
+    limit: Figure | None = None
+    unit: str | None = Field(default=None, max_length=16)
+    network_ms: float | None = Field(default=None, ge=0)
+    best: BestOption | None = None
+    gpus: list[CatalogRef] = Field(default_factory=list, max_length=200)
+    detail: str | None = Field(default=None, max_length=2000)
+    unmet_rps: float | None = Field(default=None, ge=0)
+    short_replicas: int | None = Field(default=None, ge=0)

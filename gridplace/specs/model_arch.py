@@ -74,11 +74,6 @@ class ModelArchitectureSpec(StrictModel):
         """Parameters touched per token: active ones for MoE, all of them otherwise."""
         return self.active_parameters_billion or self.parameters_billion
 
-    @property
-    def kv_bytes_per_token_per_byte_width(self) -> int:
-        """K and V elements per token over all layers (multiply by bytes per KV element)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim
-
 
 class ModelArchitecture(StrictModel):
     """A ``ModelArchitecture`` document: adds or overrides a model catalog entry."""

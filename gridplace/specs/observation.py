@@ -63,6 +63,9 @@ class ObservationWindow(StrictModel):
     precision: Precision
     engine: Engine
     tensor_parallel: int = Field(default=1, ge=1, le=64)
+    gpu_share: Literal[1, 2, 4] = Field(
+        default=1, description="The replica ran on 1/gpuShare of its GPU (the plan's gpuShare)."
+    )
     start_s: float = Field(ge=0, description="Window start, seconds since the Unix epoch.")
     end_s: float = Field(gt=0, description="Window end, seconds since the Unix epoch.")
     requests: int | None = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -15,7 +17,7 @@ from gridplace.specs.common import (
     ShortText,
     StrictModel,
 )
-from gridplace.specs.fixes import Fix
+from gridplace.specs.fixes import Fix, Refusal
 
 
 class LatencyAtDemand(StrictModel):
@@ -125,6 +127,22 @@ def _check_stages(assignment: Assignment) -> None:
         expected = stage.layers[1]
 
 
+def pipeline_id(assignment: Assignment) -> str | None:
+    """A pipeline replica's identity, the same on every stage's node and in the API: the
+    workload and a digest of what the replica is (precision, tensor parallel, stages). None for a
+    replica on one node. A replan that changes any stage makes a new pipeline (a new id)."""
+    if not assignment.stages:
+        return None
+    what = {
+        "workload": assignment.workload,
+        "precision": assignment.precision.value,
+        "tensorParallel": assignment.tensor_parallel,
+        "stages": [[s.node, s.gpus, list(s.layers)] for s in assignment.stages],
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{assignment.workload}.{digest[:12]}"
+
+
 class PrewarmLevel(StrEnum):
     DISK = "disk"  # weights in the node's cache: a start skips the download
     VRAM = "vram"  # weights loaded, engine idle: a start takes seconds (costs the GPU)
@@ -211,6 +229,9 @@ class Unplaced(StrictModel):
     fixes: list[Fix] = Field(
         default_factory=list, max_length=20, description="Changes tried and found to place it."
     )
+    refusals: list[Refusal] = Field(
+        default_factory=list, max_length=200, description="The reasons as data."
+    )
 
 
 class PlacementPlanStatus(StrictModel):
@@ -221,6 +242,11 @@ class PlacementPlanStatus(StrictModel):
         default_factory=list,
         max_length=1000,
         description="Placed workloads at risk, e.g. short of their failover capacity.",
+    )
+    notes: list[Reason] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="How placed workloads were placed where it needs saying (pipelines, and why).",
     )
     cost_per_hour: float | None = Field(default=None, ge=0)
 

@@ -43,7 +43,8 @@ class BurstWindow(StrictModel):
     peak_to_mean: float = Field(
         ge=1,
         le=10_000,
-        description="99th percentile of the request rate over windows of this length / mean rate.",
+        description="The request rate over windows of this length that leaves 1% of the "
+        "requests above it / mean rate (Poisson noise taken out).",
     )
 
 
@@ -177,6 +178,15 @@ class TrustRequirement(StrictModel):
     min_reliability: float = Field(default=0.0, ge=0, le=1)
 
 
+class PipelinePolicy(StrictModel):
+    """A replica may be split over nodes as a pipeline of stages (contiguous layer ranges, one
+    node each): the planner then weighs pipelines beside single-node replicas."""
+
+    max_stages: int = Field(
+        default=4, ge=2, le=16, description="Most nodes one pipeline replica may span."
+    )
+
+
 class InferenceWorkloadSpec(StrictModel):
     model: CatalogRef | ModelArchitectureSpec = Field(
         description="Model catalog id / Hugging Face repo, or an inline architecture."
@@ -198,6 +208,10 @@ class InferenceWorkloadSpec(StrictModel):
     trust: TrustRequirement | None = None
     prewarm: PrewarmBudget | None = Field(
         default=None, description="Warm standbys for failover; none unless a budget is given."
+    )
+    pipeline: PipelinePolicy | None = Field(
+        default=None,
+        description="Allow pipeline replicas over several nodes; absent: one node per replica.",
     )
     priority: int = Field(default=100, ge=0, le=1_000_000, description="Higher is served first.")
 

@@ -85,7 +85,8 @@ def test_read_plans_back(client: TestClient) -> None:
     entries = {w["name"]: w for w in explanation["workloads"]}
     assert entries["chat"]["placed"] and entries["chat"]["replicas"] >= 1
     assert not entries["huge"]["placed"] and entries["huge"]["hints"]
-    assert any("GiB" in reason for reason in entries["huge"]["reasons"])
+    assert any(reason["unit"] == "GiB" for reason in entries["huge"]["reasons"])
+    assert any("GiB" in line for line in entries["huge"]["summary"])
     assert client.get("/v1/plans/5/explanation", headers=ADMIN).status_code == 404
 
 
@@ -206,3 +207,34 @@ def test_plans_are_solved_in_a_worker_process(make_client: MakeClient) -> None:
     assert checked["valid"] is True
     pool = client.app.state.gridplace.service.solver  # type: ignore[attr-defined]
     assert pool.processes == 1 and pool._executor is not None
+
+
+def test_validate_refuses_what_the_cli_refuses(client: TestClient) -> None:
+    """Unknown traffic regions (with "did you mean"), no workload and no node are a 422 with the
+    CLI's own message, naming the document and field."""
+    from gridplace.api.bodies import parse_body
+    from gridplace.api.wiring import planning_input_issues
+    from gridplace.specs import build_bundle
+
+    lost = workload_doc("chat")
+    lost["spec"]["traffic"]["sources"] = [{"region": "eu-wset", "share": 1.0}]
+    small_grid(client)
+    refused = client.post("/v1/validate", json=[lost], headers=ADMIN)
+    assert refused.status_code == 422
+    (issue,) = refused.json()["issues"]
+    assert "did you mean: eu-west" in issue["message"]
+    assert issue["field"] == "spec.traffic.sources[0].region" and issue["document"] == 0
+    body = json.dumps([node_doc("n"), lost]).encode()
+    documents = parse_body(body, 10, ("Node", "InferenceWorkload"), 100)
+    (cli_issue,) = planning_input_issues(build_bundle(documents))
+    assert issue["message"] == cli_issue.message  # the CLI's words
+    only_nodes = client.post("/v1/validate", json=[node_doc("n")], headers=ADMIN)
+    assert only_nodes.status_code == 422
+    assert "no InferenceWorkload document" in only_nodes.json()["issues"][0]["message"]
+    assert client.post("/v1/validate", json=[], headers=ADMIN).status_code == 422
+
+
+def test_validate_without_any_node_is_422(client: TestClient) -> None:
+    answer = client.post("/v1/validate", json=[workload_doc("chat")], headers=ADMIN)
+    assert answer.status_code == 422
+    assert "no Node document" in answer.json()["issues"][0]["message"]

@@ -163,6 +163,7 @@ def test_the_openapi_document_is_3_1_and_covers_every_route(client: TestClient) 
         "/v1/nodes/{name}/probes",
         "/v1/nodes/{name}/assignments",
         "/v1/nodes/{name}/state",
+        "/v1/nodes/{name}/pipelines",
         "/v1/nodes/{name}/observations",
         "/v1/observations",
         "/v1/calibration",

@@ -73,7 +73,7 @@ def store(database_url: str) -> Any:
 def test_a_fresh_database_is_migrated_to_the_shape_of_the_models(database_url: str) -> None:
     engine = create_store_engine(database_url)
     migrate(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
@@ -129,7 +129,7 @@ def test_upgrading_from_the_first_revision_keeps_nodes_and_plans(database_url: s
 
     store = Store.open(database_url)  # upgrades to the head
     try:
-        assert current_revision(store.engine) == "0006"
+        assert current_revision(store.engine) == "0007"
         record = store.node("old-node")
         assert record is not None and record.last_heartbeat == T0
         assert record.node.throttle_ratio == 0.25

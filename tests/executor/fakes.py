@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridplace.executor.drivers import CommandDriver, LaunchSpec
+from gridplace.executor.launcher import Launcher
 from gridplace.executor.manifest import DriverKind, Manifest
 from gridplace.executor.process import ProcessId
-from gridplace.executor.reconcile import Launcher, ReconcileConfig
+from gridplace.executor.reconcile import ReconcileConfig
 
 
 class Clock:

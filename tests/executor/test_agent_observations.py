@@ -152,3 +152,12 @@ def test_an_oversized_metrics_page_is_refused_and_an_unknown_model_is_not_observ
     loops(agent, 6)
     assert not api.observations and engine.served == 0
     assert caplog.text.count("no catalog model known") == 1
+
+
+def test_replicas_sharing_a_gpu_report_their_share(tmp_path: Path) -> None:
+    api, engine = ObservedApi(), Engine()
+    api.assignments = [{**assignment([0]), "gpuShare": 2}, {**assignment([0]), "gpuShare": 2}]
+    agent = observed_agent(tmp_path, api, engine)
+    loops(agent, 4)
+    windows = [w for o in api.observations for w in o.spec.windows]
+    assert len(windows) == 2 and {w.gpu_share for w in windows} == {2}

@@ -14,8 +14,8 @@ import pytest
 from gridplace.executor.diff import ReplicaSpec
 from gridplace.executor.drivers import CommandDriver, LlamaCppDriver, Target, VllmDriver
 from gridplace.executor.errors import DriverError
+from gridplace.executor.launcher import free_port
 from gridplace.executor.process import ProcessRuntime, parse_metrics
-from gridplace.executor.reconcile import free_port
 
 STUB = Path(__file__).with_name("stub_server.py")
 

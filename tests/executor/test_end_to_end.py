@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from gridplace.executor.reconcile import free_port
+from gridplace.executor.launcher import free_port
 
 STUB = Path(__file__).with_name("stub_server.py")
 ADMIN_TOKEN = "e2e-admin-token-0123456789"

@@ -35,6 +35,7 @@ def test_vllm_ray_head_workers_and_serve() -> None:
         "10.0.0.1",
         "--port",
         "6379",
+        "--block",
     )
     assert commands[1].argv == (
         "ray",
@@ -43,6 +44,7 @@ def test_vllm_ray_head_workers_and_serve() -> None:
         "10.0.0.1:6379",
         "--node-ip-address",
         "10.0.0.2",
+        "--block",
     )
     serve = commands[-1]
     assert serve.node == "a"

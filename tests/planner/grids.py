@@ -60,6 +60,7 @@ def workload(
     trust: dict[str, Any] | None = None,
     priority: int = 100,
     redundancy: dict[str, Any] | None = None,
+    pipeline: dict[str, Any] | None = None,
 ) -> InferenceWorkload:
     spec: dict[str, Any] = {
         "model": model,
@@ -80,6 +81,8 @@ def workload(
         spec["trust"] = trust
     if redundancy is not None:
         spec["redundancy"] = redundancy
+    if pipeline is not None:
+        spec["pipeline"] = pipeline
     return InferenceWorkload.model_validate({"metadata": {"name": name}, "spec": spec})
 
 

@@ -22,7 +22,6 @@ from gridplace.planner.candidates import (
 from gridplace.planner.compile import (
     _demand,
     _model,
-    _previous_keys,
     _rule_failure,
     _trust_failure,
     assemble_problem,
@@ -36,6 +35,7 @@ from gridplace.planner.ports import (
     PredictionQuery,
     RttLookup,
 )
+from gridplace.planner.previous import previous_keys
 from gridplace.planner.problem import (
     GpuPool,
     Option,
@@ -63,7 +63,7 @@ def reference_compile(
     """Build the Problem: pools, surviving options, rejections with reasons, previous replicas."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     network = _PoolNetwork(pools, latency)
-    keep = _previous_keys(inputs, pools)
+    keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )

@@ -32,6 +32,14 @@ class Case:
     reject: tuple[list[Node], list[InferenceWorkload], dict[str, Any]]
 
 
+def _split(name: str) -> InferenceWorkload:
+    """70B at 4-bit, a pipeline allowed: no 24 GB card holds it alone."""
+    return workload(
+        name, model="llama-3.1-70b", precisions=("int4",), rps=0.1, itl_ms=120,
+        pipeline={"maxStages": 4},
+    )  # fmt: skip
+
+
 CASES = [
     Case(
         "gpu-count",
@@ -103,6 +111,16 @@ CASES = [
         "slo-ttft",
         ([node("a", region="eu-west")], [workload("w", ttft_ms=300)], {}),
         ([node("a", region="ap-southeast")], [workload("w", ttft_ms=300)], {}),
+    ),
+    Case(
+        "pipeline-vram",
+        ([node(f"n{i}") for i in range(2)], [_split("w")], {}),
+        ([node("n0")], [_split("w")], {}),
+    ),
+    Case(
+        "pipeline-itl",
+        ([node(f"n{i}") for i in range(2)], [_split("w")], {}),
+        ([node("n0"), node("n1", region="us-east")], [_split("w")], {}),
     ),
     Case(
         "trust",
@@ -224,7 +242,8 @@ def test_vram_pool_allows_what_fits_and_rejects_what_does_not() -> None:
 
 
 def test_every_rule_has_one_function_and_a_pair() -> None:
-    paired = {c.family for c in CASES} | {"pinned", "failover", "vram-pool"}
+    # pipeline-nodes: tests/planner/test_pipeline_options.py
+    paired = {c.family for c in CASES} | {"pinned", "failover", "vram-pool", "pipeline-nodes"}
     assert paired == set(BY_ID)
     assert len(BY_ID) == len(RULES)  # no id twice: a compile-time rule and a family never share
     assert all(callable(rule.function) for rule in RULES)

@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 from gridplace.api.cli import app
 from gridplace.api.wiring import plan_bundle
 from gridplace.specs import load_bundle
-from gridplace.specs.fixes import AddNodes, AllowPrecision, Fix, RaiseBudget, RelaxSlo
+from gridplace.specs.fixes import (
+    AddNodes,
+    AllowPipeline,
+    AllowPrecision,
+    Fix,
+    RaiseBudget,
+    RelaxSlo,
+)
 
 Docs = list[dict[str, Any]]
 
@@ -89,6 +96,8 @@ def _apply_by_hand(docs: Docs, fix: Fix) -> tuple[Docs, float | None]:
             spec["slo"][change.field] = change.value
         elif isinstance(change, RaiseBudget):
             budget = change.per_hour
+        elif isinstance(change, AllowPipeline):
+            spec["pipeline"] = {"maxStages": change.max_stages}
         elif isinstance(change, AddNodes):
             added = _nodes(change.count, change.gpu, change.gpus_per_node, change.region)
             for node in added:
@@ -169,6 +178,16 @@ def test_no_fix_found_in_no_time_shows_none(tmp_path: Path) -> None:
     assert unplaced.hints == [pytest.importorskip("gridplace.planner.fixes").NO_FIX]
 
 
+def test_a_model_no_node_holds_gets_a_pipeline(tmp_path: Path) -> None:
+    split = _workload("llama-3.1-70b", ["int4"])
+    split["spec"]["traffic"]["requestsPerSecond"] = 0.1
+    fix = _check(tmp_path, [*_nodes(6, "rtx-4090", 1), split])
+    assert fix.changes == [AllowPipeline(max_stages=4)]
+    assert fix.text() == "allow a pipeline over up to 4 nodes (pipeline.maxStages)" + (
+        f" (tried: placed, {fix.capacity_rps:g} req/s)"
+    )
+
+
 def test_explain_json_fixes_round_trip(tmp_path: Path) -> None:
     docs = [*_nodes(2, "rtx-3090", 1), _workload("llama-3.1-8b", ["fp8"])]
     path = tmp_path / "specs.yaml"
@@ -242,3 +261,130 @@ def test_the_fixes_a_plan_lists_do_not_depend_on_machine_load(tmp_path: Path) ->
             burner.wait()
     assert quiet == busy
     assert '"hints"' in quiet
+
+
+def _search(tmp: Path, docs: Docs) -> tuple[Any, Any, Any, Any]:
+    """(inputs, search, latency, plan) for ``docs``: the plan made, its fix search not run."""
+    from gridplace.api.wiring import latency_for
+    from gridplace.planner import PlannerInputs
+    from gridplace.planner.fixes import search_for
+    from gridplace.planner.planning import make_plan
+    from gridplace.planner.predictor import make_predictor
+
+    path = tmp / "search.yaml"
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    bundle = load_bundle([path])
+    inputs = PlannerInputs(nodes=bundle.nodes, workloads=bundle.workloads, catalog=bundle.catalog)
+    predictor, lookup = make_predictor(bundle.profiles, bundle.catalog), latency_for(bundle)
+    plan = make_plan(inputs, predictor, lookup(bundle.nodes)).plan
+    return inputs, search_for(predictor, lookup, 20.0, plan), lookup(bundle.nodes), plan
+
+
+def test_the_search_runs_on_the_reduced_problem_and_each_fix_shown_on_the_whole(
+    tmp_path: Path,
+) -> None:
+    """An ITL bisection takes many checks: they run on the workload alone on what the base plan
+    leaves it; the whole problem is planned once, for the value it settles on."""
+    from gridplace.planner.fixes import find_fixes
+
+    tight = _workload("llama-3.1-8b", ["int4"], slo={"ttftMs": 3000, "itlMs": 4})
+    inputs, search, latency, _ = _search(tmp_path, [*_nodes(2, "rtx-3090", 1), tight])
+    fixes = find_fixes(inputs, "w", search, latency)
+    assert fixes and all(f.verified for f in fixes)
+    assert search.whole_checks == len(fixes)
+    assert search.checks - search.whole_checks > 2 * search.whole_checks
+
+
+def test_a_fix_the_whole_problem_refuses_is_not_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridplace.planner import fixes
+
+    docs = [*_nodes(2, "rtx-3090", 1), _workload("llama-3.1-8b", ["fp8"])]
+    inputs, search, latency, _ = _search(tmp_path, docs)
+    monkeypatch.setattr(fixes, "check_whole", lambda *_, **__: None)
+    assert fixes.find_fixes(inputs, "w", search, latency) == []
+
+
+def test_the_reduced_problem_is_what_the_other_workloads_leave(tmp_path: Path) -> None:
+    """GPUs other workloads' replicas hold are taken (the workload's own are free again), a
+    node with none left is gone, a partly taken one keeps its price per GPU, and the budget is
+    less what the others cost."""
+    from dataclasses import replace
+
+    from gridplace.planner.fix_reduced import base_for, reduced_inputs
+
+    other = _workload("llama-3.1-8b", ["int4"])
+    other["metadata"]["name"] = "other"
+    other["spec"]["traffic"]["requestsPerSecond"] = 6
+    docs = [*_nodes(3, "rtx-3090", 2, price=1.0), _workload("llama-3.1-8b", ["int4"]), other]
+    inputs, _, _, plan = _search(tmp_path, docs)
+    held: dict[str, set[int]] = {}
+    for a in plan.spec.assignments:
+        if a.workload == "other":
+            held.setdefault(a.node, set()).update(a.gpus)
+    assert held and any(a.workload == "w" for a in plan.spec.assignments)
+    base = base_for(plan, "w")
+    assert base.taken == held
+    cost = next(c.cost_per_hour for c in plan.status.workloads if c.name == "other")
+    assert base.others_cost == pytest.approx(cost)
+    reduced = reduced_inputs(replace(inputs, budget_per_hour=10.0), base, "w")
+    assert [w.name for w in reduced.workloads] == ["w"]
+    assert reduced.budget_per_hour == pytest.approx(10.0 - cost)
+    left = {n.metadata.name: n.spec for n in reduced.nodes}
+    for node in inputs.nodes:
+        name, free = node.metadata.name, 2 - len(held.get(node.metadata.name, set()))
+        if free == 0:
+            assert name not in left
+        else:
+            assert left[name].gpu_count == free
+            assert left[name].price_per_hour == pytest.approx(0.5 * free)
+
+
+def test_explain_json_reasons_are_data(tmp_path: Path) -> None:
+    """Per unplaced workload, its reasons as objects (rule, nodes, the closest option's
+    numbers), beside the text; they round-trip through the API's model."""
+    from gridplace.api.models import WorkloadExplanation
+    from gridplace.specs.fixes import Refusal
+
+    docs = [*_nodes(10, "rtx-3090", 2), _workload("llama-3.1-405b", ["bf16"])]
+    path = tmp_path / "specs.yaml"
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    result = CliRunner().invoke(app, ["explain", "-n", str(path), "-w", str(path), "--format",
+                                      "json"])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    (entry,) = json.loads(result.stdout)
+    vram = entry["reasons"][0]
+    assert vram["family"] == "compile" and vram["rule"] == "vram-per-gpu"
+    assert vram["nodes"] == 10 and vram["unit"] == "GiB" and vram["available"] == 24.0
+    assert vram["needed"] > 300 and vram["gpus"] == ["rtx-3090"]
+    assert vram["best"] == {"node": "box-0", "gpu": "rtx-3090", "precision": "bf16",
+                            "tensorParallel": 2, "gpuShare": 1}  # fmt: skip
+    # The text is rendered from the same numbers.
+    assert f"needs {vram['needed']:.1f} GiB per GPU, has 24.0" in entry["summary"][0]
+    carrying = entry["reasons"][-1]
+    assert carrying["rule"] == "replica-bounds" and carrying["needed"] == 1
+    assert Refusal.model_validate(vram).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    ) == {k: v for k, v in vram.items() if v is not None}
+    assert WorkloadExplanation.model_validate(entry).reasons[0].rule == "vram-per-gpu"
+
+
+def test_a_budget_refusal_names_the_model_family(tmp_path: Path) -> None:
+    from gridplace.api.solver_pool import explain
+
+    docs = [*_nodes(2, "rtx-3090", 1, price=1.0), _workload("llama-3.1-8b", ["int4"])]
+    (entry,) = explain(_plan(tmp_path, docs, budget=0.5))
+    assert not entry["placed"]
+    rules = {(r["family"], r["rule"]) for r in entry["reasons"]}
+    assert ("model", "budget") in rules, entry["reasons"]
+    assert all(r["unmetRps"] > 0 for r in entry["reasons"] if r["family"] == "model")
+
+
+def test_an_explanation_stored_with_text_reasons_still_reads() -> None:
+    from gridplace.api.models import stored_explanation
+
+    old = {"name": "w", "placed": False, "replicas": 0, "sloMet": False,
+           "reasons": ["0/2 nodes can serve w"], "hints": [], "fixes": []}  # fmt: skip
+    read = stored_explanation(old)
+    assert read.reasons == [] and read.summary == ["0/2 nodes can serve w"]

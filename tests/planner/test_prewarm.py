@@ -74,3 +74,17 @@ def test_two_workloads_standbys_do_not_share_gpus() -> None:
 def test_a_workload_without_a_budget_gets_no_standby() -> None:
     grid = [node(f"n{i}", count=2) for i in range(4)]
     assert run(grid, [workload("w", rps=1.0)]).plan.spec.prewarm == []
+
+
+def test_a_standby_never_takes_a_pipeline_stage_and_a_pipeline_gets_none() -> None:
+    grid = [node(f"n{i}", price=1.0) for i in range(3)]
+    split = workload(
+        "big", model="llama-3.1-70b", precisions=("int4",), rps=0.1, itl_ms=120,
+        pipeline={"maxStages": 4},
+    )  # fmt: skip
+    small = workload("v", rps=0.2, replicas=(1, 1))
+    plan = run(grid, [with_prewarm(split, 100.0, 5.0), with_prewarm(small, 100.0, 5.0)]).plan
+    stages = {s.node for a in plan.spec.assignments for s in a.stages or []}
+    assert len(stages) == 2
+    assert [p.workload for p in plan.spec.prewarm] == []  # the one node left serves v
+    assert not {p.node for p in plan.spec.prewarm} & stages

@@ -15,23 +15,30 @@ from gridplace.planner.recalibrate import (
     Correction,
     EstimatorSettings,
     ModelOracle,
+    corrected,
+    estimate,
+)
+from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
-    estimate,
+    cost_savings,
     slo_shortfalls,
     windowed_attainment,
 )
-from gridplace.specs import Node, ObservationWindow, builtin_catalog
+from gridplace.specs import Node, ObservationWindow, PlacementPlan, builtin_catalog
 from gridplace.specs.common import Engine, Metadata, Precision
 from gridplace.specs.profile import PerformanceProfile, PerformanceProfileSpec, ProfilePoint
 
 CATALOG = builtin_catalog()
 KEY = ("rtx-4090", "llama-3.1-8b", "fp8", "vllm")
-DECODE_MS, PREFILL_MS_PER_TOKEN = 10.0, 0.1
+DECODE_MS, PREFILL_MS_PER_TOKEN, OVERHEAD_MS = 10.0, 0.1, 2.0
 
 
 class FlatModel:
-    """Step times the tests know: decode constant, prefill linear in the prompt."""
+    """Step times the tests know: decode constant, prefill linear in the prompt, both including
+    the host overhead."""
+
+    step_overhead_ms = OVERHEAD_MS
 
     def decode_ms(self, batch: int, context_tokens: int) -> float:
         return DECODE_MS
@@ -48,14 +55,16 @@ def window(
     node: str, decode: float, prefill: float, start_s: float = 0.0, requests: int = 100,
     gpu: str = "rtx-4090", attainment: float | None = None,
 ) -> ObservationWindow:  # fmt: skip
+    """A window whose steps' GPU parts are ``decode`` and ``prefill`` times the model's."""
     steps = 3000
+    prefill_ms = corrected(500 * PREFILL_MS_PER_TOKEN, OVERHEAD_MS, prefill)
     return ObservationWindow(
         node=node, workload="chat", model="llama-3.1-8b", gpu=gpu, precision=Precision.FP8,
         engine=Engine.VLLM, start_s=start_s, end_s=start_s + 60, requests=requests,
         prompt_tokens=500 * requests, output_tokens=100 * requests,
-        decode_seconds=steps * DECODE_MS * decode / 1000, decode_steps=steps,
-        mean_running_batch=8, mean_context_tokens=600,
-        prefill_seconds=requests * 500 * PREFILL_MS_PER_TOKEN * prefill / 1000,
+        decode_seconds=steps * corrected(DECODE_MS, OVERHEAD_MS, decode) / 1000,
+        decode_steps=steps, mean_running_batch=8, mean_context_tokens=600,
+        prefill_seconds=requests * prefill_ms / 1000,
         slo_attainment=attainment,
     )  # fmt: skip
 
@@ -180,3 +189,26 @@ def test_slo_shortfall_needs_two_windows_in_a_row_since_the_plan() -> None:
     ]
     series = windowed_attainment(windows, since_s=600.0, window_s=60.0)
     assert series["chat"] == pytest.approx([0.975, 0.97])
+
+
+def _plan(replicas: int, unplaced: tuple[str, ...] = ()) -> PlacementPlan:
+    rows = [{"workload": "chat", "node": "a", "gpus": [0], "precision": "fp8"}] * replicas
+    status = {"unplaced": [{"workload": w, "reasons": ["no capacity"]}
+                           for w in unplaced]}  # fmt: skip
+    return PlacementPlan.model_validate(
+        {"metadata": {"name": "p"}, "spec": {"assignments": rows}, "status": status}
+    )
+
+
+def test_a_dry_run_replan_is_adopted_only_when_it_saves_more_than_the_band() -> None:
+    def cost(plan: PlacementPlan) -> float:
+        return float(len(plan.spec.assignments))
+
+    policy = ReplanPolicy(cost_saving=0.05)
+    assert cost_savings(_plan(100), _plan(96), cost, policy) == []  # inside the band
+    assert cost_savings(_plan(100), _plan(101), cost, policy) == []
+    (reason,) = cost_savings(_plan(100), _plan(90), cost, policy)
+    assert "$90.00/h instead of $100.00/h" in reason and "band 5%" in reason
+    # Cheaper by leaving a workload unplaced is no saving.
+    assert cost_savings(_plan(100), _plan(50, ("code",)), cost, policy) == []
+    assert len(cost_savings(_plan(100, ("code",)), _plan(50, ("code",)), cost, policy)) == 1

@@ -15,7 +15,7 @@ from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan, plan_problem
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
-from gridplace.planner.windows import Assignment, evaluate, solve_window
+from gridplace.planner.windows import VariableValues, evaluate, solve_window
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
 from gridplace.specs.workload import Redundancy
 from tests.planner.fakes import fake_predictor
@@ -88,7 +88,7 @@ def test_a_windowed_replan_searches_the_moves_stage_by_windows() -> None:
 
 def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> None:
     from gridplace.planner.model import build_model
-    from gridplace.planner.windows import Assignment, evaluate, unsettled_workloads
+    from gridplace.planner.windows import VariableValues, evaluate, unsettled_workloads
 
     nodes = [node("a", count=1, price=1.0), node("b", count=1, price=1.0, provider="p-a")]
     demands = [workload("w0", rps=0.5), workload("w1", rps=0.5)]
@@ -108,7 +108,7 @@ def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> Non
     values = {var.index: 0 for var in [*pm.x.values(), *pm.unmet.values(), *pm.short.values()]}
     values[pm.x[whole[0]].index] = 2
     cost = dict(pm.objectives)["cost"]
-    assert evaluate(cost, Assignment(values)) == 2 * math.ceil(
+    assert evaluate(cost, VariableValues(values)) == 2 * math.ceil(
         problem.options[whole[0]].cost_per_hour * COST_SCALE
     )
 
@@ -117,7 +117,7 @@ def test_dropping_spare_replicas_keeps_every_row_and_never_costs_more() -> None:
     from ortools.sat.python import cp_model
 
     from gridplace.planner.model import build_model
-    from gridplace.planner.windows import Assignment, drop_spare_replicas, evaluate
+    from gridplace.planner.windows import VariableValues, drop_spare_replicas, evaluate
 
     nodes, workloads = _grid(40, 6, 10)
     problem = compile_problem(
@@ -133,7 +133,7 @@ def test_dropping_spare_replicas_keeps_every_row_and_never_costs_more() -> None:
     solver.parameters.num_workers = 1
     solver.parameters.max_time_in_seconds = 5
     assert solver.solve(pm.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
-    start = Assignment({var.index: solver.value(var) for var in variables})
+    start = VariableValues({var.index: solver.value(var) for var in variables})
     trimmed = drop_spare_replicas(pm, start)
     cost = dict(pm.objectives)["cost"]
     assert evaluate(cost, trimmed) < evaluate(cost, start)
@@ -185,7 +185,7 @@ def test_a_small_window_reaches_the_optimum_of_the_full_model_with_the_rest_fixe
         )
         assert small is not None and full is not None
         assert evaluate(cost, small) == evaluate(cost, full)
-        assert evaluate(cost, small) <= evaluate(cost, Assignment(incumbent))
+        assert evaluate(cost, small) <= evaluate(cost, VariableValues(incumbent))
         assert evaluate(unmet, small) <= round(solver.objective_value)
         checked += 1
     assert checked == 4

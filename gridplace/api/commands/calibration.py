@@ -1,7 +1,8 @@
 """``gridplace calibration --api URL``: the corrections the server learned from the engines.
 
-Reading it: each row is a factor on the performance model's step time, observed / predicted at
-the operating points the engines reported (1.25: steps take 25% longer than the model says). The
+Reading it: each row is a factor on the GPU part of the performance model's step time (the step
+minus the engine's host overhead), observed / predicted at the operating points the engines
+reported (1.25: that part takes 25% longer than the model says). The
 GPU-type rows (GPU, model, precision, engine) are what the planner books; node rows are how far
 a node departs from its type. ``weight`` is the evidence behind a factor in full windows: with
 little weight a factor stays near 1 (shrinkage), with many it is the observed ratio.

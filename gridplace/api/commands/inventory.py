@@ -38,49 +38,59 @@ from gridplace.specs import ThermalStatus, builtin_catalog
 EXIT_INVALID = 1
 
 
+BackendOption = Annotated[
+    BackendKind,
+    typer.Option("--backend", help="auto (NVML, then amdsmi), nvml, amdsmi or fake."),
+]
+FakeFleetOption = Annotated[
+    Path | None,
+    typer.Option("--fake-fleet", help="Fleet YAML for the fake backend (implies --backend fake)."),
+]
+NameOption = Annotated[
+    str | None, typer.Option("--name", help="Node name (default: this host's name).")
+]
+RegionOption = Annotated[str | None, typer.Option("--region", help="Region of the node.")]
+ProviderOption = Annotated[
+    str | None, typer.Option("--provider", help="Provider (failure domain) of the node.")
+]
+PricePerHourOption = Annotated[
+    float | None,
+    typer.Option("--price-per-hour", min=0, help="USD per hour for the whole node."),
+]
+NetworkGbpsOption = Annotated[
+    float, typer.Option("--network-gbps", min=0.001, help="Uplink, gigabits per second.")
+]
+BenchmarkOption = Annotated[
+    bool,
+    typer.Option(
+        "--benchmark",
+        help="Measure memory bandwidth and matmul throughput (needs torch or cupy); "
+        "claims become 'benchmarked' when every GPU was measured.",
+    ),
+]
+TelemetryDbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--telemetry-db",
+        help="SQLite telemetry history (written by the agent's sampler); fills status.thermal.",
+    ),
+]
+WindowHoursOption = Annotated[
+    float, typer.Option("--window-hours", min=0.01, help="Thermal summary window, hours.")
+]
+
+
 def command(
-    backend: Annotated[
-        BackendKind,
-        typer.Option("--backend", help="auto (NVML, then amdsmi), nvml, amdsmi or fake."),
-    ] = BackendKind.AUTO,
-    fake_fleet: Annotated[
-        Path | None,
-        typer.Option(
-            "--fake-fleet", help="Fleet YAML for the fake backend (implies --backend fake)."
-        ),
-    ] = None,
-    name: Annotated[
-        str | None, typer.Option("--name", help="Node name (default: this host's name).")
-    ] = None,
-    region: Annotated[str | None, typer.Option("--region", help="Region of the node.")] = None,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="Provider (failure domain) of the node.")
-    ] = None,
-    price_per_hour: Annotated[
-        float | None,
-        typer.Option("--price-per-hour", min=0, help="USD per hour for the whole node."),
-    ] = None,
-    network_gbps: Annotated[
-        float, typer.Option("--network-gbps", min=0.001, help="Uplink, gigabits per second.")
-    ] = 1.0,
-    benchmark: Annotated[
-        bool,
-        typer.Option(
-            "--benchmark",
-            help="Measure memory bandwidth and matmul throughput (needs torch or cupy); "
-            "claims become 'benchmarked' when every GPU was measured.",
-        ),
-    ] = False,
-    telemetry_db: Annotated[
-        Path | None,
-        typer.Option(
-            "--telemetry-db",
-            help="SQLite telemetry history (written by the agent's sampler); fills status.thermal.",
-        ),
-    ] = None,
-    window_hours: Annotated[
-        float, typer.Option("--window-hours", min=0.01, help="Thermal summary window, hours.")
-    ] = 24.0,
+    backend: BackendOption = BackendKind.AUTO,
+    fake_fleet: FakeFleetOption = None,
+    name: NameOption = None,
+    region: RegionOption = None,
+    provider: ProviderOption = None,
+    price_per_hour: PricePerHourOption = None,
+    network_gbps: NetworkGbpsOption = 1.0,
+    benchmark: BenchmarkOption = False,
+    telemetry_db: TelemetryDbOption = None,
+    window_hours: WindowHoursOption = 24.0,
 ) -> None:
     """Read this machine's GPUs and print a Node document (claims: probed)."""
     if backend is BackendKind.FAKE and fake_fleet is None:

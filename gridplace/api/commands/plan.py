@@ -234,6 +234,8 @@ def print_plan_table(result: PlanResult) -> None:
             render.stdout.print(f"  [cyan]hint:[/] {escape(hint)}", highlight=False)
     for warning in plan.status.warnings:
         render.stdout.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    for note in plan.status.notes:
+        render.stdout.print(f"note: {escape(note)}", highlight=False)
     if solver is not None:
         render.stderr.print(f"solved in {solver.wall_seconds:.2f} s (wall clock)", highlight=False)
     for released in result.problem.released:

@@ -307,83 +307,108 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_INVALID)
 
 
+GpuOption = Annotated[str | None, typer.Option("--gpu", help="GPU catalog id or name.")]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Model catalog id or Hugging Face repo.")
+]
+PrecisionOption = Annotated[
+    Precision | None,
+    typer.Option("--precision", help="bf16, fp16, fp8, int8, int4 or a GGUF type: q4_k_m, ..."),
+]
+EngineOption = Annotated[Engine | None, typer.Option("--engine", help="Inference engine.")]
+TpOption = Annotated[int | None, typer.Option("--tp", min=1, max=64, help="Tensor parallel.")]
+BatchOption = Annotated[int | None, typer.Option("--batch", min=1, help="Concurrent sequences.")]
+PromptOption = Annotated[
+    int | None, typer.Option("--prompt", min=1, help="Prompt tokens (default 512).")
+]
+ContextOption = Annotated[
+    int | None, typer.Option("--context", min=0, help="Tokens in context (default: prompt).")
+]
+OutputOption = Annotated[
+    int | None, typer.Option("--output", min=1, help="Output tokens for capacity (256).")
+]
+TtftSloOption = Annotated[
+    float | None, typer.Option("--ttft-slo", help="TTFT target for capacity, ms (1000).")
+]
+ItlSloOption = Annotated[
+    float | None, typer.Option("--itl-slo", help="ITL target for capacity, ms (100).")
+]
+DerateOption = Annotated[
+    float | None, typer.Option("--derate", min=0.0, max=1.0, help="Thermal throttle ratio.")
+]
+InterconnectOption = Annotated[
+    Interconnect | None, typer.Option("--interconnect", help="Link between the GPUs.")
+]
+KvCacheFp8Option = Annotated[bool, typer.Option("--kv-cache-fp8", help="FP8 KV cache.")]
+EagerOption = Annotated[bool, typer.Option("--eager", help="No CUDA graphs.")]
+GenerationOption = Annotated[
+    str | None,
+    typer.Option("--generation", help=f"Older engine release: {', '.join(GENERATIONS)}."),
+]
+HostFactorOption = Annotated[
+    float | None,
+    typer.Option("--host-factor", min=0.1, max=10.0, help="Host CPU time x this (1.0)."),
+]
+FlashAttentionOption = Annotated[
+    bool | None,
+    typer.Option("--flash-attn/--no-flash-attn", help="llama.cpp flash attention."),
+]
+UbatchOption = Annotated[
+    int | None, typer.Option("--ubatch", min=1, max=65536, help="llama.cpp n_ubatch.")
+]
+KvCacheTypeOption = Annotated[
+    KvCacheType | None, typer.Option("--kv-cache-type", help="KV cache element type.")
+]
+PromptKernelsOption = Annotated[
+    PromptKernels | None, typer.Option("--prompt-kernels", help="llama.cpp prompt path.")
+]
+BackendOption = Annotated[
+    Backend | None, typer.Option("--backend", help="llama.cpp backend: cuda, hip, vulkan.")
+]
+ProfileOption = Annotated[
+    list[Path] | None,
+    typer.Option("--profile", help="PerformanceProfile YAML (gridplace calibrate)."),
+]
+InputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        help="JSONL file of queries ('-' for stdin), one JSON object per line with keys "
+        f"{INPUT_KEYS} ('?': optional; the flags given are every line's defaults), e.g. "
+        '{"gpu": "rtx-4090", "model": "llama-3.1-8b", "precision": "fp8", "batch": 8}.',
+    ),
+]
+OutputFormatOption = Annotated[
+    Format, typer.Option("--format", help="table or json (JSONL with --input).")
+]
+
+
 def command(
-    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU catalog id or name.")] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Model catalog id or Hugging Face repo.")
-    ] = None,
-    precision: Annotated[
-        Precision | None,
-        typer.Option("--precision", help="bf16, fp16, fp8, int8, int4 or a GGUF type: q4_k_m, ..."),
-    ] = None,
-    engine: Annotated[Engine | None, typer.Option("--engine", help="Inference engine.")] = None,
-    tp: Annotated[int | None, typer.Option("--tp", min=1, max=64, help="Tensor parallel.")] = None,
-    batch: Annotated[
-        int | None, typer.Option("--batch", min=1, help="Concurrent sequences.")
-    ] = None,
-    prompt: Annotated[
-        int | None, typer.Option("--prompt", min=1, help="Prompt tokens (default 512).")
-    ] = None,
-    context: Annotated[
-        int | None, typer.Option("--context", min=0, help="Tokens in context (default: prompt).")
-    ] = None,
-    output: Annotated[
-        int | None, typer.Option("--output", min=1, help="Output tokens for capacity (256).")
-    ] = None,
-    ttft_slo: Annotated[
-        float | None, typer.Option("--ttft-slo", help="TTFT target for capacity, ms (1000).")
-    ] = None,
-    itl_slo: Annotated[
-        float | None, typer.Option("--itl-slo", help="ITL target for capacity, ms (100).")
-    ] = None,
-    derate: Annotated[
-        float | None, typer.Option("--derate", min=0.0, max=1.0, help="Thermal throttle ratio.")
-    ] = None,
-    interconnect: Annotated[
-        Interconnect | None, typer.Option("--interconnect", help="Link between the GPUs.")
-    ] = None,
-    kv_cache_fp8: Annotated[bool, typer.Option("--kv-cache-fp8", help="FP8 KV cache.")] = False,
-    eager: Annotated[bool, typer.Option("--eager", help="No CUDA graphs.")] = False,
-    generation: Annotated[
-        str | None,
-        typer.Option("--generation", help=f"Older engine release: {', '.join(GENERATIONS)}."),
-    ] = None,
-    host_factor: Annotated[
-        float | None,
-        typer.Option("--host-factor", min=0.1, max=10.0, help="Host CPU time x this (1.0)."),
-    ] = None,
-    flash_attention: Annotated[
-        bool | None,
-        typer.Option("--flash-attn/--no-flash-attn", help="llama.cpp flash attention."),
-    ] = None,
-    ubatch: Annotated[
-        int | None, typer.Option("--ubatch", min=1, max=65536, help="llama.cpp n_ubatch.")
-    ] = None,
-    kv_cache_type: Annotated[
-        KvCacheType | None, typer.Option("--kv-cache-type", help="KV cache element type.")
-    ] = None,
-    prompt_kernels: Annotated[
-        PromptKernels | None, typer.Option("--prompt-kernels", help="llama.cpp prompt path.")
-    ] = None,
-    backend: Annotated[
-        Backend | None, typer.Option("--backend", help="llama.cpp backend: cuda, hip, vulkan.")
-    ] = None,
-    profile_paths: Annotated[
-        list[Path] | None,
-        typer.Option("--profile", help="PerformanceProfile YAML (gridplace calibrate)."),
-    ] = None,
-    input_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--input",
-            help="JSONL file of queries ('-' for stdin), one JSON object per line with keys "
-            f"{INPUT_KEYS} ('?': optional; the flags given are every line's defaults), e.g. "
-            '{"gpu": "rtx-4090", "model": "llama-3.1-8b", "precision": "fp8", "batch": 8}.',
-        ),
-    ] = None,
-    output_format: Annotated[
-        Format, typer.Option("--format", help="table or json (JSONL with --input).")
-    ] = Format.TABLE,
+    gpu: GpuOption = None,
+    model: ModelOption = None,
+    precision: PrecisionOption = None,
+    engine: EngineOption = None,
+    tp: TpOption = None,
+    batch: BatchOption = None,
+    prompt: PromptOption = None,
+    context: ContextOption = None,
+    output: OutputOption = None,
+    ttft_slo: TtftSloOption = None,
+    itl_slo: ItlSloOption = None,
+    derate: DerateOption = None,
+    interconnect: InterconnectOption = None,
+    kv_cache_fp8: KvCacheFp8Option = False,
+    eager: EagerOption = False,
+    generation: GenerationOption = None,
+    host_factor: HostFactorOption = None,
+    flash_attention: FlashAttentionOption = None,
+    ubatch: UbatchOption = None,
+    kv_cache_type: KvCacheTypeOption = None,
+    prompt_kernels: PromptKernelsOption = None,
+    backend: BackendOption = None,
+    profile_paths: ProfileOption = None,
+    input_path: InputOption = None,
+    output_format: OutputFormatOption = Format.TABLE,
 ) -> None:
     """Predict TTFT, ITL, capacity and VRAM of a model on a GPU (or many, from JSONL)."""
     given = {
@@ -420,29 +445,12 @@ def command(
         raise _fail(str(error)) from None
     runner = QueryRunner(catalog, profiles)
     if input_path is not None:
-        camel = {PredictQuery.model_fields[k].alias or k: v for k, v in defaults.items()}
-        if str(input_path) == "-":
-            valid = _run_batch(sys.stdin, camel, sys.stdout, runner)
-        else:
-            try:
-                with input_path.open(encoding="utf-8") as handle:
-                    valid = _run_batch(handle, camel, sys.stdout, runner)
-            except OSError as error:
-                raise _fail(f"cannot read {input_path}: {error.strerror or error}") from None
-        if not valid:
-            render.stderr.print("[bold red]error:[/] some lines were invalid (see their 'error')")
-            raise typer.Exit(EXIT_INVALID)
+        _answer_input(input_path, defaults, runner)
         return
     missing = [f"--{name}" for name in ("gpu", "model", "precision") if given[name] is None]
     if missing:
         raise typer.BadParameter(f"missing {', '.join(missing)} (or give --input FILE)")
-    try:
-        query = PredictQuery.model_validate(defaults)
-        record, runnable = runner.answer(query)
-    except (UnknownReference, InvalidQuery, SpecError) as error:
-        raise _fail(str(error)) from None
-    except ValidationError as error:
-        raise _fail(_one_line(error)) from None
+    record, runnable = _answer_flags(defaults, runner)
     if output_format is Format.JSON:
         render.print_json(record)
     else:
@@ -450,3 +458,29 @@ def command(
     if not runnable:
         render.stderr.print(f"[bold red]cannot run:[/] {record.get('reason', '')}", highlight=False)
         raise typer.Exit(EXIT_INVALID)
+
+
+def _answer_input(input_path: Path, defaults: dict[str, Any], runner: QueryRunner) -> None:
+    """Answer each JSONL line of ``input_path`` ('-': stdin) on stdout; exit 1 if one was bad."""
+    camel = {PredictQuery.model_fields[k].alias or k: v for k, v in defaults.items()}
+    if str(input_path) == "-":
+        valid = _run_batch(sys.stdin, camel, sys.stdout, runner)
+    else:
+        try:
+            with input_path.open(encoding="utf-8") as handle:
+                valid = _run_batch(handle, camel, sys.stdout, runner)
+        except OSError as error:
+            raise _fail(f"cannot read {input_path}: {error.strerror or error}") from None
+    if not valid:
+        render.stderr.print("[bold red]error:[/] some lines were invalid (see their 'error')")
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _answer_flags(defaults: dict[str, Any], runner: QueryRunner) -> tuple[dict[str, Any], bool]:
+    """The answer to the query the flags make, and whether it can run; exit 1 on a bad query."""
+    try:
+        return runner.answer(PredictQuery.model_validate(defaults))
+    except (UnknownReference, InvalidQuery, SpecError) as error:
+        raise _fail(str(error)) from None
+    except ValidationError as error:
+        raise _fail(_one_line(error)) from None

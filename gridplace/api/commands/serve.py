@@ -13,12 +13,17 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from gridplace.api import render
+
+if TYPE_CHECKING:  # the app and its settings are imported when the command runs
+    from fastapi import FastAPI
+
+    from gridplace.api.settings import Settings
 
 EXIT_INVALID = 1
 # How long uvicorn waits for a worker's answer to its health ping (its default, 5 s, is shorter
@@ -27,58 +32,44 @@ WORKER_STARTUP_S = 60
 DEFAULT_PORT = 8700
 
 
+HostOption = Annotated[
+    str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
+]
+PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="sqlite:///FILE (default sqlite:///gridplace.db) or "
+        "postgresql+psycopg://USER:PASSWORD@HOST/DB; also GRIDPLACE_DATABASE_URL.",
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        max=64,
+        help="Server processes, all on one PostgreSQL (SQLite: 1, its single writer).",
+    ),
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
 def command(
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = DEFAULT_PORT,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            help="sqlite:///FILE (default sqlite:///gridplace.db) or "
-            "postgresql+psycopg://USER:PASSWORD@HOST/DB; also GRIDPLACE_DATABASE_URL.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            min=1,
-            max=64,
-            help="Server processes, all on one PostgreSQL (SQLite: 1, its single writer).",
-        ),
-    ] = 1,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = DEFAULT_PORT,
+    database_url: DatabaseUrlOption = None,
+    workers: WorkersOption = 1,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Serve plans over HTTP: planners submit workloads, node agents report and pull."""
-    import uvicorn
-
-    from gridplace.api.app import create_app
-    from gridplace.api.settings import Settings
-    from gridplace.api.store import StoreError
-
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         render.stderr.print(f"[bold red]error:[/] unknown log level {log_level!r}")
         raise typer.Exit(EXIT_INVALID)
     logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
-    try:
-        settings = Settings() if database_url is None else Settings(database_url=database_url)
-        app = create_app(settings)
-    except ValidationError as error:
-        for item in error.errors(include_url=False):
-            field = ".".join(str(part) for part in item["loc"])
-            render.stderr.print(
-                f"[bold red]error:[/] setting {field} (GRIDPLACE_{field.upper()}): {item['msg']}",
-                highlight=False,
-            )
-        raise typer.Exit(EXIT_INVALID) from None
-    except StoreError as error:
-        render.stderr.print(f"[bold red]error:[/] {error}", highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
+    settings, app = _create_app(database_url)
     backend = app.state.gridplace.store.backend
     if workers > 1 and backend != "postgresql":
         app.state.gridplace.store.close()
@@ -94,14 +85,23 @@ def command(
         f"process{'es' * (workers > 1)}); OpenAPI at /docs",
         highlight=False,
     )
-    options: dict[str, Any] = {"log_level": log_level.lower(), "access_log": False}
+    _serve(app, settings.database_url, host, port, workers, log_level.lower())
+
+
+def _serve(
+    app: FastAPI, database_url: str, host: str, port: int, workers: int, log_level: str
+) -> None:
+    """Serve ``app`` in this process, or ``workers`` processes that each build their own."""
+    import uvicorn
+
+    options: dict[str, Any] = {"log_level": log_level, "access_log": False}
     if workers == 1:
         uvicorn.run(app, host=host, port=port, **options)
         return
     # The app built here migrated the database and settled the admin token; each worker process
     # builds its own from the same settings, passed down through the environment.
     app.state.gridplace.store.close()
-    os.environ["GRIDPLACE_DATABASE_URL"] = settings.database_url
+    os.environ["GRIDPLACE_DATABASE_URL"] = database_url
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # uvicorn kills a worker that does not answer its ping within 5 s, and a worker builds
         # the whole app (imports, migrations check, solver pool) before it answers: on a loaded
@@ -115,3 +115,25 @@ def command(
         port=port,
         **options,
     )
+
+
+def _create_app(database_url: str | None) -> tuple[Settings, FastAPI]:
+    """The settings (environment, then ``--database-url``) and the app; exit 1 if either fails."""
+    from gridplace.api.app import create_app
+    from gridplace.api.settings import Settings
+    from gridplace.api.store import StoreError
+
+    try:
+        settings = Settings() if database_url is None else Settings(database_url=database_url)
+        return settings, create_app(settings)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            field = ".".join(str(part) for part in item["loc"])
+            render.stderr.print(
+                f"[bold red]error:[/] setting {field} (GRIDPLACE_{field.upper()}): {item['msg']}",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_INVALID) from None
+    except StoreError as error:
+        render.stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None

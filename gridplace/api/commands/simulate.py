@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -73,105 +75,106 @@ ProbesOption = Annotated[
 ]
 
 
+PlanOption = Annotated[Path, typer.Option("--plan", help="The PlacementPlan to simulate.")]
+TraceOption = Annotated[
+    Path | None,
+    typer.Option("--trace", help="Request trace CSV (Azure LLM inference format), or conv / code."),
+]
+DiurnalOption = Annotated[
+    float | None,
+    typer.Option("--diurnal", min=0.01, max=672, help="Follow a daily profile over HOURS hours."),
+]
+ColdStartsOption = Annotated[
+    bool, typer.Option("--cold-starts", help="Restarts and failover take their cold start.")
+]
+PrewarmOption = Annotated[
+    bool,
+    typer.Option("--prewarm/--no-prewarm", help="Standbys hold what the plan's prewarm says."),
+]
+ArrivalsOption = Annotated[
+    ArrivalProcess | None,
+    typer.Option("--arrivals", help="trace (with --trace), poisson or bursty."),
+]
+TokensOption = Annotated[
+    TokenMode,
+    typer.Option("--tokens", help="Trace token counts scaled to each workload's means or as-is."),
+]
+DurationOption = Annotated[
+    float, typer.Option("--duration", min=1, max=7 * 86_400, help="Seconds of traffic.")
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
+IdealOption = Annotated[
+    bool,
+    typer.Option("--ideal", help="No hidden truth: nodes run as the performance model says."),
+]
+FailureRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--failure-rate", min=0, help="Node failures per node-hour (default: from reliability)."
+    ),
+]
+TruthBiasOption = Annotated[
+    str | None,
+    typer.Option(
+        "--truth-bias",
+        metavar="DECODE,PREFILL",
+        help="Hidden systematic step-time factors for every replica (e.g. 1.25,1.5); the "
+        "planner never sees them.",
+    ),
+]
+TruthBiasFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--truth-bias-file",
+        help="YAML list of {decode, prefill, family?, engine?} hidden step-time factors.",
+    ),
+]
+RecalibrateEveryOption = Annotated[
+    float | None,
+    typer.Option(
+        "--recalibrate-every",
+        min=60,
+        max=86_400,
+        metavar="SECONDS",
+        help="Run the grounded loop: replicas report observations, corrections are learned "
+        "and plans remade (same functions as the server) every SECONDS.",
+    ),
+]
+PlotOption = Annotated[
+    Path | None, typer.Option("--plot", help="Write latency CDFs per workload to this PNG.")
+]
+OutputFormatOption = Annotated[OutputFormat, typer.Option("--format")]
+
+
 def command(
-    plan: Annotated[Path, typer.Option("--plan", help="The PlacementPlan to simulate.")],
+    plan: PlanOption,
     nodes: NodesOption,
     workloads: WorkloadsOption,
     probes: ProbesOption = None,
-    trace: Annotated[
-        Path | None,
-        typer.Option(
-            "--trace", help="Request trace CSV (Azure LLM inference format), or conv / code."
-        ),
-    ] = None,
-    diurnal: Annotated[
-        float | None,
-        typer.Option(
-            "--diurnal", min=0.01, max=672, help="Follow a daily profile over HOURS hours."
-        ),
-    ] = None,
-    cold_starts: Annotated[
-        bool, typer.Option("--cold-starts", help="Restarts and failover take their cold start.")
-    ] = False,
-    prewarm: Annotated[
-        bool,
-        typer.Option("--prewarm/--no-prewarm", help="Standbys hold what the plan's prewarm says."),
-    ] = True,
-    arrivals: Annotated[
-        ArrivalProcess | None,
-        typer.Option("--arrivals", help="trace (with --trace), poisson or bursty."),
-    ] = None,
-    tokens: Annotated[
-        TokenMode,
-        typer.Option(
-            "--tokens", help="Trace token counts scaled to each workload's means or as-is."
-        ),
-    ] = TokenMode.SCALED,
-    duration: Annotated[
-        float, typer.Option("--duration", min=1, max=7 * 86_400, help="Seconds of traffic.")
-    ] = 3600.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    ideal: Annotated[
-        bool,
-        typer.Option("--ideal", help="No hidden truth: nodes run as the performance model says."),
-    ] = False,
-    failure_rate: Annotated[
-        float | None,
-        typer.Option(
-            "--failure-rate", min=0, help="Node failures per node-hour (default: from reliability)."
-        ),
-    ] = None,
-    truth_bias: Annotated[
-        str | None,
-        typer.Option(
-            "--truth-bias",
-            metavar="DECODE,PREFILL",
-            help="Hidden systematic step-time factors for every replica (e.g. 1.25,1.5); the "
-            "planner never sees them.",
-        ),
-    ] = None,
-    truth_bias_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--truth-bias-file",
-            help="YAML list of {decode, prefill, family?, engine?} hidden step-time factors.",
-        ),
-    ] = None,
-    recalibrate_every: Annotated[
-        float | None,
-        typer.Option(
-            "--recalibrate-every",
-            min=60,
-            max=86_400,
-            metavar="SECONDS",
-            help="Run the grounded loop: replicas report observations, corrections are learned "
-            "and plans remade (same functions as the server) every SECONDS.",
-        ),
-    ] = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write latency CDFs per workload to this PNG.")
-    ] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+    trace: TraceOption = None,
+    diurnal: DiurnalOption = None,
+    cold_starts: ColdStartsOption = False,
+    prewarm: PrewarmOption = True,
+    arrivals: ArrivalsOption = None,
+    tokens: TokensOption = TokenMode.SCALED,
+    duration: DurationOption = 3600.0,
+    seed: SeedOption = 0,
+    ideal: IdealOption = False,
+    failure_rate: FailureRateOption = None,
+    truth_bias: TruthBiasOption = None,
+    truth_bias_file: TruthBiasFileOption = None,
+    recalibrate_every: RecalibrateEveryOption = None,
+    plot: PlotOption = None,
+    output_format: OutputFormatOption = OutputFormat.TABLE,
 ) -> None:
     """Simulate request traffic against a plan; print SLA attainment, latency and cost."""
-    process = arrivals or (ArrivalProcess.TRACE if trace else ArrivalProcess.POISSON)
-    if process is ArrivalProcess.TRACE and trace is None:
-        raise typer.BadParameter("--arrivals trace needs --trace FILE", param_hint="--arrivals")
-    if trace is not None and process is not ArrivalProcess.TRACE:
-        raise typer.BadParameter(
-            f"--trace replays a trace; it cannot be combined with --arrivals {process.value}",
-            param_hint="--trace",
-        )
+    process = _arrival_process(arrivals, trace)
     if truth_bias is not None and truth_bias_file is not None:
         raise typer.BadParameter(
             "give --truth-bias or --truth-bias-file, not both", param_hint="--truth-bias"
         )
-    truth = TruthSettings.ideal() if ideal else TruthSettings(failure_rate_per_hour=failure_rate)
-    try:
-        if truth_bias is not None:
-            truth = replace(truth, bias=parse_truth_bias(truth_bias))
-        elif truth_bias_file is not None:
-            truth = replace(truth, bias=read_truth_bias(truth_bias_file))
+    with _exit_on_sim_errors():
+        truth = _truth(ideal, failure_rate, truth_bias, truth_bias_file)
         bundle = load_bundle([*nodes, *workloads, *(probes or [])])
         document = _load_plan(plan)
         settings = SimSettings(
@@ -194,6 +197,44 @@ def command(
             return
         with render.stderr.status("simulating..."):
             result = simulate(document, inputs, settings)
+    if output_format is OutputFormat.JSON:
+        render.print_json(_as_json(result, settings))
+    else:
+        _print_table(result, settings)
+    if plot is not None:
+        _write_plot(result, plot, f"{document.metadata.name}: latency CDFs")
+
+
+def _arrival_process(arrivals: ArrivalProcess | None, trace: Path | None) -> ArrivalProcess:
+    """--arrivals, by default the trace's when one is given (else Poisson); usage errors exit 2."""
+    process = arrivals or (ArrivalProcess.TRACE if trace else ArrivalProcess.POISSON)
+    if process is ArrivalProcess.TRACE and trace is None:
+        raise typer.BadParameter("--arrivals trace needs --trace FILE", param_hint="--arrivals")
+    if trace is not None and process is not ArrivalProcess.TRACE:
+        raise typer.BadParameter(
+            f"--trace replays a trace; it cannot be combined with --arrivals {process.value}",
+            param_hint="--trace",
+        )
+    return process
+
+
+def _truth(
+    ideal: bool, failure_rate: float | None, truth_bias: str | None, truth_bias_file: Path | None
+) -> TruthSettings:
+    """The hidden truth the simulated grid runs on (at most one of the two biases is given)."""
+    truth = TruthSettings.ideal() if ideal else TruthSettings(failure_rate_per_hour=failure_rate)
+    if truth_bias is not None:
+        return replace(truth, bias=parse_truth_bias(truth_bias))
+    if truth_bias_file is not None:
+        return replace(truth, bias=read_truth_bias(truth_bias_file))
+    return truth
+
+
+@contextmanager
+def _exit_on_sim_errors() -> Iterator[None]:
+    """Bad specs, a plan that names what the grid lacks, or a bad trace: the reasons, exit 1."""
+    try:
+        yield
     except SpecError as error:
         render.print_issues(error.issues)
         raise typer.Exit(EXIT_INVALID) from None
@@ -208,19 +249,17 @@ def command(
     except SimError as error:
         render.stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_INVALID) from None
-    if output_format is OutputFormat.JSON:
-        render.print_json(_as_json(result, settings))
-    else:
-        _print_table(result, settings)
-    if plot is not None:
-        from gridplace.sim.plot import plot_workloads
 
-        try:
-            written = plot_workloads(result, plot, f"{document.metadata.name}: latency CDFs")
-        except OSError as error:
-            render.stderr.print(f"[bold red]error:[/] cannot write {plot}: {error.strerror}")
-            raise typer.Exit(EXIT_INVALID) from None
-        render.stderr.print(f"plot written to {escape(str(written))}", highlight=False)
+
+def _write_plot(result: SimResult, plot: Path, title: str) -> None:
+    from gridplace.sim.plot import plot_workloads
+
+    try:
+        written = plot_workloads(result, plot, title)
+    except OSError as error:
+        render.stderr.print(f"[bold red]error:[/] cannot write {plot}: {error.strerror}")
+        raise typer.Exit(EXIT_INVALID) from None
+    render.stderr.print(f"plot written to {escape(str(written))}", highlight=False)
 
 
 def _trace_path(trace: Path) -> Path:

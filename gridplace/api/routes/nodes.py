@@ -34,6 +34,7 @@ from gridplace.api.grid import NodeView
 from gridplace.api.models import (
     NodeAssignmentsResponse,
     NodeListResponse,
+    NodePipelinesResponse,
     NodeResponse,
     NodeStateReport,
     NodeStateResponse,
@@ -41,10 +42,12 @@ from gridplace.api.models import (
     TelemetryReport,
 )
 from gridplace.api.ownership import merge_agent_registration
+from gridplace.api.pipelines import foreign_stages, later_stages, pipeline_statuses
 from gridplace.api.routes import AUTH_ERRORS, BEARER, errors, json_body_schema, raw_body
 from gridplace.api.security import Principal
 from gridplace.api.store import PlanAssignmentIndex
 from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeStatus, build_bundle
+from gridplace.specs.plan import Prewarm
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 NodeName = Annotated[
@@ -346,13 +349,17 @@ async def get_assignments(
 def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) -> bytes | None:
     """``name``'s answer as JSON bytes, once per generation; None for an unregistered node."""
     documents = index.by_node.get(name, [])
-    if not documents and not state.store.is_node(name):
+    standbys = index.prewarm_by_node.get(name, [])
+    stages = later_stages(index, name)
+    if not documents and not standbys and not stages and not state.store.is_node(name):
         return None
     answer = NodeAssignmentsResponse(
         node=name,
         generation=index.generation,
         plan=index.plan_name,
         assignments=[Assignment.model_validate(a) for a in documents],
+        prewarm=[Prewarm.model_validate(p) for p in standbys] or None,
+        stages=stages or None,
     )
     return answer.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
@@ -364,10 +371,22 @@ def _render_assignments(state: AppState, name: str, index: PlanAssignmentIndex) 
     responses=errors(*AUTH_ERRORS, 400, 404, 413),
 )
 def put_state(
-    name: NodeName, report: NodeStateReport, principal: PrincipalDep, service: ServiceDep
+    name: NodeName,
+    report: NodeStateReport,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    state: StateDep,
 ) -> NodeStateResponse:
-    """The agent's report of what actually runs and how applying the plan goes."""
+    """The agent's report of what actually runs and how applying the plan goes, with the
+    pipeline stages it holds (each one the latest plan gives this node)."""
     require_node_access(principal, name)
+    if report.stages:
+        foreign = foreign_stages(state.shared.plans.index(), name, report.stages)
+        if foreign:
+            message = f"node {name!r} reports stages it does not hold: {'; '.join(foreign[:5])}"
+            if not principal.is_admin:
+                raise Forbidden(message)
+            raise InvalidRequest.field("stages", message)
     if service.store.node(name) is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     record = service.store.put_state(
@@ -392,3 +411,24 @@ def get_state(name: NodeName, principal: PrincipalDep, store: StoreDep) -> NodeS
         reported_at=record.reported_at,
         report=NodeStateReport.model_validate(record.report),
     )
+
+
+@router.get(
+    "/{name}/pipelines",
+    response_model=NodePipelinesResponse,
+    response_model_exclude_none=True,
+    responses=errors(*AUTH_ERRORS, 404),
+)
+def get_pipelines(
+    name: NodeName, principal: PrincipalDep, state: StateDep
+) -> NodePipelinesResponse:
+    """Every pipeline replica this node holds a stage of, with each stage's phase and address as
+    its node reported them (``lost`` when that node is unhealthy or silent): what the first
+    stage's agent waits on before it starts the server, and what tells it to stop."""
+    require_node_access(principal, name)
+    service = state.service
+    if service.store.node(name) is None:
+        raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
+    index = state.shared.plans.index()
+    statuses = pipeline_statuses(index, name, service.node_view, service.store.state)
+    return NodePipelinesResponse(node=name, generation=index.generation, pipelines=statuses)

@@ -3,9 +3,10 @@ calibration learned from them (``GET /v1/calibration``).
 
 A node token may post only for its own node, and every window must name that node (403 for a
 node token, 422 for the admin: the admin may post for any node, but a window for another node in
-the same document is a mistake). Retention (``Settings``): windows received more than
-``observation_max_age_s`` ago are deleted, and each node keeps its newest
-``observations_kept_per_node`` (by window end); both are applied on every post.
+the same document is a mistake). Each window's request count also joins its workload's demand
+history (``store.demand``: a gateway's counts win where both exist). Retention (``Settings``):
+windows received more than ``observation_max_age_s`` ago are deleted, and each node keeps its
+newest ``observations_kept_per_node`` (by window end); both are applied on every post.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gridplace.api.models import (
 )
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.routes.nodes import NodeName
+from gridplace.api.store.demand import add_observed_demand
 from gridplace.specs import Observations
 from gridplace.specs.observation import MAX_WINDOWS_PER_DOCUMENT
 
@@ -57,14 +59,18 @@ async def post_observations(
     if await run_in_threadpool(state.store.node, name) is None:
         raise NotFound(f"no node {name!r} is registered: PUT /v1/nodes/{name} first")
     settings = state.settings
+    windows, now = list(observations.spec.windows), state.clock()
     stored = await run_in_threadpool(
         state.store.add_observations,
         name,
-        list(observations.spec.windows),
-        state.clock(),
+        windows,
+        now,
         settings.observations_kept_per_node,
         settings.observation_max_age_s,
     )
+    # The windows' request counts are also the workloads' demand history (store.demand says
+    # how they and a gateway's counts are kept apart).
+    await run_in_threadpool(add_observed_demand, state.store, name, windows, now)
     return ObservationsAccepted(
         node=name, windows=len(observations.spec.windows), stored_windows=stored
     )

@@ -34,7 +34,7 @@ from gridplace.api.models import (
     ReplanResponse,
     ValidationResponse,
     WorkloadCheckResponse,
-    WorkloadExplanation,
+    stored_explanation,
 )
 from gridplace.api.roles import DRY_RUN_PARAM
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
@@ -196,7 +196,7 @@ def explain_plan(generation: Generation, _: PrincipalDep, store: StoreDep) -> Ex
         raise NotFound(f"no plan generation {generation}")
     return ExplanationResponse(
         generation=generation,
-        workloads=[WorkloadExplanation.model_validate(entry) for entry in record.explanation],
+        workloads=[stored_explanation(entry) for entry in record.explanation],
     )
 
 

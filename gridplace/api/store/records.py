@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from gridplace.api.security import Role, TokenHash
-from gridplace.specs import Node, ObservationWindow, PlacementPlan
+from gridplace.specs import Assignment, Node, ObservationWindow, PlacementPlan
+from gridplace.specs.plan import pipeline_id
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,55 @@ class NodeAssignments:
 
 
 @dataclass(frozen=True)
+class PipelineEntry:
+    """One pipeline replica of the latest plan: its assignment (camelCase, as stored) and the
+    node of each stage, first to last."""
+
+    assignment: dict[str, Any]
+    stage_nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PlanAssignmentIndex:
     """The latest plan's assignments grouped by node, read at once to serve every agent's pull
-    from memory."""
+    from memory; pipeline replicas also by id and by every node that holds one of their stages
+    (built once per generation: a pull or a stage report looks them up, never scans the plan)."""
 
     generation: int | None  # None: no plan yet
     plan_name: str | None
     by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    prewarm_by_node: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # standbys
+    pipelines: dict[str, PipelineEntry] = field(default_factory=dict)
+    stages_by_node: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        generation: int,
+        plan_name: str,
+        rows: list[tuple[str, dict[str, Any]]],
+        standbys: list[dict[str, Any]],
+    ) -> PlanAssignmentIndex:
+        """From (node, assignment) rows in plan order and the plan's standbys; only pipeline
+        rows are parsed."""
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        pipelines: dict[str, PipelineEntry] = {}
+        stages_by_node: dict[str, list[tuple[str, int]]] = {}
+        for node, assignment in rows:
+            by_node.setdefault(node, []).append(assignment)
+            if not assignment.get("stages"):
+                continue
+            key = pipeline_id(Assignment.model_validate(assignment))
+            if key is None or key in pipelines:  # an identical replica twice: one pipeline
+                continue
+            nodes = tuple(stage["node"] for stage in assignment["stages"])
+            pipelines[key] = PipelineEntry(assignment, nodes)
+            for index, stage_node in enumerate(nodes):
+                stages_by_node.setdefault(stage_node, []).append((key, index))
+        prewarm: dict[str, list[dict[str, Any]]] = {}
+        for standby in standbys:
+            prewarm.setdefault(standby["node"], []).append(standby)
+        return cls(generation, plan_name, by_node, prewarm, pipelines, stages_by_node)
 
 
 @dataclass(frozen=True)

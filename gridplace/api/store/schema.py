@@ -174,7 +174,8 @@ class NodeStateRow(Base):
 
 class DemandSampleRow(Base):
     """Requests one traffic source sent to a workload in one window (revision 0003): posted by a
-    gateway that counts them; the history demand forecasts are made from."""
+    gateway that counts them, or taken from a node's observation window (``origin``, ``node``:
+    revision 0007); the history demand forecasts are made from."""
 
     __tablename__ = "demand_samples"
     __table_args__ = (Index("ix_demand_samples_workload_start", "workload", "window_start"),)
@@ -185,6 +186,8 @@ class DemandSampleRow(Base):
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     window_s: Mapped[float] = mapped_column(Float)
     requests: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(16), server_default="gateway")  # or "observed"
+    node: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)  # observed on
 
 
 class ObservationRow(Base):

@@ -533,10 +533,12 @@ class Store:
                 .where(PlanAssignmentRow.generation == generation)
                 .order_by(PlanAssignmentRow.position)
             ).all()
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for node, assignment in rows:
-            by_node.setdefault(node, []).append(assignment)
-        return PlanAssignmentIndex(generation=generation, plan_name=name, by_node=by_node)
+            # Only the standbys of the plan's document are read (a JSON path), not all of it.
+            standbys = session.scalar(
+                select(PlanRow.document["spec"]["prewarm"]).where(PlanRow.generation == generation)
+            )
+        pairs = [(n, a) for n, a in rows]
+        return PlanAssignmentIndex.build(generation, name, pairs, standbys or [])
 
     # ------------------------------------------------------------- shared between servers
 

@@ -11,15 +11,20 @@ context P + O/2 during decode:
 - d(B)   = decode step with B sequences in flight.
 - Each of the O steps of a request also carries, on average, B/O prefills' worth of work, so the
   mean ITL at concurrency B is s(B) = d(B) + B p_work / O (increasing in B).
-- B*     = the largest B with s(B) <= ITL target and B sequences of P + O tokens in the KV cache.
+- B*     = the largest B with s(B) <= ``ITL_BOOKING`` (0.85) x the ITL target (per-request ITL
+  spreads around the mean step) and B sequences of P + O tokens in the KV cache (<= MAX_BATCH).
 - Saturation throughput (Little's law, the GPU never idle): B* sequences finish every
-  B* p_work + O d(B*) ms, so lambda_sat = B* / (B* p_work + O d(B*)). A replica is booked at 90%
-  of it: above that, requests queue for batch slots (M/M/c with c = B*) and TTFT grows without
-  bound.
-- TTFT under load: a new prompt waits for the step in flight (s/2 on average) and for the prompts
-  ahead of it (M/D/1 on the prefill work, rho = lambda p_work: wait = rho p_work / (2 (1 - rho))),
-  then takes p. The largest lambda with p + s/2 + wait <= TTFT target - network RTT bounds it.
-- capacity = min(0.9 lambda_sat, lambda_ttft); concurrency at that rate is Little's law again:
+  B* p_work + O d(B*) ms, so lambda_sat = B* / (B* p_work + O d(B*)). A replica is booked at
+  ``SATURATION_HEADROOM`` (85%) of it: above that, requests queue for batch slots and TTFT grows
+  without bound.
+- TTFT under load: a new prompt waits for the step in flight (s/2 on average), is served by the
+  prefill "server" in ceil(P / chunk) chunks, each riding one decode step (service time
+  t = p_work + chunks d(B*), load rho = lambda t), and waits for the prompts ahead of it: the
+  ``TTFT_QUANTILE`` (95%) quantile of an M/M/1 wait, t / (1 - rho) ln(rho / 0.05) (an exponential
+  tail, conservative against the M/D/1 of fixed-size prompts; 0 while rho <= 0.05). So
+  TTFT(lambda) = p + s/2 + (chunks - 1) d(B*) + that wait, and the largest lambda with
+  TTFT(lambda) <= TTFT target - network RTT bounds the rate (bisection: TTFT grows with lambda).
+- capacity = min(0.85 lambda_sat, lambda_ttft); concurrency at that rate is Little's law again:
   lambda x (TTFT + O s).
 """
 
@@ -84,7 +89,7 @@ class Capacity:
     max_batch: int  # B*: concurrent sequences at the ITL target (0 if none)
     concurrency: float  # mean sequences in flight at ``rps`` (Little's law)
     itl_ms: float  # mean ITL at B* with prefills interleaved
-    ttft_ms: float  # mean TTFT at ``rps`` without network RTT (prefill + queueing)
+    ttft_ms: float  # TTFT at ``rps``, its TTFT_QUANTILE with queueing, without network RTT
     limited_by: Limit
     reason: str  # why it is not higher, with numbers
 

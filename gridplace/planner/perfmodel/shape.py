@@ -62,11 +62,6 @@ class ModelShape:
     def active_expert_parameters(self) -> float:
         return self.expert_parameters * self.active_experts / self.experts
 
-    @property
-    def compute_layer_parameters(self) -> float:
-        """Layer weights one token is multiplied by (dense + its k experts)."""
-        return self.dense_layer_parameters + self.active_expert_parameters
-
     def experts_touched_share(self, tokens: float) -> float:
         """Expected share of each layer's experts that ``tokens`` routed tokens touch."""
         if self.expert_parameters == 0.0:
