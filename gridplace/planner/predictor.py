@@ -26,7 +26,7 @@ from gridplace.planner.compile_cache import KeyedPredictor, digest
 from gridplace.planner.core import ttft_budget_ms
 from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
-from gridplace.planner.perfmodel.predict import NotSupported
+from gridplace.planner.perfmodel.results import NotSupported
 from gridplace.planner.pools import share_of
 from gridplace.planner.ports import (
     OptionPrediction,

@@ -1,6 +1,5 @@
 """The house stays in small rooms (issue #15): no planner file over 450 lines, no planner or CLI
-function over 80 (a CLI command parses, calls one function, renders). ``perfmodel`` is its own
-package with its own owner and is not counted here."""
+function over 80 (a CLI command parses, calls one function, renders); ``perfmodel`` included."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ MAX_FUNCTION_LINES = 80
 
 
 def _planner_files() -> list[Path]:
-    return sorted(p for p in PLANNER.glob("*.py"))
+    return sorted(PLANNER.rglob("*.py"))
 
 
 def _long_functions(paths: list[Path]) -> dict[str, int]:

@@ -40,8 +40,9 @@ from gridplace.planner.perfmodel.errors import (
 )
 from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneration
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors
-from gridplace.planner.perfmodel.predict import NotSupported, Prediction, Predictor, predict
+from gridplace.planner.perfmodel.predict import Predictor, predict
 from gridplace.planner.perfmodel.profiles import ProfileBook
+from gridplace.planner.perfmodel.results import NotSupported, Prediction
 from gridplace.planner.perfmodel.roofline import StepTime
 
 __all__ = [

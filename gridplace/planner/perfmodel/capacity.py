@@ -31,6 +31,7 @@ context P + O/2 during decode:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -144,18 +145,7 @@ def estimate_capacity(
             "itl",
             f"ITL {single_itl:.1f} ms at batch 1 exceeds the {slo.itl_ms:g} ms target",
         )
-    # Largest batch inside the ITL target: s(B) is increasing, so gallop then bisect.
-    low, high = 1, 2
-    while high <= kv_limit and itl_at(high) <= itl_booked:
-        low, high = high, high * 2
-    high = min(high, kv_limit + 1)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if itl_at(middle) <= itl_booked:
-            low = middle
-        else:
-            high = middle
-    batch = low
+    batch = _largest_batch(itl_at, itl_booked, kv_limit)
     step_ms = itl_at(batch)
     decode_ms = model.decode_ms(batch, context)
     saturation_rps = batch / (batch * prefill_work_ms + output * decode_ms) * 1e3
@@ -183,29 +173,49 @@ def estimate_capacity(
         rho = min(rps * service_ms / 1e3, 0.999)
         return unloaded_ttft_ms + (chunks - 1) * decode_ms + wait_quantile_ms(rho, service_ms)
 
-    # Largest rate whose TTFT quantile fits the budget (the quantile grows with the rate).
-    if ttft_quantile(throughput_rps) <= budget_ms:
-        ttft_rps = throughput_rps * 1.000001
-    else:
-        low_rps, high_rps = 0.0, throughput_rps
-        for _ in range(40):
-            middle_rps = (low_rps + high_rps) / 2
-            if ttft_quantile(middle_rps) <= budget_ms:
-                low_rps = middle_rps
-            else:
-                high_rps = middle_rps
-        ttft_rps = low_rps
+    ttft_rps = _largest_rate(ttft_quantile, throughput_rps, budget_ms)
     rps = min(throughput_rps, ttft_rps)
     ttft_ms = ttft_quantile(rps)
     concurrency = rps * (ttft_ms + output * step_ms) / 1e3
-    limit: Limit
     if ttft_rps < throughput_rps:
-        limit = "ttft"
+        limit: Limit = "ttft"
         reason = f"prefill queueing reaches the TTFT target at {ttft_rps:.2f} rps"
     elif batch >= kv_limit:
-        limit = "kv-cache"
-        reason = f"KV cache holds {kv_limit} sequences of {prompt + output} tokens"
+        limit, reason = (
+            "kv-cache",
+            f"KV cache holds {kv_limit} sequences of {prompt + output} tokens",
+        )
     else:
-        limit = "itl"
-        reason = f"batch {batch + 1} would put ITL above {slo.itl_ms:g} ms"
+        limit, reason = "itl", f"batch {batch + 1} would put ITL above {slo.itl_ms:g} ms"
     return Capacity(rps, batch, concurrency, step_ms, ttft_ms, limit, reason)
+
+
+def _largest_batch(itl_at: Callable[[int], float], itl_booked: float, kv_limit: int) -> int:
+    """Largest batch inside the booked ITL: s(B) is increasing, so gallop then bisect."""
+    low, high = 1, 2
+    while high <= kv_limit and itl_at(high) <= itl_booked:
+        low, high = high, high * 2
+    high = min(high, kv_limit + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if itl_at(middle) <= itl_booked:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _largest_rate(
+    ttft_quantile: Callable[[float], float], throughput_rps: float, budget_ms: float
+) -> float:
+    """Largest rate whose TTFT quantile fits the budget (the quantile grows with the rate)."""
+    if ttft_quantile(throughput_rps) <= budget_ms:
+        return throughput_rps * 1.000001
+    low_rps, high_rps = 0.0, throughput_rps
+    for _ in range(40):
+        middle_rps = (low_rps + high_rps) / 2
+        if ttft_quantile(middle_rps) <= budget_ms:
+            low_rps = middle_rps
+        else:
+            high_rps = middle_rps
+    return low_rps

@@ -32,8 +32,6 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from gridplace.planner.perfmodel.capacity import (
     Capacity,
@@ -41,23 +39,29 @@ from gridplace.planner.perfmodel.capacity import (
     TrafficShape,
     estimate_capacity,
 )
-from gridplace.planner.perfmodel.compute_units import compute_units
 from gridplace.planner.perfmodel.efficiency import EfficiencyTable, builtin_table
-from gridplace.planner.perfmodel.engines import ENGINES, head_bits, weight_bits
+from gridplace.planner.perfmodel.engines import ENGINES
 from gridplace.planner.perfmodel.errors import InvalidQuery
-from gridplace.planner.perfmodel.generations import GENERATIONS, EngineGeneration
+from gridplace.planner.perfmodel.generations import EngineGeneration
 from gridplace.planner.perfmodel.hardware import ColdStart, cold_start, derate_factors, gpu_link
 from gridplace.planner.perfmodel.llamacpp import (
     CONSTANTS,
     LlamaCppConstants,
-    LlamaCppHardware,
     LlamaCppRoofline,
     LlamaCppSettings,
-    resolve_settings,
 )
 from gridplace.planner.perfmodel.memory import memory_plan
 from gridplace.planner.perfmodel.profiles import ProfileBook
-from gridplace.planner.perfmodel.roofline import Bound, Hardware, Roofline, StepTime
+from gridplace.planner.perfmodel.query_settings import (
+    check_arguments,
+    checkpoint_bits,
+    engine_generation,
+    kv_bytes_per_element,
+    llama_cpp_hardware,
+    llama_cpp_settings,
+)
+from gridplace.planner.perfmodel.results import NotSupported, Prediction, Source
+from gridplace.planner.perfmodel.roofline import Hardware, Roofline
 from gridplace.planner.perfmodel.shape import model_shape
 from gridplace.planner.perfmodel.support import (
     matmul_tflops,
@@ -75,70 +79,6 @@ from gridplace.specs.common import (
 )
 from gridplace.specs.gpu import GPUModelSpec
 from gridplace.specs.model_arch import ModelArchitectureSpec
-
-Source = Literal["roofline", "profile", "measured"]
-KV_BYTES_16BIT = 2.0
-KV_BYTES_FP8 = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class NotSupported:
-    """This configuration cannot run at all; ``reason`` says why (never a silent fallback)."""
-
-    reason: str
-    precision: Precision
-    engine: Engine
-    supported: Literal[False] = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"supported": False, "reason": self.reason, "fits": False}
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What one replica configuration does at one operating point (see module conventions)."""
-
-    ttft_ms: float
-    itl_ms: float
-    vram_gib: float  # per GPU
-    weights_gib: float  # per GPU
-    kv_cache_gib: float  # per GPU
-    reserve_gib: float  # per GPU
-    memory_gib: float  # per GPU, available
-    fits: bool
-    bound: Bound  # of the decode step
-    max_batch: int  # sequences of max(prompt, context) tokens whose KV cache fits
-    prefill: StepTime
-    decode: StepTime
-    source: Source
-    predictor: Predictor = field(repr=False, compare=False)
-    supported: Literal[True] = True
-
-    def capacity(self, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0) -> Capacity:
-        """Requests/s this configuration sustains inside ``slo`` (see ``capacity``)."""
-        return self.predictor.capacity(slo, traffic, rtt_ms)
-
-    def capacity_rps(
-        self, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0
-    ) -> float:
-        return self.capacity(slo, traffic, rtt_ms).rps
-
-    def as_dict(self) -> dict[str, Any]:
-        """The camelCase keys the CLI and API print."""
-        return {
-            "supported": True,
-            "ttftMs": round(self.ttft_ms, 3),
-            "itlMs": round(self.itl_ms, 3),
-            "vramGiB": round(self.vram_gib, 3),
-            "weightsGiB": round(self.weights_gib, 3),
-            "kvCacheGiB": round(self.kv_cache_gib, 3),
-            "reserveGiB": round(self.reserve_gib, 3),
-            "memoryGiB": round(self.memory_gib, 3),
-            "fits": self.fits,
-            "bound": self.bound,
-            "maxBatch": self.max_batch,
-            "source": self.source,
-        }
 
 
 class Predictor:
@@ -166,12 +106,7 @@ class Predictor:
         model_id: str | None = None,
         gpu_id: str | None = None,
     ) -> None:
-        if tp < 1:
-            raise InvalidQuery("tp", tp, "tensor parallel degree must be >= 1")
-        if not 0.0 <= derate <= 1.0:
-            raise InvalidQuery("derate", derate, "throttle ratio must be within 0..1")
-        if not 0.1 <= host_time_factor <= 10.0:
-            raise InvalidQuery("host_time_factor", host_time_factor, "must be within 0.1..10")
+        check_arguments(tp, derate, host_time_factor)
         self.model, self.gpu = model, gpu
         self.precision, self.engine, self.tp = precision, engine, tp
         self.profile = None
@@ -186,7 +121,7 @@ class Predictor:
         self.engine_options = engine_options
         if generation is None and engine_options is not None:
             generation = engine_options.generation
-        self.generation = _generation(generation, engine)
+        self.generation = engine_generation(generation, engine)
         self.host_time_factor = host_time_factor
         self.traits = ENGINES[engine]
         if self.generation is not None:
@@ -198,73 +133,19 @@ class Predictor:
         kv_cache_fp8 = kv_cache_fp8 or kv_type is KvCacheType.FP8
         table = table or builtin_table()
         self.shape = model_shape(model)
-        compute_factor, bandwidth_factor = derate_factors(derate)
-        hardware = Hardware(
-            bandwidth_gbyte_per_s=gpu.memory_bandwidth_gbps * bandwidth_factor,
-            matmul_tflops=matmul_tflops(gpu, precision) * compute_factor,
-            attention_tflops=sixteen_bit_tflops(gpu) * compute_factor,
-        )
-        kv_bytes = KV_BYTES_FP8 if kv_cache_fp8 else KV_BYTES_16BIT
-        if kv_type is not None:
-            kv_bytes = kv_type.bytes_per_element
-        bits, embedding_bits = weight_bits(precision, engine), head_bits(precision, engine)
-        if weight_bits_per_parameter is not None:
-            # A known checkpoint (e.g. a GGUF file: size x 8 / parameters) replaces the format's
-            # typical figures for every weight.
-            if not 1.0 <= weight_bits_per_parameter <= 32.0:
-                raise InvalidQuery(
-                    "weight_bits_per_parameter", weight_bits_per_parameter, "must be within 1..32"
-                )
-            bits = embedding_bits = weight_bits_per_parameter
-        gemm = table.gemm(engine, gpu.architecture, precision)
-        link = gpu_link(gpu, interconnect)
-        if self.generation is not None:
-            gemm = gemm.model_copy(
-                update={"bandwidth": gemm.bandwidth * self.generation.weight_bandwidth_share}
-            )
-            link = dataclasses.replace(
-                link,
-                bandwidth_gbyte_per_s=link.bandwidth_gbyte_per_s
-                * self.generation.allreduce_bandwidth_share,
-            )
+        kv_bytes = kv_bytes_per_element(kv_type, kv_cache_fp8)
+        bits, embedding_bits = checkpoint_bits(precision, engine, weight_bits_per_parameter)
         self.roofline: Roofline | LlamaCppRoofline
         if engine is Engine.LLAMA_CPP:
-            settings = _llama_cpp_settings(self.generation, engine_options, gpu, eager, kv_type,
+            settings = llama_cpp_settings(self.generation, engine_options, gpu, eager, kv_type,
                                            kv_cache_fp8)  # fmt: skip
             kv_bytes = settings.kv_cache_type.bytes_per_element
-            self.traits = dataclasses.replace(
-                self.traits,
-                prefill_chunk_tokens=settings.ubatch_tokens,
-                activation_tokens=settings.ubatch_tokens,
-            )
-            self.roofline = LlamaCppRoofline(
-                self.shape,
-                _llama_cpp_hardware(gpu, gpu_id, hardware, compute_factor),
-                table.attention(gpu.architecture),
-                table.elementwise(gpu.architecture),
-                settings,
-                llamacpp or CONSTANTS,
-                step_overhead_ms=self.traits.step_overhead_ms,
-                host_time_factor=host_time_factor,
-                weight_bits=bits,
-                head_bits=embedding_bits,
-                quantized=precision in WEIGHT_ONLY_PRECISIONS,
+            self.roofline = self._llama_cpp_roofline(
+                gpu_id, derate, table, settings, llamacpp, (bits, embedding_bits)
             )
         else:
-            self.roofline = Roofline(
-                self.shape,
-                tp,
-                hardware,
-                gemm,
-                table.attention(gpu.architecture),
-                table.elementwise(gpu.architecture),
-                self.traits,
-                link,
-                eager=eager,
-                host_time_factor=host_time_factor,
-                weight_bits=bits,
-                head_bits=embedding_bits,
-                kv_bytes_per_element=kv_bytes,
+            self.roofline = self._roofline(
+                derate, interconnect, table, eager, (bits, embedding_bits), kv_bytes
             )
         self.memory = memory_plan(
             self.shape,
@@ -279,31 +160,129 @@ class Predictor:
         self._prefill_memo: dict[tuple[int, int], float] = {}
         self._decode_memo: dict[tuple[int, int], float] = {}
         if self.profile is not None:
-            basis = self
-            # The refit compares the measurements with the roofline as they were measured: at
-            # the profile's tp and engine settings; its factors then move this configuration.
-            measured_as = self.profile.engine_options
-            if self.profile.tensor_parallel != tp or measured_as != engine_options:
-                basis = Predictor(
-                    model,
-                    gpu,
-                    precision,
-                    engine,
-                    self.profile.tensor_parallel,
-                    derate,
-                    interconnect,
-                    kv_cache_fp8=kv_cache_fp8,
-                    eager=eager,
-                    generation=None if measured_as else self.generation,
-                    host_time_factor=host_time_factor,
-                    weight_bits_per_parameter=weight_bits_per_parameter,
-                    engine_options=measured_as,
-                    llamacpp=llamacpp,
-                    table=table,
-                )
-            self._ttft_factor, self._itl_factor = self.profile.refit(
-                basis.roofline_prefill_ms, basis.roofline_decode_ms
+            self._refit_to_profile(
+                derate, interconnect, kv_cache_fp8, eager, weight_bits_per_parameter,
+                engine_options, llamacpp, table,
+            )  # fmt: skip
+
+    def _hardware(self, derate: float) -> tuple[Hardware, float]:
+        """The GPU's rates after throttling, and the compute factor applied."""
+        compute_factor, bandwidth_factor = derate_factors(derate)
+        hardware = Hardware(
+            bandwidth_gbyte_per_s=self.gpu.memory_bandwidth_gbps * bandwidth_factor,
+            matmul_tflops=matmul_tflops(self.gpu, self.precision) * compute_factor,
+            attention_tflops=sixteen_bit_tflops(self.gpu) * compute_factor,
+        )
+        return hardware, compute_factor
+
+    def _roofline(
+        self,
+        derate: float,
+        interconnect: Interconnect | None,
+        table: EfficiencyTable,
+        eager: bool,
+        bits: tuple[float, float],  # weights, embedding/head
+        kv_bytes: float,
+    ) -> Roofline:
+        """The roofline of the vLLM-like engines (tensor parallel over ``interconnect``)."""
+        gpu, engine = self.gpu, self.engine
+        hardware, _ = self._hardware(derate)
+        gemm = table.gemm(engine, gpu.architecture, self.precision)
+        link = gpu_link(gpu, interconnect)
+        if self.generation is not None:
+            gemm = gemm.model_copy(
+                update={"bandwidth": gemm.bandwidth * self.generation.weight_bandwidth_share}
             )
+            link = dataclasses.replace(
+                link,
+                bandwidth_gbyte_per_s=link.bandwidth_gbyte_per_s
+                * self.generation.allreduce_bandwidth_share,
+            )
+        return Roofline(
+            self.shape,
+            self.tp,
+            hardware,
+            gemm,
+            table.attention(gpu.architecture),
+            table.elementwise(gpu.architecture),
+            self.traits,
+            link,
+            eager=eager,
+            host_time_factor=self.host_time_factor,
+            weight_bits=bits[0],
+            head_bits=bits[1],
+            kv_bytes_per_element=kv_bytes,
+        )
+
+    def _llama_cpp_roofline(
+        self,
+        gpu_id: str | None,
+        derate: float,
+        table: EfficiencyTable,
+        settings: LlamaCppSettings,
+        llamacpp: LlamaCppConstants | None,
+        bits: tuple[float, float],  # weights, embedding/head
+    ) -> LlamaCppRoofline:
+        """llama.cpp's roofline; its micro-batch also sets the engine's prefill chunk."""
+        gpu = self.gpu
+        hardware, compute_factor = self._hardware(derate)
+        self.traits = dataclasses.replace(
+            self.traits,
+            prefill_chunk_tokens=settings.ubatch_tokens,
+            activation_tokens=settings.ubatch_tokens,
+        )
+        return LlamaCppRoofline(
+            self.shape,
+            llama_cpp_hardware(gpu, gpu_id, hardware, compute_factor),
+            table.attention(gpu.architecture),
+            table.elementwise(gpu.architecture),
+            settings,
+            llamacpp or CONSTANTS,
+            step_overhead_ms=self.traits.step_overhead_ms,
+            host_time_factor=self.host_time_factor,
+            weight_bits=bits[0],
+            head_bits=bits[1],
+            quantized=self.precision in WEIGHT_ONLY_PRECISIONS,
+        )
+
+    def _refit_to_profile(
+        self,
+        derate: float,
+        interconnect: Interconnect | None,
+        kv_cache_fp8: bool,
+        eager: bool,
+        weight_bits_per_parameter: float | None,
+        engine_options: EngineOptions | None,
+        llamacpp: LlamaCppConstants | None,
+        table: EfficiencyTable,
+    ) -> None:
+        """Scale prefill and decode to the profile's measurements. The refit compares them with
+        the roofline as they were measured: at the profile's tp and engine settings; its
+        factors then move this configuration."""
+        assert self.profile is not None
+        basis = self
+        measured_as = self.profile.engine_options
+        if self.profile.tensor_parallel != self.tp or measured_as != engine_options:
+            basis = Predictor(
+                self.model,
+                self.gpu,
+                self.precision,
+                self.engine,
+                self.profile.tensor_parallel,
+                derate,
+                interconnect,
+                kv_cache_fp8=kv_cache_fp8,
+                eager=eager,
+                generation=None if measured_as else self.generation,
+                host_time_factor=self.host_time_factor,
+                weight_bits_per_parameter=weight_bits_per_parameter,
+                engine_options=measured_as,
+                llamacpp=llamacpp,
+                table=table,
+            )
+        self._ttft_factor, self._itl_factor = self.profile.refit(
+            basis.roofline_prefill_ms, basis.roofline_decode_ms
+        )
 
     # -- the StepModel protocol capacity uses ------------------------------------------------
 
@@ -408,58 +387,6 @@ class Predictor:
             cached=cached,
             disk_gbyte_per_s=disk_gbyte_per_s,
         )
-
-
-def _llama_cpp_settings(
-    generation: EngineGeneration | None,
-    options: EngineOptions | None,
-    gpu: GPUModelSpec,
-    eager: bool,
-    kv_type: KvCacheType | None,
-    kv_cache_fp8: bool,
-) -> LlamaCppSettings:
-    """llama.cpp's settings for this query (``eager`` and ``kv_cache_fp8`` are the older flags)."""
-    release = generation.options if generation is not None else None
-    settings = resolve_settings(release, options, gpu.vendor)
-    if eager:
-        settings = dataclasses.replace(settings, cuda_graphs=False)
-    if kv_type is None and kv_cache_fp8:  # llama.cpp has no fp8 cache: its 8-bit one
-        settings = dataclasses.replace(settings, kv_cache_type=KvCacheType.Q8_0)
-    return settings
-
-
-def _llama_cpp_hardware(
-    gpu: GPUModelSpec, gpu_id: str | None, hardware: Hardware, compute_factor: float
-) -> LlamaCppHardware:
-    """The peak figures llama.cpp's kernels see (cuBLAS at the FP16-accumulate rate)."""
-    cublas = gpu.tensor_tflops.fp16_half_accumulate or sixteen_bit_tflops(gpu)
-    return LlamaCppHardware(
-        bandwidth_gbyte_per_s=hardware.bandwidth_gbyte_per_s,
-        fp16_tflops=cublas * compute_factor,
-        attention_tflops=hardware.attention_tflops,
-        compute_units=compute_units(gpu, gpu_id),
-    )
-
-
-def _generation(
-    generation: EngineGeneration | str | None, engine: Engine
-) -> EngineGeneration | None:
-    """The generation record for a name or record; InvalidQuery if unknown or of another engine."""
-    if generation is None:
-        return None
-    if isinstance(generation, str):
-        found = GENERATIONS.get(generation)
-        if found is None:
-            known = ", ".join(sorted(GENERATIONS))
-            raise InvalidQuery("generation", generation, f"unknown; known generations: {known}")
-        generation = found
-    if generation.engine is not engine:
-        raise InvalidQuery(
-            "generation",
-            generation.name,
-            f"is a generation of {generation.engine.value}, not of {engine.value}",
-        )
-    return generation
 
 
 def predict(
