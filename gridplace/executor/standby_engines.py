@@ -139,8 +139,9 @@ class StandbyEngines:
             record = self.state.update(
                 record, now, phase=Phase.STARTING, pid=found.pid, pid_start_ticks=found.start_ticks
             )
-        assert record.pid is not None  # STARTING and RUNNING rows hold a pid
-        if not self.runtime.alive(ProcessId(record.pid, record.pid_start_ticks), record.replica_id):
+        if record.pid is None or not self.runtime.alive(
+            ProcessId(record.pid, record.pid_start_ticks), record.replica_id
+        ):
             return self._fail(record, now, "the engine exited")
         loaded = f"idle engine on port {record.port}"
         if record.phase is Phase.RUNNING:

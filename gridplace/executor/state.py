@@ -1,4 +1,5 @@
-"""The agent's local state file (SQLite, stdlib ``sqlite3``): one row per replica it started.
+"""The agent's local state file (SQLite, stdlib ``sqlite3``): one row per replica it started (table
+``replicas``), and one per idle engine of a vram standby (table ``standbys``, same row shape).
 
 Owns: the schema and every write, each committed at once (WAL), so that a SIGKILL at any point
 leaves a row that says how far the step got.
