@@ -1,42 +1,43 @@
 """Fixes that work: for a workload the plan leaves (partly) unplaced, the changes to the inputs
 that make it placeable, each tried before it is shown.
 
-Owns finding, applying and checking fixes; must not render reasons (``explain``) or parse their
-text: candidates come from the inputs and from compiles of the workload alone on relaxed copies
-of them (every precision allowed, an SLO field at looser targets, catalog nodes added), which say
-which values can work and what the predicted figures are. A candidate is searched for on the
-reduced problem (``fix_reduced``: the workload alone on the GPUs the base plan leaves it, compile
-first, then CP-SAT), and the one a kind settles on is checked once on the whole problem (every
-workload, the unmet-demand stage of the CP-SAT plan: whether all demand can be covered); it is
-shown only when both place the workload fully. Order, smallest change first: a precision, an
-SLO relaxation (the smallest value that works: bisection over the predicted figures, then
-between them), replicas.max, the budget, a pipeline over the nodes, then hardware (the cheapest
-node as offered in the inputs; GPUs no input offers after, fewest GPU-GiB first). When no single
-change works, two together: a precision with nodes, then nodes with replicas.max or an SLO value.
+Owns finding fixes (what to try, in which order; a check is ``fix_checks``'s); must not render
+reasons (``explain``) or parse their text: candidates come from the inputs and from compiles of
+the workload alone on relaxed copies of them (every precision allowed, an SLO field at looser
+targets, catalog nodes added), which say which values can work and what the predicted figures
+are. A candidate is searched for on the reduced problem (``fix_reduced``: the workload alone on
+the GPUs the base plan leaves it, compile first, then CP-SAT), and the one a kind settles on is
+checked once on the whole problem (every workload, the unmet-demand stage of the CP-SAT plan:
+whether all demand can be covered); it is shown only when both place the workload fully. Order,
+smallest change first: a precision, an SLO relaxation (the smallest value that works: bisection
+over the predicted figures, then between them), replicas.max, the budget, a pipeline over the
+nodes, then hardware (the cheapest node as offered in the inputs; GPUs no input offers after,
+fewest GPU-GiB first). When no single change works, two together: a precision with nodes, then
+nodes with replicas.max or an SLO value.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
-from gridplace.planner.compile import compile_problem
 from gridplace.planner.fix_changes import apply_change, offer_prices, peer_link
-from gridplace.planner.fix_reduced import (
-    BasePlan,
-    alone,
-    base_for,
-    others_plan,
-    reduced_inputs,
+from gridplace.planner.fix_checks import (
+    DEFAULT_BUDGET_S,
+    FixSearch,
+    check_reduced,
+    check_whole,
+    compile_charged,
+    covered,
+    fix_budget,
+    options_alone,
+    search_for,
 )
-from gridplace.planner.planning import Strategy, plan_problem
-from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
-from gridplace.planner.problem import Option, Problem
-from gridplace.planner.solve import SolverSettings
-from gridplace.planner.work import WorkClock
-from gridplace.specs import InferenceWorkload, Node, PlacementPlan, Precision
+from gridplace.planner.fix_reduced import alone, reduced_inputs
+from gridplace.planner.ports import PlannerInputs, RttLookup
+from gridplace.specs import InferenceWorkload, PlacementPlan, Precision
 from gridplace.specs.fixes import (
     AddNodes,
     AllowPipeline,
@@ -50,112 +51,17 @@ from gridplace.specs.fixes import (
 )
 from gridplace.specs.plan import Unplaced
 
+__all__ = ["DEFAULT_BUDGET_S", "FixSearch", "find_fixes", "fix_budget", "search_for", "with_fixes"]
+
 # Precisions a hint may allow, the least lossy first (GGUF types only for llama.cpp workloads).
 GENERIC_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 GPUS_PER_NODE = (1, 2, 4, 8)
 SLO_CEILING_MS = {"ttftMs": 600_000.0, "itlMs": 60_000.0}
 SLO_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)  # looser targets compiled in turn
 SLO_RESOLUTION_MS, SLO_RESOLUTION = 0.1, 0.01  # how close to the smallest working value
-CHECK_TIME_LIMIT_S = 2.0  # CP-SAT work per check (reference seconds)
-DEFAULT_BUDGET_S = 20.0  # all checks of one plan together, at most (validate: this)
-MIN_BUDGET_S = 5.0  # a small grid plans in 0.1 s; a few checks need a few seconds
-# The budget is counted in work, not on the clock, so that the fixes a plan lists are the same
-# on an idle and on a loaded machine: a compile is charged this much, a plan check the
-# deterministic CP-SAT work (reference seconds: ``planner.work``). The whole-problem check of a
-# fix found runs even when the budget is spent: at most one per kind of change.
-COMPILE_CHARGE_S = 0.05
 MAX_NODE_TRIES = 3
 PIPELINE_STAGES = (4, 16)  # pipeline.maxStages tried: the default, then the most allowed
 NO_FIX = "no change tried (precision, SLO, replicas.max, budget, catalog nodes) places it"
-
-
-@dataclass
-class FixSearch:
-    """What checking a fix needs besides the inputs: the predictor, the network lookup for a
-    node list (added nodes need their own RTTs), a budget of work (reference seconds, charged
-    per compile and per plan check: the same on any machine load) and the plan the fixes are
-    for (``None``: none was made; each workload is then alone on the grid)."""
-
-    predictor: OptionPredictor
-    latency_for: Callable[[Sequence[Node]], RttLookup]
-    budget_s: float
-    base_plan: PlacementPlan | None = None
-    work: WorkClock = field(default_factory=WorkClock)
-    checks: int = 0
-    whole_checks: int = 0  # of ``checks``, those of the whole problem
-    _bases: dict[str, BasePlan] = field(default_factory=dict)
-
-    def left_s(self) -> float:
-        return self.budget_s - self.work.spent_s
-
-    def plan(
-        self, problem: Problem, stages: int = 4, limit_s: float | None = None
-    ) -> PlacementPlan:
-        """A plan check within what is left of the budget (or ``limit_s``), its work charged."""
-        budget_s = min(CHECK_TIME_LIMIT_S, self.left_s()) if limit_s is None else limit_s
-        settings = SolverSettings(time_limit_s=max(0.1, budget_s), stages=stages)
-        return plan_problem(problem, Strategy.CPSAT, settings, explain=False, work=self.work)
-
-    def base(self, workload: str) -> BasePlan:
-        if workload not in self._bases:
-            self._bases[workload] = base_for(self.base_plan, workload)
-        return self._bases[workload]
-
-
-def _compile(search: FixSearch, inputs: PlannerInputs, latency: RttLookup | None) -> Problem:
-    search.work.add(COMPILE_CHARGE_S)
-    return compile_problem(inputs, search.predictor, latency or search.latency_for(inputs.nodes))
-
-
-def _alone(search: FixSearch, inputs: PlannerInputs, workload: str,
-           latency: RttLookup | None) -> list[Option]:  # fmt: skip
-    """The options compile keeps for ``workload`` alone on ``inputs``' nodes."""
-    return list(_compile(search, alone(inputs, workload), latency).options)
-
-
-def check_reduced(
-    search: FixSearch, inputs: PlannerInputs, workload: str, latency: RttLookup | None = None
-) -> float | None:
-    """The workload's planned capacity when it is fully placed on what the base plan leaves
-    it of ``inputs`` (``fix_reduced``); None otherwise, or when the budget is spent.
-    ``latency``: the lookup when the nodes are the original ones."""
-    if search.left_s() <= 0:
-        return None
-    search.checks += 1
-    reduced = reduced_inputs(inputs, search.base(workload), workload)
-    problem = _compile(search, reduced, latency or search.latency_for(inputs.nodes))
-    if not problem.options:
-        return None
-    return _covered(search.plan(problem), workload)
-
-
-def check_whole(
-    search: FixSearch, inputs: PlannerInputs, workload: str, latency: RttLookup | None = None
-) -> float | None:
-    """The workload's capacity when a plan of all of ``inputs`` covers its demand: the
-    unmet-demand stage (the later stages keep its optimum, so they cannot uncover it), with the
-    full check's budget even when the search's is spent; None when it does not. The solve
-    starts from the base plan's other replicas, as a replan would (not from a relaxed solve of
-    its own: that took most of a check's time on the example grid)."""
-    search.checks += 1
-    search.whole_checks += 1
-    if search.base_plan is not None:
-        inputs = replace(inputs, previous=others_plan(search.base_plan, workload))
-    problem = _compile(search, inputs, latency)
-    if not problem.options_of(_index(problem, workload)):
-        return None
-    return _covered(search.plan(problem, stages=1, limit_s=CHECK_TIME_LIMIT_S), workload)
-
-
-def _covered(plan: PlacementPlan, workload: str) -> float | None:
-    assert plan.status is not None
-    if any(u.workload == workload for u in plan.status.unplaced):
-        return None
-    return next(c.capacity_rps for c in plan.status.workloads if c.name == workload)
-
-
-def _index(problem: Problem, workload: str) -> int:
-    return next(w.index for w in problem.workloads if w.name == workload)
 
 
 def find_fixes(
@@ -246,7 +152,7 @@ def _open_precisions(inputs: PlannerInputs, workload: str, search: FixSearch,
     widened = inputs
     for precision in extra:
         widened = apply_change(widened, workload, AllowPrecision(precision=precision))
-    usable = {o.precision for o in _alone(search, widened, workload, latency)}
+    usable = {o.precision for o in options_alone(search, widened, workload, latency)}
     return [p for p in extra if p in usable]
 
 
@@ -286,7 +192,7 @@ def _slo_fix(field: SloField) -> Finder:
             relaxed = apply_change(inputs, workload, RelaxSlo(field=field, value=level))
             figures = {
                 math.ceil(_figure(o.itl_ms, o.ttft_ms, field) * 10) / 10
-                for o in _alone(search, relaxed, workload, latency)
+                for o in options_alone(search, relaxed, workload, latency)
             }
             values = sorted({v for v in figures if failed < v < level} | {round(level, 1)})
             best, below = _first_working(search, inputs, workload, latency, field, values)
@@ -349,7 +255,7 @@ def _replicas_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
     if unbounded is None:
         return None
     unbound = apply_change(inputs, workload, RaiseReplicasMax(value=10_000))
-    problem = _compile(search, alone(unbound, workload), latency)
+    problem = compile_charged(search, alone(unbound, workload), latency)
     per_replica = max(o.capacity_rps for o in problem.options)
     booked = problem.workloads[0].booked_rps
     for value in sorted({math.ceil(booked / per_replica - 1e-9), 10_000}):
@@ -368,12 +274,12 @@ def _budget_fix(inputs: PlannerInputs, workload: str, search: FixSearch,
         return None
     base = search.base(workload)
     unbounded = reduced_inputs(replace(inputs, budget_per_hour=None), base, workload)
-    problem = _compile(search, unbounded, latency)
+    problem = compile_charged(search, unbounded, latency)
     if not problem.options or search.left_s() <= 0:
         return None
     plan = search.plan(problem)
     assert plan.status is not None
-    if _covered(plan, workload) is None:
+    if covered(plan, workload) is None:
         return None
     cost = math.ceil((base.others_cost + (plan.status.cost_per_hour or 0.0)) * 100) / 100
     if cost <= inputs.budget_per_hour:
@@ -455,7 +361,7 @@ def _node_candidates(inputs: PlannerInputs, workload: str, search: FixSearch) ->
         before = len(added.nodes)
         added = apply_change(added, workload, change)
         names[added.nodes[before].name] = change
-    problem = _compile(search, alone(added, workload), None)
+    problem = compile_charged(search, alone(added, workload), None)
     per_node: dict[str, float] = defaultdict(float)
     for option in problem.options:
         pool = problem.pools[option.pool]
@@ -514,19 +420,3 @@ def _fixed(unplaced: Unplaced, fixes: list[Fix]) -> Unplaced:
     if not fixes:
         hints = [NO_FIX]
     return unplaced.model_copy(update={"hints": hints, "fixes": fixes})
-
-
-def fix_budget(settings: SolverSettings | None) -> float:
-    """The work the checks get after a plan: the plan's own solver budget (so that explain
-    takes about twice as long), at least MIN_BUDGET_S and at most DEFAULT_BUDGET_S."""
-    planned_s = settings.time_limit_s if settings is not None else SolverSettings().time_limit_s
-    return min(DEFAULT_BUDGET_S, max(MIN_BUDGET_S, planned_s))
-
-
-def search_for(
-    predictor: OptionPredictor,
-    latency_for: Callable[[Sequence[Node]], RttLookup],
-    budget_s: float = DEFAULT_BUDGET_S,
-    base_plan: PlacementPlan | None = None,
-) -> FixSearch:
-    return FixSearch(predictor, latency_for, budget_s, base_plan)

@@ -157,6 +157,14 @@ def run_agents(client: TestClient, tmp_path: Path) -> Iterator[Loop]:
                 if record.pid is not None:
                     process = ProcessId(record.pid, record.pid_start_ticks)
                     reconciler.runtime.stop(process, record.replica_id, 2)
+            # Any child the rows no longer name (a failed assertion mid-change) is killed and
+            # reaped here, not left to the next test's garbage collection.
+            runtime = reconciler.runtime
+            assert isinstance(runtime, ProcessRuntime)
+            for child in runtime._children.values():
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait(timeout=5)
             reconciler.state.close()
             agent.client.close()
 
@@ -211,3 +219,8 @@ def test_a_pipeline_starts_after_its_stages_and_goes_down_with_one(grid: Loop) -
     assert restarted is not None
     again = [s["address"] for s in grid.stages()[1:]]
     assert restarted.argv[restarted.argv.index("--rpc") + 1] == ",".join(again)
+    for name in NODES:  # every process an agent started and did not stop is one of its rows
+        runtime = grid.agents[name].reconciler.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        live = {pid for pid, child in runtime._children.items() if child.poll() is None}
+        assert live == {r.pid for r in grid.records(name) if r.pid is not None}
