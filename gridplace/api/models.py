@@ -305,6 +305,7 @@ class StandbyPhase(StrEnum):
     WAITING = "waiting"  # the node's assigned replicas start first
     FETCHING = "fetching"
     READY = "ready"  # weights verified on the node's disk
+    LOADED = "loaded"  # a vram standby's engine runs idle on its GPUs (its port in the message)
     SKIPPED = "skipped"  # the cache is full of weights in use
     FAILED = "failed"
     UNAVAILABLE = "unavailable"  # the agent's manifest has no weights for it

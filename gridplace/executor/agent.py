@@ -146,7 +146,8 @@ class Agent:
         if self.standbys is not None and desired is not None and specs is not None:
             # After the reconcile step: standbys only fetch once the assigned replicas run.
             pinned = self.reconciler.pinned(specs)
-            items = self.standbys.step(desired.prewarm, outcome.applied, pinned)
+            engines, busy = self.reconciler.standbys, self.reconciler.gpus_in_use(specs)
+            items = self.standbys.step(desired.prewarm, outcome.applied, pinned, engines, busy)
             report = {**report, "standbys": items} if items else report
         if self.registered:
             try:

@@ -21,7 +21,9 @@ Guarantees the agent gives alone, on its node:
 - a pipeline replica's server (its first stage) starts only once every later stage is ready,
   waits at most ``pipeline_wait_s`` (then fails like a start, and waits again after the backoff),
   and is stopped and reported failed when a later stage is not ready any more
-  (``pipeline.head_gate``, on the stages' phases the agent read from the API this step).
+  (``pipeline.head_gate``, on the stages' phases the agent read from the API this step);
+- a vram standby's idle engine (``standby_engines``) on GPUs a desired replica needs is stopped
+  before that replica starts, unless it is that replica: then its process is adopted (no launch).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -47,6 +49,7 @@ from gridplace.executor.pipeline import (
 )
 from gridplace.executor.process import ProcessId, Runtime
 from gridplace.executor.report import WEIGHTS_DOWNLOADING, StateReporter
+from gridplace.executor.standby_engines import StandbyEngines
 from gridplace.executor.state import Phase, ReplicaRecord, StateFile
 
 log = logging.getLogger("gridplace.executor")
@@ -106,6 +109,17 @@ class Reconciler:
         self._pending: dict[ReplicaSpec, str] = {}  # desired, not launched: why
         self.pipelines: Mapping[str, Pipeline] = {}  # this step's, by id
         self._waiting_since: dict[ReplicaSpec, float] = {}  # pipeline parts waiting for peers
+        self.standbys = StandbyEngines(
+            state.sibling("standbys"), runtime, launcher, config, clock, self._free_port
+        )
+
+    def _free_port(self) -> int:
+        """A port no replica or standby engine of this node holds."""
+        used = {r.port for r in self.state.records() if r.port is not None} | self.standbys.ports()
+        port = self.port_allocator(self.config.listen_host)
+        while port in used:
+            port = self.port_allocator(self.config.listen_host)
+        return port
 
     # ------------------------------------------------------------------------------- observe
 
@@ -142,6 +156,8 @@ class Reconciler:
         """Bring every row up to date with what the processes are doing now."""
         first = not self._adoption_checked
         self._adoption_checked = True
+        if first:
+            self.standbys.forget({r.replica_id for r in self.state.records()})
         for record in self.state.records():
             now = self.clock()
             if record.phase is Phase.LAUNCHING:
@@ -249,10 +265,7 @@ class Reconciler:
         now = self.clock()
         self._waiting_since.pop(spec, None)
         replica_id = f"{spec.workload}-{uuid.uuid4().hex[:10]}"
-        used = {r.port for r in self.state.records() if r.port is not None}
-        port = self.port_allocator(self.config.listen_host)
-        while port in used:
-            port = self.port_allocator(self.config.listen_host)
+        port = self._free_port()
         probe_host = self.config.listen_host
         if probe_host in ("0.0.0.0", "::"):
             probe_host = "127.0.0.1"
@@ -378,6 +391,7 @@ class Reconciler:
             source = self.launcher.weights(spec)
             if source and self.prewarmer and self.prewarmer.ready(source) is None:
                 self.prewarmer.request(source, pinned)
+        self.standbys.yield_gpus(desired, {replace(s.spec, ordinal=0) for s in diff.starts})
         for start in diff.starts:
             blockers = [records[rid] for rid in start.wait_for if rid in records]
             if blockers:
@@ -391,6 +405,8 @@ class Reconciler:
                             )
                         self._begin_drain(blocker, f"GPUs needed by {start.spec.key}", actions)
                 self._pending[start.spec] = "waiting for its GPUs to be freed"
+                continue
+            if self._adopt_standby(start.spec, generation, actions):
                 continue
             ready, path = self._weights_ready(start.spec, pinned)
             if not ready:
@@ -406,6 +422,35 @@ class Reconciler:
             self._launch(start.spec, generation, path, previous, actions, workers)
         self._stop_undesired(desired, diff.stops, records, actions)
         return self._outcome(desired, generation, actions)
+
+    def _adopt_standby(self, spec: ReplicaSpec, generation: int | None, actions: list[str]) -> bool:
+        """Serve ``spec`` from the idle engine of its vram standby, if one runs here: its row
+        becomes the replica's (written before the standby's is removed), nothing is launched."""
+        engine = self.standbys.take(spec)
+        if engine is None:
+            return False
+        now = self.clock()
+        loaded = engine.phase is Phase.RUNNING
+        self.state.put(
+            replace(
+                engine,
+                spec=spec,
+                generation=generation,
+                phase=Phase.RUNNING if loaded else Phase.STARTING,
+                deadline_at=engine.deadline_at if not loaded else None,
+                message=None,
+                updated_at=now,
+            )
+        )
+        self.standbys.release(engine.replica_id)
+        actions.append(f"adopt-standby {spec.key}")
+        log.info("replica %s served by standby engine %s", spec.key, engine.replica_id)
+        return True
+
+    def gpus_in_use(self, desired: Sequence[ReplicaSpec]) -> set[int]:
+        """GPUs of the desired replicas and of every live one (a standby engine stays off)."""
+        live = [r.spec for r in self.state.records() if r.phase is not Phase.FAILED]
+        return {g for spec in [*desired, *live] for g in spec.gpus}
 
     # ------------------------------------------------------------------------------ pipelines
 

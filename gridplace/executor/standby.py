@@ -4,13 +4,17 @@ Owns: when a standby's weights are fetched — only once every replica assigned 
 a time in the pre-warmer's standby lane — what that fetch may evict (nothing an assigned replica
 or a standby already held uses: a standby that would need their space is skipped, not fetched),
 and the standby items of the node's state report.
-Must not: start processes or talk to the API. A ``vram`` standby is held on disk: this agent keeps
-no idle engine loaded (its report says so), so its start loads from disk instead of downloading.
+A ``vram`` standby goes one step further once its weights are on disk and every assigned replica
+runs: its engine is started idle on its GPUs (``standby_engines``; not on GPUs a replica uses),
+reported ``loaded`` with its port once it answers; a later plan that assigns its workload here
+adopts that process as the replica (a start of seconds), and a plan that drops it stops it.
+Must not: start processes itself (``standby_engines`` does) or talk to the API.
 
 Reported states: ``waiting`` (assigned replicas not all running yet), ``fetching``, ``ready``
-(weights verified on disk), ``skipped`` (the cache is full of weights in use: the bytes are in the
-message), ``failed`` (the last fetch failed; tried again next step), ``unavailable`` (the manifest
-has no weights for it).
+(weights verified on disk; a vram standby's engine not loaded yet, the message says why),
+``loaded`` (a vram standby's idle engine answers: the message holds its port), ``skipped`` (the
+cache is full of weights in use: the bytes are in the message), ``failed`` (the last fetch, or a
+vram standby's engine, failed; tried again), ``unavailable`` (the manifest has no weights for it).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from gridplace.executor.cache import Prewarmer
 from gridplace.executor.manifest import WeightSource
+from gridplace.executor.standby_engines import StandbyEngines, standby_spec
 from gridplace.specs.plan import Prewarm, PrewarmLevel
 
 log = logging.getLogger("gridplace.executor")
@@ -36,11 +41,20 @@ class StandbyKeeper:
         self._skipped: set[str] = set()  # sha256 reported skipped (logged once)
 
     def step(
-        self, entries: Sequence[Prewarm], assigned_running: bool, pinned: Collection[str]
+        self,
+        entries: Sequence[Prewarm],
+        assigned_running: bool,
+        pinned: Collection[str],
+        engines: StandbyEngines | None = None,
+        busy_gpus: Collection[int] = (),
     ) -> list[dict[str, Any]]:
         """Advance the standbys ``entries`` (the plan's, for this node) and report each.
         ``assigned_running``: every replica assigned here runs; ``pinned``: the weights of
-        assigned and live replicas (never evicted)."""
+        assigned and live replicas (never evicted); ``engines``: where vram standbys' engines
+        run (None: held on disk); ``busy_gpus``: GPUs of assigned and live replicas."""
+        vram = [e for e in entries if e.level is PrewarmLevel.VRAM]
+        if engines is not None:
+            engines.sync({standby_spec(e) for e in vram})
         sources = [self.weights_of(e.workload, e.precision.value) for e in entries]
         held = {s.sha256 for s in sources if s is not None and self.prewarmer.ready(s)}
         keep = {*pinned, *held}
@@ -49,8 +63,13 @@ class StandbyKeeper:
         for entry, source in zip(entries, sources, strict=True):
             state, message = self._advance(source, assigned_running, keep, started)
             started = started or (source is not None and self.prewarmer.fetching(source))
-            if entry.level is PrewarmLevel.VRAM and state == "ready":
-                message = "held on disk: this agent keeps no idle engine in VRAM"
+            if entry.level is PrewarmLevel.VRAM and state == "ready" and source is not None:
+                if engines is None:
+                    message = "held on disk: this agent runs no standby engines"
+                else:
+                    path = self.prewarmer.ready(source)
+                    spec = standby_spec(entry)
+                    state, message = engines.ensure(spec, path, busy_gpus, assigned_running)
             item: dict[str, Any] = {
                 "workload": entry.workload,
                 "precision": entry.precision.value,

@@ -1,4 +1,5 @@
-"""The agent's local state file (SQLite, stdlib ``sqlite3``): one row per replica it started.
+"""The agent's local state file (SQLite, stdlib ``sqlite3``): one row per replica it started (table
+``replicas``), and one per idle engine of a vram standby (table ``standbys``, same row shape).
 
 Owns: the schema and every write, each committed at once (WAL), so that a SIGKILL at any point
 leaves a row that says how far the step got.
@@ -91,9 +92,14 @@ def _decode(row: sqlite3.Row) -> ReplicaRecord:
 
 
 class StateFile:
-    """The rows of one agent; ``path`` of ``:memory:`` keeps them in memory (tests)."""
+    """The rows of one agent; ``path`` of ``:memory:`` keeps them in memory (tests). ``table``:
+    ``replicas``, or ``standbys`` for the idle engines of vram standbys (``standby_engines``)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, table: str = "replicas") -> None:
+        if table not in ("replicas", "standbys"):
+            raise StateFileError(f"unknown state table {table!r}")
+        self.path = path
+        self.table = table
         try:
             if isinstance(path, Path):
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +121,12 @@ class StateFile:
         columns = ", ".join(
             f"{name} {'TEXT PRIMARY KEY' if name == 'replica_id' else ''}" for name in _COLUMNS
         )
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS replicas ({columns})")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def sibling(self, table: str) -> StateFile:
+        """Another table of the same file (a new in-memory one for ``:memory:``)."""
+        return StateFile(self.path, table)
 
     def close(self) -> None:
         self._db.close()
@@ -125,7 +135,7 @@ class StateFile:
         row = _encode(record)
         marks = ", ".join("?" for _ in _COLUMNS)
         self._db.execute(
-            f"INSERT OR REPLACE INTO replicas ({', '.join(_COLUMNS)}) VALUES ({marks})",
+            f"INSERT OR REPLACE INTO {self.table} ({', '.join(_COLUMNS)}) VALUES ({marks})",
             [row[name] for name in _COLUMNS],
         )
 
@@ -135,14 +145,14 @@ class StateFile:
         return updated
 
     def delete(self, replica_id: str) -> None:
-        self._db.execute("DELETE FROM replicas WHERE replica_id = ?", (replica_id,))
+        self._db.execute(f"DELETE FROM {self.table} WHERE replica_id = ?", (replica_id,))
 
     def get(self, replica_id: str) -> ReplicaRecord | None:
         row = self._db.execute(
-            "SELECT * FROM replicas WHERE replica_id = ?", (replica_id,)
+            f"SELECT * FROM {self.table} WHERE replica_id = ?", (replica_id,)
         ).fetchone()
         return _decode(row) if row else None
 
     def records(self) -> list[ReplicaRecord]:
-        rows = self._db.execute("SELECT * FROM replicas ORDER BY replica_id").fetchall()
+        rows = self._db.execute(f"SELECT * FROM {self.table} ORDER BY replica_id").fetchall()
         return [_decode(row) for row in rows]
