@@ -197,7 +197,8 @@ def _coverage(
                 reasons = [f"{missing:.2f} req/s of demand (with headroom) not covered"]
                 hints = []
                 refusals = [Refusal(family="coverage", unmet_rps=round(missing, 3))]
-            if carrying[workload.index] < workload.replicas_min:
+            # With no replica at all the reasons above say why; replicas.min is noise then.
+            if 0 < carrying[workload.index] < workload.replicas_min:
                 reasons.append(
                     f"{carrying[workload.index]} replicas carry load (>= "
                     f"{problem.load_rps(workload.index):.2f} req/s each, replicas.minShare) < "

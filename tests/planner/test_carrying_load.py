@@ -106,3 +106,12 @@ def test_a_workload_short_of_replicas_that_carry_load_says_so() -> None:
     assert "2 replicas carry load (>= 2.75 req/s each, replicas.minShare) < replicas.min 3" in (
         unplaced.reasons
     )
+
+
+def test_a_workload_with_no_replica_at_all_is_not_told_about_replicas_min() -> None:
+    # A 405B model at bf16 fits nowhere: the reasons say why; "0 replicas carry load" is noise.
+    result = run(H100, [workload("w", model="llama-3.1-405b", precisions=("bf16",), rps=1)])
+    assert result.plan.status is not None
+    [unplaced] = result.plan.status.unplaced
+    assert unplaced.reasons
+    assert not any("replicas carry load" in r for r in unplaced.reasons), unplaced.reasons

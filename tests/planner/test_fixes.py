@@ -362,8 +362,8 @@ def test_explain_json_reasons_are_data(tmp_path: Path) -> None:
                             "tensorParallel": 2, "gpuShare": 1}  # fmt: skip
     # The text is rendered from the same numbers.
     assert f"needs {vram['needed']:.1f} GiB per GPU, has 24.0" in entry["summary"][0]
-    carrying = entry["reasons"][-1]
-    assert carrying["rule"] == "replica-bounds" and carrying["needed"] == 1
+    # Nothing placed at all: the VRAM reason says why, not "0 replicas carry load".
+    assert all(r.get("rule") != "replica-bounds" for r in entry["reasons"])
     assert Refusal.model_validate(vram).model_dump(
         mode="json", by_alias=True, exclude_none=True
     ) == {k: v for k, v in vram.items() if v is not None}
