@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gridplace.executor.diff import ReplicaSpec
@@ -17,6 +17,7 @@ from gridplace.executor.drivers import Driver, LaunchSpec, Target
 from gridplace.executor.errors import DriverError
 from gridplace.executor.manifest import DriverKind, Manifest, WeightSource
 from gridplace.executor.pipeline import Pipeline, head_parts, stage_launch
+from gridplace.executor.state import ReplicaRecord
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,28 @@ def free_port(host: str) -> int:
         sock.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def launching_record(
+    record: ReplicaRecord,
+    launch: LaunchSpec,
+    listen: tuple[str, int],  # host, port the server listens on
+    now: float,
+    start_deadline_s: float,
+) -> ReplicaRecord:
+    """``record`` about to be launched: where it is probed (a wildcard listen address is probed
+    on loopback), its command line and probes, and its start deadline."""
+    host, port = listen
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return replace(
+        record,
+        port=port,
+        endpoint=f"{probe_host}:{port}",
+        argv=launch.argv,
+        health_paths=launch.health_paths,
+        inflight_metrics=launch.inflight_metrics,
+        drain_path=launch.drain_path,
+        started_at=now,
+        deadline_at=now + start_deadline_s,
+        updated_at=now,
+    )

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from gridplace.executor.diff import Actual, ReplicaSpec, compute_diff
 from gridplace.executor.errors import DriverError, LaunchFailed
-from gridplace.executor.launcher import Launcher, free_port
+from gridplace.executor.launcher import Launcher, free_port, launching_record
 from gridplace.executor.manifest import DriverKind, WeightSource
 from gridplace.executor.pipeline import (
     Gate,
@@ -67,6 +67,10 @@ class ReconcileConfig:
     advertise_host: str = "127.0.0.1"
     log_dir: Path = Path("gridplace-agent-logs")
     pipeline_wait_s: float = 600.0  # a pipeline's server waits this long for its stages
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """Seconds before retry number ``attempts`` (1 = the first): doubling, capped."""
+        return min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** (attempts - 1))
 
 
 class Prewarming(Protocol):
@@ -125,9 +129,7 @@ class Reconciler:
 
     def _fail(self, record: ReplicaRecord, now: float, message: str) -> ReplicaRecord:
         attempts = record.attempts + 1
-        delay_s = min(
-            self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempts - 1)
-        )
+        delay_s = self.config.retry_delay_s(attempts)
         log.warning(
             "replica %s (%s) failed: %s; retry %d in %.0fs",
             record.replica_id,
@@ -266,9 +268,6 @@ class Reconciler:
         self._waiting_since.pop(spec, None)
         replica_id = f"{spec.workload}-{uuid.uuid4().hex[:10]}"
         port = self._free_port()
-        probe_host = self.config.listen_host
-        if probe_host in ("0.0.0.0", "::"):
-            probe_host = "127.0.0.1"
         attempts = previous.attempts if previous else 0
         try:
             launch = self.launcher.launch_spec(
@@ -288,21 +287,12 @@ class Reconciler:
             self._fail(record, now, error.message)
             actions.append(f"driver-error {spec.key}")
             return
-        record = ReplicaRecord(
-            replica_id=replica_id,
-            spec=spec,
-            generation=generation,
-            phase=Phase.LAUNCHING,
-            port=port,
-            endpoint=f"{probe_host}:{port}",
-            argv=launch.argv,
-            health_paths=launch.health_paths,
-            inflight_metrics=launch.inflight_metrics,
-            drain_path=launch.drain_path,
-            started_at=now,
-            deadline_at=now + self.config.start_deadline_s,
-            attempts=attempts,
-            updated_at=now,
+        record = launching_record(
+            ReplicaRecord(replica_id, spec, generation, Phase.LAUNCHING, attempts=attempts),
+            launch,
+            (self.config.listen_host, port),
+            now,
+            self.config.start_deadline_s,
         )
         self.state.put(record)  # before the process exists: a crash here is rolled back
         if previous is not None:

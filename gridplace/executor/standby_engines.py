@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from gridplace.executor.diff import ReplicaSpec
 from gridplace.executor.errors import DriverError, LaunchFailed
-from gridplace.executor.launcher import Launcher
+from gridplace.executor.launcher import Launcher, launching_record
 from gridplace.executor.process import ProcessId, Runtime
 from gridplace.executor.state import Phase, ReplicaRecord, StateFile
 from gridplace.specs.plan import Prewarm
@@ -158,9 +158,7 @@ class StandbyEngines:
 
     def _fail(self, record: ReplicaRecord, now: float, message: str) -> tuple[str, str]:
         attempts = record.attempts + 1
-        delay_s = min(
-            self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempts - 1)
-        )
+        delay_s = self.config.retry_delay_s(attempts)
         self.state.put(
             replace(
                 record,
@@ -182,7 +180,6 @@ class StandbyEngines:
         replica_id = f"{spec.workload}-standby-{uuid.uuid4().hex[:10]}"
         port = self.port_allocator()
         host = self.config.listen_host
-        probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         attempts = previous.attempts if previous else 0
         if previous is not None:
             self.state.delete(previous.replica_id)
@@ -193,17 +190,7 @@ class StandbyEngines:
             launch = self.launcher.launch_spec(spec, replica_id, host, port, weights)
         except DriverError as error:
             return self._fail(record, now, error.message)
-        record = replace(
-            record,
-            port=port,
-            endpoint=f"{probe_host}:{port}",
-            argv=launch.argv,
-            health_paths=launch.health_paths,
-            inflight_metrics=launch.inflight_metrics,
-            drain_path=launch.drain_path,
-            started_at=now,
-            deadline_at=now + self.config.start_deadline_s,
-        )
+        record = launching_record(record, launch, (host, port), now, self.config.start_deadline_s)
         self.state.put(record)  # before the process exists: a crash here is rolled back
         try:
             log_path = self.config.log_dir / f"{replica_id}.log"
