@@ -26,8 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gridgen import generate_nodes, generate_workloads
-from solver_scale import UTILIZATION, evaluate, make_plan_from
+from solver_scale import evaluate, generated_grid, make_plan_from
 
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.compile_cache import PROCESS_CACHE
@@ -39,7 +38,7 @@ from gridplace.planner.planning import Strategy, plan_problem
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
-from gridplace.specs import PlacementPlan, builtin_catalog
+from gridplace.specs import PlacementPlan
 from gridplace.topology import Topology
 
 
@@ -121,16 +120,7 @@ def continent(region: str) -> str:
 
 
 def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Namespace) -> None:
-    nodes = generate_nodes(nodes_n, seed=nodes_n)
-    regions = sorted({n.spec.region for n in nodes})
-    workloads = generate_workloads(
-        workloads_n,
-        regions,
-        seed=workloads_n,
-        rps_scale=UTILIZATION[utilization],
-        node_failures=args.node_failures,
-    )
-    inputs = PlannerInputs(nodes, workloads, builtin_catalog())
+    nodes, regions, inputs = generated_grid(nodes_n, workloads_n, utilization, args.node_failures)
     latency = NetworkLatency(Topology.build(nodes, []).latency_lookup(regions))
     print(
         f"\n## {nodes_n} nodes x {workloads_n} workloads, {utilization}, "

@@ -111,6 +111,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def generated_grid(
+    nodes_n: int, workloads_n: int, utilization: str, node_failures: int
+) -> tuple[list[Node], list[str], PlannerInputs]:
+    """The generated grid of one size (seeded by the size): nodes, their regions, the inputs."""
+    nodes = generate_nodes(nodes_n, seed=nodes_n)
+    regions = sorted({n.spec.region for n in nodes})
+    workloads = generate_workloads(
+        workloads_n,
+        regions,
+        seed=workloads_n,
+        rps_scale=UTILIZATION[utilization],
+        node_failures=node_failures,
+    )
+    return nodes, regions, PlannerInputs(nodes, workloads, builtin_catalog())
+
+
 def run_size(
     nodes_n: int,
     workloads_n: int,
@@ -121,16 +137,7 @@ def run_size(
     node_failures: int = 0,
     milp_max_pairs: int = 100_000,
 ) -> None:
-    nodes = generate_nodes(nodes_n, seed=nodes_n)
-    regions = sorted({n.spec.region for n in nodes})
-    workloads = generate_workloads(
-        workloads_n,
-        regions,
-        seed=workloads_n,
-        rps_scale=UTILIZATION[utilization],
-        node_failures=node_failures,
-    )
-    inputs = PlannerInputs(nodes, workloads, builtin_catalog())
+    nodes, regions, inputs = generated_grid(nodes_n, workloads_n, utilization, node_failures)
     started = time.perf_counter()
     latency = NetworkLatency(Topology.build(nodes, []).latency_lookup(regions))
     predictor = make_predictor()
