@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import ADMIN, ADMIN_TOKEN, node_doc, to_yaml
-from tests.api.test_serve import clean_environment, free_port, wait_for_health
+from tests.api.test_serve import clean_environment, free_port, start_serve, wait_for_health
 
 FIVE_MB = 5 * 2**20
 
@@ -38,14 +38,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "GRIDPLACE_DATABASE_URL": f"sqlite:///{database}",
         "GRIDPLACE_REPLAN_INTERVAL_S": "0",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gridplace.api.cli", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve(["--port", str(port)], tmp_path, env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, process)

@@ -28,6 +28,18 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
 
 
+def start_serve(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``gridplace serve ARGS`` in a subprocess, its output piped (text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gridplace.api.cli", "serve", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for_health(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:

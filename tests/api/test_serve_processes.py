@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from tests.api.conftest import (
     to_yaml,
     workload_doc,
 )
-from tests.api.test_serve import clean_environment, free_port, wait_for_health
+from tests.api.test_serve import clean_environment, free_port, start_serve, wait_for_health
 
 MINIMAL = {"Prefer": "return=minimal"}
 FLUSH_S = 0.2  # GRIDPLACE_HEARTBEAT_FLUSH_S of the SIGKILL test: the window it may lose
@@ -43,17 +42,8 @@ def serve(
     port = free_port()
     environment = clean_environment() | {"GRIDPLACE_ADMIN_TOKEN": ADMIN_TOKEN}
     environment |= {f"GRIDPLACE_{key.upper()}": value for key, value in env.items()}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gridplace.api.cli", "serve"),
-            *("--port", str(port), "--database-url", database_url),
-        ],
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = ["--port", str(port), "--database-url", database_url]
+    process = start_serve(args, tmp_path, environment)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, process)

@@ -30,7 +30,7 @@ from tests.api.conftest import (
     submit,
     workload_doc,
 )
-from tests.api.test_serve import clean_environment, free_port, wait_for_health
+from tests.api.test_serve import clean_environment, free_port, start_serve, wait_for_health
 
 NOTIFY_WAIT_S = 3.0
 
@@ -212,17 +212,7 @@ def test_acknowledged_heartbeats_survive_a_killed_server(database_url: str, tmp_
     """Heartbeats are committed before their answer: SIGKILL loses none that was answered."""
     port = free_port()
     env = clean_environment() | {"GRIDPLACE_ADMIN_TOKEN": ADMIN_TOKEN}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "gridplace.api.cli", "serve"),
-            *("--port", str(port), "--database-url", database_url),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve(["--port", str(port), "--database-url", database_url], tmp_path, env)
     url = f"http://127.0.0.1:{port}"
     sent: dict[str, float] = {}
     try:
