@@ -3,13 +3,15 @@ health and in-flight counts are set by the test, and every call is logged in ord
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridplace.executor.drivers import CommandDriver, LaunchSpec
 from gridplace.executor.launcher import Launcher
 from gridplace.executor.manifest import DriverKind, Manifest
-from gridplace.executor.process import ProcessId
+from gridplace.executor.process import ProcessId, ProcessRuntime
 from gridplace.executor.reconcile import ReconcileConfig
 
 
@@ -127,3 +129,13 @@ def config(tmp: Path, **overrides: float) -> ReconcileConfig:
     }
     values.update(overrides)
     return ReconcileConfig(log_dir=tmp / "logs", **values)  # type: ignore[arg-type]
+
+
+def reap_children(runtime: ProcessRuntime) -> None:
+    """Kill and reap every process ``runtime`` started and still holds, so none is left to a later
+    test's garbage collection (where its ``Popen`` would warn, and warnings are errors)."""
+    for child in runtime._children.values():
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=5)
+    runtime._children.clear()

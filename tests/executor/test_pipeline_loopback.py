@@ -38,6 +38,7 @@ from gridplace.hal.fake import FakeBackend, load_fleet
 from gridplace.hal.inventory import NodeOptions
 from tests.api.conftest import ADMIN, FakeClock, TestClient, node_token, test_settings
 from tests.api.pipeline_plans import pipeline, store_plan
+from tests.executor.fakes import reap_children
 
 STUB = Path(__file__).with_name("pipeline_stub.py")
 FLEET = """kind: FakeFleet
@@ -161,14 +162,9 @@ def run_agents(client: TestClient, tmp_path: Path) -> Iterator[Loop]:
                 if record.pid is not None:
                     process = ProcessId(record.pid, record.pid_start_ticks)
                     reconciler.runtime.stop(process, record.replica_id, 2)
-            # Any child the rows no longer name (a failed assertion mid-change) is killed and
-            # reaped here, not left to the next test's garbage collection.
-            runtime = reconciler.runtime
-            assert isinstance(runtime, ProcessRuntime)
-            for child in runtime._children.values():
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.wait(timeout=5)
+            # Any child the rows no longer name (a failed assertion mid-change) is reaped too.
+            assert isinstance(reconciler.runtime, ProcessRuntime)
+            reap_children(reconciler.runtime)
             reconciler.state.close()
             agent.client.close()
 

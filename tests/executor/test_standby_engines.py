@@ -28,7 +28,7 @@ from gridplace.executor.standby import StandbyKeeper
 from gridplace.executor.state import StateFile
 from gridplace.hal.fake import FakeBackend, load_fleet
 from gridplace.hal.inventory import NodeOptions
-from tests.executor.fakes import Clock, FakeRuntime, config, launcher, ports
+from tests.executor.fakes import Clock, FakeRuntime, config, launcher, ports, reap_children
 from tests.executor.test_agent_client import FLEET, assignment
 from tests.executor.test_standby import StandbyApi, standby, weights
 
@@ -125,6 +125,7 @@ def stub_node(tmp_path: Path) -> Iterator[tuple[Node, CountingRuntime]]:
         for row in rows:
             if row.pid is not None:
                 runtime.stop(ProcessId(row.pid, row.pid_start_ticks), row.replica_id, 5.0)
+        reap_children(runtime)  # and any child no row names any more
 
 
 def until(node: Node, check: Callable[[], bool], timeout_s: float = 20.0) -> None:
