@@ -23,7 +23,11 @@ step counts; prefill = (prefillSeconds / requests) against the model's prefill o
 promptTokens / requests. "Model" is the performance model for the node's GPU (its overrides
 applied; a replica on 1/gpuShare of a GPU on that slice), the window's model, precision, engine
 and TP, at the node's booked throttle ratio, with no correction: corrections are absolute, never
-compounded.
+compounded. Both are the planner's units: it books a replica's capacity from the model's steps at
+the booked throttle ratio and its prefill of the workload's mean prompt, so a prefill factor
+learned at the window's mean prompt carries the spread of prompt lengths (the mean prefill of
+the prompts served over the prefill of their mean length: 0.92-1.09 on the conversation trace)
+exactly as the capacity needs it.
 Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
 pooled with normal shrinkage, each level towards the one above it, the top towards the prior
 (factor 1, log 0):
