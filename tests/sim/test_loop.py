@@ -141,3 +141,21 @@ def test_the_learned_factor_converges_to_each_nodes_true_factor() -> None:
         assert learned.decode == pytest.approx(0.8 * hidden[n.name].decode_factor, rel=0.03)
         assert learned.prefill == pytest.approx(1.3 * hidden[n.name].prefill_factor, rel=0.03)
     assert len(result.plans) == 1
+
+
+def test_the_truth_known_plan_books_each_gpu_types_node_spread() -> None:
+    from gridplace.sim.truth import GroundTruth
+
+    nodes = [node(f"n{i}", "rtx-4090") for i in range(3)] + [node("h", "h100-sxm")]
+    inputs = SimInputs(nodes, [workload("chat")], CATALOG)
+    bias = TruthBias.fixed(0.8, 1.3)
+    truth = GroundTruth.build(nodes, CATALOG, 60.0, 2, TruthSettings(bias=bias))
+    told, bias_only = known_calibration(bias, inputs, truth), known_calibration(bias, inputs)
+    assert told is not None and bias_only is not None
+    rtx, h100 = (("rtx-4090", "llama-3.1-8b", "fp8", "vllm"),
+                 ("h100-sxm", "llama-3.1-8b", "fp8", "vllm"))  # fmt: skip
+    spread = math.prod(truth.nodes[f"n{i}"].decode_factor for i in range(3)) ** (1 / 3)
+    assert told.gpu_types[rtx].decode == pytest.approx(0.8 * spread)
+    assert told.gpu_types[h100].prefill == pytest.approx(1.3 * truth.nodes["h"].prefill_factor)
+    assert told.gpu_types[rtx].decode != pytest.approx(0.8, rel=0.01)  # the spread is there
+    assert bias_only.gpu_types[h100].prefill == 1.3
