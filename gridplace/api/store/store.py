@@ -32,6 +32,7 @@ from gridplace.api.store.records import (
     NewPlan,
     NodeAssignments,
     NodeBasis,
+    NodePulse,
     NodeRecord,
     NodeTokenRecord,
     ObservationRecord,
@@ -59,16 +60,17 @@ _STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "upd
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
 # Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
-# database's clock, so servers with skewed clocks still agree. Every SET expression sees the row
-# as it was.
+# database's clock (read once, into the row's at_s: ``excluded.at_s`` is now), so servers with
+# skewed clocks still agree. Every SET expression sees the row as it was.
 _GRANT = "LEAST(:want, GREATEST(0, floor({level})))"
-_LEVEL = "LEAST(:burst, b.tokens + (:now - b.at_s) * :rate)"
+_LEVEL = "LEAST(:burst, b.tokens + (excluded.at_s - b.at_s) * :rate)"
 LEASE_SHARED_TOKENS = text(
     "INSERT INTO rate_buckets AS b (key, tokens, at_s, granted) "
-    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, :now, "
+    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, "
+    "extract(epoch FROM clock_timestamp())::float8, "
     f"{_GRANT.format(level=':burst')}) ON CONFLICT (key) DO UPDATE SET "
     f"granted = {_GRANT.format(level=_LEVEL)}, "
-    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = :now "
+    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = excluded.at_s "
     "RETURNING tokens, granted"
 )
 
@@ -283,6 +285,19 @@ class Store:
         self.flush_heartbeats()
         with self._session(write=False) as session:
             return [_node_record(row) for row in session.scalars(query)]
+
+    def node_pulses(self) -> list[NodePulse]:
+        """Every node's reported health, throttle and last sign of life: a few columns, no
+        document parsed (10,000 nodes' documents cost seconds of CPU to read and validate)."""
+        columns = (_NODES.c.name, _NODES.c.healthy, _NODES.c.throttle_ratio)
+        times = (_NODES.c.last_heartbeat, _NODES.c.created_at)
+        self.flush_heartbeats()
+        with self._session(write=False) as session:
+            rows = session.execute(select(*columns, *times).order_by(_NODES.c.name)).all()
+        return [
+            NodePulse(name, NodeBasis(bool(healthy), float(throttle)), heard, created)
+            for name, healthy, throttle, heard, created in rows
+        ]
 
     def node_count(self) -> int:
         with self._session(write=False) as session:
@@ -564,8 +579,7 @@ class Store:
         many were handed out, the seconds until one is there when none was)."""
         values = {"key": key, "want": want, "rate": rate_per_s, "burst": burst}
         with self._session(write=True) as session:
-            now = session.scalar(text("SELECT extract(epoch FROM clock_timestamp())"))
-            tokens, granted = session.execute(LEASE_SHARED_TOKENS, {**values, "now": now}).one()
+            tokens, granted = session.execute(LEASE_SHARED_TOKENS, values).one()
         return int(granted), 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
 
     @contextmanager
