@@ -48,6 +48,22 @@ def test_buffered_heartbeats_wait_for_a_flush_and_this_server_reads_its_own(
     assert _ratio(two, "a") == 0.3
 
 
+def test_a_starting_server_knows_every_registered_node_without_a_lookup(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Each node's first heartbeat after a (re)start is answered from memory too."""
+    registered = Store.open(database_url)
+    registered.upsert_node(Node.model_validate(node_doc("a")), clock())
+    starting = Store.open(database_url)
+    try:
+        starting.buffer_heartbeats(60)
+        assert starting.buffer_known_heartbeat("a", _status(0.1), clock())
+        assert not starting.buffer_known_heartbeat("b", _status(0.1), clock())  # not registered
+    finally:
+        starting.close()
+        registered.close()
+
+
 def test_a_heartbeat_of_a_node_deleted_by_another_server_is_refused_after_a_flush(
     stores: tuple[Store, Store], clock: FakeClock
 ) -> None:

@@ -362,6 +362,12 @@ class Store:
         self._heartbeats = (
             HeartbeatBuffer(self._write_heartbeats, interval_s) if interval_s > 0 else None
         )
+        if self._heartbeats is not None:
+            # Every node registered now is known from the start: otherwise each node's first
+            # heartbeat to this server (after every restart, 10,000 of them at once) waited for
+            # a lookup in a worker thread.
+            with self._session(write=False) as session:
+                self._known_nodes.update(session.scalars(select(NodeRow.name)))
 
     def flush_heartbeats(self) -> None:
         """Write the heartbeats held in memory now (before reading what they change)."""
