@@ -38,11 +38,12 @@ def test_buffered_heartbeats_wait_for_a_flush_and_this_server_reads_its_own(
     stores: tuple[Store, Store], clock: FakeClock
 ) -> None:
     one, two = stores
-    for name in ("a", "b"):
-        one.upsert_node(Node.model_validate(node_doc(name)), clock())
-    assert one.record_heartbeat("a", _status(0.25), clock())
-    assert one.buffer_known_heartbeat("a", _status(0.3), clock())  # known now: no lookup
+    one.upsert_node(Node.model_validate(node_doc("a")), clock())
+    two.upsert_node(Node.model_validate(node_doc("b")), clock())  # registered by another server
+    assert one.buffer_known_heartbeat("a", _status(0.3), clock())  # registered here: known
     assert not one.buffer_known_heartbeat("b", _status(0.3), clock())  # never looked up yet
+    assert one.record_heartbeat("b", _status(0.25), clock())  # looked up once
+    assert one.buffer_known_heartbeat("b", _status(0.3), clock())  # known now: no lookup
     assert _ratio(two, "a") is None  # not written yet: the other server sees nothing
     assert _ratio(one, "a") == 0.3  # a read of this server writes what it holds first
     assert _ratio(two, "a") == 0.3
@@ -59,6 +60,8 @@ def test_a_starting_server_knows_every_registered_node_without_a_lookup(
         starting.buffer_heartbeats(60)
         assert starting.buffer_known_heartbeat("a", _status(0.1), clock())
         assert not starting.buffer_known_heartbeat("b", _status(0.1), clock())  # not registered
+        assert starting.upsert_node(Node.model_validate(node_doc("b")), clock())[1]
+        assert starting.buffer_known_heartbeat("b", _status(0.1), clock())  # registered here
     finally:
         starting.close()
         registered.close()

@@ -266,7 +266,9 @@ class Store:
                 with self._session(write=True) as session:
                     rows = [_upsert_row(session, node, now) for node in nodes]
                     session.flush()
-                    return [(_node_record(row), created) for row, created in rows]
+                    records = [(_node_record(row), created) for row, created in rows]
+                self._known_nodes.update(node.name for node in nodes)  # see buffer_heartbeats
+                return records
             except IntegrityError:  # registered concurrently: the second try updates them
                 if attempt:
                     raise
@@ -363,9 +365,9 @@ class Store:
             HeartbeatBuffer(self._write_heartbeats, interval_s) if interval_s > 0 else None
         )
         if self._heartbeats is not None:
-            # Every node registered now is known from the start: otherwise each node's first
-            # heartbeat to this server (after every restart, 10,000 of them at once) waited for
-            # a lookup in a worker thread.
+            # Every node registered now is known from the start (and those this server
+            # registers, as it does): otherwise each node's first heartbeat to this server (after
+            # every restart, 10,000 of them at once) waited for a lookup in a worker thread.
             with self._session(write=False) as session:
                 self._known_nodes.update(session.scalars(select(NodeRow.name)))
 
