@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gridplace.api.store import Store
+from gridplace.api.store import store as store_module
 from gridplace.api.store.heartbeats import HeartbeatBuffer
 from gridplace.specs import Node, NodeStatus, ThermalStatus
 from tests.api.conftest import FakeClock, node_doc
@@ -65,6 +66,18 @@ def test_a_starting_server_knows_every_registered_node_without_a_lookup(
     finally:
         starting.close()
         registered.close()
+
+
+def test_nodes_another_server_registered_are_learned_together(
+    stores: tuple[Store, Store], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their first heartbeats come by the thousand: one miss reads every name, not each one."""
+    monkeypatch.setattr(store_module, "NAMES_REREAD_S", 0.0)  # the fixture has just read them
+    one, two = stores
+    two.upsert_nodes([Node.model_validate(node_doc(name)) for name in ("a", "b", "c")], clock())
+    assert one.record_heartbeat("a", _status(0.1), clock())
+    assert one.buffer_known_heartbeat("b", _status(0.1), clock())
+    assert one.buffer_known_heartbeat("c", _status(0.1), clock())
 
 
 def test_a_heartbeat_of_a_node_deleted_by_another_server_is_refused_after_a_flush(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -59,6 +60,7 @@ _STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "upd
 # Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
+NAMES_REREAD_S = 1.0  # is_node: how often a miss may read every node's name again
 # Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
 # database's clock (read once, into the row's at_s: ``excluded.at_s`` is now), so servers with
 # skewed clocks still agree. Every SET expression sees the row as it was.
@@ -97,6 +99,7 @@ class Store:
         # known to exist, so that a buffered heartbeat of an unknown node is still refused.
         self._heartbeats: HeartbeatBuffer | None = None
         self._known_nodes: set[str] = set()
+        self._names_read_at = -NAMES_REREAD_S  # never
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -368,8 +371,12 @@ class Store:
             # Every node registered now is known from the start (and those this server
             # registers, as it does): otherwise each node's first heartbeat to this server (after
             # every restart, 10,000 of them at once) waited for a lookup in a worker thread.
-            with self._session(write=False) as session:
-                self._known_nodes.update(session.scalars(select(NodeRow.name)))
+            self._read_node_names()
+
+    def _read_node_names(self) -> None:
+        with self._session(write=False) as session:
+            self._known_nodes.update(session.scalars(select(NodeRow.name)))
+        self._names_read_at = time.monotonic()
 
     def flush_heartbeats(self) -> None:
         """Write the heartbeats held in memory now (before reading what they change)."""
@@ -378,9 +385,14 @@ class Store:
 
     def is_node(self, name: str) -> bool:
         """Whether ``name`` is registered: from memory once seen (forgotten when this server
-        deletes it, or a heartbeat batch finds it gone), else one indexed read."""
+        deletes it, or a heartbeat batch finds it gone), else every node's name is read again
+        (at most once per ``NAMES_REREAD_S``: nodes another server registered arrive by the
+        thousand, and so do their first heartbeats), else one indexed read."""
         if name in self._known_nodes:
             return True
+        if time.monotonic() - self._names_read_at > NAMES_REREAD_S:
+            self._read_node_names()
+            return name in self._known_nodes
         with self._session(write=False) as session:
             found = session.scalar(select(NodeRow.name).where(NodeRow.name == name)) is not None
         if found:
