@@ -17,7 +17,7 @@ cached per question across workloads); this module orders the steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -39,6 +39,7 @@ from gridplace.planner.options import (
     GroupPredictions,
     PoolGrid,
     enumerate_candidates,
+    rejected_candidates,
 )
 from gridplace.planner.pipeline_options import PipelineEnumerator
 from gridplace.planner.pools import build_pools
@@ -57,6 +58,7 @@ from gridplace.planner.problem import (
     Problem,
     Queueing,
     Rejection,
+    Rejections,
     WorkloadDemand,
 )
 from gridplace.planner.rules import COMPILE_RULES, PIPELINE_RULES, Reason, implements
@@ -115,28 +117,14 @@ def compile_problem(
     )
     workloads: list[WorkloadDemand] = []
     options: list[Option] = []
-    rejections: list[Rejection] = []
+    builders: list[Callable[[], list[Rejection]]] = []
     for w_index, workload in enumerate(inputs.workloads):
         model_id, model = _model(workload, inputs.catalog)
         demand = _demand(w_index, workload, model_id, inputs.headroom)
         workloads.append(demand)
-        eligible: list[int] = []
-        for pool in pools:
-            trust = _trust_failure(workload.spec.trust, pool)
-            if trust is None:
-                eligible.append(pool.index)
-            else:
-                rejections.append(
-                    Rejection(w_index, pool.index, "trust", trust, pool.node_count, (pool.index,))
-                )
-        rows, dropped = enumerate_candidates(
-            demand,
-            workload,
-            grid,
-            eligible,
-            group_predictor.for_workload(workload, model_id, model),
-        )
-        rejections.extend(dropped)
+        eligible = _trusted(workload.spec.trust, grid)
+        predict = group_predictor.for_workload(workload, model_id, model)
+        rows = enumerate_candidates(demand, workload, grid, eligible, predict)
         if inputs.headroom is None and workload.spec.traffic.burstiness is not None:
             # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
             in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
@@ -146,13 +134,46 @@ def compile_problem(
         candidates = drop_dominated(
             [rows.option(r, demand, pools) for r in selected.tolist()], keep
         )
-        split, refused = pipelines.options(
-            workload, demand, (model_id, model), eligible, candidates
-        )
-        candidates, rejections = [*candidates, *split], [*rejections, *refused]
+        allowed = eligible.tolist() if workload.spec.pipeline else []
+        split, refused = pipelines.options(workload, demand, (model_id, model), allowed, candidates)
         base = len(options)
-        options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
-    return assemble_problem(inputs, workloads, pools, options, rejections)
+        options.extend(replace(o, index=base + i) for i, o in enumerate([*candidates, *split]))
+        builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
+    return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
+
+
+def _trusted(trust: TrustRequirement | None, grid: PoolGrid) -> npt.NDArray[np.int64]:
+    """The pools that meet ``trust`` (``_trust_failure`` over every pool at once)."""
+    if trust is None:
+        return np.arange(len(grid.pools), dtype=np.int64)
+    ok = (grid.claims_rank >= trust.min_claims.rank) & (grid.reliability >= trust.min_reliability)
+    return np.flatnonzero(ok)
+
+
+def _rejections_of(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    predict: Callable[[int, float, list[Config]], GroupPredictions],
+    refused: tuple[Rejection, ...],
+) -> list[Rejection]:
+    """One workload's rejections in compile's order: trust per pool, the compile-time rules per
+    group of pools (the same predictions as its enumeration), then pipelines refused. Built only
+    when read (``problem.Rejections``): a 10,000-node grid has over a million."""
+    found: list[Rejection] = []
+    trust = workload.spec.trust
+    if trust is not None:
+        for pool in grid.pools:
+            failure = _trust_failure(trust, pool)
+            if failure is not None:
+                found.append(
+                    Rejection(demand.index, pool.index, "trust", failure, pool.node_count,
+                              (pool.index,))
+                )  # fmt: skip
+    eligible = _trusted(trust, grid)
+    found.extend(rejected_candidates(demand, workload, grid, eligible, predict))
+    found.extend(refused)
+    return found
 
 
 def assemble_problem(
@@ -160,7 +181,7 @@ def assemble_problem(
     workloads: list[WorkloadDemand],
     pools: list[GpuPool],
     options: list[Option],
-    rejections: list[Rejection],
+    rejections: Sequence[Rejection],
 ) -> Problem:
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
@@ -169,7 +190,7 @@ def assemble_problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
         options=tuple(options),
-        rejections=tuple(rejections),
+        rejections=rejections if isinstance(rejections, Rejections) else tuple(rejections),
         node_gpu_counts={n.name: n.spec.gpu_count for n in inputs.nodes if n.healthy},
         previous=tuple(previous),
         released=tuple(released),
@@ -235,7 +256,8 @@ class _GroupPredictor:
     def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
         self._predictor = predictor
         self._grid = grid
-        self._cache: dict[tuple[object, ...], GroupPredictions] = {}
+        self._cache: dict[tuple[int, int, int, float], GroupPredictions] = {}
+        self._kinds: dict[tuple[object, ...], int] = {}
         self._view = view
 
     def for_workload(
@@ -246,11 +268,12 @@ class _GroupPredictor:
             model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
             spec.traffic.prompt_tokens, spec.traffic.output_tokens,
         )  # fmt: skip
+        number = self._kinds.setdefault(kind, len(self._kinds))
         question = self._view.question(spec, model_id, model)
 
         def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
             grid = self._grid
-            key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
+            key = (number, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
             found = self._cache.get(key)
             if found is None:
                 run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)

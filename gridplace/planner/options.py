@@ -122,7 +122,19 @@ class PoolGrid:
         self.node_count = np.array([p.node_count for p in pools], dtype=np.int64)
         self.price_per_gpu_hour = np.array([p.price_per_gpu_hour for p in pools], dtype=np.float64)
         self.tdp_watts = np.array([p.tdp_watts for p in pools], dtype=np.float64)
+        self.claims_rank = np.array([p.claims.rank for p in pools], dtype=np.int64)
+        self.reliability = np.array([p.reliability for p in pools], dtype=np.float64)
         self._rtt: dict[str, FloatArray] = {}
+        self._rtt_matrix: dict[tuple[str, ...], FloatArray] = {}
+
+    def rtt_matrix(self, regions: tuple[str, ...]) -> FloatArray:
+        """pools x ``regions``: p99 RTT from each region to each pool (workloads with the same
+        sources share one)."""
+        found = self._rtt_matrix.get(regions)
+        if found is None:
+            found = np.column_stack([self.rtt_ms(region) for region in regions])
+            self._rtt_matrix[regions] = found
+        return found
 
     def rtt_ms(self, region: str) -> FloatArray:
         """p99 RTT from ``region`` to each pool (its worst node), ms."""
@@ -199,78 +211,127 @@ class CandidateRows:
         )
 
 
+@dataclass(frozen=True)
+class _Cells:
+    """One workload's eligible pools x configs: groups, predictions, TTFT per source."""
+
+    regions: tuple[str, ...]
+    configs: list[Config]
+    pools: IntArray  # the eligible pools
+    group: IntArray  # per pool: its group (numbered in order of first pool)
+    predictions: list[GroupPredictions]  # per group
+    rtt: FloatArray  # pools x sources
+    prefill: FloatArray  # groups x configs
+    usable: BoolArray  # groups x configs: TP fits the group's nodes
+    ok: BoolArray  # groups x configs: every compile-time rule holds (before network)
+    ttft: FloatArray  # pools x configs x sources, network included
+    servable: BoolArray  # pools x configs x sources
+
+    @property
+    def predicted(self) -> BoolArray:
+        """pools x configs: usable and every rule holds."""
+        return (self.usable & self.ok)[self.group]
+
+
+def _cells(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    eligible: Sequence[int] | IntArray,
+    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+) -> _Cells:
+    spec = workload.spec
+    regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
+    configs = configs_of(spec.precisions)
+    pools = np.asarray(eligible, dtype=np.int64)
+    rtt = grid.rtt_matrix(regions)[pools]  # pools x sources
+    steps = np.floor((spec.slo.ttft_ms - rtt.min(axis=1)) / TTFT_BUDGET_STEP_MS)
+    budget = steps * TTFT_BUDGET_STEP_MS
+    group, firsts = _groups(grid.signature[pools], steps)
+    first = pools[firsts]
+    predictions = [
+        predict_group(int(first[g]), float(budget[firsts[g]]), configs) for g in range(len(first))
+    ]
+    tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
+    usable = tp[None, :] <= grid.gpus_per_node[first][:, None]  # groups x configs
+    ok = np.stack([p.ok for p in predictions]) if predictions else usable & False
+    prefill = _stack([p.prefill_ms for p in predictions], len(configs))
+    ttft = prefill[group][:, :, None] + rtt[:, None, :]
+    servable = ttft <= spec.slo.ttft_ms
+    return _Cells(
+        regions, configs, pools, group, predictions, rtt, prefill, usable, ok, ttft, servable
+    )
+
+
+def _groups(signature: IntArray, steps: FloatArray) -> tuple[IntArray, IntArray]:
+    """Pools alike in signature and TTFT budget: each pool's group, numbered in order of the
+    group's first pool, and each group's first position."""
+    if not len(signature) or not np.isfinite(steps).all():
+        keys: dict[tuple[int, float], int] = {}
+        pairs = zip(signature.tolist(), steps.tolist(), strict=True)
+        numbers = np.array([keys.setdefault(k, len(keys)) for k in pairs], dtype=np.int64)
+        return numbers, np.unique(numbers, return_index=True)[1]
+    low = int(steps.min())
+    key = signature * (int(steps.max()) - low + 1) + (steps.astype(np.int64) - low)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    return number[inverse.reshape(-1)], first[order]
+
+
 def enumerate_candidates(
     demand: WorkloadDemand,
     workload: InferenceWorkload,
     grid: PoolGrid,
-    eligible: Sequence[int],
+    eligible: Sequence[int] | IntArray,
     predict_group: Callable[[int, float, list[Config]], GroupPredictions],
-) -> tuple[CandidateRows, list[Rejection]]:
+) -> CandidateRows:
     """Every option of one workload on the ``eligible`` pools (trust already checked) that meets
-    the compile-time rules, and a ``Rejection`` for each (group, config) that does not.
+    the compile-time rules (``rejected_candidates`` says why the others do not).
 
     ``predict_group(first_pool, ttft_budget_ms, configs)`` predicts one group.
     """
-    spec = workload.spec
-    ttft_slo_ms = spec.slo.ttft_ms
-    regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
-    configs = configs_of(spec.precisions)
-    pools = np.asarray(eligible, dtype=np.int64)
-    rtt = np.column_stack([grid.rtt_ms(region)[pools] for region in regions])  # pools x sources
-    best_rtt = rtt.min(axis=1)
-    budget = np.floor((ttft_slo_ms - best_rtt) / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
-    # Groups in order of their first pool: (signature, budget) -> group number.
-    group_of_key: dict[tuple[int, float], int] = {}
-    group = np.array(
-        [
-            group_of_key.setdefault(key, len(group_of_key))
-            for key in zip(grid.signature[pools].tolist(), budget.tolist(), strict=True)
-        ],
-        dtype=np.int64,
-    )
-    groups = len(group_of_key)
-    # The first member of each group (group numbers are 0.. in order of first appearance).
-    first = pools[np.unique(group, return_index=True)[1]]
-    budgets = [budget_ms for _, budget_ms in group_of_key]
-    predictions = [predict_group(int(first[g]), budgets[g], configs) for g in range(groups)]
-    tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
-    share = np.array([c.share for c in configs], dtype=np.int64)
-    # groups x configs
-    usable = tp[None, :] <= grid.gpus_per_node[first][:, None]
-    ok = np.stack([p.ok for p in predictions]) if groups else np.zeros((0, len(configs)), bool)
-    prefill = _stack([p.prefill_ms for p in predictions], len(configs))
-    # pools x configs x sources: TTFT incl. network, and whether it meets the target.
-    ttft = prefill[group][:, :, None] + rtt[:, None, :]
-    servable = ttft <= ttft_slo_ms
-    any_servable = servable.any(axis=2)
-    predicted = (usable & ok)[group]  # pools x configs
-    candidate = predicted & any_servable
-    unservable = predicted & ~any_servable
+    cells = _cells(demand, workload, grid, eligible, predict_group)
+    configs, predictions, group = cells.configs, cells.predictions, cells.group
+    candidate = cells.predicted & cells.servable.any(axis=2)
     # Candidate rows in enumeration order: group, config, pool.
     position, config = np.nonzero(candidate)
     order = np.lexsort((position, config, group[position]))
     position, config = position[order], config[order]
     row_group = group[position]
-    row_pool = pools[position]
-    rows = CandidateRows(
-        regions=regions,
+    row_pool = cells.pools[position]
+    tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
+    share = np.array([c.share for c in configs], dtype=np.int64)
+    return CandidateRows(
+        regions=cells.regions,
         configs=tuple(configs),
         pool=row_pool,
         config=config,
-        prefill_ms=prefill[row_group, config],
+        prefill_ms=cells.prefill[row_group, config],
         itl_ms=_stack([p.itl_ms for p in predictions], len(configs))[row_group, config],
         capacity_rps=_stack([p.capacity_rps for p in predictions], len(configs))[row_group, config],
         vram_gib=_stack([p.vram_gib for p in predictions], len(configs))[row_group, config],
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
-        ttft_ms=ttft[position, config],
-        servable=servable[position, config],
+        ttft_ms=cells.ttft[position, config],
+        servable=cells.servable[position, config],
         queueing=tuple(p.queueing for p in predictions),
         group=row_group,
     )
-    rejections = _rejections(
-        demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill
-    )
-    return rows, rejections
+
+
+def rejected_candidates(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    eligible: Sequence[int] | IntArray,
+    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+) -> list[Rejection]:
+    """A ``Rejection`` for each (group, config) of ``enumerate_candidates`` that breaks a rule,
+    in enumeration order (compile builds them only when read: ``problem.Rejections``)."""
+    cells = _cells(demand, workload, grid, eligible, predict_group)
+    unservable = cells.predicted & ~cells.servable.any(axis=2)
+    return _rejections(demand, grid, cells, cells.usable & ~cells.ok, unservable)
 
 
 def _stack(columns: list[FloatArray], width: int) -> FloatArray:
@@ -280,18 +341,15 @@ def _stack(columns: list[FloatArray], width: int) -> FloatArray:
 def _rejections(
     demand: WorkloadDemand,
     grid: PoolGrid,
-    configs: list[Config],
-    predictions: list[GroupPredictions],
+    cells: _Cells,
     failed: BoolArray,
     unservable: BoolArray,
-    group: IntArray,
-    pools: IntArray,
-    rtt: FloatArray,
-    prefill: FloatArray,
 ) -> list[Rejection]:
     """One rejection per (group, config) a rule fails for (covering every pool of the group),
     and one per (group, config) whose TTFT target no pool meets from any source (covering those
     pools), in enumeration order."""
+    configs, predictions, group, pools = cells.configs, cells.predictions, cells.group, cells.pools
+    rtt, prefill = cells.rtt, cells.prefill
     # Members of each group in pool order (a stable sort keeps it), and their node counts.
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
@@ -366,4 +424,5 @@ __all__ = [
     "configs_of",
     "enumerate_candidates",
     "potential_rps",
+    "rejected_candidates",
 ]
