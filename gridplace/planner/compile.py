@@ -33,11 +33,11 @@ from gridplace.planner.candidates import (
     select_candidates,
 )
 from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
+from gridplace.planner.group_predictor import GroupPredictor
 from gridplace.planner.options import (
     CandidateRows,
-    Config,
-    GroupPredictions,
     PoolGrid,
+    PredictGroups,
     enumerate_candidates,
     rejected_candidates,
 )
@@ -56,7 +56,6 @@ from gridplace.planner.problem import (
     GpuPool,
     Option,
     Problem,
-    Queueing,
     Rejection,
     Rejections,
     WorkloadDemand,
@@ -110,7 +109,8 @@ def compile_problem(
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
-    group_predictor = _GroupPredictor(predictor, grid, CompileView.open(cache, predictor, grid))
+    view = CompileView.open(cache, predictor, grid)
+    group_predictor = GroupPredictor(predictor, grid, view, _rule_failure)
     keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
@@ -154,7 +154,7 @@ def _rejections_of(
     demand: WorkloadDemand,
     workload: InferenceWorkload,
     grid: PoolGrid,
-    predict: Callable[[int, float, list[Config]], GroupPredictions],
+    predict: PredictGroups,
     refused: tuple[Rejection, ...],
 ) -> list[Rejection]:
     """One workload's rejections in compile's order: trust per pool, the compile-time rules per
@@ -243,109 +243,6 @@ def _forced_rows(
         if (pool, c.precision, c.tensor_parallel, c.share) in wanted:
             forced[row] = True
     return forced
-
-
-class _GroupPredictor:
-    """Asks the predictor about a group of pools, once per question across all workloads.
-
-    Workloads with the same model, engine, precisions, ITL target and token counts ask the same
-    questions of a group with the same signature, GPU figures and TTFT budget; on generated
-    grids 1,000 workloads come down to a few dozen such kinds.
-    """
-
-    def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
-        self._predictor = predictor
-        self._grid = grid
-        self._cache: dict[tuple[int, int, int, float], GroupPredictions] = {}
-        self._kinds: dict[tuple[object, ...], int] = {}
-        self._view = view
-
-    def for_workload(
-        self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
-    ) -> Callable[[int, float, list[Config]], GroupPredictions]:
-        spec = workload.spec
-        kind = (
-            model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
-            spec.traffic.prompt_tokens, spec.traffic.output_tokens,
-        )  # fmt: skip
-        number = self._kinds.setdefault(kind, len(self._kinds))
-        question = self._view.question(spec, model_id, model)
-
-        def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
-            grid = self._grid
-            key = (number, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
-            found = self._cache.get(key)
-            if found is None:
-                run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)
-                found = self._view.answer(question, first, budget_ms, run)
-                self._cache[key] = found
-            return found
-
-        return predict_group
-
-    def _predict(
-        self,
-        first: int,
-        budget_ms: float,
-        configs: list[Config],
-        workload: InferenceWorkload,
-        model_id: str,
-        model: ModelArchitectureSpec,
-    ) -> GroupPredictions:
-        spec = workload.spec
-        pool = self._grid.pools[first]
-        values: list[tuple[float, float, float, float]] = []
-        ok: list[bool] = []
-        failures: list[tuple[str, Reason] | None] = []
-        queueing: list[Queueing | None] = []
-        for config in configs:
-            if config.tensor_parallel > pool.gpus_per_node:
-                values.append((0.0, 0.0, 0.0, 0.0))
-                ok.append(False)
-                failures.append(None)
-                queueing.append(None)
-                continue
-            prediction = self._predictor(
-                PredictionQuery(
-                    model=model,
-                    model_id=model_id,
-                    gpu=self._grid.pool_gpus[first],
-                    gpu_id=pool.gpu_model,
-                    precision=config.precision,
-                    engine=spec.engine,
-                    tensor_parallel=config.tensor_parallel,
-                    share=config.share,
-                    interconnect=pool.interconnect,
-                    throttle_ratio=pool.throttle_ratio,
-                    ttft_budget_ms=budget_ms,
-                    itl_slo_ms=spec.slo.itl_ms,
-                    prompt_tokens=spec.traffic.prompt_tokens,
-                    output_tokens=spec.traffic.output_tokens,
-                    engine_options=spec.engine_options,
-                )
-            )
-            failure = _rule_failure(prediction, spec.slo, budget_ms, config.label)
-            values.append(
-                (
-                    prediction.prefill_ms,
-                    prediction.itl_ms,
-                    prediction.capacity_rps,
-                    prediction.vram_gib,
-                )
-            )
-            ok.append(failure is None)
-            failures.append(failure)
-            queueing.append(prediction.queueing)
-        table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
-        return GroupPredictions(
-            ok=np.array(ok, dtype=bool),
-            prefill_ms=table[:, 0].copy(),
-            itl_ms=table[:, 1].copy(),
-            capacity_rps=table[:, 2].copy(),
-            vram_gib=table[:, 3].copy(),
-            failures=tuple(failures),
-            queueing=tuple(queueing),
-        )
 
 
 def _rule_failure(

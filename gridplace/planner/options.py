@@ -92,6 +92,23 @@ class GroupPredictions:
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
 
 
+@dataclass(frozen=True)
+class GroupTable:
+    """The answers for a workload's groups of pools, stacked: groups x configurations."""
+
+    ok: BoolArray
+    prefill_ms: FloatArray
+    itl_ms: FloatArray
+    capacity_rps: FloatArray
+    vram_gib: FloatArray
+    predictions: list[GroupPredictions]  # per group: failures and queueing figures
+
+
+# predict(first pool of each group, each group's TTFT budget, configurations): the answers
+# (``group_predictor.GroupPredictor.for_workload``).
+PredictGroups = Callable[[IntArray, list[float], list[Config]], GroupTable]
+
+
 class PoolGrid:
     """Per-pool figures as arrays, computed once per compile, and the RTT matrix by region."""
 
@@ -219,18 +236,16 @@ class _Cells:
     configs: list[Config]
     pools: IntArray  # the eligible pools
     group: IntArray  # per pool: its group (numbered in order of first pool)
-    predictions: list[GroupPredictions]  # per group
+    table: GroupTable  # per group x config
     rtt: FloatArray  # pools x sources
-    prefill: FloatArray  # groups x configs
     usable: BoolArray  # groups x configs: TP fits the group's nodes
-    ok: BoolArray  # groups x configs: every compile-time rule holds (before network)
     ttft: FloatArray  # pools x configs x sources, network included
     servable: BoolArray  # pools x configs x sources
 
     @property
     def predicted(self) -> BoolArray:
         """pools x configs: usable and every rule holds."""
-        return (self.usable & self.ok)[self.group]
+        return (self.usable & self.table.ok)[self.group]
 
 
 def _cells(
@@ -238,7 +253,7 @@ def _cells(
     workload: InferenceWorkload,
     grid: PoolGrid,
     eligible: Sequence[int] | IntArray,
-    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+    predict: PredictGroups,
 ) -> _Cells:
     spec = workload.spec
     regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
@@ -249,18 +264,12 @@ def _cells(
     budget = steps * TTFT_BUDGET_STEP_MS
     group, firsts = _groups(grid.signature[pools], steps)
     first = pools[firsts]
-    predictions = [
-        predict_group(int(first[g]), float(budget[firsts[g]]), configs) for g in range(len(first))
-    ]
+    table = predict(first, budget[firsts].tolist(), configs)
     tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
     usable = tp[None, :] <= grid.gpus_per_node[first][:, None]  # groups x configs
-    ok = np.stack([p.ok for p in predictions]) if predictions else usable & False
-    prefill = _stack([p.prefill_ms for p in predictions], len(configs))
-    ttft = prefill[group][:, :, None] + rtt[:, None, :]
+    ttft = table.prefill_ms[group][:, :, None] + rtt[:, None, :]
     servable = ttft <= spec.slo.ttft_ms
-    return _Cells(
-        regions, configs, pools, group, predictions, rtt, prefill, usable, ok, ttft, servable
-    )
+    return _Cells(regions, configs, pools, group, table, rtt, usable, ttft, servable)
 
 
 def _groups(signature: IntArray, steps: FloatArray) -> tuple[IntArray, IntArray]:
@@ -285,15 +294,12 @@ def enumerate_candidates(
     workload: InferenceWorkload,
     grid: PoolGrid,
     eligible: Sequence[int] | IntArray,
-    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+    predict: PredictGroups,
 ) -> CandidateRows:
     """Every option of one workload on the ``eligible`` pools (trust already checked) that meets
-    the compile-time rules (``rejected_candidates`` says why the others do not).
-
-    ``predict_group(first_pool, ttft_budget_ms, configs)`` predicts one group.
-    """
-    cells = _cells(demand, workload, grid, eligible, predict_group)
-    configs, predictions, group = cells.configs, cells.predictions, cells.group
+    the compile-time rules (``rejected_candidates`` says why the others do not)."""
+    cells = _cells(demand, workload, grid, eligible, predict)
+    configs, table, group = cells.configs, cells.table, cells.group
     candidate = cells.predicted & cells.servable.any(axis=2)
     # Candidate rows in enumeration order: group, config, pool.
     position, config = np.nonzero(candidate)
@@ -308,14 +314,14 @@ def enumerate_candidates(
         configs=tuple(configs),
         pool=row_pool,
         config=config,
-        prefill_ms=cells.prefill[row_group, config],
-        itl_ms=_stack([p.itl_ms for p in predictions], len(configs))[row_group, config],
-        capacity_rps=_stack([p.capacity_rps for p in predictions], len(configs))[row_group, config],
-        vram_gib=_stack([p.vram_gib for p in predictions], len(configs))[row_group, config],
+        prefill_ms=table.prefill_ms[row_group, config],
+        itl_ms=table.itl_ms[row_group, config],
+        capacity_rps=table.capacity_rps[row_group, config],
+        vram_gib=table.vram_gib[row_group, config],
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
         ttft_ms=cells.ttft[position, config],
         servable=cells.servable[position, config],
-        queueing=tuple(p.queueing for p in predictions),
+        queueing=tuple(p.queueing for p in table.predictions),
         group=row_group,
     )
 
@@ -325,17 +331,13 @@ def rejected_candidates(
     workload: InferenceWorkload,
     grid: PoolGrid,
     eligible: Sequence[int] | IntArray,
-    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
+    predict: PredictGroups,
 ) -> list[Rejection]:
     """A ``Rejection`` for each (group, config) of ``enumerate_candidates`` that breaks a rule,
     in enumeration order (compile builds them only when read: ``problem.Rejections``)."""
-    cells = _cells(demand, workload, grid, eligible, predict_group)
+    cells = _cells(demand, workload, grid, eligible, predict)
     unservable = cells.predicted & ~cells.servable.any(axis=2)
-    return _rejections(demand, grid, cells, cells.usable & ~cells.ok, unservable)
-
-
-def _stack(columns: list[FloatArray], width: int) -> FloatArray:
-    return np.stack(columns) if columns else np.zeros((0, width), dtype=np.float64)
+    return _rejections(demand, grid, cells, cells.usable & ~cells.table.ok, unservable)
 
 
 def _rejections(
@@ -348,8 +350,8 @@ def _rejections(
     """One rejection per (group, config) a rule fails for (covering every pool of the group),
     and one per (group, config) whose TTFT target no pool meets from any source (covering those
     pools), in enumeration order."""
-    configs, predictions, group, pools = cells.configs, cells.predictions, cells.group, cells.pools
-    rtt, prefill = cells.rtt, cells.prefill
+    configs, group, pools = cells.configs, cells.group, cells.pools
+    predictions, rtt, prefill = cells.table.predictions, cells.rtt, cells.table.prefill_ms
     # Members of each group in pool order (a stable sort keeps it), and their node counts.
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
@@ -420,7 +422,9 @@ __all__ = [
     "CandidateRows",
     "Config",
     "GroupPredictions",
+    "GroupTable",
     "PoolGrid",
+    "PredictGroups",
     "configs_of",
     "enumerate_candidates",
     "potential_rps",
