@@ -115,31 +115,72 @@ def compile_problem(
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )
-    workloads: list[WorkloadDemand] = []
+    workloads = [
+        _demand(w, workload, _model(workload, inputs.catalog)[0], inputs.headroom)
+        for w, workload in enumerate(inputs.workloads)
+    ]
+    predicts = [
+        group_predictor.for_workload(workload, *_model(workload, inputs.catalog))
+        for workload in inputs.workloads
+    ]
+    singles: list[list[Option]] = [[] for _ in workloads]
+    # Workloads that ask the same of the same pools (one kind, TTFT target, sources and trust)
+    # share one enumeration; selection and everything after it is per workload.
+    for members in _alike(inputs, group_predictor).values():
+        first = inputs.workloads[members[0]]
+        eligible = _trusted(first.spec.trust, grid)
+        rows = enumerate_candidates(
+            workloads[members[0]], first, grid, eligible, predicts[members[0]]
+        )
+        for w in members:
+            singles[w] = _single_options(inputs, workloads[w], rows, pools, keep, per_workload)
     options: list[Option] = []
     builders: list[Callable[[], list[Rejection]]] = []
-    for w_index, workload in enumerate(inputs.workloads):
-        model_id, model = _model(workload, inputs.catalog)
-        demand = _demand(w_index, workload, model_id, inputs.headroom)
-        workloads.append(demand)
-        eligible = _trusted(workload.spec.trust, grid)
-        predict = group_predictor.for_workload(workload, model_id, model)
-        rows = enumerate_candidates(demand, workload, grid, eligible, predict)
-        if inputs.headroom is None and workload.spec.traffic.burstiness is not None:
-            # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
-            in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
-            rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
-        forced = _forced_rows(rows, w_index, keep)
-        selected = select_candidates(rows, demand, pools, forced, per_workload)
-        candidates = drop_dominated(
-            [rows.option(r, demand, pools) for r in selected.tolist()], keep
-        )
-        allowed = eligible.tolist() if workload.spec.pipeline else []
-        split, refused = pipelines.options(workload, demand, (model_id, model), allowed, candidates)
+    for w, (workload, demand, predict) in enumerate(
+        zip(inputs.workloads, workloads, predicts, strict=True)
+    ):
+        allowed = _trusted(workload.spec.trust, grid).tolist() if workload.spec.pipeline else []
+        model = _model(workload, inputs.catalog)
+        split, refused = pipelines.options(workload, demand, model, allowed, singles[w])
         base = len(options)
-        options.extend(replace(o, index=base + i) for i, o in enumerate([*candidates, *split]))
+        options.extend(replace(o, index=base + i) for i, o in enumerate([*singles[w], *split]))
         builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
+
+
+def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[object, ...], list[int]]:
+    """Workloads by what their enumeration reads: kind, TTFT target, sources in order, trust."""
+    alike: dict[tuple[object, ...], list[int]] = {}
+    for w, workload in enumerate(inputs.workloads):
+        spec = workload.spec
+        key = (
+            predictor.kind_of(workload, *_model(workload, inputs.catalog)),
+            spec.slo.ttft_ms,
+            tuple(dict.fromkeys(s.region for s in spec.traffic.sources)),
+            spec.trust,
+        )
+        alike.setdefault(key, []).append(w)
+    return alike
+
+
+def _single_options(
+    inputs: PlannerInputs,
+    demand: WorkloadDemand,
+    rows: CandidateRows,
+    pools: list[GpuPool],
+    keep: set[tuple[int, int, Precision, int, int]],
+    limit: int,
+) -> list[Option]:
+    """One workload's options on single nodes: its booking applied to the enumerated rows, the
+    cheapest ones selected (and the previous plan's), dominated ones dropped."""
+    traffic = inputs.workloads[demand.index].spec.traffic
+    if inputs.headroom is None and traffic.burstiness is not None:
+        # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
+        in_system_ms = rows.prefill_ms + traffic.output_tokens * rows.itl_ms
+        rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
+    forced = _forced_rows(rows, demand.index, keep)
+    selected = select_candidates(rows, demand, pools, forced, limit)
+    return drop_dominated([rows.option(r, demand, pools) for r in selected.tolist()], keep)
 
 
 def _trusted(trust: TrustRequirement | None, grid: PoolGrid) -> npt.NDArray[np.int64]:

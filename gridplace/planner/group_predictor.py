@@ -84,16 +84,24 @@ class GroupPredictor:
         self._check = check
         self._tables: dict[tuple[object, ...], KindTable] = {}
 
+    @staticmethod
+    def kind_of(
+        workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
+    ) -> tuple[object, ...]:
+        """What ``workload`` asks of a pool: workloads of one kind get the same answers."""
+        spec = workload.spec
+        return (
+            model_id, id(model), spec.engine, spec.engine_options, tuple(spec.precisions),
+            spec.slo.itl_ms, spec.traffic.prompt_tokens, spec.traffic.output_tokens,
+        )  # fmt: skip
+
     def for_workload(
         self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
     ) -> PredictGroups:
         """``predict(first_pools, budgets_ms, configs)``: the answers for groups of pools, each
         named by its first pool and TTFT budget, for ``workload``'s kind."""
         spec = workload.spec
-        kind = (
-            model_id, id(model), spec.engine, spec.engine_options, tuple(spec.precisions),
-            spec.slo.itl_ms, spec.traffic.prompt_tokens, spec.traffic.output_tokens,
-        )  # fmt: skip
+        kind = self.kind_of(workload, model_id, model)
         question = self._view.question(spec, model_id, model)
         grid = self._grid
 
