@@ -48,7 +48,11 @@ def select_candidates(
     rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config]
     score = np.ceil(wanted / rows.capacity_rps) * rows.cost_per_hour
     sources = rows.servable.sum(axis=1)
-    order = np.lexsort((np.arange(count), rows.pool, -sources, rank, score))
+    # One integer key for (rank, more sources, pool); lexsort is stable, so enumeration order
+    # breaks the remaining ties.
+    pools_n, regions_n = int(rows.pool.max()) + 1, len(rows.regions) + 1
+    tie = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool
+    order = np.lexsort((tie, score))
     shares = dict(demand.sources)
     need = [demand.booked_rps * shares[r] * CANDIDATE_COVER for r in rows.regions]
     bits = rows.servable.astype(np.int64) @ (1 << np.arange(len(rows.regions), dtype=np.int64))

@@ -68,7 +68,8 @@ class KindTable:
             itl_ms=itl,
             capacity_rps=capacity,
             vram_gib=vram,
-            predictions=[self.items[r] for r in rows.tolist()],
+            answers=self.items,
+            rows=rows,
         )
 
 

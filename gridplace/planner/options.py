@@ -101,7 +101,13 @@ class GroupTable:
     itl_ms: FloatArray
     capacity_rps: FloatArray
     vram_gib: FloatArray
-    predictions: list[GroupPredictions]  # per group: failures and queueing figures
+    answers: Sequence[GroupPredictions]  # every answer of the kind (grows; never rewritten)
+    rows: IntArray  # per group: its entry in ``answers``
+
+    @property
+    def predictions(self) -> list[GroupPredictions]:
+        """Per group: its answer (failures and queueing figures)."""
+        return [self.answers[r] for r in self.rows.tolist()]
 
 
 # predict(first pool of each group, each group's TTFT budget, configurations): the answers
@@ -189,18 +195,19 @@ class CandidateRows:
     cost_per_hour: FloatArray  # per replica
     ttft_ms: FloatArray  # rows x regions, network included
     servable: BoolArray  # rows x regions: meets that source's TTFT target
-    # Per group, per config; a row's is read through ``group`` when it becomes an Option (only
-    # the few rows kept do: a tuple per row cost a tenth of a 10,000-node compile).
-    queueing: tuple[tuple[Queueing | None, ...], ...] = ()
-    group: IntArray | None = None  # per row: its group of pools
+    # The answers a row's queueing figures are read from, through ``answer`` (its entry there),
+    # when it becomes an Option (only the few rows kept do: a tuple per row cost a tenth of a
+    # 10,000-node compile).
+    answers: Sequence[GroupPredictions] = ()
+    answer: IntArray | None = None
 
     def __len__(self) -> int:
         return len(self.pool)
 
     def _queueing(self, row: int) -> Queueing | None:
-        if self.group is None:
+        if self.answer is None:
             return None
-        found = self.queueing[int(self.group[row])]
+        found = self.answers[int(self.answer[row])].queueing
         return found[int(self.config[row])] if found else None
 
     def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
@@ -303,7 +310,8 @@ def enumerate_candidates(
     candidate = cells.predicted & cells.servable.any(axis=2)
     # Candidate rows in enumeration order: group, config, pool.
     position, config = np.nonzero(candidate)
-    order = np.lexsort((position, config, group[position]))
+    key = (group[position] * len(configs) + config) * len(group) + position  # unique per row
+    order = np.argsort(key)
     position, config = position[order], config[order]
     row_group = group[position]
     row_pool = cells.pools[position]
@@ -321,8 +329,8 @@ def enumerate_candidates(
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
         ttft_ms=cells.ttft[position, config],
         servable=cells.servable[position, config],
-        queueing=tuple(p.queueing for p in table.predictions),
-        group=row_group,
+        answers=table.answers,
+        answer=table.rows[row_group],
     )
 
 
