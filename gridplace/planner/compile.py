@@ -107,7 +107,7 @@ def compile_problem(
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
     kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
-    grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
+    grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms, getattr(latency, "rtt_p99_many", None))
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
     view = CompileView.open(cache, predictor, grid)
     group_predictor = GroupPredictor(predictor, grid, view, _rule_failure)

@@ -123,10 +123,12 @@ class PoolGrid:
         pools: Sequence[GpuPool],
         pool_gpus: Sequence[GPUModelSpec],
         rtt_p99_ms: Callable[[str, str], float],
+        rtt_p99_many: Callable[[str, Sequence[str]], FloatArray] | None = None,
     ) -> None:
         self.pools = pools
         self.pool_gpus = pool_gpus
         self._rtt_p99_ms = rtt_p99_ms
+        self._rtt_p99_many = rtt_p99_many
         signatures: dict[tuple[object, ...], int] = {}
         variants: dict[tuple[object, ...], int] = {}
         self.signature = np.array(
@@ -163,10 +165,15 @@ class PoolGrid:
         """p99 RTT from ``region`` to each pool (its worst node), ms."""
         column = self._rtt.get(region)
         if column is None:
-            column = np.array(
-                [max(self._rtt_p99_ms(region, n) for n in p.node_names) for p in self.pools],
-                dtype=np.float64,
-            )
+            if self._rtt_p99_many is not None and self.pools:
+                names = [n for p in self.pools for n in p.node_names]
+                starts = np.cumsum([0, *(p.node_count for p in self.pools[:-1])])
+                column = np.maximum.reduceat(self._rtt_p99_many(region, names), starts)
+            else:
+                column = np.array(
+                    [max(self._rtt_p99_ms(region, n) for n in p.node_names) for p in self.pools],
+                    dtype=np.float64,
+                )
             self._rtt[region] = column
         return column
 
