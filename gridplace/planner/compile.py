@@ -6,13 +6,16 @@ Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from an ``Opt
 Node classes (``pools.build_pools``): healthy nodes that are alike are one class; each GPU group
 of a class is a ``GpuPool``. For every workload x pool x precision x TP degree (powers of two up
 to the node's GPU count) x GPU share (1, 2 or 4 replicas per GPU, TP 1 only) the predictor is
-asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every compile-time
+asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every
 compile-time rule of ``rules.RULES`` holds, checked in the registry's order; a dropped option
 leaves a ``Rejection`` with its numbers (a ``rules.Reason``). Options no better than another
 on any axis are dropped.
 
-The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools; predictions
-cached per question across workloads); this module orders the steps.
+The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools), once for
+workloads that ask the same of the same pools; the questions go through
+``group_predictor.GroupPredictor`` (once per workload kind and group, kept across plans by
+``compile_cache``); this module orders the steps. Rejections are built per workload when read
+(``problem.Rejections``).
 """
 
 from __future__ import annotations

@@ -150,16 +150,6 @@ class PoolGrid:
         self.claims_rank = np.array([p.claims.rank for p in pools], dtype=np.int64)
         self.reliability = np.array([p.reliability for p in pools], dtype=np.float64)
         self._rtt: dict[str, FloatArray] = {}
-        self._rtt_matrix: dict[tuple[str, ...], FloatArray] = {}
-
-    def rtt_matrix(self, regions: tuple[str, ...]) -> FloatArray:
-        """pools x ``regions``: p99 RTT from each region to each pool (workloads with the same
-        sources share one)."""
-        found = self._rtt_matrix.get(regions)
-        if found is None:
-            found = np.column_stack([self.rtt_ms(region) for region in regions])
-            self._rtt_matrix[regions] = found
-        return found
 
     def rtt_ms(self, region: str) -> FloatArray:
         """p99 RTT from ``region`` to each pool (its worst node), ms."""
@@ -273,7 +263,7 @@ def _cells(
     regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
     configs = configs_of(spec.precisions)
     pools = np.asarray(eligible, dtype=np.int64)
-    rtt = grid.rtt_matrix(regions)[pools]  # pools x sources
+    rtt = np.column_stack([grid.rtt_ms(region)[pools] for region in regions])  # pools x sources
     steps = np.floor((spec.slo.ttft_ms - rtt.min(axis=1)) / TTFT_BUDGET_STEP_MS)
     budget = steps * TTFT_BUDGET_STEP_MS
     group, firsts = _groups(grid.signature[pools], steps)
