@@ -1,7 +1,8 @@
 """How the staged solve shares its time on a large model (``stages.LARGE_STAGE_SHARES``,
-``stages.FULL_SOLVE_MIN_S``): the unmet stage gets the larger share, and a cost stage too short
-for its full-model solve gives windows all of its time. ``window_min_options=0`` makes a small
-model count as large."""
+``stages.FULL_SOLVE_MIN_S``, ``hints.LARGE_RELAXED_SHARE``): the unmet stage gets the larger
+share, a cost stage too short for its full-model solve gives windows all of its time, and an N+1
+model's relaxed start gets the larger share. ``window_min_options=0`` makes a small model count
+as large."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from typing import Any
 
 import pytest
 
-from gridplace.planner import stages
+from gridplace.planner import hints, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.hints import choose_start
+from gridplace.planner.model import build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
+from gridplace.planner.solver_settings import Solution
+from gridplace.planner.work import WorkClock
 from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
+from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
 
 LARGE = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=4)
@@ -79,3 +85,33 @@ def test_a_cost_stage_too_short_for_the_full_model_solve_is_all_windows(
     assert full.windows > 0
     assert full.bound > 0.0
     assert full.objective <= short.objective or full.status == "OPTIMAL"
+
+
+def _relaxed_limit(settings: SolverSettings) -> float:
+    """The time limit ``hints.choose_start`` gives the relaxed solve of an N+1 problem."""
+    nodes = [node(f"n{i}", reliability=0.95) for i in range(3)]
+    problem = compile_problem(
+        PlannerInputs(
+            nodes, [workload("w", rps=1.0, redundancy={"nodeFailures": 1})], builtin_catalog()
+        ),
+        fake_predictor,
+        _latency(nodes),
+    )
+    limits: list[float] = []
+
+    def relaxed_solve(relaxed: Problem, given: SolverSettings) -> Solution:
+        limits.append(given.time_limit_s)
+        return Solution(status="FEASIBLE")
+
+    choose_start(build_model(problem), settings, WorkClock(), relaxed_solve)
+    assert len(limits) == 1
+    return limits[0]
+
+
+def test_a_large_model_gives_the_relaxed_start_the_larger_share() -> None:
+    assert _relaxed_limit(SolverSettings(time_limit_s=10)) == pytest.approx(
+        10 * hints.RELAXED_SHARE
+    )
+    assert _relaxed_limit(SolverSettings(time_limit_s=10, window_min_options=0)) == (
+        pytest.approx(10 * hints.LARGE_RELAXED_SHARE)
+    )
