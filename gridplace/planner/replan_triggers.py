@@ -124,9 +124,11 @@ def cost_savings(
     cost_per_hour: Callable[[PlacementPlan], float],
     policy: ReplanPolicy | None = None,
 ) -> list[str]:
-    """Why ``candidate`` (a dry-run replan from ``in_force`` under the current calibration)
-    should replace the plan in force: it costs less by more than the policy's ``cost_saving``
-    and leaves no workload unplaced that ``in_force`` places."""
+    """Why the plan in force should be replaced: ``candidate`` (a dry-run plan made afresh
+    under the current calibration) costs less by more than the policy's ``cost_saving`` and
+    leaves no workload unplaced that ``in_force`` places. Made afresh, not as a replan from
+    ``in_force``: a replan keeps replicas within its own move tolerance, and comparing against
+    it would let the plan in force sit that much further above the best."""
     policy = policy or ReplanPolicy()
     if _unplaced(candidate) - _unplaced(in_force):
         return []
@@ -134,7 +136,7 @@ def cost_savings(
     if old <= 0 or (old - new) / old <= policy.cost_saving:
         return []
     return [
-        f"a replan under the current calibration costs ${new:.2f}/h instead of ${old:.2f}/h "
+        f"a plan made now under the current calibration costs ${new:.2f}/h instead of ${old:.2f}/h "
         f"({(new - old) / old:+.0%}, band {policy.cost_saving:.0%})"
     ]
 

@@ -9,8 +9,11 @@ accounting into ``ObservationWindow``s, the per-period report (``PeriodRecord``)
 book). Must not: read files or print; judge by the planner's figures (the truth is ``truth``'s).
 
 At each period's end the triggers of ``planner.replan_triggers`` decide (capacity band, SLO
-shortfall, and, when neither fires, the cost trigger's dry-run replan, which becomes the next
-plan when it fires). Each period [t0, t1) (``recalibrate_every_s``) is simulated on its own,
+shortfall, and, when neither fires, the cost trigger: the plan in force against a dry-run plan
+made afresh under the current calibration; when it fires, the next plan is the replan, which
+keeps what the planner's move tolerance allows). The trigger compares against the fresh plan,
+not the replan, so the two 5% allowances do not stack into ~10%. Each period [t0, t1)
+(``recalibrate_every_s``) is simulated on its own,
 with absolute times (the truth's throttling episodes and outages fall where they fall): the
 requests sent in the period, drained for up to ``DRAIN_S``. Requests queued at a period's end
 are not carried into the next (each period starts empty), the price of periods that can each
@@ -207,7 +210,6 @@ def run_loop(
         observed.extend(windows)
         calibration = estimate(observed, oracle)
         reasons: list[str] = []
-        candidate: PlacementPlan | None = None
         if end_s < duration_s:
             queries = replica_queries(plan, inputs.workloads, inputs.nodes, inputs.catalog)
             before = make_predictor(inputs.profiles, inputs.catalog, made_with)
@@ -215,13 +217,13 @@ def run_loop(
             reasons = capacity_moves(queries, before, after, loop.policy)
             attainment = windowed_attainment(observed, plan_since_s, loop.observation_window_s)
             reasons += slo_shortfalls(attainment, loop.policy)
-            if not reasons:  # the dry run of the cost trigger becomes the plan if it fires
-                candidate = planner.plan(plan, calibration)
+            if not reasons:  # the cost trigger: the plan in force against one made afresh
+                fresh = planner.plan(None, calibration)
                 cost = partial(plan_cost_per_hour, inputs)
-                reasons = cost_savings(plan, candidate, cost, loop.policy)
+                reasons = cost_savings(plan, fresh, cost, loop.policy)
         periods.append(_record(results, start_s, end_s, error, plan, reasons))
         if reasons:
-            new_plan = candidate if candidate is not None else planner.plan(plan, calibration)
+            new_plan = planner.plan(plan, calibration)  # keeps what its move tolerance allows
             previous, plan = plan, new_plan
             made_with, plan_since_s = calibration, end_s
             plans.append(plan)

@@ -112,7 +112,10 @@ def test_the_cost_trigger_alone_brings_an_over_provisioned_plan_down() -> None:
         inputs, first, SimSettings(duration_s=1200.0, seed=1, truth=pessimistic), loop
     )
     (replanned, _) = result.periods
-    assert replanned.replanned and "a replan under the current calibration" in replanned.reasons[0]
+    assert (
+        replanned.replanned
+        and "a plan made now under the current calibration" in replanned.reasons[0]
+    )
     (before, after) = (plan_cost_per_hour(inputs, p) for p in result.plans)
     assert after < 0.8 * before
     known = plan_with(inputs, known_calibration(TruthBias.fixed(0.6, 0.6), inputs), loop)
@@ -159,3 +162,34 @@ def test_the_truth_known_plan_books_each_gpu_types_node_spread() -> None:
     assert told.gpu_types[h100].prefill == pytest.approx(1.3 * truth.nodes["h"].prefill_factor)
     assert told.gpu_types[rtx].decode != pytest.approx(0.8, rel=0.01)  # the spread is there
     assert bias_only.gpu_types[h100].prefill == 1.3
+
+
+def test_the_cost_trigger_compares_against_a_plan_made_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replan keeps replicas within its move tolerance: the trigger must not judge by it, or
+    its 5% and the replan's 5% stack."""
+    from gridplace.sim import loop as loop_module
+
+    inputs = _inputs()
+    policy = ReplanPolicy(capacity_change=math.inf, slo_target=0.0, cost_saving=0.05)
+    settings = replace(LOOP, policy=policy)
+    first = plan_with(inputs, None, settings)
+    fresh = plan_with(inputs, known_calibration(TruthBias.fixed(0.6, 0.6), inputs), settings)
+    asked: list[bool] = []
+
+    def plan(self: object, previous: object, calibration: object) -> object:
+        asked.append(previous is None)
+        return fresh if previous is None else first  # the replan keeps everything
+
+    monkeypatch.setattr(loop_module._Planner, "plan", plan)
+    truth = TruthSettings(efficiency=False, thermal=False, failures=False,
+                          bias=TruthBias.fixed(0.6, 0.6))  # fmt: skip
+    result = run_loop(inputs, first, SimSettings(duration_s=1200.0, seed=1, truth=truth), settings)
+    (replanned, _) = result.periods
+    assert asked == [True, False]  # a fresh dry run decided; then the replan was made
+    assert (
+        replanned.replanned
+        and "a plan made now under the current calibration" in replanned.reasons[0]
+    )
+    assert plan_cost_per_hour(inputs, fresh) < 0.95 * plan_cost_per_hour(inputs, first)
