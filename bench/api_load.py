@@ -18,11 +18,12 @@ last answer (304 while the plan is unchanged), and every fourth round ``PUT /v1/
 At the start ``--plans`` submissions of the example workloads are sent at once; they queue for
 the solver (one at a time, the default) and each builds on the previous plan.
 
-With ``--schedule 15`` each agent behaves as a real one: a heartbeat (``Prefer: return=minimal``)
-and a pull with its ETag every 15 s at a random phase, over ``--connections`` pooled connections
-(one client process, so that 10,000 agents cost it tens of MiB), the plans spread over the window;
-``--agents 2000 --schedule 3`` offers the same request rate as 10,000 agents on 15 s. SQLite is
-served by one process, PostgreSQL by ``--workers 2``.
+With ``--schedule 15`` each agent behaves as a real one: a heartbeat (``Prefer: return=minimal``,
+its registered throttle ratio wobbling under the replan threshold) and a pull with its ETag every
+15 s at a random phase; due rounds are sent in time order over ``--connections`` keep-alive
+connections (one client process, so that 10,000 agents cost it tens of MiB), the plans spread
+over the window; ``--agents 2000 --schedule 3`` offers the same request rate as 10,000 agents on
+15 s. SQLite is served by one process, PostgreSQL by ``--workers 2``.
 
 PostgreSQL is used from ``GRIDPLACE_TEST_POSTGRES_URL`` (a fresh schema, dropped after), else a
 throwaway cluster is made with the local ``initdb``/``pg_ctl`` (run as the ``postgres`` user when
@@ -43,6 +44,7 @@ import asyncio
 import contextlib
 import copy
 import glob
+import heapq
 import os
 import random
 import resource
@@ -332,74 +334,84 @@ async def _agent_rounds(
 MINIMAL = {"Prefer": "return=minimal"}  # as the agent sends its heartbeats
 
 
-async def scheduled_agent(
+def throttle_of(node: dict[str, Any]) -> float:
+    """The throttle ratio a node was registered with (what its agent goes on reporting)."""
+    return float(((node.get("status") or {}).get("thermal") or {}).get("throttleRatio", 0.0))
+
+
+async def agent_round(
     client: httpx.AsyncClient,
     name: str,
     token: str,
-    deadline: float,
-    period_s: float,
+    throttle: float,
+    etags: dict[str, str],
     results: Results,
-    rng: random.Random,
 ) -> None:
-    """A real agent's schedule: every ``period_s`` (at a random phase) a heartbeat, then a pull
-    with the ETag of its last answer. Its requests share the client's pooled connections."""
+    """One round of a real agent: a heartbeat (its throttle ratio wobbling under the replan
+    threshold), then a pull with the ETag of its last answer."""
     headers = {"Authorization": f"Bearer {token}"}
-    etag: str | None = None
-    due = time.perf_counter() + rng.uniform(0.0, period_s)
-    while due < deadline:
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        results.slips_s.append(time.perf_counter() - due)
-        telemetry = {"healthy": True, "thermal": {"throttleRatio": round(rng.uniform(0, 0.3), 4)}}
-        started = time.perf_counter()
-        answer = await client.post(
-            f"/v1/nodes/{name}/telemetry", json=telemetry, headers=headers | MINIMAL
-        )
-        results.record("telemetry", started, answer.status_code)
-        started = time.perf_counter()
-        pull_headers = headers | ({"If-None-Match": etag} if etag else {})
-        answer = await client.get(f"/v1/nodes/{name}/assignments", headers=pull_headers)
-        results.record("assignments", started, answer.status_code)
-        if answer.status_code == 200:
-            etag = answer.headers.get("ETag")
-        due += period_s
+    telemetry = {"healthy": True, "thermal": {"throttleRatio": round(throttle, 4)}}
+    started = time.perf_counter()
+    answer = await client.post(
+        f"/v1/nodes/{name}/telemetry", json=telemetry, headers=headers | MINIMAL
+    )
+    results.record("telemetry", started, answer.status_code)
+    started = time.perf_counter()
+    etag = etags.get(name)
+    pull_headers = headers | ({"If-None-Match": etag} if etag else {})
+    answer = await client.get(f"/v1/nodes/{name}/assignments", headers=pull_headers)
+    results.record("assignments", started, answer.status_code)
+    if answer.status_code == 200 and "ETag" in answer.headers:
+        etags[name] = answer.headers["ETag"]
 
 
 async def load_scheduled(
     url: str,
-    names: list[str],
+    nodes: list[dict[str, Any]],
     tokens: list[str],
     args: argparse.Namespace,
 ) -> Results:
-    """``--schedule``: every agent on its period, over ``--connections`` pooled connections, and
-    ``--plans`` submissions spread over the window."""
+    """``--schedule``: every agent's round is due every ``--schedule`` s at a random phase; due
+    rounds are queued in time order and sent by ``--connections`` senders, each on its own
+    keep-alive connection; ``--plans`` submissions are spread over the window.
+
+    One httpx pool shared by 10,000 waiting agents costs the pool O(waiting x connections) per
+    request: at 10,000 agents the load generator spent its core there and sent nothing."""
     results = Results()
-    limits = httpx.Limits(
-        max_connections=args.connections, max_keepalive_connections=args.connections
-    )
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client,
-        httpx.AsyncClient(base_url=url, timeout=300) as planner,
-    ):
-        rng = random.Random(SEED)
+    names = [node["metadata"]["name"] for node in nodes]
+    rng = random.Random(SEED)
+    throttles = [throttle_of(node) + rng.uniform(0.0, 0.02) for node in nodes]
+    etags: dict[str, str] = {}
+    due: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
+
+    async def schedule(started: float, deadline: float) -> None:
+        rounds = [(started + rng.uniform(0.0, args.schedule), i) for i in range(len(names))]
+        heapq.heapify(rounds)
+        while rounds[0][0] < deadline:
+            await asyncio.sleep(max(0.0, rounds[0][0] - time.perf_counter()))
+            now = time.perf_counter()
+            while rounds[0][0] <= now:
+                at, i = heapq.heappop(rounds)
+                due.put_nowait((at, i))
+                heapq.heappush(rounds, (at + args.schedule, i))
+        for _ in range(args.connections):
+            due.put_nowait(None)
+
+    async def send() -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+            while (item := await due.get()) is not None:
+                at, i = item
+                results.slips_s.append(time.perf_counter() - at)
+                await agent_round(client, names[i], tokens[i], throttles[i], etags, results)
+
+    async with httpx.AsyncClient(base_url=url, timeout=300) as planner:
         cpu = time.process_time()
         started = time.perf_counter()
-        deadline = started + args.duration
-        agents = asyncio.gather(
-            *(
-                scheduled_agent(
-                    client,
-                    name,
-                    token,
-                    deadline,
-                    args.schedule,
-                    results,
-                    random.Random(rng.random()),
-                )
-                for name, token in zip(names, tokens, strict=True)
-            )
-        )
+        senders = [asyncio.create_task(send()) for _ in range(args.connections)]
         plans = asyncio.create_task(submit_spread(planner, args, results))
-        await agents
+        await schedule(started, started + args.duration)
+        await asyncio.gather(*senders)
         results.window_s = time.perf_counter() - started
         results.client_cpu_s = time.process_time() - cpu
         await plans
@@ -571,7 +583,7 @@ def main() -> int:
                 api = stack.enter_context(server(url, workdir, True, workers))
                 tokens = asyncio.run(setup(api, nodes, args.plan_time_limit))
                 results = asyncio.run(
-                    load_scheduled(api, names, tokens, args)
+                    load_scheduled(api, nodes, tokens, args)
                     if args.schedule
                     else load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
                 )

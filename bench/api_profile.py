@@ -10,9 +10,10 @@ Run from the repository root::
 ``--nodes`` nodes are registered with a token each (tokens verified once before measuring). Then
 ``--requests`` telemetry posts (``Prefer: return=minimal``, as the agent sends) and as many
 assignment pulls with the current ETag (304) run one after another on one event loop, rotating
-over the nodes. Printed: microseconds per request (median of ``--repeats`` runs of each), and
-cProfile's top functions by own time for one run of each. cProfile sees the event loop's thread
-only; work a route hands to a worker thread shows as the wait for it.
+over the nodes. Printed: microseconds per request (median of ``--repeats`` runs of each), the
+garbage collections meanwhile (how many, how many full, the longest pause), and cProfile's top
+functions by own time for one run of each. cProfile sees the event loop's thread only; work a
+route hands to a worker thread shows as the wait for it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import statistics
@@ -103,6 +105,28 @@ def calls(app: FastAPI, names: list[str], tokens: list[str], etag: str) -> dict[
     return {"telemetry": telemetry, "assignments": assignments}
 
 
+class Pauses:
+    """Garbage collections while measuring (``gc.callbacks``): count, full ones, the longest."""
+
+    def __init__(self) -> None:
+        self.durations: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> str:
+        full = [s for generation, s in self.durations if generation == 2]
+        longest = max((s for _, s in self.durations), default=0.0)
+        return (
+            f"gc: {len(self.durations)} collections ({len(full)} full), longest "
+            f"{longest * 1e3:.1f} ms"
+        )
+
+
 async def run(call: Call, count: int) -> tuple[float, dict[int, int]]:
     statuses: dict[int, int] = {}
     started = time.perf_counter()
@@ -118,12 +142,16 @@ async def measure(app: FastAPI, routes: dict[str, Call], args: argparse.Namespac
             await run(call, min(args.requests, 500))  # warm
             per = []
             statuses: dict[int, int] = {}
+            pauses = Pauses()
+            gc.callbacks.append(pauses)
             for _ in range(args.repeats):
                 us, statuses = await run(call, args.requests)
                 per.append(us)
+            gc.callbacks.remove(pauses)
             print(
                 f"{name:<12} {statistics.median(per):8.0f} us/request (median of "
-                f"{args.repeats}: {', '.join(f'{u:.0f}' for u in per)}); statuses {statuses}"
+                f"{args.repeats}: {', '.join(f'{u:.0f}' for u in per)}); statuses {statuses}; "
+                + pauses.summary()
             )
             profile = cProfile.Profile()
             profile.enable()

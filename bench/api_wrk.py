@@ -10,14 +10,16 @@ For each setup — gridplace on SQLite (1 process) and on PostgreSQL (``--worker
 ``gridplace serve`` gets ``--agents`` nodes (the example grid's nodes, cloned under new names past
 104), a token each and a first plan. ``wrk`` (1 thread, ``--connections`` keep-alive connections,
 a separate process) then sends, for ``--duration`` seconds each: telemetry posts (with
-``Prefer: return=minimal``, as the agent sends them; ``--full`` without), assignment
-pulls with the current ETag (304s, as agents on a 15 s schedule mostly get), and the two mixed
-while a plan is submitted; every request rotates to the next node's own token (a Lua script).
-The bare app (``bare_app.py``: telemetry inserted into SQLite, a small JSON answer) runs with the
-same process count and the same wrk scripts in the same run: the ratio is the figure that
-survives a noisy machine. Printed: requests/s, p50/p99 (wrk's), non-2xx/3xx answers, and wrk's own
-CPU seconds per wall second. Rate limits are lifted (wrk sends as fast as the server answers).
-Loopback only; client and server share the machine's cores.
+``Prefer: return=minimal``, as the agent sends them, each node's registered throttle ratio so
+that the periodic change check finds nothing to replan; ``--full`` without the preference),
+assignment pulls with the latest ETag seen (304s, as agents on a 15 s schedule mostly get), and
+the two mixed while a plan is submitted; every request rotates to the next node's own token (a
+Lua script). The bare app (``bare_app.py``: telemetry inserted into SQLite, a small JSON answer)
+runs with the same process count and the same wrk scripts in the same run: the ratio is the
+figure that survives a noisy machine. Printed: requests/s, p50/p99 (wrk's), non-2xx/3xx answers,
+wrk's own CPU seconds per wall second and the load average after each round. Rate limits are
+lifted (wrk sends as fast as the server answers). Loopback only; client and server share the
+machine's cores.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -53,10 +56,10 @@ from api_load import (  # a sibling script, not a package
 LUA = """
 local names = {%(names)s}
 local tokens = {%(tokens)s}
+local throttles = {%(throttles)s}
 local kind = "%(kind)s"
 local minimal = %(minimal)s
 local etag = '%(etag)s'
-local body = '{"healthy": true, "thermal": {"throttleRatio": 0.1}}'
 local i = 0
 request = function()
   i = i + 1
@@ -69,10 +72,13 @@ request = function()
   end
   headers["Content-Type"] = "application/json"
   if minimal then headers["Prefer"] = "return=minimal" end
+  local body = '{"healthy": true, "thermal": {"throttleRatio": ' .. throttles[k] .. '}}'
   return wrk.format("POST", "/v1/nodes/" .. names[k] .. "/telemetry", headers, body)
 end
 local shown = 0
 response = function(status, headers, body)
+  local tag = headers["etag"] or headers["ETag"]
+  if status == 200 and tag then etag = tag end
   if status >= 400 and shown < 5 then
     shown = shown + 1
     io.write("answer " .. status .. " " .. string.sub(body or "", 1, 300) .. "\\n")
@@ -124,18 +130,33 @@ def wrk(url: str, script: Path, duration_s: float, connections: int) -> dict[str
         if errors is None
         else float(sum(map(int, re.findall(r"\d+", errors.group(1))))),
         "wrk_cpu": cpu / wall,
+        "load": os.getloadavg()[0],  # the machine is shared: say how busy it was
     }
 
 
 def script(
-    workdir: Path, kind: str, names: list[str], tokens: list[str], etag: str, minimal: bool
+    workdir: Path,
+    kind: str,
+    nodes: list[dict[str, Any]],
+    tokens: list[str],
+    etag: str,
+    minimal: bool,
 ) -> Path:
+    """wrk's Lua for ``kind``: each node's requests with its own token; heartbeats report the
+    node's registered throttle ratio (a steady grid: no change for the periodic check to act
+    on), and pulls send the latest ETag seen (as agents do after a new plan)."""
     path = workdir / f"{kind}.lua"
+    names = [node["metadata"]["name"] for node in nodes]
+    throttles = [
+        float(((node.get("status") or {}).get("thermal") or {}).get("throttleRatio", 0.0))
+        for node in nodes
+    ]
     path.write_text(
         LUA
         % {
             "names": ",".join(json.dumps(n) for n in names),
             "tokens": ",".join(json.dumps(t) for t in tokens),
+            "throttles": ",".join(f"{t:g}" for t in throttles),
             "kind": kind,
             "etag": etag,
             "minimal": "true" if minimal else "false",
@@ -197,18 +218,19 @@ def submit_plan_soon(url: str, delay_s: float) -> threading.Thread:
 def measure(
     url: str,
     workdir: Path,
-    names: list[str],
+    nodes: list[dict[str, Any]],
     tokens: list[str],
     args: argparse.Namespace,
     plans: bool,
 ) -> dict[str, dict[str, float]]:
     etag = httpx.get(
-        f"{url}/v1/nodes/{names[0]}/assignments", headers={"Authorization": f"Bearer {tokens[0]}"}
+        f"{url}/v1/nodes/{nodes[0]['metadata']['name']}/assignments",
+        headers={"Authorization": f"Bearer {tokens[0]}"},
     ).headers.get("ETag", '"1"')
     # Every worker process verifies each token once (a deliberately slow hash): not measured.
     # On a loaded machine that takes longer than any fixed warm-up, so warm until the rate
     # stops rising (two rounds within 10% of each other), at most WARM_ROUNDS rounds.
-    warm = script(workdir, "assignments", names, tokens, etag, args.minimal)
+    warm = script(workdir, "assignments", nodes, tokens, etag, args.minimal)
     rates = [wrk(url, warm, args.warmup, args.connections)["rps"]]
     while len(rates) < WARM_ROUNDS and (len(rates) < 2 or rates[-1] > 1.1 * rates[-2]):
         rates.append(wrk(url, warm, args.warmup, args.connections)["rps"])
@@ -218,7 +240,7 @@ def measure(
         thread = submit_plan_soon(url, args.duration / 3) if plans and kind == "mixed" else None
         results[kind] = wrk(
             url,
-            script(workdir, kind, names, tokens, etag, args.minimal),
+            script(workdir, kind, nodes, tokens, etag, args.minimal),
             args.duration,
             args.connections,
         )
@@ -251,7 +273,6 @@ def main() -> int:
     if args.warmup is None:  # each process hashes each token once (~4 ms): not measured
         args.warmup = max(5.0, 0.005 * args.agents * 2)
     nodes = nodes_for(args.agents)
-    names = [n["metadata"]["name"] for n in nodes]
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"
         f" --connections {args.connections}{' --full' * (not args.minimal)}"
@@ -271,9 +292,9 @@ def main() -> int:
                         continue
                 url = stack.enter_context(server(database, workdir, True, workers))
                 tokens = asyncio.run(setup(url, nodes, 3.0))
-                mine = measure(url, workdir, names, tokens, args, plans=True)
+                mine = measure(url, workdir, nodes, tokens, args, plans=True)
             with bare(workdir, workers) as url:
-                base = measure(url, workdir, names, tokens, args, plans=False)
+                base = measure(url, workdir, nodes, tokens, args, plans=False)
             report(f"{backend}, {workers} process{'es' * (workers > 1)}", mine, base)
     return 0
 
@@ -282,15 +303,17 @@ def report(
     title: str, mine: dict[str, dict[str, float]], base: dict[str, dict[str, float]]
 ) -> None:
     print(f"\n{title}")
-    header = ("route", "req/s", "p50 ms", "p99 ms", "non-2xx/3xx", "wrk cpu", "bare req/s")
-    print("{:<12} {:>8} {:>7} {:>7} {:>11} {:>7} | {:>10}".format(*header), "bare p99  ratio")
+    header = ("route", "req/s", "p50 ms", "p99 ms", "non-2xx/3xx", "wrk cpu", "load")
+    print("{:<12} {:>8} {:>7} {:>7} {:>11} {:>7} {:>5} |".format(*header), end=" ")
+    print("bare req/s bare p99  load  ratio")
     for kind, m in mine.items():
         b = base[kind]
         ratio = m["rps"] / b["rps"] if b["rps"] else float("nan")
         bad = m["bad"] + m["socket_errors"]
         print(
             f"{kind:<12} {m['rps']:>8.0f} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {bad:>11.0f} "
-            f"{m['wrk_cpu']:>7.2f} | {b['rps']:>10.0f} {b['p99_ms']:>8.1f} {ratio:>6.2f}"
+            f"{m['wrk_cpu']:>7.2f} {m['load']:>5.1f} | {b['rps']:>10.0f} {b['p99_ms']:>8.1f} "
+            f"{b['load']:>5.1f} {ratio:>6.2f}"
         )
 
 

@@ -13,6 +13,7 @@ a time) and another keeps the plan generation and revoked tokens in step with th
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridplace import __version__
 from gridplace.api.deps import AdminCredential, AppState, run_planning
 from gridplace.api.errors import Issue, RateLimited, ServiceError, Unauthorized
+from gridplace.api.fastpath import AgentFastPath
 from gridplace.api.metrics import Metrics
 from gridplace.api.middleware import BodyLimit, RequestMetrics
 from gridplace.api.models import ErrorResponse, IssueOut
@@ -113,6 +115,11 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         solver.warm()
         shared.start_listening()
+        # What lives as long as the server (modules, the app, its caches so far) is left out of
+        # every later collection: a full collection of a 10,000-node server walked ~600k objects
+        # for ~0.9 s (bench/api_profile.py), stalling every request meanwhile. Not collected
+        # first: a collection here would cost every start (and test) that much.
+        gc.freeze()
         tasks = [asyncio.create_task(_sync_periodically(state))]
         if settings.replan_interval_s > 0:
             tasks.append(asyncio.create_task(_check_periodically(state)))
@@ -125,6 +132,7 @@ def create_app(
             shared.stop()
             solver.close()
             store.close()
+            gc.unfreeze()
 
     app = FastAPI(
         title="gridplace",
@@ -139,6 +147,7 @@ def create_app(
     _install_error_handlers(app)
     # The body limit is outermost and reads the whole body first, so request latency is timed
     # from a complete request: a client slow to send its body is not counted as server time.
+    app.add_middleware(AgentFastPath, fastapi_app=app)  # innermost: inside the two below
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     return app

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from gridplace.api.store import NodeBasis, NodeRecord
 from gridplace.specs import Node, NodeStatus
@@ -65,7 +66,17 @@ class GridView:
         return sum(view.silent for view in self.nodes)
 
 
-def seconds_silent(record: NodeRecord, now: datetime, started_at: datetime) -> float:
+class Heard(Protocol):
+    """What silence is judged from: a node's record, or its pulse (``Store.node_pulses``)."""
+
+    @property
+    def last_heartbeat(self) -> datetime | None: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def seconds_silent(record: Heard, now: datetime, started_at: datetime) -> float:
     last = record.last_heartbeat or record.created_at
     return max(0.0, (now - max(last, started_at)).total_seconds())
 

@@ -25,10 +25,11 @@ Must not: decide placement (the planner does) or write anything but through ``Pl
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView
+from gridplace.api.grid import GridView, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -37,7 +38,13 @@ from gridplace.api.service import (
     plan_calibration,
 )
 from gridplace.api.settings import Settings
-from gridplace.api.store import CalibrationRecord, GenerationConflict, PlanRecord, Store
+from gridplace.api.store import (
+    CalibrationRecord,
+    GenerationConflict,
+    NodePulse,
+    PlanRecord,
+    Store,
+)
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.recalibrate import (
     Calibration,
@@ -49,7 +56,7 @@ from gridplace.planner.replan_triggers import (
     slo_shortfalls,
     windowed_attainment,
 )
-from gridplace.specs import build_bundle
+from gridplace.specs import Node, build_bundle
 
 log = logging.getLogger("gridplace.api")
 # The advisory lock the periodic check holds: with several servers on one PostgreSQL, one checks
@@ -67,16 +74,28 @@ class ReplanOutcome:
     skipped: str | None = None  # why not, in a word (no-plan, no-change, conflict, ...)
 
 
+def replicas_by_node(latest: PlanRecord) -> dict[str, int]:
+    """How many of ``latest``'s replicas each node holds (a pipeline replica is on every stage's
+    node: losing any of them loses the replica)."""
+    replicas_on: dict[str, int] = {}
+    for assignment in latest.plan.spec.assignments:
+        holders = [s.node for s in assignment.stages] if assignment.stages else [assignment.node]
+        for holder in holders:
+            replicas_on[holder] = replicas_on.get(holder, 0) + 1
+    return replicas_on
+
+
+def is_short(latest: PlanRecord) -> bool:
+    """Whether ``latest`` left a workload unplaced or short of its SLO."""
+    status = latest.plan.status
+    return bool(status and (status.unplaced or any(not w.slo_met for w in status.workloads)))
+
+
 def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) -> list[str]:
     """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring."""
     reasons: list[str] = []
     nodes = view.by_name()
-    replicas_on: dict[str, int] = {}
-    for assignment in latest.plan.spec.assignments:
-        # A pipeline replica is on every stage's node: losing any of them loses the replica.
-        holders = [s.node for s in assignment.stages] if assignment.stages else [assignment.node]
-        for holder in holders:
-            replicas_on[holder] = replicas_on.get(holder, 0) + 1
+    replicas_on = replicas_by_node(latest)
     for name in sorted(replicas_on):
         count = replicas_on[name]
         current = nodes.get(name)
@@ -96,9 +115,7 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
                 f"node {name} throttle ratio {basis.throttle_ratio:.2f} -> "
                 f"{view_node.node.throttle_ratio:.2f} (threshold {derate_threshold:g})"
             )
-    status = latest.plan.status
-    short = bool(status and (status.unplaced or any(not w.slo_met for w in status.workloads)))
-    if short:
+    if is_short(latest):
         for name, view_node in sorted(nodes.items()):
             basis = latest.basis.get(name)
             if view_node.healthy and (basis is None or not basis.healthy):
@@ -106,10 +123,41 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
     return reasons
 
 
+def may_have_changed(
+    latest: PlanRecord,
+    pulses: list[NodePulse],
+    silent: Callable[[NodePulse], bool],
+    derate_threshold: float,
+) -> bool:
+    """Whether ``detect_changes`` could find a reason, judged from the nodes' pulses alone (no
+    node document read): true for a superset of its reasons — a node holding replicas that is
+    gone, reported unhealthy or silent; a throttle move past the threshold; a node healthy now
+    and not in the basis while the plan is short. False means ``detect_changes`` finds none."""
+    replicas_on = replicas_by_node(latest)
+    seen = {pulse.name for pulse in pulses}
+    if any(name not in seen for name in replicas_on):
+        return True
+    short = is_short(latest)
+    for pulse in pulses:
+        healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
+        if pulse.name in replicas_on and (not healthy or silent(pulse)):
+            return True
+        basis = latest.basis.get(pulse.name)
+        if not healthy:
+            continue
+        if basis is not None and abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= (
+            derate_threshold
+        ):
+            return True
+        if short and (basis is None or not basis.healthy):
+            return True
+    return False
+
+
 def calibration_changes(
     latest: PlanRecord,
     current: CalibrationRecord | None,
-    view: GridView,
+    planner_nodes: Callable[[], list[Node]],
     store: Store,
     settings: Settings,
 ) -> list[str]:
@@ -119,9 +167,7 @@ def calibration_changes(
     made_with = latest.options.get(PROVENANCE_KEY, {}).get("id")
     if current is not None and current.id != made_with:
         bundle = build_bundle(reparse(latest.inputs, f"plan generation {latest.generation}"))
-        queries = replica_queries(
-            latest.plan, bundle.workloads, view.planner_nodes(), bundle.catalog
-        )
+        queries = replica_queries(latest.plan, bundle.workloads, planner_nodes(), bundle.catalog)
         before = make_predictor(bundle.profiles, bundle.catalog, plan_calibration(latest))
         learned = Calibration.from_dict(current.document)
         after = make_predictor(bundle.profiles, bundle.catalog, learned)
@@ -150,9 +196,14 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
+        if not self._grid_may_have_changed(latest):  # the usual case: no document read
+            reasons = self._calibration_changes(latest, lambda: self.service.grid())
+            if not reasons:
+                return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
+            return self._replan(latest, "change", reasons)
         view = self.service.grid()
         reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
-        reasons += self._calibration_changes(latest, view)
+        reasons += self._calibration_changes(latest, lambda: view)
         if view.mass_silence:
             self.metrics.replan_skipped("mass-silence")
             log.warning(
@@ -172,13 +223,29 @@ class Replanner:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
         view = self.service.grid()
         changes = detect_changes(latest, view, self.service.settings.derate_threshold)
-        changes += self._calibration_changes(latest, view)
+        changes += self._calibration_changes(latest, lambda: view)
         record = self.service.recompute(latest, "requested", ["requested", *changes])
         return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
 
-    def _calibration_changes(self, latest: PlanRecord, view: GridView) -> list[str]:
+    def _grid_may_have_changed(self, latest: PlanRecord) -> bool:
+        service = self.service
+        now, grace_s = service.clock(), service.settings.heartbeat_grace_s
+
+        def silent(pulse: NodePulse) -> bool:
+            return seconds_silent(pulse, now, service.started_at) > grace_s
+
+        pulses = service.store.node_pulses()
+        return may_have_changed(latest, pulses, silent, service.settings.derate_threshold)
+
+    def _calibration_changes(self, latest: PlanRecord, view: Callable[[], GridView]) -> list[str]:
         current = self.service.recalibrate()
-        return calibration_changes(latest, current, view, self.service.store, self.service.settings)
+        return calibration_changes(
+            latest,
+            current,
+            lambda: view().planner_nodes(),
+            self.service.store,
+            self.service.settings,
+        )
 
     def _replan(self, latest: PlanRecord, trigger: str, reasons: list[str]) -> ReplanOutcome:
         try:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gridplace.api.store import Store
+from gridplace.api.store import store as store_module
 from gridplace.api.store.heartbeats import HeartbeatBuffer
 from gridplace.specs import Node, NodeStatus, ThermalStatus
 from tests.api.conftest import FakeClock, node_doc
@@ -38,14 +39,45 @@ def test_buffered_heartbeats_wait_for_a_flush_and_this_server_reads_its_own(
     stores: tuple[Store, Store], clock: FakeClock
 ) -> None:
     one, two = stores
-    for name in ("a", "b"):
-        one.upsert_node(Node.model_validate(node_doc(name)), clock())
-    assert one.record_heartbeat("a", _status(0.25), clock())
-    assert one.buffer_known_heartbeat("a", _status(0.3), clock())  # known now: no lookup
+    one.upsert_node(Node.model_validate(node_doc("a")), clock())
+    two.upsert_node(Node.model_validate(node_doc("b")), clock())  # registered by another server
+    assert one.buffer_known_heartbeat("a", _status(0.3), clock())  # registered here: known
     assert not one.buffer_known_heartbeat("b", _status(0.3), clock())  # never looked up yet
+    assert one.record_heartbeat("b", _status(0.25), clock())  # looked up once
+    assert one.buffer_known_heartbeat("b", _status(0.3), clock())  # known now: no lookup
     assert _ratio(two, "a") is None  # not written yet: the other server sees nothing
     assert _ratio(one, "a") == 0.3  # a read of this server writes what it holds first
     assert _ratio(two, "a") == 0.3
+
+
+def test_a_starting_server_knows_every_registered_node_without_a_lookup(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Each node's first heartbeat after a (re)start is answered from memory too."""
+    registered = Store.open(database_url)
+    registered.upsert_node(Node.model_validate(node_doc("a")), clock())
+    starting = Store.open(database_url)
+    try:
+        starting.buffer_heartbeats(60)
+        assert starting.buffer_known_heartbeat("a", _status(0.1), clock())
+        assert not starting.buffer_known_heartbeat("b", _status(0.1), clock())  # not registered
+        assert starting.upsert_node(Node.model_validate(node_doc("b")), clock())[1]
+        assert starting.buffer_known_heartbeat("b", _status(0.1), clock())  # registered here
+    finally:
+        starting.close()
+        registered.close()
+
+
+def test_nodes_another_server_registered_are_learned_together(
+    stores: tuple[Store, Store], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their first heartbeats come by the thousand: one miss reads every name, not each one."""
+    monkeypatch.setattr(store_module, "NAMES_REREAD_S", 0.0)  # the fixture has just read them
+    one, two = stores
+    two.upsert_nodes([Node.model_validate(node_doc(name)) for name in ("a", "b", "c")], clock())
+    assert one.record_heartbeat("a", _status(0.1), clock())
+    assert one.buffer_known_heartbeat("b", _status(0.1), clock())
+    assert one.buffer_known_heartbeat("c", _status(0.1), clock())
 
 
 def test_a_heartbeat_of_a_node_deleted_by_another_server_is_refused_after_a_flush(

@@ -3,10 +3,14 @@ answer bad requests exactly as the dependency-based routes did (these tests pass
 
 from __future__ import annotations
 
-import pytest
-from fastapi.testclient import TestClient
+import gc
 
-from tests.api.conftest import ADMIN, node_doc, node_token, register
+import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from tests.api.conftest import ADMIN, MakeClient, node_doc, node_token, register
 
 TELEMETRY = "/v1/nodes/a/telemetry"
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -61,3 +65,43 @@ def test_the_lean_routes_check_tokens_roles_and_sizes_as_before(client: TestClie
     large = client.post(TELEMETRY, json={"message": "x" * 70_000}, headers=ADMIN)
     assert large.status_code == 413
     assert client.post("/v1/nodes/zz/telemetry", json={}, headers=ADMIN).status_code == 404
+
+
+def test_the_agents_routes_skip_the_router_and_count_in_metrics(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telemetry and pulls are answered before FastAPI's router (``fastpath.py``): its route
+    matching and parameter parsing were most of their cost. Other routes, and these routes'
+    malformed names, still go through it."""
+    register(client, node_doc("a"))
+    routed: list[str] = []
+    original = APIRouter.__call__
+
+    async def counted(self: APIRouter, scope: Scope, receive: Receive, send: Send) -> None:
+        routed.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(APIRouter, "__call__", counted)
+    minimal = ADMIN | {"Prefer": "return=minimal"}
+    assert client.post(TELEMETRY, json={"healthy": True}, headers=minimal).status_code == 204
+    pulled = client.get("/v1/nodes/a/assignments", headers=ADMIN)
+    assert pulled.status_code == 200
+    etag = {"If-None-Match": pulled.headers["ETag"]}
+    assert client.get("/v1/nodes/a/assignments", headers=ADMIN | etag).status_code == 304
+    assert routed == []
+    assert client.get("/v1/nodes/a", headers=ADMIN).status_code == 200
+    assert client.get("/v1/nodes/a%0A/assignments", headers=ADMIN).status_code == 422
+    assert routed == ["/v1/nodes/a", "/v1/nodes/a\n/assignments"]
+    metrics = client.get("/metrics").text
+    for route, status in (("telemetry", 204), ("assignments", 304)):
+        assert f'route="/v1/nodes/{{name}}/{route}",status="{status}"' in metrics
+
+
+def test_a_running_server_leaves_its_startup_objects_out_of_collections(
+    make_client: MakeClient,
+) -> None:
+    """A full collection walks every tracked object; what the server holds from its start on
+    (modules, the app) is frozen, so collections during requests walk only the rest."""
+    gc.unfreeze()
+    make_client()
+    assert gc.get_freeze_count() > 10_000

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from gridplace.api.grid import judge
-from gridplace.api.replan import detect_changes
-from gridplace.api.store import NodeBasis, NodeRecord, PlanRecord, PlanSummary
+from gridplace.api.replan import detect_changes, may_have_changed
+from gridplace.api.store import NodeBasis, NodePulse, NodeRecord, PlanRecord, PlanSummary
 from gridplace.specs import Node, PlacementPlan
 from tests.api.conftest import (
     ADMIN,
@@ -211,7 +211,39 @@ def test_detect_changes(case: str, expect: list[str], clock: FakeClock) -> None:
     if case != "deregistered":
         records.append(record("b", clock, throttle=0.1))
     view = judge(records, clock(), clock(), GRACE_S, 0.5)
-    assert detect_changes(plan_record(["a", "b"], basis, clock), view, 0.1) == expect
+    latest = plan_record(["a", "b"], basis, clock)
+    assert detect_changes(latest, view, 0.1) == expect
+    # The periodic check's first look, from the pulses alone, agrees on whether to look further.
+    pulses = [pulse(r) for r in records]
+    assert may_have_changed(latest, pulses, lambda _: False, 0.1) is bool(expect)
+
+
+def pulse(record: NodeRecord) -> NodePulse:
+    reported = NodeBasis(healthy=record.node.healthy, throttle_ratio=record.node.throttle_ratio)
+    return NodePulse(record.name, reported, record.last_heartbeat, record.created_at)
+
+
+def test_a_steady_grid_is_checked_without_reading_node_documents(
+    client: TestClient, grid: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10,000 nodes reading and validating every Node document took seconds of CPU every
+    check (``replan_interval_s``); the check reads a few columns first, the documents only
+    when something may have changed."""
+    holder = placed_nodes(submit(client, workload_doc("chat", rps=6, replicas=(3, 3))))[0]
+    store = client.app.state.gridplace.store  # type: ignore[attr-defined]
+    reads: list[int] = []
+    nodes = store.nodes
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return nodes(*args, **kwargs)
+
+    monkeypatch.setattr(store, "nodes", counted)
+    heartbeat(client, grid, thermal={"throttleRatio": 0.05})  # under the threshold
+    assert check(client)["skipped"] == "no-change" and reads == []
+    heartbeat(client, [holder], healthy=False)
+    assert check(client)["replanned"] is True
+    assert reads  # something may have changed: the whole grid was read and judged
 
 
 def test_silence_counts_from_the_later_of_heartbeat_and_server_start(clock: FakeClock) -> None:

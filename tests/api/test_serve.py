@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import httpx
 import pytest
@@ -87,3 +88,23 @@ def test_serve_refuses_an_unusable_database_url(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "not supported" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_keeps_idle_connections_past_the_agents_interval(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's default keep-alive (5 s) is the agent's interval: connections closed just as
+    the next heartbeat was sent on them."""
+    import uvicorn
+
+    from gridplace.api.commands import serve
+    from gridplace.executor.agent import AgentConfig
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setenv("GRIDPLACE_DATABASE_URL", "restored-after")  # _serve sets it for workers
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: calls.append(options))
+    app = MagicMock()
+    serve._serve(app, "postgresql+psycopg://x@/db", "127.0.0.1", 8700, workers, "info")
+    keep_alive = calls[0]["timeout_keep_alive"]
+    assert isinstance(keep_alive, int) and keep_alive >= 60 > 3 * AgentConfig.interval_s

@@ -31,6 +31,11 @@ EXIT_INVALID = 1
 # than a worker's start on a loaded machine); also how long a hung worker goes unnoticed.
 WORKER_STARTUP_S = 60
 DEFAULT_PORT = 8700
+# How long an idle connection is kept open. uvicorn's default, 5 s, is the agents' own interval
+# (``AgentConfig.interval_s``): each heartbeat then met a connection the server was closing at
+# that moment ("server disconnected" in bench/api_load.py), or paid a new one. Longer than a
+# load balancer's usual idle timeout (60 s), so that the balancer, not the server, closes first.
+KEEP_ALIVE_S = 75
 
 
 HostOption = Annotated[
@@ -95,7 +100,11 @@ def _serve(
     """Serve ``app`` in this process, or ``workers`` processes that each build their own."""
     import uvicorn
 
-    options: dict[str, Any] = {"log_level": log_level, "access_log": False}
+    options: dict[str, Any] = {
+        "log_level": log_level,
+        "access_log": False,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+    }
     if workers == 1:
         uvicorn.run(app, host=host, port=port, **options)
         return

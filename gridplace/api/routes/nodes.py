@@ -50,10 +50,12 @@ from gridplace.specs import Assignment, ClaimLevel, LatencyProbes, Node, NodeSta
 from gridplace.specs.plan import Prewarm
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+PREFER_MAX_LENGTH = 256
 NodeName = Annotated[
     str,
     Path(
-        pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
+        pattern=NAME_PATTERN,
         description="The node's name (metadata.name of its Node document).",
     ),
 ]
@@ -224,7 +226,7 @@ async def post_telemetry(
     prefer: Annotated[
         str | None,
         Header(
-            max_length=256,
+            max_length=PREFER_MAX_LENGTH,
             description="'return=minimal': answer 204 without the node (RFC 7240); an agent "
             "reporting every few seconds needs nothing back.",
         ),

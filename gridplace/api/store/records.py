@@ -41,6 +41,17 @@ class NodeBasis:
 
 
 @dataclass(frozen=True)
+class NodePulse:
+    """A node's reported health and throttle and when it was last heard of, without its document
+    (``Store.node_pulses``: what the periodic check looks at before it reads the whole grid)."""
+
+    name: str
+    reported: NodeBasis  # as its agent reported (silence is judged on read)
+    last_heartbeat: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class NewPlan:
     """A plan to store as ``plan.metadata.generation``, computed from ``base_generation``."""
 

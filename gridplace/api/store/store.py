@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from gridplace.api.store.records import (
     NewPlan,
     NodeAssignments,
     NodeBasis,
+    NodePulse,
     NodeRecord,
     NodeTokenRecord,
     ObservationRecord,
@@ -58,17 +60,19 @@ _STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "upd
 # Every server of one database LISTENs here; a new plan or a revoked token NOTIFYs it, so that the
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
+NAMES_REREAD_S = 1.0  # is_node: how often a miss may read every node's name again
 # Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
-# database's clock, so servers with skewed clocks still agree. Every SET expression sees the row
-# as it was.
+# database's clock (read once, into the row's at_s: ``excluded.at_s`` is now), so servers with
+# skewed clocks still agree. Every SET expression sees the row as it was.
 _GRANT = "LEAST(:want, GREATEST(0, floor({level})))"
-_LEVEL = "LEAST(:burst, b.tokens + (:now - b.at_s) * :rate)"
+_LEVEL = "LEAST(:burst, b.tokens + (excluded.at_s - b.at_s) * :rate)"
 LEASE_SHARED_TOKENS = text(
     "INSERT INTO rate_buckets AS b (key, tokens, at_s, granted) "
-    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, :now, "
+    f"VALUES (:key, :burst - {_GRANT.format(level=':burst')}, "
+    "extract(epoch FROM clock_timestamp())::float8, "
     f"{_GRANT.format(level=':burst')}) ON CONFLICT (key) DO UPDATE SET "
     f"granted = {_GRANT.format(level=_LEVEL)}, "
-    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = :now "
+    f"tokens = {_LEVEL} - {_GRANT.format(level=_LEVEL)}, at_s = excluded.at_s "
     "RETURNING tokens, granted"
 )
 
@@ -95,6 +99,7 @@ class Store:
         # known to exist, so that a buffered heartbeat of an unknown node is still refused.
         self._heartbeats: HeartbeatBuffer | None = None
         self._known_nodes: set[str] = set()
+        self._names_read_at = -NAMES_REREAD_S  # never
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -264,7 +269,9 @@ class Store:
                 with self._session(write=True) as session:
                     rows = [_upsert_row(session, node, now) for node in nodes]
                     session.flush()
-                    return [(_node_record(row), created) for row, created in rows]
+                    records = [(_node_record(row), created) for row, created in rows]
+                self._known_nodes.update(node.name for node in nodes)  # see buffer_heartbeats
+                return records
             except IntegrityError:  # registered concurrently: the second try updates them
                 if attempt:
                     raise
@@ -283,6 +290,19 @@ class Store:
         self.flush_heartbeats()
         with self._session(write=False) as session:
             return [_node_record(row) for row in session.scalars(query)]
+
+    def node_pulses(self) -> list[NodePulse]:
+        """Every node's reported health, throttle and last sign of life: a few columns, no
+        document parsed (10,000 nodes' documents cost seconds of CPU to read and validate)."""
+        columns = (_NODES.c.name, _NODES.c.healthy, _NODES.c.throttle_ratio)
+        times = (_NODES.c.last_heartbeat, _NODES.c.created_at)
+        self.flush_heartbeats()
+        with self._session(write=False) as session:
+            rows = session.execute(select(*columns, *times).order_by(_NODES.c.name)).all()
+        return [
+            NodePulse(name, NodeBasis(bool(healthy), float(throttle)), heard, created)
+            for name, healthy, throttle, heard, created in rows
+        ]
 
     def node_count(self) -> int:
         with self._session(write=False) as session:
@@ -347,6 +367,16 @@ class Store:
         self._heartbeats = (
             HeartbeatBuffer(self._write_heartbeats, interval_s) if interval_s > 0 else None
         )
+        if self._heartbeats is not None:
+            # Every node registered now is known from the start (and those this server
+            # registers, as it does): otherwise each node's first heartbeat to this server (after
+            # every restart, 10,000 of them at once) waited for a lookup in a worker thread.
+            self._read_node_names()
+
+    def _read_node_names(self) -> None:
+        with self._session(write=False) as session:
+            self._known_nodes.update(session.scalars(select(NodeRow.name)))
+        self._names_read_at = time.monotonic()
 
     def flush_heartbeats(self) -> None:
         """Write the heartbeats held in memory now (before reading what they change)."""
@@ -355,9 +385,14 @@ class Store:
 
     def is_node(self, name: str) -> bool:
         """Whether ``name`` is registered: from memory once seen (forgotten when this server
-        deletes it, or a heartbeat batch finds it gone), else one indexed read."""
+        deletes it, or a heartbeat batch finds it gone), else every node's name is read again
+        (at most once per ``NAMES_REREAD_S``: nodes another server registered arrive by the
+        thousand, and so do their first heartbeats), else one indexed read."""
         if name in self._known_nodes:
             return True
+        if time.monotonic() - self._names_read_at > NAMES_REREAD_S:
+            self._read_node_names()
+            return name in self._known_nodes
         with self._session(write=False) as session:
             found = session.scalar(select(NodeRow.name).where(NodeRow.name == name)) is not None
         if found:
@@ -564,8 +599,7 @@ class Store:
         many were handed out, the seconds until one is there when none was)."""
         values = {"key": key, "want": want, "rate": rate_per_s, "burst": burst}
         with self._session(write=True) as session:
-            now = session.scalar(text("SELECT extract(epoch FROM clock_timestamp())"))
-            tokens, granted = session.execute(LEASE_SHARED_TOKENS, {**values, "now": now}).one()
+            tokens, granted = session.execute(LEASE_SHARED_TOKENS, values).one()
         return int(granted), 0.0 if granted else (1.0 - float(tokens)) / rate_per_s
 
     @contextmanager
