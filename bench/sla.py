@@ -440,7 +440,8 @@ def print_loops(runs: list[LoopRun]) -> list[str]:
             f"{label}: cost after it ${cost:.2f}/h = {ratio:.2f}x the truth-known plan's "
             f"${run.known_cost:.2f}/h (target within 10%): "
             + ("reached" if abs(ratio - 1) <= 0.10 else "MISSED")
-            + f"; the first plan cost ${run.first_cost:.2f}/h",
+            + f"; {cost / run.bias_only_cost:.2f}x the bias-only plan's; the last plan "
+            f"{run.last_plan_cost / run.known_cost:.2f}x; the first cost ${run.first_cost:.2f}/h",
             f"{label}: mean step-time prediction error from window 3 on {error:.1f}% "
             "(target < 5%): " + ("reached" if error < 5 else "MISSED"),
         ]
