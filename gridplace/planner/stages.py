@@ -3,7 +3,8 @@
 Each stage minimizes one objective with the earlier stages' values fixed (``<=`` the value found)
 and the previous stage's solution as a hint. On a large model (``window_min_options``) each
 stage after the first first improves that hint window by window (``windows.py``) and only then
-runs the full-model solve, which proves the stage's bound. A stage with nothing to minimize (moves
+runs the full-model solve, which proves the stage's bound, when the stage's time leaves it enough
+for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize (moves
 without a previous plan) is skipped. A replan's first stage breaks its ties by moves
 (``moves.moves_tie_break``; its reported objective includes them), and the moves stage starts
 from that stage's solution when it is within the cost tolerance. An infeasible first stage is
