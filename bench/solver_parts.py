@@ -46,11 +46,11 @@ def load() -> str:
     return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def compile_twice(inputs: PlannerInputs, latency: NetworkLatency) -> Problem:
+def compile_twice(inputs: PlannerInputs, latency: NetworkLatency, once: bool) -> Problem:
     """Cold (empty process cache) and warm compiles: seconds and questions asked."""
     PROCESS_CACHE.clear()
     problem = None
-    for label in ("cold", "warm"):
+    for label in ("cold",) if once else ("cold", "warm"):
         t0 = time.perf_counter()
         problem = compile_problem(inputs, make_predictor(), latency)
         c = PROCESS_CACHE.last
@@ -126,7 +126,7 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Na
         f"\n## {nodes_n} nodes x {workloads_n} workloads, {utilization}, "
         f"nodeFailures {args.node_failures}"
     )
-    problem = compile_twice(inputs, latency)
+    problem = compile_twice(inputs, latency, args.once)
     # Sites: one per declared region (what topology's sites are without probes), or with
     # --continents the regions of one continent together (fewer, larger parts).
     site_of = {r: continent(r) if args.continents else r for r in regions}
@@ -152,7 +152,8 @@ def run_size(nodes_n: int, workloads_n: int, utilization: str, args: argparse.Na
     greedy = plan_problem(problem, Strategy.GREEDY)
     cost, unmet, _ = evaluate(problem, greedy)
     print(f"| greedy | {cost:.2f} | - | - | {unmet:.2f} | 0 | - |")
-    replan(inputs, latency, plan, dataclasses.replace(base, sites=sites))
+    if not args.once:
+        replan(inputs, latency, plan, dataclasses.replace(base, sites=sites))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {peak:.0f} MiB")
 
@@ -166,6 +167,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="local processes for the parts")
     parser.add_argument("--ray-address", default=None, help="run the parts on this Ray cluster")
     parser.add_argument("--continents", action="store_true", help="sites: one per continent")
+    parser.add_argument(
+        "--once", action="store_true", help="one cold compile, no replan (the largest grids)"
+    )
     parser.add_argument(
         "--skip-whole", action="store_true", help="do not solve the whole model (large grids)"
     )

@@ -82,7 +82,11 @@ def create_app(
     store.buffer_heartbeats(settings.heartbeat_flush_s)
     admin_credential = _admin_credential(store, settings, clock, announce_admin_token)
     metrics = Metrics()
-    solver = SolverPool(settings.max_concurrent_solves if settings.solve_in_subprocess else 0)
+    solver = SolverPool(
+        settings.max_concurrent_solves if settings.solve_in_subprocess else 0,
+        settings.solver_part_workers,
+        settings.ray_address,
+    )
     service = PlanService(store, settings, metrics, clock, started_at=clock(), solver=solver)
     verified = VerifiedTokens(settings.token_cache_s)
     shared = SharedState(store, verified)

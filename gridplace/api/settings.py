@@ -6,8 +6,10 @@ Must not: read files or reach the database (the app factory does that with these
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gridplace.planner.parts import RayMissing, require_ray
 
 DEFAULT_DATABASE_URL = "sqlite:///gridplace.db"  # relative: the working directory of the server
 
@@ -108,6 +110,18 @@ class Settings(BaseSettings):
         default=True,
         description="Solve plans in a worker process, so that the API keeps answering meanwhile.",
     )
+    solver_part_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Local processes that solve a plan's independent parts at once (1: in turn).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Solve a plan's independent parts on this Ray cluster (HOST:PORT, or 'local'; "
+        "needs gridplace[scale]).",
+    )
     solve_wait_s: float = Field(
         default=120.0, gt=0, le=3_600, description="How long a plan request waits for its turn."
     )
@@ -137,3 +151,12 @@ class Settings(BaseSettings):
         description="How long a verified token skips the (deliberately slow) hash check; "
         "revocations are honoured within sync_interval_s regardless.",
     )
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_installed(cls, address: str | None) -> str | None:
+        try:
+            require_ray(address)
+        except RayMissing as error:
+            raise ValueError(str(error)) from None
+        return address

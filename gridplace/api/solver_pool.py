@@ -53,16 +53,15 @@ class Solved:
 def solve(
     bundle: SpecBundle,
     strategy: Strategy,
-    time_limit_s: float,
+    settings: SolverSettings,
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
     calibration: Calibration | None = None,
 ) -> Solved:
     """Plan ``bundle`` (in whichever process runs this) and explain the result."""
     result = plan_bundle(
-        bundle, strategy, SolverSettings(time_limit_s=time_limit_s), previous, budget_per_hour,
-        calibration=calibration,
-    )  # fmt: skip
+        bundle, strategy, settings, previous, budget_per_hour, calibration=calibration
+    )
     return Solved(result.plan, explain(result), result.compile_s, result.solve_s)
 
 
@@ -125,10 +124,16 @@ def _ready() -> bool:
 
 
 class SolverPool:
-    """``processes`` worker processes, or none (0: solve in the calling thread)."""
+    """``processes`` worker processes, or none (0: solve in the calling thread); a plan's
+    independent parts run on ``part_workers`` processes of their own, or on the Ray cluster at
+    ``ray_address`` (``planner/parts.py``)."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(
+        self, processes: int, part_workers: int = 1, ray_address: str | None = None
+    ) -> None:
         self.processes = processes
+        self.part_workers = part_workers
+        self.ray_address = ray_address
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -156,7 +161,10 @@ class SolverPool:
         budget_per_hour: float | None,
         calibration: Calibration | None = None,
     ) -> Solved:
-        args = (bundle, strategy, time_limit_s, previous, budget_per_hour, calibration)
+        settings = SolverSettings(
+            time_limit_s=time_limit_s, workers=self.part_workers, ray_address=self.ray_address
+        )
+        args = (bundle, strategy, settings, previous, budget_per_hour, calibration)
         if not self.processes:
             return solve(*args)
         return self._wait(self._pool().submit(solve, *args))

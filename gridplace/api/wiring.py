@@ -45,6 +45,8 @@ class PlanRequest:
     seed: int = 0
     headroom: float | None = None  # None: each workload booked as its traffic implies
     fix_budget_s: float | None = None  # checking fixes (None: fix_budget; 0: none)
+    workers: int = 1  # local processes for a plan's independent parts
+    ray_address: str | None = None  # or the Ray cluster that solves them
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -184,7 +186,12 @@ def run_plan(
     """Load every input (all problems reported together), then plan."""
     bundle = load_planning_inputs([*request.nodes, *request.workloads, *request.probes], warn)
     previous = load_previous(request.previous) if request.previous else None
-    settings = SolverSettings(time_limit_s=request.time_limit_s, random_seed=request.seed)
+    settings = SolverSettings(
+        time_limit_s=request.time_limit_s,
+        random_seed=request.seed,
+        workers=request.workers,
+        ray_address=request.ray_address,
+    )
     return plan_bundle(
         bundle,
         request.strategy,

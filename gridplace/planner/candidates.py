@@ -9,7 +9,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gridplace.planner.options import BoolArray, CandidateRows, IntArray, potential_rps
+from gridplace.planner.options import (
+    BoolArray,
+    CandidateRows,
+    FloatArray,
+    IntArray,
+    potential_rps,
+)
 from gridplace.planner.problem import GpuPool, Option, WorkloadDemand
 from gridplace.specs import Precision
 
@@ -48,7 +54,10 @@ def select_candidates(
     rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config]
     score = np.ceil(wanted / rows.capacity_rps) * rows.cost_per_hour
     sources = rows.servable.sum(axis=1)
-    order = np.lexsort((np.arange(count), rows.pool, -sources, rank, score))
+    # One integer key for (rank, more sources, pool); lexsort is stable, so enumeration order
+    # breaks the remaining ties.
+    pools_n, regions_n = int(rows.pool.max()) + 1, len(rows.regions) + 1
+    tie = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool
     shares = dict(demand.sources)
     need = [demand.booked_rps * shares[r] * CANDIDATE_COVER for r in rows.regions]
     bits = rows.servable.astype(np.int64) @ (1 << np.arange(len(rows.regions), dtype=np.int64))
@@ -64,8 +73,13 @@ def select_candidates(
         return sum(1 << column for column, left in enumerate(need) if left > 0)
 
     # The first ``limit`` rows in order are kept whatever they serve.
-    for row in order[:limit].tolist():
+    head = _cheapest(score, tie, limit)
+    for row in head.tolist():
         keep(row)
+    if not unmet_bits():  # every source covered: past them only the forced rows are kept
+        kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
+        return np.sort(np.array(kept, dtype=np.int64))
+    order = np.lexsort((tie, score))
     position = limit
     # Past them a row is kept if it serves a source still short of cover (or is forced). Short
     # sources only ever become covered, so between two such changes every hit is kept.
@@ -83,6 +97,17 @@ def select_candidates(
         else:
             break
     return np.sort(np.array(kept, dtype=np.int64))
+
+
+def _cheapest(score: FloatArray, tie: IntArray, limit: int) -> IntArray:
+    """The first ``limit`` rows of ``np.lexsort((tie, score))`` without sorting every row: only
+    those as cheap as the ``limit``-th cheapest can be among them."""
+    if len(score) > 4 * limit:
+        threshold = np.partition(score, limit - 1)[limit - 1]
+        if not np.isnan(threshold):
+            head = np.flatnonzero(score <= threshold)
+            return head[np.lexsort((tie[head], score[head]))][:limit]
+    return np.lexsort((tie, score))[:limit]
 
 
 def drop_dominated(options: list[Option], keep: set[OptionKey] | None = None) -> list[Option]:

@@ -6,18 +6,21 @@ Pure (STYLE.md rule 2): no I/O, inputs untouched. Predictions come from an ``Opt
 Node classes (``pools.build_pools``): healthy nodes that are alike are one class; each GPU group
 of a class is a ``GpuPool``. For every workload x pool x precision x TP degree (powers of two up
 to the node's GPU count) x GPU share (1, 2 or 4 replicas per GPU, TP 1 only) the predictor is
-asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every compile-time
+asked for TTFT, ITL, VRAM and per-replica capacity; the option is kept only if every
 compile-time rule of ``rules.RULES`` holds, checked in the registry's order; a dropped option
 leaves a ``Rejection`` with its numbers (a ``rules.Reason``). Options no better than another
 on any axis are dropped.
 
-The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools; predictions
-cached per question across workloads); this module orders the steps.
+The enumeration itself is ``options.enumerate_candidates`` (vectorized over pools), once for
+workloads that ask the same of the same pools; the questions go through
+``group_predictor.GroupPredictor`` (once per workload kind and group, kept across plans by
+``compile_cache``); this module orders the steps. Rejections are built per workload when read
+(``problem.Rejections``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -33,12 +36,13 @@ from gridplace.planner.candidates import (
     select_candidates,
 )
 from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
+from gridplace.planner.group_predictor import GroupPredictor
 from gridplace.planner.options import (
     CandidateRows,
-    Config,
-    GroupPredictions,
     PoolGrid,
+    PredictGroups,
     enumerate_candidates,
+    rejected_candidates,
 )
 from gridplace.planner.pipeline_options import PipelineEnumerator
 from gridplace.planner.pools import build_pools
@@ -55,8 +59,8 @@ from gridplace.planner.problem import (
     GpuPool,
     Option,
     Problem,
-    Queueing,
     Rejection,
+    Rejections,
     WorkloadDemand,
 )
 from gridplace.planner.rules import COMPILE_RULES, PIPELINE_RULES, Reason, implements
@@ -106,53 +110,114 @@ def compile_problem(
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
     kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
-    grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms)
+    grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms, getattr(latency, "rtt_p99_many", None))
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
-    group_predictor = _GroupPredictor(predictor, grid, CompileView.open(cache, predictor, grid))
+    view = CompileView.open(cache, predictor, grid)
+    group_predictor = GroupPredictor(predictor, grid, view, _rule_failure)
     keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )
-    workloads: list[WorkloadDemand] = []
+    workloads = [
+        _demand(w, workload, _model(workload, inputs.catalog)[0], inputs.headroom)
+        for w, workload in enumerate(inputs.workloads)
+    ]
+    predicts = [
+        group_predictor.for_workload(workload, *_model(workload, inputs.catalog))
+        for workload in inputs.workloads
+    ]
+    singles: list[list[Option]] = [[] for _ in workloads]
+    # Workloads that ask the same of the same pools (one kind, TTFT target, sources and trust)
+    # share one enumeration; selection and everything after it is per workload.
+    for members in _alike(inputs, group_predictor).values():
+        first = inputs.workloads[members[0]]
+        eligible = _trusted(first.spec.trust, grid)
+        rows = enumerate_candidates(
+            workloads[members[0]], first, grid, eligible, predicts[members[0]]
+        )
+        for w in members:
+            singles[w] = _single_options(inputs, workloads[w], rows, pools, keep, per_workload)
     options: list[Option] = []
-    rejections: list[Rejection] = []
-    for w_index, workload in enumerate(inputs.workloads):
-        model_id, model = _model(workload, inputs.catalog)
-        demand = _demand(w_index, workload, model_id, inputs.headroom)
-        workloads.append(demand)
-        eligible: list[int] = []
-        for pool in pools:
-            trust = _trust_failure(workload.spec.trust, pool)
-            if trust is None:
-                eligible.append(pool.index)
-            else:
-                rejections.append(
-                    Rejection(w_index, pool.index, "trust", trust, pool.node_count, (pool.index,))
-                )
-        rows, dropped = enumerate_candidates(
-            demand,
-            workload,
-            grid,
-            eligible,
-            group_predictor.for_workload(workload, model_id, model),
-        )
-        rejections.extend(dropped)
-        if inputs.headroom is None and workload.spec.traffic.burstiness is not None:
-            # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
-            in_system_ms = rows.prefill_ms + workload.spec.traffic.output_tokens * rows.itl_ms
-            rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
-        forced = _forced_rows(rows, w_index, keep)
-        selected = select_candidates(rows, demand, pools, forced, per_workload)
-        candidates = drop_dominated(
-            [rows.option(r, demand, pools) for r in selected.tolist()], keep
-        )
-        split, refused = pipelines.options(
-            workload, demand, (model_id, model), eligible, candidates
-        )
-        candidates, rejections = [*candidates, *split], [*rejections, *refused]
+    builders: list[Callable[[], list[Rejection]]] = []
+    for w, (workload, demand, predict) in enumerate(
+        zip(inputs.workloads, workloads, predicts, strict=True)
+    ):
+        allowed = _trusted(workload.spec.trust, grid).tolist() if workload.spec.pipeline else []
+        model = _model(workload, inputs.catalog)
+        split, refused = pipelines.options(workload, demand, model, allowed, singles[w])
         base = len(options)
-        options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
-    return assemble_problem(inputs, workloads, pools, options, rejections)
+        options.extend(replace(o, index=base + i) for i, o in enumerate([*singles[w], *split]))
+        builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
+    return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
+
+
+def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[object, ...], list[int]]:
+    """Workloads by what their enumeration reads: kind, TTFT target, sources in order, trust."""
+    alike: dict[tuple[object, ...], list[int]] = {}
+    for w, workload in enumerate(inputs.workloads):
+        spec = workload.spec
+        key = (
+            predictor.kind_of(workload, *_model(workload, inputs.catalog)),
+            spec.slo.ttft_ms,
+            tuple(dict.fromkeys(s.region for s in spec.traffic.sources)),
+            spec.trust,
+        )
+        alike.setdefault(key, []).append(w)
+    return alike
+
+
+def _single_options(
+    inputs: PlannerInputs,
+    demand: WorkloadDemand,
+    rows: CandidateRows,
+    pools: list[GpuPool],
+    keep: set[tuple[int, int, Precision, int, int]],
+    limit: int,
+) -> list[Option]:
+    """One workload's options on single nodes: its booking applied to the enumerated rows, the
+    cheapest ones selected (and the previous plan's), dominated ones dropped."""
+    traffic = inputs.workloads[demand.index].spec.traffic
+    if inputs.headroom is None and traffic.burstiness is not None:
+        # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
+        in_system_ms = rows.prefill_ms + traffic.output_tokens * rows.itl_ms
+        rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
+    forced = _forced_rows(rows, demand.index, keep)
+    selected = select_candidates(rows, demand, pools, forced, limit)
+    return drop_dominated([rows.option(r, demand, pools) for r in selected.tolist()], keep)
+
+
+def _trusted(trust: TrustRequirement | None, grid: PoolGrid) -> npt.NDArray[np.int64]:
+    """The pools that meet ``trust`` (``_trust_failure`` over every pool at once)."""
+    if trust is None:
+        return np.arange(len(grid.pools), dtype=np.int64)
+    ok = (grid.claims_rank >= trust.min_claims.rank) & (grid.reliability >= trust.min_reliability)
+    return np.flatnonzero(ok)
+
+
+def _rejections_of(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    predict: PredictGroups,
+    refused: tuple[Rejection, ...],
+) -> list[Rejection]:
+    """One workload's rejections in compile's order: trust per pool, the compile-time rules per
+    group of pools (the same predictions as its enumeration), then pipelines refused. Built only
+    when read (``problem.Rejections``): a 10,000-node grid has over a million."""
+    found: list[Rejection] = []
+    trust = workload.spec.trust
+    if trust is not None:
+        for pool in grid.pools:
+            failure = _trust_failure(trust, pool)
+            if failure is not None:
+                found.append(
+                    Rejection(demand.index, pool.index, "trust", failure, pool.node_count,
+                              (pool.index,))
+                )  # fmt: skip
+    eligible = _trusted(trust, grid)
+    found.extend(rejected_candidates(demand, workload, grid, eligible, predict))
+    found.extend(refused)
+    return found
 
 
 def assemble_problem(
@@ -160,7 +225,7 @@ def assemble_problem(
     workloads: list[WorkloadDemand],
     pools: list[GpuPool],
     options: list[Option],
-    rejections: list[Rejection],
+    rejections: Sequence[Rejection],
 ) -> Problem:
     """The Problem of compiled workloads, pools, options and rejections, with the previous
     plan's replicas matched to options (or released)."""
@@ -169,7 +234,7 @@ def assemble_problem(
         workloads=tuple(workloads),
         pools=tuple(pools),
         options=tuple(options),
-        rejections=tuple(rejections),
+        rejections=rejections if isinstance(rejections, Rejections) else tuple(rejections),
         node_gpu_counts={n.name: n.spec.gpu_count for n in inputs.nodes if n.healthy},
         previous=tuple(previous),
         released=tuple(released),
@@ -222,107 +287,6 @@ def _forced_rows(
         if (pool, c.precision, c.tensor_parallel, c.share) in wanted:
             forced[row] = True
     return forced
-
-
-class _GroupPredictor:
-    """Asks the predictor about a group of pools, once per question across all workloads.
-
-    Workloads with the same model, engine, precisions, ITL target and token counts ask the same
-    questions of a group with the same signature, GPU figures and TTFT budget; on generated
-    grids 1,000 workloads come down to a few dozen such kinds.
-    """
-
-    def __init__(self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView) -> None:
-        self._predictor = predictor
-        self._grid = grid
-        self._cache: dict[tuple[object, ...], GroupPredictions] = {}
-        self._view = view
-
-    def for_workload(
-        self, workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
-    ) -> Callable[[int, float, list[Config]], GroupPredictions]:
-        spec = workload.spec
-        kind = (
-            model_id, id(model), spec.engine, tuple(spec.precisions), spec.slo.itl_ms,
-            spec.traffic.prompt_tokens, spec.traffic.output_tokens,
-        )  # fmt: skip
-        question = self._view.question(spec, model_id, model)
-
-        def predict_group(first: int, budget_ms: float, configs: list[Config]) -> GroupPredictions:
-            grid = self._grid
-            key = (*kind, int(grid.signature[first]), grid.gpu_variant[first], budget_ms)
-            found = self._cache.get(key)
-            if found is None:
-                run = partial(self._predict, first, budget_ms, configs, workload, model_id, model)
-                found = self._view.answer(question, first, budget_ms, run)
-                self._cache[key] = found
-            return found
-
-        return predict_group
-
-    def _predict(
-        self,
-        first: int,
-        budget_ms: float,
-        configs: list[Config],
-        workload: InferenceWorkload,
-        model_id: str,
-        model: ModelArchitectureSpec,
-    ) -> GroupPredictions:
-        spec = workload.spec
-        pool = self._grid.pools[first]
-        values: list[tuple[float, float, float, float]] = []
-        ok: list[bool] = []
-        failures: list[tuple[str, Reason] | None] = []
-        queueing: list[Queueing | None] = []
-        for config in configs:
-            if config.tensor_parallel > pool.gpus_per_node:
-                values.append((0.0, 0.0, 0.0, 0.0))
-                ok.append(False)
-                failures.append(None)
-                queueing.append(None)
-                continue
-            prediction = self._predictor(
-                PredictionQuery(
-                    model=model,
-                    model_id=model_id,
-                    gpu=self._grid.pool_gpus[first],
-                    gpu_id=pool.gpu_model,
-                    precision=config.precision,
-                    engine=spec.engine,
-                    tensor_parallel=config.tensor_parallel,
-                    share=config.share,
-                    interconnect=pool.interconnect,
-                    throttle_ratio=pool.throttle_ratio,
-                    ttft_budget_ms=budget_ms,
-                    itl_slo_ms=spec.slo.itl_ms,
-                    prompt_tokens=spec.traffic.prompt_tokens,
-                    output_tokens=spec.traffic.output_tokens,
-                    engine_options=spec.engine_options,
-                )
-            )
-            failure = _rule_failure(prediction, spec.slo, budget_ms, config.label)
-            values.append(
-                (
-                    prediction.prefill_ms,
-                    prediction.itl_ms,
-                    prediction.capacity_rps,
-                    prediction.vram_gib,
-                )
-            )
-            ok.append(failure is None)
-            failures.append(failure)
-            queueing.append(prediction.queueing)
-        table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
-        return GroupPredictions(
-            ok=np.array(ok, dtype=bool),
-            prefill_ms=table[:, 0].copy(),
-            itl_ms=table[:, 1].copy(),
-            capacity_rps=table[:, 2].copy(),
-            vram_gib=table[:, 3].copy(),
-            failures=tuple(failures),
-            queueing=tuple(queueing),
-        )
 
 
 def _rule_failure(

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 # and a 10,000-node x 1,000-workload grid asks ~33,000 questions.
 MAX_ENTRIES = 200_000
 
+# A question's key: (what the workload kind asks, the node class, the TTFT budget), the first
+# two as digests of their content.
+Question = tuple[str, str, float]
+
 
 def digest(*parts: str) -> str:
     """A content key: SHA-256 over the parts, each length-prefixed (no two splits collide)."""
@@ -70,11 +74,11 @@ class CacheCounts:
 
 @dataclass
 class CompileCache:
-    """Answers by question digest (least recently used dropped past ``max_entries``) and the
+    """Answers by question (least recently used dropped past ``max_entries``) and the
     node-class signatures already predicted; ``last`` counts the latest compile."""
 
     max_entries: int = MAX_ENTRIES
-    _answers: OrderedDict[str, GroupPredictions] = field(default_factory=OrderedDict)
+    _answers: OrderedDict[Question, GroupPredictions] = field(default_factory=OrderedDict)
     _classes: set[str] = field(default_factory=set)
     last: CacheCounts = field(default_factory=CacheCounts)
 
@@ -92,7 +96,7 @@ class CompileCache:
                 self._classes.add(signature)
                 self.last.classes_compiled += 1
 
-    def answer(self, key: str, compute: Callable[[], GroupPredictions]) -> GroupPredictions:
+    def answer(self, key: Question, compute: Callable[[], GroupPredictions]) -> GroupPredictions:
         """The cached answer to question ``key``, computed (and kept) when missing."""
         found = self._answers.get(key)
         if found is not None:
@@ -165,8 +169,7 @@ class CompileView:
         """The answer to ``question`` about the class of pool ``first`` at a TTFT budget."""
         if self._cache is None:
             return compute()
-        key = digest(question, self.class_key(first), repr(budget_ms))
-        return self._cache.answer(key, compute)
+        return self._cache.answer((question, self.class_key(first), budget_ms), compute)
 
 
 # The process's cache: plans made in one process (the API's solver worker, the simulator, a

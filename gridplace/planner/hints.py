@@ -33,6 +33,10 @@ from gridplace.planner.work import WorkClock
 # Share of the time limit the relaxed solve of the first hint may take, when some workload has
 # failover rows; the stages share what is left.
 RELAXED_SHARE = 0.3
+# The same for a large model (``SolverSettings.window_min_options``): the relaxed problem is as
+# large as the plain one, whose unmet stage alone needs ~3.4 reference s at 10,000 x 1,000; with
+# 0.3 of 10 s the start left 258 req/s unmet, with 0.6 27 (docs/solver-tuning.md).
+LARGE_RELAXED_SHARE = 0.6
 
 
 def previous_counts(problem: Problem) -> dict[int, int]:
@@ -122,8 +126,10 @@ def choose_start(
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
         candidates = [greedy_with_failover(problem)]
+        large = len(problem.options) >= settings.window_min_options
+        share = LARGE_RELAXED_SHARE if large else RELAXED_SHARE
         relaxed_settings = dataclasses.replace(
-            settings, time_limit_s=settings.time_limit_s * RELAXED_SHARE, stages=2
+            settings, time_limit_s=settings.time_limit_s * share, stages=2
         )
 
         def solve_relaxed(relaxed: Problem) -> dict[int, int]:

@@ -8,6 +8,11 @@ measured one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
 from gridplace.topology.estimate import Percentile
 from gridplace.topology.lookup import LatencyLookup
 
@@ -25,3 +30,12 @@ class NetworkLatency:
             estimate = self._lookup.rtt_ms(region, node, Percentile.P99)
             self._cache[key] = estimate.upper_ms
         return self._cache[key]
+
+    def rtt_p99_many(self, region: str, nodes: Sequence[str]) -> npt.NDArray[np.float64]:
+        """``rtt_p99_ms(region, n)`` for each of ``nodes``, read as one row of the table."""
+        row = self._lookup.upper_row_ms(region, Percentile.P99)
+        if row is None:
+            return np.array([self.rtt_p99_ms(region, n) for n in nodes], dtype=np.float64)
+        index = self._lookup.node_index
+        found: npt.NDArray[np.float64] = row[[index[n] for n in nodes]]
+        return found

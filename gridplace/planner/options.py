@@ -92,6 +92,29 @@ class GroupPredictions:
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
 
 
+@dataclass(frozen=True)
+class GroupTable:
+    """The answers for a workload's groups of pools, stacked: groups x configurations."""
+
+    ok: BoolArray
+    prefill_ms: FloatArray
+    itl_ms: FloatArray
+    capacity_rps: FloatArray
+    vram_gib: FloatArray
+    answers: Sequence[GroupPredictions]  # every answer of the kind (grows; never rewritten)
+    rows: IntArray  # per group: its entry in ``answers``
+
+    @property
+    def predictions(self) -> list[GroupPredictions]:
+        """Per group: its answer (failures and queueing figures)."""
+        return [self.answers[r] for r in self.rows.tolist()]
+
+
+# predict(first pool of each group, each group's TTFT budget, configurations): the answers
+# (``group_predictor.GroupPredictor.for_workload``).
+PredictGroups = Callable[[IntArray, list[float], list[Config]], GroupTable]
+
+
 class PoolGrid:
     """Per-pool figures as arrays, computed once per compile, and the RTT matrix by region."""
 
@@ -100,10 +123,12 @@ class PoolGrid:
         pools: Sequence[GpuPool],
         pool_gpus: Sequence[GPUModelSpec],
         rtt_p99_ms: Callable[[str, str], float],
+        rtt_p99_many: Callable[[str, Sequence[str]], FloatArray] | None = None,
     ) -> None:
         self.pools = pools
         self.pool_gpus = pool_gpus
         self._rtt_p99_ms = rtt_p99_ms
+        self._rtt_p99_many = rtt_p99_many
         signatures: dict[tuple[object, ...], int] = {}
         variants: dict[tuple[object, ...], int] = {}
         self.signature = np.array(
@@ -122,16 +147,23 @@ class PoolGrid:
         self.node_count = np.array([p.node_count for p in pools], dtype=np.int64)
         self.price_per_gpu_hour = np.array([p.price_per_gpu_hour for p in pools], dtype=np.float64)
         self.tdp_watts = np.array([p.tdp_watts for p in pools], dtype=np.float64)
+        self.claims_rank = np.array([p.claims.rank for p in pools], dtype=np.int64)
+        self.reliability = np.array([p.reliability for p in pools], dtype=np.float64)
         self._rtt: dict[str, FloatArray] = {}
 
     def rtt_ms(self, region: str) -> FloatArray:
         """p99 RTT from ``region`` to each pool (its worst node), ms."""
         column = self._rtt.get(region)
         if column is None:
-            column = np.array(
-                [max(self._rtt_p99_ms(region, n) for n in p.node_names) for p in self.pools],
-                dtype=np.float64,
-            )
+            if self._rtt_p99_many is not None and self.pools:
+                names = [n for p in self.pools for n in p.node_names]
+                starts = np.cumsum([0, *(p.node_count for p in self.pools[:-1])])
+                column = np.maximum.reduceat(self._rtt_p99_many(region, names), starts)
+            else:
+                column = np.array(
+                    [max(self._rtt_p99_ms(region, n) for n in p.node_names) for p in self.pools],
+                    dtype=np.float64,
+                )
             self._rtt[region] = column
         return column
 
@@ -160,18 +192,19 @@ class CandidateRows:
     cost_per_hour: FloatArray  # per replica
     ttft_ms: FloatArray  # rows x regions, network included
     servable: BoolArray  # rows x regions: meets that source's TTFT target
-    # Per group, per config; a row's is read through ``group`` when it becomes an Option (only
-    # the few rows kept do: a tuple per row cost a tenth of a 10,000-node compile).
-    queueing: tuple[tuple[Queueing | None, ...], ...] = ()
-    group: IntArray | None = None  # per row: its group of pools
+    # The answers a row's queueing figures are read from, through ``answer`` (its entry there),
+    # when it becomes an Option (only the few rows kept do: a tuple per row cost a tenth of a
+    # 10,000-node compile).
+    answers: Sequence[GroupPredictions] = ()
+    answer: IntArray | None = None
 
     def __len__(self) -> int:
         return len(self.pool)
 
     def _queueing(self, row: int) -> Queueing | None:
-        if self.group is None:
+        if self.answer is None:
             return None
-        found = self.queueing[int(self.group[row])]
+        found = self.answers[int(self.answer[row])].queueing
         return found[int(self.config[row])] if found else None
 
     def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
@@ -199,99 +232,131 @@ class CandidateRows:
         )
 
 
-def enumerate_candidates(
+@dataclass(frozen=True)
+class _Cells:
+    """One workload's eligible pools x configs: groups, predictions, TTFT per source."""
+
+    regions: tuple[str, ...]
+    configs: list[Config]
+    pools: IntArray  # the eligible pools
+    group: IntArray  # per pool: its group (numbered in order of first pool)
+    table: GroupTable  # per group x config
+    rtt: FloatArray  # pools x sources
+    usable: BoolArray  # groups x configs: TP fits the group's nodes
+    ttft: FloatArray  # pools x configs x sources, network included
+    servable: BoolArray  # pools x configs x sources
+
+    @property
+    def predicted(self) -> BoolArray:
+        """pools x configs: usable and every rule holds."""
+        return (self.usable & self.table.ok)[self.group]
+
+
+def _cells(
     demand: WorkloadDemand,
     workload: InferenceWorkload,
     grid: PoolGrid,
-    eligible: Sequence[int],
-    predict_group: Callable[[int, float, list[Config]], GroupPredictions],
-) -> tuple[CandidateRows, list[Rejection]]:
-    """Every option of one workload on the ``eligible`` pools (trust already checked) that meets
-    the compile-time rules, and a ``Rejection`` for each (group, config) that does not.
-
-    ``predict_group(first_pool, ttft_budget_ms, configs)`` predicts one group.
-    """
+    eligible: Sequence[int] | IntArray,
+    predict: PredictGroups,
+) -> _Cells:
     spec = workload.spec
-    ttft_slo_ms = spec.slo.ttft_ms
     regions = tuple(dict.fromkeys(region for region, _ in demand.sources))
     configs = configs_of(spec.precisions)
     pools = np.asarray(eligible, dtype=np.int64)
     rtt = np.column_stack([grid.rtt_ms(region)[pools] for region in regions])  # pools x sources
-    best_rtt = rtt.min(axis=1)
-    budget = np.floor((ttft_slo_ms - best_rtt) / TTFT_BUDGET_STEP_MS) * TTFT_BUDGET_STEP_MS
-    # Groups in order of their first pool: (signature, budget) -> group number.
-    group_of_key: dict[tuple[int, float], int] = {}
-    group = np.array(
-        [
-            group_of_key.setdefault(key, len(group_of_key))
-            for key in zip(grid.signature[pools].tolist(), budget.tolist(), strict=True)
-        ],
-        dtype=np.int64,
-    )
-    groups = len(group_of_key)
-    # The first member of each group (group numbers are 0.. in order of first appearance).
-    first = pools[np.unique(group, return_index=True)[1]]
-    budgets = [budget_ms for _, budget_ms in group_of_key]
-    predictions = [predict_group(int(first[g]), budgets[g], configs) for g in range(groups)]
+    steps = np.floor((spec.slo.ttft_ms - rtt.min(axis=1)) / TTFT_BUDGET_STEP_MS)
+    budget = steps * TTFT_BUDGET_STEP_MS
+    group, firsts = _groups(grid.signature[pools], steps)
+    first = pools[firsts]
+    table = predict(first, budget[firsts].tolist(), configs)
     tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
-    share = np.array([c.share for c in configs], dtype=np.int64)
-    # groups x configs
-    usable = tp[None, :] <= grid.gpus_per_node[first][:, None]
-    ok = np.stack([p.ok for p in predictions]) if groups else np.zeros((0, len(configs)), bool)
-    prefill = _stack([p.prefill_ms for p in predictions], len(configs))
-    # pools x configs x sources: TTFT incl. network, and whether it meets the target.
-    ttft = prefill[group][:, :, None] + rtt[:, None, :]
-    servable = ttft <= ttft_slo_ms
-    any_servable = servable.any(axis=2)
-    predicted = (usable & ok)[group]  # pools x configs
-    candidate = predicted & any_servable
-    unservable = predicted & ~any_servable
+    usable = tp[None, :] <= grid.gpus_per_node[first][:, None]  # groups x configs
+    ttft = table.prefill_ms[group][:, :, None] + rtt[:, None, :]
+    servable = ttft <= spec.slo.ttft_ms
+    return _Cells(regions, configs, pools, group, table, rtt, usable, ttft, servable)
+
+
+def _groups(signature: IntArray, steps: FloatArray) -> tuple[IntArray, IntArray]:
+    """Pools alike in signature and TTFT budget: each pool's group, numbered in order of the
+    group's first pool, and each group's first position."""
+    if not len(signature) or not np.isfinite(steps).all():
+        keys: dict[tuple[int, float], int] = {}
+        pairs = zip(signature.tolist(), steps.tolist(), strict=True)
+        numbers = np.array([keys.setdefault(k, len(keys)) for k in pairs], dtype=np.int64)
+        return numbers, np.unique(numbers, return_index=True)[1]
+    low = int(steps.min())
+    key = signature * (int(steps.max()) - low + 1) + (steps.astype(np.int64) - low)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    return number[inverse.reshape(-1)], first[order]
+
+
+def enumerate_candidates(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    eligible: Sequence[int] | IntArray,
+    predict: PredictGroups,
+) -> CandidateRows:
+    """Every option of one workload on the ``eligible`` pools (trust already checked) that meets
+    the compile-time rules (``rejected_candidates`` says why the others do not)."""
+    cells = _cells(demand, workload, grid, eligible, predict)
+    configs, table, group = cells.configs, cells.table, cells.group
+    candidate = cells.predicted & cells.servable.any(axis=2)
     # Candidate rows in enumeration order: group, config, pool.
     position, config = np.nonzero(candidate)
-    order = np.lexsort((position, config, group[position]))
+    key = (group[position] * len(configs) + config) * len(group) + position  # unique per row
+    order = np.argsort(key)
     position, config = position[order], config[order]
     row_group = group[position]
-    row_pool = pools[position]
-    rows = CandidateRows(
-        regions=regions,
+    row_pool = cells.pools[position]
+    tp = np.array([c.tensor_parallel for c in configs], dtype=np.int64)
+    share = np.array([c.share for c in configs], dtype=np.int64)
+    return CandidateRows(
+        regions=cells.regions,
         configs=tuple(configs),
         pool=row_pool,
         config=config,
-        prefill_ms=prefill[row_group, config],
-        itl_ms=_stack([p.itl_ms for p in predictions], len(configs))[row_group, config],
-        capacity_rps=_stack([p.capacity_rps for p in predictions], len(configs))[row_group, config],
-        vram_gib=_stack([p.vram_gib for p in predictions], len(configs))[row_group, config],
+        prefill_ms=table.prefill_ms[row_group, config],
+        itl_ms=table.itl_ms[row_group, config],
+        capacity_rps=table.capacity_rps[row_group, config],
+        vram_gib=table.vram_gib[row_group, config],
         cost_per_hour=grid.price_per_gpu_hour[row_pool] * tp[config] / share[config],
-        ttft_ms=ttft[position, config],
-        servable=servable[position, config],
-        queueing=tuple(p.queueing for p in predictions),
-        group=row_group,
+        ttft_ms=cells.ttft[position, config],
+        servable=cells.servable[position, config],
+        answers=table.answers,
+        answer=table.rows[row_group],
     )
-    rejections = _rejections(
-        demand, grid, configs, predictions, usable & ~ok, unservable, group, pools, rtt, prefill
-    )
-    return rows, rejections
 
 
-def _stack(columns: list[FloatArray], width: int) -> FloatArray:
-    return np.stack(columns) if columns else np.zeros((0, width), dtype=np.float64)
+def rejected_candidates(
+    demand: WorkloadDemand,
+    workload: InferenceWorkload,
+    grid: PoolGrid,
+    eligible: Sequence[int] | IntArray,
+    predict: PredictGroups,
+) -> list[Rejection]:
+    """A ``Rejection`` for each (group, config) of ``enumerate_candidates`` that breaks a rule,
+    in enumeration order (compile builds them only when read: ``problem.Rejections``)."""
+    cells = _cells(demand, workload, grid, eligible, predict)
+    unservable = cells.predicted & ~cells.servable.any(axis=2)
+    return _rejections(demand, grid, cells, cells.usable & ~cells.table.ok, unservable)
 
 
 def _rejections(
     demand: WorkloadDemand,
     grid: PoolGrid,
-    configs: list[Config],
-    predictions: list[GroupPredictions],
+    cells: _Cells,
     failed: BoolArray,
     unservable: BoolArray,
-    group: IntArray,
-    pools: IntArray,
-    rtt: FloatArray,
-    prefill: FloatArray,
 ) -> list[Rejection]:
     """One rejection per (group, config) a rule fails for (covering every pool of the group),
     and one per (group, config) whose TTFT target no pool meets from any source (covering those
     pools), in enumeration order."""
+    configs, group, pools = cells.configs, cells.group, cells.pools
+    predictions, rtt, prefill = cells.table.predictions, cells.rtt, cells.table.prefill_ms
     # Members of each group in pool order (a stable sort keeps it), and their node counts.
     by_group = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[by_group], np.arange(len(predictions) + 1)).tolist()
@@ -362,8 +427,11 @@ __all__ = [
     "CandidateRows",
     "Config",
     "GroupPredictions",
+    "GroupTable",
     "PoolGrid",
+    "PredictGroups",
     "configs_of",
     "enumerate_candidates",
     "potential_rps",
+    "rejected_candidates",
 ]

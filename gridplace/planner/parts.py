@@ -12,6 +12,7 @@ in-process local mode). Ray is an optional extra
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,12 +26,21 @@ from gridplace.planner.solver_settings import Solution, SolverSettings
 LOCAL_RAY_CPUS = 2
 LOCAL_RAY_STORE_BYTES = 80 * 1024 * 1024
 
+NO_RAY = "needs Ray, which is not installed: pip install 'gridplace[scale]'"
+
 SolveOne = Callable[[Problem, SolverSettings], Solution]
 Job = tuple[Problem, SolverSettings]
 
 
 class RayMissing(RuntimeError):
     """``ray_address`` was given but Ray is not installed."""
+
+
+def require_ray(address: str | None) -> None:
+    """Raise ``RayMissing`` now when ``address`` asks for Ray and Ray is not installed (rather
+    than at the first plan that splits into parts)."""
+    if address and importlib.util.find_spec("ray") is None:
+        raise RayMissing(NO_RAY)
 
 
 def run_parts(solve: SolveOne, jobs: Sequence[Job], settings: SolverSettings) -> list[Solution]:
@@ -52,7 +62,7 @@ def _on_ray(solve: SolveOne, jobs: Sequence[Job], address: str) -> list[Solution
     try:
         import ray
     except ImportError as error:
-        raise RayMissing("--ray-address needs Ray: pip install 'gridplace[scale]'") from error
+        raise RayMissing(NO_RAY) from error
     if not ray.is_initialized():
         if address == "local":  # a one-machine Ray started here (Ray dropped its local_mode)
             ray.init(
@@ -67,4 +77,4 @@ def _on_ray(solve: SolveOne, jobs: Sequence[Job], address: str) -> list[Solution
     return list(ray.get([remote.remote(problem, s) for problem, s in jobs]))
 
 
-__all__ = ["RayMissing", "run_parts"]
+__all__ = ["RayMissing", "require_ray", "run_parts"]

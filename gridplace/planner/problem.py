@@ -11,8 +11,10 @@ exact (``core``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import overload
 
 from gridplace.planner.core import failure_domain, replica_slots
 from gridplace.planner.pipeline_predict import ModelLoad
@@ -156,6 +158,59 @@ class Rejection:
     pools: tuple[int, ...] = ()  # every pool it covers (pools predicted alike share one)
 
 
+class Rejections(Sequence[Rejection]):
+    """Compile's rejections, workload by workload, each workload's built when first read.
+
+    A 10,000-node x 1,000-workload grid has over a million; a plan reads none of them and
+    ``explain`` those of a few workloads, so compile keeps how to build them (``builders[w]``
+    gives workload ``w``'s, in order) rather than the objects. Reading them all gives the
+    sequence an eager compile built; it compares equal to a tuple of the same rejections.
+    """
+
+    def __init__(self, builders: Sequence[Callable[[], Sequence[Rejection]]]) -> None:
+        self._builders = builders
+        self._built: dict[int, tuple[Rejection, ...]] = {}
+
+    def of(self, workload: int) -> tuple[Rejection, ...]:
+        """Workload ``workload``'s rejections (built once)."""
+        found = self._built.get(workload)
+        if found is None:
+            found = tuple(self._builders[workload]()) if workload < len(self._builders) else ()
+            self._built[workload] = found
+        return found
+
+    @cached_property
+    def _all(self) -> tuple[Rejection, ...]:
+        return tuple(r for w in range(len(self._builders)) for r in self.of(w))
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    @overload
+    def __getitem__(self, index: int) -> Rejection: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Rejection, ...]: ...
+    def __getitem__(self, index: int | slice) -> Rejection | tuple[Rejection, ...]:
+        return self._all[index]
+
+    def __iter__(self) -> Iterator[Rejection]:
+        return iter(self._all)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return self._all == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Rejections({len(self._builders)} workloads)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Builders are closures over the compile: another process gets the objects.
+        return (tuple, (self._all,))
+
+
 @dataclass(frozen=True)
 class PreviousReplica:
     """A replica of the previous plan that still has a home (node alive and healthy)."""
@@ -176,7 +231,7 @@ class Problem:
     workloads: tuple[WorkloadDemand, ...]
     pools: tuple[GpuPool, ...]
     options: tuple[Option, ...]
-    rejections: tuple[Rejection, ...]
+    rejections: Sequence[Rejection]  # a tuple, or compile's ``Rejections`` (built when read)
     node_gpu_counts: dict[str, int]  # all healthy nodes: GPUs on the node
     previous: tuple[PreviousReplica, ...] = ()
     released: tuple[str, ...] = ()  # previous replicas whose node vanished or is unhealthy
@@ -207,6 +262,8 @@ class Problem:
         return index
 
     def rejections_of(self, workload: int) -> list[Rejection]:
+        if isinstance(self.rejections, Rejections):
+            return list(self.rejections.of(workload))
         return self._rejections_by_workload.get(workload, [])
 
     def options_of(self, workload: int) -> list[Option]:

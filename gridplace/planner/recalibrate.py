@@ -23,7 +23,11 @@ step counts; prefill = (prefillSeconds / requests) against the model's prefill o
 promptTokens / requests. "Model" is the performance model for the node's GPU (its overrides
 applied; a replica on 1/gpuShare of a GPU on that slice), the window's model, precision, engine
 and TP, at the node's booked throttle ratio, with no correction: corrections are absolute, never
-compounded.
+compounded. Both are the planner's units: it books a replica's capacity from the model's steps at
+the booked throttle ratio and its prefill of the workload's mean prompt, so a prefill factor
+learned at the window's mean prompt carries the spread of prompt lengths (the mean prefill of
+the prompts served over the prefill of their mean length: 0.92-1.09 on the conversation trace)
+exactly as the capacity needs it.
 Each window weighs w = min(1, requests / ``full_weight_requests``). Logs of the ratios x are
 pooled with normal shrinkage, each level towards the one above it, the top towards the prior
 (factor 1, log 0):
@@ -32,9 +36,17 @@ pooled with normal shrinkage, each level towards the one above it, the top towar
     type level:  g = a + sum_key(w (x - a)) / (sum_key(w) + type_prior_windows)
     node level:  n = g + sum_node(w (x - g)) / (sum_node(w) + node_prior_windows)
 
-where a key is (GPU type, model, precision, engine). So one full window moves its type by
-1 - (k / (1 + k))^2 of the way, k = type_prior_windows (11% by default), and many move it
-fully; a node departs from its type only as far as its own windows carry it. The grid level is
+where a key is (GPU type, model, precision, engine). The prior weights k (in full windows)
+are empirical Bayes: k = s^2 / tau^2, s^2 the weighted variance of windows around their own
+group's mean (a group: a node of the key at the node level, a key at the type level), tau^2 how
+far the groups' means spread beyond what that noise explains (method of moments), and k at most
+the settings' ``type_prior_windows`` (16) / ``node_prior_windows`` (8), which also hold when
+the figures cannot tell (one group, fewer than ``MIN_NOISE_WINDOWS`` windows beyond each
+group's first, or no spread beyond the noise). So one full window moves its type by
+1 - (k / (1 + k))^2 of the way (11% with k = 16), and many move it fully; where windows are
+precise and groups differ (in the simulator one window's decode step is within 0.5% of the
+next while nodes of one GPU type differ by several percent), a node's factor is its own
+windows' after a few windows instead of carrying its type's for dozens. The grid level is
 the learned prior of a key nobody observed yet: without it, when the model is optimistic
 everywhere, every unobserved GPU type would look better than the observed ones and the planner
 would chase them. Factors are clamped to ``factor_bounds``. The planner books the type level,
@@ -254,16 +266,24 @@ def estimate(
     decode_a, all_dw = _pool(ratios, "decode", 0.0, settings.type_prior_windows)
     prefill_a, all_pw = _pool(ratios, "prefill", 0.0, settings.type_prior_windows)
     grid = _correction(decode_a, prefill_a, all_dw, all_pw, settings) if ratios else None
+    type_k = {
+        phase: prior_windows(list(by_key.values()), phase, settings.type_prior_windows)
+        for phase in PHASES
+    }
     for key, rows in by_key.items():
-        decode_g, decode_w = _pool(rows, "decode", decode_a, settings.type_prior_windows)
-        prefill_g, prefill_w = _pool(rows, "prefill", prefill_a, settings.type_prior_windows)
+        decode_g, decode_w = _pool(rows, "decode", decode_a, type_k["decode"])
+        prefill_g, prefill_w = _pool(rows, "prefill", prefill_a, type_k["prefill"])
         types[key] = _correction(decode_g, prefill_g, decode_w, prefill_w, settings)
         by_node: dict[str, list[WindowRatio]] = defaultdict(list)
         for row in rows:
             by_node[row.node].append(row)
+        node_k = {
+            phase: prior_windows(list(by_node.values()), phase, settings.node_prior_windows)
+            for phase in PHASES
+        }
         for node, mine in by_node.items():
-            decode_n, node_dw = _pool(mine, "decode", decode_g, settings.node_prior_windows)
-            prefill_n, node_pw = _pool(mine, "prefill", prefill_g, settings.node_prior_windows)
+            decode_n, node_dw = _pool(mine, "decode", decode_g, node_k["decode"])
+            prefill_n, node_pw = _pool(mine, "prefill", prefill_g, node_k["prefill"])
             nodes[(node, key)] = _correction(decode_n, prefill_n, node_dw, node_pw, settings)
     return Calibration(types, nodes, grid, windows=len(ratios), ignored=ignored)
 
@@ -280,6 +300,42 @@ def _pool(
         weight += row.weight
         total += row.weight * (math.log(ratio) - prior)
     return prior + total / (weight + prior_windows), weight
+
+
+PHASES = ("decode", "prefill")
+# Windows beyond each group's first that the noise estimate needs: fewer could make a lucky run
+# of similar windows look noiseless and let a node's first windows move it fully.
+MIN_NOISE_WINDOWS = 5
+
+
+def _logs(rows: Sequence[WindowRatio], phase: str) -> list[tuple[float, float]]:
+    """(weight, log ratio) of the rows with a figure for ``phase``."""
+    found = ((row.weight, getattr(row, phase)) for row in rows)
+    return [(w, math.log(r)) for w, r in found if r is not None and r > 0 and w > 0]
+
+
+def prior_windows(groups: Sequence[Sequence[WindowRatio]], phase: str, most: float) -> float:
+    """The shrinkage weight (full windows) toward the level above: the windows' noise s^2 over
+    the groups' spread beyond it tau^2 (module docstring), at most ``most``; ``most`` when the
+    figures cannot tell."""
+    logs = [found for rows in groups if (found := _logs(rows, phase))]
+    means, weights, squares, freedom = [], [], 0.0, 0.0
+    for found in logs:
+        weight = sum(w for w, _ in found)
+        mean = sum(w * x for w, x in found) / weight
+        means.append(mean)
+        weights.append(weight)
+        squares += sum(w * (x - mean) ** 2 for w, x in found)
+        freedom += len(found) - 1
+    if len(means) < 2 or freedom < MIN_NOISE_WINDOWS:
+        return most
+    noise = squares / freedom  # per full-weight window
+    centre = sum(w * m for w, m in zip(weights, means, strict=True)) / sum(weights)
+    spread = sum((m - centre) ** 2 - noise / w for m, w in zip(means, weights, strict=True))
+    spread /= len(means) - 1
+    if spread <= 0:
+        return most
+    return min(most, noise / spread)
 
 
 def _correction(

@@ -44,6 +44,12 @@ from gridplace.planner.work import WorkClock
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
+# The same for a first plan of a large model (``SolverSettings.window_min_options``): its unmet
+# stage is one full-model solve that needs its presolve and root LP before it searches, and at
+# 0.25 of 10 reference seconds it never left greedy's start (docs/solver-tuning.md); its
+# preference stage gets little (a few windows). Time a stage does not use (an optimum proved
+# early) passes on to the others.
+LARGE_STAGE_SHARES = (0.5, 0.4, 0.1, 0.1)
 # The same for a replan of a large model: its windows need a pass over the moved workloads in
 # the moves stage, and the cost stage only has to come within the move tolerance.
 REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
@@ -57,6 +63,10 @@ WINDOW_SHARE = 0.6
 # smaller windows with more of the time came closest to the optimum (docs/solver-tuning.md).
 FAILOVER_WINDOW_SHARE = 0.85
 FAILOVER_WINDOW_WORKLOADS = 5
+# A large model's cost stage runs its full-model solve only when that solve gets at least this
+# much (reference seconds): with less, its root LP does not finish, so it neither improves on the
+# windows nor proves a bound, and windows get the stage's whole budget.
+FULL_SOLVE_MIN_S = 5.0
 
 
 Hint = list[tuple[cp_model.IntVar, int]]
@@ -96,7 +106,12 @@ class StageRunner:
         if pm.uncovered:
             quarter = max(2, len(pm.problem.workloads) // 4)
             self.window_workloads = min(self.window_workloads, FAILOVER_WINDOW_WORKLOADS, quarter)
-        shares = REPLAN_WINDOW_STAGE_SHARES if self.windows and pm.moved else STAGE_SHARES
+        self.large = len(pm.problem.options) >= settings.window_min_options
+        shares = STAGE_SHARES
+        if self.windows and pm.moved:
+            shares = REPLAN_WINDOW_STAGE_SHARES
+        elif self.large:
+            shares = LARGE_STAGE_SHARES
         if not pm.weighs_moves:  # the moves stage is skipped: its share goes to the others
             shares = (shares[0], shares[1], 0.0, shares[3])
         self.shares = shares
@@ -192,6 +207,8 @@ class StageRunner:
         share = 1.0  # a replan's cost stage, and the stages after the cost stage
         if name == "cost" and not pm.moved:
             share = FAILOVER_WINDOW_SHARE if pm.uncovered else WINDOW_SHARE
+            if self.large and budget_s * (1 - share) < FULL_SOLVE_MIN_S:
+                share = 1.0
         deadline = stage_work + budget_s * share
         start = VariableValues({var.index: value for var, value in self.full_hint})
         if name == "moves":

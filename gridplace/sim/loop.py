@@ -5,8 +5,8 @@ and the simulator applies it with each new replica's cold start.
 
 Owns: ``LoopSettings``, cutting a run into recalibration periods, turning each replica's engine
 accounting into ``ObservationWindow``s, the per-period report (``PeriodRecord``), and
-``known_calibration`` (the corrections a planner that knew a set bias would use). Must not: read
-files or print; judge by the planner's figures (the truth is ``truth``'s).
+``known_calibration`` (the corrections a planner told a set bias and the nodes' spread would
+book). Must not: read files or print; judge by the planner's figures (the truth is ``truth``'s).
 
 At each period's end the triggers of ``planner.replan_triggers`` decide (capacity band, SLO
 shortfall, and, when neither fires, the cost trigger's dry-run replan, which becomes the next
@@ -30,6 +30,7 @@ level of the calibration) on the GPU part of the step (``recalibrate.corrected``
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -397,18 +398,30 @@ def _record(
     )  # fmt: skip
 
 
-def known_calibration(bias: TruthBias, inputs: SimInputs) -> Calibration | None:
-    """The corrections a planner that knew a bias set by hand would book: each rule's factors for
-    every (GPU, model, precision, engine) of the grid it matches. None when the bias is not
-    (only) set by hand."""
+def known_calibration(
+    bias: TruthBias, inputs: SimInputs, truth: GroundTruth | None = None
+) -> Calibration | None:
+    """The corrections a planner told the truth would book: for every (GPU, model, precision,
+    engine) of the grid a bias rule matches, the rule's factors, times, with ``truth``, the
+    geometric mean of the node spreads (``NodeTruth`` decode and prefill factors) of the grid's
+    nodes with that GPU: the truth in the units the planner books (GPU types; it plans node
+    classes, not nodes). None when the bias is not (only) set by hand."""
     if not bias.rules:
         return None
+    spreads: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for node in inputs.nodes:
+        found = truth.nodes.get(node.name) if truth is not None else None
+        for group in node.spec.gpus:
+            if found is not None:
+                spreads[group.model].append((found.decode_factor, found.prefill_factor))
     corrections = {}
     for node in inputs.nodes:
         for group in node.spec.gpus:
             gpu = inputs.catalog.gpus.get(group.model)
             if gpu is None:
                 continue
+            logs = np.log(spreads.get(group.model) or [(1.0, 1.0)]).mean(axis=0)
+            decode, prefill = (math.exp(float(x)) for x in logs)
             for workload in inputs.workloads:
                 model_id = model_of(workload, inputs.catalog)[0]
                 rule = bias.rule_for(gpu.architecture, workload.spec.engine)
@@ -416,5 +429,7 @@ def known_calibration(bias: TruthBias, inputs: SimInputs) -> Calibration | None:
                     continue
                 for precision in workload.spec.precisions:
                     key = (group.model, model_id, precision.value, workload.spec.engine.value)
-                    corrections[key] = Correction(rule.decode, rule.prefill, math.inf, math.inf)
+                    corrections[key] = Correction(
+                        rule.decode * decode, rule.prefill * prefill, math.inf, math.inf
+                    )
     return Calibration(gpu_types=corrections)

@@ -102,6 +102,17 @@ class LatencyLookup:
             return row
         return np.array([self.value_ms(region, node, percentile) for node in self.nodes])
 
+    def upper_row_ms(self, region: str, percentile: Percentile) -> FloatArray | None:
+        """``rtt_ms(region, n, percentile).upper_ms`` for every node (in ``nodes`` order), or
+        None for a region the table does not hold (estimated per node instead)."""
+        r = self.region_index.get(region)
+        if r is None:
+            return None
+        row: FloatArray = (
+            self.rtt_ms_by_percentile[percentile][r] + self.margin_ms_by_percentile[percentile][r]
+        )
+        return row
+
     def cold_start_s(self, node: str, weights_bytes: float) -> float:
         """Seconds for ``node`` to fetch ``weights_bytes`` from its best weights source."""
         n = self._node(node)

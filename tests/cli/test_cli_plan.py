@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -10,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from gridplace.api.cli import app
 from gridplace.planner.compile import DEFAULT_HEADROOM
-from gridplace.specs import load_bundle
+from gridplace.planner.solver_settings import SolverSettings
+from gridplace.specs import SpecError, load_bundle
 from tests.conftest import EXAMPLES
 
 runner = CliRunner()
@@ -190,3 +193,34 @@ def test_plan_is_the_same_with_a_cpu_burner_beside_it() -> None:
 
     assert plan(quiet.stdout) == plan(busy.stdout)
     assert quiet_table.stdout == busy_table.stdout
+
+
+def test_the_parts_settings_reach_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridplace.api import wiring
+
+    seen: list[SolverSettings] = []
+
+    def plan_bundle(
+        bundle: object, strategy: object, settings: SolverSettings, *a: object, **k: object
+    ) -> object:
+        seen.append(settings)
+        raise SpecError([])
+
+    monkeypatch.setattr(wiring, "plan_bundle", plan_bundle)
+    runner.invoke(app, ["plan", *EXAMPLE, "--workers", "3"])
+    assert [(s.workers, s.ray_address) for s in seen] == [(3, None)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed here")
+def test_a_ray_address_without_ray_is_refused_before_planning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gridplace.api.settings import Settings
+
+    result = runner.invoke(app, ["plan", *EXAMPLE, "--ray-address", "local"])
+    assert result.exit_code == 1
+    assert "pip install 'gridplace[scale]'" in result.output
+    assert "replicas" not in result.output  # nothing was planned
+    monkeypatch.setenv("GRIDPLACE_RAY_ADDRESS", "local")
+    with pytest.raises(ValidationError, match="needs Ray"):
+        Settings()

@@ -17,6 +17,8 @@ from gridplace.planner.recalibrate import (
     ModelOracle,
     corrected,
     estimate,
+    prior_windows,
+    window_ratio,
 )
 from gridplace.planner.replan_triggers import (
     ReplanPolicy,
@@ -98,6 +100,38 @@ def test_many_noisy_windows_converge_to_the_true_factor_per_type_and_per_node() 
     assert calibration.for_node("slow", KEY).decode == pytest.approx(1.6, rel=0.04)  # type: ignore[union-attr]
     # A node never observed gets its GPU type's correction.
     assert calibration.for_node("new", KEY) == calibration.gpu_types[KEY]
+
+
+def test_precise_windows_of_differing_nodes_move_each_node_to_its_own_factor() -> None:
+    """Shrinkage as strong as the windows' noise calls for: 6 windows, 0.5% noise, nodes 10-25%
+    apart put each node within 1% of its factor (a fixed 8-window prior left it halfway)."""
+    rng = np.random.default_rng(3)
+    truth = {"a": 1.0, "b": 1.1, "c": 1.25}
+    windows = [
+        window(n, f * math.exp(0.005 * rng.standard_normal()), 1.0, 60.0 * i)
+        for i in range(6)
+        for n, f in truth.items()
+    ]
+    calibration = estimate(windows, oracle)
+    for name, factor in truth.items():
+        assert calibration.nodes[(name, KEY)].decode == pytest.approx(factor, rel=0.01)
+    ratios = [window_ratio(w, oracle, EstimatorSettings()) for w in windows]
+    groups = [[r for r in ratios if r is not None and r.node == n] for n in truth]
+    assert prior_windows(groups, "decode", 8.0) < 0.1
+
+
+def test_noise_without_a_spread_between_nodes_keeps_the_full_prior() -> None:
+    rng = np.random.default_rng(5)
+    windows = [
+        window(n, 1.3 * math.exp(0.05 * rng.standard_normal()), 1.0, 60.0 * i)
+        for i in range(3)
+        for n in "abcd"
+    ]
+    ratios = [window_ratio(w, oracle, EstimatorSettings()) for w in windows]
+    groups = [[r for r in ratios if r is not None and r.node == n] for n in "abcd"]
+    assert prior_windows(groups, "decode", 8.0) == 8.0  # the noise explains the spread
+    assert prior_windows(groups[:1], "decode", 8.0) == 8.0  # one node: nothing to compare
+    assert prior_windows([g[:1] for g in groups], "decode", 8.0) == 8.0  # no noise estimate
 
 
 def test_small_windows_weigh_less_and_unusable_ones_are_ignored() -> None:

@@ -117,3 +117,45 @@ def test_the_cost_trigger_alone_brings_an_over_provisioned_plan_down() -> None:
     assert after < 0.8 * before
     known = plan_with(inputs, known_calibration(TruthBias.fixed(0.6, 0.6), inputs), loop)
     assert after <= 1.05 * plan_cost_per_hour(inputs, known)
+
+
+def test_the_learned_factor_converges_to_each_nodes_true_factor() -> None:
+    """Bias x the node's own spread is what the truth applies to a node's steps; the node level
+    of the loop's calibration learns it, in the units the planner applies (the GPU part)."""
+    from gridplace.sim.truth import GroundTruth
+    from tests.sim.fixtures import plan
+
+    nodes = [node(f"n{i}", "rtx-4090", price=0.5) for i in range(4)]  # self-reported: sigma 0.1
+    inputs = SimInputs(nodes, [workload("chat", rps=6.0, ttft_ms=3000, itl_ms=200)], CATALOG)
+    truth = TruthSettings(thermal=False, failures=False, bias=TruthBias.fixed(0.8, 1.3))
+    observe_only = replace(LOOP, policy=ReplanPolicy(math.inf, 0.0, 0, math.inf))
+    first = plan(*({"workload": "chat", "node": n.name, "gpus": [0]} for n in nodes))
+    settings = SimSettings(duration_s=1200.0, seed=3, truth=truth)
+    result = run_loop(inputs, first, settings, observe_only)
+    hidden = GroundTruth.build(nodes, CATALOG, 1200.0, 3, truth).nodes
+    spread = [hidden[n.name].decode_factor for n in nodes]
+    assert max(spread) / min(spread) > 1.1  # the nodes really differ
+    key = ("rtx-4090", "llama-3.1-8b", "fp8", "vllm")
+    for n in nodes:
+        learned = result.calibration.nodes[(n.name, key)]
+        assert learned.decode == pytest.approx(0.8 * hidden[n.name].decode_factor, rel=0.03)
+        assert learned.prefill == pytest.approx(1.3 * hidden[n.name].prefill_factor, rel=0.03)
+    assert len(result.plans) == 1
+
+
+def test_the_truth_known_plan_books_each_gpu_types_node_spread() -> None:
+    from gridplace.sim.truth import GroundTruth
+
+    nodes = [node(f"n{i}", "rtx-4090") for i in range(3)] + [node("h", "h100-sxm")]
+    inputs = SimInputs(nodes, [workload("chat")], CATALOG)
+    bias = TruthBias.fixed(0.8, 1.3)
+    truth = GroundTruth.build(nodes, CATALOG, 60.0, 2, TruthSettings(bias=bias))
+    told, bias_only = known_calibration(bias, inputs, truth), known_calibration(bias, inputs)
+    assert told is not None and bias_only is not None
+    rtx, h100 = (("rtx-4090", "llama-3.1-8b", "fp8", "vllm"),
+                 ("h100-sxm", "llama-3.1-8b", "fp8", "vllm"))  # fmt: skip
+    spread = math.prod(truth.nodes[f"n{i}"].decode_factor for i in range(3)) ** (1 / 3)
+    assert told.gpu_types[rtx].decode == pytest.approx(0.8 * spread)
+    assert told.gpu_types[h100].prefill == pytest.approx(1.3 * truth.nodes["h"].prefill_factor)
+    assert told.gpu_types[rtx].decode != pytest.approx(0.8, rel=0.01)  # the spread is there
+    assert bias_only.gpu_types[h100].prefill == 1.3

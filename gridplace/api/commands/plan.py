@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from rich.markup import escape
 
 from gridplace.api import render
 from gridplace.api.wiring import PlanRequest, run_plan
+from gridplace.planner.parts import RayMissing, require_ray
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.specs import PlacementPlan, Prediction, SpecError
 from gridplace.specs.plan import WorkloadCoverage
@@ -87,13 +89,35 @@ def command(
             ),
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Local processes that solve the plan's independent parts at once (the same "
+            "plan as one).",
+        ),
+    ] = 1,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Solve the independent parts on this Ray cluster (HOST:PORT, or 'local' for a "
+            "one-machine Ray); needs gridplace[scale].",
+        ),
+    ] = None,
 ) -> None:
     """Solve the placement and print (or write) a PlacementPlan."""
-    result = _plan_or_exit(
-        PlanRequest(
-            nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom
-        )
+    request = PlanRequest(
+        nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom
     )
+    try:
+        require_ray(ray_address)
+    except RayMissing as error:
+        render.stderr.print(f"[bold red]error:[/] --ray-address {escape(str(error))}")
+        raise typer.Exit(EXIT_INVALID) from None
+    result = _plan_or_exit(replace(request, workers=workers, ray_address=ray_address))
     plan = result.plan
     document = plan.to_yaml_dict()
     if output is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from gridplace.api import render
 
@@ -139,7 +140,8 @@ def _create_app(database_url: str | None) -> tuple[Settings, FastAPI]:
         for item in error.errors(include_url=False):
             field = ".".join(str(part) for part in item["loc"])
             render.stderr.print(
-                f"[bold red]error:[/] setting {field} (GRIDPLACE_{field.upper()}): {item['msg']}",
+                f"[bold red]error:[/] setting {field} (GRIDPLACE_{field.upper()}): "
+                + escape(item["msg"]),
                 highlight=False,
             )
         raise typer.Exit(EXIT_INVALID) from None
