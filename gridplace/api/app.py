@@ -116,8 +116,8 @@ def create_app(
         solver.warm()
         shared.start_listening()
         # What lives as long as the server (modules, the app, its caches so far) is left out of
-        # every later collection: a full collection of a 10,000-node server walked ~600k objects
-        # for ~0.9 s (bench/api_profile.py), stalling every request meanwhile. Not collected
+        # every later collection: a full collection in a process holding a 10,000-node grid
+        # walked ~600k objects for ~0.9 s, stalling every request meanwhile. Not collected
         # first: a collection here would cost every start (and test) that much.
         gc.freeze()
         tasks = [asyncio.create_task(_sync_periodically(state))]

@@ -3,11 +3,12 @@
 Owns: recognising ``POST /v1/nodes/{name}/telemetry`` and ``GET /v1/nodes/{name}/assignments``
 (nearly every request of a large grid) before the router sees them, and calling their endpoint
 functions (``routes.nodes``) directly. Measured with ``bench/api_profile.py``, FastAPI's route
-matching (every earlier route tried in turn) and its path and header parameters were about two
-thirds of such a request's CPU. The routes stay registered with FastAPI, which documents them
-and serves whatever this does not take: a name outside the route's pattern, a ``Prefer`` header
-over its length limit, an app mounted under a root path. Errors are answered by the app's own
-exception handlers, so both ways give the same answers (``tests/api/test_lean_routes.py``).
+matching (every earlier route tried in turn) and its path and header parameters were two fifths
+(heartbeats) to two thirds (pulls) of their CPU. The routes stay registered with FastAPI, which
+documents them and serves whatever this does not take: a name outside the route's pattern, a
+``Prefer`` header over its length limit, an app mounted under a root path. Errors are answered
+by the app's own exception handlers, so both ways give the same answers
+(``tests/api/test_lean_routes.py``).
 Must not: check tokens, bodies or access itself (the endpoints do), or handle any other route.
 """
 
