@@ -82,11 +82,7 @@ def create_app(
     store.buffer_heartbeats(settings.heartbeat_flush_s)
     admin_credential = _admin_credential(store, settings, clock, announce_admin_token)
     metrics = Metrics()
-    solver = SolverPool(
-        settings.max_concurrent_solves if settings.solve_in_subprocess else 0,
-        settings.solver_part_workers,
-        settings.ray_address,
-    )
+    solver = _solver_pool(settings)
     service = PlanService(store, settings, metrics, clock, started_at=clock(), solver=solver)
     verified = VerifiedTokens(settings.token_cache_s)
     shared = SharedState(store, verified)
@@ -151,6 +147,12 @@ def create_app(
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _solver_pool(settings: Settings) -> SolverPool:
+    """Plans solved in worker processes (or here), their parts on processes or Ray."""
+    processes = settings.max_concurrent_solves if settings.solve_in_subprocess else 0
+    return SolverPool(processes, settings.solver_part_workers, settings.ray_address)
 
 
 def _shared_limiter(store: Store, settings: Settings) -> LeasedRateLimiter | None:
