@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -109,15 +108,16 @@ def command(
     ] = None,
 ) -> None:
     """Solve the placement and print (or write) a PlacementPlan."""
-    request = PlanRequest(
-        nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom
-    )
     try:
         require_ray(ray_address)
     except RayMissing as error:
         render.stderr.print(f"[bold red]error:[/] --ray-address {escape(str(error))}")
         raise typer.Exit(EXIT_INVALID) from None
-    result = _plan_or_exit(replace(request, workers=workers, ray_address=ray_address))
+    request = PlanRequest(
+        nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom,
+        workers=workers, ray_address=ray_address,
+    )  # fmt: skip
+    result = _plan_or_exit(request)
     plan = result.plan
     document = plan.to_yaml_dict()
     if output is not None:
