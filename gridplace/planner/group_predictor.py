@@ -12,7 +12,7 @@ groups are then rows of the table (``options.GroupTable``), not a stack built pe
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,13 +26,15 @@ from gridplace.planner.options import (
     PredictGroups,
 )
 from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
-from gridplace.planner.problem import Queueing
+from gridplace.planner.replica_answers import ReplicaAnswers, answers_at_budgets
 from gridplace.planner.rules import Reason
 from gridplace.specs import InferenceWorkload, ModelArchitectureSpec
 from gridplace.specs.workload import ServiceLevel
 
 # (rule id, reason) of the first compile-time rule a prediction breaks (``compile``).
 RuleCheck = Callable[[OptionPrediction, ServiceLevel, float, str], tuple[str, Reason] | None]
+# A query's answers at every TTFT budget (``predictor.ModelPredictor.prepare``).
+Prepare = Callable[[PredictionQuery], ReplicaAnswers]
 
 
 class KindTable:
@@ -74,16 +76,21 @@ class KindTable:
 
 
 class GroupPredictor:
-    """Asks the predictor about groups of pools, once per question across all workloads."""
+    """Asks the predictor about groups of pools, once per question across all workloads: the
+    new questions of one call together (``replica_answers.answers_at_budgets``) when the
+    predictor can ``prepare`` a query's answers for every budget, else one query at a time."""
 
     def __init__(
         self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView, check: RuleCheck
     ) -> None:
         self._predictor = predictor
+        self._prepare: Prepare | None = getattr(predictor, "prepare", None)
         self._grid = grid
         self._view = view
         self._check = check
         self._tables: dict[tuple[object, ...], KindTable] = {}
+        # Per (kind, signature, GPU figures): each configuration's answers (None: TP too wide).
+        self._answers: dict[tuple[object, ...], list[ReplicaAnswers | None]] = {}
 
     @staticmethod
     def kind_of(
@@ -101,94 +108,173 @@ class GroupPredictor:
     ) -> PredictGroups:
         """``predict(first_pools, budgets_ms, configs)``: the answers for groups of pools, each
         named by its first pool and TTFT budget, for ``workload``'s kind."""
-        spec = workload.spec
-        kind = self.kind_of(workload, model_id, model)
-        question = self._view.question(spec, model_id, model)
-        grid = self._grid
+        asked = _Asked(self.kind_of(workload, model_id, model), workload, model_id, model)
+        question = self._view.question(workload.spec, model_id, model)
+        grid, view = self._grid, self._view
 
         def predict(first: IntArray, budgets: list[float], configs: list[Config]) -> GroupTable:
-            table = self._tables.get(kind)
+            table = self._tables.get(asked.kind)
             if table is None:
-                table = self._tables[kind] = KindTable(len(configs))
-            signature = grid.signature[first].tolist()
-            rows: list[int] = []
-            for pool, sig, budget_ms in zip(first.tolist(), signature, budgets, strict=True):
-                key = (sig, grid.gpu_variant[pool], budget_ms)
-                row = table.rows.get(key)
-                if row is None:
-                    ask = (pool, budget_ms, configs, workload, model_id, model)
-                    answer = self._view.answer(
-                        question, pool, budget_ms, partial(self._predict, *ask)
-                    )
-                    row = table.rows[key] = table.add(answer)
-                rows.append(row)
-            return table.gather(np.array(rows, dtype=np.int64))
+                table = self._tables[asked.kind] = KindTable(len(configs))
+            pools = first.tolist()
+            keys = [
+                (sig, grid.gpu_variant[pool], budget_ms)
+                for pool, sig, budget_ms in zip(
+                    pools, grid.signature[first].tolist(), budgets, strict=True
+                )
+            ]
+            new: dict[tuple[int, int, float], tuple[int, float]] = {}
+            for key, pool in zip(keys, pools, strict=True):
+                if key in table.rows or key in new:
+                    continue
+                cached = view.cached(question, pool, key[2])
+                if cached is None:
+                    new[key] = (pool, key[2])
+                else:
+                    table.rows[key] = table.add(cached)
+            if new:
+                answers = self._ask(asked, list(new.values()), configs)
+                for (key, (pool, budget_ms)), answer in zip(new.items(), answers, strict=True):
+                    view.keep(question, pool, budget_ms, answer)
+                    table.rows[key] = table.add(answer)
+            return table.gather(np.array([table.rows[key] for key in keys], dtype=np.int64))
 
         return predict
 
-    def _predict(
-        self,
-        first: int,
-        budget_ms: float,
-        configs: list[Config],
-        workload: InferenceWorkload,
-        model_id: str,
-        model: ModelArchitectureSpec,
-    ) -> GroupPredictions:
-        spec = workload.spec
+    def _ask(
+        self, asked: _Asked, groups: list[tuple[int, float]], configs: list[Config]
+    ) -> list[GroupPredictions]:
+        """The answers for ``groups`` (first pool, TTFT budget) of one workload kind."""
+        if self._prepare is None:
+            return [self._predict_one(asked, pool, budget, configs) for pool, budget in groups]
+        per_group = [self._answers_of(asked, pool, configs) for pool, _ in groups]
+        pairs = [
+            (answers, budget_ms)
+            for (_, budget_ms), row in zip(groups, per_group, strict=True)
+            for answers in row
+            if answers is not None
+        ]
+        found = iter(answers_at_budgets(pairs))
+        predictions = [None if a is None else next(found) for row in per_group for a in row]
+        return self._groups(asked, [budget for _, budget in groups], configs, predictions)
+
+    def _answers_of(
+        self, asked: _Asked, first: int, configs: list[Config]
+    ) -> list[ReplicaAnswers | None]:
+        """Each configuration's answers on the node class of pool ``first``."""
+        grid = self._grid
+        key = (asked.kind, int(grid.signature[first]), grid.gpu_variant[first])
+        found = self._answers.get(key)
+        if found is None:
+            assert self._prepare is not None
+            gpus = grid.pools[first].gpus_per_node
+            found = self._answers[key] = [
+                self._prepare(self._query(asked, first, 0.0, config))
+                if config.tensor_parallel <= gpus
+                else None
+                for config in configs
+            ]
+        return found
+
+    def _query(
+        self, asked: _Asked, first: int, budget_ms: float, config: Config
+    ) -> PredictionQuery:
+        spec = asked.workload.spec
         pool = self._grid.pools[first]
-        values: list[tuple[float, float, float, float]] = []
-        ok: list[bool] = []
-        failures: list[tuple[str, Reason] | None] = []
-        queueing: list[Queueing | None] = []
-        for config in configs:
-            if config.tensor_parallel > pool.gpus_per_node:
-                values.append((0.0, 0.0, 0.0, 0.0))
-                ok.append(False)
-                failures.append(None)
-                queueing.append(None)
-                continue
-            prediction = self._predictor(
-                PredictionQuery(
-                    model=model,
-                    model_id=model_id,
-                    gpu=self._grid.pool_gpus[first],
-                    gpu_id=pool.gpu_model,
-                    precision=config.precision,
-                    engine=spec.engine,
-                    tensor_parallel=config.tensor_parallel,
-                    share=config.share,
-                    interconnect=pool.interconnect,
-                    throttle_ratio=pool.throttle_ratio,
-                    ttft_budget_ms=budget_ms,
-                    itl_slo_ms=spec.slo.itl_ms,
-                    prompt_tokens=spec.traffic.prompt_tokens,
-                    output_tokens=spec.traffic.output_tokens,
-                    engine_options=spec.engine_options,
-                )
-            )
-            failure = self._check(prediction, spec.slo, budget_ms, config.label)
-            values.append(
-                (
-                    prediction.prefill_ms,
-                    prediction.itl_ms,
-                    prediction.capacity_rps,
-                    prediction.vram_gib,
-                )
-            )
-            ok.append(failure is None)
-            failures.append(failure)
-            queueing.append(prediction.queueing)
-        table = np.array(values, dtype=np.float64).reshape(len(configs), 4)
-        return GroupPredictions(
-            ok=np.array(ok, dtype=bool),
-            prefill_ms=table[:, 0].copy(),
-            itl_ms=table[:, 1].copy(),
-            capacity_rps=table[:, 2].copy(),
-            vram_gib=table[:, 3].copy(),
-            failures=tuple(failures),
-            queueing=tuple(queueing),
+        return PredictionQuery(
+            model=asked.model,
+            model_id=asked.model_id,
+            gpu=self._grid.pool_gpus[first],
+            gpu_id=pool.gpu_model,
+            precision=config.precision,
+            engine=spec.engine,
+            tensor_parallel=config.tensor_parallel,
+            share=config.share,
+            interconnect=pool.interconnect,
+            throttle_ratio=pool.throttle_ratio,
+            ttft_budget_ms=budget_ms,
+            itl_slo_ms=spec.slo.itl_ms,
+            prompt_tokens=spec.traffic.prompt_tokens,
+            output_tokens=spec.traffic.output_tokens,
+            engine_options=spec.engine_options,
         )
+
+    def _predict_one(
+        self, asked: _Asked, first: int, budget_ms: float, configs: list[Config]
+    ) -> GroupPredictions:
+        """One group's answers from a predictor without ``prepare``, one query each."""
+        gpus = self._grid.pools[first].gpus_per_node
+        predictions = [
+            self._predictor(self._query(asked, first, budget_ms, config))
+            if config.tensor_parallel <= gpus
+            else None
+            for config in configs
+        ]
+        return self._groups(asked, [budget_ms], configs, predictions)[0]
+
+    def _groups(
+        self,
+        asked: _Asked,
+        budgets: list[float],
+        configs: list[Config],
+        predictions: list[OptionPrediction | None],
+    ) -> list[GroupPredictions]:
+        """Each group's answer from its predictions (groups x configurations, row by row; None:
+        the configuration's TP is too wide for the pool's nodes), each checked against the
+        compile-time rules once per budget (groups of one budget share answers)."""
+        slo = asked.workload.spec.slo
+        width = len(configs)
+        labels = [config.label for config in configs] * len(budgets)
+        checked: dict[tuple[int, str, float], tuple[str, Reason] | None] = {}
+        failures: list[tuple[str, Reason] | None] = []
+        for at, (prediction, label) in enumerate(zip(predictions, labels, strict=True)):
+            failure = None
+            if prediction is not None:
+                budget_ms = budgets[at // width]
+                key = (id(prediction), label, budget_ms)
+                if key in checked:
+                    failure = checked[key]
+                else:
+                    failure = checked[key] = self._check(prediction, slo, budget_ms, label)
+            failures.append(failure)
+        values = np.array(
+            [
+                _NONE if p is None else (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
+                for p in predictions
+            ],
+            dtype=np.float64,
+        ).reshape(len(budgets), width, 4)
+        figures = np.ascontiguousarray(values.transpose(2, 0, 1))  # figure x group x config
+        ok = np.array(
+            [p is not None and f is None for p, f in zip(predictions, failures, strict=True)],
+            dtype=bool,
+        ).reshape(len(budgets), width)
+        queueing = [None if p is None else p.queueing for p in predictions]
+        return [
+            GroupPredictions(
+                ok=ok[g],
+                prefill_ms=figures[0, g],
+                itl_ms=figures[1, g],
+                capacity_rps=figures[2, g],
+                vram_gib=figures[3, g],
+                failures=tuple(failures[g * width : (g + 1) * width]),
+                queueing=tuple(queueing[g * width : (g + 1) * width]),
+            )
+            for g in range(len(budgets))
+        ]
+
+
+_NONE = (0.0, 0.0, 0.0, 0.0)  # the figures of a configuration too wide for the pool's nodes
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One workload kind's question, as the workload that first asked it put it."""
+
+    kind: tuple[object, ...]
+    workload: InferenceWorkload
+    model_id: str
+    model: ModelArchitectureSpec
 
 
 __all__ = ["GroupPredictor", "KindTable", "PredictGroups", "RuleCheck"]
