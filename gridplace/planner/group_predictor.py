@@ -11,7 +11,7 @@ groups are then rows of the table (``options.GroupTable``), not a stack built pe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from gridplace.planner.options import (
     PredictGroups,
 )
 from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
+from gridplace.planner.problem import Queueing
 from gridplace.planner.replica_answers import ReplicaAnswers, answers_at_budgets
 from gridplace.planner.rules import Reason
 from gridplace.specs import InferenceWorkload, ModelArchitectureSpec
@@ -91,6 +92,8 @@ class GroupPredictor:
         self._tables: dict[tuple[object, ...], KindTable] = {}
         # Per (kind, signature, GPU figures): each configuration's answers (None: TP too wide).
         self._answers: dict[tuple[object, ...], list[ReplicaAnswers | None]] = {}
+        # Per (kind, SLO): per (signature, GPU figures) the class's budget-free answers.
+        self._rows: dict[tuple[object, ...], dict[tuple[int, int], _ClassRow]] = {}
 
     @staticmethod
     def kind_of(
@@ -144,19 +147,85 @@ class GroupPredictor:
     def _ask(
         self, asked: _Asked, groups: list[tuple[int, float]], configs: list[Config]
     ) -> list[GroupPredictions]:
-        """The answers for ``groups`` (first pool, TTFT budget) of one workload kind."""
+        """The answers for ``groups`` (first pool, TTFT budget) of one workload kind: each
+        group's class row, and the configurations it leaves to the budget answered together."""
         if self._prepare is None:
             return [self._predict_one(asked, pool, budget, configs) for pool, budget in groups]
-        per_group = [self._answers_of(asked, pool, configs) for pool, _ in groups]
+        labels = [config.label for config in configs]
+        rows = [self._class_row(asked, pool, budget, configs, labels) for pool, budget in groups]
         pairs = [
             (answers, budget_ms)
-            for (_, budget_ms), row in zip(groups, per_group, strict=True)
-            for answers in row
-            if answers is not None
+            for (_, budget_ms), row in zip(groups, rows, strict=True)
+            for answers in row.searched
         ]
         found = iter(answers_at_budgets(pairs))
-        predictions = [None if a is None else next(found) for row in per_group for a in row]
-        return self._groups(asked, [budget for _, budget in groups], configs, predictions)
+        checked: dict[tuple[int, int, float], tuple[str, Reason] | None] = {}
+        return [
+            self._group(asked, budget_ms, labels, row, found, checked)
+            for (_, budget_ms), row in zip(groups, rows, strict=True)
+        ]
+
+    def _group(
+        self,
+        asked: _Asked,
+        budget_ms: float,
+        labels: list[str],
+        row: _ClassRow,
+        found: Iterator[OptionPrediction],
+        checked: dict[tuple[int, int, float], tuple[str, Reason] | None],
+    ) -> GroupPredictions:
+        """One group's answer: its class row with the budget's configurations filled in (their
+        answers from ``found``, in order; verdicts checked once per answer and budget)."""
+        values, ok = row.values.copy(), row.ok.copy()
+        failures, queueing = list(row.failures), list(row.queueing)
+        for c in row.varying:
+            prediction = row.fixed[c]
+            if prediction is None:
+                prediction = next(found)
+            key = (id(prediction), c, budget_ms)
+            if key in checked:
+                failure = checked[key]
+            else:
+                slo = asked.workload.spec.slo
+                failure = checked[key] = self._check(prediction, slo, budget_ms, labels[c])
+            values[:, c] = _figures(prediction)
+            ok[c] = failure is None
+            failures[c] = failure
+            queueing[c] = prediction.queueing
+        return GroupPredictions(
+            ok=ok, prefill_ms=values[0], itl_ms=values[1], capacity_rps=values[2],
+            vram_gib=values[3], failures=tuple(failures), queueing=tuple(queueing),
+        )  # fmt: skip
+
+    def _class_row(
+        self, asked: _Asked, first: int, budget_ms: float, configs: list[Config], labels: list[str]
+    ) -> _ClassRow:
+        """The answers and verdicts no TTFT budget changes, for the class of pool ``first``
+        (kept per workload kind and SLO; built at the first budget asked)."""
+        grid = self._grid
+        rows = self._rows.setdefault((asked.kind, asked.workload.spec.slo), {})
+        key = (int(grid.signature[first]), grid.gpu_variant[first])
+        found = rows.get(key)
+        if found is None:
+            answers = self._answers_of(asked, first, configs)
+            found = rows[key] = _ClassRow(len(configs))
+            for c, (item, label) in enumerate(zip(answers, labels, strict=True)):
+                if item is not None:
+                    found.fix(c, item, self._fixed_verdict(asked, item, budget_ms, label))
+        return found
+
+    def _fixed_verdict(
+        self, asked: _Asked, answers: ReplicaAnswers, budget_ms: float, label: str
+    ) -> tuple[str, Reason] | _Varies | None:
+        """The verdict on a budget-free answer, if the rules give it at a budget far from this
+        one too (a rejection by rules that read no budget); else ``VARIES``."""
+        if answers.fixed is None:
+            return VARIES
+        slo = asked.workload.spec.slo
+        verdict = self._check(answers.fixed, slo, budget_ms, label)
+        if verdict != self._check(answers.fixed, slo, budget_ms + _FAR_MS, label):
+            return VARIES
+        return verdict
 
     def _answers_of(
         self, asked: _Asked, first: int, configs: list[Config]
@@ -204,67 +273,61 @@ class GroupPredictor:
     ) -> GroupPredictions:
         """One group's answers from a predictor without ``prepare``, one query each."""
         gpus = self._grid.pools[first].gpus_per_node
-        predictions = [
-            self._predictor(self._query(asked, first, budget_ms, config))
-            if config.tensor_parallel <= gpus
-            else None
-            for config in configs
-        ]
-        return self._groups(asked, [budget_ms], configs, predictions)[0]
-
-    def _groups(
-        self,
-        asked: _Asked,
-        budgets: list[float],
-        configs: list[Config],
-        predictions: list[OptionPrediction | None],
-    ) -> list[GroupPredictions]:
-        """Each group's answer from its predictions (groups x configurations, row by row; None:
-        the configuration's TP is too wide for the pool's nodes), each checked against the
-        compile-time rules once per budget (groups of one budget share answers)."""
-        slo = asked.workload.spec.slo
-        width = len(configs)
-        labels = [config.label for config in configs] * len(budgets)
-        checked: dict[tuple[int, str, float], tuple[str, Reason] | None] = {}
-        failures: list[tuple[str, Reason] | None] = []
-        for at, (prediction, label) in enumerate(zip(predictions, labels, strict=True)):
-            failure = None
-            if prediction is not None:
-                budget_ms = budgets[at // width]
-                key = (id(prediction), label, budget_ms)
-                if key in checked:
-                    failure = checked[key]
-                else:
-                    failure = checked[key] = self._check(prediction, slo, budget_ms, label)
-            failures.append(failure)
-        values = np.array(
-            [
-                _NONE if p is None else (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
-                for p in predictions
-            ],
-            dtype=np.float64,
-        ).reshape(len(budgets), width, 4)
-        figures = np.ascontiguousarray(values.transpose(2, 0, 1))  # figure x group x config
-        ok = np.array(
-            [p is not None and f is None for p, f in zip(predictions, failures, strict=True)],
-            dtype=bool,
-        ).reshape(len(budgets), width)
-        queueing = [None if p is None else p.queueing for p in predictions]
-        return [
-            GroupPredictions(
-                ok=ok[g],
-                prefill_ms=figures[0, g],
-                itl_ms=figures[1, g],
-                capacity_rps=figures[2, g],
-                vram_gib=figures[3, g],
-                failures=tuple(failures[g * width : (g + 1) * width]),
-                queueing=tuple(queueing[g * width : (g + 1) * width]),
-            )
-            for g in range(len(budgets))
-        ]
+        row = _ClassRow(len(configs))
+        row.varying = [c for c, config in enumerate(configs) if config.tensor_parallel <= gpus]
+        found = (
+            self._predictor(self._query(asked, first, budget_ms, configs[c])) for c in row.varying
+        )
+        labels = [config.label for config in configs]
+        return self._group(asked, budget_ms, labels, row, found, {})
 
 
-_NONE = (0.0, 0.0, 0.0, 0.0)  # the figures of a configuration too wide for the pool's nodes
+class _Varies:
+    """A verdict that depends on the TTFT budget."""
+
+
+VARIES = _Varies()
+# A budget this much further than the one asked: a verdict the same at both reads no budget.
+_FAR_MS = 1e6
+
+
+def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
+    p = prediction
+    return (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
+
+
+class _ClassRow:
+    """A node class's answers for one workload kind and SLO: the figures and verdicts of the
+    configurations no TTFT budget changes (zeros, not ok, for a TP too wide for its nodes), and
+    which configurations each budget fills in (``varying``), and the answers of those a budget
+    changes (``searched``, in order)."""
+
+    def __init__(self, width: int) -> None:
+        self.values = np.zeros((4, width), dtype=np.float64)  # prefill, ITL, capacity, VRAM
+        self.ok = np.zeros(width, dtype=bool)
+        self.failures: list[tuple[str, Reason] | None] = [None] * width
+        self.queueing: list[Queueing | None] = [None] * width
+        self.fixed: list[OptionPrediction | None] = [None] * width
+        self.varying: list[int] = []
+        self.searched: list[ReplicaAnswers] = []
+
+    def fix(
+        self, c: int, answers: ReplicaAnswers, verdict: tuple[str, Reason] | _Varies | None
+    ) -> None:
+        """Enter configuration ``c``'s answers, with its verdict if no budget changes it."""
+        prediction = answers.fixed
+        if prediction is None:
+            self.varying.append(c)
+            self.searched.append(answers)
+            return
+        self.fixed[c] = prediction
+        if isinstance(verdict, _Varies):
+            self.varying.append(c)
+            return
+        self.values[:, c] = _figures(prediction)
+        self.ok[c] = verdict is None
+        self.failures[c] = verdict
+        self.queueing[c] = prediction.queueing
 
 
 @dataclass(frozen=True)
