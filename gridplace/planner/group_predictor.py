@@ -119,28 +119,31 @@ class GroupPredictor:
             table = self._tables.get(asked.kind)
             if table is None:
                 table = self._tables[asked.kind] = KindTable(len(configs))
-            pools = first.tolist()
-            keys = [
-                (sig, grid.gpu_variant[pool], budget_ms)
-                for pool, sig, budget_ms in zip(
-                    pools, grid.signature[first].tolist(), budgets, strict=True
-                )
-            ]
+            rows: list[int] = []
             new: dict[tuple[int, int, float], tuple[int, float]] = {}
-            for key, pool in zip(keys, pools, strict=True):
-                if key in table.rows or key in new:
-                    continue
-                cached = view.cached(question, pool, key[2])
-                if cached is None:
-                    new[key] = (pool, key[2])
-                else:
-                    table.rows[key] = table.add(cached)
+            waiting: list[tuple[int, tuple[int, int, float]]] = []  # (group, key) of new rows
+            for pool, sig, budget_ms in zip(
+                first.tolist(), grid.signature[first].tolist(), budgets, strict=True
+            ):
+                key = (sig, grid.gpu_variant[pool], budget_ms)
+                row = table.rows.get(key)
+                if row is None and key not in new:
+                    cached = view.cached(question, pool, budget_ms)
+                    if cached is None:
+                        new[key] = (pool, budget_ms)
+                    else:
+                        row = table.rows[key] = table.add(cached)
+                if row is None:
+                    waiting.append((len(rows), key))
+                rows.append(-1 if row is None else row)
             if new:
                 answers = self._ask(asked, list(new.values()), configs)
                 for (key, (pool, budget_ms)), answer in zip(new.items(), answers, strict=True):
                     view.keep(question, pool, budget_ms, answer)
                     table.rows[key] = table.add(answer)
-            return table.gather(np.array([table.rows[key] for key in keys], dtype=np.int64))
+                for group, key in waiting:
+                    rows[group] = table.rows[key]
+            return table.gather(np.array(rows, dtype=np.int64))
 
         return predict
 
