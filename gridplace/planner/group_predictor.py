@@ -221,13 +221,13 @@ class GroupPredictor:
         self, asked: _Asked, answers: ReplicaAnswers, budget_ms: float, label: str
     ) -> tuple[str, Reason] | _Varies | None:
         """The verdict on a budget-free answer, if the rules give it at a budget far from this
-        one too (a rejection by rules that read no budget); else ``VARIES``."""
+        one too (a rejection by rules that read no budget); else ``_VARIES``."""
         if answers.fixed is None:
-            return VARIES
+            return _VARIES
         slo = asked.workload.spec.slo
         verdict = self._check(answers.fixed, slo, budget_ms, label)
         if verdict != self._check(answers.fixed, slo, budget_ms + _FAR_MS, label):
-            return VARIES
+            return _VARIES
         return verdict
 
     def _answers_of(
@@ -289,12 +289,13 @@ class _Varies:
     """A verdict that depends on the TTFT budget."""
 
 
-VARIES = _Varies()
+_VARIES = _Varies()
 # A budget this much further than the one asked: a verdict the same at both reads no budget.
 _FAR_MS = 1e6
 
 
 def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
+    """A prediction's figures in ``GroupPredictions``' order."""
     p = prediction
     return (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
 
@@ -335,7 +336,7 @@ class _ClassRow:
 
 @dataclass(frozen=True)
 class _Asked:
-    """One workload kind's question, as the workload that first asked it put it."""
+    """What one workload asks: its kind, and the workload itself (its SLO, its query's fields)."""
 
     kind: tuple[object, ...]
     workload: InferenceWorkload
