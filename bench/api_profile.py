@@ -136,8 +136,29 @@ async def run(call: Call, count: int) -> tuple[float, dict[int, int]]:
     return (time.perf_counter() - started) / count * 1e6, statuses
 
 
+def grid_reads(app: FastAPI, repeats: int) -> None:
+    """The whole grid read and judged in the serving process (``PlanService.grid``: what a plan,
+    a dry run and a change check that found something read): its time, its CPU and the garbage
+    collections meanwhile (each full one walks every object alive, the new nodes' included)."""
+    service = app.state.gridplace.service
+    for _ in range(repeats):
+        pauses = Pauses()
+        gc.callbacks.append(pauses)
+        started, cpu = time.perf_counter(), time.thread_time()
+        view = service.grid()
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        gc.callbacks.remove(pauses)
+        full = [s for generation, s in pauses.durations if generation == 2]
+        print(
+            f"grid read    {len(view.nodes)} nodes: {wall * 1e3:.0f} ms ({cpu * 1e3:.0f} ms CPU); "
+            f"{pauses.summary()}, full ones {sum(full) * 1e3:.0f} ms in all"
+        )
+        del view
+
+
 async def measure(app: FastAPI, routes: dict[str, Call], args: argparse.Namespace) -> None:
     async with app.router.lifespan_context(app):
+        grid_reads(app, args.repeats)
         for name, call in routes.items():
             await run(call, min(args.requests, 500))  # warm
             per = []
@@ -184,9 +205,12 @@ def main() -> int:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         names, tokens = [], []
         with TestClient(app) as client:
-            for node in nodes_for(args.nodes):
+            documents = nodes_for(args.nodes)
+            for first in range(0, len(documents), 1000):
+                batch = documents[first : first + 1000]
+                client.post("/v1/nodes", json=batch, headers=admin).raise_for_status()
+            for node in documents:
                 name = node["metadata"]["name"]
-                client.put(f"/v1/nodes/{name}", json=node, headers=admin).raise_for_status()
                 issued = client.post(f"/v1/admin/nodes/{name}/tokens", headers=admin)
                 names.append(name)
                 tokens.append(issued.raise_for_status().json()["token"])

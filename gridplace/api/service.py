@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gridplace.api import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.checks import WorkloadCheck
 from gridplace.api.errors import InvalidRequest, Unavailable
@@ -118,14 +119,16 @@ class PlanService:
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_solves)
 
     def grid(self) -> GridView:
-        """Every registered node as the planner should see it now (``grid.judge``)."""
-        return judge(
-            self.store.nodes(),
-            self.clock(),
-            self.started_at,
-            self.settings.heartbeat_grace_s,
-            self.settings.mass_silence_fraction,
-        )
+        """Every registered node as the planner should see it now (``grid.judge``); the garbage
+        collector waits meanwhile (``collector.paused``)."""
+        with collector.paused():
+            return judge(
+                self.store.nodes(),
+                self.clock(),
+                self.started_at,
+                self.settings.heartbeat_grace_s,
+                self.settings.mass_silence_fraction,
+            )
 
     def node_view(self, name: str) -> NodeView | None:
         """One node judged like ``grid()`` would, reading counts instead of every node."""
