@@ -238,8 +238,7 @@ def measure(
     results = {}
     for kind in ("telemetry", "assignments", "mixed"):
         thread = submit_plan_soon(url, args.duration / 3) if plans and kind == "mixed" else None
-        if args.stalls is not None:  # to match the stall records' times
-            print(f"  {kind} from {time.time():.3f}")
+        started = time.time()
         results[kind] = wrk(
             url,
             script(workdir, kind, nodes, tokens, etag, args.minimal),
@@ -248,7 +247,28 @@ def measure(
         )
         if thread is not None:
             thread.join()
+        if args.stalls is not None:
+            print(f"  {kind}: {stall_summary(args.stalls, started, time.time())}")
     return results
+
+
+STALL = re.compile(r"^== (stall|gc generation (\d):) ([\d.]+) ms at ([\d.]+)", re.M)
+
+
+def stall_summary(directory: Path, start: float, end: float) -> str:
+    """The stalls and long collections ``bench/stall_watch`` logged between ``start`` and
+    ``end`` (every server process of the round together)."""
+    stalls: list[float] = []
+    full: list[float] = []
+    for path in directory.glob("stalls-*.txt"):
+        for kind, generation, ms, at in STALL.findall(path.read_text()):
+            if start <= float(at) <= end:
+                (stalls if kind == "stall" else full if generation == "2" else []).append(float(ms))
+    return (
+        f"{len(stalls)} loop stalls over 20 ms ({sum(stalls):.0f} ms in all, longest "
+        f"{max(stalls, default=0):.0f}); {len(full)} full collections over 20 ms "
+        f"({sum(full):.0f} ms); stacks in {directory}"
+    )
 
 
 def main() -> int:

@@ -5,7 +5,9 @@ when the last one leaves, and only if it ran before the first came in). Reading 
 grid (``PlanService.grid``: a plan, a dry run, a change check that found something) creates
 ~600k objects; each full collection meanwhile walks all of them plus the server's own, so the
 collector ran 4-5 full collections per read, 0.6-0.8 s in all with every request stalled
-(``bench/api_profile.py --nodes 10000``). Paused, they are walked once the read is done.
+(``bench/api_profile.py --nodes 10000``). A plan keeps its grid while it solves (seconds), so
+the collector stays paused until the plan is stored and the grid freed: the agents' routes make
+no cyclic garbage (measured: 0 objects per request), so nothing piles up meanwhile.
 Must not: collect (``gc.collect`` would stall the event loop for a full walk) or stay paused
 past the block.
 """

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gridplace.api import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.grid import GridView, is_mass_silence, seconds_silent
 from gridplace.api.metrics import Metrics
@@ -204,6 +205,10 @@ class Replanner:
             if not reasons:
                 return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
             return self._replan(latest, "change", reasons)
+        with collector.paused():  # the grid read below lives through a replan: see collector
+            return self._check_grid(latest)
+
+    def _check_grid(self, latest: PlanRecord) -> ReplanOutcome:
         view = self.service.grid()
         reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
         reasons += self._calibration_changes(latest, lambda: view)
@@ -216,6 +221,10 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
+        with collector.paused():  # the grid read below lives through the replan: see collector
+            return self._replan_now(latest)
+
+    def _replan_now(self, latest: PlanRecord) -> ReplanOutcome:
         view = self.service.grid()
         changes = detect_changes(latest, view, self.service.settings.derate_threshold)
         changes += self._calibration_changes(latest, lambda: view)

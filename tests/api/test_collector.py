@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gridplace.api import collector
-from tests.api.conftest import ADMIN, node_doc
+from tests.api.conftest import ADMIN, node_doc, small_grid, submit, to_yaml, workload_doc
 
 
 def test_paused_is_counted_across_threads_and_restores_the_state() -> None:
@@ -55,3 +55,30 @@ def test_a_grid_read_runs_with_the_collector_paused(
     monkeypatch.setattr(service.store, "nodes", watched)
     assert [view.name for view in service.grid().nodes] == ["a"]
     assert seen == [False] and gc.isenabled()
+
+
+def test_a_plan_keeps_the_collector_paused_until_its_grid_is_freed(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grid lives while the plan solves (seconds at 10,000 nodes): collections meanwhile
+    would walk it again and again."""
+    small_grid(client)
+    service = client.app.state.gridplace.service  # type: ignore[attr-defined]
+    seen: list[bool] = []
+    solve = service.solver.solve
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(service.solver, "solve", watched)
+    submit(client, workload_doc("chat"))
+    dry = client.post(
+        "/v1/plans",
+        content=to_yaml(workload_doc("chat")),
+        params={"dryRun": "true"},
+        headers=ADMIN | {"Content-Type": "application/yaml"},
+    )
+    assert dry.status_code == 200, dry.text
+    assert client.post("/v1/replan", headers=ADMIN).status_code == 200
+    assert seen == [False, False, False] and gc.isenabled()
