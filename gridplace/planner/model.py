@@ -72,7 +72,7 @@ from gridplace.planner.core import (
     power_budget_watts,
     power_draw_watts,
 )
-from gridplace.planner.objectives import COST_SCALE, build_objectives, scaled_cost
+from gridplace.planner.objectives import COST_SCALE, StagedModel, build_objectives, scaled_cost
 from gridplace.planner.problem import Option, Problem
 from gridplace.planner.rules import MODEL_RULES, implements
 
@@ -85,7 +85,7 @@ class PlacementModel:
     """The CP-SAT model and its variables, with the family literals used as switches."""
 
     problem: Problem
-    model: cp_model.CpModel = field(default_factory=cp_model.CpModel)
+    model: cp_model.CpModel = field(default_factory=StagedModel)
     x: dict[int, cp_model.IntVar] = field(default_factory=dict)
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)

@@ -270,6 +270,11 @@ class Problem:
         return self._by_workload.get(workload, [])
 
     @cached_property
+    def pipeline_options(self) -> tuple[Option, ...]:
+        """Options that are pipelines (read once per pool by the model's pool families)."""
+        return tuple(o for o in self.options if o.stages)
+
+    @cached_property
     def pipeline_pools(self) -> frozenset[int]:
         """Pools some pipeline option has a stage on."""
         return frozenset(s.pool for o in self.options for s in o.stages)

@@ -1,0 +1,148 @@
+"""The placement model's linear rows as arrays, read from its proto once (rows the stages append
+are read when they appear), for what evaluates rows at an assignment: a window's model of its
+own variables (``windows``) and trimming spare replicas (``drop_spare_replicas``).
+
+Owns reading the rows and arithmetic over them; must not add rows or decide what a window holds.
+Why arrays: per window, the old loop summed every row the window touches term by term in Python
+(the stage rows hold every option), which cost as much CPU as the window's solve at
+10,000 x 1,000 (``docs/solver-tuning.md``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from gridplace.planner.model import PlacementModel
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass
+class ModelRows:
+    """A model's linear rows, entry by entry (``refs``, ``coeffs``, ``row_of``), with each row's
+    domain and the variables' owners (``PlacementModel.owners``: a workload, -1 for none)."""
+
+    owned: IntArray  # proto indices of owned variables, in ``owners()`` order
+    owner: IntArray  # their workloads, aligned with ``owned``
+    refs: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    coeffs: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    row_of: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    starts: list[int] = field(default_factory=lambda: [0])  # row r: entries starts[r]:starts[r+1]
+    domains: list[list[int]] = field(default_factory=list)
+    nonlinear: list[str] = field(default_factory=list)  # names of rows that are not linear
+
+    def read(self, pm: PlacementModel) -> None:
+        """Read the rows added to ``pm.model`` since the last call (a row's family literal is
+        not kept: the staged solve switches every family on)."""
+        constraints = pm.model.proto.constraints
+        refs: list[int] = []
+        coeffs: list[int] = []
+        rows: list[int] = []
+        for index in range(len(self.domains), len(constraints)):
+            constraint = constraints[index]
+            if not constraint.has_linear():
+                self.nonlinear.append(constraint.name)
+                self.domains.append([])
+                self.starts.append(self.starts[-1])
+                continue
+            linear = constraint.linear
+            row_refs = list(linear.vars)
+            refs += row_refs
+            coeffs += linear.coeffs
+            rows += [index] * len(row_refs)
+            self.domains.append(list(linear.domain))
+            self.starts.append(self.starts[-1] + len(row_refs))
+        if refs:
+            self.refs = np.concatenate([self.refs, np.array(refs, np.int64)])
+            self.coeffs = np.concatenate([self.coeffs, np.array(coeffs, np.int64)])
+            self.row_of = np.concatenate([self.row_of, np.array(rows, np.int64)])
+
+    def touching(self, mask: npt.NDArray[np.bool_]) -> list[int]:
+        """Rows (ascending) with a term over a variable where ``mask`` (by proto index) is set."""
+        return np.unique(self.row_of[mask[self.refs]]).tolist()  # type: ignore[no-any-return]
+
+    def entries(self, row: int) -> slice:
+        return slice(self.starts[row], self.starts[row + 1])
+
+
+_ROWS: dict[int, ModelRows] = {}  # by id() of a live PlacementModel
+
+
+def model_rows(pm: PlacementModel) -> ModelRows:
+    """``pm``'s rows as they are now, read once per model (new rows on later calls)."""
+    rows = _ROWS.get(id(pm))
+    if rows is None:
+        owners = pm.owners()
+        rows = _ROWS[id(pm)] = ModelRows(
+            np.fromiter(owners.keys(), np.int64, len(owners)),
+            np.fromiter(owners.values(), np.int64, len(owners)),
+        )
+        weakref.finalize(pm, _ROWS.pop, id(pm), None)
+    rows.read(pm)
+    return rows
+
+
+def as_array(values: dict[int, int], size: int) -> IntArray:
+    """``values`` (by proto index) as an array over ``size`` variables, 0 where absent."""
+    array = np.zeros(size, np.int64)
+    array[np.fromiter(values.keys(), np.int64, len(values))] = np.fromiter(
+        values.values(), np.int64, len(values)
+    )
+    return array
+
+
+def drop_spare(
+    pm: PlacementModel, values: dict[int, int], options: list[tuple[int, int]]
+) -> dict[int, int]:
+    """``values`` with the replica variables ``options`` ((proto index, lower bound), in the
+    order to try) lowered as far as every row (with every other variable as it is) allows: a
+    row's activity must stay within its domain's outer bounds. A row over a variable
+    ``values`` does not hold freezes the replica variables in it."""
+    rows = model_rows(pm)
+    size = len(pm.model.proto.variables)
+    covered = np.zeros(size, np.bool_)
+    covered[np.fromiter(values.keys(), np.int64, len(values))] = True
+    uncovered_rows = np.zeros(len(rows.domains), np.bool_)
+    uncovered_rows[rows.row_of[~covered[rows.refs]]] = True
+    frozen = set(rows.refs[uncovered_rows[rows.row_of]].tolist())
+    terms = rows.coeffs * as_array(values, size)[rows.refs]
+    activity = np.zeros(len(rows.domains), np.int64)
+    np.add.at(activity, rows.row_of, terms)
+    act = activity.tolist()
+    low = [d[0] if d else 0 for d in rows.domains]
+    high = [d[-1] if d else 0 for d in rows.domains]
+    by_ref = np.argsort(rows.refs, kind="stable")  # a variable's entries, in row order
+    sorted_refs = rows.refs[by_ref]
+    wanted = np.array([ref for ref, _ in options], np.int64)
+    first = np.searchsorted(sorted_refs, wanted, "left").tolist()
+    last = np.searchsorted(sorted_refs, wanted, "right").tolist()
+    entry_rows, entry_coeffs = rows.row_of[by_ref].tolist(), rows.coeffs[by_ref].tolist()
+    result = dict(values)
+    for (ref, floor), begin, end in zip(options, first, last, strict=True):
+        if ref in frozen:
+            continue
+        steps = result[ref] - floor
+        for r, c in zip(entry_rows[begin:end], entry_coeffs[begin:end], strict=True):
+            steps = min(steps, _steps_within(act[r], c, low[r], high[r]))
+        if steps <= 0:
+            continue
+        result[ref] -= steps
+        for r, c in zip(entry_rows[begin:end], entry_coeffs[begin:end], strict=True):
+            act[r] -= c * steps
+    return result
+
+
+def _steps_within(activity: int, coeff: int, low: int, high: int) -> int:
+    """How many times ``coeff`` can be taken off ``activity``, one at a time, with every step
+    within [low, high] (the steps' activities are monotone, so the first and last decide)."""
+    if coeff > 0:
+        return max(0, (activity - low) // coeff) if activity - coeff <= high else 0
+    if coeff < 0:
+        return max(0, (high - activity) // -coeff) if activity - coeff >= low else 0
+    return 1 << 62 if low <= activity <= high else 0

@@ -1,0 +1,180 @@
+"""The planning process's own work around CP-SAT (objectives flattened once, rows read as arrays,
+windows and trimming by arrays): the same models and the same answers as the term-by-term
+construction they replace, which the tests here rebuild as their reference."""
+
+from __future__ import annotations
+
+import itertools
+
+from ortools.sat.python import cp_model
+
+from gridplace.planner import objectives
+from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.model import PlacementModel, build_model
+from gridplace.planner.rows import _steps_within, model_rows
+from gridplace.planner.solver_settings import all_variables
+from gridplace.planner.windows import (
+    VariableValues,
+    _shift,
+    drop_spare_replicas,
+    evaluate,
+    window_model,
+)
+from gridplace.specs import builtin_catalog
+from gridplace.specs.workload import Redundancy
+from tests.planner.fakes import fake_predictor
+from tests.planner.test_compile_equivalence import _grid, _latency
+
+
+def _model(n_plus_one: bool = True) -> PlacementModel:
+    """A small model with failover rows on half the workloads, every family switched on."""
+    nodes, workloads = _grid(40, 8, 11, rps_scale=3.0)
+    if n_plus_one:
+        redundancy = Redundancy(node_failures=1)
+        workloads = [
+            w.model_copy(update={"spec": w.spec.model_copy(update={"redundancy": redundancy})})
+            if i % 2
+            else w
+            for i, w in enumerate(workloads)
+        ]
+    problem = compile_problem(
+        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    pm = build_model(problem)
+    for literal in pm.enforce.values():
+        pm.model.add(literal == 1)
+    return pm
+
+
+def _solve(pm: PlacementModel, objective: cp_model.LinearExprT) -> dict[int, int]:
+    pm.model.minimize(objective)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.max_time_in_seconds = 10
+    assert solver.solve(pm.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    return {var.index: solver.value(var) for var in all_variables(pm)}
+
+
+def _reference_window(
+    pm: PlacementModel, free: set[int], incumbent: dict[int, int], objective: cp_model.LinearExpr
+) -> cp_model.CpModel:
+    """The window model built term by term from the proto, as windows.py built it before."""
+    proto = pm.model.proto
+    model = cp_model.CpModel()
+    local = {}
+    for ref, workload in pm.owners().items():
+        if workload in free:
+            domain = cp_model.Domain.from_flat_intervals(list(proto.variables[ref].domain))
+            local[ref] = model.new_int_var_from_domain(domain, f"v{ref}")
+    touched = sorted(
+        index
+        for index, constraint in enumerate(proto.constraints)
+        if any(ref in local for ref in constraint.linear.vars)
+    )
+    for index in touched:
+        linear = proto.constraints[index].linear
+        fixed, terms = 0, []
+        for ref, coeff in zip(linear.vars, linear.coeffs, strict=True):
+            if ref in local:
+                terms.append((local[ref], coeff))
+            else:
+                fixed += coeff * incumbent[ref]
+        model.add_linear_expression_in_domain(
+            cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [c for _, c in terms]),
+            cp_model.Domain.from_flat_intervals([_shift(b, fixed) for b in linear.domain]),
+        )
+    scratch = cp_model.CpModel()
+    scratch.minimize(objective)
+    goal = scratch.proto.objective
+    weights = [(local[r], c) for r, c in zip(goal.vars, goal.coeffs, strict=True) if r in local]
+    model.minimize(
+        cp_model.LinearExpr.weighted_sum([v for v, _ in weights], [c for _, c in weights])
+    )
+    for ref, var in local.items():
+        model.add_hint(var, incumbent[ref])
+    return model
+
+
+def test_a_window_model_is_the_term_by_term_one_also_after_a_stage_row_is_added() -> None:
+    pm = _model()
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    incumbent = _solve(pm, unmet)
+    free = {1, 2, 5}
+    model, local = window_model(pm, free, incumbent, cost)
+    assert str(model.proto) == str(_reference_window(pm, free, incumbent, cost).proto)
+    assert local == [ref for ref, w in pm.owners().items() if w in free]
+    # A stage row over every option, appended after the rows were first read, joins the window.
+    pm.model.add(unmet <= evaluate(unmet, VariableValues(incumbent)))
+    model, _ = window_model(pm, free, incumbent, cost)
+    assert str(model.proto) == str(_reference_window(pm, free, incumbent, cost).proto)
+    assert len(model_rows(pm).domains) == len(pm.model.proto.constraints)
+
+
+def _reference_drop(pm: PlacementModel, values: dict[int, int]) -> dict[int, int]:
+    """Trimming one replica at a time, every row checked at each step (the old loop)."""
+    values = dict(values)
+    rows = [list(c.linear.vars) for c in pm.model.proto.constraints]
+    coeffs = [list(c.linear.coeffs) for c in pm.model.proto.constraints]
+    # (the proto's repeated fields do not index from the end)
+    domains = [list(c.linear.domain) for c in pm.model.proto.constraints]
+    bounds = [(d[0], d[-1]) if d else (0, 0) for d in domains]
+    for option in sorted(pm.problem.options, key=lambda o: (-o.cost_per_hour, o.index)):
+        ref = pm.x[option.index].index
+        low = pm.model.proto.variables[ref].domain[0]
+        mine = [r for r, refs in enumerate(rows) if ref in refs]
+        while values[ref] > low:
+            values[ref] -= 1
+            activity = {
+                r: sum(c * values[v] for v, c in zip(rows[r], coeffs[r], strict=True)) for r in mine
+            }
+            if not all(bounds[r][0] <= a <= bounds[r][1] for r, a in activity.items()):
+                values[ref] += 1
+                break
+    return values
+
+
+def test_dropping_spare_replicas_is_the_one_at_a_time_loop() -> None:
+    pm = _model()
+    # A wasteful valid start: as many replicas as the rules allow.
+    start = _solve(pm, -cp_model.LinearExpr.sum(list(pm.x.values())))
+    trimmed = drop_spare_replicas(pm, VariableValues(start)).values
+    assert trimmed == _reference_drop(pm, start)
+    assert sum(trimmed.values()) < sum(start.values())
+
+
+def test_steps_within_a_row_are_those_a_step_by_step_loop_takes() -> None:
+    for activity, coeff, low, high in itertools.product(
+        range(-6, 7), range(-3, 4), range(-4, 3), range(-2, 5)
+    ):
+        steps = 0
+        while steps < 20 and low <= activity - coeff * (steps + 1) <= high:
+            steps += 1
+        assert min(20, _steps_within(activity, coeff, low, high)) == steps, (
+            activity,
+            coeff,
+            low,
+            high,
+        )
+
+
+def test_an_objective_is_flattened_once_and_set_as_minimize_sets_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pm = _model(n_plus_one=False)
+    cost = pm.objectives[1][1]
+    flattened = []
+    original = objectives.cp_model_helper.FlatIntExpr
+
+    def counting(expression: cp_model.LinearExpr) -> object:
+        flattened.append(expression)
+        return original(expression)
+
+    monkeypatch.setattr(objectives.cp_model_helper, "FlatIntExpr", counting)
+    values = VariableValues({var.index: 1 for var in all_variables(pm)})
+    for _ in range(3):
+        pm.model.minimize(cost)
+        evaluate(cost, values)
+    assert len(flattened) == 1
+    plain = cp_model.CpModel()
+    plain.proto.copy_from(pm.model.proto)
+    plain.minimize(cost)  # CP-SAT's own
+    assert str(plain.proto.objective) == str(pm.model.proto.objective)
+    assert evaluate(cost, values) == sum(plain.proto.objective.coeffs)
