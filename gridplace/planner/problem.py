@@ -140,9 +140,9 @@ class Option:
         """Every pool a replica of it takes GPUs of (a pipeline's stages' too)."""
         return tuple(dict.fromkeys((self.pool, *(s.pool for s in self.stages))))
 
-    @property
+    @cached_property
     def slots(self) -> int:
-        """GPU slots one replica occupies."""
+        """GPU slots one replica occupies (read millions of times by greedy's packing)."""
         return replica_slots(self.share, self.tensor_parallel)
 
 

@@ -10,17 +10,24 @@ Why arrays: per window, the old loop summed every row the window touches term by
 
 from __future__ import annotations
 
+import tempfile
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from ortools.sat import cp_model_pb2
+from ortools.sat.python import cp_model
 
 if TYPE_CHECKING:
     from gridplace.planner.model import PlacementModel
 
 IntArray = npt.NDArray[np.int64]
+BULK_READ_ROWS = 1_000  # more new rows than this are read from a serialized copy (``_rows_since``)
+_FAR = 1 << 62  # beyond any activity of these rows; CP-SAT's infinities are clipped to it
 
 
 @dataclass
@@ -40,23 +47,20 @@ class ModelRows:
     def read(self, pm: PlacementModel) -> None:
         """Read the rows added to ``pm.model`` since the last call (a row's family literal is
         not kept: the staged solve switches every family on)."""
-        constraints = pm.model.proto.constraints
         refs: list[int] = []
         coeffs: list[int] = []
         rows: list[int] = []
-        for index in range(len(self.domains), len(constraints)):
-            constraint = constraints[index]
-            if not constraint.has_linear():
-                self.nonlinear.append(constraint.name)
+        for name, linear in _rows_since(pm.model, len(self.domains)):
+            if linear is None:
+                self.nonlinear.append(name)
                 self.domains.append([])
                 self.starts.append(self.starts[-1])
                 continue
-            linear = constraint.linear
-            row_refs = list(linear.vars)
+            row_refs, row_coeffs, domain = linear
             refs += row_refs
-            coeffs += linear.coeffs
-            rows += [index] * len(row_refs)
-            self.domains.append(list(linear.domain))
+            coeffs += row_coeffs
+            rows += [len(self.domains)] * len(row_refs)
+            self.domains.append(domain)
             self.starts.append(self.starts[-1] + len(row_refs))
         if refs:
             self.refs = np.concatenate([self.refs, np.array(refs, np.int64)])
@@ -69,6 +73,37 @@ class ModelRows:
 
     def entries(self, row: int) -> slice:
         return slice(self.starts[row], self.starts[row + 1])
+
+
+Linear = tuple[list[int], list[int], list[int]]  # a row's variables, coefficients, domain
+
+
+def _rows_since(
+    model: cp_model.CpModel, begin: int, bulk_rows: int = BULK_READ_ROWS
+) -> Iterator[tuple[str, Linear | None]]:
+    """The model's constraints from ``begin`` on: name and linear terms (None if not linear).
+    Many are read from a serialized copy of the proto: field by field through CP-SAT's proto
+    wrapper a 50,000-variable model took ~0.6 CPU s, parsed by protobuf ~0.15 s."""
+    constraints = model.proto.constraints
+    if len(constraints) - begin > bulk_rows:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.pb"
+            if not model.export_to_file(str(path)):
+                raise OSError(f"could not write the model to {path}")
+            parsed = cp_model_pb2.CpModelProto.FromString(path.read_bytes())
+        for constraint in parsed.constraints[begin:]:
+            linear = constraint.linear if constraint.HasField("linear") else None
+            yield constraint.name, _terms(linear)
+        return
+    for index in range(begin, len(constraints)):
+        wrapped = constraints[index]
+        yield wrapped.name, _terms(wrapped.linear) if wrapped.has_linear() else None
+
+
+def _terms(linear: Any) -> Linear | None:
+    if linear is None:
+        return None
+    return list(linear.vars), list(linear.coeffs), list(linear.domain)
 
 
 _ROWS: dict[int, ModelRows] = {}  # by id() of a live PlacementModel
@@ -114,35 +149,38 @@ def drop_spare(
     terms = rows.coeffs * as_array(values, size)[rows.refs]
     activity = np.zeros(len(rows.domains), np.int64)
     np.add.at(activity, rows.row_of, terms)
-    act = activity.tolist()
-    low = [d[0] if d else 0 for d in rows.domains]
-    high = [d[-1] if d else 0 for d in rows.domains]
+    # Outer bounds, CP-SAT's infinities brought within reach of int64 arithmetic.
+    low = np.array([d[0] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
+    high = np.array([d[-1] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
     by_ref = np.argsort(rows.refs, kind="stable")  # a variable's entries, in row order
     sorted_refs = rows.refs[by_ref]
     wanted = np.array([ref for ref, _ in options], np.int64)
     first = np.searchsorted(sorted_refs, wanted, "left").tolist()
     last = np.searchsorted(sorted_refs, wanted, "right").tolist()
-    entry_rows, entry_coeffs = rows.row_of[by_ref].tolist(), rows.coeffs[by_ref].tolist()
+    entry_rows, entry_coeffs = rows.row_of[by_ref], rows.coeffs[by_ref]
     result = dict(values)
     for (ref, floor), begin, end in zip(options, first, last, strict=True):
-        if ref in frozen:
-            continue
         steps = result[ref] - floor
-        for r, c in zip(entry_rows[begin:end], entry_coeffs[begin:end], strict=True):
-            steps = min(steps, _steps_within(act[r], c, low[r], high[r]))
+        if steps <= 0 or ref in frozen:
+            continue
+        mine, coeffs = entry_rows[begin:end], entry_coeffs[begin:end]
+        if len(mine):
+            within = steps_within(activity[mine], coeffs, low[mine], high[mine])
+            steps = min(steps, int(within.min()))
         if steps <= 0:
             continue
         result[ref] -= steps
-        for r, c in zip(entry_rows[begin:end], entry_coeffs[begin:end], strict=True):
-            act[r] -= c * steps
+        activity[mine] -= coeffs * steps  # (a variable is in a row once)
     return result
 
 
-def _steps_within(activity: int, coeff: int, low: int, high: int) -> int:
-    """How many times ``coeff`` can be taken off ``activity``, one at a time, with every step
-    within [low, high] (the steps' activities are monotone, so the first and last decide)."""
-    if coeff > 0:
-        return max(0, (activity - low) // coeff) if activity - coeff <= high else 0
-    if coeff < 0:
-        return max(0, (high - activity) // -coeff) if activity - coeff >= low else 0
-    return 1 << 62 if low <= activity <= high else 0
+def steps_within(activity: IntArray, coeff: IntArray, low: IntArray, high: IntArray) -> IntArray:
+    """Per row, how many times ``coeff`` can be taken off ``activity``, one at a time, with
+    every step within [low, high] (the steps' activities are monotone, so the first step and
+    the last decide); bounds within +-2^62."""
+    safe = np.where(coeff == 0, 1, coeff)
+    down = np.where(activity - coeff <= high, (activity - low) // safe, 0)  # coeff > 0
+    up = np.where(activity - coeff >= low, (high - activity) // -safe, 0)  # coeff < 0
+    still = np.where((low <= activity) & (activity <= high), _FAR, 0)  # coeff == 0
+    steps = np.where(coeff > 0, down, np.where(coeff < 0, up, still))
+    return np.maximum(steps, 0)

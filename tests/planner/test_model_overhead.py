@@ -5,13 +5,17 @@ construction they replace, which the tests here rebuild as their reference."""
 from __future__ import annotations
 
 import itertools
+import random
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from gridplace.planner import objectives
+from gridplace.planner.baselines import _Grid
 from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.deaggregate import NodeSlots
 from gridplace.planner.model import PlacementModel, build_model
-from gridplace.planner.rows import _steps_within, model_rows
+from gridplace.planner.rows import _rows_since, model_rows, steps_within
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.windows import (
     VariableValues,
@@ -143,18 +147,15 @@ def test_dropping_spare_replicas_is_the_one_at_a_time_loop() -> None:
 
 
 def test_steps_within_a_row_are_those_a_step_by_step_loop_takes() -> None:
-    for activity, coeff, low, high in itertools.product(
-        range(-6, 7), range(-3, 4), range(-4, 3), range(-2, 5)
-    ):
+    cases = list(itertools.product(range(-6, 7), range(-3, 4), range(-4, 3), range(-2, 5)))
+    expected = []
+    for activity, coeff, low, high in cases:
         steps = 0
         while steps < 20 and low <= activity - coeff * (steps + 1) <= high:
             steps += 1
-        assert min(20, _steps_within(activity, coeff, low, high)) == steps, (
-            activity,
-            coeff,
-            low,
-            high,
-        )
+        expected.append(steps)
+    activity, coeff, low, high = (np.array(column, np.int64) for column in zip(*cases, strict=True))
+    assert np.minimum(steps_within(activity, coeff, low, high), 20).tolist() == expected
 
 
 def test_an_objective_is_flattened_once_and_set_as_minimize_sets_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -178,3 +179,36 @@ def test_an_objective_is_flattened_once_and_set_as_minimize_sets_it(monkeypatch)
     plain.minimize(cost)  # CP-SAT's own
     assert str(plain.proto.objective) == str(pm.model.proto.objective)
     assert evaluate(cost, values) == sum(plain.proto.objective.coeffs)
+
+
+def test_greedy_packing_by_node_state_is_the_scan_over_every_node() -> None:
+    """``_Grid.take`` (one node per free-slot state) books what scanning every node booked:
+    the fullest node that fits, ties by name, in any order of options."""
+    problem = _model().problem
+    grid = _Grid(problem)
+    nodes = {key: NodeSlots(key[1], problem.pools[key[0]].gpu_indices) for key in grid.nodes}
+    rng = random.Random(3)
+    single = [o for o in problem.options if not o.stages]
+    for option in rng.choices(single, k=600):
+        pool = problem.pools[option.pool]
+        fits = [
+            (-node.used, name, gpus)
+            for name in pool.node_names
+            if (gpus := (node := nodes[(pool.index, name)]).find(option)) is not None
+        ]
+        assert grid.take(option) == bool(fits)
+        if fits:
+            _, name, gpus = min(fits)
+            nodes[(pool.index, name)].take(option, gpus)
+    assert {k: n.free for k, n in nodes.items()} == {k: n.free for k, n in grid.nodes.items()}
+    assert any(n.used for n in nodes.values())
+
+
+def test_rows_read_in_bulk_are_the_rows_read_one_by_one() -> None:
+    pm = _model()
+    pm.model.add_bool_or([pm.enforce["budget"]] if "budget" in pm.enforce else [])  # not linear
+    bulk = list(_rows_since(pm.model, 3, bulk_rows=0))
+    one_by_one = list(_rows_since(pm.model, 3, bulk_rows=10**9))
+    assert bulk == one_by_one
+    assert len(bulk) == len(pm.model.proto.constraints) - 3
+    assert bulk[-1][1] is None and all(linear is not None for _, linear in bulk[:-1])
