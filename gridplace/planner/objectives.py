@@ -95,6 +95,14 @@ def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:
     return cp_model.LinearExpr.sum(list(terms))
 
 
+def weighted(
+    variables: dict[int, cp_model.IntVar], options: Iterable[Option], weights: Iterable[int]
+) -> cp_model.LinearExpr:
+    """sum of variables[o.index] x weight, in one call (not one product expression per term:
+    the same rows, built several times faster)."""
+    return cp_model.LinearExpr.weighted_sum([variables[o.index] for o in options], list(weights))
+
+
 def scaled_cost(option: Option) -> int:
     """A replica's cost per hour in integer units of ``COST_SCALE``, rounded up."""
     return math.ceil(option.cost_per_hour * COST_SCALE)
@@ -115,6 +123,8 @@ def _warm_starts(pm: PlacementModel, previous: dict[int, int]) -> None:
     whatever moved), at most the pool's nodes holding w's weights: the warm starts a replan may
     count."""
     problem = pm.problem
+    if not problem.warm:  # no node holds any workload's weights (a first plan)
+        return
     by_pair: dict[tuple[int, int], list[Option]] = defaultdict(list)
     for option in problem.options:
         by_pair[(option.workload, option.pool)].append(option)
@@ -145,7 +155,8 @@ def build_objectives(pm: PlacementModel) -> None:
         + [problem.workloads[w].priority * var for w, var in sorted(pm.uncovered.items())]
     )
     pm.objectives.append(("unmet-demand", _sum(unmet_terms)))
-    pm.objectives.append(("cost", _sum(pm.x[o.index] * scaled_cost(o) for o in problem.options)))
+    options = problem.options
+    pm.objectives.append(("cost", weighted(pm.x, options, map(scaled_cost, options))))
     previous: dict[int, int] = defaultdict(int)
     for replica in problem.previous:
         if replica.option is not None:
@@ -157,6 +168,5 @@ def build_objectives(pm: PlacementModel) -> None:
     _warm_starts(pm, previous)
     moves = [MOVE_WEIGHT * var for var in pm.moved.values()]
     pm.objectives.append(("moves", _sum([*moves, *(-v for v in pm.warm_starts.values())])))
-    pm.objectives.append(
-        ("preference", _sum(pm.x[o.index] * _preference(problem, o) for o in problem.options))
-    )
+    preference = [_preference(problem, o) for o in options]
+    pm.objectives.append(("preference", weighted(pm.x, options, preference)))
