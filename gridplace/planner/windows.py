@@ -220,16 +220,12 @@ def window_model(
     is_local = np.zeros(len(proto.variables), np.bool_)
     is_local[local_refs] = True
     values = as_array(incumbent, len(proto.variables))
-    for row in rows.touching(is_local):
-        entries = rows.entries(row)
-        refs, coeffs = rows.refs[entries], rows.coeffs[entries]
-        mine = is_local[refs]
-        fixed = int(coeffs[~mine] @ values[refs[~mine]])
-        shifted = [_shift(bound, fixed) for bound in rows.domains[row]]
+    fixed = rows.fixed_sums(is_local, values)
+    touched, terms = rows.local_terms(is_local)
+    for row, (refs, coeffs) in zip(touched, terms, strict=True):
+        shifted = [_shift(bound, fixed[row]) for bound in rows.domains[row]]
         model.add_linear_expression_in_domain(
-            cp_model.LinearExpr.weighted_sum(
-                [local[ref] for ref in refs[mine].tolist()], coeffs[mine].tolist()
-            ),
+            cp_model.LinearExpr.weighted_sum([local[ref] for ref in refs], coeffs),
             cp_model.Domain.from_flat_intervals(shifted),
         )
     goal = (
