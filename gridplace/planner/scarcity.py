@@ -15,7 +15,8 @@ without, and its unmet demand is far above the optimum's (``docs/solver-tuning.m
 - each takes the options that use the least priced pool share per request/s first (cost per
   request/s breaks ties: the cost stage comes later).
 
-Everything is deterministic (sorted, indexed ties), and it costs a few passes over the options.
+Everything is deterministic (sorted, indexed ties); the prices cost ``PRICE_ROUNDS`` passes over the
+options (1.2 s of Python at 10,000 x 1,000).
 """
 
 from __future__ import annotations
