@@ -9,7 +9,6 @@ unless it is the admin's), ``AdminDep`` only the admin token. A route about one 
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -220,17 +219,7 @@ async def _take_rate(state: AppState, key: str) -> float:
     wait_s = shared.take_held(key)
     if wait_s is None:
         wait_s = await run_in_threadpool(shared.take_leased, key)
-    elif wait_s == 0 and shared.claim_refill(key):
-        # Topped up in the background: this request does not wait for it, nor does the next.
-        refilling = asyncio.get_running_loop().run_in_executor(None, shared.refill, key)
-        refilling.add_done_callback(_log_refill_failure)
     return wait_s
-
-
-def _log_refill_failure(done: asyncio.Future[None]) -> None:
-    """A refill that failed (the database away) only leaves the next request to lease itself."""
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("topping up a rate lease failed: %s", done.exception())
 
 
 def _authorize(request: Request, principal: Principal) -> None:

@@ -56,13 +56,7 @@ class RateLimiter:
 
 
 class LeasedRateLimiter:
-    """Token buckets in the database, leased up to ``size`` tokens at a time (module docstring).
-
-    A key's lease is topped up in the background (``claim_refill``, ``refill``) once half of it
-    is spent, so that its requests rarely wait for the database: the lease's statement was the
-    one database round trip of an agent's request, one in ``size``, and under load its wait in
-    the worker threads was the telemetry's tail. A key never holds more than ``size``.
-    """
+    """Token buckets in the database, leased ``lease`` tokens at a time (module docstring)."""
 
     def __init__(self, lease: Lease, size: int, clock: Callable[[], float] = time.monotonic):
         self._lease = lease
@@ -70,34 +64,7 @@ class LeasedRateLimiter:
         self._clock = clock
         self._held: dict[str, int] = {}
         self._refused_until: dict[str, float] = {}
-        self._refilling: set[str] = set()
         self._lock = threading.Lock()
-
-    def claim_refill(self, key: str) -> bool:
-        """Whether the caller should run ``refill(key)`` now (in a worker thread): half the
-        lease is spent, no refill of ``key`` is under way and none was refused lately."""
-        with self._lock:
-            held = self._held.get(key, 0)
-            refused = self._refused_until.get(key, 0.0) > self._clock()
-            if held == 0 or held > self.size // 2 or refused or key in self._refilling:
-                return False
-            self._refilling.add(key)
-            return True
-
-    def refill(self, key: str) -> None:
-        """Lease what tops ``key`` up to ``size`` (blocking; after ``claim_refill``)."""
-        try:
-            with self._lock:
-                want = self.size - self._held.get(key, 0)
-            granted, wait_s = self._lease(key, want) if want > 0 else (0, 0.0)
-            with self._lock:
-                if granted > 0:
-                    self._held[key] = self._held.get(key, 0) + granted
-                elif want > 0:
-                    self._refused_until[key] = self._clock() + wait_s
-        finally:
-            with self._lock:
-                self._refilling.discard(key)
 
     def take_held(self, key: str) -> float | None:
         """From memory: 0.0 when a held token was taken, the wait when refused lately, None

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gridplace.api.app import create_app
 from gridplace.api.metrics import Metrics
-from gridplace.api.ratelimit import LeasedRateLimiter, RateLimiter
+from gridplace.api.ratelimit import RateLimiter
 from gridplace.api.security import Role, TokenHash, hash_secret, split_issued_token
 from gridplace.api.store import Store
 from tests.api.conftest import (
@@ -185,30 +185,3 @@ def test_the_clock_of_the_server_stamps_heartbeats(client: TestClient, clock: Fa
     clock.advance(5)
     body = client.post("/v1/nodes/a/telemetry", json={}, headers=ADMIN).json()
     assert body["node"]["status"]["lastHeartbeat"] == "2026-11-27T12:00:05Z"
-
-
-def test_a_shared_rate_lease_is_topped_up_before_it_runs_out() -> None:
-    """Half a lease spent, a refill (run in the background by the server) tops it up to its
-    size, so requests do not wait for the database; a refused refill leaves the held tokens."""
-    bucket = [25]
-    asked: list[int] = []
-
-    def lease(key: str, want: int) -> tuple[int, float]:
-        asked.append(want)
-        granted = min(want, bucket[0])
-        bucket[0] -= granted
-        return granted, 0.0 if granted else 2.0
-
-    limiter = LeasedRateLimiter(lease, size=10, clock=lambda: 0.0)
-    assert limiter.take_held("k") is None and limiter.take_leased("k") == 0  # 9 held
-    taken = 1
-    while limiter.take_held("k") == 0:
-        taken += 1
-        if limiter.claim_refill("k"):
-            assert not limiter.claim_refill("k")  # one refill at a time
-            limiter.refill("k")
-    # 25 in the bucket: every one was taken without waiting, in leases of at most 10.
-    assert taken == 25 and bucket == [0] and max(asked) == 10 and asked[0] == 10
-    assert asked[1:] == [5, 5, 5, 5]  # the last one refused: the bucket was empty
-    assert not limiter.claim_refill("k")  # refused lately: no refill until the wait is over
-    assert limiter.take_held("k") == 2.0  # nothing held, refused lately: the wait, from memory
