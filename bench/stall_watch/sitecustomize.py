@@ -58,11 +58,9 @@ def _dump_heap() -> None:
     kinds = collections.Counter(type(o).__qualname__ for o in objects)
     del objects
     top = ", ".join(f"{kind} {count}" for kind, count in kinds.most_common(15))
-    later = sorted({name.split(".")[0] for name in set(sys.modules) - _modules_at_freeze})
     _write(
         f"\n== heap: {sum(kinds.values())} tracked objects ({gc.get_freeze_count()} frozen "
-        f"besides): {top}; modules imported since gc.freeze: {len(later)} packages "
-        f"{', '.join(later[:30])}\n"
+        f"besides): {top}\n"
     )
 
 
@@ -117,21 +115,7 @@ def _gc(phase: str, info: dict[str, Any]) -> None:
         )
 
 
-_modules_at_freeze: set[str] = set()
-
-
-def _freeze() -> None:
-    _modules_at_freeze.update(sys.modules)
-    _original_freeze()
-    _write(
-        f"\n== gc.freeze at {time.time():.3f}: {gc.get_freeze_count()} frozen, "
-        f"{len(gc.get_objects())} tracked\n"
-    )
-
-
 if DIRECTORY:
-    _original_freeze = gc.freeze
-    gc.freeze = _freeze
     _original_run = asyncio.events.Handle._run
     asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
     gc.callbacks.append(_gc)

@@ -12,11 +12,11 @@ the id finds the stored record without trying every hash; the prefix must match 
 Only a one-way hash of the secret is stored. An issued secret is 256 random bits: no guessing
 reaches it, so a slow hash would protect nothing and only cost every server a core's minute per
 10,000 agents after each restart. Issued tokens are hashed with HMAC-SHA-256 keyed by a random
-salt of their own (``hash_issued_secret``: ~1 us; a leaked table still reveals no token, and equal
-secrets never share a digest). Tokens issued before are stored as salted scrypt (~4 ms each):
-they still verify, and the first server that verifies one stores its fast hash in place
-(``fast_hash_for``). The generated admin token keeps scrypt (``hash_secret``): it is checked once
-per process, and a configured one is never hashed. A token that verified is remembered for
+salt of their own (``hash_issued_secret``: microseconds; a leaked table still reveals no token,
+and equal secrets never share a digest). Tokens issued before are stored as salted scrypt (~4 ms
+each): they still verify, and the first server that verifies one stores its fast hash in place
+(``fast_hash_for``). The generated admin token keeps scrypt (``hash_secret``): it is checked
+once per process, and a configured one is never hashed. A token that verified is remembered for
 ``token_cache_s`` under a SHA-256 of the token (never the token itself). Revocation does not wait
 for that: every request is checked against the revoked set (``shared.SharedState``).
 
