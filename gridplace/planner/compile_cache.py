@@ -1,7 +1,7 @@
 """Compile's cache across plans: what the performance model said about a node class, per
 prediction question, keyed by content so that a replan asks only what changed.
 
-Owns the content keys and the process-level store; ``compile._GroupPredictor`` asks it before
+Owns the content keys and the process-level store; ``group_predictor.GroupPredictor`` asks it before
 predicting a group of pools. A question is one workload kind (model, engine, precisions, ITL
 target, token counts, engine options) about one node class's prediction signature (GPU figures
 after overrides, GPUs per node, interconnect, throttle bucket) at one TTFT budget; the answer is
@@ -96,19 +96,20 @@ class CompileCache:
                 self._classes.add(signature)
                 self.last.classes_compiled += 1
 
-    def answer(self, key: Question, compute: Callable[[], GroupPredictions]) -> GroupPredictions:
-        """The cached answer to question ``key``, computed (and kept) when missing."""
+    def get(self, key: Question) -> GroupPredictions | None:
+        """The cached answer to question ``key`` (counted as reused), or None."""
         found = self._answers.get(key)
         if found is not None:
             self._answers.move_to_end(key)
             self.last.questions_reused += 1
-            return found
-        found = compute()
+        return found
+
+    def put(self, key: Question, answer: GroupPredictions) -> None:
+        """Keep the answer just computed to question ``key`` (counted as compiled)."""
         self.last.questions_compiled += 1
-        self._answers[key] = found
+        self._answers[key] = answer
         if len(self._answers) > self.max_entries:
             self._answers.popitem(last=False)
-        return found
 
     def clear(self) -> None:
         self._answers.clear()
@@ -163,13 +164,17 @@ class CompileView:
             spec.engine_options.model_dump_json() if spec.engine_options else "",
         )  # fmt: skip
 
-    def answer(
-        self, question: str, first: int, budget_ms: float, compute: Callable[[], GroupPredictions]
-    ) -> GroupPredictions:
-        """The answer to ``question`` about the class of pool ``first`` at a TTFT budget."""
+    def cached(self, question: str, first: int, budget_ms: float) -> GroupPredictions | None:
+        """The kept answer to ``question`` about the class of pool ``first`` at a TTFT budget,
+        or None (always None without a cache)."""
         if self._cache is None:
-            return compute()
-        return self._cache.answer((question, self.class_key(first), budget_ms), compute)
+            return None
+        return self._cache.get((question, self.class_key(first), budget_ms))
+
+    def keep(self, question: str, first: int, budget_ms: float, answer: GroupPredictions) -> None:
+        """Keep a computed answer (``cached`` returned None for it)."""
+        if self._cache is not None:
+            self._cache.put((question, self.class_key(first), budget_ms), answer)
 
 
 # The process's cache: plans made in one process (the API's solver worker, the simulator, a

@@ -13,18 +13,18 @@ and no correction.
 
 Predictions are memoized: many pools share a GPU model, derate bucket and interconnect, and
 workloads share models and SLOs, so a large grid costs thousands of predictions, not millions.
-The TTFT budget is rounded down to 25 ms for the memo (conservative).
+A configuration's answers to one ITL target and request size (``replica_answers``) are kept
+together: what no TTFT budget changes (support, fit, the batch at the ITL target) is computed
+once, then each budget (rounded down to 25 ms, conservative) costs one capacity search.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from gridplace.planner.compile_cache import KeyedPredictor, digest
 from gridplace.planner.core import ttft_budget_ms
-from gridplace.planner.perfmodel import InvalidQuery, ProfileBook, estimate_capacity
+from gridplace.planner.perfmodel import InvalidQuery, ProfileBook
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.results import NotSupported
 from gridplace.planner.pools import share_of
@@ -35,50 +35,16 @@ from gridplace.planner.ports import (
     StageFigures,
     StagePredictor,
 )
-from gridplace.planner.problem import Queueing
-from gridplace.planner.recalibrate import Calibration, Correction, corrected
+from gridplace.planner.recalibrate import Calibration
+from gridplace.planner.replica_answers import CorrectedSteps, ReplicaAnswers
 from gridplace.specs import Catalog, PerformanceProfile, builtin_catalog
 
-
-@dataclass(frozen=True)
-class _Targets:
-    ttft_ms: float
-    itl_ms: float
-
-
-@dataclass(frozen=True)
-class _Traffic:
-    prompt_tokens: int
-    output_tokens: int
-
-
-class CorrectedSteps:
-    """A replica model whose prefill and decode steps' GPU parts are multiplied by a learned
-    correction."""
-
-    def __init__(self, replica: ReplicaModel, correction: Correction) -> None:
-        self._replica = replica
-        self._prefill = correction.prefill
-        self._decode = correction.decode
-
-    @property
-    def step_overhead_ms(self) -> float:
-        return self._replica.step_overhead_ms
-
-    @property
-    def prefill_chunk_tokens(self) -> int:
-        return self._replica.prefill_chunk_tokens
-
-    def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
-        raw = self._replica.prefill_ms(batch, prompt_tokens)
-        return corrected(raw, self.step_overhead_ms, self._prefill)
-
-    def decode_ms(self, batch: int, context_tokens: int) -> float:
-        raw = self._replica.decode_ms(batch, context_tokens)
-        return corrected(raw, self.step_overhead_ms, self._decode)
-
-    def max_sequences(self, tokens_per_sequence: int) -> int:
-        return self._replica.max_sequences(tokens_per_sequence)
+__all__ = [
+    "CorrectedSteps",
+    "ModelPredictor",
+    "make_predictor",
+    "make_stage_predictor",
+]
 
 
 def make_predictor(
@@ -92,41 +58,24 @@ def make_predictor(
     catalog = catalog or builtin_catalog()
     book = ProfileBook.from_documents(profiles, catalog)
     learned = calibration or Calibration()
-    replicas: dict[tuple[object, ...], ReplicaModel] = {}
-    memo: dict[tuple[object, ...], OptionPrediction] = {}
+    replicas: dict[tuple[object, ...], ReplicaModel | InvalidQuery] = {}
+    questions: dict[tuple[object, ...], ReplicaAnswers] = {}
 
-    def predict(query: PredictionQuery) -> OptionPrediction:
-        budget = ttft_budget_ms(query.ttft_budget_ms)
+    def prepare(query: PredictionQuery) -> ReplicaAnswers:
         gpu = query.gpu
         config = (
             query.model_id, id(query.model), query.gpu_id, gpu.memory_gib,
             gpu.memory_bandwidth_gbps, query.precision, query.engine, query.tensor_parallel,
             query.share, query.interconnect, query.throttle_ratio, query.engine_options,
         )  # fmt: skip
-        key = (*config, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens)
-        found = memo.get(key)
+        key = (*config, query.itl_slo_ms, query.prompt_tokens, query.output_tokens)
+        found = questions.get(key)
         if found is None:
-            replica = replicas.get(config)
-            if replica is None:
-                try:
-                    replica = _replica(query, book)
-                except InvalidQuery as error:  # e.g. an unknown engineOptions.generation
-                    reason = f"engineOptions: {error}"
-                    found = OptionPrediction(False, reason, False, 0.0, gpu.memory_gib, 0, 0, 0)
-                    memo[key] = found
-                    return found
-                replicas[config] = replica
-            correction = None
-            if replica.profile is None:  # hand-written profiles win over learned corrections
-                correction = learned.for_type(
-                    (query.gpu_id, query.model_id, query.precision.value, query.engine.value)
-                )
-            found = _predict(
-                replica, budget, query.itl_slo_ms, query.prompt_tokens, query.output_tokens,
-                correction,
-            )  # fmt: skip
-            memo[key] = found
+            found = questions[key] = _answers(query, config, replicas, book, learned)
         return found
+
+    def predict(query: PredictionQuery) -> OptionPrediction:
+        return prepare(query).at(ttft_budget_ms(query.ttft_budget_ms))
 
     entries = [*sorted(catalog.gpus.items()), *sorted(catalog.models.items())]
     key = digest(
@@ -134,7 +83,49 @@ def make_predictor(
         *(p.model_dump_json() for p in profiles),
         repr(learned),
     )
-    return KeyedPredictor(predict, key)
+    return ModelPredictor(predict, key, prepare)
+
+
+class ModelPredictor(KeyedPredictor):
+    """``make_predictor``'s predictor: the ``OptionPredictor`` call, and ``prepare``, a query's
+    answers at every TTFT budget (``replica_answers``: compile asks many budgets at once)."""
+
+    def __init__(
+        self,
+        predict: Callable[[PredictionQuery], OptionPrediction],
+        key: str,
+        prepare: Callable[[PredictionQuery], ReplicaAnswers],
+    ) -> None:
+        super().__init__(predict, key)
+        self.prepare = prepare
+
+
+def _answers(
+    query: PredictionQuery,
+    config: tuple[object, ...],
+    replicas: dict[tuple[object, ...], ReplicaModel | InvalidQuery],
+    book: ProfileBook,
+    learned: Calibration,
+) -> ReplicaAnswers:
+    """The answers of ``query``'s configuration (its replica model built once per ``config``)."""
+    replica = replicas.get(config)
+    if replica is None:
+        try:
+            replica = _replica(query, book)
+        except InvalidQuery as error:  # e.g. an unknown engineOptions.generation
+            replica = error
+        replicas[config] = replica
+    sizes = (query.prompt_tokens, query.output_tokens)
+    if isinstance(replica, InvalidQuery):
+        reason = f"engineOptions: {replica}"
+        fixed = OptionPrediction(False, reason, False, 0.0, query.gpu.memory_gib, 0, 0, 0)
+        return ReplicaAnswers(None, query.itl_slo_ms, sizes, fixed=fixed)
+    correction = None
+    if replica.profile is None:  # hand-written profiles win over learned corrections
+        correction = learned.for_type(
+            (query.gpu_id, query.model_id, query.precision.value, query.engine.value)
+        )
+    return ReplicaAnswers(replica, query.itl_slo_ms, sizes, correction)
 
 
 def make_stage_predictor(
@@ -195,75 +186,3 @@ def _replica(query: PredictionQuery, book: ProfileBook) -> ReplicaModel:
         engine_options=query.engine_options, profiles=book, model_id=query.model_id,
         gpu_id=query.gpu_id if query.share == 1 else None,
     )  # fmt: skip
-
-
-def _predict(
-    replica: ReplicaModel,
-    ttft_budget_ms: float,
-    itl_slo_ms: float,
-    prompt_tokens: int,
-    output_tokens: int,
-    correction: Correction | None = None,
-) -> OptionPrediction:
-    memory_gib = replica.gpu.memory_gib
-    if replica.unsupported is not None:
-        return OptionPrediction(False, replica.unsupported, False, 0.0, memory_gib, 0.0, 0.0, 0.0)
-    # Fits means one full-length sequence (prompt + output) fits beside the weights.
-    full = replica.predict(
-        batch=1, prompt_tokens=prompt_tokens, context_tokens=prompt_tokens + output_tokens
-    )
-    assert not isinstance(full, NotSupported)
-    if not full.fits:
-        return OptionPrediction(True, "", False, full.vram_gib, full.memory_gib, 0.0, 0.0, 0.0)
-    targets = _Targets(max(ttft_budget_ms, 0.0), itl_slo_ms)
-    traffic = _Traffic(prompt_tokens, output_tokens)
-    steps: ReplicaModel | CorrectedSteps = replica
-    if correction is None:
-        capacity = replica.capacity(targets, traffic)
-    else:
-        steps = CorrectedSteps(replica, correction)
-        capacity = estimate_capacity(steps, targets, traffic)
-    if capacity.rps <= 0:
-        # Report the single-stream figures: what a user compares with the SLO.
-        return OptionPrediction(
-            True, capacity.reason, True, full.vram_gib, full.memory_gib,
-            capacity.ttft_ms or full.ttft_ms, capacity.itl_ms or full.itl_ms, 0.0,
-        )  # fmt: skip
-    # VRAM booked: weights + KV cache for the planned concurrency + reserve.
-    planned = replica.predict(
-        batch=max(1, math.ceil(capacity.concurrency)),
-        prompt_tokens=prompt_tokens,
-        context_tokens=prompt_tokens + output_tokens,
-    )
-    assert not isinstance(planned, NotSupported)
-    return OptionPrediction(
-        True, "", True, min(planned.vram_gib, planned.memory_gib), planned.memory_gib,
-        capacity.ttft_ms, capacity.itl_ms, capacity.rps,
-        _queueing(steps, capacity.ttft_ms, capacity.max_batch, prompt_tokens, output_tokens),
-    )  # fmt: skip
-
-
-def _queueing(
-    replica: ReplicaModel | CorrectedSteps,
-    booked_ttft_ms: float,
-    batch: int,
-    prompt_tokens: int,
-    output: int,
-) -> Queueing:
-    """The figures ``at_demand`` needs, from the step model as ``perfmodel.capacity`` states
-    them: TTFT at zero load = one prefill + half a step + a step per further prefill chunk (at
-    the booked batch: conservative below it), and the prefill queue's service time = the
-    prefill's GPU work + a step per chunk."""
-    context = prompt_tokens + output // 2
-    prefill_ms = replica.prefill_ms(1, prompt_tokens)
-    work_ms = max(prefill_ms - replica.step_overhead_ms, 1e-3)
-    decode_ms = replica.decode_ms(max(batch, 1), context)
-    step_ms = decode_ms + max(batch, 1) * work_ms / max(output, 1)
-    chunks = math.ceil(prompt_tokens / replica.prefill_chunk_tokens)
-    single_itl_ms = replica.decode_ms(1, context) + work_ms / max(output, 1)
-    return Queueing(
-        booked_ttft_ms=booked_ttft_ms,
-        unloaded_ttft_ms=prefill_ms + step_ms / 2 + (chunks - 1) * decode_ms,
-        service_ms=work_ms + chunks * decode_ms,
-        unloaded_itl_ms=single_itl_ms,
-    )

@@ -110,10 +110,90 @@ def _mean_itl(
     return model.decode_ms(batch, context) + batch * prefill_work_ms / output
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedReplica:
+    """What capacity knows before the TTFT target: the batch at the ITL target and the figures
+    of the prefill queue at it (every TTFT budget reads the same ones)."""
+
+    itl_target_ms: float
+    prompt: int  # tokens, >= 1
+    output: int  # tokens, >= 1
+    kv_limit: int
+    batch: int  # B*
+    step_ms: float  # s(B*)
+    decode_ms: float  # d(B*)
+    prefill_ms: float  # p
+    throughput_rps: float  # 0.85 lambda_sat
+    unloaded_ttft_ms: float  # p + s/2
+    chunks: int
+    service_ms: float
+
+    def ttft_quantile(self, rps: float) -> float:
+        """TTFT at ``rps``: its TTFT_QUANTILE with queueing, without network RTT."""
+        rho = min(rps * self.service_ms / 1e3, 0.999)
+        return (
+            self.unloaded_ttft_ms
+            + (self.chunks - 1) * self.decode_ms
+            + wait_quantile_ms(rho, self.service_ms)
+        )
+
+    def at_budget(self, ttft_target_ms: float, rtt_ms: float = 0.0) -> Capacity:
+        """Capacity inside a TTFT target ``rtt_ms`` away from the clients."""
+        budget_ms = ttft_target_ms - rtt_ms
+        if self.unloaded_ttft_ms > budget_ms:
+            return self.over_budget(ttft_target_ms, rtt_ms)
+        return self.at_rate(_largest_rate(self.ttft_quantile, self.throughput_rps, budget_ms))
+
+    def over_budget(self, ttft_target_ms: float, rtt_ms: float) -> Capacity:
+        """Zero capacity: TTFT before any queueing is past the budget."""
+        budget_ms = ttft_target_ms - rtt_ms
+        return Capacity(
+            0.0,
+            self.batch,
+            0.0,
+            self.step_ms,
+            self.unloaded_ttft_ms,
+            "ttft",
+            f"TTFT {self.unloaded_ttft_ms:.0f} ms before any queueing exceeds the "
+            f"{budget_ms:.0f} ms left of the {ttft_target_ms:g} ms target after {rtt_ms:.0f} ms "
+            "RTT",
+        )
+
+    def at_rate(self, ttft_rps: float) -> Capacity:
+        """Capacity when prefill queueing allows ``ttft_rps`` (``_largest_rate``)."""
+        rps = min(self.throughput_rps, ttft_rps)
+        ttft_ms = self.ttft_quantile(rps)
+        concurrency = rps * (ttft_ms + self.output * self.step_ms) / 1e3
+        batch, kv_limit = self.batch, self.kv_limit
+        if ttft_rps < self.throughput_rps:
+            limit: Limit = "ttft"
+            reason = f"prefill queueing reaches the TTFT target at {ttft_rps:.2f} rps"
+        elif batch >= kv_limit:
+            limit, reason = (
+                "kv-cache",
+                f"KV cache holds {kv_limit} sequences of {self.prompt + self.output} tokens",
+            )
+        else:
+            limit = "itl"
+            reason = f"batch {batch + 1} would put ITL above {self.itl_target_ms:g} ms"
+        return Capacity(rps, batch, concurrency, self.step_ms, ttft_ms, limit, reason)
+
+
 def estimate_capacity(
     model: StepModel, slo: LatencyTargets, traffic: TrafficShape, rtt_ms: float = 0.0
 ) -> Capacity:
     """Capacity of one replica (see the module docstring for the derivation)."""
+    loaded = loaded_replica(model, slo.itl_ms, traffic)
+    if isinstance(loaded, Capacity):
+        return loaded
+    return loaded.at_budget(slo.ttft_ms, rtt_ms)
+
+
+def loaded_replica(
+    model: StepModel, itl_target_ms: float, traffic: TrafficShape
+) -> LoadedReplica | Capacity:
+    """The batch at the ITL target and its prefill queue, or the zero capacity (with its
+    reason) when no batch meets the ITL target or fits the KV cache, whatever the TTFT."""
     prompt, output = max(traffic.prompt_tokens, 1), max(traffic.output_tokens, 1)
     context = prompt + output // 2
     prefill_ms = model.prefill_ms(1, prompt)
@@ -133,9 +213,8 @@ def estimate_capacity(
     def itl_at(batch: int) -> float:
         return _mean_itl(model, batch, context, prefill_work_ms, output)
 
-    itl_booked = slo.itl_ms * ITL_BOOKING
     single_itl = itl_at(1)
-    if single_itl > slo.itl_ms:
+    if single_itl > itl_target_ms:
         return Capacity(
             0.0,
             0,
@@ -143,51 +222,29 @@ def estimate_capacity(
             single_itl,
             prefill_ms,
             "itl",
-            f"ITL {single_itl:.1f} ms at batch 1 exceeds the {slo.itl_ms:g} ms target",
+            f"ITL {single_itl:.1f} ms at batch 1 exceeds the {itl_target_ms:g} ms target",
         )
-    batch = _largest_batch(itl_at, itl_booked, kv_limit)
+    batch = _largest_batch(itl_at, itl_target_ms * ITL_BOOKING, kv_limit)
     step_ms = itl_at(batch)
     decode_ms = model.decode_ms(batch, context)
     saturation_rps = batch / (batch * prefill_work_ms + output * decode_ms) * 1e3
-    throughput_rps = SATURATION_HEADROOM * saturation_rps
-
-    budget_ms = slo.ttft_ms - rtt_ms
-    unloaded_ttft_ms = prefill_ms + step_ms / 2
-    if unloaded_ttft_ms > budget_ms:
-        return Capacity(
-            0.0,
-            batch,
-            0.0,
-            step_ms,
-            unloaded_ttft_ms,
-            "ttft",
-            f"TTFT {unloaded_ttft_ms:.0f} ms before any queueing exceeds the "
-            f"{budget_ms:.0f} ms left of the {slo.ttft_ms:g} ms target after {rtt_ms:.0f} ms RTT",
-        )
     # A prompt's prefill rides on decode steps of the running batch: it occupies the prefill
     # "server" for its own work plus one batch step per chunk.
     chunks = math.ceil(prompt / model.prefill_chunk_tokens)
-    service_ms = prefill_work_ms + chunks * decode_ms
-
-    def ttft_quantile(rps: float) -> float:
-        rho = min(rps * service_ms / 1e3, 0.999)
-        return unloaded_ttft_ms + (chunks - 1) * decode_ms + wait_quantile_ms(rho, service_ms)
-
-    ttft_rps = _largest_rate(ttft_quantile, throughput_rps, budget_ms)
-    rps = min(throughput_rps, ttft_rps)
-    ttft_ms = ttft_quantile(rps)
-    concurrency = rps * (ttft_ms + output * step_ms) / 1e3
-    if ttft_rps < throughput_rps:
-        limit: Limit = "ttft"
-        reason = f"prefill queueing reaches the TTFT target at {ttft_rps:.2f} rps"
-    elif batch >= kv_limit:
-        limit, reason = (
-            "kv-cache",
-            f"KV cache holds {kv_limit} sequences of {prompt + output} tokens",
-        )
-    else:
-        limit, reason = "itl", f"batch {batch + 1} would put ITL above {slo.itl_ms:g} ms"
-    return Capacity(rps, batch, concurrency, step_ms, ttft_ms, limit, reason)
+    return LoadedReplica(
+        itl_target_ms=itl_target_ms,
+        prompt=prompt,
+        output=output,
+        kv_limit=kv_limit,
+        batch=batch,
+        step_ms=step_ms,
+        decode_ms=decode_ms,
+        prefill_ms=prefill_ms,
+        throughput_rps=SATURATION_HEADROOM * saturation_rps,
+        unloaded_ttft_ms=prefill_ms + step_ms / 2,
+        chunks=chunks,
+        service_ms=prefill_work_ms + chunks * decode_ms,
+    )
 
 
 def _largest_batch(itl_at: Callable[[int], float], itl_booked: float, kv_limit: int) -> int:

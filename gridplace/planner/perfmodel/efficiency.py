@@ -37,6 +37,9 @@ from gridplace.planner.perfmodel.errors import EfficiencyTableError
 from gridplace.specs.common import Architecture, Engine, Precision, ShortText, StrictModel
 
 Origin = Literal["fitted", "prior"]
+# libyaml's parser where PyYAML has it: the same documents, several times faster than the
+# pure-Python one (a cold compile reads the table).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class GemmEfficiency(StrictModel):
@@ -164,7 +167,7 @@ class EfficiencyTable:
 def parse_table(text: str, origin: str) -> EfficiencyTable:
     """Parse and validate a table; raises EfficiencyTableError naming ``origin``."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
         document = EfficiencyDocument.model_validate(data)
     except (yaml.YAMLError, ValidationError) as error:
         raise EfficiencyTableError(f"{origin}: not a valid efficiency table: {error}") from error

@@ -1,0 +1,233 @@
+"""What the performance model answers about one replica configuration under one ITL target and
+request size, at any TTFT budget: the part of a prediction no budget changes, computed once, and
+the answers by budget (one at a time, or many pairs in one numpy pass for compile).
+
+Owns: turning a replica model's figures into compile's ``OptionPrediction`` (support, fit, the
+capacity inside the SLO, the VRAM booked at that load, the queueing figures). ``predictor``
+builds and memoizes the replica models and these answers; ``group_predictor`` asks for many
+budgets at once. The batched path gives the scalar path's numbers bit for bit
+(``perfmodel.capacity_many``; ``tests/planner/test_replica_answers.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridplace.planner.perfmodel import Predictor as ReplicaModel
+from gridplace.planner.perfmodel.capacity import Capacity, LoadedReplica, loaded_replica
+from gridplace.planner.perfmodel.capacity_many import QueueRow, queue_row, rates_at_budgets
+from gridplace.planner.perfmodel.results import NotSupported, Prediction
+from gridplace.planner.ports import OptionPrediction
+from gridplace.planner.problem import Queueing
+from gridplace.planner.recalibrate import Correction, corrected
+
+
+class CorrectedSteps:
+    """A replica model whose prefill and decode steps' GPU parts are multiplied by a learned
+    correction."""
+
+    def __init__(self, replica: ReplicaModel, correction: Correction) -> None:
+        self._replica = replica
+        self._prefill = correction.prefill
+        self._decode = correction.decode
+
+    @property
+    def step_overhead_ms(self) -> float:
+        return self._replica.step_overhead_ms
+
+    @property
+    def prefill_chunk_tokens(self) -> int:
+        return self._replica.prefill_chunk_tokens
+
+    def prefill_ms(self, batch: int, prompt_tokens: int) -> float:
+        raw = self._replica.prefill_ms(batch, prompt_tokens)
+        return corrected(raw, self.step_overhead_ms, self._prefill)
+
+    def decode_ms(self, batch: int, context_tokens: int) -> float:
+        raw = self._replica.decode_ms(batch, context_tokens)
+        return corrected(raw, self.step_overhead_ms, self._decode)
+
+    def max_sequences(self, tokens_per_sequence: int) -> int:
+        return self._replica.max_sequences(tokens_per_sequence)
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    prompt_tokens: int
+    output_tokens: int
+
+
+class ReplicaAnswers:
+    """One replica configuration's answers to one ITL target and request size, by TTFT budget
+    (ms left after the network, ``core.ttft_budget_ms``); memoized per budget."""
+
+    def __init__(
+        self,
+        replica: ReplicaModel | None,
+        itl_slo_ms: float,
+        sizes: tuple[int, int],  # prompt, output tokens
+        correction: Correction | None = None,
+        fixed: OptionPrediction | None = None,
+    ) -> None:
+        self.by_budget: dict[float, OptionPrediction] = {}
+        self.loaded: LoadedReplica | None = None  # what the budgets share, when they matter
+        self.queue_row: QueueRow = (0.0, 0.0, 0.0, 0.0, 0.0)  # ``loaded``'s, for the search
+        self._replica = replica
+        self._sizes = sizes
+        self._full: Prediction | None = None
+        self._queueing = Queueing(0.0, 0.0, 0.0, 0.0)
+        # The answer at every budget, when no budget changes it.
+        self.fixed = fixed
+        if fixed is None:
+            assert replica is not None, "an answer without a replica model must be fixed"
+            self.fixed = self._budget_free(replica, itl_slo_ms, sizes, correction)
+
+    def _budget_free(
+        self,
+        replica: ReplicaModel,
+        itl_slo_ms: float,
+        sizes: tuple[int, int],
+        correction: Correction | None,
+    ) -> OptionPrediction | None:
+        """The answer when no budget changes it; else None, with what the budgets share kept."""
+        memory_gib = replica.gpu.memory_gib
+        if replica.unsupported is not None:
+            return OptionPrediction(
+                False, replica.unsupported, False, 0.0, memory_gib, 0.0, 0.0, 0.0
+            )
+        prompt, output = sizes
+        # Fits means one full-length sequence (prompt + output) fits beside the weights.
+        full = replica.predict(batch=1, prompt_tokens=prompt, context_tokens=prompt + output)
+        assert not isinstance(full, NotSupported)
+        self._full = full
+        if not full.fits:
+            return OptionPrediction(True, "", False, full.vram_gib, full.memory_gib, 0.0, 0.0, 0.0)
+        steps = replica if correction is None else CorrectedSteps(replica, correction)
+        loaded = loaded_replica(steps, itl_slo_ms, _Sizes(prompt, output))
+        if isinstance(loaded, Capacity):
+            return self.from_capacity(loaded)
+        self.loaded = loaded
+        self.queue_row = queue_row(loaded)
+        self._queueing = _queueing(steps, 0.0, loaded.batch, prompt, output)
+        return None
+
+    def at(self, budget_ms: float) -> OptionPrediction:
+        """The answer at one TTFT budget."""
+        if self.fixed is not None:
+            return self.fixed
+        found = self.by_budget.get(budget_ms)
+        if found is None:
+            assert self.loaded is not None
+            found = self.from_capacity(self.loaded.at_budget(max(budget_ms, 0.0)))
+            self.by_budget[budget_ms] = found
+        return found
+
+    def from_capacity(self, capacity: Capacity) -> OptionPrediction:
+        """The answer for a capacity ``loaded_replica`` or the loaded replica gave."""
+        full = self._full
+        assert full is not None
+        if capacity.rps <= 0:
+            # Report the single-stream figures: what a user compares with the SLO.
+            return OptionPrediction(
+                True, capacity.reason, True, full.vram_gib, full.memory_gib,
+                capacity.ttft_ms or full.ttft_ms, capacity.itl_ms or full.itl_ms, 0.0,
+            )  # fmt: skip
+        return self.booked(capacity.rps, capacity.ttft_ms, capacity.concurrency)
+
+    def booked(self, rps: float, ttft_ms: float, concurrency: float) -> OptionPrediction:
+        """The answer at a positive rate: VRAM booked for weights + KV cache of the planned
+        concurrency + reserve, and the queueing figures at that TTFT."""
+        assert self.loaded is not None and self._replica is not None
+        prompt, output = self._sizes
+        memory = self._replica.memory
+        vram_gib = memory.vram_gib(max(1, math.ceil(concurrency)), max(prompt, prompt + output))
+        queue = self._queueing
+        return OptionPrediction(
+            True, "", True, min(vram_gib, memory.memory_gib), memory.memory_gib, ttft_ms,
+            self.loaded.step_ms, rps,
+            Queueing(ttft_ms, queue.unloaded_ttft_ms, queue.service_ms, queue.unloaded_itl_ms),
+        )  # fmt: skip
+
+
+def answers_at_budgets(
+    pairs: Sequence[tuple[ReplicaAnswers, float]],
+) -> list[OptionPrediction]:
+    """``answers.at(budget)`` for each pair, the capacity searches of the new pairs done in one
+    numpy pass (``perfmodel.capacity_many``)."""
+    found: list[OptionPrediction | None] = []
+    searched: list[int] = []
+    for answers, budget_ms in pairs:
+        known = answers.fixed
+        if known is None:
+            known = answers.by_budget.get(budget_ms)
+        loaded = answers.loaded
+        if known is None and loaded is not None and loaded.unloaded_ttft_ms <= budget_ms:
+            searched.append(len(found))  # a budget > 0: the search's exits are all passed
+        elif known is None:
+            known = answers.at(budget_ms)
+        found.append(known)
+    if searched:
+        _search(pairs, searched, found)
+    answers_found = [answer for answer in found if answer is not None]
+    assert len(answers_found) == len(pairs)
+    return answers_found
+
+
+def _search(
+    pairs: Sequence[tuple[ReplicaAnswers, float]],
+    searched: list[int],
+    found: list[OptionPrediction | None],
+) -> None:
+    """Fill ``found`` at ``searched`` from one vectorized capacity search."""
+    picked = [pairs[i] for i in searched]
+    budgets = np.array([budget for _, budget in picked], dtype=np.float64)
+    rates = rates_at_budgets([answers.queue_row for answers, _ in picked], budgets)
+    columns = zip(
+        rates.ttft_rps.tolist(), rates.rps.tolist(), rates.ttft_ms.tolist(),
+        rates.concurrency.tolist(), strict=True,
+    )  # fmt: skip
+    for i, (answers, budget_ms), (ttft_rps, rps, ttft_ms, concurrency) in zip(
+        searched, picked, columns, strict=True
+    ):
+        answer = answers.by_budget.get(budget_ms)  # a pair asked twice in one batch
+        if answer is None:
+            if rps <= 0:
+                assert answers.loaded is not None
+                answer = answers.from_capacity(answers.loaded.at_rate(ttft_rps))
+            else:
+                answer = answers.booked(rps, ttft_ms, concurrency)
+            answers.by_budget[budget_ms] = answer
+        found[i] = answer
+
+
+def _queueing(
+    replica: ReplicaModel | CorrectedSteps,
+    booked_ttft_ms: float,
+    batch: int,
+    prompt_tokens: int,
+    output: int,
+) -> Queueing:
+    """The figures ``at_demand`` needs, from the step model as ``perfmodel.capacity`` states
+    them: TTFT at zero load = one prefill + half a step + a step per further prefill chunk (at
+    the booked batch: conservative below it), and the prefill queue's service time = the
+    prefill's GPU work + a step per chunk."""
+    context = prompt_tokens + output // 2
+    prefill_ms = replica.prefill_ms(1, prompt_tokens)
+    work_ms = max(prefill_ms - replica.step_overhead_ms, 1e-3)
+    decode_ms = replica.decode_ms(max(batch, 1), context)
+    step_ms = decode_ms + max(batch, 1) * work_ms / max(output, 1)
+    chunks = math.ceil(prompt_tokens / replica.prefill_chunk_tokens)
+    single_itl_ms = replica.decode_ms(1, context) + work_ms / max(output, 1)
+    return Queueing(
+        booked_ttft_ms=booked_ttft_ms,
+        unloaded_ttft_ms=prefill_ms + step_ms / 2 + (chunks - 1) * decode_ms,
+        service_ms=work_ms + chunks * decode_ms,
+        unloaded_itl_ms=single_itl_ms,
+    )
+
+
+__all__ = ["CorrectedSteps", "ReplicaAnswers", "answers_at_budgets"]
