@@ -6,6 +6,8 @@ rule (``model``). Candidates, each a replica count per option:
   same kept where the rules still allow them, topped up greedily (the previous counts break a
   hard rule when, say, a throttled pool lost nodes and with them power budget);
 - greedy (``baselines.greedy``) with failover top-ups;
+- greedy by scarcity (``scarcity``), pools priced by contention, with failover top-ups: on a
+  grid short of capacity it leaves far less demand unmet than greedy;
 - relaxed-and-repaired: the model solved without its soft failover rows (the cost optimum of the
   plain covering problem, which CP-SAT finds quickly), then topped up greedily until losing any
   node that may fail leaves the demand covered. Failover rows make CP-SAT's own search slow to
@@ -27,6 +29,7 @@ from ortools.sat.python import cp_model
 from gridplace.planner.baselines import Booking, greedy
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Problem
+from gridplace.planner.scarcity import scarcity_greedy
 from gridplace.planner.solver_settings import Solution, SolverSettings, make_solver
 from gridplace.planner.work import WorkClock
 
@@ -65,6 +68,14 @@ def greedy_with_failover(problem: Problem) -> dict[int, int]:
     """Greedy's plan, then failover top-ups after every workload's demand had its turn."""
     booking = Booking(problem)
     greedy(problem, booking)
+    _top_up(problem, booking)
+    return dict(booking.counts)
+
+
+def scarce_with_failover(problem: Problem) -> dict[int, int]:
+    """Greedy by scarcity's plan (``scarcity``), then failover top-ups."""
+    booking = Booking(problem)
+    scarcity_greedy(problem, booking)
     _top_up(problem, booking)
     return dict(booking.counts)
 
@@ -125,7 +136,7 @@ def choose_start(
     elif problem.previous:
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
-        candidates = [greedy_with_failover(problem)]
+        candidates = [greedy_with_failover(problem), scarce_with_failover(problem)]
         large = len(problem.options) >= settings.window_min_options
         share = LARGE_RELAXED_SHARE if large else RELAXED_SHARE
         relaxed_settings = dataclasses.replace(
