@@ -46,8 +46,14 @@ class FlatTerms:
         return self.offset + sum(c * values[r] for r, c in zip(self.refs, self.coeffs, strict=True))
 
 
-# id(expression) -> (the expression, kept alive so that its id is not reused; its terms)
+# id(expression) -> (the expression, kept alive so that its id is not reused; its terms). An
+# expression keeps its model alive: the solve empties this when it ends (``forget_flat_terms``).
 _FLAT: OrderedDict[int, tuple[object, FlatTerms]] = OrderedDict()
+
+
+def forget_flat_terms() -> None:
+    """Drop every cached expression (and with them the models they belong to)."""
+    _FLAT.clear()
 
 
 def flat_terms(expression: cp_model.LinearExprT) -> FlatTerms:

@@ -33,7 +33,7 @@ _FAR = 1 << 62  # beyond any activity of these rows; CP-SAT's infinities are cli
 @dataclass
 class ModelRows:
     """A model's linear rows, entry by entry (``refs``, ``coeffs``, ``row_of``), with each row's
-    domain and the variables' owners (``PlacementModel.owners``: a workload, -1 for none)."""
+    domain, and the variables a workload owns (``PlacementModel.owners``)."""
 
     owned: IntArray  # proto indices of owned variables, in ``owners()`` order
     owner: IntArray  # their workloads, aligned with ``owned``
@@ -67,10 +67,10 @@ class ModelRows:
             self.coeffs = np.concatenate([self.coeffs, np.array(coeffs, np.int64)])
             self.row_of = np.concatenate([self.row_of, np.array(rows, np.int64)])
 
-    def fixed_sums(self, fixed: npt.NDArray[np.bool_], values: IntArray) -> list[int]:
-        """Per row, the sum of its terms over variables where ``fixed`` (by proto index) is not
-        set, at ``values`` (by proto index)."""
-        terms = np.where(fixed[self.refs], 0, self.coeffs * values[self.refs])
+    def fixed_sums(self, local: npt.NDArray[np.bool_], values: IntArray) -> list[int]:
+        """Per row, the sum of its terms over variables where ``local`` (by proto index) is not
+        set, at ``values`` (by proto index): what a window moves into the row's bounds."""
+        terms = np.where(local[self.refs], 0, self.coeffs * values[self.refs])
         starts = np.array(self.starts, np.int64)
         filled = starts[:-1] < starts[1:]  # rows with terms (reduceat misreads empty ones)
         sums = np.zeros(len(self.domains), np.int64)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from gridplace.planner.decompose import by_site, merge, part_settings, split
 from gridplace.planner.hints import choose_start
 from gridplace.planner.model import build_model
+from gridplace.planner.objectives import forget_flat_terms
 from gridplace.planner.parts import run_parts
 from gridplace.planner.problem import Problem
 from gridplace.planner.solver_settings import (
@@ -64,6 +65,7 @@ def _objects_so_far_left_alone() -> Iterator[None]:
             _SOLVES -= 1
             if _SOLVES == 0:
                 gc.unfreeze()
+                forget_flat_terms()  # the cache would keep this solve's models alive
 
 
 _SOLVES = 0  # solves under way in this process (a relaxed start nests one; threads may too)

@@ -228,3 +228,4 @@ def test_the_objects_of_a_solve_are_left_to_themselves_by_the_collector_until_it
     )
     assert frozen_during and min(frozen_during) > 0
     assert gc.get_freeze_count() == 0
+    assert not objectives._FLAT  # no cached expression keeps the solve's models alive
