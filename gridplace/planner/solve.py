@@ -52,11 +52,16 @@ def _objects_so_far_left_alone() -> Iterator[None]:
     """Python's collector leaves the objects that exist when the (outermost) solve starts to
     themselves until it ends: a compiled 10,000 x 1,000 problem is ~2.7 million objects, and
     each full collection that the solve's own allocations set off walked them all (~1.1 CPU s,
-    several times per solve). Those that become garbage meanwhile are collected after it."""
-    global _SOLVES
+    several times per solve). Those that become garbage meanwhile are collected after it.
+    A process that froze objects itself (the API server freezes what it holds at start and
+    pauses collection around plan work) keeps its freeze: ``gc.unfreeze`` would release it all,
+    so the solve freezes and unfreezes only when nothing was frozen before it."""
+    global _SOLVES, _FROZE
     with _SOLVES_LOCK:
         if _SOLVES == 0:
-            gc.freeze()
+            _FROZE = gc.get_freeze_count() == 0
+            if _FROZE:
+                gc.freeze()
         _SOLVES += 1
     try:
         yield
@@ -64,11 +69,13 @@ def _objects_so_far_left_alone() -> Iterator[None]:
         with _SOLVES_LOCK:
             _SOLVES -= 1
             if _SOLVES == 0:
-                gc.unfreeze()
+                if _FROZE:
+                    gc.unfreeze()
                 forget_flat_terms()  # the cache would keep this solve's models alive
 
 
 _SOLVES = 0  # solves under way in this process (a relaxed start nests one; threads may too)
+_FROZE = False  # whether the outermost solve under way froze the objects (nothing was before)
 _SOLVES_LOCK = threading.Lock()
 
 

@@ -229,3 +229,16 @@ def test_the_objects_of_a_solve_are_left_to_themselves_by_the_collector_until_it
     assert frozen_during and min(frozen_during) > 0
     assert gc.get_freeze_count() == 0
     assert not objectives._FLAT  # no cached expression keeps the solve's models alive
+
+
+def test_a_solve_keeps_a_freeze_it_did_not_make() -> None:
+    """The API server freezes what it holds at start; a solve in that process (the solver not in
+    a subprocess) must not release it when it ends."""
+    problem = _model().problem
+    gc.freeze()
+    try:
+        frozen_before = gc.get_freeze_count()
+        solve_problem(problem, SolverSettings(time_limit_s=2, stages=2))
+        assert gc.get_freeze_count() >= frozen_before > 0
+    finally:
+        gc.unfreeze()
