@@ -402,18 +402,17 @@ def replan(
     kept_before = {h for h in before if h[1] not in gone}
     moved = kept_before - after
     share = len(moved) / max(1, len(kept_before))
+    (cost_before, unmet_before, _), (cost_after, unmet_after, _) = (
+        evaluate(problem, first),
+        evaluate(result.problem, second),
+    )
     print(
         f"replan after {len(gone)} of {len(nodes)} nodes vanished: "
         f"{len(before) - len(kept_before)} replicas had to move; {len(moved)} of the other "
-        f"{len(kept_before)} moved ({share:.1%}); cost {_cost(first):.2f} -> "
-        f"{_cost(second):.2f} $/h "
+        f"{len(kept_before)} moved ({share:.1%}); cost {cost_before:.2f} -> "
+        f"{cost_after:.2f} $/h, unmet {unmet_before:.2f} -> {unmet_after:.2f} req/s "
         f"(replan compile {result.compile_s:.1f} s, solve {result.solve_s:.1f} s)"
     )
-
-
-def _cost(plan: PlacementPlan) -> float:
-    solver = plan.status.solver if plan.status else None
-    return solver.objective if solver and solver.objective is not None else float("nan")
 
 
 def main() -> None:
