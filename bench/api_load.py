@@ -377,7 +377,7 @@ async def load_scheduled(
 
     One httpx pool shared by 10,000 waiting agents costs the pool O(waiting x connections) per
     request: at 10,000 agents the load generator spent its core there and sent nothing."""
-    results = Results()
+    results, warming = Results(), Results()  # ``--warmup``'s rounds are sent, not counted
     names = [node["metadata"]["name"] for node in nodes]
     rng = random.Random(SEED)
     throttles = [throttle_of(node) + rng.uniform(0.0, 0.02) for node in nodes]
@@ -402,18 +402,24 @@ async def load_scheduled(
         async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
             while (item := await due.get()) is not None:
                 at, i = item
-                results.slips_s.append(time.perf_counter() - at)
-                await agent_round(client, names[i], tokens[i], throttles[i], etags, results)
+                counted = results if at >= measured_from else warming
+                counted.slips_s.append(time.perf_counter() - at)
+                await agent_round(client, names[i], tokens[i], throttles[i], etags, counted)
+
+    async def window_opens() -> float:
+        await asyncio.sleep(max(0.0, measured_from - time.perf_counter()))
+        return time.process_time()
 
     async with httpx.AsyncClient(base_url=url, timeout=300) as planner:
-        cpu = time.process_time()
         started = time.perf_counter()
+        measured_from = started + args.warmup
         senders = [asyncio.create_task(send()) for _ in range(args.connections)]
+        cpu = asyncio.create_task(window_opens())
         plans = asyncio.create_task(submit_spread(planner, args, results))
-        await schedule(started, started + args.duration)
+        await schedule(started, measured_from + args.duration)
         await asyncio.gather(*senders)
-        results.window_s = time.perf_counter() - started
-        results.client_cpu_s = time.process_time() - cpu
+        results.window_s = time.perf_counter() - measured_from
+        results.client_cpu_s = time.process_time() - await cpu
         await plans
         results.server_mean_ms = server_means_ms((await planner.get("/metrics")).text)
     return results
@@ -422,6 +428,7 @@ async def load_scheduled(
 async def submit_spread(
     client: httpx.AsyncClient, args: argparse.Namespace, results: Results
 ) -> None:
+    await asyncio.sleep(args.warmup)
     for _ in range(args.plans):
         await asyncio.sleep(args.duration / (args.plans + 1))
         await submit_plan(client, args.plan_time_limit, results)
@@ -550,9 +557,18 @@ def main() -> int:
     parser.add_argument(
         "--connections", type=int, default=64, help="Pooled connections (with --schedule)."
     )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="With --schedule: seconds of rounds sent before the measured window and not "
+        "counted (each agent's first pull has no ETag and each token its first check).",
+    )
     args = parser.parse_args()
     if not 1 <= args.agents <= 100_000 or args.duration <= 0 or args.plans < 0:
         parser.error("--agents must be 1..100000, --duration > 0, --plans >= 0")
+    if args.warmup < 0 or (args.warmup and not args.schedule):
+        parser.error("--warmup must be >= 0 and needs --schedule")
     nodes = nodes_for(args.agents)
     names = [n["metadata"]["name"] for n in nodes]
     how = (
@@ -592,7 +608,11 @@ def main() -> int:
         f"\nreproduce: .venv/bin/python bench/api_load.py --backends {args.backends} "
         f"--agents {args.agents} --duration {args.duration:g} --plans {args.plans} "
         f"--plan-time-limit {args.plan_time_limit:g}"
-        + (f" --schedule {args.schedule:g} --connections {args.connections}" * bool(args.schedule))
+        + (
+            f" --schedule {args.schedule:g} --connections {args.connections} "
+            f"--warmup {args.warmup:g}"
+        )
+        * bool(args.schedule)
     )
     return 0
 
