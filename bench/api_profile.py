@@ -7,7 +7,9 @@ Run from the repository root::
     .venv/bin/python bench/api_profile.py --requests 3000            # SQLite in a temp dir
     .venv/bin/python bench/api_profile.py --database-url postgresql+psycopg://...
 
-``--nodes`` nodes are registered with a token each (tokens verified once before measuring). Then
+``--nodes`` nodes are registered with a token each (tokens verified once before measuring). First
+one token's hash check (the fast keyed hash and the old scrypt) and the whole grid read in the
+serving process (``PlanService.grid``: wall and CPU time, the collections meanwhile). Then
 ``--requests`` telemetry posts (``Prefer: return=minimal``, as the agent sends) and as many
 assignment pulls with the current ETag (304) run one after another on one event loop, rotating
 over the nodes. Printed: microseconds per request (median of ``--repeats`` runs of each), the
@@ -36,6 +38,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gridplace.api.app import create_app
+from gridplace.api.security import hash_issued_secret, hash_secret
 from gridplace.api.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -136,8 +139,46 @@ async def run(call: Call, count: int) -> tuple[float, dict[int, int]]:
     return (time.perf_counter() - started) / count * 1e6, statuses
 
 
+def grid_reads(app: FastAPI, repeats: int) -> None:
+    """The whole grid read and judged in the serving process (``PlanService.grid``: what a plan,
+    a dry run and a change check that found something read): its time, its CPU and the garbage
+    collections meanwhile (each full one walks every object alive, the new nodes' included)."""
+    service = app.state.gridplace.service
+    for _ in range(repeats):
+        pauses = Pauses()
+        gc.callbacks.append(pauses)
+        started, cpu = time.perf_counter(), time.thread_time()
+        view = service.grid()
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        gc.callbacks.remove(pauses)
+        full = [s for generation, s in pauses.durations if generation == 2]
+        print(
+            f"grid read    {len(view.nodes)} nodes: {wall * 1e3:.0f} ms ({cpu * 1e3:.0f} ms CPU); "
+            f"{pauses.summary()}, full ones {sum(full) * 1e3:.0f} ms in all"
+        )
+        del view
+
+
+def token_checks(repeats: int) -> None:
+    """One issued token's hash check, the fast keyed hash against the old scrypt (median)."""
+    secret = "x" * 43  # as long as an issued secret
+    for name, hashed, count in (
+        ("fast (hmac-sha256)", hash_issued_secret(secret), 20_000),
+        ("old (scrypt)", hash_secret(secret), 50),
+    ):
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(count):
+                hashed.matches(secret)
+            runs.append((time.perf_counter() - started) / count * 1e6)
+        print(f"token check  {name}: {statistics.median(runs):.1f} us")
+
+
 async def measure(app: FastAPI, routes: dict[str, Call], args: argparse.Namespace) -> None:
     async with app.router.lifespan_context(app):
+        token_checks(args.repeats)
+        grid_reads(app, args.repeats)
         for name, call in routes.items():
             await run(call, min(args.requests, 500))  # warm
             per = []
@@ -184,9 +225,12 @@ def main() -> int:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         names, tokens = [], []
         with TestClient(app) as client:
-            for node in nodes_for(args.nodes):
+            documents = nodes_for(args.nodes)
+            for first in range(0, len(documents), 1000):
+                batch = documents[first : first + 1000]
+                client.post("/v1/nodes", json=batch, headers=admin).raise_for_status()
+            for node in documents:
                 name = node["metadata"]["name"]
-                client.put(f"/v1/nodes/{name}", json=node, headers=admin).raise_for_status()
                 issued = client.post(f"/v1/admin/nodes/{name}/tokens", headers=admin)
                 names.append(name)
                 tokens.append(issued.raise_for_status().json()["token"])

@@ -227,7 +227,7 @@ def measure(
         f"{url}/v1/nodes/{nodes[0]['metadata']['name']}/assignments",
         headers={"Authorization": f"Bearer {tokens[0]}"},
     ).headers.get("ETag", '"1"')
-    # Every worker process verifies each token once (a deliberately slow hash): not measured.
+    # Every worker process verifies each token once (a database read): not measured.
     # On a loaded machine that takes longer than any fixed warm-up, so warm until the rate
     # stops rising (two rounds within 10% of each other), at most WARM_ROUNDS rounds.
     warm = script(workdir, "assignments", nodes, tokens, etag, args.minimal)
@@ -238,6 +238,7 @@ def measure(
     results = {}
     for kind in ("telemetry", "assignments", "mixed"):
         thread = submit_plan_soon(url, args.duration / 3) if plans and kind == "mixed" else None
+        started = time.time()
         results[kind] = wrk(
             url,
             script(workdir, kind, nodes, tokens, etag, args.minimal),
@@ -246,7 +247,28 @@ def measure(
         )
         if thread is not None:
             thread.join()
+        if args.stalls is not None:
+            print(f"  {kind}: {stall_summary(args.stalls, started, time.time())}")
     return results
+
+
+STALL = re.compile(r"^== (stall|gc generation (\d):) ([\d.]+) ms at ([\d.]+)", re.M)
+
+
+def stall_summary(directory: Path, start: float, end: float) -> str:
+    """The stalls and long collections ``bench/stall_watch`` logged between ``start`` and
+    ``end`` (every server process of the round together)."""
+    stalls: list[float] = []
+    full: list[float] = []
+    for path in directory.glob("stalls-*.txt"):
+        for kind, generation, ms, at in STALL.findall(path.read_text()):
+            if start <= float(at) <= end:
+                (stalls if kind == "stall" else full if generation == "2" else []).append(float(ms))
+    return (
+        f"{len(stalls)} loop stalls over 20 ms ({sum(stalls):.0f} ms in all, longest "
+        f"{max(stalls, default=0):.0f}); {len(full)} full collections over 20 ms "
+        f"({sum(full):.0f} ms); stacks in {directory}"
+    )
 
 
 def main() -> int:
@@ -257,11 +279,19 @@ def main() -> int:
         "--warmup",
         type=float,
         default=None,
-        help="Seconds of one warm-up round (default: 5 ms per agent and process, at least 5 s); "
+        help="Seconds of one warm-up round (default: 0.5 ms per agent and process, at least 5 s); "
         "rounds repeat until the rate stops rising.",
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--stalls",
+        type=Path,
+        default=None,
+        help="Log every event-loop callback over 20 ms in the servers (gridplace's and the bare "
+        "app's), with the stacks of all their threads meanwhile, to DIR/stalls-<pid>.txt "
+        "(bench/stall_watch).",
+    )
     parser.add_argument(
         "--full",
         dest="minimal",
@@ -270,8 +300,15 @@ def main() -> int:
         "it is sent as the agent sends it (204, buffered and written in batches).",
     )
     args = parser.parse_args()
-    if args.warmup is None:  # each process hashes each token once (~4 ms): not measured
-        args.warmup = max(5.0, 0.005 * args.agents * 2)
+    if args.warmup is None:  # each process reads each token once: not measured
+        args.warmup = max(5.0, 0.0005 * args.agents * 2)
+    if args.stalls is not None:  # inherited by every server process started below
+        args.stalls.mkdir(parents=True, exist_ok=True)
+        os.environ["STALL_WATCH_DIR"] = str(args.stalls.resolve())
+        watch = str(Path(__file__).resolve().parent / "stall_watch")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (watch, os.environ.get("PYTHONPATH")) if p
+        )
     nodes = nodes_for(args.agents)
     print(
         f"# .venv/bin/python bench/api_wrk.py --agents {args.agents} --duration {args.duration:g}"

@@ -29,14 +29,20 @@ class MilpResult:
     cost_per_hour: float
     bound_per_hour: float
     wall_s: float
+    # HiGHS's proven lower bound on the unmet objective (its first stage's dual bound): the
+    # referee where that stage does not finish (equal to ``unmet_objective`` when it does).
+    unmet_bound: float = 0.0
     counts: dict[int, int] = field(default_factory=dict)  # replicas per option index
 
 
-def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
+def solve_milp(
+    problem: Problem, time_limit_s: float = 60.0, stage_one_share: float = 0.5, threads: int = 2
+) -> MilpResult:
+    """Both stages in ``time_limit_s`` (the first gets ``stage_one_share`` of it)."""
     started = time.perf_counter()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 2)
+    h.setOptionValue("threads", threads)
     h.setOptionValue("random_seed", 0)
     x = {
         o.index: h.addVariable(
@@ -130,9 +136,10 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
         )
         + sum(problem.workloads[w].priority * var for w, var in uncovered.items())
     )
-    h.setOptionValue("time_limit", time_limit_s / 2)
+    h.setOptionValue("time_limit", time_limit_s * stage_one_share)
     h.minimize(unmet_objective)
     stage_one = h.getInfo().objective_function_value
+    unmet_bound = h.getInfo().mip_dual_bound
     h.addConstr(unmet_objective <= stage_one + 1e-6)
     h.setOptionValue("time_limit", max(1.0, time_limit_s - (time.perf_counter() - started)))
     h.minimize(cost)
@@ -143,6 +150,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 60.0) -> MilpResult:
         cost_per_hour=info.objective_function_value / COST_SCALE,
         bound_per_hour=info.mip_dual_bound / COST_SCALE,
         wall_s=time.perf_counter() - started,
+        unmet_bound=unmet_bound,
         counts={i: n for i, var in x.items() if (n := round(h.val(var))) > 0},
     )
 
@@ -190,3 +198,36 @@ def _failover_rows(
                 lost += per_node * math.floor(o.capacity_rps * RATE_SCALE)
             h.addConstr(capacity - lost + uncovered[w.index] >= demand)
     return uncovered
+
+
+def main() -> None:
+    """Referee one compiled problem that ``solver_scale.py --cache DIR`` left: both stages, the
+    first with most of the time, its proven bound printed beside the answer and the peak RSS."""
+    import argparse
+    import pickle
+    import resource
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("problem", type=Path, help="a problem-*.pickle from --cache")
+    parser.add_argument("--limit", type=float, default=600.0, help="seconds, both stages")
+    parser.add_argument("--stage-one-share", type=float, default=0.75)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    with args.problem.open("rb") as file:
+        problem: Problem = pickle.load(file)  # written by bench/solver_scale.py --cache
+    result = solve_milp(problem, args.limit, args.stage_one_share, args.threads)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"reproduce: python bench/milp.py {args.problem} --limit {args.limit:g} "
+        f"--stage-one-share {args.stage_one_share:g} --threads {args.threads}"
+    )
+    print(
+        f"HiGHS {result.status} in {result.wall_s:.1f} s wall, peak RSS {peak:.0f} MiB: unmet "
+        f"objective {result.unmet_objective:.0f} (proven bound {result.unmet_bound:.0f}), cost "
+        f"{result.cost_per_hour:.2f} $/h (bound {result.bound_per_hour:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gridgen import generate_nodes, generate_workloads
 from milp import solve_milp
+from ortools.sat.python import cp_model
 
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.deaggregate import deaggregate
@@ -274,6 +275,70 @@ def _compiled(
     return problem
 
 
+class SolveClock:
+    """CPU seconds this process spends inside CP-SAT's ``Solve`` (the rest of a plan's CPU is
+    the planner's own Python: model building, greedy, checks, windows' models, output)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+
+    def __enter__(self) -> SolveClock:
+        self.original = cp_model.CpSolver.solve
+        clock = self
+
+        def timed(solver: cp_model.CpSolver, *args: object, **kwargs: object) -> object:
+            began = time.process_time()
+            try:
+                return clock.original(solver, *args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                clock.cpu_s += time.process_time() - began
+
+        cp_model.CpSolver.solve = timed  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        cp_model.CpSolver.solve = self.original  # type: ignore[method-assign]
+
+
+def end_to_end(
+    inputs: PlannerInputs,
+    predictor: object,
+    latency: NetworkLatency,
+    limits: list[float],
+    runs: int,
+) -> None:
+    """Warm compile + solve + plan output, in CPU seconds of this process (what an idle core's
+    wall time would be), at each reference-second limit: the compile cache is filled by one
+    untimed cold compile first, as a long-lived solver worker holds it."""
+    compile_problem(inputs, predictor, latency)  # type: ignore[arg-type]  # fills the cache
+    print(
+        "| limit (reference s) | warm compile CPU s | solve CPU s (inside CP-SAT Solve) | "
+        "plan output CPU s | end to end CPU s | cost $/h | unmet req/s |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for limit_s in limits:
+        samples = []
+        for _ in range(runs):
+            cpu0 = time.process_time()
+            problem = compile_problem(inputs, predictor, latency)  # type: ignore[arg-type]
+            cpu1 = time.process_time()
+            with SolveClock() as inside:
+                solution = solve_problem(problem, SolverSettings(time_limit_s=limit_s))
+            cpu2 = time.process_time()
+            plan = make_plan_from(problem, solution.counts)
+            cpu3 = time.process_time()
+            cost, unmet, _ = evaluate(problem, plan)
+            samples.append((cpu1 - cpu0, cpu2 - cpu1, inside.cpu_s, cpu3 - cpu2, cpu3 - cpu0))
+        compile_s, solve_s, inside_s, output_s, total_s = (
+            median([s[i] for s in samples]) for i in range(5)
+        )
+        print(
+            f"| {limit_s:g} | {compile_s:.2f} | {solve_s:.2f} ({inside_s:.2f}) | {output_s:.2f} "
+            f"| {total_s:.2f} | {cost:.2f} | {unmet:.2f} |"
+        )
+    print(f"load average {os.getloadavg()[0]:.1f} (CPU seconds: medians of {runs})")
+
+
 def make_plan_from(problem: Problem, counts: dict[int, int]) -> PlacementPlan:
     from gridplace.planner.output import build_plan
     from gridplace.specs.plan import SolverSummary
@@ -375,6 +440,11 @@ def main() -> None:
         "--cache", type=Path, default=None,
         help="a folder for compiled problems: a later run of the same grid reads them back",
     )  # fmt: skip
+    parser.add_argument(
+        "--end-to-end", default=None,
+        help="comma-separated reference-second limits: warm compile + solve + plan output in "
+        "CPU seconds at each (only this is run)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(
         "# gridplace solver scale (this machine; medians of "
@@ -386,9 +456,20 @@ def main() -> None:
         + (f" --time-limit {args.time_limit:g}" if args.time_limit else "")
         + (f" --node-failures {args.node_failures}" if args.node_failures else "")
         + (f" --milp-max-pairs {args.milp_max_pairs}" if args.milp_max_pairs != 100_000 else "")
+        + (f" --end-to-end {args.end_to_end}" if args.end_to_end else "")
     )
     for size in args.sizes.split(","):
         nodes_n, workloads_n = (int(v) for v in size.split("x"))
+        if args.end_to_end:
+            for utilization in args.utilization.split(","):
+                nodes, regions, inputs = generated_grid(
+                    nodes_n, workloads_n, utilization, args.node_failures
+                )
+                latency = NetworkLatency(Topology.build(nodes, []).latency_lookup(regions))
+                print(f"\n## end to end: {size}, {utilization} utilization, N+{args.node_failures}")
+                limits = [float(v) for v in args.end_to_end.split(",")]
+                end_to_end(inputs, make_predictor(), latency, limits, args.runs)
+            continue
         limit = args.time_limit or (10.0 if nodes_n < 10_000 else 30.0)
         for utilization in args.utilization.split(","):
             run_size(

@@ -10,6 +10,7 @@ unless it is the admin's), ``AdminDep`` only the admin token. A route about one 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,14 +32,16 @@ from gridplace.api.security import (
     Principal,
     TokenHash,
     VerifiedTokens,
+    fast_hash_for,
     split_issued_token,
 )
 from gridplace.api.service import PlanService
 from gridplace.api.settings import Settings
 from gridplace.api.shared import SharedState
-from gridplace.api.store import Store
+from gridplace.api.store import DatabaseUnavailable, Store
 
 T = TypeVar("T")
+log = logging.getLogger("gridplace.api")
 
 
 @dataclass
@@ -139,8 +142,21 @@ def _verify(state: AppState, token: str) -> Principal | None:
             or not record.hash.matches(secret)
         ):
             return None
+        _store_fast_hash(state.store, token_id, record.hash, secret)
         return Principal(role=role, name=record.node, token_id=token_id)
     return ADMIN if state.admin.matches(token) else None
+
+
+def _store_fast_hash(store: Store, token_id: str, stored: TokenHash, secret: str) -> None:
+    """A token issued before the fast hash gets it at its first check (``security``): the next
+    server (or restart) verifies it in microseconds. A database that refuses now only leaves it
+    for the next check."""
+    fast = fast_hash_for(stored, secret)
+    if fast is not None:
+        try:
+            store.rehash_node_token(token_id, stored, fast)
+        except DatabaseUnavailable:
+            log.warning("storing the fast hash of token %s failed; kept its old one", token_id)
 
 
 async def authenticate(request: Request, state: StateDep, credentials: CredentialsDep) -> Principal:
@@ -164,7 +180,8 @@ async def principal_of(request: Request, state: AppState, token: str | None) -> 
     when the route does not accept its role.
 
     A token verified recently is answered from memory, on the event loop; only the slow path
-    (a database read and a deliberately slow hash) goes to a worker thread.
+    (a database read and the hash check, slow for a token of the old format) goes to a worker
+    thread.
     """
     if token is None:
         raise Unauthorized("an Authorization: Bearer <token> header is required")
@@ -172,8 +189,8 @@ async def principal_of(request: Request, state: AppState, token: str | None) -> 
     if principal is not None and principal.token_id in state.shared.revoked:
         principal = None  # revoked by another server since it was cached here
     if principal is None:
-        # A wrong token costs a slow hash check: charge the caller's address for each failure,
-        # and refuse before hashing once its bucket is empty.
+        # A wrong token costs a database read (and maybe a slow hash): charge the caller's
+        # address for each failure, and refuse before checking once its bucket is empty.
         address = f"address:{request.client.host if request.client else 'unknown'}"
         wait_s = state.failed_logins.peek(address)
         if wait_s > 0:

@@ -96,9 +96,7 @@ def judge(
     """
     silences = [seconds_silent(record, now, started_at) for record in records]
     silent_count, total = population or (sum(s > grace_s for s in silences), len(records))
-    mass_silence = (
-        silent_count >= MASS_SILENCE_MIN_NODES and silent_count > mass_silence_fraction * total
-    )
+    mass_silence = is_mass_silence(silent_count, total, mass_silence_fraction)
     views = []
     for record, silent_s in zip(records, silences, strict=True):
         silent = silent_s > grace_s
@@ -107,6 +105,11 @@ def judge(
             node = _marked_silent(node, silent_s, grace_s)
         views.append(NodeView(record=record, silent_s=silent_s, silent=silent, node=node))
     return GridView(nodes=views, mass_silence=mass_silence)
+
+
+def is_mass_silence(silent_count: int, total: int, mass_silence_fraction: float) -> bool:
+    """Whether so many of ``total`` nodes are silent that silence is ignored (module docstring)."""
+    return silent_count >= MASS_SILENCE_MIN_NODES and silent_count > mass_silence_fraction * total
 
 
 def _marked_silent(node: Node, silent_s: float, grace_s: float) -> Node:

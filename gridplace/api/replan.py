@@ -28,8 +28,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gridplace.api import collector
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView, seconds_silent
+from gridplace.api.grid import GridView, is_mass_silence, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -126,13 +127,15 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
 def may_have_changed(
     latest: PlanRecord,
     pulses: list[NodePulse],
-    silent: Callable[[NodePulse], bool],
+    silent: set[str],
     derate_threshold: float,
+    mass_silence: bool = False,
 ) -> bool:
     """Whether ``detect_changes`` could find a reason, judged from the nodes' pulses alone (no
     node document read): true for a superset of its reasons — a node holding replicas that is
-    gone, reported unhealthy or silent; a throttle move past the threshold; a node healthy now
-    and not in the basis while the plan is short. False means ``detect_changes`` finds none."""
+    gone, reported unhealthy or ``silent`` (unless in a ``mass_silence``, which ``detect_changes``
+    ignores too); a throttle move past the threshold; a node healthy now and not in the basis
+    while the plan is short. False means ``detect_changes`` finds none."""
     replicas_on = replicas_by_node(latest)
     seen = {pulse.name for pulse in pulses}
     if any(name not in seen for name in replicas_on):
@@ -140,7 +143,8 @@ def may_have_changed(
     short = is_short(latest)
     for pulse in pulses:
         healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
-        if pulse.name in replicas_on and (not healthy or silent(pulse)):
+        gone = not healthy or (pulse.name in silent and not mass_silence)
+        if pulse.name in replicas_on and gone:
             return True
         basis = latest.basis.get(pulse.name)
         if not healthy:
@@ -201,17 +205,13 @@ class Replanner:
             if not reasons:
                 return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
             return self._replan(latest, "change", reasons)
+        with collector.paused():  # the grid read below lives through a replan: see collector
+            return self._check_grid(latest)
+
+    def _check_grid(self, latest: PlanRecord) -> ReplanOutcome:
         view = self.service.grid()
         reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
         reasons += self._calibration_changes(latest, lambda: view)
-        if view.mass_silence:
-            self.metrics.replan_skipped("mass-silence")
-            log.warning(
-                "%d of %d nodes are silent: assuming the server's network, not replanning "
-                "for silence",
-                view.silent_count,
-                len(view.nodes),
-            )
         if not reasons:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
         return self._replan(latest, "change", reasons)
@@ -221,6 +221,10 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
+        with collector.paused():  # the grid read below lives through the replan: see collector
+            return self._replan_now(latest)
+
+    def _replan_now(self, latest: PlanRecord) -> ReplanOutcome:
         view = self.service.grid()
         changes = detect_changes(latest, view, self.service.settings.derate_threshold)
         changes += self._calibration_changes(latest, lambda: view)
@@ -228,14 +232,29 @@ class Replanner:
         return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
 
     def _grid_may_have_changed(self, latest: PlanRecord) -> bool:
-        service = self.service
-        now, grace_s = service.clock(), service.settings.heartbeat_grace_s
-
-        def silent(pulse: NodePulse) -> bool:
-            return seconds_silent(pulse, now, service.started_at) > grace_s
-
+        """``may_have_changed`` on the nodes' pulses. A mass silence is judged here too, so
+        that it reads no document: every node of a 10,000-node grid silent at once (the
+        server's network) otherwise cost seconds of CPU in the serving process every check."""
+        service, settings = self.service, self.service.settings
+        now, grace_s = service.clock(), settings.heartbeat_grace_s
         pulses = service.store.node_pulses()
-        return may_have_changed(latest, pulses, silent, service.settings.derate_threshold)
+        silent = {
+            pulse.name
+            for pulse in pulses
+            if seconds_silent(pulse, now, service.started_at) > grace_s
+        }
+        mass_silence = is_mass_silence(len(silent), len(pulses), settings.mass_silence_fraction)
+        if mass_silence:
+            self.metrics.replan_skipped("mass-silence")
+            log.warning(
+                "%d of %d nodes are silent: assuming the server's network, not replanning "
+                "for silence",
+                len(silent),
+                len(pulses),
+            )
+        return may_have_changed(
+            latest, pulses, silent, settings.derate_threshold, mass_silence=mass_silence
+        )
 
     def _calibration_changes(self, latest: PlanRecord, view: Callable[[], GridView]) -> list[str]:
         current = self.service.recalibrate()

@@ -9,9 +9,14 @@ each role may call is the table in ``roles.py``.
 
 An issued token reads ``gpn.<token id>.<secret>`` (node) or ``gpv.<token id>.<secret>`` (viewer):
 the id finds the stored record without trying every hash; the prefix must match the stored role.
-Only a salted scrypt hash of the secret is stored. Secrets are 256 random bits, so the hash's cost
-protects nothing (no guessing reaches them) and is kept small (~4 ms): a restarted server
-re-verifies 10,000 agents in seconds, not minutes. A token that verified is remembered for
+Only a one-way hash of the secret is stored. An issued secret is 256 random bits: no guessing
+reaches it, so a slow hash would protect nothing and only cost every server a core's minute per
+10,000 agents after each restart. Issued tokens are hashed with HMAC-SHA-256 keyed by a random
+salt of their own (``hash_issued_secret``: ~1 us; a leaked table still reveals no token, and equal
+secrets never share a digest). Tokens issued before are stored as salted scrypt (~4 ms each):
+they still verify, and the first server that verifies one stores its fast hash in place
+(``fast_hash_for``). The generated admin token keeps scrypt (``hash_secret``): it is checked once
+per process, and a configured one is never hashed. A token that verified is remembered for
 ``token_cache_s`` under a SHA-256 of the token (never the token itself). Revocation does not wait
 for that: every request is checked against the revoked set (``shared.SharedState``).
 
@@ -48,25 +53,38 @@ ADMIN_TOKEN_PREFIX = "gpa"
 SCRYPT_N = 2**11
 SCRYPT_R = 8
 SCRYPT_P = 1
+SCRYPT = "scrypt"
+FAST = "hmac-sha256"  # issued tokens: HMAC-SHA-256(key = the token's salt, message = secret)
 CACHE_MAX_ENTRIES = 200_000  # a grid of 10,000 agents and its viewers, many times over
 
 
 @dataclass(frozen=True)
 class TokenHash:
-    """A salted scrypt hash: ``salt_hex``, and ``hash_hex`` as ``scrypt$N$r$p$<hex digest>``."""
+    """A salted hash: ``salt_hex``, and ``hash_hex`` as ``hmac-sha256$<hex digest>`` (issued
+    tokens) or ``scrypt$N$r$p$<hex digest>`` (the admin token; issued tokens before the fast
+    hash). An unknown scheme matches nothing."""
 
     salt_hex: str
     hash_hex: str
 
+    @property
+    def scheme(self) -> str:
+        return self.hash_hex.partition("$")[0]
+
     def matches(self, secret: str) -> bool:
         try:
+            salt = bytes.fromhex(self.salt_hex)
+            if self.scheme == FAST:
+                return hmac.compare_digest(
+                    _keyed(secret, salt).hex(), self.hash_hex[len(FAST) + 1 :]
+                )
             scheme, n, r, p, digest = self.hash_hex.split("$")
             costs = int(n), int(r), int(p)
         except ValueError:
             return False
-        if scheme != "scrypt":
+        if scheme != SCRYPT:
             return False
-        computed = _scrypt(secret, bytes.fromhex(self.salt_hex), *costs)
+        computed = _scrypt(secret, salt, *costs)
         return hmac.compare_digest(computed.hex(), digest)
 
     def as_dict(self) -> dict[str, str]:
@@ -81,12 +99,29 @@ def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32)
 
 
+def _keyed(secret: str, salt: bytes) -> bytes:
+    return hmac.digest(salt, secret.encode("utf-8"), "sha256")
+
+
 def hash_secret(secret: str) -> TokenHash:
+    """The slow hash (scrypt), for the generated admin token."""
     salt = secrets.token_bytes(16)
     digest = _scrypt(secret, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P).hex()
     return TokenHash(
-        salt_hex=salt.hex(), hash_hex=f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${digest}"
+        salt_hex=salt.hex(), hash_hex=f"{SCRYPT}${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${digest}"
     )
+
+
+def hash_issued_secret(secret: str) -> TokenHash:
+    """The fast keyed hash of an issued token's 256-bit random secret (module docstring)."""
+    salt = secrets.token_bytes(16)
+    return TokenHash(salt_hex=salt.hex(), hash_hex=f"{FAST}${_keyed(secret, salt).hex()}")
+
+
+def fast_hash_for(stored: TokenHash, secret: str) -> TokenHash | None:
+    """The fast hash to store in place of ``stored`` once ``secret`` has matched it; None when
+    ``stored`` is fast already."""
+    return None if stored.scheme == FAST else hash_issued_secret(secret)
 
 
 def new_admin_token() -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gridplace.api import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.checks import WorkloadCheck
 from gridplace.api.errors import InvalidRequest, Unavailable
@@ -118,14 +119,17 @@ class PlanService:
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_solves)
 
     def grid(self) -> GridView:
-        """Every registered node as the planner should see it now (``grid.judge``)."""
-        return judge(
-            self.store.nodes(),
-            self.clock(),
-            self.started_at,
-            self.settings.heartbeat_grace_s,
-            self.settings.mass_silence_fraction,
-        )
+        """Every registered node as the planner should see it now (``grid.judge``); the garbage
+        collector waits meanwhile (``collector.paused``; a caller that keeps the grid while it
+        solves keeps the collector paused until the grid is freed)."""
+        with collector.paused():
+            return judge(
+                self.store.nodes(),
+                self.clock(),
+                self.started_at,
+                self.settings.heartbeat_grace_s,
+                self.settings.mass_silence_fraction,
+            )
 
     def node_view(self, name: str) -> NodeView | None:
         """One node judged like ``grid()`` would, reading counts instead of every node."""
@@ -188,7 +192,8 @@ class PlanService:
             base = latest.generation if latest else 0
             if expected_generation is not None and expected_generation != base:
                 raise GenerationConflict(expected_generation, base)
-            return self._solve_and_store(documents, options, trigger, reasons, latest)
+            with collector.paused():  # until the grid read for it is freed: see collector
+                return self._solve_and_store(documents, options, trigger, reasons, latest)
 
     def _solve_and_store(
         self,
@@ -265,7 +270,7 @@ class PlanService:
         solved on the stored grid from the latest plan (moves priced as in a replan), with the
         latest plan's options when there is one (as its replan would), else ``options``."""
         _require_workloads(documents)
-        with self._solver_slot():
+        with self._solver_slot(), collector.paused():
             latest = self.store.latest_plan()
             if latest is not None:
                 options = PlanOptions.from_dict(latest.options)

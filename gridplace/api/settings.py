@@ -148,7 +148,7 @@ class Settings(BaseSettings):
         default=3_600.0,
         ge=0,
         le=3_600,
-        description="How long a verified token skips the (deliberately slow) hash check; "
+        description="How long a verified token skips its database read and hash check; "
         "revocations are honoured within sync_interval_s regardless.",
     )
 

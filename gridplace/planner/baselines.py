@@ -15,16 +15,23 @@ Both return option counts; de-aggregation and the plan output are shared with th
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 
 from gridplace.planner.core import RATE_SCALE, power_budget_watts, power_draw_watts
 from gridplace.planner.deaggregate import NodeSlots
-from gridplace.planner.problem import Option, Problem
+from gridplace.planner.problem import GpuPool, Option, Problem
 
 
 class _Grid:
-    """Concrete free slots per node, so a baseline never books what cannot be packed."""
+    """Concrete free slots per node, so a baseline never books what cannot be packed.
+
+    A replica goes on the fullest node of its pool that fits it (ties by name). The nodes of a
+    pool are identical, so nodes with the same free slots per GPU answer alike: per pool, the
+    nodes are kept by that state (each state's names in a heap), and a booking looks at one node
+    per state instead of every node (greedy booked ~48,000 replicas over pools of up to hundreds
+    of nodes at 10,000 x 1,000)."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
@@ -33,24 +40,47 @@ class _Grid:
             for pool in problem.pools
             for name in pool.node_names
         }
+        self.states: dict[int, dict[tuple[int, ...], list[str]]] = {}
+
+    def _states(self, pool: GpuPool) -> dict[tuple[int, ...], list[str]]:
+        """The pool's nodes by free slots per GPU (made on the pool's first booking, when every
+        node is still free)."""
+        states = self.states.get(pool.index)
+        if states is None:
+            names = sorted(pool.node_names)  # a sorted list is a heap
+            states = self.states[pool.index] = {}
+            if names:
+                states[_state(self.nodes[(pool.index, names[0])])] = names
+        return states
 
     def take(self, option: Option) -> bool:
         pool = self.problem.pools[option.pool]
-        candidates = [
-            (-node.used, name, gpus)
-            for name in pool.node_names
-            if (gpus := (node := self.nodes[(pool.index, name)]).find(option)) is not None
-        ]
-        if not candidates:
+        states = self._states(pool)
+        best: tuple[tuple[int, str], tuple[int, ...], tuple[int, ...]] | None = None
+        for state, names in states.items():
+            node = self.nodes[(pool.index, names[0])]  # the state's first name
+            gpus = node.find(option)
+            if gpus is not None and (best is None or (-node.used, names[0]) < best[0]):
+                best = ((-node.used, names[0]), state, gpus)
+        if best is None:
             return False
-        _, name, gpus = min(candidates)
-        self.nodes[(pool.index, name)].take(option, gpus)
+        (_, name), state, gpus = best
+        heapq.heappop(states[state])
+        if not states[state]:
+            del states[state]
+        node = self.nodes[(pool.index, name)]
+        node.take(option, gpus)
+        heapq.heappush(states.setdefault(_state(node), []), name)
         return True
 
     def free_vram_gib(self, pool_index: int) -> float:
         pool = self.problem.pools[pool_index]
         free_slots = sum(sum(self.nodes[(pool_index, n)].free.values()) for n in pool.node_names)
         return free_slots / 4 * pool.memory_gib
+
+
+def _state(node: NodeSlots) -> tuple[int, ...]:
+    return tuple(node.free.values())
 
 
 def _domain(problem: Problem, option: Option) -> str | None:

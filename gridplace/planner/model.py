@@ -72,7 +72,8 @@ from gridplace.planner.core import (
     power_budget_watts,
     power_draw_watts,
 )
-from gridplace.planner.objectives import COST_SCALE, build_objectives, scaled_cost
+from gridplace.planner.objectives import COST_SCALE, StagedModel, build_objectives, scaled_cost
+from gridplace.planner.objectives import weighted as _weighted
 from gridplace.planner.problem import Option, Problem
 from gridplace.planner.rules import MODEL_RULES, implements
 
@@ -85,7 +86,7 @@ class PlacementModel:
     """The CP-SAT model and its variables, with the family literals used as switches."""
 
     problem: Problem
-    model: cp_model.CpModel = field(default_factory=cp_model.CpModel)
+    model: cp_model.CpModel = field(default_factory=StagedModel)
     x: dict[int, cp_model.IntVar] = field(default_factory=dict)
     unmet: dict[tuple[int, str], cp_model.IntVar] = field(default_factory=dict)
     short: dict[int, cp_model.IntVar] = field(default_factory=dict)
@@ -142,6 +143,10 @@ def _sum(terms: Iterable[cp_model.LinearExprT]) -> cp_model.LinearExpr:
     return cp_model.LinearExpr.sum(list(terms))
 
 
+def _vram(option: Option) -> int:
+    return math.ceil(option.vram_gib * VRAM_SCALE)
+
+
 def _capacity_milli(option: Option) -> int:
     return math.floor(option.capacity_rps * RATE_SCALE)
 
@@ -193,7 +198,7 @@ def gpu_count(pm: PlacementModel) -> None:
             pm.add(
                 "gpu-count",
                 f"pool={pool_index},slots>={size}",
-                _sum(pm.x[o.index] * o.slots for o in large)
+                _weighted(pm.x, large, [o.slots for o in large])
                 + pipes.nodes_taken(pm, pool_index) * per_node
                 <= pool.node_count * per_node,
             )
@@ -214,7 +219,7 @@ def gpu_sharing(pm: PlacementModel) -> None:
             pm.add(
                 "gpu-sharing",
                 f"pool={pool_index},slots>={size}",
-                _sum(pm.x[o.index] * o.slots for o in large)
+                _weighted(pm.x, large, [o.slots for o in large])
                 + pipes.nodes_taken(pm, pool_index) * per_node
                 <= pool.node_count * per_node,
             )
@@ -229,10 +234,7 @@ def vram_pool(pm: PlacementModel) -> None:
         pm.add(
             "vram-pool",
             f"pool={pool_index}",
-            _sum(
-                pm.x[o.index] * math.ceil(o.vram_gib * VRAM_SCALE) * o.tensor_parallel
-                for o in options
-            )
+            _weighted(pm.x, options, [_vram(o) * o.tensor_parallel for o in options])
             + pipes.stage_vram(pm, pool_index)
             <= total,
         )
@@ -252,7 +254,7 @@ def thermal_power(pm: PlacementModel) -> None:
         pm.add(
             "thermal-power",
             f"pool={pool_index}",
-            _sum(pm.x[o.index] * power_draw_watts(o.power_watts) for o in options)
+            _weighted(pm.x, options, [power_draw_watts(o.power_watts) for o in options])
             + pipes.stage_draw(pm, pool_index)
             <= budget,
         )
@@ -289,7 +291,7 @@ def demand_coverage(pm: PlacementModel) -> None:
                 pm.add(
                     "demand-coverage",
                     f"workload={workload.name},sources={'+'.join(regions)}",
-                    _sum(pm.x[o.index] * _capacity_milli(o) for o in serving)
+                    _weighted(pm.x, serving, map(_capacity_milli, serving))
                     + _sum(pm.unmet[(workload.index, r)] for r in regions)
                     >= demand,
                 )
@@ -337,7 +339,7 @@ def spread(pm: PlacementModel) -> None:
                 pm.add(
                     "spread",
                     f"capacity,{name}",
-                    _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+                    _weighted(pm.x, options, map(_capacity_milli, options))
                     <= math.floor(limit_rps * RATE_SCALE),
                 )
 
@@ -350,7 +352,7 @@ def budget(pm: PlacementModel) -> None:
     pm.add(
         "budget",
         "total",
-        _sum(pm.x[o.index] * scaled_cost(o) for o in pm.problem.options)
+        _weighted(pm.x, pm.problem.options, map(scaled_cost, pm.problem.options))
         <= math.floor(pm.problem.budget_per_hour * COST_SCALE),
     )
 
@@ -412,7 +414,7 @@ def failover(pm: PlacementModel) -> None:
                     pm.x[o.index] <= len(nodes) * pm.per_node[o.index],
                 )
                 most_lost += most * _capacity_milli(o)
-            lost = _sum(pm.per_node[o.index] * _capacity_milli(o) for o in members)
+            lost = _weighted(pm.per_node, members, map(_capacity_milli, members))
             losses.append((f"nodes={nodes[0]}+{len(nodes) - 1}", lost, most_lost))
             lost_by_group[nodes] = (lost, most_lost)
         losses += pipes.pipeline_losses(pm, workload.index, lost_by_group)
@@ -426,7 +428,7 @@ def failover(pm: PlacementModel) -> None:
         pm.worst_loss[workload.index] = worst
         for label, lost, _ in losses:
             pm.add("failover", f"node-loss,workload={workload.name},{label}", worst >= lost)
-        capacity = _sum(pm.x[o.index] * _capacity_milli(o) for o in options)
+        capacity = _weighted(pm.x, options, map(_capacity_milli, options))
         pm.add(
             "failover",
             f"after-loss,workload={workload.name}",

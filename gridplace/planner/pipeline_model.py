@@ -37,8 +37,8 @@ def options_by_pool(problem: Problem) -> dict[int, list[Option]]:
     return dict(sorted(by_pool.items()))
 
 
-def _pipelines(problem: Problem) -> list[Option]:
-    return [o for o in problem.options if o.stages]
+def _pipelines(problem: Problem) -> tuple[Option, ...]:
+    return problem.pipeline_options
 
 
 def nodes_taken(pm: PlacementModel, pool: int) -> cp_model.LinearExpr:

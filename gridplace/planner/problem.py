@@ -140,9 +140,9 @@ class Option:
         """Every pool a replica of it takes GPUs of (a pipeline's stages' too)."""
         return tuple(dict.fromkeys((self.pool, *(s.pool for s in self.stages))))
 
-    @property
+    @cached_property
     def slots(self) -> int:
-        """GPU slots one replica occupies."""
+        """GPU slots one replica occupies (read millions of times by greedy's packing)."""
         return replica_slots(self.share, self.tensor_parallel)
 
 
@@ -268,6 +268,11 @@ class Problem:
 
     def options_of(self, workload: int) -> list[Option]:
         return self._by_workload.get(workload, [])
+
+    @cached_property
+    def pipeline_options(self) -> tuple[Option, ...]:
+        """Options that are pipelines (read once per pool by the model's pool families)."""
+        return tuple(o for o in self.options if o.stages)
 
     @cached_property
     def pipeline_pools(self) -> frozenset[int]:

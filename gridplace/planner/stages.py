@@ -52,8 +52,11 @@ STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
 # early) passes on to the others.
 LARGE_STAGE_SHARES = (0.5, 0.4, 0.1, 0.1)
 # The same for a replan of a large model: its windows need a pass over the moved workloads in
-# the moves stage, and the cost stage only has to come within the move tolerance.
-REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.4, 0.25, 0.1)
+# the moves stage, and the cost stage only has to come within the move tolerance: each cost
+# window moves replicas that the moves stage must take back (at high utilization 0.4 / 0.25 moved
+# 25.6% of the replicas needlessly, 0.25 / 0.4 3.7%, 0.15 / 0.5 1.1% at a dearer cost stage:
+# docs/solver-tuning.md).
+REPLAN_WINDOW_STAGE_SHARES = (0.25, 0.25, 0.4, 0.1)
 # On a large model, the share of the cost stage's time spent improving its incumbent window by
 # window (windows.py) before the full-model solve, which proves the bound and polishes. The
 # full-model solve needs its time: on the largest grids its root LP alone takes seconds.
@@ -277,6 +280,11 @@ class StageRunner:
             for index, var in pm.x.items():
                 pm.model.add_hint(var, self.values.get(index, 0))
         solver = make_solver(self.settings, budget_s - (self.clock.spent_s - stage_work))
+        # A large model's first stage (unmet demand) is solved core-based: its LP bound is close
+        # to the optimum, but the LP-guided search left its incumbent at 2.6x the optimum after 5
+        # reference s at high utilization, where the core-based search proves the optimum in 4.8
+        # s (2.6 s at moderate), from greedy's start as from any other (docs/solver-tuning.md).
+        solver.parameters.optimize_with_core = number == 0 and self.large
         if number == 0:  # a callback slows the search: only the first stage times its start
             first = _FirstSolution(self.started)
             status = solver.solve(pm.model, first)

@@ -20,13 +20,15 @@ window sizes tried: ``docs/solver-tuning.md``).
 from __future__ import annotations
 
 import random
-import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from gridplace.planner.model import PlacementModel
+from gridplace.planner.objectives import FlatTerms, flat_terms
+from gridplace.planner.rows import as_array, drop_spare, model_rows
 from gridplace.planner.rules import MODEL_RULES
 from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
@@ -99,6 +101,8 @@ def search_windows(
         return evaluate(goal.objective, assignment), tie
 
     incumbent, best = start, score(start)
+    x_refs = [(option, var.index) for option, var in pm.x.items()]
+    refs = [var.index for var in variables]
     workloads = sorted(_options_by_workload(pm))
     rng = random.Random(random_seed)
     windows = improved = 0
@@ -113,8 +117,8 @@ def search_windows(
             if left_s < MIN_WINDOW_TIME_S:
                 return WindowSearch(incumbent, best[0], windows, improved)
             free = set(order[first : first + window_workloads])
-            counts = {o: incumbent.values[var.index] for o, var in pm.x.items()}
-            hint = {var.index: incumbent.value(var) for var in variables}
+            counts = {o: incumbent.values[ref] for o, ref in x_refs}
+            hint = {ref: incumbent.values[ref] for ref in refs}
             solver = make_solver(min(goal.window_s, left_s))
             found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
             clock.charge(solver, MIN_CHARGE_S)
@@ -168,41 +172,6 @@ def solve_window(
     return VariableValues({var.index: solver.value(var) for var in variables})
 
 
-@dataclass
-class _Rows:
-    """A model's linear rows by variable, read once (stage rows are only ever appended)."""
-
-    owner: dict[int, int]  # proto index -> workload
-    rows: list[tuple[list[int], list[int], list[int]]] = field(default_factory=list)
-    rows_of: dict[int, list[int]] = field(default_factory=dict)  # proto index -> its rows
-
-    def read(self, pm: PlacementModel) -> None:
-        """Read the rows added since the last call. A row's family literal is not kept: the
-        staged solve switches every family on."""
-        constraints = pm.model.proto.constraints
-        for index in range(len(self.rows), len(constraints)):
-            constraint = constraints[index]
-            if not constraint.has_linear():
-                raise ValueError(f"window rows: constraint {constraint.name} is not linear")
-            linear = constraint.linear
-            refs = list(linear.vars)
-            for ref in refs:
-                self.rows_of.setdefault(ref, []).append(index)
-            self.rows.append((refs, list(linear.coeffs), list(linear.domain)))
-
-
-_ROWS: dict[int, _Rows] = {}  # by id() of a live PlacementModel
-
-
-def _rows(pm: PlacementModel) -> _Rows:
-    rows = _ROWS.get(id(pm))
-    if rows is None:
-        rows = _ROWS[id(pm)] = _Rows(pm.owners())
-        weakref.finalize(pm, _ROWS.pop, id(pm), None)
-    rows.read(pm)
-    return rows
-
-
 def _small_window(
     pm: PlacementModel,
     variables: Sequence[cp_model.IntVar],
@@ -211,59 +180,70 @@ def _small_window(
     solver: cp_model.CpSolver,
     objective: cp_model.LinearExprT | None,
 ) -> VariableValues | None:
-    """``solve_window`` from an incumbent, as a model of only the free workloads' variables:
-    every row that holds one of them, with the other variables' incumbent values moved into its
-    bounds. The same optimum as the full model with the other counts fixed, except that the
-    other workloads' slacks and counters also stay at their incumbent values. Presolving the
-    full model for every window costs what the whole model holds, whatever the window's size;
-    this model costs what the window holds."""
-    rows = _rows(pm)
-    proto = pm.model.proto
-    model = cp_model.CpModel()
-    local: dict[int, cp_model.IntVar] = {}
-    for ref, workload in rows.owner.items():
-        if workload in free:
-            domain = cp_model.Domain.from_flat_intervals(list(proto.variables[ref].domain))
-            local[ref] = model.new_int_var_from_domain(domain, f"v{ref}")
-    touched = sorted({row for ref in local for row in rows.rows_of.get(ref, ())})
-    for row in touched:
-        refs, coeffs, domain = rows.rows[row]
-        fixed = 0
-        terms: list[tuple[cp_model.IntVar, int]] = []
-        for ref, coeff in zip(refs, coeffs, strict=True):
-            var = local.get(ref)
-            if var is None:
-                fixed += coeff * incumbent[ref]
-            else:
-                terms.append((var, coeff))
-        shifted = [_shift(bound, fixed) for bound in domain]
-        model.add_linear_expression_in_domain(
-            cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [c for _, c in terms]),
-            cp_model.Domain.from_flat_intervals(shifted),
-        )
-    scratch = cp_model.CpModel()  # the objective's terms, as evaluate() reads them
-    if objective is not None:
-        scratch.minimize(objective)
-        goal = scratch.proto.objective
-    else:
-        goal = proto.objective
-    weights = [
-        (local[ref], coeff)
-        for ref, coeff in zip(goal.vars, goal.coeffs, strict=True)
-        if ref in local
-    ]
-    model.minimize(
-        cp_model.LinearExpr.weighted_sum([v for v, _ in weights], [c for _, c in weights])
-    )
-    for ref, var in local.items():
-        model.add_hint(var, incumbent[ref])
+    """``solve_window`` from an incumbent, as a model of only the free workloads' variables
+    (``window_model``)."""
+    model, local = window_model(pm, free, incumbent, objective)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    values = {var.index: incumbent[var.index] for var in variables}
+    found = {var.index: incumbent[var.index] for var in variables}
+    solution = list(solver.response_proto.solution)
+    for position, ref in enumerate(local):
+        found[ref] = solution[position]
+    return VariableValues(found)
+
+
+def window_model(
+    pm: PlacementModel,
+    free: set[int],
+    incumbent: dict[int, int],
+    objective: cp_model.LinearExprT | None,
+) -> tuple[cp_model.CpModel, list[int]]:
+    """The model of only the free workloads' variables (their proto indices, in the order of
+    the window model's variables, come with it): every row that holds one of them, with the
+    other variables' ``incumbent`` values moved into its bounds, hinted at the incumbent. The
+    same optimum as the full model with the other counts fixed, except that the other
+    workloads' slacks and counters also stay at their incumbent values. Presolving the full
+    model for every window costs what the whole model holds, whatever the window's size; this
+    model costs what the window holds."""
+    rows = model_rows(pm)
+    if rows.nonlinear:
+        raise ValueError(f"window rows: constraint {rows.nonlinear[0]} is not linear")
+    proto = pm.model.proto
+    model = cp_model.CpModel()
+    # The window's variables in ``owners()`` order (the window model's variable order).
+    local_refs = rows.owned[np.isin(rows.owner, list(free))].tolist()
+    local: dict[int, cp_model.IntVar] = {}
+    for ref in local_refs:
+        domain = cp_model.Domain.from_flat_intervals(list(proto.variables[ref].domain))
+        local[ref] = model.new_int_var_from_domain(domain, f"v{ref}")
+    is_local = np.zeros(len(proto.variables), np.bool_)
+    is_local[local_refs] = True
+    values = as_array(incumbent, len(proto.variables))
+    fixed = rows.fixed_sums(is_local, values)
+    touched, terms = rows.local_terms(is_local)
+    for row, (refs, coeffs) in zip(touched, terms, strict=True):
+        shifted = [_shift(bound, fixed[row]) for bound in rows.domains[row]]
+        model.add_linear_expression_in_domain(
+            cp_model.LinearExpr.weighted_sum([local[ref] for ref in refs], coeffs),
+            cp_model.Domain.from_flat_intervals(shifted),
+        )
+    goal = (
+        flat_terms(objective)
+        if objective is not None
+        else FlatTerms(tuple(proto.objective.vars), tuple(proto.objective.coeffs), 0)
+    )
+    goal_refs = np.array(goal.refs, np.int64)
+    chosen = (goal_refs >= 0) & is_local[np.maximum(goal_refs, 0)]
+    model.minimize(
+        cp_model.LinearExpr.weighted_sum(
+            [local[ref] for ref in goal_refs[chosen].tolist()],
+            np.array(goal.coeffs, np.int64)[chosen].tolist(),
+        )
+    )
     for ref, var in local.items():
-        values[ref] = solver.value(var)
-    return VariableValues(values)
+        model.add_hint(var, incumbent[ref])
+    return model, local_refs
 
 
 def _shift(bound: int, by: int) -> int:
@@ -275,14 +255,7 @@ def _shift(bound: int, by: int) -> int:
 
 def evaluate(expression: cp_model.LinearExprT, assignment: VariableValues) -> int:
     """The value of a linear expression of the model's variables at ``assignment``."""
-    scratch = cp_model.CpModel()  # only to read the expression's terms, as a proto objective
-    scratch.minimize(expression)
-    terms = scratch.proto.objective
-    total = 0
-    for ref, coeff in zip(terms.vars, terms.coeffs, strict=True):
-        # A negative reference is the negation of a Boolean: value 1 - value(-ref - 1).
-        total += coeff * (assignment.values[ref] if ref >= 0 else 1 - assignment.values[-ref - 1])
-    return round(total + terms.offset)
+    return flat_terms(expression).value(assignment.values)
 
 
 def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableValues:
@@ -293,41 +266,11 @@ def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableVa
     the optimum on large grids; windows that run out of time before a full pass leave that
     waste where they did not reach. Trimming first is cheap and leaves less to do.
     """
-    values = dict(start.values)
-    rows: list[tuple[int, int, int]] = []  # (activity, low, high) per row
-    var_rows: dict[int, list[tuple[int, int]]] = {}
-    x_refs = {var.index for var in pm.x.values()}
-    frozen: set[int] = set()
-    for constraint in pm.model.proto.constraints:
-        if not constraint.has_linear():
-            continue
-        linear = constraint.linear
-        if any(ref not in values for ref in linear.vars):
-            # A row over variables the assignment does not cover: its x stay as they are.
-            frozen.update(ref for ref in linear.vars if ref in x_refs)
-            continue
-        domain = list(linear.domain)
-        activity = 0
-        for ref, coeff in zip(linear.vars, linear.coeffs, strict=True):
-            activity += coeff * values[ref]
-            if ref in x_refs:
-                var_rows.setdefault(ref, []).append((len(rows), coeff))
-        rows.append((activity, domain[0], domain[-1]))
-    activities = [row[0] for row in rows]
+    variables = pm.model.proto.variables
     # Most expensive replica first; ties by option index (stable).
-    for option in sorted(pm.problem.options, key=lambda o: (-o.cost_per_hour, o.index)):
-        ref = pm.x[option.index].index
-        if ref in frozen:
-            continue
-        low = next(iter(pm.model.proto.variables[ref].domain))
-        touched = var_rows.get(ref, [])
-        while values[ref] > low and all(
-            rows[r][1] <= activities[r] - coeff <= rows[r][2] for r, coeff in touched
-        ):
-            values[ref] -= 1
-            for r, coeff in touched:
-                activities[r] -= coeff
-    return VariableValues(values)
+    order = sorted(pm.problem.options, key=lambda o: (-o.cost_per_hour, o.index))
+    refs = [pm.x[option.index].index for option in order]
+    return VariableValues(drop_spare(pm, start.values, [(r, variables[r].domain[0]) for r in refs]))
 
 
 def unsettled_workloads(pm: PlacementModel, counts: dict[int, int]) -> set[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -121,3 +122,36 @@ def test_a_failed_batch_is_kept_and_newer_heartbeats_win() -> None:
     buffer.add("a", {"v": 2})
     buffer.close()  # writes what is left
     assert written == [[{"node_name": "a", "v": 2}, {"node_name": "b", "v": 1}]]
+
+
+def test_two_servers_batches_of_the_same_nodes_never_deadlock(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Heartbeats arrive at each server in its own order; batches written in that order locked
+    the same rows in opposite orders, and PostgreSQL aborted one as a deadlock."""
+    names = [f"n{i:04d}" for i in range(1500)]
+    stores = [Store.open(database_url), Store.open(database_url)]
+    stores[0].upsert_nodes([Node.model_validate(node_doc(n)) for n in names], clock())
+    failures: list[str] = []
+
+    def serve(store: Store, order: list[str]) -> None:
+        store.buffer_heartbeats(60)
+        for round_ in range(3):
+            for name in order:
+                assert store.buffer_known_heartbeat(name, _status(0.1 * round_), clock())
+            try:
+                store.flush_heartbeats()
+            except Exception as error:  # DatabaseUnavailable: deadlock detected
+                failures.append(str(error)[:120])
+
+    threads = [
+        threading.Thread(target=serve, args=(store, order))
+        for store, order in zip(stores, (names, names[::-1]), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.close()
+    assert failures == []

@@ -118,12 +118,14 @@ def test_throttle_moves_past_the_threshold_replan_wobbles_do_not(
 
 
 def test_a_grid_wide_silence_is_not_a_mass_teardown(
-    client: TestClient, clock: FakeClock, grid: list[str]
+    client: TestClient, clock: FakeClock, grid: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = submit(client, workload_doc("chat", rps=6, replicas=(3, 3)))
     clock.advance(10 * GRACE_S)  # the server heard nobody: its own network, most likely
+    reads = count_document_reads(client, monkeypatch)
     result = check(client)
     assert result["replanned"] is False
+    assert reads == []  # judged from the pulses: no node document read (seconds at 10,000)
     metrics = client.get("/metrics").text
     assert 'gridplace_replans_skipped_total{reason="mass-silence"} 1' in metrics
     assert 'gridplace_nodes{state="silent"} 6' in metrics
@@ -215,7 +217,7 @@ def test_detect_changes(case: str, expect: list[str], clock: FakeClock) -> None:
     assert detect_changes(latest, view, 0.1) == expect
     # The periodic check's first look, from the pulses alone, agrees on whether to look further.
     pulses = [pulse(r) for r in records]
-    assert may_have_changed(latest, pulses, lambda _: False, 0.1) is bool(expect)
+    assert may_have_changed(latest, pulses, set(), 0.1) is bool(expect)
 
 
 def pulse(record: NodeRecord) -> NodePulse:
@@ -223,13 +225,8 @@ def pulse(record: NodeRecord) -> NodePulse:
     return NodePulse(record.name, reported, record.last_heartbeat, record.created_at)
 
 
-def test_a_steady_grid_is_checked_without_reading_node_documents(
-    client: TestClient, grid: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """At 10,000 nodes reading and validating every Node document took seconds of CPU every
-    check (``replan_interval_s``); the check reads a few columns first, the documents only
-    when something may have changed."""
-    holder = placed_nodes(submit(client, workload_doc("chat", rps=6, replicas=(3, 3))))[0]
+def count_document_reads(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at every read of all node documents (``Store.nodes``)."""
     store = client.app.state.gridplace.store  # type: ignore[attr-defined]
     reads: list[int] = []
     nodes = store.nodes
@@ -239,6 +236,17 @@ def test_a_steady_grid_is_checked_without_reading_node_documents(
         return nodes(*args, **kwargs)
 
     monkeypatch.setattr(store, "nodes", counted)
+    return reads
+
+
+def test_a_steady_grid_is_checked_without_reading_node_documents(
+    client: TestClient, grid: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10,000 nodes reading and validating every Node document took seconds of CPU every
+    check (``replan_interval_s``); the check reads a few columns first, the documents only
+    when something may have changed."""
+    holder = placed_nodes(submit(client, workload_doc("chat", rps=6, replicas=(3, 3))))[0]
+    reads = count_document_reads(client, monkeypatch)
     heartbeat(client, grid, thermal={"throttleRatio": 0.05})  # under the threshold
     assert check(client)["skipped"] == "no-change" and reads == []
     heartbeat(client, [holder], healthy=False)

@@ -115,3 +115,24 @@ def test_a_large_model_gives_the_relaxed_start_the_larger_share() -> None:
     assert _relaxed_limit(SolverSettings(time_limit_s=10, window_min_options=0)) == (
         pytest.approx(10 * hints.LARGE_RELAXED_SHARE)
     )
+
+
+def _core_based(monkeypatch: pytest.MonkeyPatch, settings: SolverSettings) -> list[bool]:
+    """Whether each solve the stages made (the unmet stage's full-model solve first) was
+    core-based, read after the solve set its parameters."""
+    solvers: list[Any] = []
+    original = stages.make_solver
+
+    def spy(*args: Any) -> Any:
+        solvers.append(original(*args))
+        return solvers[-1]
+
+    monkeypatch.setattr(stages, "make_solver", spy)
+    solve_problem(_problem(20, rps_scale=10), settings)
+    return [s.parameters.optimize_with_core for s in solvers]
+
+
+def test_a_large_model_solves_its_unmet_stage_core_based(monkeypatch: pytest.MonkeyPatch) -> None:
+    large = _core_based(monkeypatch, LARGE)
+    assert large[0] and not any(large[1:])  # the later stages and their windows are not
+    assert not any(_core_based(monkeypatch, SolverSettings(time_limit_s=6)))

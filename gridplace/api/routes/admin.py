@@ -12,7 +12,7 @@ from gridplace.api.errors import NotFound
 from gridplace.api.models import TokenInfo, TokenIssued, TokenListResponse
 from gridplace.api.routes import AUTH_ERRORS, errors
 from gridplace.api.routes.nodes import NodeName
-from gridplace.api.security import Role, hash_secret, new_issued_token
+from gridplace.api.security import Role, hash_issued_secret, new_issued_token
 from gridplace.api.store import NodeTokenRecord
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -64,7 +64,7 @@ def issue_viewer_token(name: ViewerName, _: AdminDep, state: StateDep) -> TokenI
 def _issue(state: StateDep, name: str, role: Role) -> TokenIssued:
     token_id, secret, token = new_issued_token(role)
     now = state.clock()
-    state.store.add_node_token(token_id, name, hash_secret(secret), now, role)
+    state.store.add_node_token(token_id, name, hash_issued_secret(secret), now, role)
     return TokenIssued(token_id=token_id, node=name, role=role, token=token, created_at=now)
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
+from gridplace.api import collector
 from gridplace.api.bodies import json_body, read_documents
 from gridplace.api.deps import (
     AdminDep,
@@ -100,10 +101,13 @@ def list_nodes(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> NodeListResponse:
     """Registered nodes by name, with their health as the planner sees it now."""
-    views = service.grid().nodes
-    return NodeListResponse(
-        items=[node_response(v) for v in views[offset : offset + limit]], total=len(views)
-    )
+    with collector.paused():  # until the rest of the grid is freed: see collector
+        views = service.grid().nodes
+        page = NodeListResponse(
+            items=[node_response(v) for v in views[offset : offset + limit]], total=len(views)
+        )
+        del views
+    return page
 
 
 @router.post(

@@ -2,7 +2,8 @@
 
 Owns: the pending heartbeats of this server (one per node, the latest wins) and the thread that
 writes them every ``interval_s``, or sooner once ``max_pending`` wait, in one transaction per
-batch (``write``). A batch that fails (the database away) is kept and retried; a newer heartbeat
+batch (``write``), in node name order (several servers' batches lock rows in one order: no
+deadlock). A batch that fails (the database away) is kept and retried; a newer heartbeat
 of the same node replaces it. ``flush`` writes what is pending now: the store calls it before it
 reads a node's heartbeat (this server reads its own writes) and on close (a clean shutdown loses
 nothing). A killed process loses what was pending: at most ``interval_s`` plus one batch's write.
@@ -63,7 +64,10 @@ class HeartbeatBuffer:
             if not batch:
                 return
             try:
-                self._write([{"node_name": name, **values} for name, values in batch.items()])
+                # In name order: servers writing the same nodes lock their rows in one order.
+                # In arrival order, two servers' batches locked them in opposite orders and
+                # PostgreSQL aborted one as a deadlock after a second's wait.
+                self._write([{"node_name": name, **batch[name]} for name in sorted(batch)])
             except BaseException:
                 with self._lock:  # newer heartbeats that arrived meanwhile win
                     self._pending = batch | self._pending

@@ -234,6 +234,22 @@ class Store:
             row = session.get(NodeTokenRow, token_id)
             return _token_record(row) if row else None
 
+    def rehash_node_token(self, token_id: str, stored: TokenHash, new: TokenHash) -> bool:
+        """Store ``new`` in place of ``stored`` (a token's old slow hash, just verified):
+        whether it was replaced. Another server that replaced it first wins; nothing else of
+        the token (its revocation above all) is touched."""
+        query = (
+            update(NodeTokenRow)
+            .where(
+                NodeTokenRow.token_id == token_id,
+                NodeTokenRow.salt == stored.salt_hex,
+                NodeTokenRow.hash == stored.hash_hex,
+            )
+            .values(salt=new.salt_hex, hash=new.hash_hex)
+        )
+        with self._session(write=True) as session:
+            return bool(getattr(session.execute(query), "rowcount", 0) == 1)
+
     def node_tokens(self, node: str | None = None) -> list[NodeTokenRecord]:
         query = select(NodeTokenRow).order_by(NodeTokenRow.created_at, NodeTokenRow.token_id)
         if node is not None:

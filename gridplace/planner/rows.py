@@ -1,0 +1,204 @@
+"""The placement model's linear rows as arrays, read from its proto once (rows the stages append
+are read when they appear), for what evaluates rows at an assignment: a window's model of its
+own variables (``windows``) and trimming spare replicas (``drop_spare_replicas``).
+
+Owns reading the rows and arithmetic over them; must not add rows or decide what a window holds.
+Why arrays: per window, the old loop summed every row the window touches term by term in Python
+(the stage rows hold every option), which cost as much CPU as the window's solve at
+10,000 x 1,000 (``docs/solver-tuning.md``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from ortools.sat import cp_model_pb2
+from ortools.sat.python import cp_model
+
+if TYPE_CHECKING:
+    from gridplace.planner.model import PlacementModel
+
+IntArray = npt.NDArray[np.int64]
+BULK_READ_ROWS = 1_000  # more new rows than this are read from a serialized copy (``_rows_since``)
+_FAR = 1 << 62  # beyond any activity of these rows; CP-SAT's infinities are clipped to it
+
+
+@dataclass
+class ModelRows:
+    """A model's linear rows, entry by entry (``refs``, ``coeffs``, ``row_of``), with each row's
+    domain and the variables' owners (``PlacementModel.owners``: a workload, -1 for none)."""
+
+    owned: IntArray  # proto indices of owned variables, in ``owners()`` order
+    owner: IntArray  # their workloads, aligned with ``owned``
+    refs: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    coeffs: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    row_of: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    starts: list[int] = field(default_factory=lambda: [0])  # row r: entries starts[r]:starts[r+1]
+    domains: list[list[int]] = field(default_factory=list)
+    nonlinear: list[str] = field(default_factory=list)  # names of rows that are not linear
+
+    def read(self, pm: PlacementModel) -> None:
+        """Read the rows added to ``pm.model`` since the last call (a row's family literal is
+        not kept: the staged solve switches every family on)."""
+        refs: list[int] = []
+        coeffs: list[int] = []
+        rows: list[int] = []
+        for name, linear in _rows_since(pm.model, len(self.domains)):
+            if linear is None:
+                self.nonlinear.append(name)
+                self.domains.append([])
+                self.starts.append(self.starts[-1])
+                continue
+            row_refs, row_coeffs, domain = linear
+            refs += row_refs
+            coeffs += row_coeffs
+            rows += [len(self.domains)] * len(row_refs)
+            self.domains.append(domain)
+            self.starts.append(self.starts[-1] + len(row_refs))
+        if refs:
+            self.refs = np.concatenate([self.refs, np.array(refs, np.int64)])
+            self.coeffs = np.concatenate([self.coeffs, np.array(coeffs, np.int64)])
+            self.row_of = np.concatenate([self.row_of, np.array(rows, np.int64)])
+
+    def fixed_sums(self, fixed: npt.NDArray[np.bool_], values: IntArray) -> list[int]:
+        """Per row, the sum of its terms over variables where ``fixed`` (by proto index) is not
+        set, at ``values`` (by proto index)."""
+        terms = np.where(fixed[self.refs], 0, self.coeffs * values[self.refs])
+        starts = np.array(self.starts, np.int64)
+        filled = starts[:-1] < starts[1:]  # rows with terms (reduceat misreads empty ones)
+        sums = np.zeros(len(self.domains), np.int64)
+        if len(terms):
+            sums[filled] = np.add.reduceat(terms, starts[:-1][filled])
+        return sums.tolist()
+
+    def local_terms(
+        self, local: npt.NDArray[np.bool_]
+    ) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
+        """The rows (ascending) with a term over a variable where ``local`` (by proto index) is
+        set, and each one's such terms (proto indices, coefficients) in row order."""
+        entries = np.flatnonzero(local[self.refs])  # in row order: rows are read in order
+        rows = self.row_of[entries]
+        touched = np.unique(rows)
+        first = np.searchsorted(rows, touched, "left").tolist()
+        last = np.searchsorted(rows, touched, "right").tolist()
+        refs, coeffs = self.refs[entries].tolist(), self.coeffs[entries].tolist()
+        terms = [(refs[a:b], coeffs[a:b]) for a, b in zip(first, last, strict=True)]
+        return touched.tolist(), terms
+
+
+Linear = tuple[list[int], list[int], list[int]]  # a row's variables, coefficients, domain
+
+
+def _rows_since(
+    model: cp_model.CpModel, begin: int, bulk_rows: int = BULK_READ_ROWS
+) -> Iterator[tuple[str, Linear | None]]:
+    """The model's constraints from ``begin`` on: name and linear terms (None if not linear).
+    Many are read from a serialized copy of the proto: field by field through CP-SAT's proto
+    wrapper a 50,000-variable model took ~0.6 CPU s, parsed by protobuf ~0.15 s."""
+    constraints = model.proto.constraints
+    if len(constraints) - begin > bulk_rows:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.pb"
+            if not model.export_to_file(str(path)):
+                raise OSError(f"could not write the model to {path}")
+            parsed = cp_model_pb2.CpModelProto.FromString(path.read_bytes())
+        for constraint in parsed.constraints[begin:]:
+            linear = constraint.linear if constraint.HasField("linear") else None
+            yield constraint.name, _terms(linear)
+        return
+    for index in range(begin, len(constraints)):
+        wrapped = constraints[index]
+        yield wrapped.name, _terms(wrapped.linear) if wrapped.has_linear() else None
+
+
+def _terms(linear: Any) -> Linear | None:
+    if linear is None:
+        return None
+    return list(linear.vars), list(linear.coeffs), list(linear.domain)
+
+
+_ROWS: dict[int, ModelRows] = {}  # by id() of a live PlacementModel
+
+
+def model_rows(pm: PlacementModel) -> ModelRows:
+    """``pm``'s rows as they are now, read once per model (new rows on later calls)."""
+    rows = _ROWS.get(id(pm))
+    if rows is None:
+        owners = pm.owners()
+        rows = _ROWS[id(pm)] = ModelRows(
+            np.fromiter(owners.keys(), np.int64, len(owners)),
+            np.fromiter(owners.values(), np.int64, len(owners)),
+        )
+        weakref.finalize(pm, _ROWS.pop, id(pm), None)
+    rows.read(pm)
+    return rows
+
+
+def as_array(values: dict[int, int], size: int) -> IntArray:
+    """``values`` (by proto index) as an array over ``size`` variables, 0 where absent."""
+    array = np.zeros(size, np.int64)
+    array[np.fromiter(values.keys(), np.int64, len(values))] = np.fromiter(
+        values.values(), np.int64, len(values)
+    )
+    return array
+
+
+def drop_spare(
+    pm: PlacementModel, values: dict[int, int], options: list[tuple[int, int]]
+) -> dict[int, int]:
+    """``values`` with the replica variables ``options`` ((proto index, lower bound), in the
+    order to try) lowered as far as every row (with every other variable as it is) allows: a
+    row's activity must stay within its domain's outer bounds. A row over a variable
+    ``values`` does not hold freezes the replica variables in it."""
+    rows = model_rows(pm)
+    size = len(pm.model.proto.variables)
+    covered = np.zeros(size, np.bool_)
+    covered[np.fromiter(values.keys(), np.int64, len(values))] = True
+    uncovered_rows = np.zeros(len(rows.domains), np.bool_)
+    uncovered_rows[rows.row_of[~covered[rows.refs]]] = True
+    frozen = set(rows.refs[uncovered_rows[rows.row_of]].tolist())
+    terms = rows.coeffs * as_array(values, size)[rows.refs]
+    activity = np.zeros(len(rows.domains), np.int64)
+    np.add.at(activity, rows.row_of, terms)
+    # Outer bounds, CP-SAT's infinities brought within reach of int64 arithmetic.
+    low = np.array([d[0] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
+    high = np.array([d[-1] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
+    by_ref = np.argsort(rows.refs, kind="stable")  # a variable's entries, in row order
+    sorted_refs = rows.refs[by_ref]
+    wanted = np.array([ref for ref, _ in options], np.int64)
+    first = np.searchsorted(sorted_refs, wanted, "left").tolist()
+    last = np.searchsorted(sorted_refs, wanted, "right").tolist()
+    entry_rows, entry_coeffs = rows.row_of[by_ref], rows.coeffs[by_ref]
+    result = dict(values)
+    for (ref, floor), begin, end in zip(options, first, last, strict=True):
+        steps = result[ref] - floor
+        if steps <= 0 or ref in frozen:
+            continue
+        mine, coeffs = entry_rows[begin:end], entry_coeffs[begin:end]
+        if len(mine):
+            within = steps_within(activity[mine], coeffs, low[mine], high[mine])
+            steps = min(steps, int(within.min()))
+        if steps <= 0:
+            continue
+        result[ref] -= steps
+        activity[mine] -= coeffs * steps  # (a variable is in a row once)
+    return result
+
+
+def steps_within(activity: IntArray, coeff: IntArray, low: IntArray, high: IntArray) -> IntArray:
+    """Per row, how many times ``coeff`` can be taken off ``activity``, one at a time, with
+    every step within [low, high] (the steps' activities are monotone, so the first step and
+    the last decide); bounds within +-2^62."""
+    safe = np.where(coeff == 0, 1, coeff)
+    down = np.where(activity - coeff <= high, (activity - low) // safe, 0)  # coeff > 0
+    up = np.where(activity - coeff >= low, (high - activity) // -safe, 0)  # coeff < 0
+    still = np.where((low <= activity) & (activity <= high), _FAR, 0)  # coeff == 0
+    steps = np.where(coeff > 0, down, np.where(coeff < 0, up, still))
+    return np.maximum(steps, 0)
