@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import numpy.typing as npt
@@ -294,12 +294,22 @@ def _rule_failure(
 ) -> tuple[str, Reason] | None:
     """(rule id, reason) of the first compile-time rule a prediction breaks, in the registry's
     order, or None. Trust is checked per pool before any prediction (``_trust_failure``)."""
-    for rule in COMPILE_RULES:
-        if rule.id != "trust" and rule.id not in PIPELINE_RULES:
-            reason = rule.function(prediction, slo, ttft_budget_ms, label)
-            if reason is not None:
-                return rule.id, reason
+    for rule_id, check in _prediction_checks():
+        reason = check(prediction, slo, ttft_budget_ms, label)
+        if reason is not None:
+            return rule_id, reason
     return None
+
+
+@cache
+def _prediction_checks() -> tuple[tuple[str, Callable[..., Reason | None]], ...]:
+    """The compile-time rules a prediction meets, in order, with their functions (looked up
+    once: compile checks ~100,000 predictions on a 10,000-node grid)."""
+    return tuple(
+        (rule.id, rule.function)
+        for rule in COMPILE_RULES
+        if rule.id != "trust" and rule.id not in PIPELINE_RULES
+    )
 
 
 @implements("precision-support")

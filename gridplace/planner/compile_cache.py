@@ -2,14 +2,14 @@
 prediction question, keyed by content so that a replan asks only what changed.
 
 Owns the content keys and the process-level store; ``group_predictor.GroupPredictor`` asks it before
-predicting a group of pools. A question is one workload kind (model, engine, precisions, ITL
-target, token counts, engine options) about one node class's prediction signature (GPU figures
+predicting a group of pools. A question is one workload kind (model, engine, precisions, ITL and
+TTFT targets, token counts, engine options) about one node class's prediction signature (GPU figures
 after overrides, GPUs per node, interconnect, throttle bucket) at one TTFT budget; the answer is
 that group's ``GroupPredictions`` for every configuration. Keys are SHA-256 digests of the
 question's content and of the predictor's inputs (catalog, profiles, calibration:
 ``KeyedPredictor.cache_key``), never of object identities, so a new predictor built from the same
-documents reuses the answers and one built from other documents (a new calibration) does not.
-A predictor without a ``cache_key`` is not cached (its answers may change under the same key).
+documents reuses the answers and one built from other documents (a new calibration) does not. A
+predictor without a ``cache_key`` is not cached (its answers may change under the same key).
 
 Answers are immutable (frozen dataclasses of numpy arrays nobody writes), so a cached compile
 and an uncached one build the same ``Problem`` (``tests/planner/test_compile_cache.py``).
@@ -160,6 +160,7 @@ class CompileView:
         return digest(
             self._predictor_key, model_id, model.model_dump_json(), spec.engine.value,
             ",".join(p.value for p in spec.precisions), repr(spec.slo.itl_ms),
+            repr(spec.slo.ttft_ms),
             str(spec.traffic.prompt_tokens), str(spec.traffic.output_tokens),
             spec.engine_options.model_dump_json() if spec.engine_options else "",
         )  # fmt: skip

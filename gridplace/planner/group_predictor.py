@@ -1,12 +1,13 @@
 """Compile's questions to the performance model, asked once per workload kind and group of pools,
 and the answers of one kind stacked so that a workload reads all of its groups with one gather.
 
-A *kind* is what a workload asks of a pool (model, engine, engine options, precisions, ITL
-target, token counts); workloads of one kind ask the same question of a group with the same
-signature, GPU figures and TTFT budget, so on generated grids 1,000 workloads come down to a few
-dozen kinds. Each answer (``options.GroupPredictions``) comes from the ``CompileView`` (the
-cache across plans) or the predictor, and is appended to its kind's ``KindTable``: a workload's
-groups are then rows of the table (``options.GroupTable``), not a stack built per workload.
+A *kind* is what a workload asks of a pool (model, engine, engine options, precisions, ITL and TTFT
+targets, token counts: a ``ttft-no-load`` verdict names the target); workloads of one kind ask the
+same question of a group with the same signature, GPU figures and TTFT budget, so on generated grids
+1,000 workloads come down to a few dozen kinds. Each answer (``options.GroupPredictions``) comes
+from the ``CompileView`` (the cache across plans) or the predictor, and is appended to its kind's
+``KindTable``: a workload's groups are then rows of the table (``options.GroupTable``), not a stack
+built per workload.
 """
 
 from __future__ import annotations
@@ -99,11 +100,13 @@ class GroupPredictor:
     def kind_of(
         workload: InferenceWorkload, model_id: str, model: ModelArchitectureSpec
     ) -> tuple[object, ...]:
-        """What ``workload`` asks of a pool: workloads of one kind get the same answers."""
+        """What ``workload`` asks of a pool: workloads of one kind get the same answers and
+        verdicts (the TTFT target too: one budget left of two targets is two verdicts)."""
         spec = workload.spec
         return (
             model_id, id(model), spec.engine, spec.engine_options, tuple(spec.precisions),
-            spec.slo.itl_ms, spec.traffic.prompt_tokens, spec.traffic.output_tokens,
+            spec.slo.itl_ms, spec.slo.ttft_ms, spec.traffic.prompt_tokens,
+            spec.traffic.output_tokens,
         )  # fmt: skip
 
     def for_workload(

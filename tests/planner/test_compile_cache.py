@@ -76,3 +76,28 @@ def test_the_cache_is_bounded() -> None:
     compile_with(NODES, cache)
     compile_with(NODES, cache)
     assert cache.last.questions_reused <= 3
+
+
+def _no_load_reasons(problem: Problem, w: int) -> set[tuple[float, float]]:
+    """(target, network ms) of workload ``w``'s ``ttft-no-load`` rejections."""
+    return {
+        (float(r.reason.available), r.reason.network_ms)
+        for r in problem.rejections.of(w)
+        if r.reason.measure == "ttft-no-load"
+    }
+
+
+def test_a_ttft_rejection_names_its_own_target_and_network() -> None:
+    # Alike in kind, the same 25 ms budget left: 35 ms 10 ms away, 145 ms 120 ms away.
+    near = workload("near", ttft_ms=35, itl_ms=200)
+    far = workload("far", ttft_ms=145, itl_ms=200, sources=(("us-east", 1.0),))
+    nodes = [node("a1", "rtx-4090", region="eu-west")]
+    latency = FakeLatency({"a1": "eu-west"}, default_ms=120)
+    cache = CompileCache()
+    for asked in ([near, far], [far]):  # in one compile, then from the cache in the next
+        inputs = PlannerInputs(nodes, asked, builtin_catalog())
+        problem = compile_problem(inputs, make_predictor(), latency, cache=cache)
+        assert _no_load_reasons(problem, len(asked) - 1) == {(145.0, 120.0)}
+    alone = PlannerInputs(nodes, [near], builtin_catalog())
+    problem = compile_problem(alone, make_predictor(), latency, cache=cache)
+    assert _no_load_reasons(problem, 0) == {(35.0, 10.0)}
