@@ -21,7 +21,7 @@ from collections import defaultdict
 
 from gridplace.planner.core import RATE_SCALE, power_budget_watts, power_draw_watts
 from gridplace.planner.deaggregate import NodeSlots
-from gridplace.planner.problem import GpuPool, Option, Problem
+from gridplace.planner.problem import GpuPool, Option, Problem, WorkloadDemand
 
 
 class _Grid:
@@ -157,26 +157,45 @@ def greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
         )
         # Replicas booked before (a replan's kept replicas) serve first, in the same order.
         booked = {o.index: booking.counts[o.index] * o.capacity_rps for o in options}
-        for region, share in sorted(workload.sources, key=lambda s: -s[1]):
-            need = workload.booked_rps * share
-            for option in options:
-                if region in option.servable_sources and booked[option.index] > 0:
-                    used = min(need, booked[option.index])
-                    booked[option.index] -= used
-                    need -= used
-            for option in options:
-                if region not in option.servable_sources:
-                    continue
-                while need > 1e-9 and booking.add(option):
-                    need -= option.capacity_rps
-                if need <= 1e-9:
-                    break
-        for option in options:  # top up to replicas.min with the cheapest that carry load
-            if not problem.carries_load(option):
-                continue
-            while booking.carrying[workload.index] < workload.replicas_min and booking.add(option):
-                pass
+        sources = sorted(workload.sources, key=lambda s: -s[1])
+        book_demand(problem, booking, workload, options, sources, booked)
     return dict(booking.counts)
+
+
+def book_demand(
+    problem: Problem,
+    booking: Booking,
+    workload: WorkloadDemand,
+    options: list[Option],
+    sources: list[tuple[str, float]],
+    spare: dict[int, float],
+    new_spare: bool = False,
+) -> None:
+    """Books ``workload``'s demand source by source, taking ``options`` in their order: the
+    capacity in ``spare`` (per option, used up as it serves) first, then new replicas, whose
+    capacity left over joins ``spare`` when ``new_spare``; then replicas up to ``replicas.min``
+    with the first options that carry load."""
+    for region, share in sources:
+        need = workload.booked_rps * share
+        for option in options:
+            if region in option.servable_sources and spare.get(option.index, 0.0) > 0:
+                used = min(need, spare[option.index])
+                spare[option.index] -= used
+                need -= used
+        for option in options:
+            if region not in option.servable_sources:
+                continue
+            while need > 1e-9 and booking.add(option):
+                need -= option.capacity_rps
+                if new_spare:
+                    spare[option.index] = spare.get(option.index, 0.0) + max(0.0, -need)
+            if need <= 1e-9:
+                break
+    for option in options:
+        if not problem.carries_load(option):
+            continue
+        while booking.carrying[workload.index] < workload.replicas_min and booking.add(option):
+            pass
 
 
 def capacity_only(problem: Problem) -> dict[int, int]:

@@ -141,7 +141,7 @@ def choose_start(
         candidates = [greedy_with_failover(problem)]
         if failover or not large:
             # On a large model without failover rows the core-based unmet stage reaches the
-            # optimum from either start, and pricing pools by scarcity cost ~1.5 CPU s at
+            # optimum from either start, and pricing pools by scarcity cost ~1 CPU s at
             # 10,000 x 1,000; with failover rows its start is the one kept (docs/solver-tuning.md).
             candidates.append(scarce_with_failover(problem))
         share = LARGE_RELAXED_SHARE if large else RELAXED_SHARE

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from gridplace.planner.baselines import Booking
+from gridplace.planner.baselines import Booking, book_demand
 from gridplace.planner.core import SLOTS_PER_GPU
 from gridplace.planner.problem import Option, Problem, WorkloadDemand
 
@@ -96,25 +96,6 @@ def scarcity_greedy(problem: Problem, booking: Booking | None = None) -> dict[in
                 o.index,
             ),
         )
-        spare: dict[int, float] = defaultdict(float)  # its replicas' capacity not yet used
-        for region, share in sorted(workload.sources, key=lambda s: (-s[1], s[0])):
-            need = workload.booked_rps * share
-            for option in options:
-                if region in option.servable_sources and spare[option.index] > 0:
-                    used = min(need, spare[option.index])
-                    spare[option.index] -= used
-                    need -= used
-            for option in options:
-                if region not in option.servable_sources:
-                    continue
-                while need > 1e-9 and booking.add(option):
-                    need -= option.capacity_rps
-                    spare[option.index] += max(0.0, -need)
-                if need <= 1e-9:
-                    break
-        for option in options:  # replicas.min with the least contended replicas that carry load
-            if not problem.carries_load(option):
-                continue
-            while booking.carrying[workload.index] < workload.replicas_min and booking.add(option):
-                pass
+        sources = sorted(workload.sources, key=lambda s: (-s[1], s[0]))
+        book_demand(problem, booking, workload, options, sources, {}, new_spare=True)
     return dict(booking.counts)
