@@ -107,6 +107,7 @@ class Results:
     slips_s: list[float] = field(default_factory=list)  # scheduled agents: how late each round
     generators: list[Generator] = field(default_factory=list)  # one per generator process
     sides_cpu: dict[str, float] = field(default_factory=dict)  # CPU s per s of each server side
+    sides_wall_s: float = 0.0  # over which: the window until every generator returned
     offered_per_s: float = 0.0
     load_after: float = 0.0  # the load average when the window closed
 
@@ -676,6 +677,7 @@ def run_scheduled(
         merged.sides_cpu = {
             label: (tree_cpu_s(pid) - before[label]) / wall for label, pid in sides.items()
         }
+        merged.sides_wall_s = wall
     merged.offered_per_s = 2 * len(nodes) / args.schedule
     merged.load_after = os.getloadavg()[0]
     return merged
@@ -854,12 +856,13 @@ def report(backend: str, results: Results, base: Results | None) -> None:
 def sides_line(run: Results) -> str:
     """Lateness, each side's CPU over the window (per second and per request served) and which
     limits the rate: the side costing more CPU per request, if rounds fell behind."""
-    served = sum(len(v) for v in run.latencies_s.values()) / run.window_s or float("nan")
+    requests = sum(len(v) for v in run.latencies_s.values()) or float("nan")
+    served = requests / run.window_s
     generators = sum(g.cpu_per_s for g in run.generators)
     each = ", ".join(f"{g.cpu_per_s:.2f}" for g in run.generators)
     rss = ", ".join(f"{g.max_rss_mib:.0f}" for g in run.generators)
     servers = "; ".join(
-        f"{label} {cpu:.2f} ({1000 * cpu / served:.2f} ms per request)"
+        f"{label} {cpu:.2f} ({1000 * cpu * run.sides_wall_s / requests:.2f} ms per request)"
         for label, cpu in run.sides_cpu.items()
     )
     late = percentile_ms(run.slips_s, 0.5) / 1000
