@@ -90,6 +90,21 @@ class GroupPredictions:
     vram_gib: FloatArray
     failures: tuple[tuple[str, Reason] | None, ...]  # (rule id, reason) where not ok
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
+    # Where given, the configurations booked at a positive rate: ``queueing`` holds what their
+    # budgets share, booked at ``prefill_ms`` (an object per configuration, not per budget);
+    # the others have no queueing figures.
+    booked: BoolArray | None = None
+
+    def queueing_of(self, config: int) -> Queueing | None:
+        """Configuration ``config``'s queueing figures."""
+        if self.booked is None:
+            return self.queueing[config] if self.queueing else None
+        shared = self.queueing[config] if self.booked[config] else None
+        if shared is None:
+            return None
+        booked_ttft_ms = float(self.prefill_ms[config])
+        return Queueing(booked_ttft_ms, shared.unloaded_ttft_ms, shared.service_ms,
+                        shared.unloaded_itl_ms)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,8 +219,7 @@ class CandidateRows:
     def _queueing(self, row: int) -> Queueing | None:
         if self.answer is None:
             return None
-        found = self.answers[int(self.answer[row])].queueing
-        return found[int(self.config[row])] if found else None
+        return self.answers[int(self.answer[row])].queueing_of(int(self.config[row]))
 
     def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
         """The ``Option`` of ``row``, indexed by its row number."""

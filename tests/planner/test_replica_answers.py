@@ -84,9 +84,13 @@ def test_batched_answers_are_the_scalar_answers_to_the_last_bit() -> None:
             for answers, budget in batched
             if answers.loaded is not None and answers.loaded.unloaded_ttft_ms <= budget
         )
-        got = answers_at_budgets(batched)
+        columns = answers_at_budgets(batched)
         want = [answers.at(budget) for answers, budget in scalar]
+        got = [columns.prediction(i) for i in range(len(batched))]
         assert got == want  # dataclass equality: every float to the last bit
+        figures = [(p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib) for p in want]
+        assert columns.figures.tolist() == [list(f) for f in figures]
+        assert columns.booked.tolist() == [p.queueing is not None for p in want]
     assert searched > 1000  # most pairs went through the vectorized search
 
 
