@@ -198,12 +198,24 @@ class BudgetColumns:
 
 
 def answers_at_budgets(pairs: Sequence[tuple[ReplicaAnswers, float]]) -> BudgetColumns:
-    """``answers.at(budget)`` for each pair as columns, the capacity searches of the pairs
-    inside their budgets done in one numpy pass (``perfmodel.capacity_many``) and what a
-    positive rate books (VRAM at its concurrency) in a few more."""
+    """``answers.at(budget)`` for each pair as columns, each distinct pair answered once (half
+    of a compile call's pairs repeat one: node classes that differ only in GPUs per node), the
+    capacity searches of those inside their budgets in one numpy pass
+    (``perfmodel.capacity_many``) and what a positive rate books (VRAM at its concurrency) in
+    a few more."""
+    slots: dict[tuple[int, float], int] = {}
+    distinct: list[tuple[ReplicaAnswers, float]] = []
+    where: list[int] = []
+    for pair in pairs:
+        key = (id(pair[0]), pair[1])
+        slot = slots.get(key)
+        if slot is None:
+            slot = slots[key] = len(distinct)
+            distinct.append(pair)
+        where.append(slot)
     known: list[OptionPrediction | None] = []
     searched: list[int] = []
-    for answers, budget_ms in pairs:
+    for answers, budget_ms in distinct:
         loaded = answers.loaded
         if answers.fixed is None and loaded is not None and loaded.unloaded_ttft_ms <= budget_ms:
             searched.append(len(known))  # a budget > 0: the search's exits are all passed
@@ -213,11 +225,12 @@ def answers_at_budgets(pairs: Sequence[tuple[ReplicaAnswers, float]]) -> BudgetC
     figures = np.array(
         [_figures(answer) if answer is not None else _NO_FIGURES for answer in known],
         dtype=np.float64,
-    ).reshape(len(pairs), 4)
-    booked = np.zeros(len(pairs), dtype=bool)
+    ).reshape(len(distinct), 4)
+    booked = np.zeros(len(distinct), dtype=bool)
     if searched:
-        _search(pairs, np.array(searched, dtype=np.intp), known, figures, booked)
-    return BudgetColumns(pairs, figures, booked, known)
+        _search(distinct, np.array(searched, dtype=np.intp), known, figures, booked)
+    at = np.array(where, dtype=np.intp)
+    return BudgetColumns(pairs, figures[at], booked[at], [known[i] for i in where])
 
 
 _NO_FIGURES = (0.0, 0.0, 0.0, 0.0)
