@@ -35,8 +35,8 @@ from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
     OPTION_BUDGET,
-    drop_dominated,
     select_candidates,
+    undominated_rows,
 )
 from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
 from gridplace.planner.group_predictor import GroupPredictor
@@ -140,7 +140,7 @@ def _compile(
         group_predictor.for_workload(workload, *_model(workload, inputs.catalog))
         for workload in inputs.workloads
     ]
-    singles: list[list[Option]] = [[] for _ in workloads]
+    singles: dict[int, tuple[CandidateRows, list[int]]] = {}  # per workload: its kept rows
     # Workloads that ask the same of the same pools (one kind, TTFT target, sources and trust)
     # share one enumeration; selection and everything after it is per workload.
     for members in _alike(inputs, group_predictor).values():
@@ -150,7 +150,7 @@ def _compile(
             workloads[members[0]], first, grid, eligible, predicts[members[0]]
         )
         for w in members:
-            singles[w] = _single_options(inputs, workloads[w], rows, pools, keep, per_workload)
+            singles[w] = _single_rows(inputs, workloads[w], rows, pools, keep, per_workload)
     options: list[Option] = []
     builders: list[Callable[[], list[Rejection]]] = []
     for w, (workload, demand, predict) in enumerate(
@@ -158,9 +158,12 @@ def _compile(
     ):
         allowed = _trusted(workload.spec.trust, grid).tolist() if workload.spec.pipeline else []
         model = _model(workload, inputs.catalog)
-        split, refused = pipelines.options(workload, demand, model, allowed, singles[w])
         base = len(options)
-        options.extend(replace(o, index=base + i) for i, o in enumerate([*singles[w], *split]))
+        rows, kept = singles[w]
+        single = [rows.option(r, demand, pools, base + i) for i, r in enumerate(kept)]
+        split, refused = pipelines.options(workload, demand, model, allowed, single)
+        options.extend(single)
+        options.extend(replace(o, index=len(options) + i) for i, o in enumerate(split))
         builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
 
@@ -207,16 +210,16 @@ def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[objec
     return alike
 
 
-def _single_options(
+def _single_rows(
     inputs: PlannerInputs,
     demand: WorkloadDemand,
     rows: CandidateRows,
     pools: list[GpuPool],
     keep: set[tuple[int, int, Precision, int, int]],
     limit: int,
-) -> list[Option]:
-    """One workload's options on single nodes: its booking applied to the enumerated rows, the
-    cheapest ones selected (and the previous plan's), dominated ones dropped."""
+) -> tuple[CandidateRows, list[int]]:
+    """One workload's options on single nodes, as rows: its booking applied to the enumerated
+    rows, the cheapest ones selected (and the previous plan's), dominated ones dropped."""
     traffic = inputs.workloads[demand.index].spec.traffic
     if inputs.headroom is None and traffic.burstiness is not None:
         # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
@@ -224,7 +227,7 @@ def _single_options(
         rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
     forced = _forced_rows(rows, demand.index, keep)
     selected = select_candidates(rows, demand, pools, forced, limit)
-    return drop_dominated([rows.option(r, demand, pools) for r in selected.tolist()], keep)
+    return rows, undominated_rows(rows, selected, forced)
 
 
 def _trusted(trust: TrustRequirement | None, grid: PoolGrid) -> npt.NDArray[np.int64]:

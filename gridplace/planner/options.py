@@ -221,14 +221,16 @@ class CandidateRows:
             return None
         return self.answers[int(self.answer[row])].queueing_of(int(self.config[row]))
 
-    def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
-        """The ``Option`` of ``row``, indexed by its row number."""
+    def option(
+        self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool], index: int
+    ) -> Option:
+        """The ``Option`` of ``row``, numbered ``index`` in the Problem."""
         config = self.configs[int(self.config[row])]
         pool = pools[int(self.pool[row])]
         ttft = dict(zip(self.regions, self.ttft_ms[row].tolist(), strict=True))
         servable = tuple(r for r, ok in zip(self.regions, self.servable[row], strict=True) if ok)
         return Option(
-            index=row,
+            index=index,
             workload=demand.index,
             pool=pool.index,
             precision=config.precision,
