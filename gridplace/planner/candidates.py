@@ -85,7 +85,8 @@ def select_candidates(
             taken = np.concatenate(([need[column]], potential[served]))
             need[column] = float(np.subtract.accumulate(taken)[-1])
     if not unmet_bits():  # every source covered: past them only the forced rows are kept
-        kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
+        if forced.any():
+            kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
         return np.sort(np.array(kept, dtype=np.int64))
     order = np.lexsort((tie, score))
     position = limit
