@@ -163,7 +163,7 @@ def _compile(
         single = [rows.option(r, demand, pools, base + i) for i, r in enumerate(kept)]
         split, refused = pipelines.options(workload, demand, model, allowed, single)
         options.extend(single)
-        options.extend(replace(o, index=len(options) + i) for i, o in enumerate(split))
+        options.extend([replace(o, index=base + len(single) + i) for i, o in enumerate(split)])
         builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
 

@@ -90,21 +90,18 @@ class GroupPredictions:
     vram_gib: FloatArray
     failures: tuple[tuple[str, Reason] | None, ...]  # (rule id, reason) where not ok
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
-    # Where given, the configurations booked at a positive rate: ``queueing`` holds what their
-    # budgets share, booked at ``prefill_ms`` (an object per configuration, not per budget);
-    # the others have no queueing figures.
+    # Where given, the configurations booked at a positive rate (the others have no queueing):
+    # ``queueing`` holds what their budgets share, booked at ``prefill_ms``.
     booked: BoolArray | None = None
 
     def queueing_of(self, config: int) -> Queueing | None:
         """Configuration ``config``'s queueing figures."""
-        if self.booked is None:
-            return self.queueing[config] if self.queueing else None
-        shared = self.queueing[config] if self.booked[config] else None
-        if shared is None:
-            return None
-        booked_ttft_ms = float(self.prefill_ms[config])
-        return Queueing(booked_ttft_ms, shared.unloaded_ttft_ms, shared.service_ms,
-                        shared.unloaded_itl_ms)  # fmt: skip
+        if self.booked is None or not self.booked[config]:
+            return self.queueing[config] if self.queueing and self.booked is None else None
+        shared = self.queueing[config]
+        assert shared is not None
+        return Queueing(float(self.prefill_ms[config]), shared.unloaded_ttft_ms,
+                        shared.service_ms, shared.unloaded_itl_ms)  # fmt: skip
 
 
 @dataclass(frozen=True)
