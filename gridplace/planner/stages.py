@@ -1,7 +1,5 @@
-"""The stage runner: each objective minimized in turn with the earlier stages' values fixed.
-
-Each stage minimizes one objective with the earlier stages' values fixed (``<=`` the value found)
-and the previous stage's solution as a hint. On a large model (``window_min_options``) each
+"""The stage runner: each objective minimized in turn with the earlier stages' values fixed
+(``<=`` the value found) and the previous stage's solution as a hint. On a large model (``window_min_options``) each
 stage after the first first improves that hint window by window (``windows.py``) and only then
 runs the full-model solve, which proves the stage's bound, when the stage's time leaves it enough
 for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize (moves
