@@ -13,7 +13,6 @@ re-checked (a fresh solve with one worker) before anyone is told.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from ortools.sat.python import cp_model
@@ -38,6 +37,7 @@ from gridplace.planner.solver_settings import (
 )
 from gridplace.planner.swaps import cheaper_swaps
 from gridplace.planner.windows import (
+    Goal,
     VariableValues,
     WindowSearch,
     drop_spare_replicas,
@@ -231,27 +231,50 @@ class StageRunner:
             start = keep_previous(pm, start, self.settings, limit_s, self.clock)
         else:
             start = drop_spare_replicas(pm, start)
-        settings, window_workloads, presolve = self.settings, self.window_workloads, True
-        window_goal = goal(pm, name, objective)
+        settings, first = self.settings, None
         if name == "cost" and self.large and not pm.moved and not pm.uncovered:
-            # A large first plan's cost windows start from a cost-aware repair of the unmet
-            # stage's plan (``swaps``), and are small and many (``COST_WINDOW_WORKLOADS``).
-            start = drop_spare_replicas(pm, cheaper_swaps(pm, start))
-            window_workloads, presolve = min(window_workloads, COST_WINDOW_WORKLOADS), False
-            window_goal = dataclasses.replace(window_goal, min_charge_s=COST_WINDOW_CHARGE_S)
+            first = self._first_cost_pass(objective, start, deadline, number)
+            start = first.incumbent
         search = search_windows(
             pm,
             all_variables(pm),
-            window_goal,
+            goal(pm, name, objective),
             start,
             deadline=deadline,
             clock=self.clock,
-            window_workloads=window_workloads,
+            window_workloads=self.window_workloads,
             random_seed=settings.random_seed + number,
-            make_solver=lambda limit_s: _window_solver(settings, limit_s, presolve),
+            make_solver=lambda limit_s: make_solver(settings, limit_s),
         )
+        if first is not None:
+            search.windows += first.windows
+            search.improved += first.improved
         self.full_hint = self._hint_of(search.incumbent)
         return search, share
+
+    def _first_cost_pass(
+        self,
+        objective: cp_model.LinearExprT,
+        start: VariableValues,
+        deadline: float,
+        number: int,
+    ) -> WindowSearch:
+        """A large first plan's cost stage begins with a cost-aware repair of the unmet stage's
+        plan (``swaps``) and one pass of small windows without presolve
+        (``COST_WINDOW_WORKLOADS``); the stage's usual windows go on from there."""
+        pm, settings = self.pm, self.settings
+        return search_windows(
+            pm,
+            all_variables(pm),
+            Goal(objective, min_charge_s=COST_WINDOW_CHARGE_S),
+            drop_spare_replicas(pm, cheaper_swaps(pm, start)),
+            deadline=deadline,
+            clock=self.clock,
+            window_workloads=min(self.window_workloads, COST_WINDOW_WORKLOADS),
+            random_seed=settings.random_seed + number,
+            make_solver=lambda limit_s: _window_solver(settings, limit_s),
+            max_passes=1,
+        )
 
     def _keep_windows(
         self,
@@ -413,9 +436,10 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
             self.at_s = time.perf_counter() - self.started
 
 
-def _window_solver(settings: SolverSettings, limit_s: float, presolve: bool) -> cp_model.CpSolver:
+def _window_solver(settings: SolverSettings, limit_s: float) -> cp_model.CpSolver:
+    """A solver for a small cost window: without presolve, which costs it more than its search."""
     solver = make_solver(settings, limit_s)
-    solver.parameters.cp_model_presolve = settings.presolve and presolve
+    solver.parameters.cp_model_presolve = False
     return solver
 
 
