@@ -1,7 +1,5 @@
-"""The stage runner: each objective minimized in turn with the earlier stages' values fixed.
-
-Each stage minimizes one objective with the earlier stages' values fixed (``<=`` the value found)
-and the previous stage's solution as a hint. On a large model (``window_min_options``) each
+"""The stage runner: each objective minimized in turn with the earlier stages' values fixed
+(``<=`` the value found) and the previous stage's solution as a hint. On a large model (``window_min_options``) each
 stage after the first first improves that hint window by window (``windows.py``) and only then
 runs the full-model solve, which proves the stage's bound, when the stage's time leaves it enough
 for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize (moves
@@ -17,6 +15,7 @@ import time
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner.failover_windows import shortfall_windows
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.moves import (
     KEEP_PREVIOUS_LIMIT_S,
@@ -186,6 +185,9 @@ class StageRunner:
         budget_s = left_s * self.shares[number] / sum(self.shares[number : len(self.stages)])
         stage_started, stage_work = time.perf_counter(), self.clock.spent_s
         search = None
+        if number == 0 and self.large and pm.uncovered and self.full_hint and not pm.moved:
+            self._shortfall_windows(name, objective, budget_s, stage_started)
+            return False
         if self.windows and self.full_hint and number > 0:
             search, share = self._windows(number, name, objective, budget_s, stage_work)
             if share >= 1.0:
@@ -194,6 +196,25 @@ class StageRunner:
         return self._solve_full(
             number, name, objective, budget_s, (stage_started, stage_work), search
         )
+
+    def _shortfall_windows(
+        self, name: str, objective: cp_model.LinearExprT, budget_s: float, stage_started: float
+    ) -> None:
+        """A large first plan with failover rows: the first stage is windows around the
+        workloads that fall short (``failover_windows``), all of its time; its full-model solve
+        found nothing better than the start (docs/solver-tuning.md) and proves no useful bound."""
+        self.solution.first_solution_s = time.perf_counter() - self.started
+        settings = self.settings
+        search = shortfall_windows(
+            self.pm,
+            VariableValues({var.index: value for var, value in self.full_hint}),
+            deadline=self.clock.spent_s + budget_s,
+            clock=self.clock,
+            random_seed=settings.random_seed,
+            make_solver=lambda limit_s: make_solver(settings, limit_s),
+        )
+        self.full_hint = self._hint_of(search.incumbent)
+        self._keep_windows(name, objective, search, "FEASIBLE", 0.0, stage_started)
 
     def _take_hint(self, name: str, objective: cp_model.LinearExprT, bound: int) -> None:
         """The checked start stands for this stage (its objective fixed at ``bound``)."""
