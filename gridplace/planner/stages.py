@@ -1,9 +1,10 @@
 """The stage runner: each objective minimized in turn with the earlier stages' values fixed
-(``<=`` the value found) and the previous stage's solution as a hint. On a large model (``window_min_options``) each
-stage after the first first improves that hint window by window (``windows.py``) and only then
-runs the full-model solve, which proves the stage's bound, when the stage's time leaves it enough
-for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize (moves
-without a previous plan) is skipped. A replan's first stage breaks its ties by moves
+(``<=`` the value found) and the previous stage's solution as a hint. On a large model
+(``window_min_options``) each stage after the first first improves that hint window by window
+(``windows.py``; a first plan's cost stage from a cost-aware repair: ``cost_windows.py``) and
+only then runs the full-model solve, which proves the stage's bound, when the stage's time
+leaves it enough for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize
+(moves without a previous plan) is skipped. A replan's first stage breaks its ties by moves
 (``moves.moves_tie_break``; its reported objective includes them), and the moves stage starts
 from that stage's solution when it is within the cost tolerance. An infeasible first stage is
 re-checked (a fresh solve with one worker) before anyone is told.
@@ -15,6 +16,7 @@ import time
 
 from ortools.sat.python import cp_model
 
+from gridplace.planner.cost_windows import first_cost_pass
 from gridplace.planner.failover_windows import shortfall_windows
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.moves import (
@@ -34,9 +36,7 @@ from gridplace.planner.solver_settings import (
     make_solver,
     record,
 )
-from gridplace.planner.swaps import cheaper_swaps
 from gridplace.planner.windows import (
-    Goal,
     VariableValues,
     WindowSearch,
     drop_spare_replicas,
@@ -72,15 +72,6 @@ FAILOVER_WINDOW_WORKLOADS = 5
 # much (reference seconds): with less, its root LP does not finish, so it neither improves on the
 # windows nor proves a bound, and windows get the stage's whole budget.
 FULL_SOLVE_MIN_S = 5.0
-# A large first plan's cost windows (no failover rows): this many workloads, solved without
-# presolve. From the unmet optimum at high utilization, 1.5 reference s of 100-workload windows
-# ended 4.8% above the HiGHS optimum, of 30 workloads 1.1%, and 0.9% without presolve, which
-# costs a small window more than its search (docs/solver-tuning.md).
-COST_WINDOW_WORKLOADS = 30
-# What each of those windows costs the clock at least (reference seconds): such a window's own
-# deterministic time is ~0.02-0.04 s, but building it and CP-SAT's loading of it take ~0.045
-# CPU s, so a budget counted in their deterministic time alone ran ~1.5 CPU s per reference s.
-COST_WINDOW_CHARGE_S = 0.045
 
 
 Hint = list[tuple[cp_model.IntVar, int]]
@@ -254,7 +245,8 @@ class StageRunner:
             start = drop_spare_replicas(pm, start)
         settings, first = self.settings, None
         if name == "cost" and self.large and not pm.moved and not pm.uncovered:
-            first = self._first_cost_pass(objective, start, deadline, number)
+            seed = settings.random_seed + number
+            first = first_cost_pass(pm, settings, self.clock, objective, start, (deadline, seed))
             start = first.incumbent
         search = search_windows(
             pm,
@@ -272,30 +264,6 @@ class StageRunner:
             search.improved += first.improved
         self.full_hint = self._hint_of(search.incumbent)
         return search, share
-
-    def _first_cost_pass(
-        self,
-        objective: cp_model.LinearExprT,
-        start: VariableValues,
-        deadline: float,
-        number: int,
-    ) -> WindowSearch:
-        """A large first plan's cost stage begins with a cost-aware repair of the unmet stage's
-        plan (``swaps``) and one pass of small windows without presolve
-        (``COST_WINDOW_WORKLOADS``); the stage's usual windows go on from there."""
-        pm, settings = self.pm, self.settings
-        return search_windows(
-            pm,
-            all_variables(pm),
-            Goal(objective, min_charge_s=COST_WINDOW_CHARGE_S),
-            drop_spare_replicas(pm, cheaper_swaps(pm, start)),
-            deadline=deadline,
-            clock=self.clock,
-            window_workloads=min(self.window_workloads, COST_WINDOW_WORKLOADS),
-            random_seed=settings.random_seed + number,
-            make_solver=lambda limit_s: _window_solver(settings, limit_s),
-            max_passes=1,
-        )
 
     def _keep_windows(
         self,
@@ -455,13 +423,6 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
     def on_solution_callback(self) -> None:
         if self.at_s is None:
             self.at_s = time.perf_counter() - self.started
-
-
-def _window_solver(settings: SolverSettings, limit_s: float) -> cp_model.CpSolver:
-    """A solver for a small cost window: without presolve, which costs it more than its search."""
-    solver = make_solver(settings, limit_s)
-    solver.parameters.cp_model_presolve = False
-    return solver
 
 
 def _recheck_infeasible(pm: PlacementModel, settings: SolverSettings, clock: WorkClock) -> str:

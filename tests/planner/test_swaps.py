@@ -1,5 +1,5 @@
 """The cost-aware repair of a stage's start (``swaps.cheaper_swaps``) and a large first plan's
-cost stage, which starts from it (``stages.COST_WINDOW_WORKLOADS``)."""
+cost stage, which starts from it (``cost_windows.first_cost_pass``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from ortools.sat.python import cp_model
 
-from gridplace.planner import stages
+from gridplace.planner import cost_windows, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem
@@ -100,7 +100,7 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     )
     calls: list[tuple[int, float]] = []
     repaired: list[int] = []
-    search, swaps = stages.search_windows, stages.cheaper_swaps
+    search, swaps = cost_windows.search_windows, cost_windows.cheaper_swaps
 
     def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
         calls.append((kwargs["window_workloads"], args[1].min_charge_s))
@@ -110,15 +110,16 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
         repaired.append(1)
         return swaps(pm, start)
 
+    monkeypatch.setattr(cost_windows, "search_windows", spy_search)
     monkeypatch.setattr(stages, "search_windows", spy_search)
-    monkeypatch.setattr(stages, "cheaper_swaps", spy_swaps)
-    monkeypatch.setattr(stages, "COST_WINDOW_WORKLOADS", 3)
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
+    monkeypatch.setattr(cost_windows, "COST_WINDOW_WORKLOADS", 3)
     large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
     solution = solve_problem(problem, large)
     assert solution.stage("cost") is not None
     assert repaired == [1]
     # The cost stage: one pass of small windows, then the settings' windows (and the
     # preference stage's).
-    assert calls[0] == (3, stages.COST_WINDOW_CHARGE_S)
+    assert calls[0] == (3, cost_windows.COST_WINDOW_CHARGE_S)
     assert calls[1:] == [(8, MIN_CHARGE_S)] * (len(calls) - 1)
     assert len(calls) >= 2
