@@ -33,6 +33,12 @@ COST_WINDOW_WORKLOADS = 30
 # deterministic time is ~0.02-0.04 s, but building it and CP-SAT's loading of it took ~0.045
 # CPU s, so a budget counted in their deterministic time alone ran ~1.5 CPU s per reference s.
 COST_WINDOW_CHARGE_S = 0.045
+# The repair and the small pass run only when the cost stage has less than this for its windows
+# (reference seconds): at moderate utilization the unmet stage ends after 2.62 s and leaves the
+# cost stage ~3.6 s at a 7-second limit, where the usual windows from the trimmed start ended
+# at $710.60/h and the repair with the small pass at $713.57/h (high: ~1.9 s;
+# docs/solver-tuning.md).
+FIRST_PASS_MAX_S = 3.0
 
 
 def first_cost_pass(

@@ -114,6 +114,7 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     monkeypatch.setattr(stages, "search_windows", spy_search)
     monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
     monkeypatch.setattr(cost_windows, "COST_WINDOW_WORKLOADS", 3)
+    monkeypatch.setattr(stages, "FIRST_PASS_MAX_S", 100.0)  # the cost stage here has ~5 s
     large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
     solution = solve_problem(problem, large)
     assert solution.stage("cost") is not None
@@ -123,3 +124,17 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     assert calls[0] == (3, cost_windows.COST_WINDOW_CHARGE_S)
     assert calls[1:] == [(8, MIN_CHARGE_S)] * (len(calls) - 1)
     assert len(calls) >= 2
+
+
+def test_a_cost_stage_with_time_for_the_usual_windows_skips_the_repair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nodes, workloads = _grid(60, 12, 7)
+    problem = compile_problem(
+        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    repaired: list[int] = []
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", lambda pm, start: repaired.append(1))
+    large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
+    assert solve_problem(problem, large).stage("cost") is not None
+    assert repaired == []  # ~5 reference s for the cost stage: more than FIRST_PASS_MAX_S
