@@ -47,8 +47,9 @@ from gridplace.planner.work import WorkClock
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
 # The same for a first plan of a large model (``SolverSettings.window_min_options``): its unmet
-# stage is one full-model solve that needs its presolve and root LP before it searches, and at
-# 0.25 of 10 reference seconds it never left greedy's start (docs/solver-tuning.md); its
+# stage is one full-model solve that needs its presolve and root LP before it searches: at 0.25
+# of 10 reference seconds it never left greedy's start, and at high utilization it proves the
+# optimum after 4.76 s, which 0.7 of a 7-second limit covers (docs/solver-tuning.md); its
 # preference stage gets little (a few windows). Time a stage does not use (an optimum proved
 # early) passes on to the others.
 LARGE_STAGE_SHARES = (0.7, 0.25, 0.1, 0.05)
