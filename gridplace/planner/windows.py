@@ -87,11 +87,13 @@ def search_windows(
     window_workloads: int,
     random_seed: int,
     make_solver: Callable[[float], cp_model.CpSolver],
+    max_passes: int | None = None,
 ) -> WindowSearch:
     """Improve ``start`` for ``goal`` (within the rows ``pm.model`` has now), window by window,
     until ``clock`` reaches ``deadline`` (reference seconds of work: the windows drawn, and the
-    plan, do not depend on machine load). ``variables`` are all the model's
-    variables (hinted in each window, so a window starts from the incumbent);
+    plan, do not depend on machine load) or ``max_passes`` passes over the workloads end.
+    ``variables`` are all the model's variables (hinted in each window, so a window starts
+    from the incumbent);
     ``make_solver(limit_s)`` gives a solver with the stage's parameters."""
     window_objective = goal.objective
     if goal.tie_break is not None:
@@ -114,7 +116,7 @@ def search_windows(
     change = _Change(goal, len(pm.model.proto.variables)) if complete else None
     workloads = sorted(_options_by_workload(pm))
     rng = random.Random(random_seed)
-    windows = improved = 0
+    windows = improved = passes = 0
     while True:
         order = list(workloads)
         rng.shuffle(order)
@@ -145,8 +147,9 @@ def search_windows(
             if value <= best:
                 improved += value < best
                 incumbent, best = found, value
-        if len(order) <= window_workloads:
-            # One window holds every workload: it was the whole model, solved once is enough.
+        passes += 1
+        if len(order) <= window_workloads or passes == max_passes:
+            # (One window holds every workload: it was the whole model, solved once is enough.)
             return WindowSearch(incumbent, best[0], windows, improved)
 
 

@@ -1,5 +1,5 @@
 """The cost-aware repair of a stage's start (``swaps.cheaper_swaps``) and a large first plan's
-cost stage, which starts from it (``stages.COST_WINDOW_WORKLOADS``)."""
+cost stage, which starts from it (``cost_windows.first_cost_pass``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from ortools.sat.python import cp_model
 
-from gridplace.planner import stages
+from gridplace.planner import cost_windows, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem
@@ -16,6 +16,7 @@ from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.swaps import cheaper_swaps
 from gridplace.planner.windows import VariableValues, evaluate
+from gridplace.planner.work import MIN_CHARGE_S
 from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
@@ -99,7 +100,7 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     )
     calls: list[tuple[int, float]] = []
     repaired: list[int] = []
-    search, swaps = stages.search_windows, stages.cheaper_swaps
+    search, swaps = cost_windows.search_windows, cost_windows.cheaper_swaps
 
     def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
         calls.append((kwargs["window_workloads"], args[1].min_charge_s))
@@ -109,12 +110,31 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
         repaired.append(1)
         return swaps(pm, start)
 
+    monkeypatch.setattr(cost_windows, "search_windows", spy_search)
     monkeypatch.setattr(stages, "search_windows", spy_search)
-    monkeypatch.setattr(stages, "cheaper_swaps", spy_swaps)
-    monkeypatch.setattr(stages, "COST_WINDOW_WORKLOADS", 3)
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
+    monkeypatch.setattr(cost_windows, "COST_WINDOW_WORKLOADS", 3)
+    monkeypatch.setattr(stages, "FIRST_PASS_MAX_S", 100.0)  # the cost stage here has ~5 s
     large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
     solution = solve_problem(problem, large)
     assert solution.stage("cost") is not None
     assert repaired == [1]
-    assert calls[0] == (3, stages.COST_WINDOW_CHARGE_S)  # the cost stage
-    assert calls[1][0] == 8  # the preference stage keeps the settings' windows
+    # The cost stage: one pass of small windows, then the settings' windows (and the
+    # preference stage's).
+    assert calls[0] == (3, cost_windows.COST_WINDOW_CHARGE_S)
+    assert calls[1:] == [(8, MIN_CHARGE_S)] * (len(calls) - 1)
+    assert len(calls) >= 2
+
+
+def test_a_cost_stage_with_time_for_the_usual_windows_skips_the_repair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nodes, workloads = _grid(60, 12, 7)
+    problem = compile_problem(
+        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    repaired: list[int] = []
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", lambda pm, start: repaired.append(1))
+    large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
+    assert solve_problem(problem, large).stage("cost") is not None
+    assert repaired == []  # ~5 reference s for the cost stage: more than FIRST_PASS_MAX_S
