@@ -13,6 +13,9 @@ rule (``model``). Candidates, each a replica count per option:
   node that may fail leaves the demand covered. Failover rows make CP-SAT's own search slow to
   leave an expensive start (from greedy's, the cost stage ends far above the MILP optimum:
   ``docs/solver-tuning.md``), while the relaxed optimum is one top-up away from a good plan.
+  On a large model the relaxed solve is its unmet stage alone, cut to the replicas its demand
+  needs and repaired by ``failover_greedy``;
+- the greedy over every workload's shortfall (``failover_greedy``), with failover rows.
 ``choose_start`` checks each candidate on the full model (every replica count fixed, the first
 stage's objective) and starts from the best.
 """
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from ortools.sat.python import cp_model
 
 from gridplace.planner.baselines import Booking, greedy
+from gridplace.planner.failover_greedy import demand_replicas, failover_greedy
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Problem
 from gridplace.planner.scarcity import scarcity_greedy
@@ -36,10 +40,10 @@ from gridplace.planner.work import WorkClock
 # Share of the time limit the relaxed solve of the first hint may take, when some workload has
 # failover rows; the stages share what is left.
 RELAXED_SHARE = 0.3
-# The same for a large model (``SolverSettings.window_min_options``): the relaxed problem is as
-# large as the plain one, whose unmet stage alone needs ~3.4 reference s at 10,000 x 1,000; with
-# 0.3 of 10 s the start left 258 req/s unmet, with 0.6 27 (docs/solver-tuning.md).
-LARGE_RELAXED_SHARE = 0.6
+# The same for a large model (``SolverSettings.window_min_options``), whose relaxed solve is its
+# unmet stage alone: at 10,000 x 1,000 (N+1 on every workload, moderate) it proves its optimum
+# after 2.6 reference s (docs/solver-tuning.md); what it leaves passes on to the stages.
+LARGE_RELAXED_SHARE = 0.4
 
 
 def previous_counts(problem: Problem) -> dict[int, int]:
@@ -81,10 +85,12 @@ def scarce_with_failover(problem: Problem) -> dict[int, int]:
 
 
 def relaxed_and_repaired(
-    problem: Problem, solve_relaxed: Callable[[Problem], dict[int, int]]
+    problem: Problem, solve_relaxed: Callable[[Problem], dict[int, int]], shortfall: bool = False
 ) -> dict[int, int] | None:
-    """``solve_relaxed`` on the problem without failover rows, then failover top-ups; None when
-    no workload has failover rows (the relaxed plan is then just the plan)."""
+    """``solve_relaxed`` on the problem without failover rows, then failover top-ups (with
+    ``shortfall``: the replicas its demand needs, ``failover_greedy.demand_replicas``, then
+    ``failover_greedy``); None when no workload has failover rows (the relaxed plan is then
+    just the plan)."""
     if not any(w.node_failures > 0 for w in problem.workloads):
         return None
     relaxed = dataclasses.replace(
@@ -92,11 +98,16 @@ def relaxed_and_repaired(
         workloads=tuple(dataclasses.replace(w, node_failures=0) for w in problem.workloads),
     )
     counts = solve_relaxed(relaxed)
+    if shortfall:
+        counts = demand_replicas(relaxed, counts)
     booking = Booking(problem)
     for index, count in sorted(counts.items()):
         for _ in range(count):
             booking.add(problem.options[index])
-    _top_up(problem, booking)
+    if shortfall:
+        failover_greedy(problem, booking)
+    else:
+        _top_up(problem, booking)
     return dict(booking.counts)
 
 
@@ -136,27 +147,7 @@ def choose_start(
     elif problem.previous:
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
-        large = len(problem.options) >= settings.window_min_options
-        failover = any(w.node_failures > 0 for w in problem.workloads)
-        candidates = [greedy_with_failover(problem)]
-        if failover or not large:
-            # On a large model without failover rows the core-based unmet stage reaches the
-            # optimum from either start, and pricing pools by scarcity cost ~1 CPU s at
-            # 10,000 x 1,000; with failover rows its start is the one kept (docs/solver-tuning.md).
-            candidates.append(scarce_with_failover(problem))
-        share = LARGE_RELAXED_SHARE if large else RELAXED_SHARE
-        relaxed_settings = dataclasses.replace(
-            settings, time_limit_s=settings.time_limit_s * share, stages=2
-        )
-
-        def solve_relaxed(relaxed: Problem) -> dict[int, int]:
-            inner = solve(relaxed, relaxed_settings)  # ``solve.solve_problem``
-            clock.add(inner.work_s)  # the stages share what the relaxed solve left
-            return inner.counts
-
-        repaired = relaxed_and_repaired(problem, solve_relaxed)
-        if repaired is not None:
-            candidates.append(repaired)
+        candidates = _first_plan_candidates(problem, settings, clock, solve)
     best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
     for counts in candidates:
         hinted = _check_hint(pm, counts, settings, clock)
@@ -169,6 +160,47 @@ def choose_start(
     if best is None:
         return candidates[0], None
     return best[1], best[2]
+
+
+def _first_plan_candidates(
+    problem: Problem,
+    settings: SolverSettings,
+    clock: WorkClock,
+    solve: Callable[[Problem, SolverSettings], Solution],
+) -> list[dict[int, int]]:
+    """A first plan's candidate starts: greedy's, and where they can win (docs/solver-tuning.md):
+    - greedy by scarcity's, with failover rows or on a model under ``window_min_options`` (on a
+      large model without failover rows the core-based unmet stage reaches the optimum from
+      either start, and pricing pools cost ~1 CPU s at 10,000 x 1,000);
+    - with failover rows, the relaxed problem's plan repaired: on a model under
+      ``window_min_options`` its two first stages topped up greedily (``_top_up``), beside the
+      greedy over every workload's shortfall (``failover_greedy``); on a large one its unmet
+      stage's optimum, cut to the replicas its demand needs, then that greedy (the scarcity
+      start and the greedy alone left 3.4x and 1.8x its unmet objective)."""
+    large = len(problem.options) >= settings.window_min_options
+    failover = any(w.node_failures > 0 for w in problem.workloads)
+    candidates = [greedy_with_failover(problem)]
+    if not large:
+        candidates.append(scarce_with_failover(problem))
+    if not failover:
+        return candidates
+    if not large:
+        candidates.append(failover_greedy(problem))
+    relaxed_settings = dataclasses.replace(
+        settings,
+        time_limit_s=settings.time_limit_s * (LARGE_RELAXED_SHARE if large else RELAXED_SHARE),
+        stages=1 if large else 2,
+    )
+
+    def solve_relaxed(relaxed: Problem) -> dict[int, int]:
+        inner = solve(relaxed, relaxed_settings)  # ``solve.solve_problem``
+        clock.add(inner.work_s)  # the stages share what the relaxed solve left
+        return inner.counts
+
+    repaired = relaxed_and_repaired(problem, solve_relaxed, large)
+    if repaired is not None:
+        candidates.append(repaired)
+    return candidates
 
 
 def capacity_after_node_loss(

@@ -1,0 +1,133 @@
+"""The first stage of a large model with failover rows, window by window around its shortfalls.
+
+Owns how that stage improves its start; must not change what the stage means: every window is
+the full model with the replica counts of the workloads outside it fixed (``windows.window_model``),
+and the incumbent only gets better. Why: with N+1 on every workload the stage's full-model solve
+found nothing better than its start in 50 reference seconds (core-based, 10,000 x 1,000), while
+what is short is a matter of a few contended pools: a workload that falls short (demand not
+covered, or capacity missing after a node loss) gains only when others give up room in the pools
+it can use. Each window is one such workload and others drawn from those holding replicas in its
+pools; the workloads that fall short the most come first in every pass (the figures:
+``docs/solver-tuning.md``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable
+
+from ortools.sat.python import cp_model
+
+from gridplace.planner.model import PlacementModel
+from gridplace.planner.objectives import flat_terms
+from gridplace.planner.windows import (
+    MIN_WINDOW_TIME_S,
+    VariableValues,
+    WindowSearch,
+    evaluate,
+    window_model,
+)
+from gridplace.planner.work import MIN_CHARGE_S, WorkClock
+
+# Workloads per window and each window's limit (reference seconds): from the greedy start at
+# 10,000 x 1,000, 8 reference s of windows of 10 workloads at 0.5 s left an unmet objective of
+# 12.4M, of 5 at 0.3 s 12.8M, of 30 at 1 s 17.3M; random windows of 10 and 30, 14.6M and 15.1M.
+SHORTFALL_WINDOW_WORKLOADS = 10
+SHORTFALL_WINDOW_S = 0.5
+
+
+def shortfalls(pm: PlacementModel, incumbent: VariableValues) -> dict[int, int]:
+    """Each workload's part of the first objective at ``incumbent`` (its unmet demand,
+    replicas short of the minimum and capacity uncovered after a node loss, weighted as the
+    objective weighs them), for the workloads where it is not 0."""
+    terms = evaluate_terms(pm)
+    found: dict[int, int] = defaultdict(int)
+    for workload, ref, coeff in terms:
+        found[workload] += coeff * incumbent.values[ref]
+    return {w: v for w, v in found.items() if v > 0}
+
+
+def evaluate_terms(pm: PlacementModel) -> list[tuple[int, int, int]]:
+    """(workload, proto index, coefficient) of every slack of the first objective."""
+    _, objective = pm.objectives[0]
+    owners = pm.owners()
+    flat = flat_terms(objective)
+    return [
+        (owners[ref], ref, coeff)
+        for ref, coeff in zip(flat.refs, flat.coeffs, strict=True)
+        if ref in owners
+    ]
+
+
+def shortfall_windows(
+    pm: PlacementModel,
+    start: VariableValues,
+    deadline: float,
+    clock: WorkClock,
+    random_seed: int,
+    make_solver: Callable[[float], cp_model.CpSolver],
+) -> WindowSearch:
+    """Improve ``start`` for the model's objective (the first stage's, set by the caller)
+    window by window (module docstring) until ``clock`` reaches ``deadline``, or no workload
+    falls short."""
+    _, objective = pm.objectives[0]
+    incumbent, best = start, evaluate(objective, start)
+    by_pool: dict[int, list[tuple[int, int]]] = defaultdict(list)  # (workload, proto index)
+    for option in pm.problem.options:
+        by_pool[option.pool].append((option.workload, pm.x[option.index].index))
+    rng = random.Random(random_seed)
+    windows = improved = 0
+    while True:
+        short = shortfalls(pm, incumbent)
+        if not short:
+            return WindowSearch(incumbent, best, windows, improved)
+        for seed in sorted(short, key=lambda w: (-short[w], w)):
+            left_s = deadline - clock.spent_s
+            if left_s < MIN_WINDOW_TIME_S:
+                return WindowSearch(incumbent, best, windows, improved)
+            free = _window(pm, seed, incumbent, by_pool, rng)
+            solver = make_solver(min(SHORTFALL_WINDOW_S, left_s))
+            found = _solve(pm, free, incumbent, solver)
+            clock.charge(solver, MIN_CHARGE_S)
+            windows += 1
+            if found is None:
+                continue
+            value = evaluate(objective, found)
+            if value <= best:
+                improved += value < best
+                incumbent, best = found, value
+
+
+def _solve(
+    pm: PlacementModel, free: set[int], incumbent: VariableValues, solver: cp_model.CpSolver
+) -> VariableValues | None:
+    """The window's best (``windows.window_model``: the free workloads' variables alone, the
+    others at ``incumbent``, which holds every variable), None if nothing was found in time."""
+    model, local = window_model(pm, free, incumbent.values, None)
+    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    found = dict(incumbent.values)
+    found.update(zip(local, solver.response_proto.solution, strict=True))
+    return VariableValues(found)
+
+
+def _window(
+    pm: PlacementModel,
+    seed: int,
+    incumbent: VariableValues,
+    by_pool: dict[int, list[tuple[int, int]]],
+    rng: random.Random,
+) -> set[int]:
+    """``seed`` and, drawn at random, others that hold replicas in the pools it could use."""
+    pools = sorted({o.pool for o in pm.problem.options_of(seed)})
+    holders = sorted(
+        {
+            workload
+            for pool in pools
+            for workload, ref in by_pool[pool]
+            if incumbent.values[ref] > 0 and workload != seed
+        }
+    )
+    rng.shuffle(holders)
+    return {seed, *holders[: SHORTFALL_WINDOW_WORKLOADS - 1]}
