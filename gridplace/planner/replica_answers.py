@@ -1,6 +1,7 @@
 """What the performance model answers about one replica configuration under one ITL target and
 request size, at any TTFT budget: the part of a prediction no budget changes, computed once, and
-the answers by budget (one at a time, or many pairs in one numpy pass for compile).
+the answers by budget (one at a time, or many pairs in one numpy pass for compile, as columns:
+``BudgetColumns``, objects built only where read).
 
 Owns: turning a replica model's figures into compile's ``OptionPrediction`` (support, fit, the
 capacity inside the SLO, the VRAM booked at that load, the queueing figures). ``predictor``
