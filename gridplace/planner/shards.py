@@ -89,11 +89,13 @@ def shard_inputs(inputs: PlannerInputs, count: int) -> list[tuple[PlannerInputs,
     for shard in range(count):
         chosen = sorted(members[shard])
         names = {n.name for n in nodes[shard]}
+        workloads = [inputs.workloads[w] for w in chosen]
+        named = {w.name for w in workloads}
         sub = dataclasses.replace(
             inputs,
             nodes=[n for n in inputs.nodes if n.name in names],  # the grid's order
-            workloads=[inputs.workloads[w] for w in chosen],
-            warm=[(w, n) for w, n in inputs.warm if n in names],
+            workloads=workloads,
+            warm=[(w, n) for w, n in inputs.warm if n in names and w in named],
         )
         shards.append((sub, tuple(chosen)))
     return shards
@@ -118,10 +120,8 @@ def solve_shard(shard: Shard, settings: SolverSettings) -> ShardResult:
     compiled = time.process_time()
     solution = solve_problem(problem, settings)
     solved = time.process_time()
-    return ShardResult(
-        dataclasses.replace(problem, rejections=()), solution, compiled - cpu, solved - compiled,
-        peak_rss_mib(),
-    )  # fmt: skip
+    kept = dataclasses.replace(problem, rejections=())
+    return ShardResult(kept, solution, compiled - cpu, solved - compiled, peak_rss_mib())
 
 
 def peak_rss_mib() -> float:
