@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from unmet_causes import contention_lp
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import Strategy, plan_problem
-from gridplace.planner.shards import Shard, ShardResult, shard_inputs, solve_shards
+from gridplace.planner.shards import Shard, ShardResult, peak_rss_mib, shard_inputs, solve_shards
 from gridplace.planner.solve import SolverSettings
 from gridplace.topology import Topology
 
@@ -42,13 +41,14 @@ from gridplace.topology import Topology
 def shard_rows(results: list[ShardResult]) -> None:
     print(
         "| shard | workloads | classes | options | compile CPU s | solve CPU s | work ref s | "
-        "peak RSS MiB |\n|---|---|---|---|---|---|---|---|"
+        "unmet req/s | worker's peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|"
     )
     for number, r in enumerate(results):
         print(
             f"| {number} | {len(r.problem.workloads)} | {len(r.problem.pools)} | "
             f"{len(r.problem.options)} | {r.compile_cpu_s:.1f} | {r.solve_cpu_s:.1f} | "
-            f"{r.solution.work_s:.1f} | {r.peak_rss_mib:.0f} |"
+            f"{r.solution.work_s:.1f} | {sum(r.solution.unmet_rps.values()):.1f} | "
+            f"{r.peak_rss_mib:.0f} |"
         )
 
 
@@ -105,8 +105,7 @@ def run_size(nodes_n: int, workloads_n: int, args: argparse.Namespace) -> None:
             f"LP over the joined problem's options: unmet at least {least:.1f} req/s ({lp_s:.0f} s)"
         )
     machines(results)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB")
+    print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from gridplace.planner.compile import compile_problem
 from gridplace.planner.decompose import Part, merge
@@ -88,11 +89,13 @@ def shard_inputs(inputs: PlannerInputs, count: int) -> list[tuple[PlannerInputs,
     for shard in range(count):
         chosen = sorted(members[shard])
         names = {n.name for n in nodes[shard]}
+        workloads = [inputs.workloads[w] for w in chosen]
+        named = {w.name for w in workloads}
         sub = dataclasses.replace(
             inputs,
             nodes=[n for n in inputs.nodes if n.name in names],  # the grid's order
-            workloads=[inputs.workloads[w] for w in chosen],
-            warm=[(w, n) for w, n in inputs.warm if n in names],
+            workloads=workloads,
+            warm=[(w, n) for w, n in inputs.warm if n in names and w in named],
         )
         shards.append((sub, tuple(chosen)))
     return shards
@@ -117,14 +120,20 @@ def solve_shard(shard: Shard, settings: SolverSettings) -> ShardResult:
     compiled = time.process_time()
     solution = solve_problem(problem, settings)
     solved = time.process_time()
+    kept = dataclasses.replace(problem, rejections=())
+    return ShardResult(kept, solution, compiled - cpu, solved - compiled, peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS: Linux's VmHWM (``ru_maxrss`` of a spawned worker starts at its
+    parent's peak at fork), else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return ShardResult(
-        dataclasses.replace(problem, rejections=()),
-        solution,
-        compiled - cpu,
-        solved - compiled,
-        rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024,
-    )
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def solve_shards(
@@ -181,4 +190,12 @@ def _moved(option: Option, members: tuple[int, ...], pool_base: int, option_base
     )
 
 
-__all__ = ["Shard", "ShardResult", "join", "shard_inputs", "solve_shard", "solve_shards"]
+__all__ = [
+    "Shard",
+    "ShardResult",
+    "join",
+    "peak_rss_mib",
+    "shard_inputs",
+    "solve_shard",
+    "solve_shards",
+]

@@ -64,6 +64,15 @@ def test_every_node_and_workload_is_in_one_shard_and_each_shard_has_every_region
     assert shard_inputs(inputs, 4) == shards  # deterministic
 
 
+def test_a_shard_keeps_only_its_own_warm_pairs() -> None:
+    inputs = grid()
+    pairs = [(w.name, n.name) for w in inputs.workloads for n in inputs.nodes]
+    for sub, _ in shard_inputs(dataclasses.replace(inputs, warm=pairs), 4):
+        names = {w.name for w in sub.workloads}
+        nodes = {n.name for n in sub.nodes}
+        assert sorted(sub.warm) == sorted((w, n) for w, n in pairs if w in names and n in nodes)
+
+
 def test_a_budget_or_a_previous_plan_is_planned_whole() -> None:
     with pytest.raises(ValueError, match="plan the grid whole"):
         shard_inputs(dataclasses.replace(grid(), budget_per_hour=10.0), 2)
