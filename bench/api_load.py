@@ -19,22 +19,33 @@ At the start ``--plans`` submissions of the example workloads are sent at once; 
 the solver (one at a time, the default) and each builds on the previous plan.
 
 With ``--schedule 15`` each agent behaves as a real one: a heartbeat (``Prefer: return=minimal``,
-its registered throttle ratio wobbling under the replan threshold) and a pull with its ETag every
-15 s at a random phase; due rounds are sent in time order over ``--connections`` keep-alive
-connections (one client process, so that 10,000 agents cost it tens of MiB), the plans spread
-over the window; ``--agents 2000 --schedule 3`` offers the same request rate as 10,000 agents on
-15 s. SQLite is served by one process, PostgreSQL by ``--workers 2``.
+the throttle ratio its node was registered with, under the replan threshold) and a pull with its
+ETag every 15 s at a random phase; ``--schedule 5`` offers three times that (10,000 agents: 4,000
+requests/s). The agents are dealt over ``--procs`` generator processes (spawned; each its own
+event loop, a shard of the agents and their tokens, ``--connections / --procs`` keep-alive
+connections), which send their due rounds in time order on a clock they share; the plans are
+spread over the window by the first. Their results are merged: every latency, status and
+lateness, and each process's CPU. The agents' requests go through a lean HTTP/1.1 client on
+asyncio's streams (``--client httpx`` for httpx, which cost the generator ~10x the CPU per
+request). Then the bare FastAPI app (``bare_app.py``, as many processes as the server) gets the
+same agents on the same schedule from the same generators, and each route's rate, p99 and the
+ratio of the rates are printed beside gridplace's (``--no-bare`` skips it). SQLite is served by one
+process, PostgreSQL by ``--workers 2``.
 
 PostgreSQL is used from ``GRIDPLACE_TEST_POSTGRES_URL`` (a fresh schema, dropped after), else a
 throwaway cluster is made with the local ``initdb``/``pg_ctl`` (run as the ``postgres`` user when
 this runs as root) on a unix socket in a temporary directory; without either it is skipped.
 
-Printed per backend: agent requests/s over the measured window, p50/p99 latency per request
-kind as the agents saw it and the mean time inside the server (its own request histogram, from
-``/metrics``), non-2xx/304 answers, and each plan submission's latency. Plans are solved in the
-server's worker process (the default), so the API keeps answering while they run. Client, server
-and solver share this machine's cores (2 in the project's sandbox), so the figures are a floor,
-not a server ceiling. Only loopback traffic.
+Printed per backend: the offered rate, agent requests/s served over the measured window,
+p50/p99 latency per request kind as the agents saw it and the mean time inside the server (its own
+request histogram, from ``/metrics``), answers other than 200/204/304 (status 0: no answer), and
+each plan submission's latency. With ``--schedule``: how late rounds were sent, the CPU seconds per
+second of each generator process, of the server's processes (the API processes and the solver
+worker, ``/proc``) and of PostgreSQL, each per request served, the load average, and which side
+limits the rate (if rounds fell behind: the one costing more CPU per request). Plans are solved in
+the server's worker process (the default), so the API keeps answering while they run. Client,
+server and solver share this machine's cores (2 in the project's sandbox), so the figures are a
+floor, not a server ceiling. Only loopback traffic.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ import contextlib
 import copy
 import glob
 import heapq
+import json
+import multiprocessing
 import os
 import random
 import resource
@@ -54,12 +67,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import yaml
@@ -74,6 +88,14 @@ SEED = 20261127
 STAGGER_S = 1.0  # agents start spread over this much time (inside the measured window)
 
 
+@dataclass(frozen=True)
+class Generator:
+    """One load generator process over the measured window."""
+
+    cpu_per_s: float  # its CPU seconds per wall second
+    max_rss_mib: float
+
+
 @dataclass
 class Results:
     latencies_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -83,7 +105,10 @@ class Results:
     window_s: float = 0.0
     server_mean_ms: dict[str, float] = field(default_factory=dict)
     slips_s: list[float] = field(default_factory=list)  # scheduled agents: how late each round
-    client_cpu_s: float = 0.0  # this process's CPU over the window
+    generators: list[Generator] = field(default_factory=list)  # one per generator process
+    sides_cpu: dict[str, float] = field(default_factory=dict)  # CPU s per s of each server side
+    offered_per_s: float = 0.0
+    load_after: float = 0.0  # the load average when the window closed
 
     def record(self, kind: str, started: float, status: int) -> None:
         self.latencies_s[kind].append(time.perf_counter() - started)
@@ -100,10 +125,15 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------ the server
 
 
+class Served(NamedTuple):
+    url: str
+    pid: int  # the root of the server's processes
+
+
 @contextlib.contextmanager
 def server(
     database_url: str, workdir: Path, rate_unlimited: bool, workers: int = 1
-) -> Iterator[str]:
+) -> Iterator[Served]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPLACE_")}
     env["GRIDPLACE_ADMIN_TOKEN"] = ADMIN_TOKEN
@@ -148,7 +178,7 @@ def server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not answer: {log_path.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield url
+        yield Served(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -158,6 +188,41 @@ def server(
         errors = [line for line in log_path.read_text().splitlines() if "ERROR" in line]
         if errors:
             print(f"server log ({len(errors)} errors): " + "\n".join(errors[:10]), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def bare(workdir: Path, workers: int) -> Iterator[Served]:
+    """The baseline app (``bench/bare_app.py``) under uvicorn with ``workers`` processes."""
+    port = free_port()
+    env = dict(os.environ, BARE_DB=str(workdir / f"bare-{port}.db"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        cwd=Path(__file__).resolve().parent,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{url}/v1/nodes/a/assignments", timeout=1.0)
+                break
+            time.sleep(0.1)
+        yield Served(url, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
@@ -339,107 +404,345 @@ def throttle_of(node: dict[str, Any]) -> float:
     return float(((node.get("status") or {}).get("thermal") or {}).get("throttleRatio", 0.0))
 
 
+class Wire:
+    """One keep-alive HTTP/1.1 connection on asyncio's streams, for the scheduled agents' rounds:
+    httpx spent ~1 ms of the load generator's CPU per request, more than the server spends on it.
+
+    Only what the agents' two routes need: one request at a time, answers with a Content-Length
+    or chunked, no TLS, no redirects. A connection the server has closed (idle past its
+    keep-alive) is opened again and the request sent once more (a heartbeat or a pull repeats
+    harmlessly); a request that fails twice is answered status 0."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.authority = parts.netloc
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, str | None]:
+        """The answer's status and ETag (its body read and dropped)."""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.authority}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        for _ in range(2):
+            try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.writer.write(data)
+                return await self._answer()
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                await self.close()
+        return 0, None
+
+    async def _answer(self) -> tuple[int, str | None]:
+        assert self.reader is not None
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        fields = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        if fields.get("transfer-encoding", "").lower() == "chunked":
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                await self.reader.readexactly(size + 2)
+            await self.reader.readuntil(b"\r\n")  # no trailers on these routes
+        elif length := int(fields.get("content-length") or 0):
+            await self.reader.readexactly(length)
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, fields.get("etag")
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+class HttpxWire:
+    """The same requests through an httpx client (``--client httpx``: the figure before)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, str | None]:
+        if body:
+            headers = headers | {"Content-Type": "application/json"}
+        answer = await self.client.request(method, path, headers=headers, content=body or None)
+        return answer.status_code, answer.headers.get("ETag")
+
+
+@contextlib.asynccontextmanager
+async def connection(url: str, client: str) -> AsyncIterator[Wire | HttpxWire]:
+    """One keep-alive connection to ``url`` through ``client`` (``streams`` or ``httpx``)."""
+    if client == "httpx":
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as pooled:
+            yield HttpxWire(pooled)
+        return
+    wire = Wire(url)
+    try:
+        yield wire
+    finally:
+        await wire.close()
+
+
 async def agent_round(
-    client: httpx.AsyncClient,
+    wire: Wire | HttpxWire,
     name: str,
     token: str,
     throttle: float,
     etags: dict[str, str],
     results: Results,
 ) -> None:
-    """One round of a real agent: a heartbeat (its throttle ratio wobbling under the replan
-    threshold), then a pull with the ETag of its last answer."""
-    headers = {"Authorization": f"Bearer {token}"}
+    """One round of a real agent: a heartbeat (the throttle ratio its node was registered with,
+    under the replan threshold), then a pull with the ETag of its last answer."""
+    auth = {"Authorization": f"Bearer {token}"}
     telemetry = {"healthy": True, "thermal": {"throttleRatio": round(throttle, 4)}}
+    body = json.dumps(telemetry).encode()
     started = time.perf_counter()
-    answer = await client.post(
-        f"/v1/nodes/{name}/telemetry", json=telemetry, headers=headers | MINIMAL
-    )
-    results.record("telemetry", started, answer.status_code)
-    started = time.perf_counter()
+    status, _ = await wire.request("POST", f"/v1/nodes/{name}/telemetry", auth | MINIMAL, body)
+    results.record("telemetry", started, status)
     etag = etags.get(name)
-    pull_headers = headers | ({"If-None-Match": etag} if etag else {})
-    answer = await client.get(f"/v1/nodes/{name}/assignments", headers=pull_headers)
-    results.record("assignments", started, answer.status_code)
-    if answer.status_code == 200 and "ETag" in answer.headers:
-        etags[name] = answer.headers["ETag"]
+    started = time.perf_counter()
+    pull = auth | ({"If-None-Match": etag} if etag else {})
+    status, tag = await wire.request("GET", f"/v1/nodes/{name}/assignments", pull)
+    results.record("assignments", started, status)
+    if status == 200 and tag:
+        etags[name] = tag
 
 
-async def load_scheduled(
+@dataclass(frozen=True)
+class Shard:
+    """One generator process's part of a scheduled run: its agents (name, token, the throttle
+    ratio it reports), the schedule on a clock shared by every process (``start_at``, wall
+    time), its share of the connections and of the plans. Plain data: it is sent to a spawned
+    process."""
+
+    url: str
+    names: list[str]
+    tokens: list[str]
+    throttles: list[float]
+    start_at: float
+    schedule_s: float
+    warmup_s: float
+    duration_s: float
+    connections: int
+    plans: int
+    plan_time_limit_s: float
+    seed: int
+    admin_token: str  # a spawned process would make its own
+    client: str = "streams"  # or "httpx"
+
+
+def shards(
     url: str,
     nodes: list[dict[str, Any]],
     tokens: list[str],
     args: argparse.Namespace,
-) -> Results:
-    """``--schedule``: every agent's round is due every ``--schedule`` s at a random phase; due
-    rounds are queued in time order and sent by ``--connections`` senders, each on its own
-    keep-alive connection; ``--plans`` submissions are spread over the window.
+    start_at: float,
+    plans: int,
+    warmup_s: float,
+) -> list[Shard]:
+    """The agents dealt round-robin over ``args.procs`` processes (each gets every part of the
+    grid alike), the connections split evenly (at least one each); the plans go to the first."""
+    rng = random.Random(SEED)
+    throttles = [throttle_of(node) + rng.uniform(0.0, 0.02) for node in nodes]
+    names = [node["metadata"]["name"] for node in nodes]
+    procs = args.procs
+    return [
+        Shard(
+            url=url,
+            names=names[p::procs],
+            tokens=tokens[p::procs],
+            throttles=throttles[p::procs],
+            start_at=start_at,
+            schedule_s=args.schedule,
+            warmup_s=warmup_s,
+            duration_s=args.duration,
+            connections=max(1, args.connections // procs),
+            plans=plans if p == 0 else 0,
+            plan_time_limit_s=args.plan_time_limit,
+            seed=SEED + p,
+            admin_token=ADMIN_TOKEN,
+            client=args.client,
+        )
+        for p in range(procs)
+    ]
+
+
+async def load_scheduled(shard: Shard) -> Results:
+    """``--schedule``, one generator process: every agent's round is due every ``schedule_s`` at
+    a random phase; due rounds are queued in time order and sent by ``connections`` senders,
+    each on its own keep-alive connection; the shard's plans are spread over the window.
 
     One httpx pool shared by 10,000 waiting agents costs the pool O(waiting x connections) per
     request: at 10,000 agents the load generator spent its core there and sent nothing."""
-    results, warming = Results(), Results()  # ``--warmup``'s rounds are sent, not counted
-    names = [node["metadata"]["name"] for node in nodes]
-    rng = random.Random(SEED)
-    throttles = [throttle_of(node) + rng.uniform(0.0, 0.02) for node in nodes]
+    results, warming = Results(), Results()  # the warm-up's rounds are sent, not counted
+    rng = random.Random(shard.seed)
     etags: dict[str, str] = {}
     due: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
+    started = time.perf_counter() + (shard.start_at - time.time())
+    measured_from = started + shard.warmup_s
+    deadline = measured_from + shard.duration_s
 
-    async def schedule(started: float, deadline: float) -> None:
-        rounds = [(started + rng.uniform(0.0, args.schedule), i) for i in range(len(names))]
+    async def schedule() -> None:
+        await asyncio.sleep(max(0.0, started - time.perf_counter()))
+        rounds = [
+            (started + rng.uniform(0.0, shard.schedule_s), i) for i in range(len(shard.names))
+        ]
         heapq.heapify(rounds)
-        while rounds[0][0] < deadline:
+        while rounds and rounds[0][0] < deadline:
             await asyncio.sleep(max(0.0, rounds[0][0] - time.perf_counter()))
             now = time.perf_counter()
             while rounds[0][0] <= now:
                 at, i = heapq.heappop(rounds)
                 due.put_nowait((at, i))
-                heapq.heappush(rounds, (at + args.schedule, i))
-        for _ in range(args.connections):
+                heapq.heappush(rounds, (at + shard.schedule_s, i))
+        for _ in range(shard.connections):
             due.put_nowait(None)
 
     async def send() -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        async with connection(shard.url, shard.client) as wire:
             while (item := await due.get()) is not None:
                 at, i = item
                 counted = results if at >= measured_from else warming
                 counted.slips_s.append(time.perf_counter() - at)
-                await agent_round(client, names[i], tokens[i], throttles[i], etags, counted)
+                await agent_round(
+                    wire, shard.names[i], shard.tokens[i], shard.throttles[i], etags, counted
+                )
 
     async def window_opens() -> float:
         await asyncio.sleep(max(0.0, measured_from - time.perf_counter()))
         return time.process_time()
 
-    async with httpx.AsyncClient(base_url=url, timeout=300) as planner:
-        started = time.perf_counter()
-        measured_from = started + args.warmup
-        senders = [asyncio.create_task(send()) for _ in range(args.connections)]
+    async with httpx.AsyncClient(base_url=shard.url, timeout=300) as planner:
+        senders = [asyncio.create_task(send()) for _ in range(shard.connections)]
         cpu = asyncio.create_task(window_opens())
-        plans = asyncio.create_task(submit_spread(planner, args, results))
-        await schedule(started, measured_from + args.duration)
+        plans = asyncio.create_task(submit_spread(planner, shard, results))
+        await schedule()
         await asyncio.gather(*senders)
         results.window_s = time.perf_counter() - measured_from
-        results.client_cpu_s = time.process_time() - await cpu
+        used = time.process_time() - await cpu
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.generators.append(Generator(used / results.window_s, rss_mib))
         await plans
-        results.server_mean_ms = server_means_ms((await planner.get("/metrics")).text)
     return results
 
 
-async def submit_spread(
-    client: httpx.AsyncClient, args: argparse.Namespace, results: Results
+def run_shard(shard: Shard) -> Results:
+    """A generator process's whole run (its own event loop and clients)."""
+    return asyncio.run(load_scheduled(shard))
+
+
+def _started(_: int) -> int:
+    return os.getpid()
+
+
+SPAWN_MARGIN_S = 2.0  # the schedule starts this long after every generator process answered
+
+
+def run_scheduled(
+    url: str,
+    sides: dict[str, int],
+    nodes: list[dict[str, Any]],
+    tokens: list[str],
+    args: argparse.Namespace,
+    plans: int,
+    warmup_s: float,
+) -> Results:
+    """``--schedule`` over ``args.procs`` generator processes (spawned: a fresh interpreter
+    each), their results merged; meanwhile the CPU of each serving side (``sides``: a label and
+    the root of its process tree) over the measured window."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.procs) as pool:
+        pool.map(_started, range(args.procs), chunksize=1)
+        start_at = time.time() + SPAWN_MARGIN_S
+        jobs = shards(url, nodes, tokens, args, start_at, plans, warmup_s)
+        parts = pool.map_async(run_shard, jobs, chunksize=1)
+        time.sleep(max(0.0, start_at + warmup_s - time.time()))
+        before = {label: tree_cpu_s(pid) for label, pid in sides.items()}
+        opened = time.perf_counter()
+        merged = merge(parts.get())
+        wall = time.perf_counter() - opened
+        merged.sides_cpu = {
+            label: (tree_cpu_s(pid) - before[label]) / wall for label, pid in sides.items()
+        }
+    merged.offered_per_s = 2 * len(nodes) / args.schedule
+    merged.load_after = os.getloadavg()[0]
+    return merged
+
+
+def merge(parts: list[Results]) -> Results:
+    """One result from the generator processes' (which ran side by side over one window):
+    every latency, status, lateness and process kept; the window is the longest."""
+    merged = Results()
+    for part in parts:
+        for kind, values in part.latencies_s.items():
+            merged.latencies_s[kind].extend(values)
+        merged.statuses.update(part.statuses)
+        merged.plan_latencies_s.extend(part.plan_latencies_s)
+        merged.plan_statuses.update(part.plan_statuses)
+        merged.slips_s.extend(part.slips_s)
+        merged.generators.extend(part.generators)
+        merged.window_s = max(merged.window_s, part.window_s)
+    return merged
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user and system) of process ``root`` and all its descendants, including the
+    children they have reaped (``/proc``; 0 where it cannot be read)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            parents[pid] = int(fields[1])
+            ticks[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = set(), {root}
+    while frontier:
+        tree |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+    return sum(ticks.get(pid, 0) for pid in tree) / CLOCK_TICKS
+
+
+def postmaster_pid(database_url: str) -> int | None:
+    """The PostgreSQL server's process for a URL on a local unix socket (its socket's lock
+    file names it), else None."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(database_url).query)
+    host, port = query.get("host", [""])[0], query.get("port", ["5432"])[0]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((Path(host) / f".s.PGSQL.{port}.lock").read_text().split()[0])
+    return None
+
+
+async def submit_spread(client: httpx.AsyncClient, shard: Shard, results: Results) -> None:
+    await asyncio.sleep(max(0.0, shard.start_at + shard.warmup_s - time.time()))
+    for _ in range(shard.plans):
+        await asyncio.sleep(shard.duration_s / (shard.plans + 1))
+        await submit_plan(client, shard.plan_time_limit_s, results, shard.admin_token)
+
+
+async def submit_plan(
+    client: httpx.AsyncClient, time_limit_s: float, results: Results, token: str = ADMIN_TOKEN
 ) -> None:
-    await asyncio.sleep(args.warmup)
-    for _ in range(args.plans):
-        await asyncio.sleep(args.duration / (args.plans + 1))
-        await submit_plan(client, args.plan_time_limit, results)
-
-
-async def submit_plan(client: httpx.AsyncClient, time_limit_s: float, results: Results) -> None:
     started = time.perf_counter()
     answer = await client.post(
         "/v1/plans",
         content=(EXAMPLES / "workloads" / "workloads.yaml").read_text(),
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/yaml"},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
         params={"timeLimitSeconds": time_limit_s},
     )
     results.plan_latencies_s.append(time.perf_counter() - started)
@@ -469,7 +772,6 @@ async def load(
         await agents_done
         results.window_s = time.perf_counter() - started
         await plans_done
-        results.server_mean_ms = server_means_ms((await client.get("/metrics")).text)
     return results
 
 
@@ -495,46 +797,83 @@ def percentile_ms(values: list[float], q: float) -> float:
     return ordered[index] * 1000
 
 
-def report(backend: str, results: Results) -> None:
+ROUTES = {  # kind: (label, the server's route in /metrics)
+    "telemetry": ("POST /v1/nodes/{n}/telemetry", "POST /v1/nodes/{name}/telemetry"),
+    "assignments": ("GET  /v1/nodes/{n}/assignments", "GET /v1/nodes/{name}/assignments"),
+    "state": ("PUT  /v1/nodes/{n}/state", "PUT /v1/nodes/{name}/state"),
+}
+BEHIND_S = 1.0  # rounds started later than this at the median: the offered rate was not sent
+
+
+def report(backend: str, results: Results, base: Results | None) -> None:
+    """The run's figures; with ``base`` (the bare app under the same generator and schedule)
+    each route's rate and p99 beside them and the ratio of the rates."""
     total = sum(len(v) for v in results.latencies_s.values())
     every = [x for values in results.latencies_s.values() for x in values]
+    offered = f"offered {results.offered_per_s:,.0f} req/s, " if results.offered_per_s else ""
     print(
-        f"\n{backend}: {total:,} agent requests in {results.window_s:.1f} s = "
-        f"{total / results.window_s:,.0f} requests/s; "
-        f"p50 {percentile_ms(every, 0.5):.1f} ms, p99 {percentile_ms(every, 0.99):.1f} ms"
+        f"\n{backend}: {offered}served {total / results.window_s:,.0f} req/s ({total:,} agent "
+        f"requests in {results.window_s:.1f} s); p50 {percentile_ms(every, 0.5):.1f} ms, "
+        f"p99 {percentile_ms(every, 0.99):.1f} ms"
     )
-    header = f"  {'request':<34}{'count':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    print(header + f"{'in server, mean ms':>20}")
-    labels = {
-        "telemetry": ("POST /v1/nodes/{n}/telemetry", "POST /v1/nodes/{name}/telemetry"),
-        "assignments": ("GET  /v1/nodes/{n}/assignments", "GET /v1/nodes/{name}/assignments"),
-        "state": ("PUT  /v1/nodes/{n}/state", "PUT /v1/nodes/{name}/state"),
-    }
-    for kind, (label, route) in labels.items():
+    header = f"  {'request':<32}{'count':>8}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'server ms':>10}"
+    print(header + (f" | {'bare req/s':>10}{'p99 ms':>8}{'ratio':>7}" if base else ""))
+    for kind, (label, route) in ROUTES.items():
         values = results.latencies_s.get(kind, [])
-        inside = results.server_mean_ms.get(route, float("nan"))
-        print(
-            f"  {label:<34}{len(values):>8,}{len(values) / results.window_s:>9.0f}"
-            f"{percentile_ms(values, 0.5):>9.1f}{percentile_ms(values, 0.99):>9.1f}"
-            f"{inside:>20.1f}"
+        if not values:
+            continue
+        rate = len(values) / results.window_s
+        line = (
+            f"  {label:<32}{len(values):>8,}{rate:>7.0f}{percentile_ms(values, 0.5):>8.1f}"
+            f"{percentile_ms(values, 0.99):>8.1f}"
+            f"{results.server_mean_ms.get(route, float('nan')):>10.1f}"
         )
-    unexpected = {k: n for k, n in results.statuses.items() if k[1] not in (200, 204, 304)}
-    not_modified = sum(n for (kind, status), n in results.statuses.items() if status == 304)
-    print(
-        f"  assignments answered 304 (unchanged): {not_modified:,}; other answers than "
-        f"200/204/304: {dict(unexpected) or 'none'}"
+        if base:
+            theirs = base.latencies_s.get(kind, [])
+            bare_rate = len(theirs) / base.window_s if base.window_s else 0.0
+            ratio = rate / bare_rate if bare_rate else float("nan")
+            line += f" | {bare_rate:>10.0f}{percentile_ms(theirs, 0.99):>8.1f}{ratio:>7.2f}"
+        print(line)
+    print("  (server ms: the mean inside the server, its own request histogram)")
+    for label, run in (("", results), ("bare app: ", base)):
+        if run is None:
+            continue
+        unexpected = {k: n for k, n in run.statuses.items() if k[1] not in (200, 204, 304)}
+        not_modified = sum(n for (_, status), n in run.statuses.items() if status == 304)
+        print(
+            f"  {label}pulls answered 304 (unchanged): {not_modified:,}; answers other than "
+            f"200/204/304: {dict(unexpected) or 'none'}"
+        )
+        if run.slips_s:
+            print(f"  {label}{sides_line(run)}")
+    if results.plan_latencies_s or results.plan_statuses:
+        plans = ", ".join(f"{s:.1f}" for s in sorted(results.plan_latencies_s))
+        print(f"  plan submissions: {plans} s; statuses {dict(results.plan_statuses)}")
+
+
+def sides_line(run: Results) -> str:
+    """Lateness, each side's CPU over the window (per second and per request served) and which
+    limits the rate: the side costing more CPU per request, if rounds fell behind."""
+    served = sum(len(v) for v in run.latencies_s.values()) / run.window_s or float("nan")
+    generators = sum(g.cpu_per_s for g in run.generators)
+    each = ", ".join(f"{g.cpu_per_s:.2f}" for g in run.generators)
+    rss = ", ".join(f"{g.max_rss_mib:.0f}" for g in run.generators)
+    servers = "; ".join(
+        f"{label} {cpu:.2f} ({1000 * cpu / served:.2f} ms per request)"
+        for label, cpu in run.sides_cpu.items()
     )
-    if results.slips_s:
-        print(
-            f"  schedule: rounds started late by p50 {percentile_ms(results.slips_s, 0.5):.1f} ms,"
-            f" p99 {percentile_ms(results.slips_s, 0.99):.1f} ms; load generator (this process) "
-            f"{results.client_cpu_s / results.window_s:.2f} CPU s per s, max RSS "
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
-        )
-    plans = ", ".join(f"{s:.1f}" for s in sorted(results.plan_latencies_s))
-    print(
-        f"  plan submissions ({len(results.plan_latencies_s)} in parallel, queued for the "
-        f"solver): {plans} s; statuses {dict(results.plan_statuses)}"
+    late = percentile_ms(run.slips_s, 0.5) / 1000
+    if late <= BEHIND_S:
+        verdict = "the offered rate was sent on time"
+    elif generators > sum(run.sides_cpu.values()):
+        verdict = "rounds fell behind and the load generators cost more CPU: they limit the rate"
+    else:
+        verdict = "rounds fell behind and the server costs more CPU: it limits the rate"
+    return (
+        f"rounds started late by p50 {1000 * late:.1f} ms, p99 "
+        f"{percentile_ms(run.slips_s, 0.99):.1f} ms; CPU s per s: load generators {each} "
+        f"({1000 * generators / served:.2f} ms per request; {len(run.generators)} processes, max "
+        f"RSS {rss} MiB); {servers}; load average {run.load_after:.1f} at the end: {verdict}"
     )
 
 
@@ -551,11 +890,28 @@ def main() -> int:
         "--schedule",
         type=float,
         default=0.0,
-        help="Period of each agent's heartbeat and pull, s (15: a real agent); the plans are "
-        "then spread over the window. 0: agents loop without pause, each on its own connection.",
+        help="Period of each agent's heartbeat and pull, s (15: a real agent; 5 offers 3x its "
+        "rate); the plans are then spread over the window. 0: agents loop without pause, each "
+        "on its own connection.",
     )
     parser.add_argument(
-        "--connections", type=int, default=64, help="Pooled connections (with --schedule)."
+        "--connections",
+        type=int,
+        default=64,
+        help="Keep-alive connections in all, split over the generator processes (--schedule).",
+    )
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="With --schedule: load generator processes, each with a shard of the agents.",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("streams", "httpx"),
+        default="streams",
+        help="With --schedule: the agents' HTTP client, a lean one on asyncio's streams or httpx "
+        "(the figures before; ~1 ms of the generator's CPU per request).",
     )
     parser.add_argument(
         "--warmup",
@@ -564,16 +920,25 @@ def main() -> int:
         help="With --schedule: seconds of rounds sent before the measured window and not "
         "counted (each agent's first pull has no ETag and each token its first check).",
     )
+    parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="With --schedule: skip the bare FastAPI app (bare_app.py) under the same load.",
+    )
     args = parser.parse_args()
     if not 1 <= args.agents <= 100_000 or args.duration <= 0 or args.plans < 0:
         parser.error("--agents must be 1..100000, --duration > 0, --plans >= 0")
-    if args.warmup < 0 or (args.warmup and not args.schedule):
-        parser.error("--warmup must be >= 0 and needs --schedule")
+    if args.schedule < 0 or args.warmup < 0 or (args.warmup and not args.schedule):
+        parser.error("--schedule and --warmup must be >= 0; --warmup needs --schedule")
+    if not 1 <= args.procs <= min(64, args.agents) or (args.procs > 1 and not args.schedule):
+        parser.error("--procs must be 1..min(64, --agents) and, above 1, needs --schedule")
     nodes = nodes_for(args.agents)
     names = [n["metadata"]["name"] for n in nodes]
     how = (
-        f"each every {args.schedule:g} s over {args.connections} connections, {args.plans} plan "
-        "submissions spread over the window"
+        f"each every {args.schedule:g} s ({2 * len(nodes) / args.schedule:,.0f} req/s offered) "
+        f"from {args.procs} generator process{'es' * (args.procs > 1)} over "
+        f"{args.connections} connections, {args.plans} plan submissions spread over the window"
         if args.schedule
         else f"looping, {args.plans} plan submissions in parallel"
     )
@@ -586,6 +951,7 @@ def main() -> int:
         workdir = Path(temporary)
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
             with contextlib.ExitStack() as stack:
+                roots: dict[str, int] = {}  # each serving side's process tree
                 if backend == "sqlite":
                     url: str | None = f"sqlite:///{workdir / 'bench.db'}"
                 elif backend == "postgresql":
@@ -593,24 +959,49 @@ def main() -> int:
                     if url is None:
                         print("\npostgresql: skipped (no GRIDPLACE_TEST_POSTGRES_URL, no pg_ctl)")
                         continue
+                    if (postmaster := postmaster_pid(url)) is not None:
+                        roots["PostgreSQL"] = postmaster
                 else:
                     parser.error(f"unknown backend {backend!r}")
                 workers = 1 if backend == "sqlite" else 2  # SQLite serves one process
+                assert url is not None  # (skipped above)
                 api = stack.enter_context(server(url, workdir, True, workers))
-                tokens = asyncio.run(setup(api, nodes, args.plan_time_limit))
-                results = asyncio.run(
-                    load_scheduled(api, nodes, tokens, args)
-                    if args.schedule
-                    else load(api, names, tokens, args.duration, args.plans, args.plan_time_limit)
-                )
-                report(f"{backend} ({workers} process{'es' * (workers > 1)})", results)
+                roots = {"server (API processes, solver)": api.pid} | roots
+                tokens = asyncio.run(setup(api.url, nodes, args.plan_time_limit))
+                if args.schedule:
+                    results = run_scheduled(
+                        api.url, roots, nodes, tokens, args, args.plans, args.warmup
+                    )
+                else:
+                    results = asyncio.run(
+                        load(
+                            api.url, names, tokens, args.duration, args.plans, args.plan_time_limit
+                        )
+                    )
+                results.server_mean_ms = server_means_ms(httpx.get(f"{api.url}/metrics").text)
+            base = None
+            if args.schedule and args.bare:
+                with bare(workdir, workers) as served:
+                    # Nothing to warm in the bare app but connections: one period of rounds.
+                    base = run_scheduled(
+                        served.url,
+                        {"bare app": served.pid},
+                        nodes,
+                        tokens,
+                        args,
+                        0,
+                        min(args.warmup, args.schedule),
+                    )
+            report(f"{backend} ({workers} process{'es' * (workers > 1)})", results, base)
     print(
         f"\nreproduce: .venv/bin/python bench/api_load.py --backends {args.backends} "
         f"--agents {args.agents} --duration {args.duration:g} --plans {args.plans} "
         f"--plan-time-limit {args.plan_time_limit:g}"
         + (
             f" --schedule {args.schedule:g} --connections {args.connections} "
-            f"--warmup {args.warmup:g}"
+            f"--warmup {args.warmup:g} --procs {args.procs} --client {args.client}"
+            + " --no-bare"
+            * (not args.bare)
         )
         * bool(args.schedule)
     )

@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import (  # a sibling script, not a package
     ADMIN_TOKEN,
     EXAMPLES,
-    free_port,
+    bare,
     nodes_for,
     postgres,
     server,
@@ -163,40 +162,6 @@ def script(
         }
     )
     return path
-
-
-@contextlib.contextmanager
-def bare(workdir: Path, workers: int) -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ, BARE_DB=str(workdir / f"bare-{port}.db"))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bare_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--workers",
-            str(workers),
-        ],
-        cwd=Path(__file__).resolve().parent,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(f"{url}/v1/nodes/a/assignments", timeout=1.0)
-                break
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def submit_plan_soon(url: str, delay_s: float) -> threading.Thread:
@@ -321,17 +286,18 @@ def main() -> int:
             workers = 1 if backend == "sqlite" else 2
             with contextlib.ExitStack() as stack:
                 if backend == "sqlite":
-                    database = f"sqlite:///{workdir / 'bench.db'}"
+                    database: str | None = f"sqlite:///{workdir / 'bench.db'}"
                 else:
                     database = stack.enter_context(postgres(workdir))
                     if database is None:
                         print("postgresql: skipped (no GRIDPLACE_TEST_POSTGRES_URL, no initdb)")
                         continue
-                url = stack.enter_context(server(database, workdir, True, workers))
+                assert database is not None  # (skipped above)
+                url = stack.enter_context(server(database, workdir, True, workers)).url
                 tokens = asyncio.run(setup(url, nodes, 3.0))
                 mine = measure(url, workdir, nodes, tokens, args, plans=True)
-            with bare(workdir, workers) as url:
-                base = measure(url, workdir, nodes, tokens, args, plans=False)
+            with bare(workdir, workers) as served:
+                base = measure(served.url, workdir, nodes, tokens, args, plans=False)
             report(f"{backend}, {workers} process{'es' * (workers > 1)}", mine, base)
     return 0
 

@@ -41,6 +41,7 @@ from gridplace.api.store import (
     PlanRecord,
     Store,
 )
+from gridplace.api.stored_grid import StoredGrid
 from gridplace.api.wiring import planning_input_issues
 from gridplace.planner.planning import Strategy
 from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
@@ -204,9 +205,9 @@ class PlanService:
         latest: PlanRecord | None,
     ) -> PlanRecord:
         base = latest.generation if latest else 0
-        view = self.grid()
         calibration = self.store.latest_calibration()
-        solved = self._solve(documents, options, view, latest, calibration)
+        solved = self._solve(documents, options, latest, calibration)
+        assert solved.basis is not None  # (read with the grid)
         generation = base + 1
         labels = dict(solved.plan.metadata.labels)
         if calibration is not None:
@@ -222,7 +223,7 @@ class PlanService:
             reasons=reasons,
             inputs=[document.obj.to_yaml_dict() for document in documents],
             options={**options.as_dict(), **_provenance(calibration)},
-            basis={node.name: node.basis for node in view.nodes},
+            basis=solved.basis,
             explanation=solved.explanation,
             compile_s=round(solved.compile_s, 4),
             solve_s=round(solved.solve_s, 4),
@@ -251,19 +252,32 @@ class PlanService:
         self,
         documents: list[LoadedDocument],
         options: PlanOptions,
-        view: GridView,
         latest: PlanRecord | None,
         calibration: CalibrationRecord | None,
     ) -> Solved:
+        """``documents`` solved on the stored grid, with each node's basis. A solver worker
+        reads the nodes and probes itself (``stored_grid``): this process never holds them."""
         learned = Calibration.from_dict(calibration.document) if calibration else None
-        return self.solver.solve(
-            self._bundle(documents, view),
+        args = (
             options.strategy,
             options.time_limit_s,
             held_standbys(latest.plan, self.store.state) if latest else None,
             options.budget_per_hour,
             learned,
         )
+        if self.solver.processes:
+            self.store.flush_heartbeats()  # the worker reads what this server has answered
+            grid = StoredGrid(
+                self.settings.database_url,
+                self.clock(),
+                self.started_at,
+                self.settings.heartbeat_grace_s,
+                self.settings.mass_silence_fraction,
+            )
+            return self.solver.solve(build_bundle(documents), *args, grid=grid)
+        view = self.grid()
+        solved = self.solver.solve(self._bundle(documents, view), *args)
+        return replace(solved, basis={node.name: node.basis for node in view.nodes})
 
     def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
         """The plan ``compute`` would store now, without storing or publishing it: the documents
@@ -274,9 +288,7 @@ class PlanService:
             latest = self.store.latest_plan()
             if latest is not None:
                 options = PlanOptions.from_dict(latest.options)
-            solved = self._solve(
-                documents, options, self.grid(), latest, self.store.latest_calibration()
-            )
+            solved = self._solve(documents, options, latest, self.store.latest_calibration())
         base = latest.generation if latest else 0
         metadata = solved.plan.metadata.model_copy(
             update={"name": "dry-run", "generation": base + 1}

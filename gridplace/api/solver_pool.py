@@ -12,7 +12,10 @@ tracker ends when the last worker holding its pipe does. ``prctl(PR_SET_PDEATHSI
 it fires when the *thread* that spawned the worker ends, and replacement workers are spawned from
 request threads that the thread pool retires when idle.
 
-Must not: touch the store or know about HTTP beyond raising ``Unavailable``.
+A plan handed a ``StoredGrid`` reads its nodes and probes in the worker (``stored_grid``), so the
+serving process does not hold the grid.
+
+Must not: write to the store, or know about HTTP beyond raising ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from gridplace.api.checks import WorkloadCheck, check_workloads
 from gridplace.api.errors import Unavailable
+from gridplace.api.store import NodeBasis
+from gridplace.api.stored_grid import StoredGrid, read
 from gridplace.api.wiring import plan_bundle
 from gridplace.planner.explain import compile_refusals, compile_summary
 from gridplace.planner.planning import PlanResult, Strategy
@@ -48,6 +53,7 @@ class Solved:
     explanation: list[dict[str, Any]]
     compile_s: float
     solve_s: float
+    basis: dict[str, NodeBasis] | None = None  # each node as planned on, when read here
 
 
 def solve(
@@ -57,12 +63,19 @@ def solve(
     previous: PlacementPlan | None,
     budget_per_hour: float | None,
     calibration: Calibration | None = None,
+    grid: StoredGrid | None = None,
 ) -> Solved:
-    """Plan ``bundle`` (in whichever process runs this) and explain the result."""
+    """Plan ``bundle`` (in whichever process runs this) and explain the result; with ``grid``,
+    on the stored nodes and probes, read here."""
+    basis = None
+    if grid is not None:
+        view, probes = read(grid)
+        bundle = replace(bundle, nodes=view.planner_nodes(), probes=probes)
+        basis = {node.name: node.basis for node in view.nodes}
     result = plan_bundle(
         bundle, strategy, settings, previous, budget_per_hour, calibration=calibration
     )
-    return Solved(result.plan, explain(result), result.compile_s, result.solve_s)
+    return Solved(result.plan, explain(result), result.compile_s, result.solve_s, basis)
 
 
 def check(bundle: SpecBundle) -> list[WorkloadCheck]:
@@ -160,11 +173,12 @@ class SolverPool:
         previous: PlacementPlan | None,
         budget_per_hour: float | None,
         calibration: Calibration | None = None,
+        grid: StoredGrid | None = None,
     ) -> Solved:
         settings = SolverSettings(
             time_limit_s=time_limit_s, workers=self.part_workers, ray_address=self.ray_address
         )
-        args = (bundle, strategy, settings, previous, budget_per_hour, calibration)
+        args = (bundle, strategy, settings, previous, budget_per_hour, calibration, grid)
         if not self.processes:
             return solve(*args)
         return self._wait(self._pool().submit(solve, *args))

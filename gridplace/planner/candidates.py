@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
+from gridplace.planner.core import SLOTS_PER_GPU, replica_slots
 from gridplace.planner.options import (
     BoolArray,
     CandidateRows,
@@ -72,12 +74,19 @@ def select_candidates(
     def unmet_bits() -> int:
         return sum(1 << column for column, left in enumerate(need) if left > 0)
 
-    # The first ``limit`` rows in order are kept whatever they serve.
+    # The first ``limit`` rows in order are kept whatever they serve: what they could serve is
+    # taken off each source's need in their order (``subtract.accumulate`` is sequential, so
+    # the floats are ``keep``'s, row by row).
     head = _cheapest(score, tie, limit)
-    for row in head.tolist():
-        keep(row)
+    kept.extend(head.tolist())
+    potential = _potentials(rows, pools, head)
+    for column, served in enumerate(rows.servable[head].T):
+        if served.any():
+            taken = np.concatenate(([need[column]], potential[served]))
+            need[column] = float(np.subtract.accumulate(taken)[-1])
     if not unmet_bits():  # every source covered: past them only the forced rows are kept
-        kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
+        if forced.any():
+            kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
         return np.sort(np.array(kept, dtype=np.int64))
     order = np.lexsort((tie, score))
     position = limit
@@ -97,6 +106,19 @@ def select_candidates(
         else:
             break
     return np.sort(np.array(kept, dtype=np.int64))
+
+
+def _potentials(rows: CandidateRows, pools: Sequence[GpuPool], chosen: IntArray) -> FloatArray:
+    """``potential_rps`` of each of the ``chosen`` rows: the same products, in its order."""
+    picked = [pools[p] for p in rows.pool[chosen].tolist()]
+    configs = [rows.configs[c] for c in rows.config[chosen].tolist()]
+    nodes = [pool.node_count for pool in picked]
+    replicas = [
+        pool.gpus_per_node * SLOTS_PER_GPU // replica_slots(c.share, c.tensor_parallel)
+        for pool, c in zip(picked, configs, strict=True)
+    ]
+    found: FloatArray = rows.capacity_rps[chosen] * np.array(nodes, dtype=np.float64) * replicas
+    return found
 
 
 def _cheapest(score: FloatArray, tie: IntArray, limit: int) -> IntArray:
@@ -120,30 +142,71 @@ def drop_dominated(options: list[Option], keep: set[OptionKey] | None = None) ->
     (the previous plan's) always stay, so its replicas can stay where they are.
     """
     keep = keep or set()
-    by_key: dict[tuple[int, int], list[Option]] = defaultdict(list)
-    for option in options:
-        by_key[(option.workload, option.pool)].append(option)
-    kept: list[Option] = []
-    for group in by_key.values():
-        for option in group:
-            key = (option.workload, option.pool, option.precision, option.tensor_parallel,
-                   option.share)  # fmt: skip
-            if key in keep or not any(
-                _dominates(other, option) for other in group if other is not option
-            ):
-                kept.append(option)
-    return sorted(kept, key=lambda o: o.index)
+    axes = [
+        _Axes(o.index, (o.workload, o.pool), _key(o.capacity_rps, o.slots, o.precision_rank,
+              len(o.servable_sources)), frozenset(o.servable_sources))
+        for o in options
+    ]  # fmt: skip
+    stays = [(o.workload, o.pool, o.precision, o.tensor_parallel, o.share) in keep for o in options]
+    return [options[p] for p in _undominated(axes, stays)]
 
 
-def _dominates(a: Option, b: Option) -> bool:
+def undominated_rows(rows: CandidateRows, selected: IntArray, forced: BoolArray) -> list[int]:
+    """``drop_dominated`` on the options ``selected`` rows of one workload would make (the
+    ``forced`` ones, the previous plan's, stay): the rows it keeps, ascending, so that only
+    those become ``Option`` objects (each built once, with its index in the Problem)."""
+    picked = selected.tolist()
+    configs = [rows.configs[c] for c in rows.config[selected].tolist()]
+    sources = [
+        frozenset(r for r, ok in zip(rows.regions, served, strict=True) if ok)
+        for served in rows.servable[selected].tolist()
+    ]
+    axes = [
+        _Axes(row, pool, _key(capacity, replica_slots(c.share, c.tensor_parallel), c.rank,
+              len(served)), served)
+        for row, pool, capacity, c, served in zip(
+            picked, rows.pool[selected].tolist(), rows.capacity_rps[selected].tolist(), configs,
+            sources, strict=True,
+        )
+    ]  # fmt: skip
+    return [picked[p] for p in _undominated(axes, forced[selected].tolist())]
+
+
+class _Axes(NamedTuple):
+    """One option as dominance reads it: its order (index), its group (workload and pool), its
+    axes' key and the sources it serves."""
+
+    order: int
+    group: object
+    key: tuple[float, int, int, int]
+    sources: frozenset[str]
+
+
+def _key(capacity_rps: float, slots: int, rank: int, sources: int) -> tuple[float, int, int, int]:
+    return (capacity_rps / slots, -slots, -rank, sources)
+
+
+def _undominated(axes: list[_Axes], stays: list[bool]) -> list[int]:
+    """Positions of the options that stay or that no other of their group dominates, in their
+    order."""
+    by_group: dict[object, list[int]] = defaultdict(list)
+    for position, item in enumerate(axes):
+        by_group[item.group].append(position)
+    kept: list[int] = []
+    for members in by_group.values():
+        for p in members:
+            if stays[p] or not any(_dominates(axes[q], axes[p]) for q in members if q != p):
+                kept.append(p)
+    return sorted(kept, key=lambda p: axes[p].order)
+
+
+def _dominates(a: _Axes, b: _Axes) -> bool:
     """True if ``a`` is at least as good as ``b`` on every axis and strictly better on one."""
-    if not set(b.servable_sources) <= set(a.servable_sources):
+    if not b.sources <= a.sources:
         return False
-    a_key = (a.capacity_rps / a.slots, -a.slots, -a.precision_rank, len(a.servable_sources))
-    b_key = (b.capacity_rps / b.slots, -b.slots, -b.precision_rank, len(b.servable_sources))
-    at_least = all(x >= y - 1e-12 for x, y in zip(a_key, b_key, strict=True))
+    at_least = all(x >= y - 1e-12 for x, y in zip(a.key, b.key, strict=True))
     if not at_least:
         return False
-    if a_key != b_key:
+    if a.key != b.key:
         return True
-    return a.index < b.index  # identical on every axis: keep the first
+    return a.order < b.order  # identical on every axis: keep the first

@@ -20,7 +20,10 @@ workloads that ask the same of the same pools; the questions go through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache, partial
 
@@ -32,8 +35,8 @@ from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
     OPTION_BUDGET,
-    drop_dominated,
     select_candidates,
+    undominated_rows,
 )
 from gridplace.planner.compile_cache import PROCESS_CACHE, CompileCache, CompileView
 from gridplace.planner.group_predictor import GroupPredictor
@@ -109,11 +112,22 @@ def compile_problem(
     """Build the Problem: pools, surviving options (pipelines among them where a workload
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
     kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
+    with _collector_paused():
+        return _compile(inputs, predictor, latency, cache, stage_predictor)
+
+
+def _compile(
+    inputs: PlannerInputs,
+    predictor: OptionPredictor,
+    latency: RttLookup,
+    cache: CompileCache | None,
+    stage_predictor: StagePredictor | None,
+) -> Problem:
     pools, pool_gpus = build_pools(inputs.nodes, inputs.catalog)
     grid = PoolGrid(pools, pool_gpus, latency.rtt_p99_ms, getattr(latency, "rtt_p99_many", None))
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
     view = CompileView.open(cache, predictor, grid)
-    group_predictor = GroupPredictor(predictor, grid, view, _rule_failure)
+    group_predictor = GroupPredictor(predictor, grid, view, _rule_failure, _booked_ok)
     keep = previous_keys(inputs, pools)
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
@@ -126,7 +140,7 @@ def compile_problem(
         group_predictor.for_workload(workload, *_model(workload, inputs.catalog))
         for workload in inputs.workloads
     ]
-    singles: list[list[Option]] = [[] for _ in workloads]
+    singles: dict[int, tuple[CandidateRows, list[int]]] = {}  # per workload: its kept rows
     # Workloads that ask the same of the same pools (one kind, TTFT target, sources and trust)
     # share one enumeration; selection and everything after it is per workload.
     for members in _alike(inputs, group_predictor).values():
@@ -136,7 +150,7 @@ def compile_problem(
             workloads[members[0]], first, grid, eligible, predicts[members[0]]
         )
         for w in members:
-            singles[w] = _single_options(inputs, workloads[w], rows, pools, keep, per_workload)
+            singles[w] = _single_rows(inputs, workloads[w], rows, pools, keep, per_workload)
     options: list[Option] = []
     builders: list[Callable[[], list[Rejection]]] = []
     for w, (workload, demand, predict) in enumerate(
@@ -144,11 +158,41 @@ def compile_problem(
     ):
         allowed = _trusted(workload.spec.trust, grid).tolist() if workload.spec.pipeline else []
         model = _model(workload, inputs.catalog)
-        split, refused = pipelines.options(workload, demand, model, allowed, singles[w])
         base = len(options)
-        options.extend(replace(o, index=base + i) for i, o in enumerate([*singles[w], *split]))
+        rows, kept = singles[w]
+        single = [rows.option(r, demand, pools, base + i) for i, r in enumerate(kept)]
+        split, refused = pipelines.options(workload, demand, model, allowed, single)
+        options.extend(single)
+        options.extend([replace(o, index=base + len(single) + i) for i, o in enumerate(split)])
         builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No automatic cyclic collection while any thread compiles (counted; it runs again when
+    the last one is done, if it ran before the first began). A cold 10,000 x 1,000 compile
+    makes ~480,000 objects that outlive it, none of them garbage cycles; each full collection
+    their allocations set off walked them and everything the process held (4 of them, 0.84
+    CPU s of 4.3). After it the first young collection walks them once (0.15 s)."""
+    global _COMPILES, _COLLECTING
+    with _COMPILES_LOCK:
+        if _COMPILES == 0:
+            _COLLECTING = gc.isenabled()
+            gc.disable()
+        _COMPILES += 1
+    try:
+        yield
+    finally:
+        with _COMPILES_LOCK:
+            _COMPILES -= 1
+            if _COMPILES == 0 and _COLLECTING:
+                gc.enable()
+
+
+_COMPILES = 0  # compiles under way in this process
+_COLLECTING = False  # whether the collector ran when the first of them began
+_COMPILES_LOCK = threading.Lock()
 
 
 def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[object, ...], list[int]]:
@@ -166,16 +210,16 @@ def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[objec
     return alike
 
 
-def _single_options(
+def _single_rows(
     inputs: PlannerInputs,
     demand: WorkloadDemand,
     rows: CandidateRows,
     pools: list[GpuPool],
     keep: set[tuple[int, int, Precision, int, int]],
     limit: int,
-) -> list[Option]:
-    """One workload's options on single nodes: its booking applied to the enumerated rows, the
-    cheapest ones selected (and the previous plan's), dominated ones dropped."""
+) -> tuple[CandidateRows, list[int]]:
+    """One workload's options on single nodes, as rows: its booking applied to the enumerated
+    rows, the cheapest ones selected (and the previous plan's), dominated ones dropped."""
     traffic = inputs.workloads[demand.index].spec.traffic
     if inputs.headroom is None and traffic.burstiness is not None:
         # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
@@ -183,7 +227,7 @@ def _single_options(
         rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
     forced = _forced_rows(rows, demand.index, keep)
     selected = select_candidates(rows, demand, pools, forced, limit)
-    return drop_dominated([rows.option(r, demand, pools) for r in selected.tolist()], keep)
+    return rows, undominated_rows(rows, selected, forced)
 
 
 def _trusted(trust: TrustRequirement | None, grid: PoolGrid) -> npt.NDArray[np.int64]:
@@ -299,6 +343,14 @@ def _rule_failure(
         if reason is not None:
             return rule_id, reason
     return None
+
+
+def _booked_ok(itl_ms: npt.NDArray[np.float64], slo: ServiceLevel) -> npt.NDArray[np.bool_]:
+    """``_rule_failure`` is None, at any budget, for booked predictions (supported, fitting, a
+    positive rate) of these ITLs: of the rules below only slo-itl reads a figure that differs
+    between them (``tests/planner/test_booked_verdicts.py`` holds them to the rules)."""
+    ok: npt.NDArray[np.bool_] = itl_ms <= slo.itl_ms
+    return ok
 
 
 @cache

@@ -12,14 +12,16 @@ built per workload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gridplace.planner.compile_cache import CompileView
 from gridplace.planner.options import (
     Config,
+    FloatArray,
     GroupPredictions,
     GroupTable,
     IntArray,
@@ -28,13 +30,16 @@ from gridplace.planner.options import (
 )
 from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
 from gridplace.planner.problem import Queueing
-from gridplace.planner.replica_answers import ReplicaAnswers, answers_at_budgets
+from gridplace.planner.replica_answers import BudgetColumns, ReplicaAnswers, answers_at_budgets
 from gridplace.planner.rules import Reason
 from gridplace.specs import InferenceWorkload, ModelArchitectureSpec
 from gridplace.specs.workload import ServiceLevel
 
 # (rule id, reason) of the first compile-time rule a prediction breaks (``compile``).
 RuleCheck = Callable[[OptionPrediction, ServiceLevel, float, str], tuple[str, Reason] | None]
+# Which booked answers (supported, fitting, a positive rate) of these ITLs meet ``RuleCheck``'s
+# rules under an SLO, at any budget (``compile``); None: each checked by ``RuleCheck``.
+BookedCheck = Callable[[FloatArray, ServiceLevel], npt.NDArray[np.bool_]]
 # A query's answers at every TTFT budget (``predictor.ModelPredictor.prepare``).
 Prepare = Callable[[PredictionQuery], ReplicaAnswers]
 
@@ -83,13 +88,19 @@ class GroupPredictor:
     predictor can ``prepare`` a query's answers for every budget, else one query at a time."""
 
     def __init__(
-        self, predictor: OptionPredictor, grid: PoolGrid, view: CompileView, check: RuleCheck
+        self,
+        predictor: OptionPredictor,
+        grid: PoolGrid,
+        view: CompileView,
+        check: RuleCheck,
+        check_booked: BookedCheck | None = None,
     ) -> None:
         self._predictor = predictor
         self._prepare: Prepare | None = getattr(predictor, "prepare", None)
         self._grid = grid
         self._view = view
         self._check = check
+        self._check_booked = check_booked
         self._tables: dict[tuple[object, ...], KindTable] = {}
         # Per (kind, signature, GPU figures): each configuration's answers (None: TP too wide).
         self._answers: dict[tuple[object, ...], list[ReplicaAnswers | None]] = {}
@@ -154,7 +165,8 @@ class GroupPredictor:
         self, asked: _Asked, groups: list[tuple[int, float]], configs: list[Config]
     ) -> list[GroupPredictions]:
         """The answers for ``groups`` (first pool, TTFT budget) of one workload kind: each
-        group's class row, and the configurations it leaves to the budget answered together."""
+        group's class row, and the configurations it leaves to the budget answered together
+        as columns (``replica_answers.answers_at_budgets``)."""
         if self._prepare is None:
             return [self._predict_one(asked, pool, budget, configs) for pool, budget in groups]
         labels = [config.label for config in configs]
@@ -164,44 +176,72 @@ class GroupPredictor:
             for (_, budget_ms), row in zip(groups, rows, strict=True)
             for answers in row.searched
         ]
-        found = iter(answers_at_budgets(pairs))
+        columns = answers_at_budgets(pairs)
+        passed = columns.booked.copy()  # verdicts on the booked answers' columns
+        if self._check_booked is None:
+            passed[:] = False  # every answer checked one by one
+        elif len(pairs):
+            passed &= self._check_booked(columns.figures[:, 1], asked.workload.spec.slo)
         checked: dict[tuple[int, int, float], tuple[str, Reason] | None] = {}
-        return [
-            self._group(asked, budget_ms, labels, row, found, checked)
-            for (_, budget_ms), row in zip(groups, rows, strict=True)
-        ]
+        failing = np.flatnonzero(~passed)  # searched answers checked one by one, ascending
+        bounds = np.cumsum([0, *(len(row.searched) for row in rows)])
+        cuts = np.searchsorted(failing, bounds).tolist()
+        found: list[GroupPredictions] = []
+        for (_, budget_ms), row, start, cut, next_cut in zip(
+            groups, rows, bounds.tolist(), cuts, cuts[1:], strict=False
+        ):
+            at = _Verdicts(columns, passed, start, failing[cut:next_cut].tolist(), checked)
+            found.append(self._group(asked, budget_ms, labels, row, at))
+        return found
 
     def _group(
-        self,
-        asked: _Asked,
-        budget_ms: float,
-        labels: list[str],
-        row: _ClassRow,
-        found: Iterator[OptionPrediction],
-        checked: dict[tuple[int, int, float], tuple[str, Reason] | None],
+        self, asked: _Asked, budget_ms: float, labels: list[str], row: _ClassRow, at: _Verdicts
     ) -> GroupPredictions:
-        """One group's answer: its class row with the budget's configurations filled in (their
-        answers from ``found``, in order; verdicts checked once per answer and budget)."""
+        """One group's answer: its class row with the budget's configurations filled in (the
+        searched ones from ``at``'s columns; a verdict checked one by one only where the
+        columns' does not pass, once per answer and budget)."""
         values, ok = row.values.copy(), row.ok.copy()
-        failures, queueing = list(row.failures), list(row.queueing)
-        for c in row.varying:
-            prediction = row.fixed[c]
-            if prediction is None:
-                prediction = next(found)
-            key = (id(prediction), c, budget_ms)
-            if key in checked:
-                failure = checked[key]
-            else:
-                slo = asked.workload.spec.slo
-                failure = checked[key] = self._check(prediction, slo, budget_ms, labels[c])
-            values[:, c] = _figures(prediction)
-            ok[c] = failure is None
-            failures[c] = failure
-            queueing[c] = prediction.queueing
+        failures = list(row.failures)
+        for c in row.budgeted:
+            failure = self._verdict(asked, row.fixed[c], c, budget_ms, labels[c], at.checked)
+            ok[c], failures[c] = failure is None, failure
+        booked = np.zeros(len(ok), dtype=bool)
+        end = at.start + len(row.searched)
+        if end > at.start:
+            cols, columns = row.searched_at, at.columns
+            values[:, cols] = columns.figures[at.start : end].T
+            booked[cols] = columns.booked[at.start : end]
+            ok[cols] = at.passed[at.start : end]
+            for i in at.failing:
+                c = int(cols[i - at.start])
+                prediction = columns.prediction(i)
+                memo = at.checked if columns.known[i] is not None else None  # kept alive: by id
+                failure = self._verdict(asked, prediction, c, budget_ms, labels[c], memo)
+                ok[c], failures[c] = failure is None, failure
         return GroupPredictions(
             ok=ok, prefill_ms=values[0], itl_ms=values[1], capacity_rps=values[2],
-            vram_gib=values[3], failures=tuple(failures), queueing=tuple(queueing),
+            vram_gib=values[3], failures=tuple(failures), queueing=row.queueing, booked=booked,
         )  # fmt: skip
+
+    def _verdict(
+        self,
+        asked: _Asked,
+        prediction: OptionPrediction | None,
+        c: int,
+        budget_ms: float,
+        label: str,
+        checked: dict[tuple[int, int, float], tuple[str, Reason] | None] | None,
+    ) -> tuple[str, Reason] | None:
+        """The rules' verdict on one prediction at a budget (memoized in ``checked`` by the
+        prediction's identity, for objects that outlive it)."""
+        assert prediction is not None
+        key = (id(prediction), c, budget_ms)
+        if checked is not None and key in checked:
+            return checked[key]
+        failure = self._check(prediction, asked.workload.spec.slo, budget_ms, label)
+        if checked is not None:
+            checked[key] = failure
+        return failure
 
     def _class_row(
         self, asked: _Asked, first: int, budget_ms: float, configs: list[Config], labels: list[str]
@@ -213,11 +253,11 @@ class GroupPredictor:
         key = (int(grid.signature[first]), grid.gpu_variant[first])
         found = rows.get(key)
         if found is None:
-            answers = self._answers_of(asked, first, configs)
             found = rows[key] = _ClassRow(len(configs))
-            for c, (item, label) in enumerate(zip(answers, labels, strict=True)):
-                if item is not None:
-                    found.fix(c, item, self._fixed_verdict(asked, item, budget_ms, label))
+            found.fill(
+                self._answers_of(asked, first, configs),
+                lambda item, c: self._fixed_verdict(asked, item, budget_ms, labels[c]),
+            )
         return found
 
     def _fixed_verdict(
@@ -279,13 +319,20 @@ class GroupPredictor:
     ) -> GroupPredictions:
         """One group's answers from a predictor without ``prepare``, one query each."""
         gpus = self._grid.pools[first].gpus_per_node
-        row = _ClassRow(len(configs))
-        row.varying = [c for c, config in enumerate(configs) if config.tensor_parallel <= gpus]
-        found = (
-            self._predictor(self._query(asked, first, budget_ms, configs[c])) for c in row.varying
-        )
-        labels = [config.label for config in configs]
-        return self._group(asked, budget_ms, labels, row, found, {})
+        values = np.zeros((4, len(configs)), dtype=np.float64)
+        ok = np.zeros(len(configs), dtype=bool)
+        failures: list[tuple[str, Reason] | None] = [None] * len(configs)
+        queueing: list[Queueing | None] = [None] * len(configs)
+        for c, config in enumerate(configs):
+            if config.tensor_parallel <= gpus:
+                prediction = self._predictor(self._query(asked, first, budget_ms, config))
+                failure = self._verdict(asked, prediction, c, budget_ms, config.label, None)
+                values[:, c] = _figures(prediction)
+                ok[c], failures[c], queueing[c] = failure is None, failure, prediction.queueing
+        return GroupPredictions(
+            ok=ok, prefill_ms=values[0], itl_ms=values[1], capacity_rps=values[2],
+            vram_gib=values[3], failures=tuple(failures), queueing=tuple(queueing),
+        )  # fmt: skip
 
 
 class _Varies:
@@ -305,36 +352,62 @@ def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
 
 class _ClassRow:
     """A node class's answers for one workload kind and SLO: the figures and verdicts of the
-    configurations no TTFT budget changes (zeros, not ok, for a TP too wide for its nodes), and
-    which configurations each budget fills in (``varying``), and the answers of those a budget
-    changes (``searched``, in order)."""
+    configurations no TTFT budget changes (zeros, not ok, for a TP too wide for its nodes),
+    the budget-free answers whose verdict a budget decides (``budgeted``), and the answers a
+    budget changes (``searched``, at configurations ``searched_at``). ``queueing`` holds the
+    searched answers' shared queueing figures (``GroupPredictions.booked`` reads them); a
+    budget-free answer has none."""
 
     def __init__(self, width: int) -> None:
         self.values = np.zeros((4, width), dtype=np.float64)  # prefill, ITL, capacity, VRAM
         self.ok = np.zeros(width, dtype=bool)
         self.failures: list[tuple[str, Reason] | None] = [None] * width
-        self.queueing: list[Queueing | None] = [None] * width
         self.fixed: list[OptionPrediction | None] = [None] * width
-        self.varying: list[int] = []
+        self.budgeted: list[int] = []
         self.searched: list[ReplicaAnswers] = []
+        self.searched_at: IntArray = np.zeros(0, dtype=np.int64)
+        self.queueing: tuple[Queueing | None, ...] = ()
 
-    def fix(
-        self, c: int, answers: ReplicaAnswers, verdict: tuple[str, Reason] | _Varies | None
+    def fill(
+        self,
+        answers: list[ReplicaAnswers | None],
+        verdicts: Callable[[ReplicaAnswers, int], tuple[str, Reason] | _Varies | None],
     ) -> None:
-        """Enter configuration ``c``'s answers, with its verdict if no budget changes it."""
-        prediction = answers.fixed
-        if prediction is None:
-            self.varying.append(c)
-            self.searched.append(answers)
-            return
-        self.fixed[c] = prediction
-        if isinstance(verdict, _Varies):
-            self.varying.append(c)
-            return
-        self.values[:, c] = _figures(prediction)
-        self.ok[c] = verdict is None
-        self.failures[c] = verdict
-        self.queueing[c] = prediction.queueing
+        """Enter each configuration's answers (None: TP too wide), with their verdicts where
+        no budget changes them."""
+        queueing: list[Queueing | None] = [None] * len(answers)
+        searched_at: list[int] = []
+        for c, item in enumerate(answers):
+            if item is None:
+                continue
+            prediction = item.fixed
+            if prediction is None:
+                self.searched.append(item)
+                searched_at.append(c)
+                queueing[c] = item.queueing
+                continue
+            assert prediction.queueing is None  # budget-free answers carry no load
+            self.fixed[c] = prediction
+            self.values[:, c] = _figures(prediction)
+            verdict = verdicts(item, c)
+            if isinstance(verdict, _Varies):
+                self.budgeted.append(c)
+            else:
+                self.ok[c], self.failures[c] = verdict is None, verdict
+        self.searched_at = np.array(searched_at, dtype=np.int64)
+        self.queueing = tuple(queueing)
+
+
+@dataclass(frozen=True)
+class _Verdicts:
+    """One ``_ask``'s columns, which of their verdicts pass, where a group's searched answers
+    start in them and which of them fail, and the verdicts checked one by one so far."""
+
+    columns: BudgetColumns
+    passed: npt.NDArray[np.bool_]
+    start: int
+    failing: list[int]  # the group's answers whose column verdict does not pass
+    checked: dict[tuple[int, int, float], tuple[str, Reason] | None]
 
 
 @dataclass(frozen=True)
@@ -347,4 +420,4 @@ class _Asked:
     model: ModelArchitectureSpec
 
 
-__all__ = ["GroupPredictor", "KindTable", "PredictGroups", "RuleCheck"]
+__all__ = ["BookedCheck", "GroupPredictor", "KindTable", "PredictGroups", "RuleCheck"]

@@ -90,6 +90,18 @@ class GroupPredictions:
     vram_gib: FloatArray
     failures: tuple[tuple[str, Reason] | None, ...]  # (rule id, reason) where not ok
     queueing: tuple[Queueing | None, ...] = ()  # per config, for latency at demand
+    # Where given, the configurations booked at a positive rate (the others have no queueing):
+    # ``queueing`` holds what their budgets share, booked at ``prefill_ms``.
+    booked: BoolArray | None = None
+
+    def queueing_of(self, config: int) -> Queueing | None:
+        """Configuration ``config``'s queueing figures."""
+        if self.booked is None or not self.booked[config]:
+            return self.queueing[config] if self.queueing and self.booked is None else None
+        shared = self.queueing[config]
+        assert shared is not None
+        return Queueing(float(self.prefill_ms[config]), shared.unloaded_ttft_ms,
+                        shared.service_ms, shared.unloaded_itl_ms)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -204,17 +216,18 @@ class CandidateRows:
     def _queueing(self, row: int) -> Queueing | None:
         if self.answer is None:
             return None
-        found = self.answers[int(self.answer[row])].queueing
-        return found[int(self.config[row])] if found else None
+        return self.answers[int(self.answer[row])].queueing_of(int(self.config[row]))
 
-    def option(self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool]) -> Option:
-        """The ``Option`` of ``row``, indexed by its row number."""
+    def option(
+        self, row: int, demand: WorkloadDemand, pools: Sequence[GpuPool], index: int
+    ) -> Option:
+        """The ``Option`` of ``row``, numbered ``index`` in the Problem."""
         config = self.configs[int(self.config[row])]
         pool = pools[int(self.pool[row])]
         ttft = dict(zip(self.regions, self.ttft_ms[row].tolist(), strict=True))
         servable = tuple(r for r, ok in zip(self.regions, self.servable[row], strict=True) if ok)
         return Option(
-            index=row,
+            index=index,
             workload=demand.index,
             pool=pool.index,
             precision=config.precision,

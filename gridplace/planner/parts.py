@@ -16,10 +16,9 @@ import importlib.util
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
-from gridplace.planner.problem import Problem
-from gridplace.planner.solver_settings import Solution, SolverSettings
+from gridplace.planner.solver_settings import SolverSettings
 
 # A local Ray (``ray_address="local"``): two workers and Ray's smallest object store, so that
 # it stays small beside the rest of the machine.
@@ -28,8 +27,9 @@ LOCAL_RAY_STORE_BYTES = 80 * 1024 * 1024
 
 NO_RAY = "needs Ray, which is not installed: pip install 'gridplace[scale]'"
 
-SolveOne = Callable[[Problem, SolverSettings], Solution]
-Job = tuple[Problem, SolverSettings]
+# A job is what one part needs (a ``Problem``; a shard's inputs: ``shards``) and its settings.
+Work = TypeVar("Work")
+Result = TypeVar("Result")
 
 
 class RayMissing(RuntimeError):
@@ -43,9 +43,13 @@ def require_ray(address: str | None) -> None:
         raise RayMissing(NO_RAY)
 
 
-def run_parts(solve: SolveOne, jobs: Sequence[Job], settings: SolverSettings) -> list[Solution]:
-    """The solutions of ``jobs`` in their order: on Ray when ``settings.ray_address`` is set, on
-    ``settings.workers`` local processes when more than one, else one after another here."""
+def run_parts(
+    solve: Callable[[Work, SolverSettings], Result],
+    jobs: Sequence[tuple[Work, SolverSettings]],
+    settings: SolverSettings,
+) -> list[Result]:
+    """``solve``'s results for ``jobs`` in their order: on Ray when ``settings.ray_address`` is
+    set, on ``settings.workers`` local processes when more than one, else one after another."""
     if settings.ray_address:
         return _on_ray(solve, jobs, settings.ray_address)
     if settings.workers > 1 and len(jobs) > 1:
@@ -58,7 +62,11 @@ def run_parts(solve: SolveOne, jobs: Sequence[Job], settings: SolverSettings) ->
     return [solve(problem, s) for problem, s in jobs]
 
 
-def _on_ray(solve: SolveOne, jobs: Sequence[Job], address: str) -> list[Solution]:
+def _on_ray(
+    solve: Callable[[Work, SolverSettings], Result],
+    jobs: Sequence[tuple[Work, SolverSettings]],
+    address: str,
+) -> list[Result]:
     try:
         import ray
     except ImportError as error:

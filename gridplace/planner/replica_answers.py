@@ -16,10 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from gridplace.planner.perfmodel import Predictor as ReplicaModel
 from gridplace.planner.perfmodel.capacity import Capacity, LoadedReplica, loaded_replica
-from gridplace.planner.perfmodel.capacity_many import QueueRow, queue_row, rates_at_budgets
+from gridplace.planner.perfmodel.capacity_many import (
+    FloatArray,
+    QueueRow,
+    queue_row,
+    rates_at_budgets,
+)
+from gridplace.planner.perfmodel.engines import GIB
 from gridplace.planner.perfmodel.results import NotSupported, Prediction
 from gridplace.planner.ports import OptionPrediction
 from gridplace.planner.problem import Queueing
@@ -76,10 +83,14 @@ class ReplicaAnswers:
         self.by_budget: dict[float, OptionPrediction] = {}
         self.loaded: LoadedReplica | None = None  # what the budgets share, when they matter
         self.queue_row: QueueRow = (0.0, 0.0, 0.0, 0.0, 0.0)  # ``loaded``'s, for the search
+        # What a positive rate books, for the search: ITL (the loaded step), weights, reserve,
+        # KV bytes per token, tokens per sequence, memory per GPU (``booked``'s figures).
+        self.booking_row = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        # The queueing figures every booked answer shares (booked at each one's own TTFT).
+        self.queueing = Queueing(0.0, 0.0, 0.0, 0.0)
         self._replica = replica
         self._sizes = sizes
         self._full: Prediction | None = None
-        self._queueing = Queueing(0.0, 0.0, 0.0, 0.0)
         # The answer at every budget, when no budget changes it.
         self.fixed = fixed
         if fixed is None:
@@ -112,7 +123,12 @@ class ReplicaAnswers:
             return self.from_capacity(loaded)
         self.loaded = loaded
         self.queue_row = queue_row(loaded)
-        self._queueing = _queueing(steps, 0.0, loaded.batch, prompt, output)
+        memory = replica.memory
+        self.booking_row = (
+            loaded.step_ms, memory.weights_gib, memory.reserve_gib, memory.kv_bytes_per_token,
+            float(max(prompt, prompt + output)), memory.memory_gib,
+        )  # fmt: skip
+        self.queueing = _queueing(steps, 0.0, loaded.batch, prompt, output)
         return None
 
     def at(self, budget_ms: float) -> OptionPrediction:
@@ -145,63 +161,117 @@ class ReplicaAnswers:
         prompt, output = self._sizes
         memory = self._replica.memory
         vram_gib = memory.vram_gib(max(1, math.ceil(concurrency)), max(prompt, prompt + output))
-        queue = self._queueing
         return OptionPrediction(
             True, "", True, min(vram_gib, memory.memory_gib), memory.memory_gib, ttft_ms,
-            self.loaded.step_ms, rps,
-            Queueing(ttft_ms, queue.unloaded_ttft_ms, queue.service_ms, queue.unloaded_itl_ms),
+            self.loaded.step_ms, rps, self.queueing_at(ttft_ms),
         )  # fmt: skip
 
+    def queueing_at(self, ttft_ms: float) -> Queueing:
+        """The queueing figures of the answer booked at ``ttft_ms``."""
+        queue = self.queueing
+        return Queueing(ttft_ms, queue.unloaded_ttft_ms, queue.service_ms, queue.unloaded_itl_ms)
 
-def answers_at_budgets(
-    pairs: Sequence[tuple[ReplicaAnswers, float]],
-) -> list[OptionPrediction]:
-    """``answers.at(budget)`` for each pair, the capacity searches of the new pairs done in one
-    numpy pass (``perfmodel.capacity_many``)."""
-    found: list[OptionPrediction | None] = []
+
+@dataclass(frozen=True)
+class BudgetColumns:
+    """``answers.at(budget)`` for many (answers, budget) pairs, as columns: each pair's figures
+    in ``OptionPrediction``'s order, and an object only where the scalar path made one (zero
+    capacity); a pair ``booked`` at a positive rate is supported and fits, its ITL the loaded
+    step's and its queueing figures its answers' ``queueing`` booked at its TTFT (``figures``'
+    first column). ``prediction(i)`` builds pair ``i``'s object when something reads it."""
+
+    pairs: Sequence[tuple[ReplicaAnswers, float]]
+    figures: FloatArray  # pairs x 4: prefill (TTFT at the booked load), ITL, capacity, VRAM
+    booked: npt.NDArray[np.bool_]
+    known: list[OptionPrediction | None]  # None where booked
+
+    def prediction(self, i: int) -> OptionPrediction:
+        """Pair ``i``'s answer, the object ``answers.at(budget)`` gives."""
+        known = self.known[i]
+        if known is not None:
+            return known
+        answers = self.pairs[i][0]
+        prefill, itl, rps, vram = self.figures[i].tolist()
+        memory_gib = answers.booking_row[5]
+        queueing = answers.queueing_at(prefill)
+        return OptionPrediction(True, "", True, vram, memory_gib, prefill, itl, rps, queueing)
+
+
+def answers_at_budgets(pairs: Sequence[tuple[ReplicaAnswers, float]]) -> BudgetColumns:
+    """``answers.at(budget)`` for each pair as columns, each distinct pair answered once (half
+    of a compile call's pairs repeat one: node classes that differ only in GPUs per node), the
+    capacity searches of those inside their budgets in one numpy pass
+    (``perfmodel.capacity_many``) and what a positive rate books (VRAM at its concurrency) in
+    a few more."""
+    slots: dict[tuple[int, float], int] = {}
+    distinct: list[tuple[ReplicaAnswers, float]] = []
+    where: list[int] = []
+    for pair in pairs:
+        key = (id(pair[0]), pair[1])
+        slot = slots.get(key)
+        if slot is None:
+            slot = slots[key] = len(distinct)
+            distinct.append(pair)
+        where.append(slot)
+    known: list[OptionPrediction | None] = []
     searched: list[int] = []
-    for answers, budget_ms in pairs:
-        known = answers.fixed
-        if known is None:
-            known = answers.by_budget.get(budget_ms)
+    for answers, budget_ms in distinct:
         loaded = answers.loaded
-        if known is None and loaded is not None and loaded.unloaded_ttft_ms <= budget_ms:
-            searched.append(len(found))  # a budget > 0: the search's exits are all passed
-        elif known is None:
-            known = answers.at(budget_ms)
-        found.append(known)
+        if answers.fixed is None and loaded is not None and loaded.unloaded_ttft_ms <= budget_ms:
+            searched.append(len(known))  # a budget > 0: the search's exits are all passed
+            known.append(None)
+        else:
+            known.append(answers.at(budget_ms))
+    figures = np.array(
+        [_figures(answer) if answer is not None else _NO_FIGURES for answer in known],
+        dtype=np.float64,
+    ).reshape(len(distinct), 4)
+    booked = np.zeros(len(distinct), dtype=bool)
     if searched:
-        _search(pairs, searched, found)
-    answers_found = [answer for answer in found if answer is not None]
-    assert len(answers_found) == len(pairs)
-    return answers_found
+        _search(distinct, np.array(searched, dtype=np.intp), known, figures, booked)
+    at = np.array(where, dtype=np.intp)
+    return BudgetColumns(pairs, figures[at], booked[at], [known[i] for i in where])
+
+
+_NO_FIGURES = (0.0, 0.0, 0.0, 0.0)
+
+
+def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
+    p = prediction
+    return (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
 
 
 def _search(
     pairs: Sequence[tuple[ReplicaAnswers, float]],
-    searched: list[int],
-    found: list[OptionPrediction | None],
+    searched: npt.NDArray[np.intp],
+    known: list[OptionPrediction | None],
+    figures: FloatArray,
+    booked: npt.NDArray[np.bool_],
 ) -> None:
-    """Fill ``found`` at ``searched`` from one vectorized capacity search."""
-    picked = [pairs[i] for i in searched]
+    """Fill the ``searched`` pairs from one vectorized capacity search: figures where the rate
+    is positive (``booked``), the scalar answer where it is zero."""
+    picked = [pairs[i] for i in searched.tolist()]
     budgets = np.array([budget for _, budget in picked], dtype=np.float64)
     rates = rates_at_budgets([answers.queue_row for answers, _ in picked], budgets)
-    columns = zip(
-        rates.ttft_rps.tolist(), rates.rps.tolist(), rates.ttft_ms.tolist(),
-        rates.concurrency.tolist(), strict=True,
-    )  # fmt: skip
-    for i, (answers, budget_ms), (ttft_rps, rps, ttft_ms, concurrency) in zip(
-        searched, picked, columns, strict=True
-    ):
-        answer = answers.by_budget.get(budget_ms)  # a pair asked twice in one batch
-        if answer is None:
-            if rps <= 0:
-                assert answers.loaded is not None
-                answer = answers.from_capacity(answers.loaded.at_rate(ttft_rps))
-            else:
-                answer = answers.booked(rps, ttft_ms, concurrency)
-            answers.by_budget[budget_ms] = answer
-        found[i] = answer
+    rows = np.array([answers.booking_row for answers, _ in picked], dtype=np.float64)
+    step_ms, weights, reserve, kv_per_token, tokens, memory = rows.reshape(len(picked), 6).T
+    # As ``booked``: max(1, ceil(concurrency)) sequences of ``tokens`` (integers below 2**53,
+    # so the products are exact as Python's), then ``MemoryPlan.vram_gib``'s sums in its order.
+    sequences = np.maximum(np.ceil(rates.concurrency), 1.0)
+    vram = weights + sequences * tokens * kv_per_token / GIB + reserve
+    positive = rates.rps > 0
+    at = searched[positive]
+    figures[at, 0] = rates.ttft_ms[positive]
+    figures[at, 1] = step_ms[positive]
+    figures[at, 2] = rates.rps[positive]
+    figures[at, 3] = np.minimum(vram, memory)[positive]
+    booked[at] = True
+    for j in np.flatnonzero(~positive).tolist():
+        answers = picked[j][0]
+        assert answers.loaded is not None
+        answer = answers.from_capacity(answers.loaded.at_rate(float(rates.ttft_rps[j])))
+        known[int(searched[j])] = answer
+        figures[searched[j]] = _figures(answer)
 
 
 def _queueing(
@@ -230,4 +300,4 @@ def _queueing(
     )
 
 
-__all__ = ["CorrectedSteps", "ReplicaAnswers", "answers_at_budgets"]
+__all__ = ["BudgetColumns", "CorrectedSteps", "ReplicaAnswers", "answers_at_budgets"]

@@ -1,7 +1,5 @@
-"""The stage runner: each objective minimized in turn with the earlier stages' values fixed.
-
-Each stage minimizes one objective with the earlier stages' values fixed (``<=`` the value found)
-and the previous stage's solution as a hint. On a large model (``window_min_options``) each
+"""The stage runner: each objective minimized in turn with the earlier stages' values fixed
+(``<=`` the value found) and the previous stage's solution as a hint. On a large model (``window_min_options``) each
 stage after the first first improves that hint window by window (``windows.py``) and only then
 runs the full-model solve, which proves the stage's bound, when the stage's time leaves it enough
 for its root LP (``FULL_SOLVE_MIN_S``). A stage with nothing to minimize (moves
@@ -13,6 +11,7 @@ re-checked (a fresh solve with one worker) before anyone is told.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ortools.sat.python import cp_model
@@ -36,6 +35,7 @@ from gridplace.planner.solver_settings import (
     make_solver,
     record,
 )
+from gridplace.planner.swaps import cheaper_swaps
 from gridplace.planner.windows import (
     VariableValues,
     WindowSearch,
@@ -51,7 +51,7 @@ STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
 # 0.25 of 10 reference seconds it never left greedy's start (docs/solver-tuning.md); its
 # preference stage gets little (a few windows). Time a stage does not use (an optimum proved
 # early) passes on to the others.
-LARGE_STAGE_SHARES = (0.5, 0.4, 0.1, 0.1)
+LARGE_STAGE_SHARES = (0.7, 0.25, 0.1, 0.05)
 # The same for a replan of a large model: its windows need a pass over the moved workloads in
 # the moves stage, and the cost stage only has to come within the move tolerance: each cost
 # window moves replicas that the moves stage must take back (at high utilization 0.4 / 0.25 moved
@@ -72,6 +72,15 @@ FAILOVER_WINDOW_WORKLOADS = 5
 # much (reference seconds): with less, its root LP does not finish, so it neither improves on the
 # windows nor proves a bound, and windows get the stage's whole budget.
 FULL_SOLVE_MIN_S = 5.0
+# A large first plan's cost windows (no failover rows): this many workloads, solved without
+# presolve. From the unmet optimum at high utilization, 1.5 reference s of 100-workload windows
+# ended 4.8% above the HiGHS optimum, of 30 workloads 1.1%, and 0.9% without presolve, which
+# costs a small window more than its search (docs/solver-tuning.md).
+COST_WINDOW_WORKLOADS = 30
+# What each of those windows costs the clock at least (reference seconds): such a window's own
+# deterministic time is ~0.02-0.04 s, but building it and CP-SAT's loading of it take ~0.045
+# CPU s, so a budget counted in their deterministic time alone ran ~1.5 CPU s per reference s.
+COST_WINDOW_CHARGE_S = 0.045
 
 
 Hint = list[tuple[cp_model.IntVar, int]]
@@ -243,17 +252,24 @@ class StageRunner:
             start = keep_previous(pm, start, self.settings, limit_s, self.clock)
         else:
             start = drop_spare_replicas(pm, start)
-        settings = self.settings
+        settings, window_workloads, presolve = self.settings, self.window_workloads, True
+        window_goal = goal(pm, name, objective)
+        if name == "cost" and self.large and not pm.moved and not pm.uncovered:
+            # A large first plan's cost windows start from a cost-aware repair of the unmet
+            # stage's plan (``swaps``), and are small and many (``COST_WINDOW_WORKLOADS``).
+            start = drop_spare_replicas(pm, cheaper_swaps(pm, start))
+            window_workloads, presolve = min(window_workloads, COST_WINDOW_WORKLOADS), False
+            window_goal = dataclasses.replace(window_goal, min_charge_s=COST_WINDOW_CHARGE_S)
         search = search_windows(
             pm,
             all_variables(pm),
-            goal(pm, name, objective),
+            window_goal,
             start,
             deadline=deadline,
             clock=self.clock,
-            window_workloads=self.window_workloads,
+            window_workloads=window_workloads,
             random_seed=settings.random_seed + number,
-            make_solver=lambda limit_s: make_solver(settings, limit_s),
+            make_solver=lambda limit_s: _window_solver(settings, limit_s, presolve),
         )
         self.full_hint = self._hint_of(search.incumbent)
         return search, share
@@ -416,6 +432,12 @@ class _FirstSolution(cp_model.CpSolverSolutionCallback):
     def on_solution_callback(self) -> None:
         if self.at_s is None:
             self.at_s = time.perf_counter() - self.started
+
+
+def _window_solver(settings: SolverSettings, limit_s: float, presolve: bool) -> cp_model.CpSolver:
+    solver = make_solver(settings, limit_s)
+    solver.parameters.cp_model_presolve = settings.presolve and presolve
+    return solver
 
 
 def _recheck_infeasible(pm: PlacementModel, settings: SolverSettings, clock: WorkClock) -> str:

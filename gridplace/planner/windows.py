@@ -20,10 +20,12 @@ window sizes tried: ``docs/solver-tuning.md``).
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from ortools.sat.python import cp_model
 
 from gridplace.planner.model import PlacementModel
@@ -72,6 +74,7 @@ class Goal:
     tie_scale: int = 1
     focus: Callable[[VariableValues], set[int]] | None = None
     window_s: float = WINDOW_TIME_LIMIT_S
+    min_charge_s: float = MIN_CHARGE_S
 
 
 def search_windows(
@@ -103,6 +106,12 @@ def search_windows(
     incumbent, best = start, score(start)
     x_refs = [(option, var.index) for option, var in pm.x.items()]
     refs = [var.index for var in variables]
+    # An incumbent that holds exactly the variables (a full hint) is searched window by window
+    # as small models whose score is the change over the window's own variables (``_Change``):
+    # building a ~25,000-entry hint and re-summing the objective per window cost more CPU than
+    # a small window's solve.
+    complete = _is_complete(pm, start, refs)
+    change = _Change(goal, len(pm.model.proto.variables)) if complete else None
     workloads = sorted(_options_by_workload(pm))
     rng = random.Random(random_seed)
     windows = improved = 0
@@ -117,21 +126,62 @@ def search_windows(
             if left_s < MIN_WINDOW_TIME_S:
                 return WindowSearch(incumbent, best[0], windows, improved)
             free = set(order[first : first + window_workloads])
-            counts = {o: incumbent.values[ref] for o, ref in x_refs}
-            hint = {ref: incumbent.values[ref] for ref in refs}
             solver = make_solver(min(goal.window_s, left_s))
-            found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
-            clock.charge(solver, MIN_CHARGE_S)
+            if change is not None:
+                window = _window_solution(pm, free, incumbent.values, solver, window_objective)
+                found, value = None, best
+                if window is not None:
+                    found, local = window
+                    value = change(best, incumbent.values, found.values, local)
+            else:
+                counts = {o: incumbent.values[ref] for o, ref in x_refs}
+                hint = {ref: incumbent.values[ref] for ref in refs}
+                found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
+                value = score(found) if found is not None else best
+            clock.charge(solver, goal.min_charge_s)
             windows += 1
             if found is None:
                 continue
-            value = score(found)
             if value <= best:
                 improved += value < best
                 incumbent, best = found, value
         if len(order) <= window_workloads:
             # One window holds every workload: it was the whole model, solved once is enough.
             return WindowSearch(incumbent, best[0], windows, improved)
+
+
+def _is_complete(pm: PlacementModel, start: VariableValues, refs: list[int]) -> bool:
+    """Whether ``start`` holds a value for exactly the variables ``refs``, and they are every
+    variable of the model but its family literals (what ``solve_window`` solves small)."""
+    return (
+        len(refs) + len(pm.enforce) >= len(pm.model.proto.variables)
+        and len(start.values) == len(refs)
+        and all(ref in start.values for ref in refs)
+    )
+
+
+class _Change:
+    """A goal's (objective, tie-break) at a window's solution from its value at the incumbent:
+    the coefficients of both by proto index, summed over the window's own variables."""
+
+    def __init__(self, goal: Goal, size: int) -> None:
+        self.objective = _dense(goal.objective, size)
+        self.tie = _dense(goal.tie_break, size) if goal.tie_break is not None else None
+
+    def __call__(
+        self, best: tuple[int, int], before: dict[int, int], after: dict[int, int], refs: list[int]
+    ) -> tuple[int, int]:
+        where = np.array(refs, np.int64)
+        delta = np.array([after[ref] - before[ref] for ref in refs], np.int64)
+        tie = best[1] + int(self.tie[where] @ delta) if self.tie is not None else 0
+        return best[0] + int(self.objective[where] @ delta), tie
+
+
+def _dense(expression: cp_model.LinearExprT, size: int) -> npt.NDArray[np.int64]:
+    terms = flat_terms(expression)
+    dense = np.zeros(size, np.int64)
+    np.add.at(dense, np.array(terms.refs, np.int64), np.array(terms.coeffs, np.int64))
+    return dense
 
 
 def solve_window(
@@ -182,15 +232,29 @@ def _small_window(
 ) -> VariableValues | None:
     """``solve_window`` from an incumbent, as a model of only the free workloads' variables
     (``window_model``)."""
+    hint = {var.index: incumbent[var.index] for var in variables}
+    window = _window_solution(pm, free, hint, solver, objective)
+    return window[0] if window is not None else None
+
+
+def _window_solution(
+    pm: PlacementModel,
+    free: set[int],
+    incumbent: dict[int, int],
+    solver: cp_model.CpSolver,
+    objective: cp_model.LinearExprT | None,
+) -> tuple[VariableValues, list[int]] | None:
+    """The small window's solution (``incumbent`` with the free workloads' variables as
+    solved) and those variables' proto indices; None if nothing was found."""
     model, local = window_model(pm, free, incumbent, objective)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    found = {var.index: incumbent[var.index] for var in variables}
+    found = dict(incumbent)
     solution = list(solver.response_proto.solution)
     for position, ref in enumerate(local):
         found[ref] = solution[position]
-    return VariableValues(found)
+    return VariableValues(found), local
 
 
 def window_model(
@@ -241,8 +305,9 @@ def window_model(
             np.array(goal.coeffs, np.int64)[chosen].tolist(),
         )
     )
-    for ref, var in local.items():
-        model.add_hint(var, incumbent[ref])
+    # The hint written in bulk (``add_hint`` per variable cost a window ~10 ms).
+    model.proto.solution_hint.vars.extend(var.index for var in local.values())
+    model.proto.solution_hint.values.extend(incumbent[ref] for ref in local)
     return model, local_refs
 
 
@@ -266,11 +331,23 @@ def drop_spare_replicas(pm: PlacementModel, start: VariableValues) -> VariableVa
     the optimum on large grids; windows that run out of time before a full pass leave that
     waste where they did not reach. Trimming first is cheap and leaves less to do.
     """
-    variables = pm.model.proto.variables
-    # Most expensive replica first; ties by option index (stable).
-    order = sorted(pm.problem.options, key=lambda o: (-o.cost_per_hour, o.index))
-    refs = [pm.x[option.index].index for option in order]
-    return VariableValues(drop_spare(pm, start.values, [(r, variables[r].domain[0]) for r in refs]))
+    return VariableValues(drop_spare(pm, start.values, _dearest_first(pm)))
+
+
+_DEAREST_FIRST: dict[int, list[tuple[int, int]]] = {}  # by id() of a live PlacementModel
+
+
+def _dearest_first(pm: PlacementModel) -> list[tuple[int, int]]:
+    """The replica variables (proto index, lower bound), most expensive first, ties by option
+    index; read once per model (a stage trims its start several times)."""
+    listed = _DEAREST_FIRST.get(id(pm))
+    if listed is None:
+        variables = pm.model.proto.variables
+        order = sorted(pm.problem.options, key=lambda o: (-o.cost_per_hour, o.index))
+        refs = [pm.x[option.index].index for option in order]
+        listed = _DEAREST_FIRST[id(pm)] = [(r, variables[r].domain[0]) for r in refs]
+        weakref.finalize(pm, _DEAREST_FIRST.pop, id(pm), None)
+    return listed
 
 
 def unsettled_workloads(pm: PlacementModel, counts: dict[int, int]) -> set[int]:

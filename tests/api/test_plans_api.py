@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.api.conftest import (
     ADMIN,
     MakeClient,
     TestClient,
     node_doc,
+    node_token,
     small_grid,
     submit,
     to_yaml,
@@ -207,6 +210,34 @@ def test_plans_are_solved_in_a_worker_process(make_client: MakeClient) -> None:
     assert checked["valid"] is True
     pool = client.app.state.gridplace.service.solver  # type: ignore[attr-defined]
     assert pool.processes == 1 and pool._executor is not None
+
+
+@pytest.mark.parametrize(("in_worker", "reads"), [(True, 0), (False, 2)])
+def test_a_solver_worker_reads_the_grid_itself(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, in_worker: bool, reads: int
+) -> None:
+    """With a solver worker, a plan and a dry run read no node in the serving process (in the
+    calling thread: one read each); either way the plan is made on the same judged grid,
+    including a heartbeat the server answered and still holds in memory."""
+    client = make_client(solve_in_subprocess=in_worker, heartbeat_flush_s=60)
+    names = small_grid(client)
+    sick = node_token(client, names[0]) | {"Prefer": "return=minimal"}
+    answer = client.post(f"/v1/nodes/{names[0]}/telemetry", json={"healthy": False}, headers=sick)
+    assert answer.status_code == 204  # held in memory: no batch is due for 60 s
+    service = client.app.state.gridplace.service  # type: ignore[attr-defined]
+    counted: list[int] = []
+    read_nodes = service.store.nodes
+    monkeypatch.setattr(service.store, "nodes", lambda *a, **k: counted.append(1) or read_nodes())
+    plan = submit(client, workload_doc("chat", rps=4))
+    dry = client.post("/v1/plans?dryRun=true", json=[workload_doc("chat", rps=4)], headers=ADMIN)
+    assert dry.status_code == 200, dry.text
+    assert len(counted) == reads
+    assert plan["spec"]["assignments"] and names[0] not in {
+        a["node"] for a in plan["spec"]["assignments"]
+    }
+    stored = service.store.latest_plan()
+    assert stored.basis == {view.name: view.basis for view in service.grid().nodes}
+    assert stored.basis[names[0]].healthy is False
 
 
 def test_validate_refuses_what_the_cli_refuses(client: TestClient) -> None:

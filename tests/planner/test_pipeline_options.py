@@ -200,3 +200,10 @@ def test_a_pipeline_links_every_stage_pool_when_the_problem_splits() -> None:
     result = run(nodes, [split, trusted])
     assert result.plan.status is not None
     assert [u.workload for u in result.plan.status.unplaced] == ["v"]
+
+
+def test_options_are_numbered_in_order_with_several_pipelines() -> None:
+    nodes = [node(f"n{i}", region=r) for i, r in enumerate(["eu-west"] * 6 + ["us-east"] * 4)]
+    problem = compiled(nodes, [workload("small"), big(pipeline=PIPELINE), workload("after")])
+    assert sum(1 for o in problem.options if o.stages) >= 2
+    assert [o.index for o in problem.options] == list(range(len(problem.options)))

@@ -5,14 +5,20 @@ batched path gives the per-pool loop's Problem with the real model."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.core import ttft_budget_ms
-from gridplace.planner.perfmodel.capacity import LoadedReplica
-from gridplace.planner.perfmodel.capacity_many import queue_row, rates_at_budgets
+from gridplace.planner.perfmodel.capacity import TTFT_QUANTILE, LoadedReplica, wait_quantile_ms
+from gridplace.planner.perfmodel.capacity_many import (
+    _Bisection,
+    _Queue,
+    queue_row,
+    rates_at_budgets,
+)
 from gridplace.planner.ports import OptionPrediction, PredictionQuery
 from gridplace.planner.predictor import ModelPredictor, make_predictor
 from gridplace.planner.recalibrate import Calibration, Correction
@@ -84,9 +90,13 @@ def test_batched_answers_are_the_scalar_answers_to_the_last_bit() -> None:
             for answers, budget in batched
             if answers.loaded is not None and answers.loaded.unloaded_ttft_ms <= budget
         )
-        got = answers_at_budgets(batched)
+        columns = answers_at_budgets(batched)
         want = [answers.at(budget) for answers, budget in scalar]
+        got = [columns.prediction(i) for i in range(len(batched))]
         assert got == want  # dataclass equality: every float to the last bit
+        figures = [(p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib) for p in want]
+        assert columns.figures.tolist() == [list(f) for f in figures]
+        assert columns.booked.tolist() == [p.queueing is not None for p in want]
     assert searched > 1000  # most pairs went through the vectorized search
 
 
@@ -130,3 +140,25 @@ def test_compile_through_the_batched_model_is_the_per_pool_loop() -> None:
         compile_problem(inputs, make_predictor(), latency),
         reference_compile(inputs, one_at_a_time, latency),
     )
+
+
+def test_a_bisection_step_decides_as_the_scalar_quantile() -> None:
+    """Budgets exactly at a rate's TTFT quantile and one ulp below it, at rates whose logarithm
+    numpy computes one ulp off the C library's: numpy's ``log`` alone decides some of them the
+    other way (``_CLEAR = 0`` fails this); the step's check with ``math.log`` where the quantile
+    is close to the budget decides them all as the scalar code."""
+    rng = np.random.default_rng(11)
+    service = rng.uniform(5.0, 400.0, 400_000)
+    rps = rng.uniform(0.06, 0.99, len(service)) * 1e3 / service
+    rho = np.minimum(rps * service / 1e3, 0.999)
+    ratio = rho / (1.0 - TTFT_QUANTILE)
+    off = np.flatnonzero(np.log(ratio) != np.array([math.log(x) for x in ratio.tolist()]))
+    assert len(off) > 50
+    rows = [(service[i], 1e3, 1.0, 1.0, 0.0) for i in off.tolist()]  # no wait before the queue
+    quantiles = [wait_quantile_ms(rho[i], service[i]) for i in off.tolist()]
+    budgets = [*quantiles, *(math.nextafter(q, -math.inf) for q in quantiles)]
+    want = [q <= b for q, b in zip(quantiles * 2, budgets, strict=True)]
+    everyone = np.arange(2 * len(rows), dtype=np.intp)
+    bisection = _Bisection(_Queue(rows * 2), everyone, np.array(budgets))
+    got = bisection.fits(np.concatenate([rps[off], rps[off]]))
+    assert got.tolist() == want
