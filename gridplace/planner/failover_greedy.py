@@ -27,13 +27,14 @@ import math
 from collections import defaultdict
 
 from gridplace.planner.baselines import Booking
+from gridplace.planner.core import RATE_SCALE
+from gridplace.planner.objectives import SHORT_PENALTY, UNMET_WEIGHT
 from gridplace.planner.problem import Option, Problem, WorkloadDemand
 from gridplace.planner.scarcity import pool_prices, pool_share
 
-UNMET_WEIGHT = 2  # as ``objectives.UNMET_WEIGHT``: demand met now outranks demand after a loss
 MIN_GAIN = 1e-9
 # Replicas of one option weighed together in one move (``_best_move``).
-LOOKAHEAD = 4
+LOOKAHEAD = 2
 
 
 class Shortfall:
@@ -51,33 +52,46 @@ class Shortfall:
         ]
         self.serving = [0.0] * len(self.sets)  # capacity of options serving any source of a set
         self.carrying = 0.0  # capacity of replicas that carry load (what failover counts)
+        self.carrying_replicas = 0  # toward replicas.min
         self.counts: dict[int, int] = defaultdict(int)
         self.lost: dict[tuple[str, ...], float] = defaultdict(float)  # per group of nodes
+        self.worst = 0.0  # the largest of ``lost``
+        self.profiles: dict[int, tuple[tuple[bool, ...], bool, tuple[str, ...] | None]] = {}
         self.failover = workload.node_failures > 0
 
-    def _group(self, option: Option) -> tuple[str, ...] | None:
-        """The group of identical nodes a replica of ``option`` is lost with, if it may fail and
-        counts for failover."""
-        pool = self.problem.pools[option.pool]
-        if not self.problem.carries_load(option) or not self.workload.may_fail(pool.reliability):
-            return None
-        return pool.node_names
+    def _profile(self, option: Option) -> tuple[tuple[bool, ...], bool, tuple[str, ...] | None]:
+        """Which source sets ``option`` serves, whether it carries load, and the group of
+        identical nodes it is lost with (None when it counts for no failover), read once."""
+        found = self.profiles.get(option.index)
+        if found is None:
+            pool = self.problem.pools[option.pool]
+            carries = self.problem.carries_load(option)
+            serves = tuple(bool(regions & set(option.servable_sources)) for regions, _ in self.sets)
+            fails = carries and self.workload.may_fail(pool.reliability)
+            found = self.profiles[option.index] = (
+                serves,
+                carries,
+                pool.node_names if fails else None,
+            )
+        return found
 
     def _parts(self, option: Option | None, more: int) -> tuple[float, float]:
-        """(demand not covered, capacity missing after the worst loss), with ``more`` more
-        replicas of ``option`` when given."""
+        """(demand not covered with replicas short of the minimum, capacity missing after the
+        worst loss), with ``more`` more replicas of ``option`` when given."""
+        serves, carries, group = self._profile(option) if option else ((), False, None)
+        short = max(0, self.workload.replicas_min - self.carrying_replicas - more * carries)
         unmet = 0.0
-        for position, (regions, demand) in enumerate(self.sets):
+        for position, (_, demand) in enumerate(self.sets):
             capacity = self.serving[position]
-            if option is not None and regions & set(option.servable_sources):
+            if option is not None and serves[position]:
                 capacity += option.capacity_rps * more
             unmet = max(unmet, demand - capacity)
+        unmet += short * SHORT_PENALTY / RATE_SCALE
         if not self.failover:
             return unmet, 0.0
-        carrying, worst = self.carrying, max(self.lost.values(), default=0.0)
-        if option is not None and self.problem.carries_load(option):
+        carrying, worst = self.carrying, self.worst
+        if option is not None and carries:
             carrying += option.capacity_rps * more
-            group = self._group(option)
             if group is not None:
                 worst = max(worst, self.lost[group] + self._extra_loss(option, more))
         return unmet, max(0.0, self.workload.booked_rps - (carrying - worst))
@@ -100,14 +114,16 @@ class Shortfall:
 
     def add(self, option: Option) -> None:
         """Count one more replica of ``option`` (booked)."""
-        for position, (regions, _) in enumerate(self.sets):
-            if regions & set(option.servable_sources):
+        serves, carries, group = self._profile(option)
+        for position, served in enumerate(serves):
+            if served:
                 self.serving[position] += option.capacity_rps
-        if self.problem.carries_load(option):
+        if carries:
             self.carrying += option.capacity_rps
-            group = self._group(option)
+            self.carrying_replicas += 1
             if group is not None:
                 self.lost[group] += self._extra_loss(option, 1)
+                self.worst = max(self.worst, self.lost[group])
         self.counts[option.index] += 1
 
 
@@ -156,13 +172,14 @@ def _best_move(
     for option in options:
         if option.stages or option.index in blocked or option.capacity_rps <= 0:
             continue
-        for more in range(1, LOOKAHEAD + 1):
-            gain = now - state.value_with(option, more)
-            if gain <= MIN_GAIN:
-                continue
-            key = (-gain / max(price[option.index] * more, 1e-12), option.cost_per_hour)
-            if best is None or (*key, option.index, more) < best:
-                best = (*key, option.index, more)
+        for more in range(1, (LOOKAHEAD if state.failover else 1) + 1):
+            left = state.value_with(option, more)
+            if now - left > MIN_GAIN:
+                key = (-(now - left) / max(price[option.index] * more, 1e-12), option.cost_per_hour)
+                if best is None or (*key, option.index, more) < best:
+                    best = (*key, option.index, more)
+            if left <= MIN_GAIN:  # more replicas take nothing more off
+                break
     return best
 
 
@@ -181,9 +198,9 @@ def _book_minimum(problem: Problem, booking: Booking) -> None:
 def demand_replicas(problem: Problem, counts: dict[int, int]) -> dict[int, int]:
     """``counts`` without the replicas no workload needs: per workload, the largest replicas
     (GPU slots, then cost per hour) go first while its part of the first objective, as
-    ``problem`` counts it, does not rise and its replicas that carry load stay at
-    ``replicas.min``. A first stage's optimum books every replica it can (it does not weigh
-    cost), leaving no room for failover top-ups."""
+    ``problem`` counts it (replicas short of ``replicas.min`` included), does not rise. A first
+    stage's optimum books every replica it can (it does not weigh cost), leaving no room for
+    failover top-ups."""
     by_workload: dict[int, dict[int, int]] = defaultdict(dict)
     for index, count in counts.items():
         if count > 0:
@@ -198,13 +215,7 @@ def demand_replicas(problem: Problem, counts: dict[int, int]) -> dict[int, int]:
         for index in order:
             while held[index] > 0:
                 held[index] -= 1
-                carrying = sum(
-                    n for i, n in held.items() if problem.carries_load(problem.options[i])
-                )
-                if (
-                    carrying < demand.replicas_min
-                    or _value(problem, demand, held) > target + MIN_GAIN
-                ):
+                if _value(problem, demand, held) > target + MIN_GAIN:
                     held[index] += 1
                     break
         kept.update((i, n) for i, n in held.items() if n > 0)
