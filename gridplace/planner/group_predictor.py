@@ -30,7 +30,12 @@ from gridplace.planner.options import (
 )
 from gridplace.planner.ports import OptionPrediction, OptionPredictor, PredictionQuery
 from gridplace.planner.problem import Queueing
-from gridplace.planner.replica_answers import BudgetColumns, ReplicaAnswers, answers_at_budgets
+from gridplace.planner.replica_answers import (
+    BudgetColumns,
+    ReplicaAnswers,
+    answers_at_budgets,
+    figures_of,
+)
 from gridplace.planner.rules import Reason
 from gridplace.specs import InferenceWorkload, ModelArchitectureSpec
 from gridplace.specs.workload import ServiceLevel
@@ -327,7 +332,7 @@ class GroupPredictor:
             if config.tensor_parallel <= gpus:
                 prediction = self._predictor(self._query(asked, first, budget_ms, config))
                 failure = self._verdict(asked, prediction, c, budget_ms, config.label, None)
-                values[:, c] = _figures(prediction)
+                values[:, c] = figures_of(prediction)
                 ok[c], failures[c], queueing[c] = failure is None, failure, prediction.queueing
         return GroupPredictions(
             ok=ok, prefill_ms=values[0], itl_ms=values[1], capacity_rps=values[2],
@@ -342,12 +347,6 @@ class _Varies:
 _VARIES = _Varies()
 # A budget this much further than the one asked: a verdict the same at both reads no budget.
 _FAR_MS = 1e6
-
-
-def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
-    """A prediction's figures in ``GroupPredictions``' order."""
-    p = prediction
-    return (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
 
 
 class _ClassRow:
@@ -388,7 +387,7 @@ class _ClassRow:
                 continue
             assert prediction.queueing is None  # budget-free answers carry no load
             self.fixed[c] = prediction
-            self.values[:, c] = _figures(prediction)
+            self.values[:, c] = figures_of(prediction)
             verdict = verdicts(item, c)
             if isinstance(verdict, _Varies):
                 self.budgeted.append(c)

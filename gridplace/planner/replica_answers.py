@@ -224,7 +224,7 @@ def answers_at_budgets(pairs: Sequence[tuple[ReplicaAnswers, float]]) -> BudgetC
         else:
             known.append(answers.at(budget_ms))
     figures = np.array(
-        [_figures(answer) if answer is not None else _NO_FIGURES for answer in known],
+        [figures_of(answer) if answer is not None else _NO_FIGURES for answer in known],
         dtype=np.float64,
     ).reshape(len(distinct), 4)
     booked = np.zeros(len(distinct), dtype=bool)
@@ -237,7 +237,8 @@ def answers_at_budgets(pairs: Sequence[tuple[ReplicaAnswers, float]]) -> BudgetC
 _NO_FIGURES = (0.0, 0.0, 0.0, 0.0)
 
 
-def _figures(prediction: OptionPrediction) -> tuple[float, float, float, float]:
+def figures_of(prediction: OptionPrediction) -> tuple[float, float, float, float]:
+    """A prediction's figures in ``BudgetColumns.figures``' order."""
     p = prediction
     return (p.prefill_ms, p.itl_ms, p.capacity_rps, p.vram_gib)
 
@@ -272,7 +273,7 @@ def _search(
         assert answers.loaded is not None
         answer = answers.from_capacity(answers.loaded.at_rate(float(rates.ttft_rps[j])))
         known[int(searched[j])] = answer
-        figures[searched[j]] = _figures(answer)
+        figures[searched[j]] = figures_of(answer)
 
 
 def _queueing(
@@ -301,4 +302,4 @@ def _queueing(
     )
 
 
-__all__ = ["BudgetColumns", "CorrectedSteps", "ReplicaAnswers", "answers_at_budgets"]
+__all__ = ["BudgetColumns", "CorrectedSteps", "ReplicaAnswers", "answers_at_budgets", "figures_of"]
