@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gridplace.api import collector
+from gridplace import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.grid import GridView, is_mass_silence, seconds_silent
 from gridplace.api.metrics import Metrics

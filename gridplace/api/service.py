@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gridplace.api import collector
+from gridplace import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.checks import WorkloadCheck
 from gridplace.api.errors import InvalidRequest, Unavailable

@@ -20,16 +20,14 @@ workloads that ask the same of the same pools; the questions go through
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cache, partial
 
 import numpy as np
 import numpy.typing as npt
 
+from gridplace import collector
 from gridplace.planner.booking import booking_factor, usable_capacity_rps
 from gridplace.planner.candidates import (
     MAX_CANDIDATES,
@@ -112,7 +110,7 @@ def compile_problem(
     """Build the Problem: pools, surviving options (pipelines among them where a workload
     allows them: ``pipeline_options``), rejections with reasons, previous replicas (predictions
     kept in ``cache`` across compiles: ``compile_cache``; None: not kept)."""
-    with _collector_paused():
+    with collector.paused():  # see gridplace.collector
         return _compile(inputs, predictor, latency, cache, stage_predictor)
 
 
@@ -166,33 +164,6 @@ def _compile(
         options.extend([replace(o, index=base + len(single) + i) for i, o in enumerate(split)])
         builders.append(partial(_rejections_of, demand, workload, grid, predict, tuple(refused)))
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic cyclic collection while any thread compiles (counted; it runs again when
-    the last one is done, if it ran before the first began). A cold 10,000 x 1,000 compile
-    makes ~480,000 objects that outlive it, none of them garbage cycles; each full collection
-    their allocations set off walked them and everything the process held (4 of them, 0.84
-    CPU s of 4.3). After it the first young collection walks them once (0.15 s)."""
-    global _COMPILES, _COLLECTING
-    with _COMPILES_LOCK:
-        if _COMPILES == 0:
-            _COLLECTING = gc.isenabled()
-            gc.disable()
-        _COMPILES += 1
-    try:
-        yield
-    finally:
-        with _COMPILES_LOCK:
-            _COMPILES -= 1
-            if _COMPILES == 0 and _COLLECTING:
-                gc.enable()
-
-
-_COMPILES = 0  # compiles under way in this process
-_COLLECTING = False  # whether the collector ran when the first of them began
-_COMPILES_LOCK = threading.Lock()
 
 
 def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[object, ...], list[int]]:

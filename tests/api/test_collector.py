@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gridplace.api import collector
+from gridplace import collector
 from gridplace.api.routes import nodes as nodes_routes
 from tests.api.conftest import ADMIN, node_doc, small_grid, submit, to_yaml, workload_doc
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
-from gridplace.api import collector
+from gridplace import collector
 from gridplace.api.bodies import json_body, read_documents
 from gridplace.api.deps import (
     AdminDep,
