@@ -5,11 +5,12 @@ windows around the workloads that fall short (``failover_windows``)."""
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from typing import Any
 
 import pytest
 
-from gridplace.planner import hints, stages
+from gridplace.planner import failover_windows, hints, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.failover_greedy import Shortfall, demand_replicas, failover_greedy
 from gridplace.planner.failover_windows import shortfall_windows, shortfalls
@@ -161,3 +162,30 @@ def test_a_large_n_plus_one_model_solves_only_the_relaxed_unmet_stage(problem: P
     hints.choose_start(_model(problem), LARGE, WorkClock(), relaxed_solve)
     hints.choose_start(_model(problem), SolverSettings(time_limit_s=2), WorkClock(), relaxed_solve)
     assert [s.stages for s in given] == [1, 2]
+
+
+def test_shortfall_windows_draw_holders_that_can_move_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = _n_plus_one(20, 10, 2, 6.0)  # a holder of the short workload's pools is stuck
+    pm = _model(problem)
+    checked = hints._check_hint(pm, hints.greedy_with_failover(problem), SETTINGS, WorkClock())
+    assert checked is not None
+    start = VariableValues({var.index: checked.value(var) for var in all_variables(pm)})
+    by_pool: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for option in problem.options:
+        by_pool[option.pool].append((option.workload, pm.x[option.index].index, option.slots))
+    monkeypatch.setattr(failover_windows, "SHORTFALL_WINDOW_WORKLOADS", 3)
+    mixed = 0
+    for seed in shortfalls(pm, start):
+        pools = {o.pool for o in problem.options_of(seed)}
+        holders = {
+            w for p in pools for w, ref, _ in by_pool[p] if start.values[ref] > 0 and w != seed
+        }
+        movable = failover_windows._movable(pm, holders, pools, start, by_pool)
+        for draw in range(8):
+            window = failover_windows._window(pm, seed, start, by_pool, random.Random(draw))
+            assert window - {seed} <= holders
+            assert len(window - {seed} - movable) == max(0, len(window) - 1 - len(movable))
+        mixed += 2 <= len(movable) < len(holders)
+    assert mixed  # some window had to choose between holders that can move and others
