@@ -12,6 +12,7 @@ import pytest
 
 from gridplace.planner import failover_windows, hints, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.core import SLOTS_PER_GPU
 from gridplace.planner.failover_greedy import Shortfall, demand_replicas, failover_greedy
 from gridplace.planner.failover_windows import shortfall_windows, shortfalls
 from gridplace.planner.model import PlacementModel, build_model
@@ -175,6 +176,13 @@ def test_shortfall_windows_draw_holders_that_can_move_first(
     by_pool: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for option in problem.options:
         by_pool[option.pool].append((option.workload, pm.x[option.index].index, option.slots))
+    used: dict[int, int] = defaultdict(int)
+    for option in problem.options:
+        used[option.pool] += option.slots * start.value(pm.x[option.index])
+    free = {
+        p.index: p.node_count * p.gpus_per_node * SLOTS_PER_GPU - used[p.index]
+        for p in problem.pools
+    }
     monkeypatch.setattr(failover_windows, "SHORTFALL_WINDOW_WORKLOADS", 3)
     mixed = 0
     for seed in shortfalls(pm, start):
@@ -183,6 +191,11 @@ def test_shortfall_windows_draw_holders_that_can_move_first(
             w for p in pools for w, ref, _ in by_pool[p] if start.values[ref] > 0 and w != seed
         }
         movable = failover_windows._movable(pm, holders, pools, start, by_pool)
+        assert movable == {
+            w
+            for w in holders
+            if any(o.pool not in pools and free[o.pool] >= o.slots for o in problem.options_of(w))
+        }
         for draw in range(8):
             window = failover_windows._window(pm, seed, start, by_pool, random.Random(draw))
             assert window - {seed} <= holders
