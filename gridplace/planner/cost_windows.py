@@ -22,17 +22,13 @@ from gridplace.planner.windows import (
     drop_spare_replicas,
     search_windows,
 )
-from gridplace.planner.work import WorkClock
+from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
 
 # Windows of this many workloads, solved without presolve. From the unmet optimum at high
 # utilization, 1.5 reference s of 100-workload windows ended 4.8% above the HiGHS optimum, of 30
 # workloads 1.1%, and 0.9% without presolve, which costs a small window more than its search
 # (docs/solver-tuning.md).
 COST_WINDOW_WORKLOADS = 30
-# What each of those windows costs the clock at least (reference seconds): such a window's own
-# deterministic time is ~0.02-0.04 s, but building it and CP-SAT's loading of it took ~0.045
-# CPU s, so a budget counted in their deterministic time alone ran ~1.5 CPU s per reference s.
-COST_WINDOW_CHARGE_S = 0.045
 # The repair and the small pass run only when the cost stage has less than this for its windows
 # (reference seconds): at moderate utilization the unmet stage ends after 2.62 s and leaves the
 # cost stage ~3.6 s at a 7-second limit, where the usual windows from the trimmed start ended
@@ -56,7 +52,7 @@ def first_cost_pass(
     return search_windows(
         pm,
         all_variables(pm),
-        Goal(objective, min_charge_s=COST_WINDOW_CHARGE_S),
+        Goal(objective, min_charge_s=SMALL_WINDOW_CHARGE_S),
         drop_spare_replicas(pm, cheaper_swaps(pm, start)),
         deadline=deadline,
         clock=clock,

@@ -31,7 +31,7 @@ from gridplace.planner.windows import (
     evaluate,
     window_model,
 )
-from gridplace.planner.work import MIN_CHARGE_S, WorkClock
+from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
 
 # Workloads per window and each window's limit (reference seconds): from the greedy start at
 # 10,000 x 1,000, 8 reference s of windows of 10 workloads at 0.5 s left an unmet objective of
@@ -93,7 +93,7 @@ def shortfall_windows(
             free = _window(pm, seed, incumbent, by_pool, rng)
             solver = make_solver(min(SHORTFALL_WINDOW_S, left_s))
             found = _solve(pm, free, incumbent, solver)
-            clock.charge(solver, MIN_CHARGE_S)
+            clock.charge(solver, SMALL_WINDOW_CHARGE_S)
             windows += 1
             if found is None:
                 continue

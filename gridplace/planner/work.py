@@ -32,6 +32,11 @@ WALL_CAP_FLOOR_S = 60.0  # ... plus this, so that load alone never reaches it
 # settles reports almost no deterministic time, and a budget only in those units would let
 # passes of such windows run on for as long as Python takes to build them.
 MIN_CHARGE_S = 0.02
+# What a small window (tens of workloads, presolve off or settling it) costs the clock at least:
+# building it in Python and CP-SAT's loading of it took ~0.045 CPU s, so a budget counted at
+# MIN_CHARGE_S ran ~2.7 CPU s per reference s for 30-workload cost windows and ~2.1 for N+1's
+# shortfall windows (docs/solver-tuning.md).
+SMALL_WINDOW_CHARGE_S = 0.045
 
 
 def limit(solver: cp_model.CpSolver, budget_s: float) -> None:

@@ -16,7 +16,7 @@ from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.swaps import cheaper_swaps
 from gridplace.planner.windows import VariableValues, evaluate
-from gridplace.planner.work import MIN_CHARGE_S
+from gridplace.planner.work import MIN_CHARGE_S, SMALL_WINDOW_CHARGE_S
 from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
@@ -121,7 +121,7 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     assert repaired == [1]
     # The cost stage: one pass of small windows, then the settings' windows (and the
     # preference stage's).
-    assert calls[0] == (3, cost_windows.COST_WINDOW_CHARGE_S)
+    assert calls[0] == (3, SMALL_WINDOW_CHARGE_S)
     assert calls[1:] == [(8, MIN_CHARGE_S)] * (len(calls) - 1)
     assert len(calls) >= 2
 
