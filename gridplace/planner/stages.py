@@ -16,7 +16,7 @@ import time
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.cost_windows import FIRST_PASS_MAX_S, first_cost_pass
+from gridplace.planner.cost_windows import FIRST_PASS_MAX_S, first_cost_pass, repaired
 from gridplace.planner.failover_windows import shortfall_windows
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.moves import (
@@ -245,11 +245,13 @@ class StageRunner:
         else:
             start = drop_spare_replicas(pm, start)
         settings, first = self.settings, None
-        short = deadline - stage_work < FIRST_PASS_MAX_S
-        if name == "cost" and self.large and short and not pm.moved and not pm.uncovered:
-            seed = settings.random_seed + number
-            first = first_cost_pass(pm, settings, self.clock, objective, start, (deadline, seed))
-            start = first.incumbent
+        if name == "cost" and self.large and not pm.moved and not pm.uncovered:
+            start = repaired(pm, start)
+            if deadline - stage_work < FIRST_PASS_MAX_S:
+                seed = settings.random_seed + number
+                until = (deadline, seed)
+                first = first_cost_pass(pm, settings, self.clock, objective, start, until)
+                start = first.incumbent
         search = search_windows(
             pm,
             all_variables(pm),

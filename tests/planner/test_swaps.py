@@ -126,15 +126,31 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     assert len(calls) >= 2
 
 
-def test_a_cost_stage_with_time_for_the_usual_windows_skips_the_repair(
+def test_a_cost_stage_with_time_for_the_usual_windows_starts_them_from_the_repair(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A longer limit must not give a dearer plan: with more than FIRST_PASS_MAX_S the stage
+    # skips the small pass, but its usual windows still start from the repair.
     nodes, workloads = _grid(60, 12, 7)
     problem = compile_problem(
         PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
     )
-    repaired: list[int] = []
-    monkeypatch.setattr(cost_windows, "cheaper_swaps", lambda pm, start: repaired.append(1))
+    repaired: list[VariableValues] = []
+    sizes: list[int] = []
+    swaps, search = cost_windows.cheaper_swaps, stages.search_windows
+
+    def spy_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
+        repaired.append(swaps(pm, start))
+        return repaired[-1]
+
+    def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(kwargs["window_workloads"])
+        return search(pm, *args, **kwargs)
+
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
+    monkeypatch.setattr(stages, "search_windows", spy_search)
+    monkeypatch.setattr(cost_windows, "search_windows", spy_search)
     large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
     assert solve_problem(problem, large).stage("cost") is not None
-    assert repaired == []  # ~5 reference s for the cost stage: more than FIRST_PASS_MAX_S
+    assert len(repaired) == 1  # ~5 reference s for the cost stage: more than FIRST_PASS_MAX_S
+    assert sizes and set(sizes) == {8}  # no pass of small windows
