@@ -24,12 +24,12 @@ from ortools.sat.python import cp_model
 from gridplace.planner.core import SLOTS_PER_GPU
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.objectives import flat_terms
+from gridplace.planner.window_state import WindowState, dense_terms
 from gridplace.planner.windows import (
     MIN_WINDOW_TIME_S,
     VariableValues,
     WindowSearch,
     evaluate,
-    window_model,
 )
 from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
 
@@ -75,7 +75,10 @@ def shortfall_windows(
     window by window (module docstring) until ``clock`` reaches ``deadline``, or no workload
     falls short."""
     _, objective = pm.objectives[0]
-    incumbent, best = start, evaluate(objective, start)
+    best = evaluate(objective, start)
+    state = WindowState(pm, start.values)
+    incumbent = VariableValues(state.values)  # (updated in place: ``WindowState.accept``)
+    dense = dense_terms(objective, len(pm.model.proto.variables))
     # (workload, proto index, GPU slots of one replica) of each option, per pool
     by_pool: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for option in pm.problem.options:
@@ -92,28 +95,13 @@ def shortfall_windows(
                 return WindowSearch(incumbent, best, windows, improved)
             free = _window(pm, seed, incumbent, by_pool, rng)
             solver = make_solver(min(SHORTFALL_WINDOW_S, left_s))
-            found = _solve(pm, free, incumbent, solver)
+            solved = state.solve(free, solver, None)
             clock.charge(solver, SMALL_WINDOW_CHARGE_S)
             windows += 1
-            if found is None:
-                continue
-            value = evaluate(objective, found)
-            if value <= best:
+            if solved is not None and (value := best + state.change(dense, *solved)) <= best:
                 improved += value < best
-                incumbent, best = found, value
-
-
-def _solve(
-    pm: PlacementModel, free: set[int], incumbent: VariableValues, solver: cp_model.CpSolver
-) -> VariableValues | None:
-    """The window's best (``windows.window_model``: the free workloads' variables alone, the
-    others at ``incumbent``, which holds every variable), None if nothing was found in time."""
-    model, local = window_model(pm, free, incumbent.values, None)
-    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return None
-    found = dict(incumbent.values)
-    found.update(zip(local, solver.response_proto.solution, strict=True))
-    return VariableValues(found)
+                state.accept(*solved)
+                best = value
 
 
 def _window(

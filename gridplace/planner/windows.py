@@ -24,14 +24,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
 from ortools.sat.python import cp_model
 
 from gridplace.planner.model import PlacementModel
-from gridplace.planner.objectives import FlatTerms, flat_terms
-from gridplace.planner.rows import as_array, drop_spare, model_rows
+from gridplace.planner.objectives import flat_terms
+from gridplace.planner.rows import drop_spare
 from gridplace.planner.rules import MODEL_RULES
+from gridplace.planner.window_state import WindowState, dense_terms
 from gridplace.planner.work import MIN_CHARGE_S, WorkClock
 
 # A window that does not finish in this time keeps the best it found (CP-SAT returns FEASIBLE).
@@ -109,11 +108,14 @@ def search_windows(
     x_refs = [(option, var.index) for option, var in pm.x.items()]
     refs = [var.index for var in variables]
     # An incumbent that holds exactly the variables (a full hint) is searched window by window
-    # as small models whose score is the change over the window's own variables (``_Change``):
-    # building a ~25,000-entry hint and re-summing the objective per window cost more CPU than
-    # a small window's solve.
+    # as small models (``WindowState``) whose score is the change over the window's own
+    # variables (``_Change``): building a ~25,000-entry hint and re-summing the objective per
+    # window cost more CPU than a small window's solve.
     complete = _is_complete(pm, start, refs)
+    state = WindowState(pm, start.values) if complete else None
     change = _Change(goal, len(pm.model.proto.variables)) if complete else None
+    if state is not None:
+        incumbent = VariableValues(state.values)  # (updated in place: ``WindowState.accept``)
     workloads = sorted(_options_by_workload(pm))
     rng = random.Random(random_seed)
     windows = improved = passes = 0
@@ -129,24 +131,25 @@ def search_windows(
                 return WindowSearch(incumbent, best[0], windows, improved)
             free = set(order[first : first + window_workloads])
             solver = make_solver(min(goal.window_s, left_s))
-            if change is not None:
-                window = _window_solution(pm, free, incumbent.values, solver, window_objective)
-                found, value = None, best
-                if window is not None:
-                    found, local = window
-                    value = change(best, incumbent.values, found.values, local)
+            solved, found, value = None, None, None
+            if state is not None and change is not None:
+                solved = state.solve(free, solver, window_objective)
+                value = change(best, state, *solved) if solved is not None else None
             else:
                 counts = {o: incumbent.values[ref] for o, ref in x_refs}
                 hint = {ref: incumbent.values[ref] for ref in refs}
                 found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
-                value = score(found) if found is not None else best
+                value = score(found) if found is not None else None
             clock.charge(solver, goal.min_charge_s)
             windows += 1
-            if found is None:
+            if value is None or value > best:
                 continue
-            if value <= best:
-                improved += value < best
-                incumbent, best = found, value
+            improved += value < best
+            best = value
+            if state is not None and solved is not None:
+                state.accept(*solved)
+            elif found is not None:
+                incumbent = found
         passes += 1
         if len(order) <= window_workloads or passes == max_passes:
             # (One window holds every workload: it was the whole model, solved once is enough.)
@@ -168,23 +171,14 @@ class _Change:
     the coefficients of both by proto index, summed over the window's own variables."""
 
     def __init__(self, goal: Goal, size: int) -> None:
-        self.objective = _dense(goal.objective, size)
-        self.tie = _dense(goal.tie_break, size) if goal.tie_break is not None else None
+        self.objective = dense_terms(goal.objective, size)
+        self.tie = dense_terms(goal.tie_break, size) if goal.tie_break is not None else None
 
     def __call__(
-        self, best: tuple[int, int], before: dict[int, int], after: dict[int, int], refs: list[int]
+        self, best: tuple[int, int], state: WindowState, local: list[int], solution: list[int]
     ) -> tuple[int, int]:
-        where = np.array(refs, np.int64)
-        delta = np.array([after[ref] - before[ref] for ref in refs], np.int64)
-        tie = best[1] + int(self.tie[where] @ delta) if self.tie is not None else 0
-        return best[0] + int(self.objective[where] @ delta), tie
-
-
-def _dense(expression: cp_model.LinearExprT, size: int) -> npt.NDArray[np.int64]:
-    terms = flat_terms(expression)
-    dense = np.zeros(size, np.int64)
-    np.add.at(dense, np.array(terms.refs, np.int64), np.array(terms.coeffs, np.int64))
-    return dense
+        tie = best[1] + state.change(self.tie, local, solution) if self.tie is not None else 0
+        return best[0] + state.change(self.objective, local, solution), tie
 
 
 def solve_window(
@@ -235,29 +229,12 @@ def _small_window(
 ) -> VariableValues | None:
     """``solve_window`` from an incumbent, as a model of only the free workloads' variables
     (``window_model``)."""
-    hint = {var.index: incumbent[var.index] for var in variables}
-    window = _window_solution(pm, free, hint, solver, objective)
-    return window[0] if window is not None else None
-
-
-def _window_solution(
-    pm: PlacementModel,
-    free: set[int],
-    incumbent: dict[int, int],
-    solver: cp_model.CpSolver,
-    objective: cp_model.LinearExprT | None,
-) -> tuple[VariableValues, list[int]] | None:
-    """The small window's solution (``incumbent`` with the free workloads' variables as
-    solved) and those variables' proto indices; None if nothing was found."""
-    model, local = window_model(pm, free, incumbent, objective)
-    status = solver.solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    state = WindowState(pm, {var.index: incumbent[var.index] for var in variables})
+    solved = state.solve(free, solver, objective)
+    if solved is None:
         return None
-    found = dict(incumbent)
-    solution = list(solver.response_proto.solution)
-    for position, ref in enumerate(local):
-        found[ref] = solution[position]
-    return VariableValues(found), local
+    state.accept(*solved)
+    return VariableValues(state.values)
 
 
 def window_model(
@@ -272,53 +249,8 @@ def window_model(
     same optimum as the full model with the other counts fixed, except that the other
     workloads' slacks and counters also stay at their incumbent values. Presolving the full
     model for every window costs what the whole model holds, whatever the window's size; this
-    model costs what the window holds."""
-    rows = model_rows(pm)
-    if rows.nonlinear:
-        raise ValueError(f"window rows: constraint {rows.nonlinear[0]} is not linear")
-    proto = pm.model.proto
-    model = cp_model.CpModel()
-    # The window's variables in ``owners()`` order (the window model's variable order).
-    local_refs = rows.owned[np.isin(rows.owner, list(free))].tolist()
-    local: dict[int, cp_model.IntVar] = {}
-    for ref in local_refs:
-        domain = cp_model.Domain.from_flat_intervals(list(proto.variables[ref].domain))
-        local[ref] = model.new_int_var_from_domain(domain, f"v{ref}")
-    is_local = np.zeros(len(proto.variables), np.bool_)
-    is_local[local_refs] = True
-    values = as_array(incumbent, len(proto.variables))
-    fixed = rows.fixed_sums(is_local, values)
-    touched, terms = rows.local_terms(is_local)
-    for row, (refs, coeffs) in zip(touched, terms, strict=True):
-        shifted = [_shift(bound, fixed[row]) for bound in rows.domains[row]]
-        model.add_linear_expression_in_domain(
-            cp_model.LinearExpr.weighted_sum([local[ref] for ref in refs], coeffs),
-            cp_model.Domain.from_flat_intervals(shifted),
-        )
-    goal = (
-        flat_terms(objective)
-        if objective is not None
-        else FlatTerms(tuple(proto.objective.vars), tuple(proto.objective.coeffs), 0)
-    )
-    goal_refs = np.array(goal.refs, np.int64)
-    chosen = (goal_refs >= 0) & is_local[np.maximum(goal_refs, 0)]
-    model.minimize(
-        cp_model.LinearExpr.weighted_sum(
-            [local[ref] for ref in goal_refs[chosen].tolist()],
-            np.array(goal.coeffs, np.int64)[chosen].tolist(),
-        )
-    )
-    # The hint written in bulk (``add_hint`` per variable cost a window ~10 ms).
-    model.proto.solution_hint.vars.extend(var.index for var in local.values())
-    model.proto.solution_hint.values.extend(incumbent[ref] for ref in local)
-    return model, local_refs
-
-
-def _shift(bound: int, by: int) -> int:
-    """``bound - by``, keeping CP-SAT's infinities infinite."""
-    if bound <= cp_model.INT_MIN or bound >= cp_model.INT_MAX:
-        return bound
-    return max(cp_model.INT_MIN + 1, min(cp_model.INT_MAX - 1, bound - by))
+    model costs what the window holds (many windows from one incumbent: ``WindowState``)."""
+    return WindowState(pm, incumbent).model(free, objective)
 
 
 def evaluate(expression: cp_model.LinearExprT, assignment: VariableValues) -> int:

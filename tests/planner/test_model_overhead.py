@@ -19,9 +19,9 @@ from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.rows import _rows_since, model_rows, steps_within
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
+from gridplace.planner.window_state import WindowState, _shift
 from gridplace.planner.windows import (
     VariableValues,
-    _shift,
     drop_spare_replicas,
     evaluate,
     window_model,
@@ -114,6 +114,29 @@ def test_a_window_model_is_the_term_by_term_one_also_after_a_stage_row_is_added(
     model, _ = window_model(pm, free, incumbent, cost)
     assert str(model.proto) == str(_reference_window(pm, free, incumbent, cost).proto)
     assert len(model_rows(pm).domains) == len(pm.model.proto.constraints)
+
+
+def test_a_window_state_moved_by_windows_builds_the_windows_of_where_it_is() -> None:
+    pm = _model()
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    start = _solve(pm, unmet)
+    state = WindowState(pm, start)
+    workloads = sorted(set(pm.owners().values()))
+    rng, moved = random.Random(3), False
+    for _ in range(4):
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solved = state.solve(set(rng.sample(workloads, 3)), solver, cost)
+        assert solved is not None
+        local, solution = solved
+        moved |= any(state.values[ref] != value for ref, value in zip(local, solution, strict=True))
+        state.accept(local, solution)
+        # Row activities, moved in place, are those of a state built at the new values.
+        assert state.activity.tolist() == WindowState(pm, state.values).activity.tolist()
+        free = set(rng.sample(workloads, 3))
+        model, _ = state.model(free, cost)
+        assert str(model.proto) == str(_reference_window(pm, free, state.values, cost).proto)
+    assert moved and state.values != start
 
 
 def _reference_drop(pm: PlacementModel, values: dict[int, int]) -> dict[int, int]:
