@@ -2,9 +2,10 @@
 own variables and the incumbent's move to a window's solution, each costing what the window holds.
 
 Owns the bookkeeping (values, row activities, where a variable's entries are); must not decide
-which windows are drawn or when a solution is accepted. Why: copying the incumbent (~50,000
-variables at 10,000 x 1,000, N+1) and re-summing every row per window cost ~0.045 CPU s of
-Python per window, more than a small window's solve (``docs/solver-tuning.md``).
+which windows are drawn or when a solution is accepted. Why: at 10,000 x 1,000 with N+1 (50,469
+variables), a 10-workload window built from the whole incumbent (an array of it, every row
+re-summed, a dict copy, the objective summed over every slack) took ~16 ms of Python, from this
+state ~9 ms (its ~500 variables and ~700 rows), measured without solves in one process.
 """
 
 from __future__ import annotations
@@ -32,9 +33,7 @@ def dense_terms(expression: cp_model.LinearExprT, size: int) -> IntArray:
 class WindowState:
     """An incumbent kept for many windows: its values (a dict and an array by proto index) and
     every row's activity at it, updated in place when a window's solution is accepted, so that
-    building a window and accepting it cost what the window holds. Why: copying the incumbent
-    and re-summing every row per window cost ~0.045 CPU s of Python per window at
-    10,000 x 1,000, more than a small window's solve."""
+    building a window and accepting it cost what the window holds (module docstring)."""
 
     def __init__(self, pm: PlacementModel, incumbent: dict[int, int]) -> None:
         self.rows = rows = model_rows(pm)
@@ -46,7 +45,7 @@ class WindowState:
         self.array = as_array(incumbent, len(self.proto.variables))
         self.activity = np.zeros(len(rows.domains), np.int64)
         np.add.at(self.activity, rows.row_of, rows.coeffs * self.array[rows.refs])
-        self._goals: dict[int, tuple[object, FlatTerms, _Index]] = {}
+        self._goals: dict[int, tuple[object, tuple[IntArray, IntArray, _Index]]] = {}
 
     def local_refs(self, free: set[int]) -> IntArray:
         """The free workloads' variables (proto indices) in ``owners()`` order."""
@@ -84,14 +83,11 @@ class WindowState:
                 ),
                 cp_model.Domain.from_flat_intervals(shifted),
             )
-        goal, index = self._goal(objective)
+        goal_refs, goal_coeffs, index = self._goal(objective)
         chosen = index.positions(local_refs)  # in the goal's order
         model.minimize(
             cp_model.LinearExpr.weighted_sum(
-                [local[ref] for ref in np.array(goal.refs, np.int64)[chosen].tolist()]
-                if len(chosen)
-                else [],
-                np.array(goal.coeffs, np.int64)[chosen].tolist() if len(chosen) else [],
+                [local[ref] for ref in goal_refs[chosen].tolist()], goal_coeffs[chosen].tolist()
             )
         )
         # The hint written in bulk (``add_hint`` per variable cost a window ~10 ms).
@@ -127,19 +123,21 @@ class WindowState:
         np.add.at(self.activity, entry_rows, rows.coeffs[entries] * self.array[entry_refs] - before)
         self.values.update(zip(local, solution, strict=True))
 
-    def _goal(self, objective: cp_model.LinearExprT | None) -> tuple[FlatTerms, _Index]:
-        """The window objective's terms, and their positions by variable (read once)."""
+    def _goal(self, objective: cp_model.LinearExprT | None) -> tuple[IntArray, IntArray, _Index]:
+        """The window objective's variables and coefficients, and their positions by variable
+        (read once per objective)."""
         cached = self._goals.get(id(objective))
         if cached is not None and cached[0] is objective:
-            return cached[1], cached[2]
+            return cached[1]
         goal = (
             flat_terms(objective)
             if objective is not None
             else FlatTerms(tuple(self.proto.objective.vars), tuple(self.proto.objective.coeffs), 0)
         )
-        index = _Index(np.array(goal.refs, np.int64), len(self.proto.variables))
-        self._goals[id(objective)] = (objective, goal, index)
-        return goal, index
+        refs = np.array(goal.refs, np.int64)
+        terms = refs, np.array(goal.coeffs, np.int64), _Index(refs, len(self.proto.variables))
+        self._goals[id(objective)] = (objective, terms)
+        return terms
 
 
 class _Index:
