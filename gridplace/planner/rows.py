@@ -67,31 +67,6 @@ class ModelRows:
             self.coeffs = np.concatenate([self.coeffs, np.array(coeffs, np.int64)])
             self.row_of = np.concatenate([self.row_of, np.array(rows, np.int64)])
 
-    def fixed_sums(self, local: npt.NDArray[np.bool_], values: IntArray) -> list[int]:
-        """Per row, the sum of its terms over variables where ``local`` (by proto index) is not
-        set, at ``values`` (by proto index): what a window moves into the row's bounds."""
-        terms = np.where(local[self.refs], 0, self.coeffs * values[self.refs])
-        starts = np.array(self.starts, np.int64)
-        filled = starts[:-1] < starts[1:]  # rows with terms (reduceat misreads empty ones)
-        sums = np.zeros(len(self.domains), np.int64)
-        if len(terms):
-            sums[filled] = np.add.reduceat(terms, starts[:-1][filled])
-        return sums.tolist()
-
-    def local_terms(
-        self, local: npt.NDArray[np.bool_]
-    ) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
-        """The rows (ascending) with a term over a variable where ``local`` (by proto index) is
-        set, and each one's such terms (proto indices, coefficients) in row order."""
-        entries = np.flatnonzero(local[self.refs])  # in row order: rows are read in order
-        rows = self.row_of[entries]
-        touched = np.unique(rows)
-        first = np.searchsorted(rows, touched, "left").tolist()
-        last = np.searchsorted(rows, touched, "right").tolist()
-        refs, coeffs = self.refs[entries].tolist(), self.coeffs[entries].tolist()
-        terms = [(refs[a:b], coeffs[a:b]) for a, b in zip(first, last, strict=True)]
-        return touched.tolist(), terms
-
 
 Linear = tuple[list[int], list[int], list[int]]  # a row's variables, coefficients, domain
 
