@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.bench_scripts import load_bench
 
-def _api_load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "api_load.py"
-    spec = importlib.util.spec_from_file_location("gridplace_bench_api_load", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _api_load()
+load = load_bench("api_load")
 
 
 def _args(procs: int, connections: int = 64) -> argparse.Namespace:

@@ -3,32 +3,23 @@ field prints as '-', and the exit code says whether a device was read."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from types import ModuleType
 
 import pynvml
 import pytest
 
+from tests.bench_scripts import load_bench
 from tests.conftest import REPO_ROOT
 from tests.hal.nvml_fakes import ScriptedNvml, h100_sxm, rtx_3090_reporting_little
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO_ROOT / "bench" / "gpu_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_gpu_check_prints_every_section(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ScriptedNvml(monkeypatch, [h100_sxm(0x18), rtx_3090_reporting_little()])
-    script = load_script()
+    script = load_bench("gpu_check")
     monkeypatch.setattr(script.time, "sleep", lambda seconds: None)
     assert script.main(["--no-benchmark", "--samples", "2"]) == 0
     out = capsys.readouterr().out
@@ -48,7 +39,7 @@ def test_gpu_check_exits_1_without_nvml(
         raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
     monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
-    assert load_script().main(["--no-benchmark"]) == 1
+    assert load_bench("gpu_check").main(["--no-benchmark"]) == 1
     assert "NVML cannot start here" in capsys.readouterr().out
 
 

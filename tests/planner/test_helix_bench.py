@@ -3,26 +3,15 @@ MILP layouts, evaluated by our max flow, score Gurobi's objectives (needs ``../s
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-
-def _helix() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "helix.py"
-    spec = importlib.util.spec_from_file_location("gridplace_bench_helix", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench
 
 
 def test_quantities_parse_units_and_refuse_junk() -> None:
-    helix = _helix()
+    helix = load_bench("helix")
     assert helix._quantity("12.5 * mbps") == 12.5e6
     assert helix._quantity("40 * GB") == 40e9
     with pytest.raises(ValueError, match="not a quantity"):
@@ -33,7 +22,7 @@ def test_quantities_parse_units_and_refuse_junk() -> None:
     "instance", ["single_cluster", "distributed_clusters", "high_heterogeneity"]
 )
 def test_helix_milp_layouts_score_gurobis_objective(instance: str) -> None:
-    helix = _helix()
+    helix = load_bench("helix")
     data = helix._default_data()
     if not (data / "derived").is_dir():
         pytest.skip("no ../shared/data/helix here")
@@ -50,7 +39,7 @@ def test_helix_milp_layouts_score_gurobis_objective(instance: str) -> None:
 def test_missing_or_broken_data_is_refused_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    helix = _helix()
+    helix = load_bench("helix")
     assert helix.main(["--data", str(tmp_path)]) == 2
     assert "no Helix data" in capsys.readouterr().err
     (tmp_path / "derived").mkdir()

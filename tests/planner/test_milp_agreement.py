@@ -6,30 +6,16 @@ agreement on the cost optimum is evidence that both state the same model (failov
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.specs import InferenceWorkload, Node, builtin_catalog
+from tests.bench_scripts import load_bench
 from tests.planner.fakes import FakeLatency, fake_predictor
 from tests.planner.grids import node, workload
 
 pytest.importorskip("highspy")
-
-
-def _milp() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "milp.py"
-    spec = importlib.util.spec_from_file_location("gridplace_bench_milp", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _grid() -> list[Node]:
@@ -67,6 +53,6 @@ def test_cpsat_and_milp_find_the_same_optimum(name: str) -> None:
     solution = solve_problem(problem, SolverSettings(time_limit_s=20, stages=2))
     cost = solution.stage("cost")
     assert cost is not None and cost.status == "OPTIMAL"
-    milp = _milp().solve_milp(problem, time_limit_s=20)
+    milp = load_bench("milp").solve_milp(problem, time_limit_s=20)
     assert milp.status == "Optimal"
     assert cost.objective / 10_000 == pytest.approx(milp.cost_per_hour, abs=1e-3)
