@@ -17,10 +17,10 @@ from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.windows import VariableValues, evaluate, solve_window
 from gridplace.specs import InferenceWorkload, Node, PlacementPlan, builtin_catalog
-from gridplace.specs.workload import Redundancy
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
+from tests.planner.test_model_overhead import _model as binding_model
 
 # window_min_options=0 switches every model into window search; 4 workloads per window.
 WINDOWED = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=4)
@@ -87,7 +87,6 @@ def test_a_windowed_replan_searches_the_moves_stage_by_windows() -> None:
 
 
 def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> None:
-    from gridplace.planner.model import build_model
     from gridplace.planner.windows import VariableValues, evaluate, unsettled_workloads
 
     nodes = [node("a", count=1, price=1.0), node("b", count=1, price=1.0, provider="p-a")]
@@ -116,7 +115,6 @@ def test_unsettled_workloads_are_those_holding_replicas_in_a_broken_row() -> Non
 def test_dropping_spare_replicas_keeps_every_row_and_never_costs_more() -> None:
     from ortools.sat.python import cp_model
 
-    from gridplace.planner.model import build_model
     from gridplace.planner.windows import VariableValues, drop_spare_replicas, evaluate
 
     nodes, workloads = _grid(40, 6, 10)
@@ -147,21 +145,8 @@ def test_a_small_window_reaches_the_optimum_of_the_full_model_with_the_rest_fixe
     # The same windows solved two ways: as a model of the free workloads alone (from a whole
     # incumbent) and as the full model with the other counts fixed (from counts only). With
     # failover rows on half the workloads, so every kind of variable and row is in play.
-    nodes, workloads = _grid(40, 8, 11, rps_scale=3.0)  # demand that makes pools binding
-    n_plus_one = Redundancy(node_failures=1)
-    workloads = [
-        w.model_copy(update={"spec": w.spec.model_copy(update={"redundancy": n_plus_one})})
-        if i % 2
-        else w
-        for i, w in enumerate(workloads)
-    ]
-    problem = compile_problem(
-        PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
-    )
-    pm = build_model(problem)
+    pm = binding_model()  # demand that makes pools binding
     assert pm.uncovered and pm.worst_loss  # failover rows are in the model
-    for literal in pm.enforce.values():
-        pm.model.add(literal == 1)
     unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
     pm.model.minimize(unmet)
     solver = cp_model.CpSolver()
