@@ -1,6 +1,7 @@
 """The placement model's linear rows as arrays, read from its proto once (rows the stages append
-are read when they appear), for what evaluates rows at an assignment: a window's model of its
-own variables (``windows``) and trimming spare replicas (``drop_spare_replicas``).
+are read when they appear), for what evaluates rows at an assignment (``RowsAt``): trimming
+spare replicas (``drop_spare``) and the cost-aware repair (``swaps``); ``window_state`` keeps its
+own incremental copy for a window search.
 
 Owns reading the rows and arithmetic over them; must not add rows or decide what a window holds.
 Why arrays: per window, the old loop summed every row the window touches term by term in Python
@@ -125,6 +126,57 @@ def as_array(values: dict[int, int], size: int) -> IntArray:
     return array
 
 
+class RowsAt:
+    """The model's rows at an assignment (``values`` by proto index, of which ``held`` are set):
+    each row's activity and outer bounds, and each variable's entries (rows, coefficients)."""
+
+    def __init__(self, pm: PlacementModel, values: IntArray, held: list[int]) -> None:
+        rows = model_rows(pm)
+        # Rows over a variable the assignment does not hold (the family literals) are left
+        # alone, and so are the variables in them.
+        covered = np.zeros(len(values), np.bool_)
+        covered[held] = True
+        self.unknown = np.zeros(len(rows.domains), np.bool_)
+        self.unknown[rows.row_of[~covered[rows.refs]]] = True
+        self.frozen = set(rows.refs[self.unknown[rows.row_of]].tolist())
+        self.activity = np.zeros(len(rows.domains), np.int64)
+        np.add.at(self.activity, rows.row_of, rows.coeffs * values[rows.refs])
+        self.low = np.array([d[0] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
+        self.high = np.array([d[-1] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
+        self.domains = rows.domains
+        order = np.argsort(rows.refs, kind="stable")
+        self.sorted_refs = rows.refs[order]
+        self.entry_rows, self.entry_coeffs = rows.row_of[order], rows.coeffs[order]
+
+    def entries(self, ref: int) -> tuple[IntArray, IntArray]:
+        begin, end = np.searchsorted(self.sorted_refs, [ref, ref + 1]).tolist()
+        return self.entry_rows[begin:end], self.entry_coeffs[begin:end]
+
+    def move(self, out: tuple[IntArray, IntArray], into: tuple[IntArray, IntArray]) -> bool:
+        """Take one unit off ``out``'s variable and add one to ``into``'s (their entries), if
+        every row they are in stays within its bounds; whether it did. (A variable is in a row
+        once, so each side's rows are distinct.)"""
+        activity = self.activity
+        activity[out[0]] -= out[1]
+        activity[into[0]] += into[1]
+        for rows in (out[0], into[0]):
+            after = activity[rows]
+            if (after < self.low[rows]).any() or (after > self.high[rows]).any():
+                activity[into[0]] -= into[1]
+                activity[out[0]] += out[1]
+                return False
+        return True
+
+    def holds(self) -> bool:
+        """Whether every row's activity lies in its domain (holes included)."""
+        known = zip(self.activity.tolist(), self.domains, self.unknown.tolist(), strict=True)
+        for activity, domain, unknown in known:
+            pairs = zip(domain[::2], domain[1::2], strict=True)
+            if domain and not unknown and not any(a <= activity <= b for a, b in pairs):
+                return False
+        return True
+
+
 def drop_spare(
     pm: PlacementModel, values: dict[int, int], options: list[tuple[int, int]]
 ) -> dict[int, int]:
@@ -132,38 +184,23 @@ def drop_spare(
     order to try) lowered as far as every row (with every other variable as it is) allows: a
     row's activity must stay within its domain's outer bounds. A row over a variable
     ``values`` does not hold freezes the replica variables in it."""
-    rows = model_rows(pm)
-    size = len(pm.model.proto.variables)
-    covered = np.zeros(size, np.bool_)
-    covered[np.fromiter(values.keys(), np.int64, len(values))] = True
-    uncovered_rows = np.zeros(len(rows.domains), np.bool_)
-    uncovered_rows[rows.row_of[~covered[rows.refs]]] = True
-    frozen = set(rows.refs[uncovered_rows[rows.row_of]].tolist())
-    terms = rows.coeffs * as_array(values, size)[rows.refs]
-    activity = np.zeros(len(rows.domains), np.int64)
-    np.add.at(activity, rows.row_of, terms)
-    # Outer bounds, CP-SAT's infinities brought within reach of int64 arithmetic.
-    low = np.array([d[0] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
-    high = np.array([d[-1] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
-    by_ref = np.argsort(rows.refs, kind="stable")  # a variable's entries, in row order
-    sorted_refs = rows.refs[by_ref]
+    at = RowsAt(pm, as_array(values, len(pm.model.proto.variables)), list(values))
     wanted = np.array([ref for ref, _ in options], np.int64)
-    first = np.searchsorted(sorted_refs, wanted, "left").tolist()
-    last = np.searchsorted(sorted_refs, wanted, "right").tolist()
-    entry_rows, entry_coeffs = rows.row_of[by_ref], rows.coeffs[by_ref]
+    first = np.searchsorted(at.sorted_refs, wanted, "left").tolist()
+    last = np.searchsorted(at.sorted_refs, wanted, "right").tolist()
     result = dict(values)
     for (ref, floor), begin, end in zip(options, first, last, strict=True):
         steps = result[ref] - floor
-        if steps <= 0 or ref in frozen:
+        if steps <= 0 or ref in at.frozen:
             continue
-        mine, coeffs = entry_rows[begin:end], entry_coeffs[begin:end]
+        mine, coeffs = at.entry_rows[begin:end], at.entry_coeffs[begin:end]
         if len(mine):
-            within = steps_within(activity[mine], coeffs, low[mine], high[mine])
+            within = steps_within(at.activity[mine], coeffs, at.low[mine], at.high[mine])
             steps = min(steps, int(within.min()))
         if steps <= 0:
             continue
         result[ref] -= steps
-        activity[mine] -= coeffs * steps  # (a variable is in a row once)
+        at.activity[mine] -= coeffs * steps  # (a variable is in a row once)
     return result
 
 

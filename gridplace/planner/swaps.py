@@ -16,69 +16,14 @@ import functools
 from collections import defaultdict
 from collections.abc import Callable
 
-import numpy as np
-
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.objectives import scaled_cost
-from gridplace.planner.rows import IntArray, as_array, model_rows
+from gridplace.planner.rows import IntArray, RowsAt, as_array
 from gridplace.planner.windows import VariableValues
-
-_FAR = 1 << 62  # beyond any activity of these rows; CP-SAT's infinities are clipped to it
-
-
-class _Rows:
-    """The model's rows at an assignment: each row's activity and outer bounds, and each
-    variable's entries (rows, coefficients)."""
-
-    def __init__(self, pm: PlacementModel, values: IntArray, held: list[int]) -> None:
-        rows = model_rows(pm)
-        # Rows over a variable the assignment does not hold (the family literals) are left
-        # alone, and so are the variables in them.
-        covered = np.zeros(len(values), np.bool_)
-        covered[held] = True
-        self.unknown = np.zeros(len(rows.domains), np.bool_)
-        self.unknown[rows.row_of[~covered[rows.refs]]] = True
-        self.frozen = set(rows.refs[self.unknown[rows.row_of]].tolist())
-        self.activity = np.zeros(len(rows.domains), np.int64)
-        np.add.at(self.activity, rows.row_of, rows.coeffs * values[rows.refs])
-        self.low = np.array([d[0] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
-        self.high = np.array([d[-1] if d else 0 for d in rows.domains], np.int64).clip(-_FAR, _FAR)
-        self.domains = rows.domains
-        order = np.argsort(rows.refs, kind="stable")
-        self.sorted_refs = rows.refs[order]
-        self.entry_rows, self.entry_coeffs = rows.row_of[order], rows.coeffs[order]
-
-    def entries(self, ref: int) -> tuple[IntArray, IntArray]:
-        begin, end = np.searchsorted(self.sorted_refs, [ref, ref + 1]).tolist()
-        return self.entry_rows[begin:end], self.entry_coeffs[begin:end]
-
-    def move(self, out: tuple[IntArray, IntArray], into: tuple[IntArray, IntArray]) -> bool:
-        """Take one unit off ``out``'s variable and add one to ``into``'s (their entries), if
-        every row they are in stays within its bounds; whether it did. (A variable is in a row
-        once, so each side's rows are distinct.)"""
-        activity = self.activity
-        activity[out[0]] -= out[1]
-        activity[into[0]] += into[1]
-        for rows in (out[0], into[0]):
-            after = activity[rows]
-            if (after < self.low[rows]).any() or (after > self.high[rows]).any():
-                activity[into[0]] -= into[1]
-                activity[out[0]] += out[1]
-                return False
-        return True
-
-    def holds(self) -> bool:
-        """Whether every row's activity lies in its domain (holes included)."""
-        known = zip(self.activity.tolist(), self.domains, self.unknown.tolist(), strict=True)
-        for activity, domain, unknown in known:
-            pairs = zip(domain[::2], domain[1::2], strict=True)
-            if domain and not unknown and not any(a <= activity <= b for a, b in pairs):
-                return False
-        return True
 
 
 def _move_down(
-    rows: _Rows,
+    rows: RowsAt,
     values: IntArray,
     ref: int,
     cost: int,
@@ -109,7 +54,7 @@ def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
     stages' rows (unmet demand fixed) hold as they did."""
     proto = pm.model.proto
     values = as_array(start.values, len(proto.variables))
-    rows = _Rows(pm, values, list(start.values))
+    rows = RowsAt(pm, values, list(start.values))
     by_workload: dict[int, list[tuple[int, int]]] = defaultdict(list)  # (cost, ref), cheapest 1st
     for option in pm.problem.options:
         by_workload[option.workload].append((scaled_cost(option), pm.x[option.index].index))
