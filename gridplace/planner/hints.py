@@ -86,13 +86,11 @@ def scarce_with_failover(problem: Problem) -> dict[int, int]:
 
 def relaxed_and_repaired(
     problem: Problem, solve_relaxed: Callable[[Problem], dict[int, int]], shortfall: bool = False
-) -> dict[int, int] | None:
+) -> dict[int, int]:
     """``solve_relaxed`` on the problem without failover rows, then failover top-ups (with
     ``shortfall``: the replicas its demand needs, ``failover_greedy.demand_replicas``, then
-    ``failover_greedy``); None when no workload has failover rows (the relaxed plan is then
+    ``failover_greedy``). Only for a problem with failover rows (without, the relaxed plan is
     just the plan)."""
-    if not any(w.node_failures > 0 for w in problem.workloads):
-        return None
     relaxed = dataclasses.replace(
         problem,
         workloads=tuple(dataclasses.replace(w, node_failures=0) for w in problem.workloads),
@@ -198,9 +196,7 @@ def _first_plan_candidates(
         clock.add(inner.work_s)  # the stages share what the relaxed solve left
         return inner.counts
 
-    repaired = relaxed_and_repaired(problem, solve_relaxed, large)
-    if repaired is not None:
-        candidates.append(repaired)
+    candidates.append(relaxed_and_repaired(problem, solve_relaxed, large))
     return candidates
 
 
