@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -44,22 +44,32 @@ class PoolRoom:
         self._node_slots = np.array(
             [p.gpus_per_node * SLOTS_PER_GPU for p in pools], dtype=np.int64
         )
-        self.free_slots: IntArray = self._nodes * self._node_slots
+        self._slots = self._nodes * self._node_slots
+        self.free_slots: IntArray = self._slots.copy()
 
-    def potentials(self, rows: CandidateRows, chosen: IntArray) -> tuple[FloatArray, IntArray]:
-        """Per ``chosen`` row: what it could serve with the replicas of it its pool has left
-        (with the whole pool left, what the whole pool could serve: capacity x nodes x replicas
-        a node holds, in that order), and those replicas."""
-        slots = np.array([replica_slots(c.share, c.tensor_parallel) for c in rows.configs])
-        pool, each = rows.pool[chosen], slots[rows.config[chosen]]
-        per_node = self._node_slots[pool] // each
-        whole = self._nodes[pool] * per_node
-        left = np.minimum(whole, self.free_slots[pool] // each)
-        capacity = rows.capacity_rps[chosen]
+    def replicas_left(self, rows: CandidateRows, chosen: IntArray) -> tuple[IntArray, IntArray]:
+        """Per ``chosen`` row: the replicas of it its pool holds, and those it has left."""
+        pool, each = rows.pool[chosen], _replica_slots(rows)[rows.config[chosen]]
+        whole = self._nodes[pool] * (self._node_slots[pool] // each)
+        return whole, np.minimum(whole, self.free_slots[pool] // each)
+
+    def potentials(self, rows: CandidateRows, chosen: IntArray) -> FloatArray:
+        """What each ``chosen`` row could serve with the replicas of it its pool has left (the
+        whole pool left: capacity x nodes x replicas a node holds, in that order)."""
+        whole, left = self.replicas_left(rows, chosen)
+        pool, capacity = rows.pool[chosen], rows.capacity_rps[chosen]
+        per_node = self._node_slots[pool] // _replica_slots(rows)[rows.config[chosen]]
         found: FloatArray = np.where(
             left == whole, capacity * self._nodes[pool] * per_node, capacity * left
         )
-        return found, left
+        return found
+
+    def closed(self, rows: CandidateRows, forced: BoolArray) -> BoolArray:
+        """The rows, ``forced`` ones aside, whose pool has none of their replicas left."""
+        touched = np.flatnonzero((self.free_slots < self._slots)[rows.pool] & ~forced)
+        found = np.zeros(len(rows), dtype=bool)
+        found[touched] = self.replicas_left(rows, touched)[1] == 0
+        return found
 
     def take(self, pool: int, replicas: int, slots: int) -> None:
         """``replicas`` of ``slots`` each on ``pool``."""
@@ -76,28 +86,29 @@ def select_candidates(
     """The rows to keep, ascending: the cheapest candidates per request/s until they could serve
     every source ``CANDIDATE_COVER`` times over (and at least ``limit``), plus the ``forced``
     ones (those the previous plan uses). A row counts what ``room`` left of its pool; one on a
-    pool with less than one of its replicas left is closed: passed over unless forced, or
-    while fewer than ``limit`` rows are kept (cheapest first: the model may still move another
-    workload off that pool). A large grid offers thousands of interchangeable options per
-    workload; the model only needs enough of the best ones to choose among.
+    pool with none of its replicas left is closed: passed over unless forced, or while fewer
+    than ``limit`` rows are kept (cheapest first: the model may still move another workload off
+    that pool). A large grid offers thousands of interchangeable options per workload; the
+    model only needs enough of the best ones to choose among.
     """
     if len(rows) <= limit:
         return np.arange(len(rows), dtype=np.int64)
-    everything = np.arange(len(rows), dtype=np.int64)
-    counted, replicas = room.potentials(rows, everything)
-    is_open = (replicas > 0) | forced
-    open_rows = np.flatnonzero(is_open)
-    score, tie = _order_keys(rows, demand, open_rows)
+    score, tie = _order_keys(rows, demand, None)
+    closed = room.closed(rows, forced)
+    need = _needs(rows, demand, CANDIDATE_COVER)
+    if not closed.any():
+        return np.sort(
+            _covering(rows.servable, forced, score, tie, need, limit,
+                      lambda at: room.potentials(rows, at))
+        )  # fmt: skip
+    open_rows, shut = np.flatnonzero(~closed), np.flatnonzero(closed)
     picked = open_rows[
-        _covering(
-            rows.servable[open_rows], counted[open_rows], forced[open_rows], score, tie,
-            _needs(rows, demand, CANDIDATE_COVER), limit,
-        )
+        _covering(rows.servable[open_rows], forced[open_rows], score[open_rows], tie[open_rows],
+                  need, limit, lambda at: room.potentials(rows, open_rows[at]))
     ]  # fmt: skip
     if len(picked) < limit:
-        closed = np.flatnonzero(~is_open)
-        score, tie = _order_keys(rows, demand, closed)
-        picked = np.concatenate((picked, closed[_cheapest(score, tie, limit - len(picked))]))
+        extra = _cheapest(score[shut], tie[shut], limit - len(picked))
+        picked = np.concatenate((picked, shut[extra]))
     return np.sort(picked)
 
 
@@ -110,23 +121,27 @@ def reserve(rows: CandidateRows, demand: WorkloadDemand, room: PoolRoom, kept: I
     score, tie = _order_keys(rows, demand, kept)
     ordered = kept[np.lexsort((tie, score))]
     need = _needs(rows, demand, 1.0)
+    slots = _replica_slots(rows)
     for row, served in zip(ordered.tolist(), rows.servable[ordered].tolist(), strict=True):
         columns = [c for c, ok in enumerate(served) if ok and need[c] > 0]
         if not columns:
             continue
-        _, free = room.potentials(rows, np.array([row]))
+        free = int(room.replicas_left(rows, np.array([row]))[1][0])
         capacity, wanted = float(rows.capacity_rps[row]), sum(need[c] for c in columns)
-        replicas = min(int(free[0]), math.ceil(wanted / capacity))
-        config = rows.configs[int(rows.config[row])]
-        room.take(
-            int(rows.pool[row]), replicas, replica_slots(config.share, config.tensor_parallel)
-        )
+        replicas = min(free, math.ceil(wanted / capacity))
+        room.take(int(rows.pool[row]), replicas, int(slots[rows.config[row]]))
         served_rps = min(replicas * capacity, wanted)
         for c in columns:
             part = min(need[c], served_rps)
             need[c], served_rps = need[c] - part, served_rps - part
         if all(left <= 0 for left in need):
             return
+
+
+def _replica_slots(rows: CandidateRows) -> IntArray:
+    """GPU slots one replica of each of ``rows``' configurations takes."""
+    slots = [replica_slots(c.share, c.tensor_parallel) for c in rows.configs]
+    return np.array(slots, dtype=np.int64)
 
 
 def _needs(rows: CandidateRows, demand: WorkloadDemand, cover: float) -> list[float]:
@@ -136,33 +151,33 @@ def _needs(rows: CandidateRows, demand: WorkloadDemand, cover: float) -> list[fl
 
 
 def _order_keys(
-    rows: CandidateRows, demand: WorkloadDemand, chosen: IntArray
+    rows: CandidateRows, demand: WorkloadDemand, chosen: IntArray | None
 ) -> tuple[FloatArray, IntArray]:
-    """Selection's order of the ``chosen`` rows as ``np.lexsort((tie, score))`` reads it: the
-    cheapest way to serve the whole demand with this option alone first (so granularity counts:
-    a small replica can beat a big efficient one); ties: preferred precision, more sources,
-    pool order (lexsort is stable: then enumeration order)."""
-    rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config[chosen]]
-    capacity = rows.capacity_rps[chosen]
-    score: FloatArray = np.ceil(demand.booked_rps / capacity) * rows.cost_per_hour[chosen]
-    sources = rows.servable[chosen].sum(axis=1)
+    """Selection's order of the ``chosen`` rows (None: all) as ``np.lexsort((tie, score))``
+    reads it: the cheapest way to serve the whole demand with this option alone first (so
+    granularity counts: a small replica can beat a big efficient one); ties: preferred
+    precision, more sources, pool order (lexsort is stable: then enumeration order)."""
+    at = slice(None) if chosen is None else chosen
+    rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config[at]]
+    score: FloatArray = np.ceil(demand.booked_rps / rows.capacity_rps[at]) * rows.cost_per_hour[at]
+    sources = rows.servable[at].sum(axis=1)
     pools_n, regions_n = int(rows.pool.max()) + 1, len(rows.regions) + 1
-    tie: IntArray = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool[chosen]
+    tie: IntArray = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool[at]
     return score, tie
 
 
 def _covering(
     servable: BoolArray,
-    potential: FloatArray,
     forced: BoolArray,
     score: FloatArray,
     tie: IntArray,
     need: list[float],
     limit: int,
+    potential: Callable[[IntArray], FloatArray],
 ) -> IntArray:
-    """Positions to keep among rows (``servable`` per source, the ``potential`` each counts):
-    the first ``limit`` in order, then each one that serves a source still short of ``need``
-    (or is forced)."""
+    """Positions to keep among rows (``servable`` per source; ``potential``: what those at some
+    positions count): the first ``limit`` in order, then each one that serves a source still
+    short of ``need`` (or is forced)."""
     count = len(score)
     if count <= limit:
         return np.arange(count, dtype=np.int64)
@@ -177,9 +192,10 @@ def _covering(
     # the floats are the loop's below, row by row).
     head = _cheapest(score, tie, limit)
     kept.extend(head.tolist())
+    counted = potential(head)
     for column, served in enumerate(servable[head].T):
         if served.any():
-            taken = np.concatenate(([need[column]], potential[head][served]))
+            taken = np.concatenate(([need[column]], counted[served]))
             need[column] = float(np.subtract.accumulate(taken)[-1])
     if not unmet_bits():  # every source covered: past them only the forced rows are kept
         kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
@@ -197,8 +213,9 @@ def _covering(
         for hit in hits:
             row = int(rest[hit])
             kept.append(row)
+            counts = float(potential(np.array([row]))[0])
             for column in np.flatnonzero(servable[row]).tolist():
-                need[column] -= float(potential[row])
+                need[column] -= counts
             if short and unmet_bits() != short:
                 position += hit + 1
                 break
