@@ -96,7 +96,7 @@ def select_candidates(
     score, tie = _order_keys(rows, demand, None)
     closed = room.closed(rows, forced)
     need = _needs(rows, demand, CANDIDATE_COVER)
-    if not closed.any():
+    if not closed.any():  # the rows as they are, without copies
         return np.sort(
             _covering(rows.servable, forced, score, tie, need, limit,
                       lambda at: room.potentials(rows, at))
