@@ -139,21 +139,37 @@ class PlanService:
 
     def view_of(self, record: NodeRecord) -> NodeView:
         now = self.clock()
-        grace_s = self.settings.heartbeat_grace_s
-        population = None
-        if seconds_silent(record, now, self.started_at) > grace_s:
-            # Only a silent node needs to know whether the whole grid went quiet.
-            cutoff = now - timedelta(seconds=grace_s)
-            population = self.store.quiet_count(cutoff)
-        view = judge(
-            [record],
+        # Only a silent node needs to know whether the whole grid went quiet.
+        silent = seconds_silent(record, now, self.started_at) > self.settings.heartbeat_grace_s
+        return self._judge([record], now, self._population(now) if silent else None).nodes[0]
+
+    def nodes_page(self, limit: int, offset: int, after: str | None) -> tuple[list[NodeView], int]:
+        """A page of nodes by name judged as ``grid()`` judges them, and how many there are:
+        the page's rows and two counts read, not the grid."""
+        now = self.clock()
+        population = self._population(now)
+        records = self.store.nodes(limit=limit, offset=offset, after=after)
+        return self._judge(records, now, population).nodes, population[1]
+
+    def _population(self, now: datetime) -> tuple[int, int]:
+        """(silent nodes, all nodes) at ``now``: silence counts from the server's start."""
+        cutoff = now - timedelta(seconds=self.settings.heartbeat_grace_s)
+        if self.started_at >= cutoff:  # up for less than the grace period: nobody is silent
+            return 0, self.store.node_count()
+        return self.store.quiet_count(cutoff)
+
+    def _judge(
+        self, records: list[NodeRecord], now: datetime, population: tuple[int, int] | None
+    ) -> GridView:
+        settings = self.settings
+        return judge(
+            records,
             now,
             self.started_at,
-            grace_s,
-            self.settings.mass_silence_fraction,
+            settings.heartbeat_grace_s,
+            settings.mass_silence_fraction,
             population,
         )
-        return view.nodes[0]
 
     @contextmanager
     def _solver_slot(self) -> Iterator[None]:
