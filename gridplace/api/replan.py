@@ -25,12 +25,11 @@ Must not: decide placement (the planner does) or write anything but through ``Pl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from gridplace import collector
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView, is_mass_silence, seconds_silent
+from gridplace.api.grid import GridView, is_mass_silence, judge, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -92,8 +91,16 @@ def is_short(latest: PlanRecord) -> bool:
     return bool(status and (status.unplaced or any(not w.slo_met for w in status.workloads)))
 
 
-def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) -> list[str]:
-    """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring."""
+def detect_changes(
+    latest: PlanRecord,
+    view: GridView,
+    derate_threshold: float,
+    registered: Collection[str] | None = None,
+) -> list[str]:
+    """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring.
+    ``view`` is the whole grid, or, with the names of every ``registered`` node, only the nodes
+    that may give a reason (``suspects``): a node holding replicas missing from it is then
+    deregistered only if it is not among them."""
     reasons: list[str] = []
     nodes = view.by_name()
     replicas_on = replicas_by_node(latest)
@@ -101,7 +108,8 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
         count = replicas_on[name]
         current = nodes.get(name)
         if current is None:
-            reasons.append(f"node {name} deregistered ({count} replicas)")
+            if registered is None or name not in registered:
+                reasons.append(f"node {name} deregistered ({count} replicas)")
         elif not current.healthy:
             why = current.node.status.message if current.node.status else None
             state = "silent" if current.silent and not view.mass_silence else "unhealthy"
@@ -124,6 +132,35 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
     return reasons
 
 
+def suspects(
+    latest: PlanRecord,
+    pulses: list[NodePulse],
+    silent: set[str],
+    derate_threshold: float,
+    mass_silence: bool = False,
+) -> set[str]:
+    """The nodes that may give ``detect_changes`` a reason, judged from the nodes' pulses alone
+    (no node document read): a superset of those it names — a node holding replicas that is
+    gone (not registered, reported unhealthy or ``silent``, unless in a ``mass_silence``,
+    which ``detect_changes`` ignores too); a throttle move past the threshold; a node healthy
+    now and not in the basis while the plan is short. Empty: ``detect_changes`` finds none."""
+    replicas_on = replicas_by_node(latest)
+    seen = {pulse.name for pulse in pulses}
+    found = {name for name in replicas_on if name not in seen}
+    short = is_short(latest)
+    for pulse in pulses:
+        healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
+        gone = not healthy or (pulse.name in silent and not mass_silence)
+        basis = latest.basis.get(pulse.name)
+        moved = basis is not None and (
+            abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= derate_threshold
+        )
+        back = short and (basis is None or not basis.healthy)
+        if (pulse.name in replicas_on and gone) or (healthy and (moved or back)):
+            found.add(pulse.name)
+    return found
+
+
 def may_have_changed(
     latest: PlanRecord,
     pulses: list[NodePulse],
@@ -131,31 +168,8 @@ def may_have_changed(
     derate_threshold: float,
     mass_silence: bool = False,
 ) -> bool:
-    """Whether ``detect_changes`` could find a reason, judged from the nodes' pulses alone (no
-    node document read): true for a superset of its reasons — a node holding replicas that is
-    gone, reported unhealthy or ``silent`` (unless in a ``mass_silence``, which ``detect_changes``
-    ignores too); a throttle move past the threshold; a node healthy now and not in the basis
-    while the plan is short. False means ``detect_changes`` finds none."""
-    replicas_on = replicas_by_node(latest)
-    seen = {pulse.name for pulse in pulses}
-    if any(name not in seen for name in replicas_on):
-        return True
-    short = is_short(latest)
-    for pulse in pulses:
-        healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
-        gone = not healthy or (pulse.name in silent and not mass_silence)
-        if pulse.name in replicas_on and gone:
-            return True
-        basis = latest.basis.get(pulse.name)
-        if not healthy:
-            continue
-        if basis is not None and abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= (
-            derate_threshold
-        ):
-            return True
-        if short and (basis is None or not basis.healthy):
-            return True
-    return False
+    """Whether ``detect_changes`` could find a reason (``suspects``); False: it finds none."""
+    return bool(suspects(latest, pulses, silent, derate_threshold, mass_silence))
 
 
 def calibration_changes(
@@ -200,18 +214,7 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        if not self._grid_may_have_changed(latest):  # the usual case: no document read
-            reasons = self._calibration_changes(latest, lambda: self.service.grid())
-            if not reasons:
-                return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
-            return self._replan(latest, "change", reasons)
-        with collector.paused():  # the grid read below lives through a replan: see collector
-            return self._check_grid(latest)
-
-    def _check_grid(self, latest: PlanRecord) -> ReplanOutcome:
-        view = self.service.grid()
-        reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
-        reasons += self._calibration_changes(latest, lambda: view)
+        reasons = self._changes(latest, periodic=True)
         if not reasons:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
         return self._replan(latest, "change", reasons)
@@ -221,20 +224,16 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        with collector.paused():  # the grid read below lives through the replan: see collector
-            return self._replan_now(latest)
-
-    def _replan_now(self, latest: PlanRecord) -> ReplanOutcome:
-        view = self.service.grid()
-        changes = detect_changes(latest, view, self.service.settings.derate_threshold)
-        changes += self._calibration_changes(latest, lambda: view)
+        changes = self._changes(latest, periodic=False)
         record = self.service.recompute(latest, "requested", ["requested", *changes])
         return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
 
-    def _grid_may_have_changed(self, latest: PlanRecord) -> bool:
-        """``may_have_changed`` on the nodes' pulses. A mass silence is judged here too, so
-        that it reads no document: every node of a 10,000-node grid silent at once (the
-        server's network) otherwise cost seconds of CPU in the serving process every check."""
+    def _changes(self, latest: PlanRecord, periodic: bool) -> list[str]:
+        """Why ``latest`` no longer fits, read without the whole grid: every node's pulse (a
+        few columns), then the documents of the nodes the pulses point at (``suspects``) and
+        of the nodes holding replicas when the calibration moved. A mass silence is judged from
+        the pulses too: every node of a 10,000-node grid silent at once (the server's network)
+        reads no document."""
         service, settings = self.service, self.service.settings
         now, grace_s = service.clock(), settings.heartbeat_grace_s
         pulses = service.store.node_pulses()
@@ -244,7 +243,7 @@ class Replanner:
             if seconds_silent(pulse, now, service.started_at) > grace_s
         }
         mass_silence = is_mass_silence(len(silent), len(pulses), settings.mass_silence_fraction)
-        if mass_silence:
+        if mass_silence and periodic:
             self.metrics.replan_skipped("mass-silence")
             log.warning(
                 "%d of %d nodes are silent: assuming the server's network, not replanning "
@@ -252,17 +251,24 @@ class Replanner:
                 len(silent),
                 len(pulses),
             )
-        return may_have_changed(
-            latest, pulses, silent, settings.derate_threshold, mass_silence=mass_silence
-        )
+        names = suspects(latest, pulses, silent, settings.derate_threshold, mass_silence)
+        reasons: list[str] = []
+        if names:
+            records = service.store.nodes_named(names)
+            fraction, population = settings.mass_silence_fraction, (len(silent), len(pulses))
+            view = judge(records, now, service.started_at, grace_s, fraction, population)
+            registered = {pulse.name for pulse in pulses}
+            reasons = detect_changes(latest, view, settings.derate_threshold, registered)
+        return reasons + self._calibration_changes(latest)
 
-    def _calibration_changes(self, latest: PlanRecord, view: Callable[[], GridView]) -> list[str]:
-        current = self.service.recalibrate()
+    def _calibration_changes(self, latest: PlanRecord) -> list[str]:
+        store = self.service.store
+        holders = replicas_by_node(latest)
         return calibration_changes(
             latest,
-            current,
-            lambda: view().planner_nodes(),
-            self.service.store,
+            self.service.recalibrate(),
+            lambda: [record.node for record in store.nodes_named(holders)],
+            store,
             self.service.settings,
         )
 

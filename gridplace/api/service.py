@@ -322,7 +322,8 @@ class PlanService:
         newest = windows[-1].id
         if stored is not None and stored.document.get("newestObservation") == newest:
             return stored
-        oracle = ModelOracle(self.grid().planner_nodes(), builtin_catalog())
+        observed = self.store.nodes_named({record.window.node for record in windows})
+        oracle = ModelOracle([record.node for record in observed], builtin_catalog())
         calibration = estimate((record.window for record in windows), oracle)
         document = {**calibration.as_dict(), "newestObservation": newest}
         self.store.add_calibration(document, self.clock(), CALIBRATIONS_KEPT)
