@@ -15,10 +15,17 @@ what that plan was based on (its *basis*):
   replica's predicted capacity by more than ``calibration_capacity_change`` from what the plan's
   own calibration predicted, or a workload's observed SLO attainment stayed under
   ``slo_attainment_target`` for two windows since the plan was made (``planner.replan_triggers``:
-  the same triggers the simulator's loop runs, with their hysteresis).
+  the same triggers the simulator's loop runs, with their hysteresis);
+- when none of those fired, at most every ``cost_check_interval_s`` (and not sooner after the
+  plan was made): a plan made afresh under the current calibration (solved where plans are
+  solved, a worker process by default) costs less by more than 5% and leaves no more workloads
+  unplaced (``replan_triggers.due_reasons``, the simulator's loop's order and cost trigger). The
+  replan is then the usual one from the latest plan, as the simulator's loop adopts it.
 
 Anything else — a node without replicas going away, a throttle ratio wobbling under the
-threshold — changes nothing, so agents never see churn for noise.
+threshold — changes nothing, so agents never see churn for noise. The check reads every node's
+pulse (a few columns) and the documents of the nodes they point at, never the whole grid
+(``Replanner._changes``).
 Must not: decide placement (the planner does) or write anything but through ``PlanService``.
 """
 
@@ -27,6 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from gridplace.api.bodies import reparse
 from gridplace.api.grid import GridView, is_mass_silence, judge, seconds_silent
@@ -52,11 +60,12 @@ from gridplace.planner.recalibrate import (
 from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
+    due_reasons,
     replica_queries,
     slo_shortfalls,
     windowed_attainment,
 )
-from gridplace.specs import Node, build_bundle
+from gridplace.specs import Node, PlacementPlan, build_bundle
 
 log = logging.getLogger("gridplace.api")
 # The advisory lock the periodic check holds: with several servers on one PostgreSQL, one checks
@@ -72,6 +81,11 @@ class ReplanOutcome:
     reasons: list[str]
     record: PlanRecord | None = None  # the new plan when replanned
     skipped: str | None = None  # why not, in a word (no-plan, no-change, conflict, ...)
+
+
+def _cost_per_hour(plan: PlacementPlan) -> float:
+    """What the planner priced ``plan``'s replicas at (0: unknown, so never replaced for cost)."""
+    return (plan.status.cost_per_hour or 0.0) if plan.status else 0.0
 
 
 def replicas_by_node(latest: PlanRecord) -> dict[str, int]:
@@ -201,6 +215,7 @@ class Replanner:
     def __init__(self, service: PlanService, metrics: Metrics) -> None:
         self.service = service
         self.metrics = metrics
+        self._cost_checked_at: datetime | None = None  # this server's last cost trigger solve
 
     def check(self) -> ReplanOutcome:
         """Replan if the grid changed in a way that matters (the periodic check); skipped while
@@ -214,10 +229,34 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        reasons = self._changes(latest, periodic=True)
+        changes = self._changes(latest, periodic=True)
+        checked: list[bool] = []  # whether the cost trigger's plan was made (it is a solve)
+
+        def afresh() -> PlacementPlan | None:
+            fresh = self._afresh(latest)
+            checked.append(fresh is not None)
+            return fresh
+
+        reasons = due_reasons(changes, latest.plan, afresh, _cost_per_hour, ReplanPolicy())
         if not reasons:
+            if any(checked):
+                self.metrics.cost_checked(replanned=False)
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
-        return self._replan(latest, "change", reasons)
+        outcome = self._replan(latest, "change" if changes else "cost", reasons)
+        if not changes:
+            self.metrics.cost_checked(replanned=outcome.replanned)
+        return outcome
+
+    def _afresh(self, latest: PlanRecord) -> PlacementPlan | None:
+        """The cost trigger's plan made afresh (``PlanService.afresh``) when one is due: at
+        most every ``cost_check_interval_s``, and not sooner after ``latest`` was made."""
+        interval_s = self.service.settings.cost_check_interval_s
+        now = self.service.clock()
+        since = max(latest.summary.created_at, self._cost_checked_at or latest.summary.created_at)
+        if not interval_s or (now - since).total_seconds() < interval_s:
+            return None
+        self._cost_checked_at = now
+        return self.service.afresh(latest)
 
     def replan(self) -> ReplanOutcome:
         """Replan now, whatever changed (``POST /v1/replan``); conflicts propagate (409)."""

@@ -313,6 +313,16 @@ class PlanService:
             plan=solved.plan.model_copy(update={"metadata": metadata}), base_generation=base
         )
 
+    def afresh(self, latest: PlanRecord) -> PlacementPlan:
+        """The plan ``latest``'s inputs get now from nothing (no previous plan, so no replica
+        kept for its move's sake) under the latest calibration, with ``latest``'s options:
+        neither stored nor published (the cost trigger's reference). Solved where plans are."""
+        documents = reparse(latest.inputs, f"plan generation {latest.generation} inputs")
+        with self._solver_slot(), collector.paused():
+            calibration = self.store.latest_calibration()
+            options = PlanOptions.from_dict(latest.options)
+            return self._solve(documents, options, None, calibration).plan
+
     def recalibrate(self) -> CalibrationRecord | None:
         """The latest calibration, estimated anew first when windows arrived since it was."""
         windows = self.store.observations(limit=CALIBRATION_WINDOWS)
