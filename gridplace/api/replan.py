@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView, is_mass_silence, judge, seconds_silent
+from gridplace.api.grid import GridView, counts_silent, judge
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -164,7 +164,7 @@ def suspects(
     short = is_short(latest)
     for pulse in pulses:
         healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
-        gone = not healthy or (pulse.name in silent and not mass_silence)
+        gone = not healthy or counts_silent(pulse.name in silent, mass_silence)
         basis = latest.basis.get(pulse.name)
         moved = basis is not None and (
             abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= derate_threshold
@@ -274,14 +274,8 @@ class Replanner:
         the pulses too: every node of a 10,000-node grid silent at once (the server's network)
         reads no document."""
         service, settings = self.service, self.service.settings
-        now, grace_s = service.clock(), settings.heartbeat_grace_s
-        pulses = service.store.node_pulses()
-        silent = {
-            pulse.name
-            for pulse in pulses
-            if seconds_silent(pulse, now, service.started_at) > grace_s
-        }
-        mass_silence = is_mass_silence(len(silent), len(pulses), settings.mass_silence_fraction)
+        judged = service.pulses()
+        pulses, silent, mass_silence = judged.pulses, judged.silent, judged.mass_silence
         if mass_silence and periodic:
             self.metrics.replan_skipped("mass-silence")
             log.warning(
@@ -294,8 +288,9 @@ class Replanner:
         reasons: list[str] = []
         if names:
             records = service.store.nodes_named(names)
-            fraction, population = settings.mass_silence_fraction, (len(silent), len(pulses))
-            view = judge(records, now, service.started_at, grace_s, fraction, population)
+            grace_s, fraction = settings.heartbeat_grace_s, settings.mass_silence_fraction
+            population = (len(silent), len(pulses))
+            view = judge(records, judged.now, service.started_at, grace_s, fraction, population)
             registered = {pulse.name for pulse in pulses}
             reasons = detect_changes(latest, view, settings.derate_threshold, registered)
         return reasons + self._calibration_changes(latest)

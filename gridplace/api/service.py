@@ -28,7 +28,7 @@ from gridplace import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.checks import WorkloadCheck
 from gridplace.api.errors import InvalidRequest, Unavailable
-from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
+from gridplace.api.grid import GridView, NodeView, Pulses, judge, judge_pulses, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
@@ -131,6 +131,18 @@ class PlanService:
                 self.settings.heartbeat_grace_s,
                 self.settings.mass_silence_fraction,
             )
+
+    def pulses(self) -> Pulses:
+        """Every node's pulse judged now as ``grid()`` judges the nodes (silence, a mass
+        silence): a few columns per node, no document read."""
+        settings = self.settings
+        return judge_pulses(
+            self.store.node_pulses(),
+            self.clock(),
+            self.started_at,
+            settings.heartbeat_grace_s,
+            settings.mass_silence_fraction,
+        )
 
     def node_view(self, name: str) -> NodeView | None:
         """One node judged like ``grid()`` would, reading counts instead of every node."""
