@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from gridplace.api.store import store as store_module
 from gridplace.planner.recalibrate import Calibration, Correction
 from tests.api.conftest import (
     ADMIN,
@@ -97,3 +100,28 @@ def test_no_cost_check_when_turned_off(make_client: MakeClient, clock: FakeClock
     heartbeat(client, names)
     assert check(client)["skipped"] == "no-change"
     assert cost_checks(client) == {}
+
+
+def test_the_cost_checks_solve_runs_in_the_solver_worker(
+    make_client: MakeClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan made afresh (and the replan) read the grid in the worker process: the serving
+    process reads only the documents of the nodes holding replicas (the capacity band's)."""
+    client = make_client(
+        cost_check_interval_s=INTERVAL_S, calibration_capacity_change=10, solve_in_subprocess=True
+    )
+    names, first = planned(client, 3.0, clock)
+    calibrate(client, 1.0)
+    clock.advance(2)
+    heartbeat(client, names)
+    built: list[str] = []
+    record = store_module._node_record
+
+    def counted(row: Any) -> Any:
+        built.append(row.name)
+        return record(row)
+
+    monkeypatch.setattr(store_module, "_node_record", counted)
+    outcome = check(client)
+    assert outcome["replanned"] is True and "costs" in outcome["reasons"][0], outcome
+    assert built == sorted({a["node"] for a in first["spec"]["assignments"]})
