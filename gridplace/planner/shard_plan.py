@@ -76,9 +76,11 @@ def plan_shards(
     shards use ``predictor`` here."""
     started = time.perf_counter()
     remote = settings.workers > 1 or settings.ray_address is not None
+    if remote and make is None:
+        raise ValueError("shards run in other processes need ``make`` (a predictor is a closure)")
     shards = [
         Shard(sub, members, latency, None, make)
-        if remote and make is not None
+        if remote and make
         else Shard(sub, members, latency, predictor)
         for sub, members in shard_inputs(inputs, count)
     ]

@@ -78,3 +78,18 @@ def test_what_shards_cannot_do_is_exit_1_naming_the_flag(
 def test_a_bad_shard_count_is_a_usage_error(grid: list[str], value: str) -> None:
     result = runner.invoke(app, ["plan", *grid, "--shards", value])
     assert result.exit_code == 2 and "--shards" in result.stderr
+
+
+def test_shards_on_local_processes_and_on_ray_give_the_same_plan(grid: list[str]) -> None:
+    args = ["plan", *grid, *FAST, "--format", "json", "--shards", "2"]
+    here = runner.invoke(app, args)
+    apart = runner.invoke(app, [*args, "--workers", "2"])
+    assert here.exit_code == apart.exit_code == 0, apart.output
+    assert json.loads(apart.stdout)["spec"] == json.loads(here.stdout)["spec"]
+    ray = pytest.importorskip("ray")
+    try:
+        on_ray = runner.invoke(app, [*args, "--ray-address", "local"])
+    finally:
+        ray.shutdown()
+    assert on_ray.exit_code == 0, on_ray.output
+    assert json.loads(on_ray.stdout)["spec"] == json.loads(here.stdout)["spec"]

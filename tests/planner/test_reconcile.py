@@ -12,6 +12,7 @@ from gridplace.planner.compile import PlannerInputs
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import make_plan
 from gridplace.planner.ports import OptionPredictor
+from gridplace.planner.predictor import make_predictor
 from gridplace.planner.reconcile import reduced_nodes
 from gridplace.planner.shard_plan import plan_shards
 from gridplace.planner.shards import shard_count, shard_inputs
@@ -133,13 +134,14 @@ def test_local_processes_give_the_same_sharded_plan() -> None:
 
 
 def test_ray_gives_the_same_sharded_plan() -> None:
+    """On a local Ray (its workers import gridplace, not the tests: the calibrated model)."""
     ray = pytest.importorskip("ray")
     inputs = lopsided()
-    alone = plan_shards(inputs, fake_predictor, latency(inputs), 2, SETTINGS, _fake)
+    here = plan_shards(inputs, make_predictor(), latency(inputs), 2, SETTINGS, make_predictor)
     try:
         local = dataclasses.replace(SETTINGS, ray_address="local")
-        apart = plan_shards(inputs, fake_predictor, latency(inputs), 2, local, _fake)
-        assert apart.placements == alone.placements
+        apart = plan_shards(inputs, make_predictor(), latency(inputs), 2, local, make_predictor)
+        assert apart.placements == here.placements and here.placements
     finally:
         ray.shutdown()
 
