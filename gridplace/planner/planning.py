@@ -145,12 +145,9 @@ def sharded_plan(sharded: Sharded, name: str = "plan", generation: int = 1) -> P
     note); no bound (the shards' bounds hold for their own nodes only), and unplaced workloads
     get compile-time reasons (no diagnosis: one model of the whole grid is what sharding
     avoids)."""
-    summary = solver_summary(sharded.solution, Strategy.CPSAT).model_copy(
-        update={"bound": None, "gap": None}
-    )
-    summary = summary.model_copy(
-        update={"status": f"{summary.status} ({len(sharded.shards)} shards)"}
-    )
+    summary = solver_summary(sharded.solution, Strategy.CPSAT)
+    status = f"{summary.status} ({len(sharded.shards)} shards)"
+    summary = summary.model_copy(update={"status": status, "bound": None, "gap": None})
     plan = build_plan(
         sharded.problem,
         sharded.placements,
