@@ -269,7 +269,6 @@ class PlanService:
             options.budget_per_hour,
             learned,
         )
-        shards = options.shards
         if self.solver.processes:
             self.store.flush_heartbeats()  # the worker reads what this server has answered
             grid = StoredGrid(
@@ -279,9 +278,11 @@ class PlanService:
                 self.settings.heartbeat_grace_s,
                 self.settings.mass_silence_fraction,
             )
-            return self.solver.solve(build_bundle(documents), *args, grid=grid, shards=shards)
+            return self.solver.solve(
+                build_bundle(documents), *args, grid=grid, shards=options.shards
+            )
         view = self.grid()
-        solved = self.solver.solve(self._bundle(documents, view), *args, shards=shards)
+        solved = self.solver.solve(self._bundle(documents, view), *args, shards=options.shards)
         return replace(solved, basis={node.name: node.basis for node in view.nodes})
 
     def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
