@@ -4,6 +4,7 @@ a plan within that band is kept and nothing is published."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -47,13 +48,9 @@ def planned(client: TestClient, factor: float, clock: FakeClock) -> tuple[list[s
 
 
 def cost_checks(client: TestClient) -> dict[str, str]:
-    lines = client.get("/metrics").text.splitlines()
-    prefix = "gridplace_cost_checks_total{outcome="
-    return {
-        line[len(prefix) + 1 :].split('"')[0]: line.split()[-1]
-        for line in lines
-        if line.startswith(prefix)
-    }
+    """The cost check's counter by outcome."""
+    text = client.get("/metrics").text
+    return dict(re.findall(r'gridplace_cost_checks_total\{outcome="(\w+)"\} (\d+)', text))
 
 
 def test_an_over_provisioned_plan_is_replaced_at_the_cost_check(
