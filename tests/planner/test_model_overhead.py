@@ -16,7 +16,7 @@ from gridplace.planner.baselines import _Grid
 from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.deaggregate import NodeSlots
 from gridplace.planner.model import PlacementModel, build_model
-from gridplace.planner.rows import _rows_since, model_rows, steps_within
+from gridplace.planner.rows import _read_since, model_rows, steps_within
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.window_state import WindowState, _shift
@@ -247,14 +247,16 @@ def test_greedy_packing_by_node_state_is_the_scan_over_every_node() -> None:
     assert any(n.used for n in nodes.values())
 
 
-def test_rows_read_in_bulk_are_the_rows_read_one_by_one() -> None:
+def test_rows_and_variables_read_in_bulk_are_those_read_one_by_one() -> None:
     pm = _model()
     pm.model.add_bool_or([pm.enforce["budget"]] if "budget" in pm.enforce else [])  # not linear
-    bulk = list(_rows_since(pm.model, 3, bulk_rows=0))
-    one_by_one = list(_rows_since(pm.model, 3, bulk_rows=10**9))
-    assert bulk == one_by_one
+    bulk, bulk_domains = _read_since(pm.model, 3, 5, bulk_rows=0)
+    one_by_one, domains = _read_since(pm.model, 3, 5, bulk_rows=10**9)
+    assert bulk == one_by_one and bulk_domains == domains
     assert len(bulk) == len(pm.model.proto.constraints) - 3
     assert bulk[-1][1] is None and all(linear is not None for _, linear in bulk[:-1])
+    proto = pm.model.proto
+    assert domains == [tuple(proto.variables[i].domain) for i in range(5, len(proto.variables))]
 
 
 def test_the_objects_of_a_solve_are_left_to_themselves_by_the_collector_until_it_ends() -> None:
