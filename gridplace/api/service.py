@@ -45,6 +45,7 @@ from gridplace.api.stored_grid import StoredGrid
 from gridplace.api.wiring import planning_input_issues
 from gridplace.planner.planning import Strategy
 from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
+from gridplace.planner.shards import ShardCount
 from gridplace.specs import PlacementPlan, SpecBundle, SpecError, build_bundle, builtin_catalog
 from gridplace.specs.loader import LoadedDocument
 
@@ -65,12 +66,14 @@ class PlanOptions:
     strategy: Strategy = Strategy.CPSAT
     time_limit_s: float = 10.0
     budget_per_hour: float | None = None
+    shards: ShardCount = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy.value,
             "timeLimitSeconds": self.time_limit_s,
             "budgetPerHour": self.budget_per_hour,
+            "shards": self.shards,
         }
 
     @classmethod
@@ -79,6 +82,7 @@ class PlanOptions:
             strategy=Strategy(data.get("strategy", Strategy.CPSAT.value)),
             time_limit_s=float(data.get("timeLimitSeconds", 10.0)),
             budget_per_hour=data.get("budgetPerHour"),
+            shards=data.get("shards", 1),
         )
 
 
@@ -274,9 +278,11 @@ class PlanService:
                 self.settings.heartbeat_grace_s,
                 self.settings.mass_silence_fraction,
             )
-            return self.solver.solve(build_bundle(documents), *args, grid=grid)
+            return self.solver.solve(
+                build_bundle(documents), *args, grid=grid, shards=options.shards
+            )
         view = self.grid()
-        solved = self.solver.solve(self._bundle(documents, view), *args)
+        solved = self.solver.solve(self._bundle(documents, view), *args, shards=options.shards)
         return replace(solved, basis={node.name: node.basis for node in view.nodes})
 
     def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
