@@ -22,6 +22,7 @@ from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
+from tests.planner.test_model_overhead import _solve as solved
 
 
 def _model(problem: Problem) -> PlacementModel:
@@ -146,12 +147,8 @@ def test_small_cost_windows_run_pass_after_pass_and_a_later_deadline_never_ends_
     )
     pm = _model(problem)
     unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
-    pm.model.minimize(unmet)
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    assert solver.solve(pm.model) == cp_model.OPTIMAL
-    pm.model.add(unmet <= round(solver.objective_value))
-    start = VariableValues({var.index: solver.value(var) for var in all_variables(pm)})
+    start = VariableValues(solved(pm, unmet))
+    pm.model.add(unmet <= evaluate(unmet, start))
     settings = SolverSettings(window_workloads=3)
     ends = []
     for deadline_s in (0.5, 1.0, 3.0):
