@@ -133,6 +133,10 @@ class _Counts:
             for w in problem.workloads
         }
         self.value = {w.index: self.value_of(w.index, {}) for w in problem.workloads}
+        # ``_ways_out`` of each pool, with the version of the counts it was found at
+        self.ways: dict[int, tuple[int, list[tuple[float, Change]]]] = {}
+        self.changes: dict[int, int] = defaultdict(int)  # changes to each workload's counts
+        self._leaving: dict[int, tuple[int, list[tuple[float, Change]]]] = {}
 
     def value_of(self, workload: int, change: dict[int, int]) -> float:
         """``workload``'s part of the first objective with ``change`` (replicas per option);
@@ -143,13 +147,17 @@ class _Counts:
         key = (workload, tuple(sorted((i, n) for i, n in held.items() if n)))
         found = self._values.get(key)
         if found is None:
-            profiles = self._profiles.setdefault(workload, {})
-            state = Shortfall(self.problem, self.problem.workloads[workload], profiles)
-            for index, count in key[1]:
-                for _ in range(count):
-                    state.add(self.problem.options[index])
-            found = self._values[key] = state.value()
+            found = self._values[key] = self.state_of(workload, dict(key[1])).value()
         return found
+
+    def state_of(self, workload: int, held: dict[int, int]) -> Shortfall:
+        """``workload``'s shortfall with ``held`` replicas per option."""
+        profiles = self._profiles.setdefault(workload, {})
+        state = Shortfall(self.problem, self.problem.workloads[workload], profiles)
+        for index, count in sorted(held.items()):
+            for _ in range(count):
+                state.add(self.problem.options[index])
+        return state
 
     def apply(self, change: Change) -> None:
         touched = set()
@@ -165,6 +173,30 @@ class _Counts:
             touched.add(option.workload)
         for workload in touched:
             self.value[workload] = self.value_of(workload, {})
+            self.changes[workload] += 1
+
+    def leaving(self, held: int) -> list[tuple[float, Change]]:
+        """The ways for one replica of option ``held`` to leave its pool, cheapest first: what
+        each costs its workload (in the objective) and the change (dropped, or moved to another
+        of its options outside the pool, room or not); remembered while the workload's counts
+        stay as they are."""
+        option = self.problem.options[held]
+        workload = option.workload
+        found = self._leaving.get(held)
+        if found is None or found[0] != self.changes[workload]:
+            out = [(held, -1)]
+            left = dict(self.held[workload])
+            left[held] -= 1
+            state, before = self.state_of(workload, left), self.value[workload]
+            costed = [(state.value() - before, -1, out)]
+            costed += [
+                (state.value_with(t) - before, t.index, [*out, (t.index, 1)])
+                for t in self.usable[workload]
+                if t.pool != option.pool
+            ]
+            found = (self.changes[workload], [(c, m) for c, _, m in sorted(costed)])
+            self._leaving[held] = found
+        return found[1]
 
 
 def repair_shortfalls(pm: PlacementModel, counts: dict[int, int]) -> dict[int, int]:
@@ -196,9 +228,10 @@ def _best_move(problem: Problem, rows: HardRows, state: _Counts, workload: int) 
     are weighed by what they gain, most first; of those in one pool with the same GPU slots only
     the first needs room made (the others gain no more)."""
     now = state.value[workload]
+    shortfall = state.state_of(workload, state.held[workload])
     gains = []
     for option in state.usable[workload]:
-        gain = now - state.value_of(workload, {option.index: 1})
+        gain = now - shortfall.value_with(option)
         if gain > MIN_GAIN:
             gains.append((-gain, option.index))
     best: tuple[float, Change] | None = None
@@ -268,24 +301,27 @@ def _ways_out(
     """For each option of another workload with replicas in ``option``'s pool: the cheapest
     way (in the objective, under ``worth``) for one of them to leave it, moved to an option of
     its workload that has room or dropped; (what that costs, the change)."""
+    found = state.ways.get(option.pool)
+    if found is None or found[0] != rows.version:  # (the same counts give the same ways)
+        ways = _all_ways_out(problem, rows, state, option)
+        found = state.ways[option.pool] = (rows.version, ways)
+    return [
+        (cost, move)
+        for cost, move in found[1]
+        if cost < worth - MIN_GAIN and problem.options[move[0][0]].workload != option.workload
+    ]
+
+
+def _all_ways_out(
+    problem: Problem, rows: HardRows, state: _Counts, option: Option
+) -> list[tuple[float, Change]]:
+    """``_ways_out`` for every workload, whatever the way costs."""
     ways: list[tuple[float, Change]] = []
     for held in sorted(state.in_pool[option.pool]):
-        other = problem.options[held].workload
-        out = [(held, -1)]
-        if other == option.workload or not rows.fits(out):
+        if not rows.fits([(held, -1)]):
             continue
-        before = state.value[other]
-        best: tuple[float, Change] | None = None
-        for target in [None, *state.usable[other]]:
-            if target is None:
-                move = out
-            elif target.pool != option.pool and rows.room(target.index):
-                move = [*out, (target.index, 1)]  # (checked with the rest: ``_make_room``)
-            else:
-                continue
-            cost = state.value_of(other, dict(move)) - before
-            if cost < worth - MIN_GAIN and (best is None or cost < best[0]):
-                best = (cost, move)
-        if best is not None:
-            ways.append(best)
+        for cost, move in state.leaving(held):
+            if len(move) == 1 or rows.room(move[1][0]):  # (checked with the rest: ``_make_room``)
+                ways.append((cost, move))
+                break
     return ways

@@ -14,8 +14,8 @@ rule (``model``). Candidates, each a replica count per option:
   leave an expensive start (from greedy's, the cost stage ends far above the MILP optimum:
   ``docs/solver-tuning.md``), while the relaxed optimum is one top-up away from a good plan.
   On a large model the relaxed solve is its unmet stage alone, cut to the replicas its demand
-  needs, topped up by ``failover_greedy`` and repaired by ``failover_repair`` (room for the
-  workloads still short, made by moving others' replicas);
+  needs and repaired by ``failover_repair`` (replicas booked for the workloads that fall short,
+  room made for them by moving others' replicas);
 - the greedy over every workload's shortfall (``failover_greedy``), with failover rows.
 ``choose_start`` checks each candidate on the full model (every replica count fixed, the first
 stage's objective) and starts from the best.
@@ -87,27 +87,26 @@ def scarce_with_failover(problem: Problem) -> dict[int, int]:
 
 
 def relaxed_and_repaired(
-    problem: Problem, solve_relaxed: Callable[[Problem], dict[int, int]], shortfall: bool = False
+    problem: Problem,
+    solve_relaxed: Callable[[Problem], dict[int, int]],
+    repair: PlacementModel | None = None,
 ) -> dict[int, int]:
-    """``solve_relaxed`` on the problem without failover rows, then failover top-ups (with
-    ``shortfall``: the replicas its demand needs, ``failover_greedy.demand_replicas``, then
-    ``failover_greedy``). Only for a problem with failover rows (without, the relaxed plan is
-    just the plan)."""
+    """``solve_relaxed`` on the problem without failover rows, then failover top-ups; with
+    ``repair`` (a large model's), the replicas its demand needs instead
+    (``failover_greedy.demand_replicas``) repaired by ``failover_repair`` on that model. Only
+    for a problem with failover rows (without, the relaxed plan is just the plan)."""
     relaxed = dataclasses.replace(
         problem,
         workloads=tuple(dataclasses.replace(w, node_failures=0) for w in problem.workloads),
     )
     counts = solve_relaxed(relaxed)
-    if shortfall:
-        counts = demand_replicas(relaxed, counts)
+    if repair is not None:
+        return repair_shortfalls(repair, demand_replicas(relaxed, counts))
     booking = Booking(problem)
     for index, count in sorted(counts.items()):
         for _ in range(count):
             booking.add(problem.options[index])
-    if shortfall:
-        failover_greedy(problem, booking)
-    else:
-        _top_up(problem, booking)
+    _top_up(problem, booking)
     return dict(booking.counts)
 
 
@@ -175,10 +174,10 @@ def _first_plan_candidates(
     plan repaired: on a model under ``window_min_options`` its two first stages topped up
     greedily (``_top_up``), beside the greedy over every workload's shortfall
     (``failover_greedy``); on a large one, alone, its unmet stage's optimum cut to the
-    replicas its demand needs, then that greedy (from nothing, if the relaxed solve found
-    nothing), then ``failover_repair``. At 10,000 x 1,000 with N+1 the scarcity start left
-    3.4x its unmet objective, the shortfall greedy alone 1.5x, greedy's 4.4x; the repair takes
-    it from 11.07M to 4.93M (the optimum 4.89M)."""
+    replicas its demand needs, then ``failover_repair`` (from nothing, if the relaxed solve
+    found nothing). At 10,000 x 1,000 with N+1 the scarcity start left 3.4x its unmet
+    objective, the shortfall greedy alone 1.5x, greedy's 4.4x, the relaxed optimum cut and
+    topped up by that greedy 2.3x; repaired instead, the optimum (4,886,200)."""
     problem = pm.problem
     large = len(problem.options) >= settings.window_min_options
     failover = any(w.node_failures > 0 for w in problem.workloads)
@@ -200,8 +199,7 @@ def _first_plan_candidates(
         clock.add(inner.work_s)  # the stages share what the relaxed solve left
         return inner.counts
 
-    relaxed = relaxed_and_repaired(problem, solve_relaxed, large)
-    candidates.append(repair_shortfalls(pm, relaxed) if large else relaxed)
+    candidates.append(relaxed_and_repaired(problem, solve_relaxed, pm if large else None))
     return candidates
 
 
