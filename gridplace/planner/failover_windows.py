@@ -72,8 +72,9 @@ def shortfall_windows(
     make_solver: Callable[[float], cp_model.CpSolver],
 ) -> WindowSearch:
     """Improve ``start`` for the model's objective (the first stage's, set by the caller)
-    window by window (module docstring) until ``clock`` reaches ``deadline``, or no workload
-    falls short."""
+    window by window (module docstring) until ``clock`` reaches ``deadline``, no workload falls
+    short, or a pass over those that do gained nothing (from a repaired start, ``hints``, the
+    windows seldom gain: what the stage leaves passes on to the cost stage)."""
     _, objective = pm.objectives[0]
     best = evaluate(objective, start)
     state = WindowState(pm, start.values)
@@ -87,8 +88,7 @@ def shortfall_windows(
     windows = improved = 0
     while True:
         short = shortfalls(pm, incumbent)
-        if not short:
-            return WindowSearch(incumbent, best, windows, improved)
+        before = improved
         for seed in sorted(short, key=lambda w: (-short[w], w)):
             left_s = deadline - clock.spent_s
             if left_s < MIN_WINDOW_TIME_S:
@@ -102,6 +102,8 @@ def shortfall_windows(
                 improved += value < best
                 state.accept(*solved)
                 best = value
+        if improved == before:  # (none falls short, or a pass over those that do gained nothing)
+            return WindowSearch(incumbent, best, windows, improved)
 
 
 def _window(

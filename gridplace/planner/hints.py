@@ -45,7 +45,7 @@ RELAXED_SHARE = 0.3
 # The same for a large model (``SolverSettings.window_min_options``), whose relaxed solve is its
 # unmet stage alone: at 10,000 x 1,000 (N+1 on every workload, moderate) it proves its optimum
 # after 2.6 reference s (docs/solver-tuning.md); what it leaves passes on to the stages.
-LARGE_RELAXED_SHARE = 0.4
+LARGE_RELAXED_SHARE = 0.55
 
 
 def previous_counts(problem: Problem) -> dict[int, int]:

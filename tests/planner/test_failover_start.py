@@ -202,3 +202,18 @@ def test_shortfall_windows_draw_holders_that_can_move_first(
             assert len(window - {seed} - movable) == max(0, len(window) - 1 - len(movable))
         mixed += 2 <= len(movable) < len(holders)
     assert mixed  # some window had to choose between holders that can move and others
+
+
+def test_shortfall_windows_end_after_a_pass_that_gains_nothing(problem: Problem) -> None:
+    pm = _model(problem)
+    checked = hints._check_hint(pm, failover_greedy(problem), SETTINGS, WorkClock())
+    assert checked is not None
+    start = VariableValues({var.index: checked.value(var) for var in all_variables(pm)})
+    clock, deadline = WorkClock(), 60.0
+    search = shortfall_windows(
+        pm, start, deadline, clock, 0, lambda limit_s: make_solver(SETTINGS, limit_s)
+    )
+    short = shortfalls(pm, search.incumbent)
+    assert short  # some workload still falls short: the windows did not run out of seeds
+    assert clock.spent_s < deadline / 4  # nor of time: the last pass gained nothing
+    assert search.windows >= len(short)  # (that pass had a window for each)
