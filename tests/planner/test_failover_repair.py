@@ -1,17 +1,21 @@
 """The repair of a large N+1 start (``failover_repair``): room for the workloads that fall short,
-made by moving others' replicas, with every hard row kept."""
+made by moving others' replicas, with every hard row kept; and what the stages after it charge
+their windows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from gridplace.planner import failover_repair, hints
+from gridplace.planner import failover_repair, hints, stages
 from gridplace.planner.failover_greedy import failover_greedy
 from gridplace.planner.failover_repair import HardRows, repair_shortfalls
 from gridplace.planner.problem import Problem
-from gridplace.planner.solve import SolverSettings
+from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import Solution
-from gridplace.planner.work import WorkClock
+from gridplace.planner.windows import Goal
+from gridplace.planner.work import MIN_CHARGE_S, SMALL_WINDOW_CHARGE_S, WorkClock
 from tests.planner.test_failover_start import LARGE, SETTINGS, _first_objective, _model, _n_plus_one
 
 
@@ -80,3 +84,21 @@ def test_a_large_n_plus_one_start_is_repaired(
     assert len(repaired) == 1
     hints.choose_start(_model(problem), SolverSettings(time_limit_s=2), WorkClock(), relaxed_solve)
     assert len(repaired) == 1  # not large: the full-model solve does this work
+
+
+def test_a_large_n_plus_one_cost_stage_charges_its_windows_what_building_one_costs(
+    problem: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    charged: list[float] = []
+    search = stages.search_windows
+
+    def spy(pm: object, variables: object, goal: Goal, *args: Any, **kwargs: Any) -> object:
+        charged.append(goal.min_charge_s)
+        return search(pm, variables, goal, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stages, "search_windows", spy)
+    solve_problem(problem, LARGE)
+    assert charged and set(charged) == {SMALL_WINDOW_CHARGE_S}
+    charged.clear()
+    solve_problem(_n_plus_one(24, 12, 7, 8.0, node_failures=0), LARGE)
+    assert charged and set(charged) == {MIN_CHARGE_S}  # without N+1: as before

@@ -30,9 +30,11 @@ SETTINGS = SolverSettings(time_limit_s=100)
 LARGE = SolverSettings(time_limit_s=3, window_min_options=0, window_workloads=4)
 
 
-def _n_plus_one(nodes_n: int, workloads_n: int, seed: int, rps_scale: float) -> Problem:
-    """A generated grid (fleets of identical nodes) with N+1 on every workload, its demand
-    scaled past what the pools near its sources hold."""
+def _n_plus_one(
+    nodes_n: int, workloads_n: int, seed: int, rps_scale: float, node_failures: int = 1
+) -> Problem:
+    """A generated grid (fleets of identical nodes) with N+1 on every workload (``node_failures``),
+    its demand scaled past what the pools near its sources hold."""
     nodes, _ = _grid(nodes_n, 0, seed)
     rng = random.Random(seed)
     workloads = [
@@ -46,7 +48,7 @@ def _n_plus_one(nodes_n: int, workloads_n: int, seed: int, rps_scale: float) -> 
             sources=tuple((r, 1 / k) for k in [rng.randint(1, 2)] for r in rng.sample(REGIONS, k)),
             priority=rng.choice([50, 100, 200]),
             replicas=(1, 64),
-            redundancy={"nodeFailures": 1},
+            redundancy={"nodeFailures": node_failures},
         )
         for i in range(workloads_n)
     ]
