@@ -4,13 +4,16 @@ Owns one local search over replica counts (the start ``hints`` checks on the ful
 not state a rule (``model``): every hard row over replica counts alone (pools, replica bounds,
 spread, budget) is checked at each step (``rows.RowsAt``), and the rows with a slack (coverage,
 ``replicas.min``, failover) are what the first objective weighs, as ``failover_greedy.Shortfall``
-counts it. Why: after the shortfall greedy (``failover_greedy``) the workloads still short are
-those whose pools are full, and most of what the first stage's windows (``failover_windows``)
-then gain is one move: a holder of such a pool moves a replica to an option of its own with
-room elsewhere (its own part of the objective no worse), and the short workload books the room.
-Each step here takes the move that takes the most off the objective for one short workload
-(largest shortfall first): book a replica where there is room, or first move (or drop) one
-replica of another workload out of the pool it needs. Deterministic: ties by index.
+counts it. Each step books one replica for a workload that falls short (largest shortfall
+first): the one that takes the most off the objective, where there is room, or after moving up
+to ``MAX_FREED`` replicas of other workloads out of its pool (each dropped, or moved to an
+option of its own workload that has room) when the booking gains more than the moves cost.
+Why: the relaxed optimum (no failover rows) cut to its demand's replicas leaves workloads short
+of N+1 in pools the relaxed solve filled, often with quarter- and half-GPU replicas (several
+must leave for one whole-GPU replica); topped up greedily (``failover_greedy``) it left 2.3x
+the optimum, and the first stage's windows (``failover_windows``, ~0.045 CPU s each) took that
+only to 1.16x in 10 reference s; repaired, it reaches the optimum (docs/solver-tuning.md).
+Deterministic: ties by option index.
 """
 
 from __future__ import annotations
