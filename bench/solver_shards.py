@@ -11,7 +11,11 @@ peak RSS; the joined plan's cost and unmet demand (booked req/s, judged by ``sol
 ``evaluate`` on the joined problem, the oracle checked), greedy's on the same problem, and with
 ``--lp`` the least unmet demand any plan on those options can leave (the LP of
 ``bench/unmet_causes.py``); then what N machines would take: rounds of shards x the slowest
-shard's CPU seconds (compile + solve, what an idle core's wall time would be). Needs
+shard's CPU seconds (compile + solve, what an idle core's wall time would be). With
+``--reconcile``, the plan ``gridplace plan --shards K`` makes instead (``planner/shard_plan.py``:
+the shards at 80% of the limit, then the pass over their leftover capacity at 20%): unmet
+booked req/s before and after the pass (the solver's, and after it judged on the joined problem
+with the oracle checked), replicas it added, cost before and after, its CPU s, peak RSS. Needs
 ../shared/data (or GRIDPLACE_SHARED_DATA) for the offers.
 """
 
@@ -22,17 +26,20 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from solver_parts import load
-from solver_scale import evaluate, generated_grid, make_plan_from
+from solver_scale import _shortfall, evaluate, generated_grid, make_plan_from
 from unmet_causes import contention_lp
 
 from gridplace.planner.network import NetworkLatency
 from gridplace.planner.oracle import validate_plan
-from gridplace.planner.planning import Strategy, plan_problem
+from gridplace.planner.planning import Strategy, plan_problem, sharded_plan
+from gridplace.planner.predictor import make_predictor
+from gridplace.planner.shard_plan import plan_shards
 from gridplace.planner.shards import Shard, ShardResult, peak_rss_mib, shard_inputs, solve_shards
 from gridplace.planner.solve import SolverSettings
 from gridplace.topology import Topology
@@ -63,6 +70,34 @@ def machines(results: list[ShardResult]) -> None:
     print(
         f"shards' CPU s in all {total:.0f}, slowest {slowest:.0f}; on N machines (rounds x "
         f"slowest) {spans}"
+    )
+
+
+def run_reconciled(nodes_n: int, workloads_n: int, args: argparse.Namespace) -> None:
+    """The sharded plan with the pass over the shards' leftover capacity: one table row."""
+    nodes, regions, inputs = generated_grid(nodes_n, workloads_n, args.utilization, 0)
+    count = max(1, round(nodes_n / args.shard_nodes))
+    started = time.perf_counter()
+    latency = NetworkLatency(Topology.build(nodes, []).latency_lookup(regions))
+    settings = SolverSettings(time_limit_s=args.time_limit, workers=args.workers)
+    sharded = plan_shards(inputs, make_predictor(), latency, count, settings, make_predictor)
+    plan = sharded_plan(sharded)
+    wall = time.perf_counter() - started
+    assert validate_plan(sharded.problem, plan) == [], "a plan broke a hard rule"
+    counts = Counter(p.option for p in sharded.placements)
+    judged = sum(_shortfall(sharded.problem, w, counts) for w in sharded.problem.workloads)
+    found = sharded.reconciled
+    assert plan.status is not None
+    cost = plan.status.cost_per_hour or 0.0
+    added = sharded.placements[: found.replicas] if found else []
+    before = cost - sum(sharded.problem.options[p.option].cost_per_hour for p in added)
+    unmet = f"{found.unmet_before_rps:.1f} -> {found.unmet_after_rps:.1f}" if found else "-"
+    print(
+        f"| {nodes_n:,} x {workloads_n:,} | {count} | {unmet} | {judged:.1f} | "
+        f"{found.replicas if found else 0} ({found.short_workloads if found else 0} short) | "
+        f"{before:,.2f} -> {cost:,.2f} | {found.cpu_s if found else 0:.0f} | {wall:.0f} | "
+        f"{peak_rss_mib():,.0f} | {load()} |",
+        flush=True,
     )
 
 
@@ -116,12 +151,21 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=30.0, help="reference s per shard")
     parser.add_argument("--workers", type=int, default=2, help="local processes for the shards")
     parser.add_argument("--lp", action="store_true", help="the LP bound on the joined problem")
+    parser.add_argument(
+        "--reconcile", action="store_true", help="the sharded plan with the pass, as a table"
+    )
     args = parser.parse_args()
     print(f"# gridplace sharded planning ({load()}, {os.cpu_count()} CPUs)")
     print("reproduce: python bench/solver_shards.py " + " ".join(sys.argv[1:]))
+    if args.reconcile:
+        print(
+            "| size | shards | unmet booked req/s before -> after the pass (solver) | after, "
+            "judged | replicas added (workloads short) | cost $/h before -> after | pass CPU s "
+            "| wall s | peak RSS MiB (this process) | load |\n" + "|---" * 10 + "|"
+        )
     for size in args.sizes.split(","):
         nodes_n, workloads_n = (int(v) for v in size.split("x"))
-        run_size(nodes_n, workloads_n, args)
+        (run_reconciled if args.reconcile else run_size)(nodes_n, workloads_n, args)
 
 
 if __name__ == "__main__":

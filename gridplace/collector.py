@@ -4,8 +4,8 @@ outlives the block and holds no garbage cycles.
 Owns: ``paused()``, a context manager any thread may enter (counted: the collector runs again
 when the last one leaves, and only if it ran before the first came in). Its users:
 
-- the serving process reading a 10,000-node grid (``PlanService.grid``: a plan, a dry run, a
-  change check that found something) creates ~600k objects; each full collection meanwhile
+- the serving process reading a 10,000-node grid (``PlanService.grid``: e.g. a plan solved
+  without a worker process) creates ~600k objects; each full collection meanwhile
   walked all of them plus the server's own, 4-5 of them per read, 0.6-0.8 s in all with every
   request stalled (``bench/api_profile.py --nodes 10000``). A plan keeps its grid while it
   solves (seconds), so the collector stays paused until the plan is stored and the grid freed:

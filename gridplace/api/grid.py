@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gridplace.api.store import NodeBasis, NodeRecord
+from gridplace.api.store import NodeBasis, NodePulse, NodeRecord
 from gridplace.specs import Node, NodeStatus
 
 MASS_SILENCE_MIN_NODES = 3
@@ -101,10 +101,47 @@ def judge(
     for record, silent_s in zip(records, silences, strict=True):
         silent = silent_s > grace_s
         node = record.node
-        if silent and not mass_silence:
+        if counts_silent(silent, mass_silence):
             node = _marked_silent(node, silent_s, grace_s)
         views.append(NodeView(record=record, silent_s=silent_s, silent=silent, node=node))
     return GridView(nodes=views, mass_silence=mass_silence)
+
+
+@dataclass(frozen=True)
+class Pulses:
+    """Every node's pulse judged as ``judge`` judges the nodes, without their documents."""
+
+    pulses: list[NodePulse]
+    now: datetime  # judged at
+    silent: set[str]  # names past the grace period
+    mass_silence: bool
+
+    @property
+    def healthy_count(self) -> int:
+        """Nodes ``judge`` would hand the planner as healthy."""
+        return sum(
+            pulse.reported.healthy
+            and not counts_silent(pulse.name in self.silent, self.mass_silence)
+            for pulse in self.pulses
+        )
+
+
+def judge_pulses(
+    pulses: list[NodePulse],
+    now: datetime,
+    started_at: datetime,
+    grace_s: float,
+    mass_silence_fraction: float,
+) -> Pulses:
+    """The silent nodes and whether they are a mass silence, as ``judge`` finds them."""
+    silent = {p.name for p in pulses if seconds_silent(p, now, started_at) > grace_s}
+    mass_silence = is_mass_silence(len(silent), len(pulses), mass_silence_fraction)
+    return Pulses(pulses, now, silent, mass_silence)
+
+
+def counts_silent(silent: bool, mass_silence: bool) -> bool:
+    """Whether a node's silence makes it unhealthy for the planner (module docstring)."""
+    return silent and not mass_silence
 
 
 def is_mass_silence(silent_count: int, total: int, mass_silence_fraction: float) -> bool:

@@ -4,6 +4,7 @@
     gridplace_plans_solved_total              counter   {trigger}
     gridplace_plan_solve_seconds              histogram {trigger}  (compile + solve)
     gridplace_replans_skipped_total           counter   {reason}
+    gridplace_cost_checks_total               counter   {outcome: replanned|kept}
     gridplace_rate_limited_total              counter
     gridplace_nodes                           gauge     {state: healthy|unhealthy|silent}
     gridplace_nodes_healthy                   gauge
@@ -108,6 +109,11 @@ class Metrics:
         self.replans_skipped = Counter(
             "gridplace_replans_skipped_total", "Change checks that did not replan, by reason."
         )
+        self.cost_checks = Counter(
+            "gridplace_cost_checks_total",
+            "Plans solved afresh to compare costs with the plan in force, by outcome (replanned: "
+            "the saving passed the band and the replan was stored).",
+        )
         self.rate_limited = Counter(
             "gridplace_rate_limited_total", "Requests refused with 429 (token bucket empty)."
         )
@@ -126,6 +132,10 @@ class Metrics:
         with self._lock:
             self.replans_skipped.inc((("reason", reason),))
 
+    def cost_checked(self, replanned: bool) -> None:
+        with self._lock:
+            self.cost_checks.inc((("outcome", "replanned" if replanned else "kept"),))
+
     def limited(self) -> None:
         with self._lock:
             self.rate_limited.inc()
@@ -139,6 +149,7 @@ class Metrics:
                 self.plans_solved,
                 self.solve_seconds,
                 self.replans_skipped,
+                self.cost_checks,
                 self.rate_limited,
             ):
                 lines.extend(metric.render())

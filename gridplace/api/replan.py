@@ -15,22 +15,29 @@ what that plan was based on (its *basis*):
   replica's predicted capacity by more than ``calibration_capacity_change`` from what the plan's
   own calibration predicted, or a workload's observed SLO attainment stayed under
   ``slo_attainment_target`` for two windows since the plan was made (``planner.replan_triggers``:
-  the same triggers the simulator's loop runs, with their hysteresis).
+  the same triggers the simulator's loop runs, with their hysteresis);
+- when none of those fired, at most every ``cost_check_interval_s`` (and not sooner after the
+  plan was made): a plan made afresh under the current calibration (solved where plans are
+  solved, a worker process by default) costs less by more than 5% and leaves no more workloads
+  unplaced (``replan_triggers.due_reasons``, the simulator's loop's order and cost trigger). The
+  replan is then the usual one from the latest plan, as the simulator's loop adopts it.
 
 Anything else — a node without replicas going away, a throttle ratio wobbling under the
-threshold — changes nothing, so agents never see churn for noise.
+threshold — changes nothing, so agents never see churn for noise. The check reads every node's
+pulse (a few columns) and the documents of the nodes they point at, never the whole grid
+(``Replanner._changes``).
 Must not: decide placement (the planner does) or write anything but through ``PlanService``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 
-from gridplace import collector
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView, is_mass_silence, seconds_silent
+from gridplace.api.grid import GridView, counts_silent, judge
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -53,11 +60,12 @@ from gridplace.planner.recalibrate import (
 from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
+    due_reasons,
     replica_queries,
     slo_shortfalls,
     windowed_attainment,
 )
-from gridplace.specs import Node, build_bundle
+from gridplace.specs import Node, PlacementPlan, build_bundle
 
 log = logging.getLogger("gridplace.api")
 # The advisory lock the periodic check holds: with several servers on one PostgreSQL, one checks
@@ -73,6 +81,11 @@ class ReplanOutcome:
     reasons: list[str]
     record: PlanRecord | None = None  # the new plan when replanned
     skipped: str | None = None  # why not, in a word (no-plan, no-change, conflict, ...)
+
+
+def _cost_per_hour(plan: PlacementPlan) -> float:
+    """What the planner priced ``plan``'s replicas at (0: unknown, so never replaced for cost)."""
+    return (plan.status.cost_per_hour or 0.0) if plan.status else 0.0
 
 
 def replicas_by_node(latest: PlanRecord) -> dict[str, int]:
@@ -92,8 +105,16 @@ def is_short(latest: PlanRecord) -> bool:
     return bool(status and (status.unplaced or any(not w.slo_met for w in status.workloads)))
 
 
-def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) -> list[str]:
-    """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring."""
+def detect_changes(
+    latest: PlanRecord,
+    view: GridView,
+    derate_threshold: float,
+    registered: Collection[str] | None = None,
+) -> list[str]:
+    """Why ``latest`` no longer fits the grid (empty: it still does); see the module docstring.
+    ``view`` is the whole grid, or, with the names of every ``registered`` node, only the nodes
+    that may give a reason (``suspects``): a node holding replicas missing from it is then
+    deregistered only if it is not among them."""
     reasons: list[str] = []
     nodes = view.by_name()
     replicas_on = replicas_by_node(latest)
@@ -101,7 +122,8 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
         count = replicas_on[name]
         current = nodes.get(name)
         if current is None:
-            reasons.append(f"node {name} deregistered ({count} replicas)")
+            if registered is None or name not in registered:
+                reasons.append(f"node {name} deregistered ({count} replicas)")
         elif not current.healthy:
             why = current.node.status.message if current.node.status else None
             state = "silent" if current.silent and not view.mass_silence else "unhealthy"
@@ -124,6 +146,35 @@ def detect_changes(latest: PlanRecord, view: GridView, derate_threshold: float) 
     return reasons
 
 
+def suspects(
+    latest: PlanRecord,
+    pulses: list[NodePulse],
+    silent: set[str],
+    derate_threshold: float,
+    mass_silence: bool = False,
+) -> set[str]:
+    """The nodes that may give ``detect_changes`` a reason, judged from the nodes' pulses alone
+    (no node document read): a superset of those it names — a node holding replicas that is
+    gone (not registered, reported unhealthy or ``silent``, unless in a ``mass_silence``,
+    which ``detect_changes`` ignores too); a throttle move past the threshold; a node healthy
+    now and not in the basis while the plan is short. Empty: ``detect_changes`` finds none."""
+    replicas_on = replicas_by_node(latest)
+    seen = {pulse.name for pulse in pulses}
+    found = {name for name in replicas_on if name not in seen}
+    short = is_short(latest)
+    for pulse in pulses:
+        healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
+        gone = not healthy or counts_silent(pulse.name in silent, mass_silence)
+        basis = latest.basis.get(pulse.name)
+        moved = basis is not None and (
+            abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= derate_threshold
+        )
+        back = short and (basis is None or not basis.healthy)
+        if (pulse.name in replicas_on and gone) or (healthy and (moved or back)):
+            found.add(pulse.name)
+    return found
+
+
 def may_have_changed(
     latest: PlanRecord,
     pulses: list[NodePulse],
@@ -131,31 +182,8 @@ def may_have_changed(
     derate_threshold: float,
     mass_silence: bool = False,
 ) -> bool:
-    """Whether ``detect_changes`` could find a reason, judged from the nodes' pulses alone (no
-    node document read): true for a superset of its reasons — a node holding replicas that is
-    gone, reported unhealthy or ``silent`` (unless in a ``mass_silence``, which ``detect_changes``
-    ignores too); a throttle move past the threshold; a node healthy now and not in the basis
-    while the plan is short. False means ``detect_changes`` finds none."""
-    replicas_on = replicas_by_node(latest)
-    seen = {pulse.name for pulse in pulses}
-    if any(name not in seen for name in replicas_on):
-        return True
-    short = is_short(latest)
-    for pulse in pulses:
-        healthy = pulse.reported.healthy  # silence aside: a mass silence keeps nodes healthy
-        gone = not healthy or (pulse.name in silent and not mass_silence)
-        if pulse.name in replicas_on and gone:
-            return True
-        basis = latest.basis.get(pulse.name)
-        if not healthy:
-            continue
-        if basis is not None and abs(pulse.reported.throttle_ratio - basis.throttle_ratio) >= (
-            derate_threshold
-        ):
-            return True
-        if short and (basis is None or not basis.healthy):
-            return True
-    return False
+    """Whether ``detect_changes`` could find a reason (``suspects``); False: it finds none."""
+    return bool(suspects(latest, pulses, silent, derate_threshold, mass_silence))
 
 
 def calibration_changes(
@@ -187,6 +215,7 @@ class Replanner:
     def __init__(self, service: PlanService, metrics: Metrics) -> None:
         self.service = service
         self.metrics = metrics
+        self._cost_checked_at: datetime | None = None  # this server's last cost trigger solve
 
     def check(self) -> ReplanOutcome:
         """Replan if the grid changed in a way that matters (the periodic check); skipped while
@@ -200,51 +229,54 @@ class Replanner:
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        if not self._grid_may_have_changed(latest):  # the usual case: no document read
-            reasons = self._calibration_changes(latest, lambda: self.service.grid())
-            if not reasons:
-                return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
-            return self._replan(latest, "change", reasons)
-        with collector.paused():  # the grid read below lives through a replan: see collector
-            return self._check_grid(latest)
+        changes = self._changes(latest, periodic=True)
+        checked: list[bool] = []  # whether the cost trigger's plan was made (it is a solve)
 
-    def _check_grid(self, latest: PlanRecord) -> ReplanOutcome:
-        view = self.service.grid()
-        reasons = detect_changes(latest, view, self.service.settings.derate_threshold)
-        reasons += self._calibration_changes(latest, lambda: view)
+        def afresh() -> PlacementPlan | None:
+            fresh = self._afresh(latest)
+            checked.append(fresh is not None)
+            return fresh
+
+        reasons = due_reasons(changes, latest.plan, afresh, _cost_per_hour, ReplanPolicy())
         if not reasons:
+            if any(checked):
+                self.metrics.cost_checked(replanned=False)
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-change")
-        return self._replan(latest, "change", reasons)
+        outcome = self._replan(latest, "change" if changes else "cost", reasons)
+        if not changes:
+            self.metrics.cost_checked(replanned=outcome.replanned)
+        return outcome
+
+    def _afresh(self, latest: PlanRecord) -> PlacementPlan | None:
+        """The cost trigger's plan made afresh (``PlanService.afresh``) when one is due: at
+        most every ``cost_check_interval_s``, and not sooner after ``latest`` was made."""
+        interval_s = self.service.settings.cost_check_interval_s
+        now = self.service.clock()
+        since = max(latest.summary.created_at, self._cost_checked_at or latest.summary.created_at)
+        if not interval_s or (now - since).total_seconds() < interval_s:
+            return None
+        self._cost_checked_at = now
+        return self.service.afresh(latest)
 
     def replan(self) -> ReplanOutcome:
         """Replan now, whatever changed (``POST /v1/replan``); conflicts propagate (409)."""
         latest = self.service.store.latest_plan()
         if latest is None:
             return ReplanOutcome(replanned=False, reasons=[], skipped="no-plan")
-        with collector.paused():  # the grid read below lives through the replan: see collector
-            return self._replan_now(latest)
-
-    def _replan_now(self, latest: PlanRecord) -> ReplanOutcome:
-        view = self.service.grid()
-        changes = detect_changes(latest, view, self.service.settings.derate_threshold)
-        changes += self._calibration_changes(latest, lambda: view)
+        changes = self._changes(latest, periodic=False)
         record = self.service.recompute(latest, "requested", ["requested", *changes])
         return ReplanOutcome(replanned=True, reasons=["requested", *changes], record=record)
 
-    def _grid_may_have_changed(self, latest: PlanRecord) -> bool:
-        """``may_have_changed`` on the nodes' pulses. A mass silence is judged here too, so
-        that it reads no document: every node of a 10,000-node grid silent at once (the
-        server's network) otherwise cost seconds of CPU in the serving process every check."""
+    def _changes(self, latest: PlanRecord, periodic: bool) -> list[str]:
+        """Why ``latest`` no longer fits, read without the whole grid: every node's pulse (a
+        few columns), then the documents of the nodes the pulses point at (``suspects``) and
+        of the nodes holding replicas when the calibration moved. A mass silence is judged from
+        the pulses too: every node of a 10,000-node grid silent at once (the server's network)
+        reads no document."""
         service, settings = self.service, self.service.settings
-        now, grace_s = service.clock(), settings.heartbeat_grace_s
-        pulses = service.store.node_pulses()
-        silent = {
-            pulse.name
-            for pulse in pulses
-            if seconds_silent(pulse, now, service.started_at) > grace_s
-        }
-        mass_silence = is_mass_silence(len(silent), len(pulses), settings.mass_silence_fraction)
-        if mass_silence:
+        judged = service.pulses()
+        pulses, silent, mass_silence = judged.pulses, judged.silent, judged.mass_silence
+        if mass_silence and periodic:
             self.metrics.replan_skipped("mass-silence")
             log.warning(
                 "%d of %d nodes are silent: assuming the server's network, not replanning "
@@ -252,17 +284,25 @@ class Replanner:
                 len(silent),
                 len(pulses),
             )
-        return may_have_changed(
-            latest, pulses, silent, settings.derate_threshold, mass_silence=mass_silence
-        )
+        names = suspects(latest, pulses, silent, settings.derate_threshold, mass_silence)
+        reasons: list[str] = []
+        if names:
+            records = service.store.nodes_named(names)
+            grace_s, fraction = settings.heartbeat_grace_s, settings.mass_silence_fraction
+            population = (len(silent), len(pulses))
+            view = judge(records, judged.now, service.started_at, grace_s, fraction, population)
+            registered = {pulse.name for pulse in pulses}
+            reasons = detect_changes(latest, view, settings.derate_threshold, registered)
+        return reasons + self._calibration_changes(latest)
 
-    def _calibration_changes(self, latest: PlanRecord, view: Callable[[], GridView]) -> list[str]:
-        current = self.service.recalibrate()
+    def _calibration_changes(self, latest: PlanRecord) -> list[str]:
+        store = self.service.store
+        holders = replicas_by_node(latest)
         return calibration_changes(
             latest,
-            current,
-            lambda: view().planner_nodes(),
-            self.service.store,
+            self.service.recalibrate(),
+            lambda: [record.node for record in store.nodes_named(holders)],
+            store,
             self.service.settings,
         )
 

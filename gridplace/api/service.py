@@ -28,7 +28,7 @@ from gridplace import collector
 from gridplace.api.bodies import reparse
 from gridplace.api.checks import WorkloadCheck
 from gridplace.api.errors import InvalidRequest, Unavailable
-from gridplace.api.grid import GridView, NodeView, judge, seconds_silent
+from gridplace.api.grid import GridView, NodeView, Pulses, judge, judge_pulses, seconds_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.settings import Settings
 from gridplace.api.solver_pool import Solved, SolverPool
@@ -45,6 +45,7 @@ from gridplace.api.stored_grid import StoredGrid
 from gridplace.api.wiring import planning_input_issues
 from gridplace.planner.planning import Strategy
 from gridplace.planner.recalibrate import Calibration, ModelOracle, estimate
+from gridplace.planner.shards import ShardCount
 from gridplace.specs import PlacementPlan, SpecBundle, SpecError, build_bundle, builtin_catalog
 from gridplace.specs.loader import LoadedDocument
 
@@ -65,12 +66,14 @@ class PlanOptions:
     strategy: Strategy = Strategy.CPSAT
     time_limit_s: float = 10.0
     budget_per_hour: float | None = None
+    shards: ShardCount = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy.value,
             "timeLimitSeconds": self.time_limit_s,
             "budgetPerHour": self.budget_per_hour,
+            "shards": self.shards,
         }
 
     @classmethod
@@ -79,6 +82,7 @@ class PlanOptions:
             strategy=Strategy(data.get("strategy", Strategy.CPSAT.value)),
             time_limit_s=float(data.get("timeLimitSeconds", 10.0)),
             budget_per_hour=data.get("budgetPerHour"),
+            shards=data.get("shards", 1),
         )
 
 
@@ -132,6 +136,18 @@ class PlanService:
                 self.settings.mass_silence_fraction,
             )
 
+    def pulses(self) -> Pulses:
+        """Every node's pulse judged now as ``grid()`` judges the nodes (silence, a mass
+        silence): a few columns per node, no document read."""
+        settings = self.settings
+        return judge_pulses(
+            self.store.node_pulses(),
+            self.clock(),
+            self.started_at,
+            settings.heartbeat_grace_s,
+            settings.mass_silence_fraction,
+        )
+
     def node_view(self, name: str) -> NodeView | None:
         """One node judged like ``grid()`` would, reading counts instead of every node."""
         record = self.store.node(name)
@@ -139,21 +155,37 @@ class PlanService:
 
     def view_of(self, record: NodeRecord) -> NodeView:
         now = self.clock()
-        grace_s = self.settings.heartbeat_grace_s
-        population = None
-        if seconds_silent(record, now, self.started_at) > grace_s:
-            # Only a silent node needs to know whether the whole grid went quiet.
-            cutoff = now - timedelta(seconds=grace_s)
-            population = self.store.quiet_count(cutoff)
-        view = judge(
-            [record],
+        # Only a silent node needs to know whether the whole grid went quiet.
+        silent = seconds_silent(record, now, self.started_at) > self.settings.heartbeat_grace_s
+        return self._judge([record], now, self._population(now) if silent else None).nodes[0]
+
+    def nodes_page(self, limit: int, offset: int, after: str | None) -> tuple[list[NodeView], int]:
+        """A page of nodes by name judged as ``grid()`` judges them, and how many there are:
+        the page's rows and two counts read, not the grid."""
+        now = self.clock()
+        population = self._population(now)
+        records = self.store.nodes(limit=limit, offset=offset, after=after)
+        return self._judge(records, now, population).nodes, population[1]
+
+    def _population(self, now: datetime) -> tuple[int, int]:
+        """(silent nodes, all nodes) at ``now``: silence counts from the server's start."""
+        cutoff = now - timedelta(seconds=self.settings.heartbeat_grace_s)
+        if self.started_at >= cutoff:  # up for less than the grace period: nobody is silent
+            return 0, self.store.node_count()
+        return self.store.quiet_count(cutoff)
+
+    def _judge(
+        self, records: list[NodeRecord], now: datetime, population: tuple[int, int] | None
+    ) -> GridView:
+        settings = self.settings
+        return judge(
+            records,
             now,
             self.started_at,
-            grace_s,
-            self.settings.mass_silence_fraction,
+            settings.heartbeat_grace_s,
+            settings.mass_silence_fraction,
             population,
         )
-        return view.nodes[0]
 
     @contextmanager
     def _solver_slot(self) -> Iterator[None]:
@@ -274,9 +306,11 @@ class PlanService:
                 self.settings.heartbeat_grace_s,
                 self.settings.mass_silence_fraction,
             )
-            return self.solver.solve(build_bundle(documents), *args, grid=grid)
+            return self.solver.solve(
+                build_bundle(documents), *args, grid=grid, shards=options.shards
+            )
         view = self.grid()
-        solved = self.solver.solve(self._bundle(documents, view), *args)
+        solved = self.solver.solve(self._bundle(documents, view), *args, shards=options.shards)
         return replace(solved, basis={node.name: node.basis for node in view.nodes})
 
     def dry_run(self, documents: list[LoadedDocument], options: PlanOptions) -> DryRun:
@@ -297,6 +331,16 @@ class PlanService:
             plan=solved.plan.model_copy(update={"metadata": metadata}), base_generation=base
         )
 
+    def afresh(self, latest: PlanRecord) -> PlacementPlan:
+        """The plan ``latest``'s inputs get now from nothing (no previous plan, so no replica
+        kept for its move's sake) under the latest calibration, with ``latest``'s options:
+        neither stored nor published (the cost trigger's reference). Solved where plans are."""
+        documents = reparse(latest.inputs, f"plan generation {latest.generation} inputs")
+        with self._solver_slot(), collector.paused():
+            calibration = self.store.latest_calibration()
+            options = PlanOptions.from_dict(latest.options)
+            return self._solve(documents, options, None, calibration).plan
+
     def recalibrate(self) -> CalibrationRecord | None:
         """The latest calibration, estimated anew first when windows arrived since it was."""
         windows = self.store.observations(limit=CALIBRATION_WINDOWS)
@@ -306,7 +350,8 @@ class PlanService:
         newest = windows[-1].id
         if stored is not None and stored.document.get("newestObservation") == newest:
             return stored
-        oracle = ModelOracle(self.grid().planner_nodes(), builtin_catalog())
+        observed = self.store.nodes_named({record.window.node for record in windows})
+        oracle = ModelOracle([record.node for record in observed], builtin_catalog())
         calibration = estimate((record.window for record in windows), oracle)
         document = {**calibration.as_dict(), "newestObservation": newest}
         self.store.add_calibration(document, self.clock(), CALIBRATIONS_KEPT)

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     replan_interval_s: float = Field(
         default=15.0, ge=0, le=86_400, description="Period of the change check; 0 turns it off."
     )
+    cost_check_interval_s: float = Field(
+        default=3_600.0,
+        ge=0,
+        le=30 * 86_400,
+        description="The change check solves a plan afresh under the current calibration at most "
+        "this often (and not sooner after a plan is made), and replans when that plan costs "
+        "less by more than 5%; 0 turns this off.",
+    )
     plan_time_limit_s: float = Field(
         default=10.0, gt=0, le=3_600, description="Default solver time limit of one plan, s."
     )

@@ -38,6 +38,7 @@ from gridplace.api.wiring import plan_bundle
 from gridplace.planner.explain import compile_refusals, compile_summary
 from gridplace.planner.planning import PlanResult, Strategy
 from gridplace.planner.recalibrate import Calibration
+from gridplace.planner.shards import ShardCount
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import PlacementPlan, SpecBundle
 from gridplace.specs.fixes import Fix
@@ -64,17 +65,19 @@ def solve(
     budget_per_hour: float | None,
     calibration: Calibration | None = None,
     grid: StoredGrid | None = None,
+    shards: ShardCount = 1,
 ) -> Solved:
     """Plan ``bundle`` (in whichever process runs this) and explain the result; with ``grid``,
-    on the stored nodes and probes, read here."""
+    on the stored nodes and probes, read here; in ``shards`` (``wiring.plan_bundle``)."""
     basis = None
     if grid is not None:
         view, probes = read(grid)
         bundle = replace(bundle, nodes=view.planner_nodes(), probes=probes)
         basis = {node.name: node.basis for node in view.nodes}
     result = plan_bundle(
-        bundle, strategy, settings, previous, budget_per_hour, calibration=calibration
-    )
+        bundle, strategy, settings, previous, budget_per_hour, calibration=calibration,
+        shards=shards,
+    )  # fmt: skip
     return Solved(result.plan, explain(result), result.compile_s, result.solve_s, basis)
 
 
@@ -174,11 +177,12 @@ class SolverPool:
         budget_per_hour: float | None,
         calibration: Calibration | None = None,
         grid: StoredGrid | None = None,
+        shards: ShardCount = 1,
     ) -> Solved:
         settings = SolverSettings(
             time_limit_s=time_limit_s, workers=self.part_workers, ray_address=self.ray_address
         )
-        args = (bundle, strategy, settings, previous, budget_per_hour, calibration, grid)
+        args = (bundle, strategy, settings, previous, budget_per_hour, calibration, grid, shards)
         if not self.processes:
             return solve(*args)
         return self._wait(self._pool().submit(solve, *args))

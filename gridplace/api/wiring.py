@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from gridplace.planner import OptionPredictor, PlannerInputs, compile_problem
@@ -26,6 +27,7 @@ from gridplace.planner.planning import PlanResult, Strategy, make_plan
 from gridplace.planner.predictor import make_predictor
 from gridplace.planner.problem import Problem
 from gridplace.planner.recalibrate import Calibration
+from gridplace.planner.shards import ShardCount, shard_count
 from gridplace.planner.solve import SolverSettings
 from gridplace.specs import Node, PlacementPlan, SpecBundle, SpecError, SpecIssue, load_bundle
 from gridplace.specs.fixes import Fix
@@ -45,8 +47,9 @@ class PlanRequest:
     seed: int = 0
     headroom: float | None = None  # None: each workload booked as its traffic implies
     fix_budget_s: float | None = None  # checking fixes (None: fix_budget; 0: none)
-    workers: int = 1  # local processes for a plan's independent parts
+    workers: int = 1  # local processes for a plan's independent parts (or shards)
     ray_address: str | None = None  # or the Ray cluster that solves them
+    shards: ShardCount = 1  # cut the grid into this many shards ("auto": by its size)
 
 
 def load_previous(path: Path) -> PlacementPlan:
@@ -111,21 +114,51 @@ def plan_bundle(
     headroom: float | None = None,
     calibration: Calibration | None = None,
     fix_budget_s: float | None = None,
+    shards: ShardCount = 1,
 ) -> PlanResult:
     """Plan an already loaded bundle (the API's path: specs arrive in a request body), with
     learned corrections when given; a cpsat plan's unplaced workloads get fixes that were
-    tried (``fix_budget_s`` for all the checks, by default ``fix_budget``; 0: none)."""
+    tried (``fix_budget_s`` for all the checks, by default ``fix_budget``; 0: none; a sharded
+    plan: none, each check plans the whole grid). ``shards``: ``sharding_issue``'s rules."""
+    count = shard_count(shards, len(bundle.nodes))
+    issue = sharding_issue(count, strategy, budget_per_hour)
+    if issue is not None:
+        raise SpecError([issue])
     inputs, predictor, latency = _planner_parts(
         bundle, previous, budget_per_hour, headroom, calibration
     )
-    result = make_plan(inputs, predictor, latency, strategy, settings, progress=progress)
+    make = partial(make_predictor, bundle.profiles, bundle.catalog, calibration)
+    result = make_plan(
+        inputs, predictor, latency, strategy, settings, progress=progress, shards=count,
+        make_predictor=make,
+    )  # fmt: skip
     budget_s = fix_budget(settings) if fix_budget_s is None else fix_budget_s
-    if strategy is not Strategy.CPSAT or budget_s <= 0:
+    if strategy is not Strategy.CPSAT or budget_s <= 0 or count > 1:
         return result
     if progress and result.plan.status and result.plan.status.unplaced:
         progress("trying fixes for the unplaced workloads")
     search = search_for(predictor, latency_for(bundle), budget_s, result.plan)
     return replace(result, plan=with_fixes(result.plan, inputs, search, latency))
+
+
+def sharding_issue(
+    count: int, strategy: Strategy, budget_per_hour: float | None
+) -> SpecIssue | None:
+    """Why a plan cannot be cut into ``count`` shards: a budget spans every workload, and
+    shards are solved by cpsat. None: it can (one shard always can)."""
+    if count <= 1:
+        return None
+    if budget_per_hour is not None:
+        return SpecIssue(
+            f"a budget (--budget / budgetPerHour) spans every workload and cannot be split over "
+            f"{count} shards (--shards / shards): plan with one shard, or without a budget"
+        )
+    if strategy is not Strategy.CPSAT:
+        return SpecIssue(
+            f"shards (--shards / shards: {count}) are solved by cpsat, not {strategy.value}: "
+            "use --strategy cpsat or one shard"
+        )
+    return None
 
 
 def load_planning_inputs(
@@ -201,4 +234,5 @@ def run_plan(
         progress,
         headroom=request.headroom,
         fix_budget_s=request.fix_budget_s,
+        shards=request.shards,
     )

@@ -33,6 +33,7 @@ from gridplace.executor.errors import LaunchFailed
 log = logging.getLogger("gridplace.executor")
 MARKER = "GRIDPLACE_REPLICA_ID"
 PROBE_TIMEOUT_S = 2.0
+REAP_TIMEOUT_S = 30.0  # a child no longer alive (see stop) finishing its exit
 PROC = Path("/proc")
 
 
@@ -182,6 +183,7 @@ class ProcessRuntime:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive(process, replica_id):
+                self._reap(process.pid)
                 return
             time.sleep(0.05)
         log.warning(
@@ -191,9 +193,18 @@ class ProcessRuntime:
             timeout_s,
         )
         self._signal(process.pid, signal.SIGKILL)
-        child = self._children.pop(process.pid, None)
-        if child is not None:
-            child.wait(timeout=5)
+        self._reap(process.pid)
+
+    def _reap(self, pid: int) -> None:
+        """Wait for our own child's exit: ``alive`` turns false while it is still exiting (its
+        environment is gone before it is), and a child never waited for stays a zombie."""
+        child = self._children.pop(pid, None)
+        if child is None:
+            return
+        try:
+            child.wait(timeout=REAP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # still exiting: a later ``alive`` reaps it
+            self._children[pid] = child
 
     @staticmethod
     def _signal(pid: int, signum: int) -> None:

@@ -13,15 +13,16 @@ noise inside the band never triggers however long it lasts, drift accumulates un
 the band, and each replan resets the reference; the SLO windows counted start after the plan took
 effect, so the windows that caused a replan cannot cause the next one.
 
-A third trigger (``cost_savings``) needs a solve: a replan from the plan in force under the
-current calibration (a dry run) is adopted when it costs less by more than ``cost_saving`` (5%,
+A third trigger (``cost_savings``) needs a solve: a plan made afresh under the current
+calibration (a dry run) makes a replan due when it costs less by more than ``cost_saving`` (5%,
 the planner's own ``move_tolerance``: the saving for which it moves replicas) and leaves no more
 workloads unplaced. A replan starts from the plan in force and may keep replicas for up to that
 tolerance, but a plan made from one made with very different numbers (the first calibration
 after a large bias) can stay well above what the corrected numbers call for, and then neither
 the capacity band (the calibration has settled) nor the SLO (the plan is over-provisioned) ever
-fires again. Its hysteresis is the tolerance itself: a dry run within it changes nothing. The
-simulator's loop runs it; the server's periodic check does not yet (it would solve every check).
+fires again. Its hysteresis is the tolerance itself: a dry run within it changes nothing.
+``due_reasons`` orders the triggers for both callers; the server runs the cost trigger at most
+every ``cost_check_interval_s`` (it solves), the simulator's loop at every period's end.
 """
 
 from __future__ import annotations
@@ -139,6 +140,23 @@ def cost_savings(
         f"a plan made now under the current calibration costs ${new:.2f}/h instead of ${old:.2f}/h "
         f"({(new - old) / old:+.0%}, band {policy.cost_saving:.0%})"
     ]
+
+
+def due_reasons(
+    reasons: Sequence[str],
+    in_force: PlacementPlan,
+    afresh: Callable[[], PlacementPlan | None],
+    cost_per_hour: Callable[[PlacementPlan], float],
+    policy: ReplanPolicy | None = None,
+) -> list[str]:
+    """Why a replan is due: ``reasons`` (the triggers that need no solve) when there are any,
+    else the cost trigger's against the plan ``afresh`` makes now (None: no cost check this
+    time). The order both the simulator's loop and the server's periodic check decide in: the
+    solve is paid for only when nothing cheaper fired."""
+    if reasons:
+        return list(reasons)
+    fresh = afresh()
+    return [] if fresh is None else cost_savings(in_force, fresh, cost_per_hour, policy)
 
 
 def _unplaced(plan: PlacementPlan) -> set[str]:

@@ -14,9 +14,15 @@ a small part of the grid that ten times as many workloads crowd (``bench/unmet_c
 greedy's start leaves most of the demand unmet and the whole model is too large for its unmet
 stage to leave that start. A shard's compile keeps its workloads' cheapest options among its
 own nodes, so the shards together reach K times as many pools, and each shard is a model of
-the size that solves. What sharding gives up: a workload cannot use another shard's nodes
-(the shards' plans are not one model's optimum), and a budget or a previous plan (which span
-all workloads) are refused: such a grid is planned whole.
+the size that solves. What sharding gives up: a workload's shard solve sees only its shard's
+nodes (``reconcile`` then places the demand left unmet on every shard's leftover capacity),
+the shards' plans are not one model's optimum, and a budget (it spans all workloads) is
+refused. A previous plan is cut with the grid: each shard keeps the previous replicas of its
+workloads on its nodes (``shard_previous``); one whose workload and node fell in different
+shards is not kept (its workload is placed anew).
+
+How many shards (``shard_count``): ``auto`` is one per ``SHARD_NODES`` nodes (rounded; a grid
+below 1.5 x ``SHARD_NODES`` is one shard: planned whole, as without sharding).
 """
 
 from __future__ import annotations
@@ -26,19 +32,34 @@ import resource
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from gridplace.planner.compile import compile_problem
 from gridplace.planner.decompose import Part, merge
 from gridplace.planner.parts import run_parts
 from gridplace.planner.ports import OptionPredictor, PlannerInputs, RttLookup
 from gridplace.planner.predictor import make_predictor
-from gridplace.planner.problem import GpuPool, Option, Problem, WorkloadDemand
+from gridplace.planner.problem import GpuPool, Option, PreviousReplica, Problem, WorkloadDemand
 from gridplace.planner.solve import solve_problem
 from gridplace.planner.solver_settings import Solution, SolverSettings
-from gridplace.specs import InferenceWorkload, Node
+from gridplace.specs import InferenceWorkload, Node, PlacementPlan
+
+SHARD_NODES = 10_000  # nodes per shard that ``auto`` aims at: a model of the size that solves
+MAX_SHARDS = 64
+
+ShardCount = int | Literal["auto"]
+
+
+def shard_count(requested: ShardCount, nodes: int) -> int:
+    """The shards to cut ``nodes`` into: ``requested``, or with ``auto`` one per
+    ``SHARD_NODES`` (rounded to the nearest, at least 1); never more shards than nodes."""
+    count = max(1, round(nodes / SHARD_NODES)) if requested == "auto" else requested
+    if not 1 <= count <= MAX_SHARDS:
+        raise ValueError(f"shards must be 1-{MAX_SHARDS} or auto, got {requested}")
+    return max(1, min(count, nodes))
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,8 @@ class Shard:
     workloads: tuple[int, ...]
     latency: RttLookup
     predictor: OptionPredictor | None = None
+    # What makes the predictor where the shard runs (picklable: a predictor is a closure).
+    make: Callable[[], OptionPredictor] = make_predictor
 
 
 @dataclass(frozen=True)
@@ -67,8 +90,8 @@ class ShardResult:
 def shard_inputs(inputs: PlannerInputs, count: int) -> list[tuple[PlannerInputs, tuple[int, ...]]]:
     """``inputs`` cut into ``count`` shards: each one's inputs and the indices of its workloads
     in ``inputs.workloads``. Deterministic; a provider's nodes stay together."""
-    if inputs.budget_per_hour is not None or inputs.previous is not None:
-        raise ValueError("a budget or a previous plan spans every workload: plan the grid whole")
+    if inputs.budget_per_hour is not None:
+        raise ValueError("a budget spans every workload: plan the grid whole (one shard)")
     if count < 1:
         raise ValueError(f"shards must be at least 1, got {count}")
     fleets: dict[tuple[str, str], list[Node]] = defaultdict(list)
@@ -96,9 +119,33 @@ def shard_inputs(inputs: PlannerInputs, count: int) -> list[tuple[PlannerInputs,
             nodes=[n for n in inputs.nodes if n.name in names],  # the grid's order
             workloads=workloads,
             warm=[(w, n) for w, n in inputs.warm if n in names and w in named],
+            previous=shard_previous(inputs.previous, named, names),
         )
         shards.append((sub, tuple(chosen)))
     return shards
+
+
+def shard_previous(
+    previous: PlacementPlan | None, workloads: set[str], nodes: set[str]
+) -> PlacementPlan | None:
+    """The previous plan's replicas (and standbys) of ``workloads`` wholly on ``nodes``."""
+    if previous is None:
+        return None
+
+    def inside(workload: str, node: str, stages: Sequence[str] = ()) -> bool:
+        return workload in workloads and all(n in nodes for n in (node, *stages))
+
+    spec = previous.spec.model_copy(
+        update={
+            "assignments": [
+                a
+                for a in previous.spec.assignments
+                if inside(a.workload, a.node, [s.node for s in a.stages or []])
+            ],
+            "prewarm": [p for p in previous.spec.prewarm if inside(p.workload, p.node)],
+        }
+    )
+    return previous.model_copy(update={"spec": spec})
 
 
 def _gpus(nodes: Sequence[Node]) -> int:
@@ -116,7 +163,7 @@ def _deal_key(workload: InferenceWorkload, index: int) -> tuple[str, str, float,
 def solve_shard(shard: Shard, settings: SolverSettings) -> ShardResult:
     """Compile and solve one shard where it runs (its own compile cache and predictor)."""
     cpu = time.process_time()
-    problem = compile_problem(shard.inputs, shard.predictor or make_predictor(), shard.latency)
+    problem = compile_problem(shard.inputs, shard.predictor or shard.make(), shard.latency)
     compiled = time.process_time()
     solution = solve_problem(problem, settings)
     solved = time.process_time()
@@ -139,10 +186,12 @@ def peak_rss_mib() -> float:
 def solve_shards(
     shards: Sequence[Shard], settings: SolverSettings
 ) -> tuple[Problem, Solution, list[ShardResult]]:
-    """Every shard compiled and solved (each with the whole ``settings``: shards run apart, as
-    ``parts.run_parts`` places them), joined: the whole grid's problem and solution."""
+    """Every shard compiled and solved (each with the whole ``settings``' time limit: shards run
+    apart, as ``parts.run_parts`` places them, each solve on one process: the same plan
+    whatever runs them), joined: the whole grid's problem and solution."""
     started = time.perf_counter()
-    results = run_parts(solve_shard, [(s, settings) for s in shards], settings)
+    alone = dataclasses.replace(settings, workers=1, ray_address=None)
+    results = run_parts(solve_shard, [(s, alone) for s in shards], settings)
     problem, parts = join([r.problem for r in results], [s.workloads for s in shards])
     solution = merge(parts, [r.solution for r in results], time.perf_counter() - started)
     return problem, solution, results
@@ -157,6 +206,8 @@ def join(
     pools: list[GpuPool] = []
     options: list[Option] = []
     warm: set[tuple[int, str]] = set()
+    previous: list[PreviousReplica] = []
+    released: list[str] = []
     parts: list[Part] = []
     gpu_counts: dict[str, int] = {}
     for problem, members in zip(problems, workloads, strict=True):
@@ -166,6 +217,8 @@ def join(
         pools.extend(dataclasses.replace(p, index=pool_base + p.index) for p in problem.pools)
         options.extend(_moved(o, members, pool_base, option_base) for o in problem.options)
         warm.update((members[w], node) for w, node in problem.warm)
+        previous.extend(_moved_replica(r, members, option_base) for r in problem.previous)
+        released.extend(problem.released)
         gpu_counts.update(problem.node_gpu_counts)
         indices = tuple(range(option_base, len(options)))
         parts.append(Part(problem, tuple(members), indices))
@@ -175,6 +228,8 @@ def join(
         options=tuple(options),
         rejections=(),
         node_gpu_counts=gpu_counts,
+        previous=tuple(previous),
+        released=tuple(released),
         warm=frozenset(warm),
     )
     return whole, parts
@@ -190,12 +245,24 @@ def _moved(option: Option, members: tuple[int, ...], pool_base: int, option_base
     )
 
 
+def _moved_replica(
+    replica: PreviousReplica, members: tuple[int, ...], option_base: int
+) -> PreviousReplica:
+    option = None if replica.option is None else option_base + replica.option
+    return dataclasses.replace(replica, workload=members[replica.workload], option=option)
+
+
 __all__ = [
+    "MAX_SHARDS",
+    "SHARD_NODES",
     "Shard",
+    "ShardCount",
     "ShardResult",
     "join",
     "peak_rss_mib",
+    "shard_count",
     "shard_inputs",
+    "shard_previous",
     "solve_shard",
     "solve_shards",
 ]

@@ -57,7 +57,7 @@ from gridplace.planner.recalibrate import (
 from gridplace.planner.replan_triggers import (
     ReplanPolicy,
     capacity_moves,
-    cost_savings,
+    due_reasons,
     replica_queries,
     slo_shortfalls,
     windowed_attainment,
@@ -217,10 +217,10 @@ def run_loop(
             reasons = capacity_moves(queries, before, after, loop.policy)
             attainment = windowed_attainment(observed, plan_since_s, loop.observation_window_s)
             reasons += slo_shortfalls(attainment, loop.policy)
-            if not reasons:  # the cost trigger: the plan in force against one made afresh
-                fresh = planner.plan(None, calibration)
-                cost = partial(plan_cost_per_hour, inputs)
-                reasons = cost_savings(plan, fresh, cost, loop.policy)
+            # Else the cost trigger: the plan in force against one made afresh.
+            afresh = partial(planner.plan, None, calibration)
+            cost = partial(plan_cost_per_hour, inputs)
+            reasons = due_reasons(reasons, plan, afresh, cost, loop.policy)
         periods.append(_record(results, start_s, end_s, error, plan, reasons))
         if reasons:
             new_plan = planner.plan(plan, calibration)  # keeps what its move tolerance allows

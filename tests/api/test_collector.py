@@ -10,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gridplace import collector
-from gridplace.api.routes import nodes as nodes_routes
 from tests.api.conftest import ADMIN, node_doc, small_grid, submit, to_yaml, workload_doc
 
 
@@ -83,19 +82,3 @@ def test_a_plan_keeps_the_collector_paused_until_its_grid_is_freed(
     assert dry.status_code == 200, dry.text
     assert client.post("/v1/replan", headers=ADMIN).status_code == 200
     assert seen == [False, False, False] and gc.isenabled()
-
-
-def test_a_page_of_nodes_is_built_before_the_collector_runs_again(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    small_grid(client)
-    seen: list[bool] = []
-    response_of = nodes_routes.node_response
-
-    def watched(view: Any) -> Any:
-        seen.append(gc.isenabled())
-        return response_of(view)
-
-    monkeypatch.setattr(nodes_routes, "node_response", watched)
-    page = client.get("/v1/nodes", params={"limit": 2}, headers=ADMIN).json()
-    assert page["total"] == 4 and seen == [False, False] and gc.isenabled()

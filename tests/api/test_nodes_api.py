@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
+
+from gridplace.api.routes.nodes import node_response
+from gridplace.api.store import store as store_module
 from tests.api.conftest import (
     ADMIN,
     FakeClock,
@@ -296,3 +301,55 @@ def test_a_minimal_heartbeat_is_recorded_and_answered_204(
         "/v1/nodes/b/telemetry", json=report, headers=ADMIN | {"Prefer": "return=minimal"}
     )
     assert missing.status_code == 404
+
+
+def test_a_page_of_nodes_reads_its_rows_and_matches_the_whole_grid_judged(
+    client: TestClient, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /v1/nodes builds the documents of its page only, judged as the planner's grid view
+    judges them: with silence, and with a mass silence, the same items as the whole grid's."""
+    names = [f"n{i:03d}" for i in range(240)]
+    inventory = to_yaml(*(node_doc(name) for name in names))
+    assert client.post("/v1/nodes", content=inventory, headers=ADMIN | YAML).status_code == 200
+    service = client.app.state.gridplace.service  # type: ignore[attr-defined]
+    built = 0
+    record = store_module._node_record
+
+    def counted(row: Any) -> Any:
+        nonlocal built
+        built += 1
+        return record(row)
+
+    monkeypatch.setattr(store_module, "_node_record", counted)
+    pages: list[dict[str, Any]] = [
+        {"limit": 7, "offset": 0},
+        {"limit": 20, "offset": 101},
+        {"limit": 20, "after": "n199", "offset": 3},
+        {"limit": 5, "offset": 238},
+        {"limit": 5, "offset": 500},
+    ]
+
+    def check_pages() -> None:
+        nonlocal built
+        whole = service.grid().nodes
+        for params in pages:
+            skipped = names.index(params["after"]) + 1 if "after" in params else 0
+            start = skipped + params["offset"]
+            expected = [
+                node_response(view).model_dump(mode="json", by_alias=True, exclude_none=True)
+                for view in whole[start : start + params["limit"]]
+            ]
+            built = 0
+            page = client.get("/v1/nodes", params=params, headers=ADMIN).json()
+            assert built == len(expected) and page == {"items": expected, "total": len(names)}
+
+    check_pages()  # just started: nobody is silent yet
+    clock.advance(61)  # past the 60 s grace
+    fresh = to_yaml(*(node_doc(n, throttle=0.0) for n in names[40:]))  # a status: heard now
+    assert client.post("/v1/nodes", content=fresh, headers=ADMIN | YAML).status_code == 200
+    check_pages()  # 40 of 240 silent: marked unhealthy
+    first = {"limit": 1}
+    assert not client.get("/v1/nodes", params=first, headers=ADMIN).json()["items"][0]["healthy"]
+    clock.advance(61)  # every node silent: a mass silence, nobody marked
+    check_pages()
+    assert client.get("/v1/nodes", params=first, headers=ADMIN).json()["items"][0]["healthy"]

@@ -28,7 +28,13 @@ from tests.api.conftest import (
     to_yaml,
     workload_doc,
 )
-from tests.api.test_serve import clean_environment, free_port, start_serve, wait_for_health
+from tests.api.test_serve import (
+    SHUTDOWN_TIMEOUT_S,
+    clean_environment,
+    free_port,
+    start_serve,
+    wait_for_health,
+)
 
 MINIMAL = {"Prefer": "return=minimal"}
 FLUSH_S = 0.2  # GRIDPLACE_HEARTBEAT_FLUSH_S of the SIGKILL test: the window it may lose
@@ -51,7 +57,7 @@ def serve(
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=30)
+        process.communicate(timeout=SHUTDOWN_TIMEOUT_S)
 
 
 def stored_ratios(database_url: str) -> dict[str, float | None]:
@@ -89,7 +95,7 @@ def test_a_clean_shutdown_writes_every_buffered_heartbeat(
             send_round(client, names, 0.25)
         process.send_signal(signal.SIGTERM)
         # uvicorn shuts down (the app's lifespan ends), then re-raises the signal it caught.
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert process.wait(timeout=SHUTDOWN_TIMEOUT_S) in (0, -signal.SIGTERM)
     assert stored_ratios(database_url) == dict.fromkeys(names, 0.25)
 
 

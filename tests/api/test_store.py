@@ -23,6 +23,7 @@ from gridplace.api.store import (
     create_store_engine,
     migrate,
 )
+from gridplace.api.store import store as store_module
 from gridplace.api.store.engine import current_revision, parse_url
 from gridplace.api.store.schema import Base
 from gridplace.specs import LatencyProbes, Node, NodeStatus, PlacementPlan, ThermalStatus
@@ -168,6 +169,18 @@ def test_nodes_upsert_status_and_quiet_counts(store: Store) -> None:
     assert [r.name for r in store.nodes(limit=1, offset=1)] == ["b"]
     assert store.delete_node("a") and not store.delete_node("a")
     assert store.node_count() == 1
+
+
+def test_nodes_by_page_and_by_name(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [f"n{i:02d}" for i in range(12)]
+    store.upsert_nodes([node(name) for name in reversed(names)], T0)
+    assert [r.name for r in store.nodes(limit=3, after="n04")] == ["n05", "n06", "n07"]
+    assert [r.name for r in store.nodes(limit=2, offset=1, after="n09")] == ["n11"]
+    assert store.nodes(after="n11") == []
+    monkeypatch.setattr(store_module, "NAMES_PER_QUERY", 5)  # several IN lists
+    wanted = {*names[::2], "missing", "n99"}
+    assert [r.name for r in store.nodes_named(wanted)] == names[::2]
+    assert store.nodes_named([]) == []
 
 
 def test_tokens_keep_only_a_hash_and_can_be_revoked(store: Store) -> None:

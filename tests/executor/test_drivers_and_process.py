@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,7 @@ from gridplace.executor.launcher import free_port
 from gridplace.executor.process import ProcessRuntime, parse_metrics
 
 STUB = Path(__file__).with_name("stub_server.py")
+WAIT_S = 60.0
 
 
 def target(gpus: tuple[int, ...] = (1, 3), precision: str = "fp8", share: int = 1, **kw) -> Target:
@@ -77,6 +80,15 @@ def test_metrics_are_summed_over_the_named_gauges() -> None:
     assert parse_metrics("other 9\n", names) is None
 
 
+def until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s`` (generous: at load 8-11 on 2
+    cores, what takes milliseconds idle has taken seconds)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout_s:g} s"
+        time.sleep(0.05)
+
+
 def test_the_stub_server_runs_drains_and_stops_as_a_real_process(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
     template = f"{shlex.quote(sys.executable)} {STUB} --port {{port}} --model {{model}}"
@@ -86,28 +98,30 @@ def test_the_stub_server_runs_drains_and_stops_as_a_real_process(tmp_path: Path)
     runtime = ProcessRuntime()
     process = runtime.launch(launch, "chat-abc", tmp_path / "log")
     endpoint = f"127.0.0.1:{port}"
+    answers: list[httpx.Response] = []
     try:
-        deadline = time.monotonic() + 15
-        while not runtime.healthy(endpoint, launch.health_paths):
-            assert time.monotonic() < deadline, (tmp_path / "log").read_text()
-            time.sleep(0.05)
+        until(lambda: runtime.healthy(endpoint, launch.health_paths), "healthy")
         assert runtime.alive(process, "chat-abc")
         assert not runtime.alive(process, "someone-else")  # the marker must match
         assert runtime.find("chat-abc") == process
+        # In flight long enough to be seen, polled, at load 8-11 (a 0.6 s one was missed there).
+        completion = {"prompt": "hi", "delay_s": 3.0}
         slow = threading.Thread(
-            target=httpx.post,
-            args=(f"http://{endpoint}/v1/completions",),
-            kwargs={"json": {"prompt": "hi", "delay_s": 0.6}, "timeout": 5},
+            target=lambda: answers.append(
+                httpx.post(f"http://{endpoint}/v1/completions", json=completion, timeout=WAIT_S)
+            )
         )
         slow.start()
-        time.sleep(0.2)
-        assert runtime.inflight(endpoint, launch.inflight_metrics) == 1
+        until(lambda: runtime.inflight(endpoint, launch.inflight_metrics) == 1, "in flight")
         runtime.request_drain(endpoint, "/drain")
         refused = httpx.post(f"http://{endpoint}/v1/completions", json={"prompt": "x"})
         assert refused.status_code == 503
-        slow.join()
+        slow.join(timeout=WAIT_S)
+        assert [a.status_code for a in answers] == [200]  # the drained server finished it
         assert runtime.inflight(endpoint, launch.inflight_metrics) == 0
     finally:
         runtime.stop(process, "chat-abc", timeout_s=5)
+    with pytest.raises(ChildProcessError):  # waited for: no zombie, no ResourceWarning later
+        os.waitpid(process.pid, os.WNOHANG)
     assert not runtime.alive(process, "chat-abc")
     assert runtime.find("chat-abc") is None

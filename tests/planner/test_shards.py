@@ -73,7 +73,7 @@ def test_a_shard_keeps_only_its_own_warm_pairs() -> None:
         assert sorted(sub.warm) == sorted((w, n) for w, n in pairs if w in names and n in nodes)
 
 
-def test_a_budget_or_a_previous_plan_is_planned_whole() -> None:
+def test_a_budget_is_planned_whole() -> None:
     with pytest.raises(ValueError, match="plan the grid whole"):
         shard_inputs(dataclasses.replace(grid(), budget_per_hour=10.0), 2)
 

@@ -15,6 +15,7 @@ from gridplace.api import render
 from gridplace.api.wiring import PlanRequest, run_plan
 from gridplace.planner.parts import RayMissing, require_ray
 from gridplace.planner.planning import PlanResult, Strategy
+from gridplace.planner.shards import MAX_SHARDS, SHARD_NODES, ShardCount
 from gridplace.specs import PlacementPlan, Prediction, SpecError
 from gridplace.specs.plan import WorkloadCoverage
 
@@ -63,6 +64,30 @@ BudgetOption = Annotated[
 ]
 
 
+def check_shards(text: str) -> str:
+    """``--shards``: a count 1-MAX_SHARDS, or ``auto`` (a usage error otherwise)."""
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_SHARDS):
+        raise typer.BadParameter(f"expected a count 1-{MAX_SHARDS} or 'auto', got {text!r}")
+    return text
+
+
+def shard_count_of(text: str) -> ShardCount:
+    return "auto" if text == "auto" else int(text)
+
+
+ShardsOption = Annotated[
+    str,
+    typer.Option(
+        "--shards",
+        callback=check_shards,
+        help=f"Cut the grid into K shards planned apart (each workload on its shard's nodes, "
+        f"then the demand left unmet on the other shards' leftover capacity), on --workers "
+        f"processes or --ray-address; 'auto': one per ~{SHARD_NODES:,} nodes (a smaller grid "
+        f"is planned whole). Not with --budget.",
+    ),
+]
+
+
 def command(
     nodes: NodesOption,
     workloads: WorkloadsOption,
@@ -94,8 +119,8 @@ def command(
             "--workers",
             min=1,
             max=64,
-            help="Local processes that solve the plan's independent parts at once (the same "
-            "plan as one).",
+            help="Local processes that solve the plan's independent parts (or its shards) at "
+            "once (the same plan as one).",
         ),
     ] = 1,
     ray_address: Annotated[
@@ -106,6 +131,7 @@ def command(
             "one-machine Ray); needs gridplace[scale].",
         ),
     ] = None,
+    shards: ShardsOption = "1",
 ) -> None:
     """Solve the placement and print (or write) a PlacementPlan."""
     try:
@@ -115,7 +141,7 @@ def command(
         raise typer.Exit(EXIT_INVALID) from None
     request = PlanRequest(
         nodes, workloads, probes or [], previous, strategy, time_limit, budget, seed, headroom,
-        workers=workers, ray_address=ray_address,
+        workers=workers, ray_address=ray_address, shards=shard_count_of(shards),
     )  # fmt: skip
     result = _plan_or_exit(request)
     plan = result.plan
@@ -262,8 +288,33 @@ def print_plan_table(result: PlanResult) -> None:
         render.stdout.print(f"note: {escape(note)}", highlight=False)
     if solver is not None:
         render.stderr.print(f"solved in {solver.wall_seconds:.2f} s (wall clock)", highlight=False)
+    print_shards(result)
     for released in result.problem.released:
         render.stderr.print(f"released: {escape(released)}", highlight=False)
+
+
+def print_shards(result: PlanResult) -> None:
+    """A sharded plan's shards (nodes, workloads, options, compile and solve CPU s, what each
+    left unmet) and the pass over their leftover capacity, on stderr: times vary by run."""
+    if not result.shards:
+        return
+    rows = [
+        [str(number), str(s.nodes), str(s.workloads), str(s.options), f"{s.compile_cpu_s:.1f}",
+         f"{s.solve_cpu_s:.1f}", f"{s.unmet_rps:.1f}"]
+        for number, s in enumerate(result.shards)
+    ]  # fmt: skip
+    columns = ["shard", "nodes", "workloads", "options", "compile CPU s", "solve CPU s",
+               "unmet req/s"]  # fmt: skip
+    render.stderr.print(render.table("shards", columns, rows))
+    found = result.reconciled
+    if found is not None:
+        render.stderr.print(
+            f"reconcile: {found.short_workloads} workloads short ({found.left_out} left out), "
+            f"{found.replicas} replicas added ({found.capacity_rps:.1f} req/s), unmet "
+            f"{found.unmet_before_rps:.1f} -> {found.unmet_after_rps:.1f} booked req/s, "
+            f"{found.cpu_s:.1f} CPU s",
+            highlight=False,
+        )
 
 
 def _latencies(predicted: list[Prediction]) -> tuple[str, str]:

@@ -36,8 +36,9 @@ def healthz(state: StateDep) -> HealthResponse:
 )
 def metrics(state: StateDep) -> PlainTextResponse:
     """Prometheus text format: plans solved, solve time, nodes by health, request latency."""
-    view = state.service.grid()
-    counts = {"healthy": view.healthy_count, "unhealthy": len(view.nodes) - view.healthy_count}
-    counts["silent"] = view.silent_count
+    judged = state.service.pulses()  # no node document: a scrape must not read the grid
+    healthy = judged.healthy_count
+    counts = {"healthy": healthy, "unhealthy": len(judged.pulses) - healthy}
+    counts["silent"] = len(judged.silent)
     text = state.metrics.render(counts, state.store.latest_generation())
     return PlainTextResponse(text, media_type=PROMETHEUS_CONTENT_TYPE)

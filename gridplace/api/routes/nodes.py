@@ -16,7 +16,6 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
-from gridplace import collector
 from gridplace.api.bodies import json_body, read_documents
 from gridplace.api.deps import (
     AdminDep,
@@ -99,15 +98,18 @@ def list_nodes(
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=NAME_PATTERN,
+            description="Only nodes named after this one (the last name of the previous page).",
+        ),
+    ] = None,
 ) -> NodeListResponse:
-    """Registered nodes by name, with their health as the planner sees it now."""
-    with collector.paused():  # until the rest of the grid is freed: see collector
-        views = service.grid().nodes
-        page = NodeListResponse(
-            items=[node_response(v) for v in views[offset : offset + limit]], total=len(views)
-        )
-        del views
-    return page
+    """Registered nodes by name, with their health as the planner sees it now. One page is read
+    (``after``, then ``offset``, then ``limit``), never the whole grid; ``total`` counts all."""
+    views, total = service.nodes_page(limit, offset, after)
+    return NodeListResponse(items=[node_response(v) for v in views], total=total)
 
 
 @router.post(

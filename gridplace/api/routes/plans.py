@@ -40,10 +40,24 @@ from gridplace.api.roles import DRY_RUN_PARAM
 from gridplace.api.routes import AUTH_ERRORS, errors, raw_body
 from gridplace.api.service import PLAN_INPUT_KINDS, VALIDATE_KINDS, PlanOptions
 from gridplace.api.store import PlanRecord, PlanSummary
+from gridplace.api.wiring import sharding_issue
 from gridplace.planner.planning import Strategy
+from gridplace.planner.shards import MAX_SHARDS, ShardCount
 from gridplace.specs import PlacementPlan
 
 router = APIRouter(prefix="/v1", tags=["plans"])
+SHARDS_PATTERN = r"^(auto|[1-9][0-9]?)$"
+
+
+def shard_request(text: str) -> ShardCount:
+    """The ``shards`` query value (its pattern checked): a count 1-MAX_SHARDS, or auto."""
+    if text == "auto":
+        return "auto"
+    if int(text) > MAX_SHARDS:
+        raise InvalidRequest.field("shards", f"{text} is over the limit of {MAX_SHARDS}")
+    return int(text)
+
+
 Generation = Annotated[int, Path(ge=1, le=2**31 - 1, description="A plan generation.")]
 
 
@@ -100,6 +114,16 @@ async def submit_plan(
     budget_per_hour: Annotated[
         float | None, Query(alias="budgetPerHour", ge=0, le=1e9, description="USD per hour.")
     ] = None,
+    shards: Annotated[
+        str,
+        Query(
+            pattern=SHARDS_PATTERN,
+            description="Cut the grid into this many shards planned apart (1-64, or auto: one "
+            "per ~10,000 nodes, a smaller grid planned whole): each workload is placed on its "
+            "shard's nodes, then the demand left unmet on the other shards' leftover capacity. "
+            "Not with budgetPerHour, and cpsat only.",
+        ),
+    ] = "1",
     dry_run: Annotated[
         bool,
         Query(
@@ -118,6 +142,10 @@ async def submit_plan(
             f"{time_limit_s:g} s is over this server's limit of "
             f"{settings.max_plan_time_limit_s:g} s",
         )
+    count = shard_request(shards)
+    issue = sharding_issue(count if isinstance(count, int) else 1, strategy, budget_per_hour)
+    if issue is not None:
+        raise InvalidRequest.field("shards", issue.message)
     documents = await read_documents(
         request, settings.max_documents, PLAN_INPUT_KINDS, settings.max_list_items
     )
@@ -125,6 +153,7 @@ async def submit_plan(
         strategy=strategy,
         time_limit_s=time_limit_s or settings.plan_time_limit_s,
         budget_per_hour=budget_per_hour,
+        shards=count,
     )
     if dry_run:
         outcome = await run_planning(state, service.dry_run, documents, options)

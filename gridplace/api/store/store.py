@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -61,6 +61,7 @@ _STATUS_COLUMNS = ("status", "healthy", "throttle_ratio", "last_heartbeat", "upd
 # others look at the shared marks (``sync_marks``) at once instead of at their next poll.
 NOTIFY_CHANNEL = "gridplace_changes"
 NAMES_REREAD_S = 1.0  # is_node: how often a miss may read every node's name again
+NAMES_PER_QUERY = 500  # nodes_named: bound parameters per IN (old SQLite allows 999)
 # Shared token buckets: one statement decides and hands out up to :want whole tokens, with the
 # database's clock (read once, into the row's at_s: ``excluded.at_s`` is now), so servers with
 # skewed clocks still agree. Every SET expression sees the row as it was.
@@ -299,13 +300,30 @@ class Store:
             row = session.get(NodeRow, name)
             return _node_record(row) if row else None
 
-    def nodes(self, limit: int | None = None, offset: int = 0) -> list[NodeRecord]:
+    def nodes(
+        self, limit: int | None = None, offset: int = 0, after: str | None = None
+    ) -> list[NodeRecord]:
+        """Nodes by name: every one, or a page (``offset`` of them skipped after ``after``)."""
         query = select(NodeRow).order_by(NodeRow.name).offset(offset)
+        if after is not None:
+            query = query.where(NodeRow.name > after)
         if limit is not None:
             query = query.limit(limit)
         self.flush_heartbeats()
         with self._session(write=False) as session:
             return [_node_record(row) for row in session.scalars(query)]
+
+    def nodes_named(self, names: Collection[str]) -> list[NodeRecord]:
+        """The registered nodes among ``names``, by name (the others are not registered)."""
+        wanted = sorted(set(names))
+        self.flush_heartbeats()
+        records: list[NodeRecord] = []
+        with self._session(write=False) as session:
+            for start in range(0, len(wanted), NAMES_PER_QUERY):
+                chunk = wanted[start : start + NAMES_PER_QUERY]
+                query = select(NodeRow).where(NodeRow.name.in_(chunk)).order_by(NodeRow.name)
+                records.extend(_node_record(row) for row in session.scalars(query))
+        return records
 
     def node_pulses(self) -> list[NodePulse]:
         """Every node's reported health, throttle and last sign of life: a few columns, no
