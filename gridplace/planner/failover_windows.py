@@ -40,7 +40,8 @@ SHORTFALL_WINDOW_WORKLOADS = 10
 SHORTFALL_WINDOW_S = 0.5
 # A pass whose first this many windows gained nothing ends there, and with it the search (what
 # the stage leaves passes on to the cost stage): from the repaired start (``hints``) none of 39
-# windows gained at 5 reference s, and the cost stage's plan went from $1,158.50 to $1,130.18/h.
+# windows gained at 5 reference s, and the cost stage's plan went from $1,158.50 to $1,130.18/h
+# (before its windows were charged ``SMALL_WINDOW_CHARGE_S``: docs/solver-tuning.md).
 SHORTFALL_PATIENCE = 8
 
 
