@@ -59,9 +59,9 @@ class EligibleRecorder:
     def __enter__(self) -> EligibleRecorder:
         recorder = self
 
-        def select(rows: CandidateRows, demand: WorkloadDemand, pools: Any, *args: Any) -> Any:
-            recorder.record(rows, demand, pools)
-            return recorder.original(rows, demand, pools, *args)
+        def select(rows: CandidateRows, demand: WorkloadDemand, room: Any, *args: Any) -> Any:
+            recorder.record(rows, demand, room.pools)
+            return recorder.original(rows, demand, room, *args)
 
         compile_module.select_candidates = select  # type: ignore[assignment]
         return self
@@ -239,11 +239,13 @@ def pool_use(problem: Problem) -> None:
     for o in problem.options:
         users[o.pool].add(o.workload)
     counts = sorted((len(v) for v in users.values()), reverse=True)
+    per = sorted(len(problem.options_of(w.index)) for w in problem.workloads)
     gpus = sum(problem.pools[p].node_count * problem.pools[p].gpus_per_node for p in users)
     total = sum(p.node_count * p.gpus_per_node for p in problem.pools)
     print(
         f"pools some workload may use: {len(users)} of {len(problem.pools)} ({gpus} of {total} "
-        f"GPUs); workloads per used pool: max {counts[0]}, median {counts[len(counts) // 2]}"
+        f"GPUs); workloads per used pool: max {counts[0]}, median {counts[len(counts) // 2]}; "
+        f"options per workload: max {per[-1]}, median {per[len(per) // 2]}"
     )
 
 

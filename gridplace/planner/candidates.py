@@ -1,23 +1,19 @@
 """Which candidate options of a workload reach the model: dominated ones dropped, and on large
-grids only the cheapest ones that cover the workload's demand several times over.
+grids only the cheapest ones that cover the workload's demand several times over, counting
+what the workloads selected before it left of each pool (``PoolRoom``).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from gridplace.planner.core import SLOTS_PER_GPU, replica_slots
-from gridplace.planner.options import (
-    BoolArray,
-    CandidateRows,
-    FloatArray,
-    IntArray,
-    potential_rps,
-)
+from gridplace.planner.options import BoolArray, CandidateRows, FloatArray, IntArray
 from gridplace.planner.problem import GpuPool, Option, WorkloadDemand
 from gridplace.specs import Precision
 
@@ -34,60 +30,176 @@ MAX_CANDIDATES = 1_000
 CANDIDATE_COVER = 8.0
 
 
+class PoolRoom:
+    """What the workloads selected so far left of each pool: its GPU slots less those the
+    replicas their booked demand needs take (``reserve``). Compile selects the workloads one
+    after another through one room (``compile.selection_order``), so a pool's potential is
+    counted once across them: without it every workload of a kind kept the same cheapest pools,
+    and at 100,000 nodes x 10,000 workloads those were 5% of the GPUs
+    (``bench/unmet_causes.py``)."""
+
+    def __init__(self, pools: Sequence[GpuPool]) -> None:
+        self.pools = pools
+        self._nodes = np.array([p.node_count for p in pools], dtype=np.int64)
+        self._node_slots = np.array(
+            [p.gpus_per_node * SLOTS_PER_GPU for p in pools], dtype=np.int64
+        )
+        self._slots = self._nodes * self._node_slots
+        self.free_slots: IntArray = self._slots.copy()
+
+    def replicas_left(self, rows: CandidateRows, chosen: IntArray) -> tuple[IntArray, IntArray]:
+        """Per ``chosen`` row: the replicas of it its pool holds, and those it has left."""
+        pool, each = rows.pool[chosen], _replica_slots(rows)[rows.config[chosen]]
+        whole = self._nodes[pool] * (self._node_slots[pool] // each)
+        return whole, np.minimum(whole, self.free_slots[pool] // each)
+
+    def potentials(self, rows: CandidateRows, chosen: IntArray) -> FloatArray:
+        """What each ``chosen`` row could serve with the replicas of it its pool has left (the
+        whole pool left: capacity x nodes x replicas a node holds, in that order)."""
+        whole, left = self.replicas_left(rows, chosen)
+        pool, capacity = rows.pool[chosen], rows.capacity_rps[chosen]
+        per_node = self._node_slots[pool] // _replica_slots(rows)[rows.config[chosen]]
+        found: FloatArray = np.where(
+            left == whole, capacity * self._nodes[pool] * per_node, capacity * left
+        )
+        return found
+
+    def closed(self, rows: CandidateRows, forced: BoolArray) -> BoolArray:
+        """The rows, ``forced`` ones aside, whose pool has none of their replicas left."""
+        touched = np.flatnonzero((self.free_slots < self._slots)[rows.pool] & ~forced)
+        found = np.zeros(len(rows), dtype=bool)
+        found[touched] = self.replicas_left(rows, touched)[1] == 0
+        return found
+
+    def take(self, pool: int, replicas: int, slots: int) -> None:
+        """``replicas`` of ``slots`` each on ``pool``."""
+        self.free_slots[pool] -= replicas * slots
+
+
 def select_candidates(
     rows: CandidateRows,
     demand: WorkloadDemand,
-    pools: Sequence[GpuPool],
+    room: PoolRoom,
     forced: BoolArray,
     limit: int,
 ) -> IntArray:
     """The rows to keep, ascending: the cheapest candidates per request/s until they could serve
     every source ``CANDIDATE_COVER`` times over (and at least ``limit``), plus the ``forced``
-    ones (those the previous plan uses). A large grid offers thousands of interchangeable
-    options per workload; the model only needs enough of the best ones to choose among.
+    ones (those the previous plan uses). A row counts what ``room`` left of its pool; one on a
+    pool with none of its replicas left is closed: passed over unless forced, or while fewer
+    than ``limit`` rows are kept (cheapest first: the model may still move another workload off
+    that pool). A large grid offers thousands of interchangeable options per workload; the
+    model only needs enough of the best ones to choose among.
     """
-    count = len(rows)
+    if len(rows) <= limit:
+        return np.arange(len(rows), dtype=np.int64)
+    score, tie = _order_keys(rows, demand, None)
+    closed = room.closed(rows, forced)
+    need = _needs(rows, demand, CANDIDATE_COVER)
+    if not closed.any():  # the rows as they are, without copies
+        return np.sort(
+            _covering(rows.servable, forced, score, tie, need, limit,
+                      lambda at: room.potentials(rows, at))
+        )  # fmt: skip
+    open_rows, shut = np.flatnonzero(~closed), np.flatnonzero(closed)
+    picked = open_rows[
+        _covering(rows.servable[open_rows], forced[open_rows], score[open_rows], tie[open_rows],
+                  need, limit, lambda at: room.potentials(rows, open_rows[at]))
+    ]  # fmt: skip
+    if len(picked) < limit:
+        extra = _cheapest(score[shut], tie[shut], limit - len(picked))
+        picked = np.concatenate((picked, shut[extra]))
+    return np.sort(picked)
+
+
+def reserve(rows: CandidateRows, demand: WorkloadDemand, room: PoolRoom, kept: IntArray) -> None:
+    """Take the replicas ``demand``'s booked traffic needs (each source's share once) from
+    ``room``: on the ``kept`` rows cheapest first (selection's order), as many as each pool has
+    left."""
+    if not len(kept):
+        return
+    score, tie = _order_keys(rows, demand, kept)
+    ordered = kept[np.lexsort((tie, score))]
+    need = _needs(rows, demand, 1.0)
+    slots = _replica_slots(rows)
+    for row, served in zip(ordered.tolist(), rows.servable[ordered].tolist(), strict=True):
+        columns = [c for c, ok in enumerate(served) if ok and need[c] > 0]
+        if not columns:
+            continue
+        free = int(room.replicas_left(rows, np.array([row]))[1][0])
+        capacity, wanted = float(rows.capacity_rps[row]), sum(need[c] for c in columns)
+        replicas = min(free, math.ceil(wanted / capacity))
+        room.take(int(rows.pool[row]), replicas, int(slots[rows.config[row]]))
+        served_rps = min(replicas * capacity, wanted)
+        for c in columns:
+            part = min(need[c], served_rps)
+            need[c], served_rps = need[c] - part, served_rps - part
+        if all(left <= 0 for left in need):
+            return
+
+
+def _replica_slots(rows: CandidateRows) -> IntArray:
+    """GPU slots one replica of each of ``rows``' configurations takes."""
+    slots = [replica_slots(c.share, c.tensor_parallel) for c in rows.configs]
+    return np.array(slots, dtype=np.int64)
+
+
+def _needs(rows: CandidateRows, demand: WorkloadDemand, cover: float) -> list[float]:
+    """Each source's booked demand ``cover`` times over, in ``rows``' column order."""
+    shares = dict(demand.sources)
+    return [demand.booked_rps * shares[r] * cover for r in rows.regions]
+
+
+def _order_keys(
+    rows: CandidateRows, demand: WorkloadDemand, chosen: IntArray | None
+) -> tuple[FloatArray, IntArray]:
+    """Selection's order of the ``chosen`` rows (None: all) as ``np.lexsort((tie, score))``
+    reads it: the cheapest way to serve the whole demand with this option alone first (so
+    granularity counts: a small replica can beat a big efficient one); ties: preferred
+    precision, more sources, pool order (lexsort is stable: then enumeration order)."""
+    at = slice(None) if chosen is None else chosen
+    rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config[at]]
+    score: FloatArray = np.ceil(demand.booked_rps / rows.capacity_rps[at]) * rows.cost_per_hour[at]
+    sources = rows.servable[at].sum(axis=1)
+    pools_n, regions_n = int(rows.pool.max()) + 1, len(rows.regions) + 1
+    tie: IntArray = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool[at]
+    return score, tie
+
+
+def _covering(
+    servable: BoolArray,
+    forced: BoolArray,
+    score: FloatArray,
+    tie: IntArray,
+    need: list[float],
+    limit: int,
+    potential: Callable[[IntArray], FloatArray],
+) -> IntArray:
+    """Positions to keep among rows (``servable`` per source; ``potential``: what those at some
+    positions count): the first ``limit`` in order, then each one that serves a source still
+    short of ``need`` (or is forced)."""
+    count = len(score)
     if count <= limit:
         return np.arange(count, dtype=np.int64)
-    # Cheapest way to serve the whole demand with this option alone first (so granularity
-    # counts: a small replica can beat a big efficient one); ties: preferred precision, more
-    # sources, pool order, enumeration order.
-    wanted = demand.booked_rps
-    rank = np.array([c.rank for c in rows.configs], dtype=np.int64)[rows.config]
-    score = np.ceil(wanted / rows.capacity_rps) * rows.cost_per_hour
-    sources = rows.servable.sum(axis=1)
-    # One integer key for (rank, more sources, pool); lexsort is stable, so enumeration order
-    # breaks the remaining ties.
-    pools_n, regions_n = int(rows.pool.max()) + 1, len(rows.regions) + 1
-    tie = (rank * regions_n + (len(rows.regions) - sources)) * pools_n + rows.pool
-    shares = dict(demand.sources)
-    need = [demand.booked_rps * shares[r] * CANDIDATE_COVER for r in rows.regions]
-    bits = rows.servable.astype(np.int64) @ (1 << np.arange(len(rows.regions), dtype=np.int64))
+    bits = servable.astype(np.int64) @ (1 << np.arange(servable.shape[1], dtype=np.int64))
     kept: list[int] = []
-
-    def keep(row: int) -> None:
-        kept.append(row)
-        potential = potential_rps(rows, pools, row)
-        for column in np.flatnonzero(rows.servable[row]).tolist():
-            need[column] -= potential
 
     def unmet_bits() -> int:
         return sum(1 << column for column, left in enumerate(need) if left > 0)
 
     # The first ``limit`` rows in order are kept whatever they serve: what they could serve is
     # taken off each source's need in their order (``subtract.accumulate`` is sequential, so
-    # the floats are ``keep``'s, row by row).
+    # the floats are the loop's below, row by row).
     head = _cheapest(score, tie, limit)
     kept.extend(head.tolist())
-    potential = _potentials(rows, pools, head)
-    for column, served in enumerate(rows.servable[head].T):
+    counted = potential(head)
+    for column, served in enumerate(servable[head].T):
         if served.any():
-            taken = np.concatenate(([need[column]], potential[served]))
+            taken = np.concatenate(([need[column]], counted[served]))
             need[column] = float(np.subtract.accumulate(taken)[-1])
     if not unmet_bits():  # every source covered: past them only the forced rows are kept
-        if forced.any():
-            kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
-        return np.sort(np.array(kept, dtype=np.int64))
+        kept.extend(np.setdiff1d(np.flatnonzero(forced), head).tolist())
+        return np.array(kept, dtype=np.int64)
     order = np.lexsort((tie, score))
     position = limit
     # Past them a row is kept if it serves a source still short of cover (or is forced). Short
@@ -99,26 +211,17 @@ def select_candidates(
         if not hits:
             break
         for hit in hits:
-            keep(int(rest[hit]))
+            row = int(rest[hit])
+            kept.append(row)
+            counts = float(potential(np.array([row]))[0])
+            for column in np.flatnonzero(servable[row]).tolist():
+                need[column] -= counts
             if short and unmet_bits() != short:
                 position += hit + 1
                 break
         else:
             break
-    return np.sort(np.array(kept, dtype=np.int64))
-
-
-def _potentials(rows: CandidateRows, pools: Sequence[GpuPool], chosen: IntArray) -> FloatArray:
-    """``potential_rps`` of each of the ``chosen`` rows: the same products, in its order."""
-    picked = [pools[p] for p in rows.pool[chosen].tolist()]
-    configs = [rows.configs[c] for c in rows.config[chosen].tolist()]
-    nodes = [pool.node_count for pool in picked]
-    replicas = [
-        pool.gpus_per_node * SLOTS_PER_GPU // replica_slots(c.share, c.tensor_parallel)
-        for pool, c in zip(picked, configs, strict=True)
-    ]
-    found: FloatArray = rows.capacity_rps[chosen] * np.array(nodes, dtype=np.float64) * replicas
-    return found
+    return np.array(kept, dtype=np.int64)
 
 
 def _cheapest(score: FloatArray, tie: IntArray, limit: int) -> IntArray:

@@ -33,6 +33,8 @@ from gridplace.planner.candidates import (
     MAX_CANDIDATES,
     MIN_CANDIDATES,
     OPTION_BUDGET,
+    PoolRoom,
+    reserve,
     select_candidates,
     undominated_rows,
 )
@@ -139,16 +141,17 @@ def _compile(
         for workload in inputs.workloads
     ]
     singles: dict[int, CandidateRows] = {}  # per workload: the rows it keeps
+    room = PoolRoom(pools)  # what the workloads selected so far left of each pool
     # Workloads that ask the same of the same pools (one kind, TTFT target, sources and trust)
     # share one enumeration; selection and everything after it is per workload.
-    for members in _alike(inputs, group_predictor).values():
+    for members in selection_order(inputs):
         first = inputs.workloads[members[0]]
         eligible = _trusted(first.spec.trust, grid)
         rows = enumerate_candidates(
             workloads[members[0]], first, grid, eligible, predicts[members[0]]
         )
         for w in members:
-            singles[w] = _single_rows(inputs, workloads[w], rows, pools, keep, per_workload)
+            singles[w] = _single_rows(inputs, workloads[w], rows, room, keep, per_workload)
     options: list[Option] = []
     builders: list[Callable[[], list[Rejection]]] = []
     for w, (workload, demand, predict) in enumerate(
@@ -166,39 +169,56 @@ def _compile(
     return assemble_problem(inputs, workloads, pools, options, Rejections(builders))
 
 
-def _alike(inputs: PlannerInputs, predictor: GroupPredictor) -> dict[tuple[object, ...], list[int]]:
-    """Workloads by what their enumeration reads: kind, TTFT target, sources in order, trust."""
+def selection_order(inputs: PlannerInputs) -> list[list[int]]:
+    """The order compile selects candidates in (each workload counts only what those before it
+    left of a pool: ``candidates.PoolRoom``), as groups of workloads that ask the same of the
+    same pools (kind, TTFT target, sources in order, trust: one enumeration each). Strictest
+    first (lowest TTFT target, then highest trust), so that the workloads few pools can serve
+    take them before those that can go further; within a group highest priority first. Ties:
+    input order (the same plan on any machine)."""
     alike: dict[tuple[object, ...], list[int]] = {}
     for w, workload in enumerate(inputs.workloads):
         spec = workload.spec
         key = (
-            predictor.kind_of(workload, *_model(workload, inputs.catalog)),
+            GroupPredictor.kind_of(workload, *_model(workload, inputs.catalog)),
             spec.slo.ttft_ms,
             tuple(dict.fromkeys(s.region for s in spec.traffic.sources)),
             spec.trust,
         )
         alike.setdefault(key, []).append(w)
-    return alike
+
+    def strictness(members: list[int]) -> tuple[float, int, float, int]:
+        spec = inputs.workloads[members[0]].spec
+        claims = spec.trust.min_claims.rank if spec.trust else -1
+        reliability = spec.trust.min_reliability if spec.trust else 0.0
+        return (spec.slo.ttft_ms, -claims, -reliability, members[0])
+
+    def priority(w: int) -> tuple[int, int]:
+        return (-inputs.workloads[w].spec.priority, w)
+
+    return [sorted(members, key=priority) for members in sorted(alike.values(), key=strictness)]
 
 
 def _single_rows(
     inputs: PlannerInputs,
     demand: WorkloadDemand,
     rows: CandidateRows,
-    pools: list[GpuPool],
+    room: PoolRoom,
     keep: set[tuple[int, int, Precision, int, int]],
     limit: int,
 ) -> CandidateRows:
     """One workload's options on single nodes, as rows: its booking applied to the enumerated
-    rows, the cheapest ones selected (and the previous plan's), dominated ones dropped."""
+    rows, the cheapest ones selected (and the previous plan's), dominated ones dropped, its
+    booked demand then taken from ``room``."""
     traffic = inputs.workloads[demand.index].spec.traffic
     if inputs.headroom is None and traffic.burstiness is not None:
         # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
         in_system_ms = rows.prefill_ms + traffic.output_tokens * rows.itl_ms
         rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
     forced = _forced_rows(rows, demand.index, keep)
-    selected = select_candidates(rows, demand, pools, forced, limit)
+    selected = select_candidates(rows, demand, room, forced, limit)
     kept = np.array(undominated_rows(rows, selected, forced), dtype=np.int64)
+    reserve(rows, demand, room, kept)
     # Only the kept rows outlive the enumeration (all of them were ~420 MB at 10,000 x 1,000).
     return replace(
         rows, pool=rows.pool[kept], config=rows.config[kept], prefill_ms=rows.prefill_ms[kept],

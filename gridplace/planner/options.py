@@ -25,9 +25,7 @@ import numpy.typing as npt
 
 from gridplace.planner.core import (
     SHARE_FACTORS,
-    SLOTS_PER_GPU,
     TTFT_BUDGET_STEP_MS,
-    replica_slots,
 )
 from gridplace.planner.problem import (
     GpuPool,
@@ -422,19 +420,6 @@ def _unservable_runs(
     }
 
 
-def potential_rps(rows: CandidateRows, pools: Sequence[GpuPool], row: int) -> float:
-    """What the whole pool could serve with this option alone (capacity x replicas it holds)."""
-    config = rows.configs[int(rows.config[row])]
-    pool = pools[int(rows.pool[row])]
-    slots = replica_slots(config.share, config.tensor_parallel)
-    # Same expression, same order as Option.slots-based selection: the floats must agree.
-    return (
-        float(rows.capacity_rps[row])
-        * pool.node_count
-        * (pool.gpus_per_node * SLOTS_PER_GPU // slots)
-    )
-
-
 __all__ = [
     "MAX_TENSOR_PARALLEL",
     "CandidateRows",
@@ -445,6 +430,5 @@ __all__ = [
     "PredictGroups",
     "configs_of",
     "enumerate_candidates",
-    "potential_rps",
     "rejected_candidates",
 ]

@@ -7,14 +7,11 @@ on local processes or on a Ray cluster). Every region's providers are dealt amon
 workloads too (by home region, model and rate, in turn), so each shard holds a share of every
 region's capacity and demand. A workload is placed only on its shard's nodes.
 
-Why before compile, not after (``decompose.by_site``): compile keeps each workload's cheapest
-options, enough to cover its own demand several times over (``candidates``), and workloads of
-one kind all keep the same cheapest pools. At 100,000 nodes x 10,000 workloads those pools are
-a small part of the grid that ten times as many workloads crowd (``bench/unmet_causes.py``):
-greedy's start leaves most of the demand unmet and the whole model is too large for its unmet
-stage to leave that start. A shard's compile keeps its workloads' cheapest options among its
-own nodes, so the shards together reach K times as many pools, and each shard is a model of
-the size that solves. What sharding gives up: a workload's shard solve sees only its shard's
+Why before compile, not after (``decompose.by_site``): a part cut after compile holds only the
+options one compile of the whole grid kept, and at 100,000 nodes x 10,000 workloads the whole
+model is too large for its unmet stage to leave greedy's start in a minute, even where its kept
+options could serve every request (README, "From 10,000 to 100,000 nodes"). Each shard is a
+model of the size that solves, compiled over its own nodes, and the shards run in parallel. What sharding gives up: a workload's shard solve sees only its shard's
 nodes (``reconcile`` then places the demand left unmet on every shard's leftover capacity),
 the shards' plans are not one model's optimum, and a budget (it spans all workloads) is
 refused. A previous plan is cut with the grid: each shard keeps the previous replicas of its

@@ -25,6 +25,7 @@ from gridplace.planner.compile import (
     _rule_failure,
     _trust_failure,
     assemble_problem,
+    selection_order,
 )
 from gridplace.planner.core import SHARE_FACTORS, SLOTS_PER_GPU, TTFT_BUDGET_STEP_MS
 from gridplace.planner.options import MAX_TENSOR_PARALLEL, _signature
@@ -68,7 +69,7 @@ def reference_compile(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )
     workloads: list[WorkloadDemand] = []
-    options: list[Option] = []
+    every: list[list[Option]] = []
     rejections: list[Rejection] = []
     for w_index, workload in enumerate(inputs.workloads):
         model_id, model = _model(workload, inputs.catalog)
@@ -78,8 +79,17 @@ def reference_compile(
             demand, workload, model, pools, pool_gpus, predictor, network
         )
         rejections.extend(dropped)
-        candidates = select_candidates_reference(candidates, demand, pools, keep, per_workload)
-        candidates = drop_dominated(candidates, keep)
+        every.append(candidates)
+    # Selection in compile's order, each workload counting what those before it left of a pool.
+    free = [p.node_count * p.gpus_per_node * SLOTS_PER_GPU for p in pools]
+    for w_index in (w for members in selection_order(inputs) for w in members):
+        chosen = select_candidates_reference(
+            every[w_index], workloads[w_index], pools, keep, per_workload, free
+        )
+        every[w_index] = drop_dominated(chosen, keep)
+        _reserve_reference(every[w_index], workloads[w_index], pools, free)
+    options: list[Option] = []
+    for candidates in every:
         base = len(options)
         options.extend([replace(o, index=base + i) for i, o in enumerate(candidates)])
     return assemble_problem(inputs, workloads, pools, options, rejections)
@@ -213,47 +223,82 @@ def _candidates(
     return found, rejections
 
 
+def _room(option: Option, pools: list[GpuPool], free: list[int]) -> tuple[float, int]:
+    """What the option could serve with the replicas of it its pool has left in ``free`` slots
+    (all left: the whole pool), and those replicas."""
+    pool = pools[option.pool]
+    per_node = pool.gpus_per_node * SLOTS_PER_GPU // option.slots
+    left = min(pool.node_count * per_node, free[option.pool] // option.slots)
+    if left == pool.node_count * per_node:
+        return option.capacity_rps * pool.node_count * per_node, left
+    return option.capacity_rps * left, left
+
+
+def _selection_key(option: Option, wanted: float) -> tuple[float, int, int, int, int]:
+    """Cheapest way to serve the whole demand with this option alone first (so granularity
+    counts: a small replica can beat a big efficient one); ties: preferred precision, more
+    sources, pool order."""
+    return (
+        math.ceil(wanted / option.capacity_rps) * option.cost_per_hour, option.precision_rank,
+        -len(option.servable_sources), option.pool, option.index,
+    )  # fmt: skip
+
+
 def select_candidates_reference(
     candidates: list[Option],
     demand: WorkloadDemand,
     pools: list[GpuPool],
     keep: set[OptionKey],
     limit: int,
+    free: list[int],
 ) -> list[Option]:
     """Keep the cheapest candidates per request/s until they could serve every source
     ``CANDIDATE_COVER`` times over (and at least ``limit``), plus any the previous
-    plan uses. A large grid offers thousands of interchangeable options per workload; the model
-    only needs enough of the best ones to choose among.
+    plan uses; each counts the replicas its pool has left in ``free`` slots, and one with none
+    left there is passed over unless the previous plan uses it or fewer than ``limit`` are kept
+    past the others.
     """
     if len(candidates) <= limit:
         return candidates
-    # Cheapest way to serve the whole demand with this option alone first (so granularity
-    # counts: a small replica can beat a big efficient one); ties: preferred precision, more
-    # sources, pool order.
-    wanted = demand.booked_rps
-    ordered = sorted(
-        candidates,
-        key=lambda o: (
-            math.ceil(wanted / o.capacity_rps) * o.cost_per_hour, o.precision_rank,
-            -len(o.servable_sources), o.pool, o.index,
-        ),
-    )  # fmt: skip
+    ordered = sorted(candidates, key=lambda o: _selection_key(o, demand.booked_rps))
     need = {region: demand.booked_rps * share * CANDIDATE_COVER
             for region, share in demand.sources}  # fmt: skip
     kept: list[Option] = []
+    closed: list[Option] = []
     for option in ordered:
+        potential, replicas = _room(option, pools, free)
         useful = any(need[r] > 0 for r in option.servable_sources)
         forced = (demand.index, option.pool, option.precision, option.tensor_parallel,
                   option.share) in keep  # fmt: skip
+        if not forced and replicas == 0:
+            closed.append(option)
+            continue
         if not (useful or forced or len(kept) < limit):
             continue
         kept.append(option)
-        pool = pools[option.pool]
-        potential = (
-            option.capacity_rps
-            * pool.node_count
-            * (pool.gpus_per_node * SLOTS_PER_GPU // option.slots)
-        )
         for region in option.servable_sources:
             need[region] -= potential
+    kept.extend(closed[: max(0, limit - len(kept))])
     return sorted(kept, key=lambda o: o.index)
+
+
+def _reserve_reference(
+    kept: list[Option], demand: WorkloadDemand, pools: list[GpuPool], free: list[int]
+) -> None:
+    """Take the replicas the workload's booked demand needs (each source's share once) from the
+    ``free`` slots of each pool: on its kept options in selection's order, as many as each pool
+    has left."""
+    need = {region: demand.booked_rps * share for region, share in demand.sources}
+    for option in sorted(kept, key=lambda o: _selection_key(o, demand.booked_rps)):
+        sources = [r for r in option.servable_sources if need[r] > 0]
+        if not sources:
+            continue
+        wanted = sum(need[r] for r in sources)
+        replicas = min(_room(option, pools, free)[1], math.ceil(wanted / option.capacity_rps))
+        free[option.pool] -= replicas * option.slots
+        served = min(replicas * option.capacity_rps, wanted)
+        for region in sources:
+            part = min(need[region], served)
+            need[region], served = need[region] - part, served - part
+        if all(value <= 0 for value in need.values()):
+            return
