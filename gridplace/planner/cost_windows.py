@@ -1,12 +1,12 @@
-"""A large first plan's cost stage, before its usual windows: a cost-aware repair of the unmet
-stage's plan (``swaps``), and when the stage is short one pass of small windows without presolve.
+"""A large first plan's cost stage: a cost-aware repair of the unmet stage's plan (``swaps``),
+then small windows without presolve, each with a short limit, for the stage's window time.
 
-Owns what that start is (the repair, the pass's window size and solver, what a window costs the
-clock); it must not decide a stage's share of the time (``stages``). Why: the unmet stage's
-plan, trimmed, costs ~6% above the optimum at 10,000 x 1,000, high utilization, and the unmet
-stage leaves the cost stage ~2 reference s at a 7-second limit, where 100-workload windows solve
-a few windows only; the repair and many small windows come within ~1% in that time. With a
-longer stage the usual windows from the repair come closer (docs/solver-tuning.md).
+Owns what that stage searches (the repair, the small windows' size, limit and solver, what one
+costs the clock); it must not decide a stage's share of the time (``stages``). Why: the unmet
+stage's plan, trimmed, costs ~6% above the optimum at 10,000 x 1,000, high utilization, and the
+unmet stage leaves the cost stage ~2 reference s at a 7.5-second limit, where 100-workload
+windows solve a few windows only; the repair and many small windows come within ~1% in that
+time, and a longer stage only adds windows to the same sequence (docs/solver-tuning.md).
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
 # workloads 1.1%, and 0.9% without presolve, which costs a small window more than its search
 # (docs/solver-tuning.md).
 COST_WINDOW_WORKLOADS = 30
-# The small pass runs only when the cost stage has less than this for its windows (reference
-# seconds); the repair runs always. At moderate utilization the unmet stage ends after 2.62 s and
-# leaves the cost stage ~3.6 s at a 7-second limit, where the usual windows ended cheaper than
-# the small pass ($710.60/h against $713.57/h, both from before the repair ran always); high has
-# ~1.9 s there (docs/solver-tuning.md).
-FIRST_PASS_MAX_S = 3.0
+# Each small window's limit (reference seconds). Most end optimal after 0.005-0.02 s; a few ran
+# on for 0.17-0.83 s proving their optimum and took most of a 2-second stage at high utilization:
+# at 7.5 reference s, window seeds 0-4, one pass of 1-second windows then 100-workload windows
+# (before) ended +0.92-1.42% above the HiGHS optimum, small windows throughout at 0.1 s
+# +0.82-1.02%, at 0.05 s +0.70-0.99% (docs/solver-tuning.md).
+SMALL_WINDOW_S = 0.05
 
 
-def first_cost_pass(
+def small_cost_windows(
     pm: PlacementModel,
     settings: SolverSettings,
     clock: WorkClock,
@@ -46,21 +46,21 @@ def first_cost_pass(
     start: VariableValues,
     until: tuple[float, int],
 ) -> WindowSearch:
-    """From ``start`` (the unmet stage's plan, trimmed and ``repaired``), one pass of small cost
-    windows (at most ``settings.window_workloads`` each); ``until``: the stage's deadline
-    (reference seconds on ``clock``) and the pass's random seed."""
+    """From ``start`` (the unmet stage's plan, trimmed and ``repaired``), passes of small cost
+    windows (at most ``settings.window_workloads`` each) until ``until``'s deadline (reference
+    seconds on ``clock``), drawn with its random seed. A longer stage runs the same windows and
+    then more, so it never ends dearer."""
     deadline, seed = until
     return search_windows(
         pm,
         all_variables(pm),
-        Goal(objective, min_charge_s=SMALL_WINDOW_CHARGE_S),
+        Goal(objective, window_s=SMALL_WINDOW_S, min_charge_s=SMALL_WINDOW_CHARGE_S),
         start,
         deadline=deadline,
         clock=clock,
         window_workloads=min(settings.window_workloads, COST_WINDOW_WORKLOADS),
         random_seed=seed,
         make_solver=lambda limit_s: _window_solver(settings, limit_s),
-        max_passes=1,
     )
 
 

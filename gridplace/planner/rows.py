@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import tempfile
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,8 @@ if TYPE_CHECKING:
     from gridplace.planner.model import PlacementModel
 
 IntArray = npt.NDArray[np.int64]
-BULK_READ_ROWS = 1_000  # more new rows than this are read from a serialized copy (``_rows_since``)
+# More new rows and variables than this are read from a serialized copy (``_read_since``).
+BULK_READ_ROWS = 1_000
 _FAR = 1 << 62  # beyond any activity of these rows; CP-SAT's infinities are clipped to it
 
 
@@ -44,14 +44,17 @@ class ModelRows:
     starts: list[int] = field(default_factory=lambda: [0])  # row r: entries starts[r]:starts[r+1]
     domains: list[list[int]] = field(default_factory=list)
     nonlinear: list[str] = field(default_factory=list)  # names of rows that are not linear
+    variables: list[tuple[int, ...]] = field(default_factory=list)  # domains, by proto index
 
     def read(self, pm: PlacementModel) -> None:
-        """Read the rows added to ``pm.model`` since the last call (a row's family literal is
-        not kept: the staged solve switches every family on)."""
+        """Read the rows and variables added to ``pm.model`` since the last call (a row's
+        family literal is not kept: the staged solve switches every family on)."""
         refs: list[int] = []
         coeffs: list[int] = []
         rows: list[int] = []
-        for name, linear in _rows_since(pm.model, len(self.domains)):
+        read, domains = _read_since(pm.model, len(self.domains), len(self.variables))
+        self.variables += domains
+        for name, linear in read:
             if linear is None:
                 self.nonlinear.append(name)
                 self.domains.append([])
@@ -72,26 +75,32 @@ class ModelRows:
 Linear = tuple[list[int], list[int], list[int]]  # a row's variables, coefficients, domain
 
 
-def _rows_since(
-    model: cp_model.CpModel, begin: int, bulk_rows: int = BULK_READ_ROWS
-) -> Iterator[tuple[str, Linear | None]]:
-    """The model's constraints from ``begin`` on: name and linear terms (None if not linear).
-    Many are read from a serialized copy of the proto: field by field through CP-SAT's proto
-    wrapper a 50,000-variable model took ~0.6 CPU s, parsed by protobuf ~0.15 s."""
-    constraints = model.proto.constraints
-    if len(constraints) - begin > bulk_rows:
+def _read_since(
+    model: cp_model.CpModel, begin: int, first_variable: int, bulk_rows: int = BULK_READ_ROWS
+) -> tuple[list[tuple[str, Linear | None]], list[tuple[int, ...]]]:
+    """The model's constraints from ``begin`` on (name and linear terms, None if not linear)
+    and the domains of its variables from ``first_variable`` on. Many are read from a
+    serialized copy of the proto: field by field through CP-SAT's proto wrapper a
+    50,000-variable model took ~0.6 CPU s, parsed by protobuf ~0.15 s."""
+    proto = model.proto
+    constraints, variables = proto.constraints, proto.variables
+    if len(constraints) - begin + len(variables) - first_variable > bulk_rows:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.pb"
             if not model.export_to_file(str(path)):
                 raise OSError(f"could not write the model to {path}")
             parsed = cp_model_pb2.CpModelProto.FromString(path.read_bytes())
-        for constraint in parsed.constraints[begin:]:
-            linear = constraint.linear if constraint.HasField("linear") else None
-            yield constraint.name, _terms(linear)
-        return
+        rows = [
+            (c.name, _terms(c.linear if c.HasField("linear") else None))
+            for c in parsed.constraints[begin:]
+        ]
+        return rows, [tuple(v.domain) for v in parsed.variables[first_variable:]]
+    rows = []
     for index in range(begin, len(constraints)):
         wrapped = constraints[index]
-        yield wrapped.name, _terms(wrapped.linear) if wrapped.has_linear() else None
+        rows.append((wrapped.name, _terms(wrapped.linear) if wrapped.has_linear() else None))
+    domains = [tuple(variables[i].domain) for i in range(first_variable, len(variables))]
+    return rows, domains
 
 
 def _terms(linear: Any) -> Linear | None:

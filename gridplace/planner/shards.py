@@ -8,15 +8,15 @@ workloads too (by home region, model and rate, in turn), so each shard holds a s
 region's capacity and demand. A workload is placed only on its shard's nodes.
 
 Why before compile, not after (``decompose.by_site``): a part cut after compile holds only the
-options one compile of the whole grid kept, and at 100,000 nodes x 10,000 workloads the whole
-model is too large for its unmet stage to leave greedy's start in a minute, even where its kept
-options could serve every request (README, "From 10,000 to 100,000 nodes"). Each shard is a
-model of the size that solves, compiled over its own nodes, and the shards run in parallel. What sharding gives up: a workload's shard solve sees only its shard's
-nodes (``reconcile`` then places the demand left unmet on every shard's leftover capacity),
-the shards' plans are not one model's optimum, and a budget (it spans all workloads) is
-refused. A previous plan is cut with the grid: each shard keeps the previous replicas of its
-workloads on its nodes (``shard_previous``); one whose workload and node fell in different
-shards is not kept (its workload is placed anew).
+options one compile of the whole grid kept, and at 100,000 nodes x 10,000 workloads the whole model
+is too large for its unmet stage to leave greedy's start in a minute, even where its kept options
+could serve every request (README, "From 10,000 to 100,000 nodes"). Each shard is a model of the
+size that solves, compiled over its own nodes, and the shards run in parallel. What sharding gives
+up: a workload's shard solve sees only its shard's nodes (``reconcile`` then places the demand left
+unmet on every shard's leftover capacity), the shards' plans are not one model's optimum, and a
+budget (it spans all workloads) is refused. A previous plan is cut with the grid: each shard keeps
+the previous replicas of its workloads on its nodes (``shard_previous``); one whose workload and
+node fell in different shards is not kept (its workload is placed anew).
 
 How many shards (``shard_count``): ``auto`` is one per ``SHARD_NODES`` nodes (rounded; a grid
 below 1.5 x ``SHARD_NODES`` is one shard: planned whole, as without sharding).

@@ -17,7 +17,7 @@ import time
 
 from ortools.sat.python import cp_model
 
-from gridplace.planner.cost_windows import FIRST_PASS_MAX_S, first_cost_pass, repaired
+from gridplace.planner.cost_windows import repaired, small_cost_windows
 from gridplace.planner.failover_windows import shortfall_windows
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.moves import (
@@ -245,33 +245,28 @@ class StageRunner:
             start = keep_previous(pm, start, self.settings, limit_s, self.clock)
         else:
             start = drop_spare_replicas(pm, start)
-        settings, first = self.settings, None
+        settings, seed = self.settings, self.settings.random_seed + number
         if name == "cost" and self.large and not pm.moved and not pm.uncovered:
             start = repaired(pm, start)
-            if deadline - stage_work < FIRST_PASS_MAX_S:
-                seed = settings.random_seed + number
-                until = (deadline, seed)
-                first = first_cost_pass(pm, settings, self.clock, objective, start, until)
-                start = first.incumbent
-        window_goal = goal(pm, name, objective)
-        if self.large and pm.uncovered and not pm.moved:
-            # N+1's small windows, charged what building one costs (``work``): at 0.02 the cost
-            # stage ran ~2 CPU s per reference s (docs/solver-tuning.md)
-            window_goal = dataclasses.replace(window_goal, min_charge_s=SMALL_WINDOW_CHARGE_S)
-        search = search_windows(
-            pm,
-            all_variables(pm),
-            window_goal,
-            start,
-            deadline=deadline,
-            clock=self.clock,
-            window_workloads=self.window_workloads,
-            random_seed=settings.random_seed + number,
-            make_solver=lambda limit_s: make_solver(settings, limit_s),
-        )
-        if first is not None:
-            search.windows += first.windows
-            search.improved += first.improved
+            until = (deadline, seed)
+            search = small_cost_windows(pm, settings, self.clock, objective, start, until)
+        else:
+            window_goal = goal(pm, name, objective)
+            if self.large and pm.uncovered and not pm.moved:
+                # N+1's small windows, charged what building one costs (``work``): at 0.02 the
+                # cost stage ran ~2 CPU s per reference s (docs/solver-tuning.md)
+                window_goal = dataclasses.replace(window_goal, min_charge_s=SMALL_WINDOW_CHARGE_S)
+            search = search_windows(
+                pm,
+                all_variables(pm),
+                window_goal,
+                start,
+                deadline=deadline,
+                clock=self.clock,
+                window_workloads=self.window_workloads,
+                random_seed=seed,
+                make_solver=lambda limit_s: make_solver(settings, limit_s),
+            )
         self.full_hint = self._hint_of(search.incumbent)
         return search, share
 

@@ -33,10 +33,12 @@ WALL_CAP_FLOOR_S = 60.0  # ... plus this, so that load alone never reaches it
 # passes of such windows run on for as long as Python takes to build them.
 MIN_CHARGE_S = 0.02
 # What a small window (tens of workloads, presolve off or settling it) costs the clock at least:
-# building it in Python and CP-SAT's loading of it took ~0.045 CPU s, so a budget counted at
-# MIN_CHARGE_S ran ~2.7 CPU s per reference s for 30-workload cost windows and ~2.1 for N+1's
-# shortfall windows (docs/solver-tuning.md).
-SMALL_WINDOW_CHARGE_S = 0.045
+# building it in Python and CP-SAT's solve of it took ~0.045 CPU s when a window's model went
+# through CP-SAT's builders, so a budget counted at MIN_CHARGE_S ran ~2.7 CPU s per reference s
+# for 30-workload cost windows; written field by field (``window_state``) a 30-workload window
+# builds in ~4 ms and costs 20-30 CPU ms with its solve (median, load 7-10), ~0.03 CPU s with
+# the search's own bookkeeping (docs/solver-tuning.md).
+SMALL_WINDOW_CHARGE_S = 0.03
 
 
 def limit(solver: cp_model.CpSolver, budget_s: float) -> None:

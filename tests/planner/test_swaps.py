@@ -1,5 +1,5 @@
 """The cost-aware repair of a stage's start (``swaps.cheaper_swaps``) and a large first plan's
-cost stage, which starts from it (``cost_windows.first_cost_pass``)."""
+cost stage, which starts from it (``cost_windows.small_cost_windows``)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from ortools.sat.python import cp_model
 
 from gridplace.planner import cost_windows, stages
 from gridplace.planner.compile import PlannerInputs, compile_problem
+from gridplace.planner.cost_windows import SMALL_WINDOW_S, small_cost_windows
 from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.swaps import cheaper_swaps
-from gridplace.planner.windows import VariableValues, evaluate
-from gridplace.planner.work import MIN_CHARGE_S, SMALL_WINDOW_CHARGE_S
+from gridplace.planner.windows import WINDOW_TIME_LIMIT_S, VariableValues, evaluate
+from gridplace.planner.work import MIN_CHARGE_S, SMALL_WINDOW_CHARGE_S, WorkClock
 from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
+from tests.planner.test_model_overhead import _solve as solved
 
 
 def _model(problem: Problem) -> PlacementModel:
@@ -91,19 +93,24 @@ def test_no_replica_moves_into_a_full_pool() -> None:
     assert cheaper_swaps(pm, start) is start  # w1 cannot move: the cheap pool is full
 
 
-def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _small_windows_at(
+    monkeypatch: pytest.MonkeyPatch, time_limit_s: float
+) -> tuple[list[tuple[int, float, float, int | None]], int]:
+    """Each window search of a large first plan on a small grid (workloads per window, least
+    charge, window limit, passes) and how many times the repair ran."""
     nodes, workloads = _grid(60, 12, 7)
     problem = compile_problem(
         PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
     )
-    calls: list[tuple[int, float]] = []
+    calls: list[tuple[int, float, float, int | None]] = []
     repaired: list[int] = []
     search, swaps = cost_windows.search_windows, cost_windows.cheaper_swaps
 
     def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
-        calls.append((kwargs["window_workloads"], args[1].min_charge_s))
+        goal = args[1]
+        calls.append(
+            (kwargs["window_workloads"], goal.min_charge_s, goal.window_s, kwargs.get("max_passes"))
+        )
         return search(pm, *args, **kwargs)
 
     def spy_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
@@ -114,43 +121,41 @@ def test_a_large_first_plan_searches_cost_by_small_windows_from_the_repair(
     monkeypatch.setattr(stages, "search_windows", spy_search)
     monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
     monkeypatch.setattr(cost_windows, "COST_WINDOW_WORKLOADS", 3)
-    monkeypatch.setattr(stages, "FIRST_PASS_MAX_S", 100.0)  # the cost stage here has ~5 s
-    large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
-    solution = solve_problem(problem, large)
-    assert solution.stage("cost") is not None
-    assert repaired == [1]
-    # The cost stage: one pass of small windows, then the settings' windows (and the
-    # preference stage's).
-    assert calls[0] == (3, SMALL_WINDOW_CHARGE_S)
-    assert calls[1:] == [(8, MIN_CHARGE_S)] * (len(calls) - 1)
-    assert len(calls) >= 2
+    large = SolverSettings(time_limit_s=time_limit_s, window_min_options=0, window_workloads=8)
+    assert solve_problem(problem, large).stage("cost") is not None
+    return calls, len(repaired)
 
 
-def test_a_cost_stage_with_time_for_the_usual_windows_starts_them_from_the_repair(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("time_limit_s", [2.0, 6.0])
+def test_a_large_first_plans_cost_stage_is_small_windows_from_the_repair_at_any_length(
+    monkeypatch: pytest.MonkeyPatch, time_limit_s: float
 ) -> None:
-    # A longer limit must not give a dearer plan: with more than FIRST_PASS_MAX_S the stage
-    # skips the small pass, but its usual windows still start from the repair.
+    # At 6 s the cost stage has ~5 s: before, more than 3 s skipped the small windows for the
+    # settings' (a dearer plan at 8.5 reference s than at 7.5 at 10,000 x 1,000).
+    calls, repairs = _small_windows_at(monkeypatch, time_limit_s)
+    assert repairs == 1
+    # The cost stage: small windows, each with a short limit, pass after pass until its
+    # deadline; then the preference stage's windows (the settings').
+    assert calls[0] == (3, SMALL_WINDOW_CHARGE_S, SMALL_WINDOW_S, None)
+    assert calls[1:] == [(8, MIN_CHARGE_S, WINDOW_TIME_LIMIT_S, None)] * (len(calls) - 1)
+
+
+def test_small_cost_windows_run_pass_after_pass_and_a_later_deadline_never_ends_dearer() -> None:
     nodes, workloads = _grid(60, 12, 7)
     problem = compile_problem(
         PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
     )
-    repaired: list[VariableValues] = []
-    sizes: list[int] = []
-    swaps, search = cost_windows.cheaper_swaps, stages.search_windows
-
-    def spy_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
-        repaired.append(swaps(pm, start))
-        return repaired[-1]
-
-    def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(kwargs["window_workloads"])
-        return search(pm, *args, **kwargs)
-
-    monkeypatch.setattr(cost_windows, "cheaper_swaps", spy_swaps)
-    monkeypatch.setattr(stages, "search_windows", spy_search)
-    monkeypatch.setattr(cost_windows, "search_windows", spy_search)
-    large = SolverSettings(time_limit_s=6, window_min_options=0, window_workloads=8)
-    assert solve_problem(problem, large).stage("cost") is not None
-    assert len(repaired) == 1  # ~5 reference s for the cost stage: more than FIRST_PASS_MAX_S
-    assert sizes and set(sizes) == {8}  # no pass of small windows
+    pm = _model(problem)
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    start = VariableValues(solved(pm, unmet))
+    pm.model.add(unmet <= evaluate(unmet, start))
+    settings = SolverSettings(window_workloads=3)
+    ends = []
+    for deadline_s in (0.5, 1.0, 3.0):
+        clock = WorkClock()
+        ends.append(small_cost_windows(pm, settings, clock, cost, start, (deadline_s, 1)))
+    windows = [end.windows for end in ends]
+    assert windows == sorted(windows) and windows[-1] > len(problem.workloads) / 3  # > 1 pass
+    objectives = [end.objective for end in ends]
+    assert objectives == sorted(objectives, reverse=True)
+    assert objectives[-1] == evaluate(cost, ends[-1].incumbent) <= evaluate(cost, start)
