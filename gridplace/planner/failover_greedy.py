@@ -33,6 +33,9 @@ from gridplace.planner.problem import Option, Problem, WorkloadDemand
 from gridplace.planner.scarcity import pool_prices, pool_share
 
 MIN_GAIN = 1e-9
+# What a state reads of each option once: the source sets it serves, whether it carries load,
+# the group of nodes it is lost with (``Shortfall._profile``).
+Profiles = dict[int, tuple[tuple[bool, ...], bool, tuple[str, ...] | None]]
 # Replicas of one option weighed together in one move (``_best_move``).
 LOOKAHEAD = 2
 
@@ -41,7 +44,12 @@ class Shortfall:
     """One workload's share of the first objective (in requests/s x priority) as its replicas
     are added: ``value()`` now, ``value_with(option)`` with one more replica of ``option``."""
 
-    def __init__(self, problem: Problem, workload: WorkloadDemand) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        workload: WorkloadDemand,
+        profiles: Profiles | None = None,
+    ) -> None:
         self.problem, self.workload = problem, workload
         regions = [region for region, _ in workload.sources]
         shares = dict(workload.sources)
@@ -56,7 +64,8 @@ class Shortfall:
         self.counts: dict[int, int] = defaultdict(int)
         self.lost: dict[tuple[str, ...], float] = defaultdict(float)  # per group of nodes
         self.worst = 0.0  # the largest of ``lost``
-        self.profiles: dict[int, tuple[tuple[bool, ...], bool, tuple[str, ...] | None]] = {}
+        # (``profiles``: read before by another state of the same workload, to share)
+        self.profiles = {} if profiles is None else profiles
         self.failover = workload.node_failures > 0
 
     def _profile(self, option: Option) -> tuple[tuple[bool, ...], bool, tuple[str, ...] | None]:

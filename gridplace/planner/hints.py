@@ -14,7 +14,8 @@ rule (``model``). Candidates, each a replica count per option:
   leave an expensive start (from greedy's, the cost stage ends far above the MILP optimum:
   ``docs/solver-tuning.md``), while the relaxed optimum is one top-up away from a good plan.
   On a large model the relaxed solve is its unmet stage alone, cut to the replicas its demand
-  needs and repaired by ``failover_greedy``;
+  needs and repaired by ``failover_repair`` (replicas booked for the workloads that fall short,
+  room made for them by moving others' replicas);
 - the greedy over every workload's shortfall (``failover_greedy``), with failover rows.
 ``choose_start`` checks each candidate on the full model (every replica count fixed, the first
 stage's objective) and starts from the best.
@@ -31,6 +32,7 @@ from ortools.sat.python import cp_model
 
 from gridplace.planner.baselines import Booking, greedy
 from gridplace.planner.failover_greedy import demand_replicas, failover_greedy
+from gridplace.planner.failover_repair import repair_shortfalls
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Problem
 from gridplace.planner.scarcity import scarcity_greedy
@@ -42,8 +44,9 @@ from gridplace.planner.work import WorkClock
 RELAXED_SHARE = 0.3
 # The same for a large model (``SolverSettings.window_min_options``), whose relaxed solve is its
 # unmet stage alone: at 10,000 x 1,000 (N+1 on every workload, moderate) it proves its optimum
-# after 2.6 reference s (docs/solver-tuning.md); what it leaves passes on to the stages.
-LARGE_RELAXED_SHARE = 0.4
+# after 2.62 reference s (docs/solver-tuning.md), which 0.55 of a 5-second limit covers (0.4
+# left it unfinished there: 6.17M against the optimum 4.89M); what it leaves passes on.
+LARGE_RELAXED_SHARE = 0.55
 
 
 def previous_counts(problem: Problem) -> dict[int, int]:
@@ -85,27 +88,26 @@ def scarce_with_failover(problem: Problem) -> dict[int, int]:
 
 
 def relaxed_and_repaired(
-    problem: Problem, solve_relaxed: Callable[[Problem], dict[int, int]], shortfall: bool = False
+    problem: Problem,
+    solve_relaxed: Callable[[Problem], dict[int, int]],
+    repair: PlacementModel | None = None,
 ) -> dict[int, int]:
-    """``solve_relaxed`` on the problem without failover rows, then failover top-ups (with
-    ``shortfall``: the replicas its demand needs, ``failover_greedy.demand_replicas``, then
-    ``failover_greedy``). Only for a problem with failover rows (without, the relaxed plan is
-    just the plan)."""
+    """``solve_relaxed`` on the problem without failover rows, then failover top-ups; with
+    ``repair`` (a large model's), the replicas its demand needs instead
+    (``failover_greedy.demand_replicas``) repaired by ``failover_repair`` on that model. Only
+    for a problem with failover rows (without, the relaxed plan is just the plan)."""
     relaxed = dataclasses.replace(
         problem,
         workloads=tuple(dataclasses.replace(w, node_failures=0) for w in problem.workloads),
     )
     counts = solve_relaxed(relaxed)
-    if shortfall:
-        counts = demand_replicas(relaxed, counts)
+    if repair is not None:
+        return repair_shortfalls(repair, demand_replicas(relaxed, counts))
     booking = Booking(problem)
     for index, count in sorted(counts.items()):
         for _ in range(count):
             booking.add(problem.options[index])
-    if shortfall:
-        failover_greedy(problem, booking)
-    else:
-        _top_up(problem, booking)
+    _top_up(problem, booking)
     return dict(booking.counts)
 
 
@@ -145,7 +147,7 @@ def choose_start(
     elif problem.previous:
         candidates = [previous_counts(problem), previous_then_greedy(problem)]
     else:
-        candidates = _first_plan_candidates(problem, settings, clock, solve)
+        candidates = _first_plan_candidates(pm, settings, clock, solve)
     best: tuple[tuple[int, float], dict[int, int], cp_model.CpSolver] | None = None
     for counts in candidates:
         hinted = _check_hint(pm, counts, settings, clock)
@@ -161,7 +163,7 @@ def choose_start(
 
 
 def _first_plan_candidates(
-    problem: Problem,
+    pm: PlacementModel,
     settings: SolverSettings,
     clock: WorkClock,
     solve: Callable[[Problem, SolverSettings], Solution],
@@ -173,9 +175,11 @@ def _first_plan_candidates(
     plan repaired: on a model under ``window_min_options`` its two first stages topped up
     greedily (``_top_up``), beside the greedy over every workload's shortfall
     (``failover_greedy``); on a large one, alone, its unmet stage's optimum cut to the
-    replicas its demand needs, then that greedy (from nothing, if the relaxed solve found
-    nothing). At 10,000 x 1,000 with N+1 the scarcity start left 3.4x its unmet objective,
-    the shortfall greedy alone 1.5x, greedy's 4.4x."""
+    replicas its demand needs, then ``failover_repair`` (from nothing, if the relaxed solve
+    found nothing). At 10,000 x 1,000 with N+1 the scarcity start left 3.4x its unmet
+    objective, the shortfall greedy alone 1.5x, greedy's 4.4x, the relaxed optimum cut and
+    topped up by that greedy 2.3x; repaired instead, the optimum (4,886,200)."""
+    problem = pm.problem
     large = len(problem.options) >= settings.window_min_options
     failover = any(w.node_failures > 0 for w in problem.workloads)
     candidates = [] if large and failover else [greedy_with_failover(problem)]
@@ -196,7 +200,7 @@ def _first_plan_candidates(
         clock.add(inner.work_s)  # the stages share what the relaxed solve left
         return inner.counts
 
-    candidates.append(relaxed_and_repaired(problem, solve_relaxed, large))
+    candidates.append(relaxed_and_repaired(problem, solve_relaxed, pm if large else None))
     return candidates
 
 

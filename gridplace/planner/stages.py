@@ -12,6 +12,7 @@ re-checked (a fresh solve with one worker) before anyone is told.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ortools.sat.python import cp_model
@@ -42,7 +43,7 @@ from gridplace.planner.windows import (
     drop_spare_replicas,
     search_windows,
 )
-from gridplace.planner.work import WorkClock
+from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
@@ -250,10 +251,15 @@ class StageRunner:
             until = (deadline, seed)
             search = small_cost_windows(pm, settings, self.clock, objective, start, until)
         else:
+            window_goal = goal(pm, name, objective)
+            if self.large and pm.uncovered and not pm.moved:
+                # N+1's small windows, charged what building one costs (``work``): at 0.02 the
+                # cost stage ran ~2 CPU s per reference s (docs/solver-tuning.md)
+                window_goal = dataclasses.replace(window_goal, min_charge_s=SMALL_WINDOW_CHARGE_S)
             search = search_windows(
                 pm,
                 all_variables(pm),
-                goal(pm, name, objective),
+                window_goal,
                 start,
                 deadline=deadline,
                 clock=self.clock,

@@ -19,7 +19,7 @@ from gridplace.planner.model import PlacementModel, build_model
 from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import Solution, all_variables, make_solver
-from gridplace.planner.windows import VariableValues, evaluate
+from gridplace.planner.windows import VariableValues, WindowSearch, evaluate
 from gridplace.planner.work import WorkClock
 from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
@@ -30,9 +30,11 @@ SETTINGS = SolverSettings(time_limit_s=100)
 LARGE = SolverSettings(time_limit_s=3, window_min_options=0, window_workloads=4)
 
 
-def _n_plus_one(nodes_n: int, workloads_n: int, seed: int, rps_scale: float) -> Problem:
-    """A generated grid (fleets of identical nodes) with N+1 on every workload, its demand
-    scaled past what the pools near its sources hold."""
+def _n_plus_one(
+    nodes_n: int, workloads_n: int, seed: int, rps_scale: float, node_failures: int = 1
+) -> Problem:
+    """A generated grid (fleets of identical nodes) with N+1 on every workload (``node_failures``),
+    its demand scaled past what the pools near its sources hold."""
     nodes, _ = _grid(nodes_n, 0, seed)
     rng = random.Random(seed)
     workloads = [
@@ -46,7 +48,7 @@ def _n_plus_one(nodes_n: int, workloads_n: int, seed: int, rps_scale: float) -> 
             sources=tuple((r, 1 / k) for k in [rng.randint(1, 2)] for r in rng.sample(REGIONS, k)),
             priority=rng.choice([50, 100, 200]),
             replicas=(1, 64),
-            redundancy={"nodeFailures": 1},
+            redundancy={"nodeFailures": node_failures},
         )
         for i in range(workloads_n)
     ]
@@ -202,3 +204,25 @@ def test_shortfall_windows_draw_holders_that_can_move_first(
             assert len(window - {seed} - movable) == max(0, len(window) - 1 - len(movable))
         mixed += 2 <= len(movable) < len(holders)
     assert mixed  # some window had to choose between holders that can move and others
+
+
+def test_shortfall_windows_end_after_a_pass_that_gains_nothing(
+    problem: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pm = _model(problem)
+    checked = hints._check_hint(pm, failover_greedy(problem), SETTINGS, WorkClock())
+    assert checked is not None
+    start = VariableValues({var.index: checked.value(var) for var in all_variables(pm)})
+    clock, deadline = WorkClock(), 60.0
+
+    def search(start: VariableValues) -> WindowSearch:
+        return shortfall_windows(
+            pm, start, deadline, clock, 0, lambda limit_s: make_solver(SETTINGS, limit_s)
+        )
+
+    settled = search(start)
+    short = shortfalls(pm, settled.incumbent)
+    assert short  # some workload still falls short: the windows did not run out of seeds
+    assert clock.spent_s < deadline / 4  # nor of time: the last pass gained nothing
+    monkeypatch.setattr(failover_windows, "SHORTFALL_PATIENCE", 2)
+    assert len(short) > 2 and search(settled.incumbent).windows == 2  # its first 2 gained nothing
