@@ -20,6 +20,7 @@ workloads that ask the same of the same pools; the questions go through
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cache, partial
@@ -128,7 +129,7 @@ def _compile(
     pipelines = PipelineEnumerator(pools, pool_gpus, inputs.nodes, latency, stage_predictor)
     view = CompileView.open(cache, predictor, grid)
     group_predictor = GroupPredictor(predictor, grid, view, _rule_failure, _booked_ok)
-    keep = previous_keys(inputs, pools)
+    keep = _by_workload(previous_keys(inputs, pools))
     per_workload = max(
         MIN_CANDIDATES, min(MAX_CANDIDATES, OPTION_BUDGET // max(1, len(inputs.workloads)))
     )
@@ -151,7 +152,7 @@ def _compile(
             workloads[members[0]], first, grid, eligible, predicts[members[0]]
         )
         for w in members:
-            singles[w] = _single_rows(inputs, workloads[w], rows, room, keep, per_workload)
+            singles[w] = _single_rows(inputs, workloads[w], rows, room, keep[w], per_workload)
     options: list[Option] = []
     builders: list[Callable[[], list[Rejection]]] = []
     for w, (workload, demand, predict) in enumerate(
@@ -204,7 +205,7 @@ def _single_rows(
     demand: WorkloadDemand,
     rows: CandidateRows,
     room: PoolRoom,
-    keep: set[tuple[int, int, Precision, int, int]],
+    keep: set[tuple[int, Precision, int, int]],
     limit: int,
 ) -> CandidateRows:
     """One workload's options on single nodes, as rows: its booking applied to the enumerated
@@ -215,7 +216,7 @@ def _single_rows(
         # The traffic decides the booking: replicas keep spare concurrency too (booking.py).
         in_system_ms = rows.prefill_ms + traffic.output_tokens * rows.itl_ms
         rows = replace(rows, capacity_rps=usable_capacity_rps(rows.capacity_rps, in_system_ms))
-    forced = _forced_rows(rows, demand.index, keep)
+    forced = _forced_rows(rows, keep)
     selected = select_candidates(rows, demand, room, forced, limit)
     kept = np.array(undominated_rows(rows, selected, forced), dtype=np.int64)
     reserve(rows, demand, room, kept)
@@ -313,22 +314,29 @@ def _demand(
     )
 
 
+def _by_workload(
+    keep: set[tuple[int, int, Precision, int, int]],
+) -> defaultdict[int, set[tuple[int, Precision, int, int]]]:
+    """The previous plan's (pool, precision, TP, share) per workload."""
+    by_workload: defaultdict[int, set[tuple[int, Precision, int, int]]] = defaultdict(set)
+    for workload, pool, precision, tensor_parallel, share in keep:
+        by_workload[workload].add((pool, precision, tensor_parallel, share))
+    return by_workload
+
+
 def _forced_rows(
-    rows: CandidateRows, workload: int, keep: set[tuple[int, int, Precision, int, int]]
+    rows: CandidateRows, keep: set[tuple[int, Precision, int, int]]
 ) -> npt.NDArray[np.bool_]:
     """Rows whose (pool, precision, TP, share) the previous plan uses: they always stay."""
     forced = np.zeros(len(rows), dtype=bool)
-    wanted = {
-        (pool, precision, tp, share) for w, pool, precision, tp, share in keep if w == workload
-    }
-    if not wanted:
-        return forced
-    for row, (pool, config) in enumerate(
-        zip(rows.pool.tolist(), rows.config.tolist(), strict=True)
-    ):
-        c = rows.configs[config]
-        if (pool, c.precision, c.tensor_parallel, c.share) in wanted:
-            forced[row] = True
+    for pool, precision, tensor_parallel, share in keep:
+        configs = [
+            i
+            for i, c in enumerate(rows.configs)
+            if (c.precision, c.tensor_parallel, c.share) == (precision, tensor_parallel, share)
+        ]
+        if configs:
+            forced |= (rows.pool == pool) & np.isin(rows.config, configs)
     return forced
 
 
