@@ -43,7 +43,7 @@ from gridplace.planner.windows import (
     drop_spare_replicas,
     search_windows,
 )
-from gridplace.planner.work import SMALL_WINDOW_CHARGE_S, WorkClock
+from gridplace.planner.work import REPLAN_WINDOW_BUILD_S, SMALL_WINDOW_CHARGE_S, WorkClock
 
 # Share of the time limit each stage gets (unmet demand, cost, moves, preference).
 STAGE_SHARES = (0.25, 0.5, 0.1, 0.15)
@@ -256,6 +256,8 @@ class StageRunner:
                 # N+1's small windows, charged what building one costs (``work``): at 0.02 the
                 # cost stage ran ~2 CPU s per reference s (docs/solver-tuning.md)
                 window_goal = dataclasses.replace(window_goal, min_charge_s=SMALL_WINDOW_CHARGE_S)
+            elif self.large and pm.moved:  # a replan's windows, charged what one costs (``work``)
+                window_goal = dataclasses.replace(window_goal, build_charge_s=REPLAN_WINDOW_BUILD_S)
             search = search_windows(
                 pm,
                 all_variables(pm),

@@ -66,7 +66,9 @@ class Goal:
     """What windows minimize: ``objective``, then ``tie_break`` among equal objectives (in one
     window as ``objective x tie_scale + tie_break``; ``tie_scale`` must exceed any value
     ``tie_break`` takes). ``focus(incumbent)`` names workloads that come first in every pass:
-    those that carry the objective, when few do (the moves stage's moved workloads)."""
+    those that carry the objective, when few do (the moves stage's moved workloads). A window
+    costs the clock its solve's work (at least ``min_charge_s``) plus ``build_charge_s``: what
+    building it costs where that is not small beside its solve (``work``)."""
 
     objective: cp_model.LinearExprT
     tie_break: cp_model.LinearExprT | None = None
@@ -74,6 +76,7 @@ class Goal:
     focus: Callable[[VariableValues], set[int]] | None = None
     window_s: float = WINDOW_TIME_LIMIT_S
     min_charge_s: float = MIN_CHARGE_S
+    build_charge_s: float = 0.0
 
 
 def search_windows(
@@ -141,6 +144,7 @@ def search_windows(
                 found = solve_window(pm, variables, counts, free, hint, solver, window_objective)
                 value = score(found) if found is not None else None
             clock.charge(solver, goal.min_charge_s)
+            clock.add(goal.build_charge_s)
             windows += 1
             if value is None or value > best:
                 continue

@@ -39,6 +39,12 @@ MIN_CHARGE_S = 0.02
 # builds in ~4 ms and costs 20-30 CPU ms with its solve (median, load 7-10), ~0.03 CPU s with
 # the search's own bookkeeping (docs/solver-tuning.md).
 SMALL_WINDOW_CHARGE_S = 0.03
+# What building a replan's window of a large model (``SolverSettings.window_workloads`` = 100
+# workloads, presolve on) costs beside its solve's work: a replan of 10,000 x 1,000 after 5% of
+# nodes vanished ran 0.065-0.147 CPU s per window (medians, high and moderate utilization)
+# where its solves' work was 0.02-0.094 reference s, and a 7.5-reference-second replan's solve
+# took 9.4-11.3 CPU s (docs/solver-tuning.md).
+REPLAN_WINDOW_BUILD_S = 0.05
 
 
 def limit(solver: cp_model.CpSolver, budget_s: float) -> None:

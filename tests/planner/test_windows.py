@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from ortools.sat.python import cp_model
 
 from gridplace.planner.baselines import greedy
@@ -182,3 +183,32 @@ def _window_solver() -> cp_model.CpSolver:
     solver.parameters.random_seed = 0
     solver.parameters.max_time_in_seconds = 20
     return solver
+
+
+def test_a_large_replans_windows_are_charged_their_build_and_a_first_plans_are_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gridplace.planner import stages
+    from gridplace.planner.work import WorkClock
+
+    nodes, workloads = _grid(60, 12, 9)
+    first = _plan(nodes, workloads, WINDOWED)
+    survivors = [n for n in nodes if n.name != first.plan.spec.assignments[0].node]
+    replan = compile_problem(
+        PlannerInputs(survivors, workloads, builtin_catalog(), previous=first.plan),
+        fake_predictor,
+        _latency(survivors),
+    )
+    build_s, added = 0.0123, []
+    monkeypatch.setattr(stages, "REPLAN_WINDOW_BUILD_S", build_s)
+    real_add = WorkClock.add
+
+    def add(clock: WorkClock, spent_s: float) -> None:
+        added.append(spent_s)
+        real_add(clock, spent_s)
+
+    monkeypatch.setattr(WorkClock, "add", add)
+    solve_problem(first.problem, WINDOWED)
+    assert build_s not in added  # a first plan's windows: their solves' work only
+    solve_problem(replan, WINDOWED)
+    assert added.count(build_s) > 0  # a replan's: each window's build too
