@@ -7,7 +7,11 @@ its solution (after ``windows.drop_spare_replicas``) spreads replicas over pools
 same GPU at different prices: at 10,000 x 1,000, high utilization, 837 of 1,000 workloads cost
 more than in the HiGHS optimum, by small amounts each (docs/solver-tuning.md). One replica for
 one cheaper replica of the same workload, checked against every row the two options are in
-(with every other variable as it is), removes most of that before the cost windows start.
+(with every other variable as it is), removes most of that before the cost windows start. On an
+N+1 model (failover rows) a move also raises the counters it needs (the option's ``per_node``,
+then its workload's ``worst_loss``) and lowers the left option's as far as their rows allow
+(``_Counters``): with the counters held as they were, no replica could move into an option
+the unmet stage left empty.
 """
 
 from __future__ import annotations
@@ -22,6 +26,86 @@ from gridplace.planner.rows import IntArray, RowsAt, as_array
 from gridplace.planner.windows import VariableValues
 
 
+class _Counters:
+    """An N+1 model's counters beside a replica variable (by proto index): its option's
+    ``per_node`` and its workload's ``worst_loss``, raised by a move only as far as their rows
+    need and lowered after one as far as they allow (``model.failover``). Plain lists, as in
+    ``failover_repair.HardRows``: a move touches a handful of rows."""
+
+    def __init__(self, pm: PlacementModel, rows: RowsAt, values: IntArray) -> None:
+        self.rows, self.values = rows, values
+        self.activity = rows.activity.tolist()
+        self.low, self.high = rows.low.tolist(), rows.high.tolist()
+        self.of: dict[int, tuple[int, ...]] = {}
+        for option in pm.problem.options:
+            pair = (pm.per_node.get(option.index), pm.worst_loss.get(option.workload))
+            self.of[pm.x[option.index].index] = tuple(v.index for v in pair if v is not None)
+        self._entries: dict[int, list[tuple[int, int]]] = {}
+
+    def entries(self, ref: int) -> list[tuple[int, int]]:
+        found = self._entries.get(ref)
+        if found is None:
+            rows, coeffs = self.rows.entries(ref)
+            found = self._entries[ref] = list(zip(rows.tolist(), coeffs.tolist(), strict=True))
+        return found
+
+    def _add(self, deltas: dict[int, int], ref: int, delta: int) -> None:
+        for row, coeff in self.entries(ref):
+            deltas[row] = deltas.get(row, 0) + coeff * delta
+
+    def _need(self, ref: int, deltas: dict[int, int]) -> int:
+        """How much ``ref`` must rise for its rows to hold after ``deltas`` (0: they hold)."""
+        need = 0
+        for row, coeff in self.entries(ref):
+            at = self.activity[row] + deltas.get(row, 0)
+            if at < self.low[row] and coeff > 0:
+                need = max(need, -((at - self.low[row]) // coeff))
+            elif at > self.high[row] and coeff < 0:
+                need = max(need, -((self.high[row] - at) // -coeff))
+        return need
+
+    def swap(self, ref: int, other: int, upper: Callable[[int], int]) -> bool:
+        """One replica of ``ref`` moved to ``other`` with ``other``'s counters raised as far as
+        needed, if every row then holds (else nothing changes); then ``ref``'s lowered."""
+        change = [(ref, -1), (other, 1)]
+        deltas: dict[int, int] = {}
+        for var, delta in change:
+            self._add(deltas, var, delta)
+        for counter in self.of[other]:
+            need = self._need(counter, deltas)
+            if need:
+                if self.values[counter] + need > upper(counter):
+                    return False
+                change.append((counter, need))
+                self._add(deltas, counter, need)
+        activity, low, high = self.activity, self.low, self.high
+        if any(not low[r] <= activity[r] + d <= high[r] for r, d in deltas.items()):
+            return False
+        self._apply(change, deltas)
+        for counter in self.of[ref]:
+            steps = int(self.values[counter])
+            for row, coeff in self.entries(counter):
+                if coeff > 0:
+                    steps = min(steps, (activity[row] - low[row]) // coeff)
+                elif coeff < 0:
+                    steps = min(steps, (high[row] - activity[row]) // -coeff)
+            if steps > 0:
+                lowered: dict[int, int] = {}
+                self._add(lowered, counter, -steps)
+                self._apply([(counter, -steps)], lowered)
+        return True
+
+    def _apply(self, change: list[tuple[int, int]], deltas: dict[int, int]) -> None:
+        for row, delta in deltas.items():
+            self.activity[row] += delta
+        for var, delta in change:
+            self.values[var] += delta
+
+    def sync(self) -> None:
+        """Write the activities back to ``rows`` (for its final check)."""
+        self.rows.activity[:] = self.activity
+
+
 def _move_down(
     rows: RowsAt,
     values: IntArray,
@@ -29,6 +113,7 @@ def _move_down(
     cost: int,
     options: list[tuple[int, int]],
     upper: Callable[[int], int],
+    counters: _Counters | None,
 ) -> int:
     """Move ``ref``'s replicas to the cheapest of ``options`` (cost, variable; cheapest first)
     that the rows allow, one at a time; how many moved."""
@@ -40,9 +125,15 @@ def _move_down(
         if other in rows.frozen:
             continue
         into = rows.entries(other)
-        while values[ref] > 0 and values[other] < upper(other) and rows.move(out, into):
-            values[ref] -= 1
-            values[other] += 1
+        while values[ref] > 0 and values[other] < upper(other):
+            if counters is not None:
+                if not counters.swap(ref, other, upper):
+                    break
+            elif rows.move(out, into):
+                values[ref] -= 1
+                values[other] += 1
+            else:
+                break
             moved += 1
     return moved
 
@@ -55,6 +146,12 @@ def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
     proto = pm.model.proto
     values = as_array(start.values, len(proto.variables))
     rows = RowsAt(pm, values, list(start.values))
+    held = set(start.values)
+    counters = None
+    if pm.per_node and all(
+        v.index in held for v in [*pm.per_node.values(), *pm.worst_loss.values()]
+    ):
+        counters = _Counters(pm, rows, values)
     by_workload: dict[int, list[tuple[int, int]]] = defaultdict(list)  # (cost, ref), cheapest 1st
     for option in pm.problem.options:
         by_workload[option.workload].append((scaled_cost(option), pm.x[option.index].index))
@@ -73,7 +170,10 @@ def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
     moved = 0
     for cost, ref, workload in placed:
         if values[ref] > 0 and ref not in rows.frozen:
-            moved += _move_down(rows, values, ref, cost, by_workload[workload], upper)
+            options = by_workload[workload]
+            moved += _move_down(rows, values, ref, cost, options, upper, counters)
+    if counters is not None:
+        counters.sync()
     if not moved or not rows.holds():
         return start
     result = dict(start.values)
