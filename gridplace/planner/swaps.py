@@ -141,8 +141,9 @@ def _move_down(
 def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
     """``start`` with replicas moved, one at a time, to a cheaper option of the same workload
     (the most expensive replicas first, each to the cheapest option that every row allows);
-    ``start`` itself when no move is allowed. Slacks and counters keep their values, so the
-    stages' rows (unmet demand fixed) hold as they did."""
+    ``start`` itself when no move is allowed. Slacks keep their values, so the stages' rows
+    (unmet demand fixed) hold as they did; an N+1 model's counters move with its replicas
+    (``_Counters``) where the start holds them all."""
     proto = pm.model.proto
     values = as_array(start.values, len(proto.variables))
     rows = RowsAt(pm, values, list(start.values))
