@@ -64,13 +64,23 @@ class _Counters:
                 need = max(need, -((self.high[row] - at) // -coeff))
         return need
 
-    def swap(self, ref: int, other: int, upper: Callable[[int], int]) -> bool:
-        """One replica of ``ref`` moved to ``other`` with ``other``'s counters raised as far as
-        needed, if every row then holds (else nothing changes); then ``ref``'s lowered."""
-        change = [(ref, -1), (other, 1)]
+    def swap(
+        self, ref: int, other: int, upper: Callable[[int], int], counts: tuple[int, int] = (1, 1)
+    ) -> bool:
+        """``counts[0]`` replicas of ``ref`` replaced by ``counts[1]`` of ``other``, with
+        ``other``'s counters raised as far as needed, if every row then holds (else nothing
+        changes); then ``ref``'s lowered."""
+        if self.values[other] + counts[1] > upper(other):
+            return False
+        change = [(ref, -counts[0]), (other, counts[1])]
         deltas: dict[int, int] = {}
         for var, delta in change:
             self._add(deltas, var, delta)
+        for counter in self.of[ref]:  # first: the workload's ``worst_loss`` may fall with it
+            spare = self._spare(counter, deltas)
+            if spare:
+                change.append((counter, -spare))
+                self._add(deltas, counter, -spare)
         for counter in self.of[other]:
             need = self._need(counter, deltas)
             if need:
@@ -82,18 +92,19 @@ class _Counters:
         if any(not low[r] <= activity[r] + d <= high[r] for r, d in deltas.items()):
             return False
         self._apply(change, deltas)
-        for counter in self.of[ref]:
-            steps = int(self.values[counter])
-            for row, coeff in self.entries(counter):
-                if coeff > 0:
-                    steps = min(steps, (activity[row] - low[row]) // coeff)
-                elif coeff < 0:
-                    steps = min(steps, (high[row] - activity[row]) // -coeff)
-            if steps > 0:
-                lowered: dict[int, int] = {}
-                self._add(lowered, counter, -steps)
-                self._apply([(counter, -steps)], lowered)
         return True
+
+    def _spare(self, ref: int, deltas: dict[int, int]) -> int:
+        """How far ``ref`` may fall with its rows holding after ``deltas`` (0 where one of
+        them does not hold)."""
+        steps = int(self.values[ref])
+        for row, coeff in self.entries(ref):
+            at = self.activity[row] + deltas.get(row, 0)
+            if coeff > 0:
+                steps = min(steps, (at - self.low[row]) // coeff)
+            elif coeff < 0:
+                steps = min(steps, (self.high[row] - at) // -coeff)
+        return max(steps, 0)
 
     def _apply(self, change: list[tuple[int, int]], deltas: dict[int, int]) -> None:
         for row, delta in deltas.items():
@@ -138,6 +149,34 @@ def _move_down(
     return moved
 
 
+def _more_for_less(
+    counters: _Counters,
+    values: IntArray,
+    placed: list[tuple[int, int, int]],
+    by_workload: dict[int, list[tuple[int, int]]],
+    upper: Callable[[int], int],
+) -> int:
+    """All replicas of an option replaced by more replicas of a cheaper option of the same
+    workload that cost less together (the fewest that every row allows); how many options."""
+    moved = 0
+    for cost, ref, workload in placed:
+        held = int(values[ref])
+        if not held:
+            continue
+        for other_cost, other in by_workload[workload]:
+            if other_cost >= cost:
+                break
+            into = held + 1
+            while into * other_cost < held * cost:
+                if counters.swap(ref, other, upper, (held, into)):
+                    moved += 1
+                    break
+                into += 1
+            if not values[ref]:
+                break
+    return moved
+
+
 def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
     """``start`` with replicas moved, one at a time, to a cheaper option of the same workload
     (the most expensive replicas first, each to the cheapest option that every row allows);
@@ -174,6 +213,7 @@ def cheaper_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
             options = by_workload[workload]
             moved += _move_down(rows, values, ref, cost, options, upper, counters)
     if counters is not None:
+        moved += _more_for_less(counters, values, placed, by_workload, upper)
         counters.sync()
     if not moved or not rows.holds():
         return start
