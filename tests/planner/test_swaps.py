@@ -216,3 +216,27 @@ def test_a_large_n_plus_one_cost_stage_starts_from_the_repair(
     assert after < before  # the failover rows left it cheaper moves
     cost = solution.stage("cost")
     assert cost is not None and cost.objective <= after
+
+
+def test_on_an_n_plus_one_model_dear_replicas_give_way_to_more_cheaper_ones() -> None:
+    # One for one keeps each workload's number of replicas; where two dear replicas cost more
+    # than three cheaper ones that cover the same (N+1 included), the three replace them.
+    problem = _n_plus_one(20, 10, 2, 6.0)
+    pm = _model(problem)
+    start = _tight_counters(pm, _dearest_start(pm))
+    repaired = cheaper_swaps(pm, start)
+    assert _holds(pm, repaired)
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    assert evaluate(unmet, repaired) == evaluate(unmet, start)
+    assert evaluate(cost, repaired) < evaluate(cost, start)
+    grew = []
+    for w in range(len(problem.workloads)):
+        refs = [pm.x[o.index].index for o in problem.options_of(w)]
+        before = sum(start.values[r] for r in refs)
+        after = sum(repaired.values[r] for r in refs)
+        assert after >= before
+        grew.append(after > before)
+    assert any(grew)
+    # The counters stay the least their replicas need (a move lowers the left option's first):
+    # room for the moves after it.
+    assert _tight_counters(pm, repaired).values == repaired.values
