@@ -8,10 +8,12 @@ same GPU at different prices: at 10,000 x 1,000, high utilization, 837 of 1,000 
 more than in the HiGHS optimum, by small amounts each (docs/solver-tuning.md). One replica for
 one cheaper replica of the same workload, checked against every row the two options are in
 (with every other variable as it is), removes most of that before the cost windows start. On an
-N+1 model (failover rows) a move also raises the counters it needs (the option's ``per_node``,
-then its workload's ``worst_loss``) and lowers the left option's as far as their rows allow
-(``_Counters``): with the counters held as they were, no replica could move into an option
-the unmet stage left empty.
+N+1 model (failover rows) a move first lowers the left option's counters (its ``per_node``, its
+workload's ``worst_loss``) as far as their rows allow and then raises the new option's as far as
+they need (``_Counters``): held as they were, no replica could move into an option the unmet
+stage left empty. There, too, all replicas of an option may give way to more replicas of a
+cheaper one that cost less together (``_more_for_less``): the best known N+1 plan holds more,
+smaller replicas (2 at $1.08/h -> 3 at $0.54/h; docs/solver-tuning.md).
 """
 
 from __future__ import annotations
