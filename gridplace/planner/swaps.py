@@ -30,8 +30,8 @@ from gridplace.planner.windows import VariableValues
 
 class _Counters:
     """An N+1 model's counters beside a replica variable (by proto index): its option's
-    ``per_node`` and its workload's ``worst_loss``, raised by a move only as far as their rows
-    need and lowered after one as far as they allow (``model.failover``). Plain lists, as in
+    ``per_node`` and its workload's ``worst_loss``, lowered by a move as far as their rows
+    allow and raised as far as they need (``model.failover``). Plain lists, as in
     ``failover_repair.HardRows``: a move touches a handful of rows."""
 
     def __init__(self, pm: PlacementModel, rows: RowsAt, values: IntArray) -> None:
@@ -70,8 +70,8 @@ class _Counters:
         self, ref: int, other: int, upper: Callable[[int], int], counts: tuple[int, int] = (1, 1)
     ) -> bool:
         """``counts[0]`` replicas of ``ref`` replaced by ``counts[1]`` of ``other``, with
-        ``other``'s counters raised as far as needed, if every row then holds (else nothing
-        changes); then ``ref``'s lowered."""
+        ``ref``'s counters lowered as far as allowed and then ``other``'s raised as far as
+        needed, if every row then holds (else nothing changes)."""
         if self.values[other] + counts[1] > upper(other):
             return False
         change = [(ref, -counts[0]), (other, counts[1])]
