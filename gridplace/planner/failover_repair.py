@@ -13,7 +13,8 @@ of N+1 in pools the relaxed solve filled, often with quarter- and half-GPU repli
 must leave for one whole-GPU replica); topped up greedily (``failover_greedy``) it left 2.3x
 the optimum, and the first stage's windows (``failover_windows``, ~0.045 CPU s each) took that
 only to 1.16x in 10 reference s; repaired, it reaches the optimum (docs/solver-tuning.md).
-Deterministic: ties by option index.
+Of bookings that gain the same, the cheapest (then by option index): the repair ignored cost, and
+its plan, cheapened by the cost stage, stayed 3-4% above the best known (docs/solver-tuning.md).
 """
 
 from __future__ import annotations
@@ -236,10 +237,10 @@ def _best_move(problem: Problem, rows: HardRows, state: _Counts, workload: int) 
     for option in state.usable[workload]:
         gain = now - shortfall.value_with(option)
         if gain > MIN_GAIN:
-            gains.append((-gain, option.index))
+            gains.append((-gain, option.cost_per_hour, option.index))
     best: tuple[float, Change] | None = None
     weighed: set[tuple[int, int]] = set()
-    for minus_gain, index in sorted(gains):
+    for minus_gain, _, index in sorted(gains):
         gain, option = -minus_gain, problem.options[index]
         if best is not None and gain <= best[0]:
             break

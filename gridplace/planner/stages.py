@@ -246,8 +246,9 @@ class StageRunner:
         else:
             start = drop_spare_replicas(pm, start)
         settings, seed = self.settings, self.settings.random_seed + number
+        if name == "cost" and self.large and not pm.moved:
+            start = repaired(pm, start)  # (N+1 too: ``swaps`` moves the failover counters)
         if name == "cost" and self.large and not pm.moved and not pm.uncovered:
-            start = repaired(pm, start)
             until = (deadline, seed)
             search = small_cost_windows(pm, settings, self.clock, objective, start, until)
         else:

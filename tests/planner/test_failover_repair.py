@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gridplace.planner import failover_repair, hints, stages
+from gridplace.planner.compile import PlannerInputs, compile_problem
 from gridplace.planner.failover_greedy import failover_greedy
 from gridplace.planner.failover_repair import HardRows, repair_shortfalls
 from gridplace.planner.problem import Problem
@@ -16,6 +17,10 @@ from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import Solution
 from gridplace.planner.windows import Goal
 from gridplace.planner.work import MIN_CHARGE_S, SMALL_WINDOW_CHARGE_S, WorkClock
+from gridplace.specs import builtin_catalog
+from tests.planner.fakes import fake_predictor
+from tests.planner.grids import node, workload
+from tests.planner.test_compile_equivalence import _latency
 from tests.planner.test_failover_start import LARGE, SETTINGS, _first_objective, _model, _n_plus_one
 
 
@@ -102,3 +107,21 @@ def test_a_large_n_plus_one_cost_stage_charges_its_windows_what_building_one_cos
     charged.clear()
     solve_problem(_n_plus_one(24, 12, 7, 8.0, node_failures=0), LARGE)
     assert charged and set(charged) == {MIN_CHARGE_S}  # without N+1: as before
+
+
+PRICES = (("a-dear", 2.0), ("b-cheap", 0.2))
+
+
+def test_of_bookings_that_gain_the_same_the_repair_takes_the_cheapest() -> None:
+    # The same GPU at two prices (the dear pool first by option index): every replica the
+    # repair books gains the same in either, and goes where it costs least.
+    nodes = [node(f"{name}-{i}", price=price) for name, price in PRICES for i in range(4)]
+    demand = workload("w0", rps=1.0, replicas=(1, 16), redundancy={"nodeFailures": 1})
+    problem = compile_problem(
+        PlannerInputs(nodes, [demand], builtin_catalog()), fake_predictor, _latency(nodes)
+    )
+    counts = repair_shortfalls(_model(problem), {})
+    assert _first_objective(problem, counts) == 0  # N+1 holds
+    assert counts
+    booked = {problem.pools[problem.options[i].pool].node_names[0][0] for i in counts}
+    assert booked == {"b"}  # the cheap pool's nodes only

@@ -22,6 +22,7 @@ from gridplace.specs import builtin_catalog
 from tests.planner.fakes import fake_predictor
 from tests.planner.grids import node, workload
 from tests.planner.test_compile_equivalence import _grid, _latency
+from tests.planner.test_failover_start import _n_plus_one
 from tests.planner.test_model_overhead import _solve as solved
 
 
@@ -159,3 +160,83 @@ def test_small_cost_windows_run_pass_after_pass_and_a_later_deadline_never_ends_
     objectives = [end.objective for end in ends]
     assert objectives == sorted(objectives, reverse=True)
     assert objectives[-1] == evaluate(cost, ends[-1].incumbent) <= evaluate(cost, start)
+
+
+def test_on_an_n_plus_one_model_replicas_move_into_empty_options_with_their_counters() -> None:
+    # With ``per_node`` and ``worst_loss`` held as the start has them, no replica could move
+    # into an option the start left empty (its per-node row caps it at 0).
+    problem = _n_plus_one(20, 10, 2, 6.0)  # room for N+1
+    pm = _model(problem)
+    assert pm.per_node and pm.worst_loss
+    start = _tight_counters(pm, _dearest_start(pm))
+    repaired = cheaper_swaps(pm, start)
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    assert evaluate(unmet, repaired) == evaluate(unmet, start)  # N+1 kept as it was
+    assert evaluate(cost, repaired) < evaluate(cost, start)
+    assert _holds(pm, repaired)  # every failover row too, with the counters the moves set
+    refs = [pm.x[option].index for option in pm.per_node]  # options that can fail over
+    assert any(start.values[r] == 0 < repaired.values[r] for r in refs)
+
+
+def _tight_counters(pm: PlacementModel, start: VariableValues) -> VariableValues:
+    """``start`` with its replica counts and slacks, and the least counters they need."""
+    model = pm.model.clone()
+    counters = [*pm.per_node.values(), *pm.worst_loss.values()]
+    held = {var.index for var in counters}
+    for var in all_variables(pm):
+        if var.index not in held:
+            model.add(model.get_int_var_from_proto_index(var.index) == start.value(var))
+    model.minimize(sum(model.get_int_var_from_proto_index(var.index) for var in counters))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    assert solver.solve(model) == cp_model.OPTIMAL
+    values = dict(start.values)
+    values.update({var.index: solver.value(var) for var in counters})
+    return VariableValues(values)
+
+
+def test_a_large_n_plus_one_cost_stage_starts_from_the_repair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    problem = _n_plus_one(20, 10, 2, 6.0)
+    found: list[tuple[int, int]] = []
+    swaps = cost_windows.cheaper_swaps
+
+    def spy(pm: PlacementModel, start: VariableValues) -> VariableValues:
+        repaired = swaps(pm, start)
+        cost = pm.objectives[1][1]
+        found.append((evaluate(cost, start), evaluate(cost, repaired)))
+        return repaired
+
+    monkeypatch.setattr(cost_windows, "cheaper_swaps", spy)
+    large = SolverSettings(time_limit_s=3, window_min_options=0, window_workloads=4)
+    solution = solve_problem(problem, large)
+    assert len(found) == 1  # once, for the cost stage
+    before, after = found[0]
+    assert after < before  # the failover rows left it cheaper moves
+    cost = solution.stage("cost")
+    assert cost is not None and cost.objective <= after
+
+
+def test_on_an_n_plus_one_model_dear_replicas_give_way_to_more_cheaper_ones() -> None:
+    # One for one keeps each workload's number of replicas; where two dear replicas cost more
+    # than three cheaper ones that cover the same (N+1 included), the three replace them.
+    problem = _n_plus_one(20, 10, 2, 6.0)
+    pm = _model(problem)
+    start = _tight_counters(pm, _dearest_start(pm))
+    repaired = cheaper_swaps(pm, start)
+    assert _holds(pm, repaired)
+    unmet, cost = pm.objectives[0][1], pm.objectives[1][1]
+    assert evaluate(unmet, repaired) == evaluate(unmet, start)
+    assert evaluate(cost, repaired) < evaluate(cost, start)
+    grew = []
+    for w in range(len(problem.workloads)):
+        refs = [pm.x[o.index].index for o in problem.options_of(w)]
+        before = sum(start.values[r] for r in refs)
+        after = sum(repaired.values[r] for r in refs)
+        assert after >= before
+        grew.append(after > before)
+    assert any(grew)
+    # The counters stay the least their replicas need (a move lowers the left option's first):
+    # room for the moves after it.
+    assert _tight_counters(pm, repaired).values == repaired.values
