@@ -14,6 +14,7 @@ from gridplace.planner.model import build_model
 from gridplace.planner.objectives import COST_SCALE
 from gridplace.planner.oracle import validate_plan
 from gridplace.planner.planning import PlanResult, Strategy, make_plan, plan_problem
+from gridplace.planner.problem import Problem
 from gridplace.planner.solve import SolverSettings, solve_problem
 from gridplace.planner.solver_settings import all_variables
 from gridplace.planner.windows import VariableValues, evaluate, solve_window
@@ -72,15 +73,21 @@ def test_a_windowed_replan_keeps_the_survivors_in_place() -> None:
     assert len(kept - after) <= len(kept) // 20, f"moved needlessly: {kept - after}"
 
 
-def test_a_windowed_replan_searches_the_moves_stage_by_windows() -> None:
+def _first_and_replan() -> tuple[PlanResult, Problem]:
+    """A windowed first plan and the problem of its replan after its first node vanished."""
     nodes, workloads = _grid(60, 12, 9)
     first = _plan(nodes, workloads, WINDOWED)
     survivors = [n for n in nodes if n.name != first.plan.spec.assignments[0].node]
-    problem = compile_problem(
+    replan = compile_problem(
         PlannerInputs(survivors, workloads, builtin_catalog(), previous=first.plan),
         fake_predictor,
         _latency(survivors),
     )
+    return first, replan
+
+
+def test_a_windowed_replan_searches_the_moves_stage_by_windows() -> None:
+    _, problem = _first_and_replan()
     solution = solve_problem(problem, WINDOWED)
     moves = solution.stage("moves")
     assert moves is not None and moves.windows > 0
@@ -191,14 +198,7 @@ def test_a_large_replans_windows_are_charged_their_build_and_a_first_plans_are_n
     from gridplace.planner import stages
     from gridplace.planner.work import WorkClock
 
-    nodes, workloads = _grid(60, 12, 9)
-    first = _plan(nodes, workloads, WINDOWED)
-    survivors = [n for n in nodes if n.name != first.plan.spec.assignments[0].node]
-    replan = compile_problem(
-        PlannerInputs(survivors, workloads, builtin_catalog(), previous=first.plan),
-        fake_predictor,
-        _latency(survivors),
-    )
+    first, replan = _first_and_replan()
     build_s, added = 0.0123, []
     monkeypatch.setattr(stages, "REPLAN_WINDOW_BUILD_S", build_s)
     real_add = WorkClock.add
