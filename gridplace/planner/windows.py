@@ -89,11 +89,10 @@ def search_windows(
     window_workloads: int,
     random_seed: int,
     make_solver: Callable[[float], cp_model.CpSolver],
-    max_passes: int | None = None,
 ) -> WindowSearch:
     """Improve ``start`` for ``goal`` (within the rows ``pm.model`` has now), window by window,
     until ``clock`` reaches ``deadline`` (reference seconds of work: the windows drawn, and the
-    plan, do not depend on machine load) or ``max_passes`` passes over the workloads end.
+    plan, do not depend on machine load).
     ``variables`` are all the model's variables (hinted in each window, so a window starts
     from the incumbent);
     ``make_solver(limit_s)`` gives a solver with the stage's parameters."""
@@ -121,7 +120,7 @@ def search_windows(
         incumbent = VariableValues(state.values)  # (updated in place: ``WindowState.accept``)
     workloads = sorted(_options_by_workload(pm))
     rng = random.Random(random_seed)
-    windows = improved = passes = 0
+    windows = improved = 0
     while True:
         order = list(workloads)
         rng.shuffle(order)
@@ -154,8 +153,7 @@ def search_windows(
                 state.accept(*solved)
             elif found is not None:
                 incumbent = found
-        passes += 1
-        if len(order) <= window_workloads or passes == max_passes:
+        if len(order) <= window_workloads:
             # (One window holds every workload: it was the whole model, solved once is enough.)
             return WindowSearch(incumbent, best[0], windows, improved)
 

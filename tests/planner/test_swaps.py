@@ -96,22 +96,20 @@ def test_no_replica_moves_into_a_full_pool() -> None:
 
 def _small_windows_at(
     monkeypatch: pytest.MonkeyPatch, time_limit_s: float
-) -> tuple[list[tuple[int, float, float, int | None]], int]:
+) -> tuple[list[tuple[int, float, float]], int]:
     """Each window search of a large first plan on a small grid (workloads per window, least
-    charge, window limit, passes) and how many times the repair ran."""
+    charge, window limit) and how many times the repair ran."""
     nodes, workloads = _grid(60, 12, 7)
     problem = compile_problem(
         PlannerInputs(nodes, workloads, builtin_catalog()), fake_predictor, _latency(nodes)
     )
-    calls: list[tuple[int, float, float, int | None]] = []
+    calls: list[tuple[int, float, float]] = []
     repaired: list[int] = []
     search, swaps = cost_windows.search_windows, cost_windows.cheaper_swaps
 
     def spy_search(pm: PlacementModel, *args: Any, **kwargs: Any) -> Any:
         goal = args[1]
-        calls.append(
-            (kwargs["window_workloads"], goal.min_charge_s, goal.window_s, kwargs.get("max_passes"))
-        )
+        calls.append((kwargs["window_workloads"], goal.min_charge_s, goal.window_s))
         return search(pm, *args, **kwargs)
 
     def spy_swaps(pm: PlacementModel, start: VariableValues) -> VariableValues:
@@ -137,8 +135,8 @@ def test_a_large_first_plans_cost_stage_is_small_windows_from_the_repair_at_any_
     assert repairs == 1
     # The cost stage: small windows, each with a short limit, pass after pass until its
     # deadline; then the preference stage's windows (the settings').
-    assert calls[0] == (3, SMALL_WINDOW_CHARGE_S, SMALL_WINDOW_S, None)
-    assert calls[1:] == [(8, MIN_CHARGE_S, WINDOW_TIME_LIMIT_S, None)] * (len(calls) - 1)
+    assert calls[0] == (3, SMALL_WINDOW_CHARGE_S, SMALL_WINDOW_S)
+    assert calls[1:] == [(8, MIN_CHARGE_S, WINDOW_TIME_LIMIT_S)] * (len(calls) - 1)
 
 
 def test_small_cost_windows_run_pass_after_pass_and_a_later_deadline_never_ends_dearer() -> None:
