@@ -27,7 +27,7 @@ import numpy as np
 from gridplace.planner.failover_greedy import MIN_GAIN, Profiles, Shortfall
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.problem import Option, Problem
-from gridplace.planner.rows import RowsAt
+from gridplace.planner.rows import RowLists, RowsAt
 
 # Passes over the workloads that fall short (each: every such workload while it gains) and
 # replicas moved out of a pool at most to make room for one: at 10,000 x 1,000 (moderate, N+1)
@@ -39,26 +39,18 @@ MAX_FREED = 4
 Change = list[tuple[int, int]]  # (option index, +1 or -1)
 
 
-class HardRows:
+class HardRows(RowLists):
     """The model's rows over replica counts alone at a count per option, checked and moved
-    incrementally (the rows with a slack or counter are left out: re-chosen, they always hold).
-    Plain lists: a check touches a handful of rows, where numpy's per-call cost dominated."""
+    incrementally (the rows with a slack or counter are left out: re-chosen, they always hold)."""
 
     def __init__(self, pm: PlacementModel, counts: dict[int, int]) -> None:
-        refs = {option: var.index for option, var in pm.x.items()}
+        self.ref = {option: var.index for option, var in pm.x.items()}
         values = np.zeros(len(pm.model.proto.variables), np.int64)
         for option, count in counts.items():
-            values[refs[option]] = count
-        at = RowsAt(pm, values, list(refs.values()))
-        self.activity, self.low, self.high = at.activity.tolist(), at.low.tolist(), at.high.tolist()
-        self.entries: dict[int, list[tuple[int, int]]] = {}
-        for option, ref in refs.items():
-            rows, coeffs = at.entries(ref)
-            known = ~at.unknown[rows]
-            pairs = zip(rows[known].tolist(), coeffs[known].tolist(), strict=True)
-            self.entries[option] = list(pairs)
+            values[self.ref[option]] = count
+        super().__init__(RowsAt(pm, values, list(self.ref.values())), known_only=True)
         variables = pm.model.proto.variables
-        self.upper = {option: int(list(variables[ref].domain)[-1]) for option, ref in refs.items()}
+        self.upper = {o: int(list(variables[ref].domain)[-1]) for o, ref in self.ref.items()}
         self.counts = dict(counts)
         # Counts met before have the same version (``undo``); new ones a new one.
         self.version = 0
@@ -74,15 +66,15 @@ class HardRows:
         fits = self.counts.get(option, 0) < self.upper[option]
         if fits:
             activity, low, high = self.activity, self.low, self.high
-            fits = all(low[r] <= activity[r] + c <= high[r] for r, c in self.entries[option])
+            pairs = self.pairs(self.ref[option])
+            fits = all(low[r] <= activity[r] + c <= high[r] for r, c in pairs)
         self._room[option] = (self.version, fits)
         return fits
 
     def _deltas(self, change: Change) -> dict[int, int]:
         deltas: dict[int, int] = {}
         for option, delta in change:
-            for row, coeff in self.entries[option]:
-                deltas[row] = deltas.get(row, 0) + coeff * delta
+            self.add(deltas, self.ref[option], delta)
         return deltas
 
     def fits(self, change: Change) -> bool:
@@ -90,8 +82,7 @@ class HardRows:
         counts, upper = self.counts, self.upper
         if any(not 0 <= counts.get(o, 0) + d <= upper[o] for o, d in change):
             return False
-        activity, low, high = self.activity, self.low, self.high
-        return all(low[r] <= activity[r] + d <= high[r] for r, d in self._deltas(change).items())
+        return self.within(self._deltas(change))
 
     def lacking(self, book: Change, change: Change | None = None) -> float:
         """How much room ``book`` lacks after ``change``: the largest excess over a row's upper
@@ -106,8 +97,7 @@ class HardRows:
         return worst
 
     def apply(self, change: Change) -> None:
-        for row, delta in self._deltas(change).items():
-            self.activity[row] += delta
+        self.shift(self._deltas(change))
         for option, delta in change:
             self.counts[option] = self.counts.get(option, 0) + delta
         self.version = next(self._versions)

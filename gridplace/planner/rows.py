@@ -186,6 +186,44 @@ class RowsAt:
         return True
 
 
+class RowLists:
+    """``RowsAt``'s activities and bounds as plain lists, and each variable's entries as (row,
+    coefficient) pairs (``known_only``: without the rows ``RowsAt`` leaves alone), for local
+    searches whose every step touches a handful of rows, where numpy's per-call cost dominates
+    (``swaps``, ``failover_repair``). Changes are summed per row first (``add``), checked
+    (``within``) and then applied (``shift``)."""
+
+    def __init__(self, at: RowsAt, known_only: bool = False) -> None:
+        self.at, self.known_only = at, known_only
+        self.activity = at.activity.tolist()
+        self.low, self.high = at.low.tolist(), at.high.tolist()
+        self._pairs: dict[int, list[tuple[int, int]]] = {}
+
+    def pairs(self, ref: int) -> list[tuple[int, int]]:
+        found = self._pairs.get(ref)
+        if found is None:
+            rows, coeffs = self.at.entries(ref)
+            if self.known_only:
+                known = ~self.at.unknown[rows]
+                rows, coeffs = rows[known], coeffs[known]
+            found = self._pairs[ref] = list(zip(rows.tolist(), coeffs.tolist(), strict=True))
+        return found
+
+    def add(self, deltas: dict[int, int], ref: int, delta: int) -> None:
+        """Add ``delta`` units of variable ``ref`` to ``deltas`` (per row)."""
+        for row, coeff in self.pairs(ref):
+            deltas[row] = deltas.get(row, 0) + coeff * delta
+
+    def within(self, deltas: dict[int, int]) -> bool:
+        """Whether every row ``deltas`` touches stays within its bounds with them."""
+        activity, low, high = self.activity, self.low, self.high
+        return all(low[r] <= activity[r] + d <= high[r] for r, d in deltas.items())
+
+    def shift(self, deltas: dict[int, int]) -> None:
+        for row, delta in deltas.items():
+            self.activity[row] += delta
+
+
 def drop_spare(
     pm: PlacementModel, values: dict[int, int], options: list[tuple[int, int]]
 ) -> dict[int, int]:

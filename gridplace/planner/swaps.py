@@ -24,41 +24,27 @@ from collections.abc import Callable
 
 from gridplace.planner.model import PlacementModel
 from gridplace.planner.objectives import scaled_cost
-from gridplace.planner.rows import IntArray, RowsAt, as_array
+from gridplace.planner.rows import IntArray, RowLists, RowsAt, as_array
 from gridplace.planner.windows import VariableValues
 
 
-class _Counters:
+class _Counters(RowLists):
     """An N+1 model's counters beside a replica variable (by proto index): its option's
     ``per_node`` and its workload's ``worst_loss``, lowered by a move as far as their rows
-    allow and raised as far as they need (``model.failover``). Plain lists, as in
-    ``failover_repair.HardRows``: a move touches a handful of rows."""
+    allow and raised as far as they need (``model.failover``)."""
 
     def __init__(self, pm: PlacementModel, rows: RowsAt, values: IntArray) -> None:
-        self.rows, self.values = rows, values
-        self.activity = rows.activity.tolist()
-        self.low, self.high = rows.low.tolist(), rows.high.tolist()
+        super().__init__(rows)
+        self.values = values
         self.of: dict[int, tuple[int, ...]] = {}
         for option in pm.problem.options:
             pair = (pm.per_node.get(option.index), pm.worst_loss.get(option.workload))
             self.of[pm.x[option.index].index] = tuple(v.index for v in pair if v is not None)
-        self._entries: dict[int, list[tuple[int, int]]] = {}
-
-    def entries(self, ref: int) -> list[tuple[int, int]]:
-        found = self._entries.get(ref)
-        if found is None:
-            rows, coeffs = self.rows.entries(ref)
-            found = self._entries[ref] = list(zip(rows.tolist(), coeffs.tolist(), strict=True))
-        return found
-
-    def _add(self, deltas: dict[int, int], ref: int, delta: int) -> None:
-        for row, coeff in self.entries(ref):
-            deltas[row] = deltas.get(row, 0) + coeff * delta
 
     def _need(self, ref: int, deltas: dict[int, int]) -> int:
         """How much ``ref`` must rise for its rows to hold after ``deltas`` (0: they hold)."""
         need = 0
-        for row, coeff in self.entries(ref):
+        for row, coeff in self.pairs(ref):
             at = self.activity[row] + deltas.get(row, 0)
             if at < self.low[row] and coeff > 0:
                 need = max(need, -((at - self.low[row]) // coeff))
@@ -77,21 +63,20 @@ class _Counters:
         change = [(ref, -counts[0]), (other, counts[1])]
         deltas: dict[int, int] = {}
         for var, delta in change:
-            self._add(deltas, var, delta)
+            self.add(deltas, var, delta)
         for counter in self.of[ref]:  # first: the workload's ``worst_loss`` may fall with it
             spare = self._spare(counter, deltas)
             if spare:
                 change.append((counter, -spare))
-                self._add(deltas, counter, -spare)
+                self.add(deltas, counter, -spare)
         for counter in self.of[other]:
             need = self._need(counter, deltas)
             if need:
                 if self.values[counter] + need > upper(counter):
                     return False
                 change.append((counter, need))
-                self._add(deltas, counter, need)
-        activity, low, high = self.activity, self.low, self.high
-        if any(not low[r] <= activity[r] + d <= high[r] for r, d in deltas.items()):
+                self.add(deltas, counter, need)
+        if not self.within(deltas):
             return False
         self._apply(change, deltas)
         return True
@@ -100,7 +85,7 @@ class _Counters:
         """How far ``ref`` may fall with its rows holding after ``deltas`` (0 where one of
         them does not hold)."""
         steps = int(self.values[ref])
-        for row, coeff in self.entries(ref):
+        for row, coeff in self.pairs(ref):
             at = self.activity[row] + deltas.get(row, 0)
             if coeff > 0:
                 steps = min(steps, (at - self.low[row]) // coeff)
@@ -109,14 +94,13 @@ class _Counters:
         return max(steps, 0)
 
     def _apply(self, change: list[tuple[int, int]], deltas: dict[int, int]) -> None:
-        for row, delta in deltas.items():
-            self.activity[row] += delta
+        self.shift(deltas)
         for var, delta in change:
             self.values[var] += delta
 
     def sync(self) -> None:
         """Write the activities back to ``rows`` (for its final check)."""
-        self.rows.activity[:] = self.activity
+        self.at.activity[:] = self.activity
 
 
 def _move_down(
