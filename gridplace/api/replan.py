@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gridplace.api.bodies import reparse
-from gridplace.api.grid import GridView, counts_silent, judge
+from gridplace.api.grid import GridView, counts_silent
 from gridplace.api.metrics import Metrics
 from gridplace.api.service import (
     CALIBRATION_WINDOWS,
@@ -288,9 +288,7 @@ class Replanner:
         reasons: list[str] = []
         if names:
             records = service.store.nodes_named(names)
-            grace_s, fraction = settings.heartbeat_grace_s, settings.mass_silence_fraction
-            population = (len(silent), len(pulses))
-            view = judge(records, judged.now, service.started_at, grace_s, fraction, population)
+            view = service.judge(records, judged.now, (len(silent), len(pulses)))
             registered = {pulse.name for pulse in pulses}
             reasons = detect_changes(latest, view, settings.derate_threshold, registered)
         return reasons + self._calibration_changes(latest)

@@ -128,13 +128,7 @@ class PlanService:
         collector waits meanwhile (``collector.paused``; a caller that keeps the grid while it
         solves keeps the collector paused until the grid is freed)."""
         with collector.paused():
-            return judge(
-                self.store.nodes(),
-                self.clock(),
-                self.started_at,
-                self.settings.heartbeat_grace_s,
-                self.settings.mass_silence_fraction,
-            )
+            return self.judge(self.store.nodes(), self.clock())
 
     def pulses(self) -> Pulses:
         """Every node's pulse judged now as ``grid()`` judges the nodes (silence, a mass
@@ -157,7 +151,7 @@ class PlanService:
         now = self.clock()
         # Only a silent node needs to know whether the whole grid went quiet.
         silent = seconds_silent(record, now, self.started_at) > self.settings.heartbeat_grace_s
-        return self._judge([record], now, self._population(now) if silent else None).nodes[0]
+        return self.judge([record], now, self._population(now) if silent else None).nodes[0]
 
     def nodes_page(self, limit: int, offset: int, after: str | None) -> tuple[list[NodeView], int]:
         """A page of nodes by name judged as ``grid()`` judges them, and how many there are:
@@ -165,7 +159,7 @@ class PlanService:
         now = self.clock()
         population = self._population(now)
         records = self.store.nodes(limit=limit, offset=offset, after=after)
-        return self._judge(records, now, population).nodes, population[1]
+        return self.judge(records, now, population).nodes, population[1]
 
     def _population(self, now: datetime) -> tuple[int, int]:
         """(silent nodes, all nodes) at ``now``: silence counts from the server's start."""
@@ -174,9 +168,11 @@ class PlanService:
             return 0, self.store.node_count()
         return self.store.quiet_count(cutoff)
 
-    def _judge(
-        self, records: list[NodeRecord], now: datetime, population: tuple[int, int] | None
+    def judge(
+        self, records: list[NodeRecord], now: datetime, population: tuple[int, int] | None = None
     ) -> GridView:
+        """``records`` judged at ``now`` with this server's grace period and start
+        (``grid.judge``; ``population``: (silent, all) nodes when ``records`` are not all)."""
         settings = self.settings
         return judge(
             records,
