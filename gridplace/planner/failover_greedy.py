@@ -136,16 +136,13 @@ class Shortfall:
         self.counts[option.index] += 1
 
 
-def failover_greedy(problem: Problem, booking: Booking | None = None) -> dict[int, int]:
+def failover_greedy(problem: Problem) -> dict[int, int]:
     """Replicas per option, booked by what they take off the first objective per priced pool
     share (module docstring); then replicas up to ``replicas.min`` where that is short."""
-    booking = booking or Booking(problem)
+    booking = Booking(problem)
     prices = pool_prices(problem)
     price = {o.index: pool_share(problem, o) * prices[o.pool] for o in problem.options}
     states = {w.index: Shortfall(problem, w) for w in problem.workloads}
-    for index, count in booking.counts.items():  # replicas booked before count first
-        for _ in range(count):
-            states[problem.options[index].workload].add(problem.options[index])
     blocked: dict[int, set[int]] = defaultdict(set)
     heap: list[tuple[float, float, int, int, int]] = []
 
